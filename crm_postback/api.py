@@ -1,0 +1,119 @@
+"""The Python API for lead-routing systems.
+
+    from crm_postback.api import enqueue_trigger
+    enqueue_trigger({
+        "type": "lead.sold", "lead_id": "L-1001", "event_set": "acme-crm",
+        "occurred_at": "2026-11-21T10:00:00Z", "attributes": {"value": 42.5, "currency": "USD"},
+    })
+
+Each call validates, hashes match keys, stores the trigger and commits; only then is a Celery
+task queued. If the broker is down the trigger is still stored and the sweeper sends it later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from crm_postback.errors import FieldError, InputRejected
+from crm_postback.intake import AcceptedTrigger, accept_trigger
+from crm_postback.leads import hash_match_keys, upsert_lead
+from crm_postback.schemas import LeadUpsert, TriggerIn, parse_trigger
+from crm_postback.settings import get_settings
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AcceptedTrigger",
+    "BatchItem",
+    "InputRejected",
+    "enqueue_trigger",
+    "enqueue_triggers",
+    "upsert_lead_keys",
+]
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    index: int
+    accepted: AcceptedTrigger | None
+    errors: list[FieldError]
+
+
+def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
+    try:
+        return parse_trigger(trigger)
+    except ValidationError as error:
+        raise InputRejected.from_validation(error) from None
+
+
+def enqueue_trigger(trigger: TriggerIn | Mapping[str, Any]) -> AcceptedTrigger:
+    """Stores one trigger and queues it. Raises InputRejected naming each bad field."""
+    return _enqueue_valid([_validated(trigger)])[0]
+
+
+def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[BatchItem]:
+    """Stores a batch in one transaction and queues one task; bad items do not stop good ones."""
+    items: list[BatchItem] = []
+    valid: list[tuple[int, TriggerIn]] = []
+    for index, trigger in enumerate(triggers):
+        try:
+            valid.append((index, _validated(trigger)))
+        except InputRejected as rejected:
+            items.append(BatchItem(index, None, rejected.errors))
+    settings = get_settings()
+    accepted: list[tuple[int, AcceptedTrigger]] = []
+    with session_scope() as session:
+        for index, trigger in valid:
+            try:
+                with session.begin_nested():
+                    accepted.append((index, accept_trigger(session, trigger, settings)))
+            except InputRejected as rejected:
+                items.append(BatchItem(index, None, rejected.errors))
+        session.commit()
+    _dispatch([a.trigger_id for _, a in accepted if not a.duplicate])
+    items.extend(BatchItem(index, a, []) for index, a in accepted)
+    return sorted(items, key=lambda item: item.index)
+
+
+def _enqueue_valid(triggers: list[TriggerIn]) -> list[AcceptedTrigger]:
+    settings = get_settings()
+    with session_scope() as session:
+        accepted = [accept_trigger(session, trigger, settings) for trigger in triggers]
+        session.commit()
+    _dispatch([a.trigger_id for a in accepted if not a.duplicate])
+    return accepted
+
+
+def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:
+    """Adds or merges a lead's match keys without a trigger (e.g. the ttclid arrives later)."""
+    try:
+        upsert = LeadUpsert.model_validate({"lead_id": lead_id, "match_keys": match_keys})
+    except ValidationError as error:
+        raise InputRejected.from_validation(error) from None
+    settings = get_settings()
+    keys = hash_match_keys(upsert.match_keys, settings.default_phone_region)
+    with session_scope() as session:
+        upsert_lead(session, upsert.lead_id, keys)
+        session.commit()
+    # Triggers waiting for this lead are picked up by the next sweep.
+
+
+def _dispatch(trigger_ids: list[int]) -> None:
+    if not trigger_ids:
+        return
+    from worker.tasks import process_triggers
+
+    try:
+        process_triggers.delay(trigger_ids)
+    except Exception as error:  # the broker is down: the committed rows are the source of truth
+        log.warning(
+            "broker unavailable (%s); %d stored trigger(s) will be sent by the sweeper",
+            type(error).__name__,
+            len(trigger_ids),
+        )

@@ -1,0 +1,106 @@
+"""Lead match keys: hashed at the door, merged into what we already know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crm_postback.errors import FieldError, InputRejected
+from crm_postback.privacy import MatchKeyError, hash_email, hash_external_id, hash_phone
+from crm_postback.schemas import MAX_KEYS_PER_KIND, MatchKeys
+from models import Lead
+
+
+@dataclass
+class HashedKeys:
+    """Match keys as they may be stored: email/phone/external id only as SHA-256 hex."""
+
+    ttclid: str | None = None
+    ttp: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    tiktok_lead_id: str | None = None
+    email_hashes: list[str] = field(default_factory=list)
+    phone_hashes: list[str] = field(default_factory=list)
+    external_id_hashes: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not any(vars(self).values())
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else value
+    return [v for v in values if v.strip()]
+
+
+def hash_match_keys(
+    keys: MatchKeys, default_region: str, prefix: str = "match_keys."
+) -> HashedKeys:
+    """Raises InputRejected naming each bad key; the raw values are dropped here."""
+    errors: list[FieldError] = []
+    hashed = HashedKeys(
+        ttclid=(keys.ttclid or "").strip() or None,
+        ttp=(keys.ttp or "").strip() or None,
+        ip=keys.ip,
+        user_agent=(keys.user_agent or "").strip() or None,
+        tiktok_lead_id=keys.tiktok_lead_id,
+    )
+    hashers = {
+        "email": hash_email,
+        "phone": lambda raw: hash_phone(raw, default_region),
+        "external_id": hash_external_id,
+    }
+    for name, hasher in hashers.items():
+        target: list[str] = getattr(hashed, f"{name}_hashes")
+        for index, raw in enumerate(_as_list(getattr(keys, name))):
+            try:
+                digest = hasher(raw)
+            except MatchKeyError as error:
+                where = name if isinstance(getattr(keys, name), str) else f"{name}.{index}"
+                errors.append(FieldError(f"{prefix}{where}", error.reason))
+                continue
+            if digest not in target:
+                target.append(digest)
+    if errors:
+        raise InputRejected(errors)
+    return hashed
+
+
+def _merge_list(current: list[str], new: list[str]) -> list[str]:
+    merged = [digest for digest in current if digest not in new] + new
+    return merged[-MAX_KEYS_PER_KIND:]
+
+
+def merge_keys(lead: Lead, keys: HashedKeys) -> None:
+    """Newer scalar keys replace older ones; hashes accumulate (newest kept, at most five)."""
+    for name in ("ttclid", "ttp", "ip", "user_agent", "tiktok_lead_id"):
+        value = getattr(keys, name)
+        if value:
+            setattr(lead, name, value)
+    for name in ("email_hashes", "phone_hashes", "external_id_hashes"):
+        new = getattr(keys, name)
+        if new:
+            setattr(lead, name, _merge_list(list(getattr(lead, name) or []), new))
+
+
+def upsert_lead(session: Session, lead_ref: str, keys: HashedKeys) -> Lead:
+    lead = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref))
+    if lead is None:
+        try:
+            with session.begin_nested():
+                lead = Lead(
+                    lead_ref=lead_ref, email_hashes=[], phone_hashes=[], external_id_hashes=[]
+                )
+                merge_keys(lead, keys)
+                session.add(lead)
+            return lead
+        except IntegrityError:
+            # Another process inserted the same lead first; merge into theirs.
+            lead = session.scalars(select(Lead).where(Lead.lead_ref == lead_ref)).one()
+    merge_keys(lead, keys)
+    return lead

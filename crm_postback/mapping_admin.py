@@ -1,0 +1,135 @@
+"""Mapping administration (no commit here; callers commit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_postback.errors import InputRejected
+from mappings.rules import Condition, PropertyRules
+from mappings.validation import MappingError, validate_event_name, validate_trigger_type
+from models import EventSet, Mapping
+
+
+def _checked(
+    trigger_type: str,
+    event_name: str,
+    conditions: list[Condition] | list[dict[str, Any]],
+    properties: PropertyRules | dict[str, Any],
+) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
+    try:
+        trigger_type = validate_trigger_type(trigger_type)
+        event_name = validate_event_name(event_name)
+    except MappingError as error:
+        raise InputRejected.one(error.field, error.reason) from None
+    try:
+        parsed_conditions = [
+            c if isinstance(c, Condition) else Condition.model_validate(c) for c in conditions
+        ]
+        rules = (
+            properties
+            if isinstance(properties, PropertyRules)
+            else PropertyRules.model_validate(properties)
+        )
+    except ValidationError as error:
+        raise InputRejected.from_validation(error) from None
+    return (
+        trigger_type,
+        event_name,
+        [c.model_dump(exclude_none=False) for c in parsed_conditions],
+        rules.model_dump(exclude_defaults=True),
+    )
+
+
+def add_mapping(
+    session: Session,
+    event_set: EventSet,
+    *,
+    trigger_type: str,
+    event_name: str,
+    conditions: list[Condition] | list[dict[str, Any]] = (),  # type: ignore[assignment]
+    properties: PropertyRules | dict[str, Any] | None = None,
+    enabled: bool = True,
+) -> Mapping:
+    trigger_type, event_name, checked_conditions, rules = _checked(
+        trigger_type, event_name, list(conditions), properties or {}
+    )
+    mapping = Mapping(
+        event_set_id=event_set.id,
+        trigger_type=trigger_type,
+        event_name=event_name,
+        conditions=checked_conditions,
+        properties=rules,
+        enabled=enabled,
+        version=1,
+    )
+    session.add(mapping)
+    session.flush()
+    return mapping
+
+
+def update_mapping(
+    session: Session,
+    mapping: Mapping,
+    *,
+    trigger_type: str | None = None,
+    event_name: str | None = None,
+    conditions: list[Condition] | list[dict[str, Any]] | None = None,
+    properties: PropertyRules | dict[str, Any] | None = None,
+    enabled: bool | None = None,
+) -> Mapping:
+    checked = _checked(
+        trigger_type or mapping.trigger_type,
+        event_name or mapping.event_name,
+        list(conditions) if conditions is not None else mapping.conditions,
+        properties if properties is not None else mapping.properties,
+    )
+    mapping.trigger_type, mapping.event_name, mapping.conditions, mapping.properties = checked
+    if enabled is not None:
+        mapping.enabled = enabled
+    mapping.version += 1
+    session.flush()
+    return mapping
+
+
+def get_mapping(session: Session, mapping_id: int) -> Mapping:
+    mapping = session.get(Mapping, mapping_id)
+    if mapping is None:
+        raise InputRejected.one("mapping_id", f"no mapping {mapping_id}")
+    return mapping
+
+
+def list_mappings(session: Session, event_set: EventSet) -> list[Mapping]:
+    return list(
+        session.scalars(
+            select(Mapping)
+            .where(Mapping.event_set_id == event_set.id)
+            .order_by(Mapping.trigger_type, Mapping.id)
+        )
+    )
+
+
+def describe_mapping(mapping: Mapping) -> str:
+    conditions = " and ".join(Condition.model_validate(c).describe() for c in mapping.conditions)
+    rules = PropertyRules.model_validate(mapping.properties)
+    parts = [f"{mapping.trigger_type} -> {mapping.event_name}"]
+    if conditions:
+        parts.append(f"when {conditions}")
+    props = []
+    if rules.value_from:
+        props.append(f"value<-{rules.value_from}")
+    if rules.value is not None:
+        props.append(f"value={rules.value:g}")
+    if rules.currency:
+        props.append(f"currency={rules.currency}")
+    elif rules.currency_from:
+        props.append(f"currency<-{rules.currency_from}")
+    if rules.order_id_from:
+        props.append(f"order_id<-{rules.order_id_from}")
+    if rules.content_type:
+        props.append(f"content_type={rules.content_type}")
+    parts.append("[" + ", ".join(props) + "]")
+    return " ".join(parts)

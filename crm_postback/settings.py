@@ -1,0 +1,98 @@
+"""All configuration in one typed object, read from the environment (and an optional .env)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".postback")
+DEFAULT_RETRY_SCHEDULE = (10, 60, 300, 1800, 7200, 21600, 43200)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    postback_data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="Where the embedded defaults keep the SQLite file, broker folder and key.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL; empty means SQLite in the data dir. "
+        "postgres:// and postgresql:// are rewritten to postgresql+psycopg://.",
+    )
+    broker_url: str = Field(
+        "filesystem://",
+        description="Celery broker; filesystem:// keeps messages in the data dir.",
+    )
+    tiktok_api_base_url: str = Field(
+        "https://business-api.tiktok.com",
+        description="Events API host; point it at `postback simulate-tiktok` for local runs.",
+    )
+    token_encryption_key: str = Field(
+        "",
+        description="Fernet key for access tokens at rest; empty means a key file in the data dir.",
+    )
+    default_phone_region: str = Field(
+        "US",
+        description="Region used to read phone numbers written without a +country code.",
+    )
+    http_connect_timeout_seconds: float = 3.05
+    http_read_timeout_seconds: float = 10.0
+    retry_schedule_seconds: tuple[int, ...] = Field(
+        DEFAULT_RETRY_SCHEDULE,
+        description="Delay before each retry; after the last the postback is dead.",
+    )
+    retry_jitter_ratio: float = Field(0.2, ge=0, le=1)
+    sweep_interval_seconds: float = Field(10.0, gt=0)
+    sweep_batch_size: int = Field(1000, gt=0, le=1000)
+    dispatch_lease_seconds: int = Field(
+        120, gt=0, description="How long a queued or in-flight postback is reserved."
+    )
+    lead_wait_seconds: int = Field(
+        3600, ge=0, description="How long a trigger for an unknown lead waits for that lead."
+    )
+    max_event_age_days: float = Field(7.0, gt=0)
+    max_attribute_bytes: int = Field(16_384, gt=0)
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, value: str) -> str:
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.postback_data_dir / 'postback.db').resolve()}"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.postback_data_dir / "broker").resolve()
+
+    @property
+    def http_timeout(self) -> tuple[float, float]:
+        return (self.http_connect_timeout_seconds, self.http_read_timeout_seconds)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Trigger-to-event resolution, the standard event catalogue, and mapping validation."""

@@ -1,0 +1,127 @@
+"""Trigger -> TikTok events: which mappings match, and the properties each produces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mappings.catalogue import SUPPORTED_CURRENCIES
+from mappings.rules import Condition, PropertyRules, as_number
+
+
+class MappingRecord(Protocol):
+    id: int
+    trigger_type: str
+    event_name: str
+    conditions: list[dict[str, Any]]
+    properties: dict[str, Any]
+    enabled: bool
+    version: int
+
+
+@dataclass(frozen=True)
+class CompiledMapping:
+    id: int
+    version: int
+    trigger_type: str
+    event_name: str
+    conditions: tuple[Condition, ...]
+    rules: PropertyRules
+
+    @classmethod
+    def from_record(cls, record: MappingRecord) -> CompiledMapping:
+        return cls(
+            id=record.id,
+            version=record.version,
+            trigger_type=record.trigger_type,
+            event_name=record.event_name,
+            conditions=tuple(Condition.model_validate(c) for c in record.conditions),
+            rules=PropertyRules.model_validate(record.properties or {}),
+        )
+
+    def matches(self, trigger_type: str, attributes: dict[str, Any]) -> bool:
+        return trigger_type == self.trigger_type and all(
+            condition.matches(attributes) for condition in self.conditions
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedEvent:
+    mapping_id: int
+    mapping_version: int
+    event_name: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # set when the trigger's attributes cannot fill the properties
+
+
+def compile_mappings(records: Iterable[MappingRecord]) -> list[CompiledMapping]:
+    return [
+        CompiledMapping.from_record(r) for r in sorted(records, key=lambda r: r.id) if r.enabled
+    ]
+
+
+def resolve(
+    trigger_type: str,
+    attributes: dict[str, Any],
+    mappings: Sequence[CompiledMapping],
+    default_currency: str | None = None,
+) -> list[ResolvedEvent]:
+    """Every matching mapping gives one event; the first mapping wins for a repeated name."""
+    resolved: dict[str, ResolvedEvent] = {}
+    for mapping in mappings:
+        if mapping.event_name in resolved or not mapping.matches(trigger_type, attributes):
+            continue
+        try:
+            properties = build_properties(mapping.rules, attributes, default_currency)
+            error = None
+        except ValueError as exc:
+            properties, error = {}, str(exc)
+        resolved[mapping.event_name] = ResolvedEvent(
+            mapping_id=mapping.id,
+            mapping_version=mapping.version,
+            event_name=mapping.event_name,
+            properties=properties,
+            error=error,
+        )
+    return list(resolved.values())
+
+
+def build_properties(
+    rules: PropertyRules, attributes: dict[str, Any], default_currency: str | None
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    value: float | None = rules.value
+    if rules.value_from and attributes.get(rules.value_from) is not None:
+        value = as_number(attributes[rules.value_from])
+        if value is None:
+            raise ValueError(f"attributes.{rules.value_from}: not a number")
+    if value is not None:
+        properties["value"] = value
+        properties["currency"] = _currency(rules, attributes, default_currency)
+
+    if rules.order_id_from and attributes.get(rules.order_id_from) is not None:
+        properties["order_id"] = str(attributes[rules.order_id_from])
+    if rules.content_type:
+        properties["content_type"] = rules.content_type
+    if rules.description:
+        properties["description"] = rules.description
+    return properties
+
+
+def _currency(rules: PropertyRules, attributes: dict[str, Any], default: str | None) -> str:
+    if rules.currency:
+        return rules.currency
+    if rules.currency_from and attributes.get(rules.currency_from):
+        currency = str(attributes[rules.currency_from]).upper()
+        if currency not in SUPPORTED_CURRENCIES:
+            raise ValueError(
+                f"attributes.{rules.currency_from}: {currency!r} is not a currency TikTok supports"
+            )
+        return currency
+    if default:
+        return default
+    raise ValueError(
+        "properties.currency: a value needs a currency; set one on the mapping, "
+        "the event set, or send attributes.currency"
+    )

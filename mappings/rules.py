@@ -1,0 +1,153 @@
+"""What an admin writes in a mapping: conditions on trigger attributes and property rules."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mappings.catalogue import CONTENT_TYPES, SUPPORTED_CURRENCIES
+
+Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists"]
+NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
+ATTRIBUTE_NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
+Scalar = str | int | float | bool | None
+
+
+def as_number(value: object) -> float | None:
+    """A number, or a numeric string; None for anything else (bools are not numbers here)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attribute: str = Field(pattern=ATTRIBUTE_NAME)
+    op: Operator
+    value: Scalar | list[Scalar] = None
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> Condition:
+        if self.op in NUMERIC_OPERATORS and as_number(self.value) is None:
+            raise ValueError(f"'{self.op}' compares numbers; {self.value!r} is not a number")
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"'{self.op}' needs a list of values")
+        return self
+
+    def matches(self, attributes: dict[str, Any]) -> bool:
+        present = self.attribute in attributes and attributes[self.attribute] is not None
+        actual = attributes.get(self.attribute)
+        if self.op == "exists":
+            return present
+        if self.op in NUMERIC_OPERATORS:
+            left, right = as_number(actual), as_number(self.value)
+            if left is None or right is None:
+                return False
+            return {
+                "gt": left > right,
+                "gte": left >= right,
+                "lt": left < right,
+                "lte": left <= right,
+            }[self.op]
+        if self.op == "eq":
+            return present and _same(actual, self.value)
+        if self.op == "ne":
+            return not (present and _same(actual, self.value))
+        options = self.value if isinstance(self.value, list) else [self.value]
+        found = present and any(_same(actual, option) for option in options)
+        return found if self.op == "in" else not found
+
+    def describe(self) -> str:
+        symbol = {
+            "eq": "==",
+            "ne": "!=",
+            "gt": ">",
+            "gte": ">=",
+            "lt": "<",
+            "lte": "<=",
+            "in": "in",
+            "not_in": "not in",
+        }
+        if self.op == "exists":
+            return f"{self.attribute} exists"
+        return f"{self.attribute} {symbol[self.op]} {json.dumps(self.value)}"
+
+
+def _same(actual: object, expected: object) -> bool:
+    left, right = as_number(actual), as_number(expected)
+    if left is not None and right is not None and not isinstance(actual, str | bool):
+        return left == right
+    return str(actual) == str(expected)
+
+
+_CONDITION_TEXT = re.compile(
+    r"^\s*(?P<attr>[A-Za-z_][A-Za-z0-9_.\-]*)\s*"
+    r"(?P<op>==|!=|>=|<=|>|<|\bnot\s+in\b|\bin\b|\bexists\b)\s*(?P<value>.*?)\s*$"
+)
+_TEXT_OPERATORS = {
+    "==": "eq",
+    "!=": "ne",
+    ">=": "gte",
+    "<=": "lte",
+    ">": "gt",
+    "<": "lt",
+    "in": "in",
+    "exists": "exists",
+}
+
+
+def parse_condition(text: str) -> Condition:
+    """`buyer_id == "B17"`, `value >= 50`, `state in ["CA","NY"]`, `offer_id exists`."""
+    match = _CONDITION_TEXT.match(text)
+    if not match:
+        raise ValueError(
+            f"condition {text!r}: expected '<attribute> <op> <value>' with op one of "
+            "==, !=, >, >=, <, <=, in, not in, exists"
+        )
+    op_text = re.sub(r"\s+", " ", match["op"])
+    op = "not_in" if op_text == "not in" else _TEXT_OPERATORS[op_text]
+    raw_value = match["value"]
+    value: Any = None
+    if op != "exists":
+        if not raw_value:
+            raise ValueError(f"condition {text!r}: missing value after '{op_text}'")
+        try:
+            value = json.loads(raw_value)
+        except json.JSONDecodeError:
+            value = raw_value
+    return Condition(attribute=match["attr"], op=op, value=value)
+
+
+class PropertyRules(BaseModel):
+    """How `properties` is filled. Attribute names refer to the trigger's attributes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value_from: str | None = Field("value", pattern=ATTRIBUTE_NAME)
+    value: float | None = Field(None, description="A fixed value, used when value_from is absent")
+    currency: str | None = Field(None, description="A fixed currency, overriding the trigger's")
+    currency_from: str | None = Field("currency", pattern=ATTRIBUTE_NAME)
+    order_id_from: str | None = Field(None, pattern=ATTRIBUTE_NAME)
+    content_type: str | None = None
+    description: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _known_codes(self) -> PropertyRules:
+        if self.currency is not None:
+            self.currency = self.currency.upper()
+            if self.currency not in SUPPORTED_CURRENCIES:
+                raise ValueError(f"currency {self.currency!r} is not one TikTok supports")
+        if self.content_type is not None and self.content_type not in CONTENT_TYPES:
+            raise ValueError(f"content_type must be one of {sorted(CONTENT_TYPES)}")
+        return self

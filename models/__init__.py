@@ -1,0 +1,24 @@
+"""SQLAlchemy 2 models, sessions and Alembic migrations."""
+
+from models.base import Base, utcnow
+from models.event_sets import EventSet, EventSetKind, EventSetStatus
+from models.leads import Lead
+from models.mappings import Mapping
+from models.postbacks import FINAL_STATUSES, DeliveryAttempt, Postback, PostbackStatus
+from models.triggers import Trigger, TriggerStatus
+
+__all__ = [
+    "FINAL_STATUSES",
+    "Base",
+    "DeliveryAttempt",
+    "EventSet",
+    "EventSetKind",
+    "EventSetStatus",
+    "Lead",
+    "Mapping",
+    "Postback",
+    "PostbackStatus",
+    "Trigger",
+    "TriggerStatus",
+    "utcnow",
+]

@@ -1,0 +1,74 @@
+"""Engine and sessions: one engine per process, sessions opened by tasks and commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from crm_postback.settings import get_settings
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the worker write while the CLI or web process reads.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def build_engine(url: str, *, one_shot: bool = False) -> Engine:
+    """`one_shot` engines keep no pool: migrations and short CLI runs."""
+    pooling: dict[str, Any] = {"poolclass": NullPool} if one_shot else {}
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **pooling)
+        event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    if not one_shot:
+        pooling = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    return create_engine(url, **pooling)
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    settings = get_settings()
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.postback_data_dir.mkdir(parents=True, exist_ok=True)
+    return build_engine(settings.effective_database_url)
+
+
+@lru_cache(maxsize=1)
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session that rolls back on error and always closes; the caller commits."""
+    session = _session_factory()()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def reset_engine() -> None:
+    """Forget the engine (after fork, or when tests change settings)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)
+    get_engine.cache_clear()
+    _session_factory.cache_clear()
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

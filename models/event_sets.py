@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class EventSetKind(StrEnum):
+    CRM = "crm"  # TikTok CRM event set: event_source "crm"
+    WEB = "web"  # TikTok Pixel, for advertisers without a CRM event set: event_source "web"
+
+
+class EventSetStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class EventSet(Base):
+    """One advertiser destination: a CRM event set (or a Pixel) and its access token."""
+
+    __tablename__ = "event_sets"
+    __table_args__ = (UniqueConstraint("kind", "source_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(8), default=EventSetKind.CRM)
+    source_id: Mapped[str] = mapped_column(String(64))
+    advertiser_id: Mapped[str | None] = mapped_column(String(64))
+    # Fernet ciphertext, or an "env:NAME" reference; never the token itself.
+    sealed_token: Mapped[str] = mapped_column(Text)
+    test_event_code: Mapped[str | None] = mapped_column(String(64))
+    lead_event_source: Mapped[str] = mapped_column(String(64), default="crm-postback")
+    default_currency: Mapped[str | None] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default=EventSetStatus.ACTIVE)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    @property
+    def event_source(self) -> str:
+        return "crm" if self.kind == EventSetKind.CRM else "web"

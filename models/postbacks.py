@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
+
+
+class PostbackStatus(StrEnum):
+    PENDING = "pending"  # due now
+    SENDING = "sending"  # claimed by a worker until lease_until
+    RETRYING = "retrying"  # last attempt failed; due again at next_attempt_at
+    DELIVERED = "delivered"  # TikTok answered code 0
+    FAILED = "failed"  # final: TikTok rejected the event, or it cannot be built
+    DEAD = "dead"  # final: the retry ladder is exhausted
+    EXPIRED = "expired"  # final: older than the configured event age limit
+    UNMAPPED = "unmapped"  # no mapping matched the trigger; nothing to send
+
+
+FINAL_STATUSES = frozenset(
+    {
+        PostbackStatus.DELIVERED,
+        PostbackStatus.FAILED,
+        PostbackStatus.DEAD,
+        PostbackStatus.EXPIRED,
+        PostbackStatus.UNMAPPED,
+    }
+)
+WAITING_STATUSES = frozenset({PostbackStatus.PENDING, PostbackStatus.RETRYING})
+
+
+class Postback(Base):
+    """Outbox row: one TikTok event to send, and everything needed to explain it afterwards."""
+
+    __tablename__ = "postbacks"
+    __table_args__ = (
+        UniqueConstraint("event_set_id", "event_id"),
+        Index("ix_postbacks_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    trigger_id: Mapped[int] = mapped_column(
+        ForeignKey("triggers.id", ondelete="CASCADE"), index=True
+    )
+    event_set_id: Mapped[int] = mapped_column(ForeignKey("event_sets.id", ondelete="CASCADE"))
+    lead_ref: Mapped[str] = mapped_column(String(128), index=True)
+    mapping_id: Mapped[int | None] = mapped_column(ForeignKey("mappings.id", ondelete="SET NULL"))
+    mapping_version: Mapped[int | None] = mapped_column(Integer)
+    event_name: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=PostbackStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The data[] item exactly as sent (hashes only); the envelope comes from the event set.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    last_http_status: Mapped[int | None] = mapped_column(Integer)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_message: Mapped[str | None] = mapped_column(Text)
+    last_request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeliveryAttempt(Base):
+    """One try at sending one postback: what TikTok (or the network) answered."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    postback_id: Mapped[int] = mapped_column(
+        ForeignKey("postbacks.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    batch_size: Mapped[int] = mapped_column(Integer, default=1)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)

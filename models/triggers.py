@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
+
+
+class TriggerStatus(StrEnum):
+    RECEIVED = "received"  # stored, not yet resolved by a worker
+    WAITING_FOR_LEAD = "waiting_for_lead"  # names a lead we have not seen yet
+    RESOLVED = "resolved"  # postbacks created
+    UNMAPPED = "unmapped"  # no mapping matched: visible, not retried
+    FAILED = "failed"  # cannot be resolved; `error` says why
+
+
+class Trigger(Base):
+    """A lifecycle change reported by the routing system, as accepted."""
+
+    __tablename__ = "triggers"
+    __table_args__ = (
+        UniqueConstraint("event_set_id", "idempotency_key"),
+        Index("ix_triggers_status_received_at", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    event_set_id: Mapped[int] = mapped_column(ForeignKey("event_sets.id", ondelete="CASCADE"))
+    lead_ref: Mapped[str] = mapped_column(String(128), index=True)
+    trigger_type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=TriggerStatus.RECEIVED)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

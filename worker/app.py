@@ -1,0 +1,74 @@
+"""The Celery app. At-least-once settings per shared/reference/reliability-and-style.md A1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init
+
+from crm_postback.logging_setup import configure_logging
+from crm_postback.settings import Settings, get_settings
+from models.db import reset_engine
+
+# Longer than any task may run (time limit 120 s), so Redis never re-delivers a running task.
+VISIBILITY_TIMEOUT_SECONDS = 900
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker_url.startswith("filesystem://"):
+        folder = settings.broker_folder
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+        }
+    return {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("crm_postback", include=["worker.tasks"])
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=120,
+        task_soft_time_limit=100,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        # Fail fast when the broker is down: the outbox row is already committed and the
+        # sweeper will dispatch it, so a caller must not hang on a dead broker.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+        broker_connection_timeout=3,
+        beat_schedule={
+            "sweep-due-postbacks": {
+                "task": "postback.sweep_due_postbacks",
+                "schedule": settings.sweep_interval_seconds,
+            }
+        },
+        beat_schedule_filename=str(settings.postback_data_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+app = create_app(get_settings())
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    configure_logging(get_settings())
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    reset_engine()

@@ -1,0 +1,73 @@
+"""Celery entry points: they take ids, open sessions, call services and commit. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from crm_postback.settings import get_settings
+from models import utcnow
+from models.db import session_scope
+from worker import delivery, processing
+from worker.app import app
+from worker.client import EventsApiClient
+
+log = logging.getLogger(__name__)
+
+# A trigger still `received` this long after it was stored lost its message; the sweeper runs it.
+STALE_TRIGGER_AFTER = timedelta(seconds=30)
+
+
+def _client() -> EventsApiClient:
+    settings = get_settings()
+    return EventsApiClient(settings.tiktok_api_base_url, settings.http_timeout)
+
+
+def deliver(postback_ids: list[int]) -> dict[str, int]:
+    settings = get_settings()
+    with session_scope() as session:
+        batches = delivery.claim(session, postback_ids, settings, utcnow())
+        session.commit()
+    client = _client()
+    results = [result for batch in batches for result in delivery.send(client, batch)]
+    with session_scope() as session:
+        counts = delivery.record(session, results, settings, utcnow())
+        session.commit()
+    return counts
+
+
+@app.task(name="postback.process_triggers", acks_late=True, ignore_result=True)
+def process_triggers(trigger_ids: list[int]) -> dict[str, Any]:
+    settings = get_settings()
+    with session_scope() as session:
+        ready = processing.process_triggers(session, trigger_ids, settings, utcnow())
+        session.commit()
+    return {"triggers": len(trigger_ids), "postbacks": len(ready), "sent": deliver(ready)}
+
+
+@app.task(name="postback.deliver_postbacks", acks_late=True, ignore_result=True)
+def deliver_postbacks(postback_ids: list[int]) -> dict[str, Any]:
+    return {"postbacks": len(postback_ids), "sent": deliver(postback_ids)}
+
+
+@app.task(name="postback.sweep_due_postbacks", acks_late=True, ignore_result=True)
+def sweep_due_postbacks() -> dict[str, Any]:
+    settings = get_settings()
+    now = utcnow()
+    with session_scope() as session:
+        stale = processing.stale_trigger_ids(
+            session, now, STALE_TRIGGER_AFTER, settings.sweep_batch_size
+        )
+        ready = processing.process_triggers(session, stale, settings, now)
+        session.commit()
+    with session_scope() as session:
+        groups = delivery.reserve_due(session, settings, now)
+        session.commit()
+    if ready:
+        groups.append(ready)
+    for group in groups:
+        deliver_postbacks.delay(group)
+    if stale or groups:
+        log.info("sweep: %d stale triggers, %d delivery tasks queued", len(stale), len(groups))
+    return {"stale_triggers": len(stale), "queued": len(groups)}
