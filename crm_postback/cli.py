@@ -28,6 +28,10 @@ def _fail(error: InputRejected) -> None:
     raise typer.Exit(2)
 
 
+def _mapping_label(mapping_id: int | None, version: int | None) -> str:
+    return f"mapping={mapping_id} v{version}" if mapping_id is not None else "mapping=-"
+
+
 def _json_default(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -358,7 +362,7 @@ def history(lead_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         for p in t.postbacks:
             typer.echo(
                 f"    postback {p.id} {p.event_name or '-'} event_id={p.event_id or '-'} "
-                f"{p.status} attempts={p.attempts} mapping={p.mapping_id}v{p.mapping_version}"
+                f"{p.status} attempts={p.attempts} {_mapping_label(p.mapping_id, p.mapping_version)}"
             )
             for a in p.history:
                 typer.echo(
