@@ -29,6 +29,7 @@ class Settings(BaseSettings):
         "filesystem://",
         description="Celery broker; filesystem:// keeps messages in the data dir.",
     )
+    celery_queue: str = Field("postback", description="Queue the tasks are sent to and read from.")
     tiktok_api_base_url: str = Field(
         "https://business-api.tiktok.com",
         description="Events API host; point it at `postback simulate-tiktok` for local runs.",
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     sweep_batch_size: int = Field(1000, gt=0, le=1000)
     dispatch_lease_seconds: int = Field(
         120, gt=0, description="How long a queued or in-flight postback is reserved."
+    )
+    stale_trigger_seconds: int = Field(
+        30, gt=0, description="A trigger not processed after this long is run by the sweeper."
     )
     lead_wait_seconds: int = Field(
         3600, ge=0, description="How long a trigger for an unknown lead waits for that lead."

@@ -32,8 +32,15 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> Celery:
     app = Celery("crm_postback", include=["worker.tasks"])
+    apply_settings(app, settings)
+    return app
+
+
+def apply_settings(app: Celery, settings: Settings) -> None:
+    """(Re)configures the app from settings; used at import and when a process changes them."""
     app.conf.update(
         broker_url=settings.broker_url,
+        task_default_queue=settings.celery_queue,
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
@@ -58,7 +65,9 @@ def create_app(settings: Settings) -> Celery:
         },
         beat_schedule_filename=str(settings.postback_data_dir / "celerybeat-schedule"),
     )
-    return app
+    # Forget connections and queue routing built from earlier settings (Celery caches both).
+    app._pool = None
+    app.__dict__.pop("amqp", None)
 
 
 app = create_app(get_settings())

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from crm_postback.settings import get_settings
+from mappings.catalogue import MAX_EVENTS_PER_REQUEST
 from models import utcnow
 from models.db import session_scope
 from worker import delivery, processing
@@ -14,9 +15,6 @@ from worker.app import app
 from worker.client import EventsApiClient
 
 log = logging.getLogger(__name__)
-
-# A trigger still `received` this long after it was stored lost its message; the sweeper runs it.
-STALE_TRIGGER_AFTER = timedelta(seconds=30)
 
 
 def _client() -> EventsApiClient:
@@ -57,15 +55,19 @@ def sweep_due_postbacks() -> dict[str, Any]:
     now = utcnow()
     with session_scope() as session:
         stale = processing.stale_trigger_ids(
-            session, now, STALE_TRIGGER_AFTER, settings.sweep_batch_size
+            session,
+            now,
+            timedelta(seconds=settings.stale_trigger_seconds),
+            settings.sweep_batch_size,
         )
         ready = processing.process_triggers(session, stale, settings, now)
         session.commit()
     with session_scope() as session:
         groups = delivery.reserve_due(session, settings, now)
         session.commit()
-    if ready:
-        groups.append(ready)
+    groups.extend(
+        ready[i : i + MAX_EVENTS_PER_REQUEST] for i in range(0, len(ready), MAX_EVENTS_PER_REQUEST)
+    )
     for group in groups:
         deliver_postbacks.delay(group)
     if stale or groups:

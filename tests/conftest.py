@@ -1,0 +1,264 @@
+"""Shared fixtures.
+
+Unit and service tests run on SQLite in a temp dir with Celery eager. Integration tests use the
+real PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) and a real `celery worker`
+subprocess; when those services are absent they skip, except under CI=true where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crm_postback.settings import get_settings, reset_settings_cache
+from crm_postback.simulator import SimulatorControl, SimulatorServer
+from models.db import reset_engine
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+OUR_ENV = (
+    "POSTBACK_DATA_DIR", "DATABASE_URL", "BROKER_URL", "TIKTOK_API_BASE_URL", "CELERY_QUEUE",
+    "TOKEN_ENCRYPTION_KEY", "RETRY_SCHEDULE_SECONDS", "SWEEP_INTERVAL_SECONDS",
+    "LEAD_WAIT_SECONDS", "STALE_TRIGGER_SECONDS", "DEFAULT_PHONE_REGION", "LOG_FORMAT",
+)
+EVENT_SET_ID = "7300000000000000001"
+TOKEN = "test-token-abcdef-123456"
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def apply_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Sets settings env vars and makes every cached object pick them up."""
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    reset_settings_cache()
+    reset_engine()
+    from worker.app import app, apply_settings
+
+    apply_settings(app, get_settings())
+
+
+def require_service(name: str, reachable: Callable[[], Any]) -> None:
+    try:
+        reachable()
+    except Exception as error:
+        message = f"{name} is not reachable ({type(error).__name__}: {error})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI=true requires it")
+        pytest.skip(f"{message}; integration test skipped")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for key in OUR_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    apply_env(
+        monkeypatch,
+        POSTBACK_DATA_DIR=str(data_dir),
+        DATABASE_URL="",
+        BROKER_URL="memory://",
+        CELERY_QUEUE=f"postback-test-{RUN_ID}",
+        TIKTOK_API_BASE_URL="http://127.0.0.1:9",
+    )
+    from worker.app import app
+
+    app.conf.task_always_eager = False
+    yield data_dir
+    app.conf.task_always_eager = False
+    reset_engine()
+    reset_settings_cache()
+
+
+@pytest.fixture
+def sqlite_db() -> str:
+    from models.migrate import upgrade
+
+    url = get_settings().effective_database_url
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def eager() -> Iterator[None]:
+    """Tasks run inline in this process: the same code the worker runs, without a broker."""
+    from worker.app import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorControl]:
+    server = SimulatorServer(port=0)
+    server.start()
+    control = SimulatorControl(server.url)
+    control.register_event_set(EVENT_SET_ID, TOKEN, kind="crm", advertiser_id="7000000001")
+    apply_env(monkeypatch, TIKTOK_API_BASE_URL=server.url)
+    yield control
+    server.stop()
+
+
+@pytest.fixture
+def make_event_set() -> Callable[..., int]:
+    from crm_postback.event_sets import create_event_set
+    from crm_postback.mapping_admin import add_mapping
+    from models.db import session_scope
+
+    def make(
+        name: str = "acme",
+        source_id: str = EVENT_SET_ID,
+        token: str = TOKEN,
+        mappings: tuple[dict[str, Any], ...] = (
+            {"trigger_type": "lead.submitted", "event_name": "Lead"},
+            {"trigger_type": "lead.sold", "event_name": "lead_sold",
+             "properties": {"currency": "USD"}},
+        ),
+        **options: Any,
+    ) -> int:
+        with session_scope() as session:
+            event_set = create_event_set(
+                session, get_settings(), name=name, source_id=source_id, access_token=token,
+                **options,
+            )
+            for mapping in mappings:
+                add_mapping(session, event_set, **mapping)
+            session.commit()
+            return event_set.id
+
+    return make
+
+
+# --- real services ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    from models.migrate import upgrade
+
+    def connect() -> None:
+        with create_engine(PG_ADMIN_URL).connect() as connection:
+            connection.execute(text("select 1"))
+
+    require_service(f"PostgreSQL at {PG_ADMIN_URL}", connect)
+    name = f"postback_test_{RUN_ID}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    require_service(f"Redis at {REDIS_URL}", lambda: redis.Redis.from_url(REDIS_URL).ping())
+    return REDIS_URL
+
+
+@pytest.fixture
+def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from sqlalchemy import text
+
+    from models import Base
+    from models.db import get_engine
+
+    apply_env(monkeypatch, DATABASE_URL=postgres_url)
+    yield postgres_url
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with get_engine().begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    reset_engine()
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path, beat: bool) -> None:
+        self.log_path = log_path
+        command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+                   "--pool=prefork", "--concurrency=2", "--loglevel=INFO",
+                   f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"]
+        if beat:
+            command.append("--beat")
+        self.process = subprocess.Popen(
+            command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 40) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"worker did not start:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, pg_db: str, simulator: SimulatorControl, isolated_settings: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts real `celery worker` processes on Redis + PostgreSQL, posting to the simulator."""
+    apply_env(monkeypatch, BROKER_URL=redis_url, SWEEP_INTERVAL_SECONDS="1",
+              STALE_TRIGGER_SECONDS="2", RETRY_SCHEDULE_SECONDS="[1,1,1]")
+    started: list[WorkerProcess] = []
+
+    def start(beat: bool = True, **extra_env: str) -> WorkerProcess:
+        env = {**os.environ, **extra_env}
+        worker = WorkerProcess(env, isolated_settings / f"worker-{len(started)}.log", beat)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    _purge_queue(redis_url)
+
+
+def _purge_queue(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.delete(get_settings().celery_queue)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,178 @@
+"""The Python API end to end on SQLite: stored, hashed, queued, delivered, explained."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from crm_postback.api import InputRejected, enqueue_trigger, enqueue_triggers, upsert_lead_keys
+from crm_postback.simulator import SimulatorControl
+from models import Lead, Postback, PostbackStatus, Trigger, TriggerStatus
+from models.db import session_scope
+
+RAW_EMAIL = "Jane.Doe+crm@Example.com"
+RAW_PHONE = "(213) 373-4253"
+
+
+def trigger(kind: str, lead: str = "L-1", minutes_ago: int = 10, **extra: Any) -> dict[str, Any]:
+    occurred = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return {"type": kind, "lead_id": lead, "event_set": "acme",
+            "occurred_at": occurred.isoformat(), **extra}
+
+
+def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
+    match_keys = {"email": RAW_EMAIL, "phone": RAW_PHONE, "ttclid": "E.C.P.click-1", **keys}
+    return trigger("lead.submitted", lead, minutes_ago=30, match_keys=match_keys)
+
+
+def postbacks(lead: str = "L-1") -> list[Postback]:
+    with session_scope() as session:
+        return list(session.scalars(
+            select(Postback).where(Postback.lead_ref == lead).order_by(Postback.id)
+        ))
+
+
+@pytest.fixture
+def ready(sqlite_db: str, simulator: SimulatorControl, eager: None,
+          make_event_set: Callable[..., int]) -> SimulatorControl:
+    make_event_set()
+    return simulator
+
+
+def test_lifecycle_is_delivered_with_hashes_only(ready: SimulatorControl) -> None:
+    enqueue_trigger(submitted())
+    enqueue_trigger(trigger("lead.sold", attributes={"value": 42.5}))
+
+    received = ready.events()
+    assert [e["event"] for e in received] == ["Lead", "lead_sold"]
+    sold = received[1]["payload"]
+    assert sold["properties"] == {"value": 42.5, "currency": "USD"}
+    assert sold["user"]["ttclid"] == "E.C.P.click-1"
+    assert all(len(h) == 64 for h in sold["user"]["email"] + sold["user"]["phone"])
+    rows = postbacks()
+    assert [r.status for r in rows] == [PostbackStatus.DELIVERED] * 2
+    assert rows[1].payload == sold  # the stored JSON is exactly what TikTok received
+    assert rows[1].last_request_id == received[1]["request_id"]
+
+
+def test_raw_email_and_phone_never_reach_the_database(ready: SimulatorControl,
+                                                      isolated_settings: Path) -> None:
+    enqueue_trigger(submitted())
+    enqueue_trigger(trigger("lead.sold", attributes={"value": 10}))
+    stored = b"".join(p.read_bytes() for p in isolated_settings.glob("postback.db*"))
+    assert stored, "the SQLite files were not found"
+    for raw in (RAW_EMAIL, RAW_EMAIL.lower(), "2133734253", "+12133734253"):
+        assert raw.encode() not in stored
+
+
+def test_retried_call_with_same_key_sends_nothing_new(ready: SimulatorControl) -> None:
+    payload = submitted()
+    first = enqueue_trigger(payload)
+    again = enqueue_trigger(payload)
+    assert again.trigger_id == first.trigger_id and again.duplicate
+    assert ready.stats()["events_accepted"] == 1
+
+
+def test_later_trigger_merges_keys_into_the_lead(ready: SimulatorControl) -> None:
+    enqueue_trigger(trigger("lead.submitted", minutes_ago=30,
+                            match_keys={"email": "a@example.com"}))
+    enqueue_trigger(trigger("lead.sold", attributes={"value": 5},
+                            match_keys={"ttclid": "E.C.P.late", "tiktok_lead_id": "731"}))
+    sold = ready.events(event="lead_sold")[0]["payload"]
+    assert sold["user"]["ttclid"] == "E.C.P.late"
+    assert sold["lead"] == {"lead_id": "731", "lead_event_source": "crm-postback"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"event_set": "nobody"}, "event_set"),
+        ({"match_keys": {"phone": "call me"}}, "match_keys.phone"),
+        ({"match_keys": {"email": "not-an-email"}}, "match_keys.email"),
+        ({"attributes": {"value": "lots"}}, "attributes"),
+        ({"attributes": {"currency": "XBT", "value": 1}}, "attributes"),
+        ({"attributes": {f"k{i}": i for i in range(60)}}, "attributes"),
+        ({"attributes": {"note": "x" * 2000}}, "attributes"),
+        ({"type": "Lead Sold"}, "type"),
+        ({"occurred_at": "yesterday-ish"}, "occurred_at"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(
+    ready: SimulatorControl, change: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InputRejected) as caught:
+        enqueue_trigger({**submitted(), **change})
+    assert [e.field for e in caught.value.errors][0] == field
+    assert "call me" not in str(caught.value)
+    with session_scope() as session:
+        assert session.scalar(select(Trigger.id)) is None
+        assert session.scalar(select(Lead.id)) is None
+
+
+def test_batch_keeps_good_items_when_one_is_bad(ready: SimulatorControl) -> None:
+    items = enqueue_triggers([
+        submitted("L-1"),
+        {**submitted("L-2"), "match_keys": {"phone": "12"}},
+        submitted("L-3"),
+    ])
+    assert [bool(i.accepted) for i in items] == [True, False, True]
+    assert items[1].errors[0].field == "match_keys.phone"
+    assert ready.stats()["events_unique"] == 2
+
+
+def test_custom_trigger_without_mapping_is_unmapped_not_an_error(ready: SimulatorControl) -> None:
+    enqueue_trigger(submitted())
+    enqueue_trigger(trigger("buyer.accepted", attributes={"buyer_id": "B9"}))
+    unmapped = postbacks()[-1]
+    assert unmapped.status == PostbackStatus.UNMAPPED
+    assert "buyer.accepted" in (unmapped.last_message or "")
+    assert unmapped.next_attempt_at is None  # never retried
+
+
+def test_trigger_for_unknown_lead_waits_then_fails_naming_lead_id(
+    ready: SimulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+
+    enqueue_trigger(trigger("lead.sold", lead="ghost", attributes={"value": 1}))
+    with session_scope() as session:
+        waiting = session.scalars(select(Trigger)).one()
+        assert waiting.status == TriggerStatus.WAITING_FOR_LEAD
+    apply_env(monkeypatch, LEAD_WAIT_SECONDS="0")
+    from worker.tasks import process_triggers
+
+    process_triggers([waiting.id])
+    with session_scope() as session:
+        failed = session.get(Trigger, waiting.id)
+        assert failed is not None and failed.status == TriggerStatus.FAILED
+        assert (failed.error or "").startswith("lead_id:")
+
+
+def test_waiting_trigger_is_sent_once_the_lead_arrives(ready: SimulatorControl) -> None:
+    enqueue_trigger(trigger("lead.sold", lead="late", attributes={"value": 3}))
+    assert ready.stats()["events_accepted"] == 0
+    upsert_lead_keys("late", {"email": "late@example.com"})
+    from worker.tasks import process_triggers
+
+    with session_scope() as session:
+        trigger_id = session.scalars(select(Trigger.id)).one()
+    process_triggers([trigger_id])
+    assert [e["event"] for e in ready.events()] == ["lead_sold"]
+
+
+def test_broker_down_at_enqueue_keeps_the_trigger(
+    sqlite_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+
+    make_event_set()
+    apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")
+    accepted = enqueue_trigger(submitted())
+    with session_scope() as session:
+        stored = session.get(Trigger, accepted.trigger_id)
+        assert stored is not None and stored.status == TriggerStatus.RECEIVED
