@@ -24,12 +24,23 @@ from crm_postback.settings import get_settings, reset_settings_cache
 from crm_postback.simulator import SimulatorControl, SimulatorServer
 from models.db import reset_engine
 
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 OUR_ENV = (
-    "POSTBACK_DATA_DIR", "DATABASE_URL", "BROKER_URL", "TIKTOK_API_BASE_URL", "CELERY_QUEUE",
-    "TOKEN_ENCRYPTION_KEY", "RETRY_SCHEDULE_SECONDS", "SWEEP_INTERVAL_SECONDS",
-    "LEAD_WAIT_SECONDS", "STALE_TRIGGER_SECONDS", "DEFAULT_PHONE_REGION", "LOG_FORMAT",
+    "POSTBACK_DATA_DIR",
+    "DATABASE_URL",
+    "BROKER_URL",
+    "TIKTOK_API_BASE_URL",
+    "CELERY_QUEUE",
+    "TOKEN_ENCRYPTION_KEY",
+    "RETRY_SCHEDULE_SECONDS",
+    "SWEEP_INTERVAL_SECONDS",
+    "LEAD_WAIT_SECONDS",
+    "STALE_TRIGGER_SECONDS",
+    "DEFAULT_PHONE_REGION",
+    "LOG_FORMAT",
 )
 EVENT_SET_ID = "7300000000000000001"
 TOKEN = "test-token-abcdef-123456"
@@ -124,14 +135,21 @@ def make_event_set() -> Callable[..., int]:
         token: str = TOKEN,
         mappings: tuple[dict[str, Any], ...] = (
             {"trigger_type": "lead.submitted", "event_name": "Lead"},
-            {"trigger_type": "lead.sold", "event_name": "lead_sold",
-             "properties": {"currency": "USD"}},
+            {
+                "trigger_type": "lead.sold",
+                "event_name": "lead_sold",
+                "properties": {"currency": "USD"},
+            },
         ),
         **options: Any,
     ) -> int:
         with session_scope() as session:
             event_set = create_event_set(
-                session, get_settings(), name=name, source_id=source_id, access_token=token,
+                session,
+                get_settings(),
+                name=name,
+                source_id=source_id,
+                access_token=token,
                 **options,
             )
             for mapping in mappings:
@@ -195,13 +213,25 @@ def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, beat: bool) -> None:
         self.log_path = log_path
-        command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-                   "--pool=prefork", "--concurrency=2", "--loglevel=INFO",
-                   f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=INFO",
+            f"--hostname=test-{uuid.uuid4().hex[:6]}@%h",
+        ]
         if beat:
             command.append("--beat")
         self.process = subprocess.Popen(
-            command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            command,
+            env=env,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -230,12 +260,20 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(
-    redis_url: str, pg_db: str, simulator: SimulatorControl, isolated_settings: Path,
+    redis_url: str,
+    pg_db: str,
+    simulator: SimulatorControl,
+    isolated_settings: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """Starts real `celery worker` processes on Redis + PostgreSQL, posting to the simulator."""
-    apply_env(monkeypatch, BROKER_URL=redis_url, SWEEP_INTERVAL_SECONDS="1",
-              STALE_TRIGGER_SECONDS="2", RETRY_SCHEDULE_SECONDS="[1,1,1]")
+    apply_env(
+        monkeypatch,
+        BROKER_URL=redis_url,
+        SWEEP_INTERVAL_SECONDS="1",
+        STALE_TRIGGER_SECONDS="2",
+        RETRY_SCHEDULE_SECONDS="[1,1,1]",
+    )
     started: list[WorkerProcess] = []
 
     def start(beat: bool = True, **extra_env: str) -> WorkerProcess:

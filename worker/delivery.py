@@ -88,9 +88,19 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
         return []
     lease = now + timedelta(seconds=settings.dispatch_lease_seconds)
     ids = [row.id for row in rows]
+    table = Postback.__table__
+    # A `sending` row past its lease belonged to a worker that died mid-call; its attempt
+    # stays counted, which is what caps a message that keeps killing workers.
     session.execute(
-        Postback.__table__.update().where(Postback.id.in_(ids)).values(lease_until=lease)
+        table.update()
+        .where(table.c.id.in_(ids), table.c.status == PostbackStatus.SENDING)
+        .values(
+            status=PostbackStatus.RETRYING,
+            next_attempt_at=now,
+            last_message="worker stopped before an answer",
+        )
     )
+    session.execute(table.update().where(table.c.id.in_(ids)).values(lease_until=lease))
     groups: dict[int, list[int]] = defaultdict(list)
     for row in rows:
         groups[row.event_set_id].append(row.id)

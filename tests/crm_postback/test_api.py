@@ -21,8 +21,13 @@ RAW_PHONE = "(213) 373-4253"
 
 def trigger(kind: str, lead: str = "L-1", minutes_ago: int = 10, **extra: Any) -> dict[str, Any]:
     occurred = datetime.now(UTC) - timedelta(minutes=minutes_ago)
-    return {"type": kind, "lead_id": lead, "event_set": "acme",
-            "occurred_at": occurred.isoformat(), **extra}
+    return {
+        "type": kind,
+        "lead_id": lead,
+        "event_set": "acme",
+        "occurred_at": occurred.isoformat(),
+        **extra,
+    }
 
 
 def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
@@ -32,14 +37,15 @@ def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
 
 def postbacks(lead: str = "L-1") -> list[Postback]:
     with session_scope() as session:
-        return list(session.scalars(
-            select(Postback).where(Postback.lead_ref == lead).order_by(Postback.id)
-        ))
+        return list(
+            session.scalars(select(Postback).where(Postback.lead_ref == lead).order_by(Postback.id))
+        )
 
 
 @pytest.fixture
-def ready(sqlite_db: str, simulator: SimulatorControl, eager: None,
-          make_event_set: Callable[..., int]) -> SimulatorControl:
+def ready(
+    sqlite_db: str, simulator: SimulatorControl, eager: None, make_event_set: Callable[..., int]
+) -> SimulatorControl:
     make_event_set()
     return simulator
 
@@ -60,8 +66,9 @@ def test_lifecycle_is_delivered_with_hashes_only(ready: SimulatorControl) -> Non
     assert rows[1].last_request_id == received[1]["request_id"]
 
 
-def test_raw_email_and_phone_never_reach_the_database(ready: SimulatorControl,
-                                                      isolated_settings: Path) -> None:
+def test_raw_email_and_phone_never_reach_the_database(
+    ready: SimulatorControl, isolated_settings: Path
+) -> None:
     enqueue_trigger(submitted())
     enqueue_trigger(trigger("lead.sold", attributes={"value": 10}))
     stored = b"".join(p.read_bytes() for p in isolated_settings.glob("postback.db*"))
@@ -79,10 +86,16 @@ def test_retried_call_with_same_key_sends_nothing_new(ready: SimulatorControl) -
 
 
 def test_later_trigger_merges_keys_into_the_lead(ready: SimulatorControl) -> None:
-    enqueue_trigger(trigger("lead.submitted", minutes_ago=30,
-                            match_keys={"email": "a@example.com"}))
-    enqueue_trigger(trigger("lead.sold", attributes={"value": 5},
-                            match_keys={"ttclid": "E.C.P.late", "tiktok_lead_id": "731"}))
+    enqueue_trigger(
+        trigger("lead.submitted", minutes_ago=30, match_keys={"email": "a@example.com"})
+    )
+    enqueue_trigger(
+        trigger(
+            "lead.sold",
+            attributes={"value": 5},
+            match_keys={"ttclid": "E.C.P.late", "tiktok_lead_id": "731"},
+        )
+    )
     sold = ready.events(event="lead_sold")[0]["payload"]
     assert sold["user"]["ttclid"] == "E.C.P.late"
     assert sold["lead"] == {"lead_id": "731", "lead_event_source": "crm-postback"}
@@ -115,11 +128,13 @@ def test_bad_input_is_refused_naming_the_field(
 
 
 def test_batch_keeps_good_items_when_one_is_bad(ready: SimulatorControl) -> None:
-    items = enqueue_triggers([
-        submitted("L-1"),
-        {**submitted("L-2"), "match_keys": {"phone": "12"}},
-        submitted("L-3"),
-    ])
+    items = enqueue_triggers(
+        [
+            submitted("L-1"),
+            {**submitted("L-2"), "match_keys": {"phone": "12"}},
+            submitted("L-3"),
+        ]
+    )
     assert [bool(i.accepted) for i in items] == [True, False, True]
     assert items[1].errors[0].field == "match_keys.phone"
     assert ready.stats()["events_unique"] == 2

@@ -1,0 +1,276 @@
+"""Delivery against the simulator over HTTP, on SQLite: every outcome ends in an explained state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from crm_postback.api import enqueue_trigger
+from crm_postback.event_sets import get_event_set, rotate_token
+from crm_postback.settings import get_settings
+from crm_postback.simulator import SimulatorControl
+from models import DeliveryAttempt, EventSet, Mapping, Postback, PostbackStatus
+from models.db import session_scope
+from tests.conftest import EVENT_SET_ID, TOKEN, apply_env  # type: ignore[import-not-found]
+from worker.tasks import deliver, sweep_due_postbacks
+
+
+def sold(lead: str, value: float = 10, minutes_ago: float = 5, **extra: Any) -> dict[str, Any]:
+    occurred = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return {
+        "type": "lead.sold",
+        "lead_id": lead,
+        "event_set": "acme",
+        "occurred_at": occurred.isoformat(),
+        "attributes": {"value": value},
+        "match_keys": {"email": f"{lead.lower()}@example.com"},
+        **extra,
+    }
+
+
+def rows() -> list[Postback]:
+    with session_scope() as session:
+        return list(session.scalars(select(Postback).order_by(Postback.id)))
+
+
+def process_all() -> None:
+    """What the worker does on receiving the triggers' task, minus sending."""
+    from models import Trigger
+    from worker.processing import process_triggers
+
+    with session_scope() as session:
+        ids = list(session.scalars(select(Trigger.id)))
+        process_triggers(session, ids, get_settings(), datetime.now(UTC))
+        session.commit()
+
+
+def make_due() -> None:
+    """Moves the clock for the outbox: every waiting row becomes due now."""
+    with session_scope() as session:
+        session.execute(
+            update(Postback)
+            .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1), lease_until=None)
+            .where(Postback.status.in_(("pending", "retrying")))
+        )
+        session.commit()
+
+
+@pytest.fixture
+def ready(
+    sqlite_db: str, simulator: SimulatorControl, eager: None, make_event_set: Callable[..., int]
+) -> SimulatorControl:
+    make_event_set()
+    return simulator
+
+
+def test_server_errors_are_retried_then_delivered_with_the_same_event_id(
+    ready: SimulatorControl,
+) -> None:
+    ready.set_faults(http_5xx_rate=1.0)
+    enqueue_trigger(sold("L-1"))
+    [row] = rows()
+    assert row.status == PostbackStatus.RETRYING and row.attempts == 1
+    assert row.next_attempt_at is not None and row.next_attempt_at > datetime.now(UTC)
+    assert row.last_http_status in (500, 502, 503)
+
+    ready.set_faults(http_5xx_rate=0.0)
+    make_due()
+    sweep_due_postbacks()
+    [row] = rows()
+    assert row.status == PostbackStatus.DELIVERED and row.attempts == 2
+    assert [e["event_id"] for e in ready.events()] == [row.event_id]
+    with session_scope() as session:
+        outcomes = session.scalars(select(DeliveryAttempt.outcome).order_by(DeliveryAttempt.id))
+        assert list(outcomes) == ["transient", "delivered"]
+
+
+def test_throttling_is_retried_later(ready: SimulatorControl) -> None:
+    ready.set_faults(throttle_rate=1.0)
+    enqueue_trigger(sold("L-1"))
+    [row] = rows()
+    assert (row.status, row.last_code) == (PostbackStatus.RETRYING, 40100)
+    # Throttled retries skip a rung: at least the second delay of the ladder (60 s - jitter).
+    assert row.next_attempt_at is not None
+    assert row.next_attempt_at - datetime.now(UTC) > timedelta(seconds=40)
+
+
+def test_exhausted_ladder_ends_dead_with_the_last_reason(
+    ready: SimulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_env(monkeypatch, RETRY_SCHEDULE_SECONDS="[1]")
+    ready.set_faults(http_5xx_rate=1.0)
+    enqueue_trigger(sold("L-1"))
+    make_due()
+    sweep_due_postbacks()
+    [row] = rows()
+    assert row.status == PostbackStatus.DEAD and row.attempts == 2
+    assert "exhausted" in (row.last_message or "")
+
+
+def test_token_error_pauses_the_event_set_without_burning_attempts(
+    ready: SimulatorControl,
+) -> None:
+    ready.register_event_set(EVENT_SET_ID, "rotated-at-tiktok", kind="crm")
+    enqueue_trigger(sold("L-1"))
+    [row] = rows()
+    assert (row.status, row.attempts, row.last_code) == (PostbackStatus.PENDING, 0, 40105)
+    with session_scope() as session:
+        event_set = get_event_set(session, "acme")
+        assert event_set.status == "paused" and "40105" in (event_set.paused_reason or "")
+    sweep_due_postbacks()  # paused: nothing is sent
+    assert ready.stats()["events_accepted"] == 0
+
+    with session_scope() as session:
+        rotate_token(session, get_settings(), get_event_set(session, "acme"), "rotated-at-tiktok")
+        session.commit()
+    sweep_due_postbacks()
+    [row] = rows()
+    assert row.status == PostbackStatus.DELIVERED and row.attempts == 1
+
+
+def test_poison_event_is_isolated_and_the_rest_delivered(ready: SimulatorControl) -> None:
+    from worker.app import app
+
+    app.conf.task_always_eager = False  # store rows now, deliver them together below
+    for n in range(5):
+        enqueue_trigger(sold(f"L-{n}"))
+    process_all()
+    with session_scope() as session:
+        poison = session.scalars(select(Postback).order_by(Postback.id).offset(2)).first()
+        assert poison is not None
+        poison.payload = {**poison.payload, "user": {"email": ["NOT-HASHED@example.com"]}}
+        session.commit()
+        poison_id = poison.id
+    deliver([r.id for r in rows()])
+
+    by_id = {r.id: r for r in rows()}
+    assert by_id[poison_id].status == PostbackStatus.FAILED
+    assert by_id[poison_id].last_code == 40062 and by_id[poison_id].last_request_id
+    assert "email" in (by_id[poison_id].last_message or "")
+    assert sorted(r.status for r in by_id.values()).count(PostbackStatus.DELIVERED) == 4
+    assert ready.stats()["events_unique"] == 4
+
+
+def test_events_older_than_the_age_limit_expire_unsent(ready: SimulatorControl) -> None:
+    enqueue_trigger(sold("L-1", minutes_ago=8 * 24 * 60))
+    [row] = rows()
+    assert row.status == PostbackStatus.EXPIRED
+    assert ready.stats()["requests_total"] == 0
+
+
+def test_mapping_deleted_while_postback_waits_is_still_delivered(ready: SimulatorControl) -> None:
+    ready.set_faults(http_5xx_rate=1.0)
+    enqueue_trigger(sold("L-1"))
+    with session_scope() as session:
+        for mapping in session.scalars(select(Mapping)):
+            session.delete(mapping)
+        session.commit()
+    ready.set_faults(http_5xx_rate=0.0)
+    make_due()
+    sweep_due_postbacks()
+    [row] = rows()
+    assert row.status == PostbackStatus.DELIVERED and row.mapping_id is None
+
+
+def test_worker_that_died_mid_call_is_recovered_after_its_lease(ready: SimulatorControl) -> None:
+    ready.set_faults(http_5xx_rate=1.0)
+    enqueue_trigger(sold("L-1"))
+    ready.set_faults(http_5xx_rate=0.0)
+    with session_scope() as session:  # as if a worker claimed it and was SIGKILLed
+        session.execute(
+            update(Postback).values(
+                status="sending", lease_until=datetime.now(UTC) - timedelta(seconds=1)
+            )
+        )
+        session.commit()
+    sweep_due_postbacks()
+    [row] = rows()
+    assert row.status == PostbackStatus.DELIVERED
+
+
+def test_a_message_that_keeps_killing_its_worker_ends_dead(ready: SimulatorControl) -> None:
+    ready.set_faults(http_5xx_rate=1.0)
+    enqueue_trigger(sold("L-1"))
+    with session_scope() as session:
+        session.execute(
+            update(Postback).values(
+                status="sending", attempts=99, lease_until=datetime.now(UTC) - timedelta(seconds=1)
+            )
+        )
+        session.commit()
+    sweep_due_postbacks()
+    [row] = rows()
+    assert row.status == PostbackStatus.DEAD and "gave up" in (row.last_message or "")
+
+
+def test_test_event_code_sends_one_event_per_request(
+    sqlite_db: str,
+    simulator: SimulatorControl,
+    make_event_set: Callable[..., int],
+) -> None:
+    make_event_set(test_event_code="TEST123")
+    for n in range(3):
+        enqueue_trigger(sold(f"L-{n}"))
+    process_all()
+    deliver([r.id for r in rows()])
+    assert simulator.stats()["requests_total"] == 3
+    assert {e["test_event_code"] for e in simulator.events()} == {"TEST123"}
+
+
+def test_live_events_share_one_request(
+    sqlite_db: str,
+    simulator: SimulatorControl,
+    make_event_set: Callable[..., int],
+) -> None:
+    make_event_set()
+    for n in range(25):
+        enqueue_trigger(sold(f"L-{n}"))
+    process_all()
+    deliver([r.id for r in rows()])
+    assert simulator.stats()["requests_total"] == 1
+    assert simulator.stats()["events_unique"] == 25
+
+
+def test_pixel_event_set_sends_web_fields(
+    sqlite_db: str,
+    simulator: SimulatorControl,
+    eager: None,
+    make_event_set: Callable[..., int],
+) -> None:
+    simulator.register_event_set("CPIXEL12345", TOKEN, kind="web")
+    make_event_set(source_id="CPIXEL12345", kind="web")
+    enqueue_trigger(
+        sold(
+            "L-1",
+            match_keys={
+                "email": "p@example.com",
+                "ip": "203.0.113.9",
+                "user_agent": "Mozilla/5.0",
+                "ttp": "ttp-1",
+            },
+        )
+    )
+    [event] = simulator.events()
+    assert event["event_source"] == "web"
+    assert {"ip", "user_agent", "ttp"} <= event["payload"]["user"].keys()
+    assert "lead" not in event["payload"]
+
+
+def test_paused_event_set_holds_postbacks_until_resumed(ready: SimulatorControl) -> None:
+    from crm_postback.event_sets import pause, resume
+
+    with session_scope() as session:
+        pause(get_event_set(session, "acme"), "operator")
+        session.commit()
+    enqueue_trigger(sold("L-1"))
+    assert rows()[0].status == PostbackStatus.PENDING
+    assert ready.stats()["requests_total"] == 0
+    with session_scope() as session:
+        resume(session, session.scalars(select(EventSet)).one())
+        session.commit()
+    sweep_due_postbacks()
+    assert rows()[0].status == PostbackStatus.DELIVERED
