@@ -362,7 +362,8 @@ def history(lead_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         for p in t.postbacks:
             typer.echo(
                 f"    postback {p.id} {p.event_name or '-'} event_id={p.event_id or '-'} "
-                f"{p.status} attempts={p.attempts} {_mapping_label(p.mapping_id, p.mapping_version)}"
+                f"{p.status} attempts={p.attempts} "
+                f"{_mapping_label(p.mapping_id, p.mapping_version)}"
             )
             for a in p.history:
                 typer.echo(

@@ -29,7 +29,8 @@ class InputRejected(ValueError):
     def from_validation(cls, error: ValidationError, prefix: str = "") -> InputRejected:
         found = []
         for item in error.errors(include_input=False, include_url=False):
-            path = ".".join(str(part) for part in item["loc"])
+            # A key name can itself be PII (an email sent as a key): never echo one with "@".
+            path = ".".join("<redacted>" if "@" in str(p) else str(p) for p in item["loc"])
             message = item["msg"].removeprefix("Value error, ")
             found.append(FieldError(f"{prefix}{path}" or "body", message))
         return cls(found)

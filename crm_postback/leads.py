@@ -31,13 +31,6 @@ class HashedKeys:
         return not any(vars(self).values())
 
 
-def _as_list(value: str | list[str] | None) -> list[str]:
-    if value is None:
-        return []
-    values = [value] if isinstance(value, str) else value
-    return [v for v in values if v.strip()]
-
-
 def hash_match_keys(
     keys: MatchKeys, default_region: str, prefix: str = "match_keys."
 ) -> HashedKeys:
@@ -57,7 +50,11 @@ def hash_match_keys(
     }
     for name, hasher in hashers.items():
         target: list[str] = getattr(hashed, f"{name}_hashes")
-        for index, raw in enumerate(_as_list(getattr(keys, name))):
+        given = getattr(keys, name)
+        values = [] if given is None else [given] if isinstance(given, str) else given
+        for index, raw in enumerate(values):
+            if not raw.strip():
+                continue
             try:
                 digest = hasher(raw)
             except MatchKeyError as error:

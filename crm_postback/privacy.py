@@ -18,6 +18,8 @@ import phonenumbers
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# phonenumbers reads letters as keypad digits ("ABCD" -> 2223): a different person's number.
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 class MatchKeyError(ValueError):
@@ -46,6 +48,8 @@ def normalize_email(raw: str) -> str:
 
 def normalize_phone(raw: str, default_region: str) -> str:
     text = raw.strip()
+    if _LETTER.search(text):
+        raise MatchKeyError("phone", "contains letters")
     if text.startswith("00"):
         text = "+" + text[2:]
     try:

@@ -18,6 +18,7 @@ MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_VALUE_LENGTH = 1000
 MAX_KEYS_PER_KIND = 5
 FUTURE_TOLERANCE = timedelta(minutes=5)
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _LOOKS_LIKE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -26,7 +27,7 @@ OneOrMany = str | list[str]
 
 
 class MatchKeys(BaseModel):
-    """Raw match keys as sent; they are hashed by `crm_postback.leads` before anything stores them."""
+    """Raw match keys as sent; `crm_postback.leads` hashes them before anything is stored."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -97,9 +98,12 @@ class TriggerIn(BaseModel):
     def _attributes(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
         if len(value) > MAX_ATTRIBUTES:
             raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
-        for key, item in value.items():
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$", key):
-                raise ValueError(f"attribute name {key[:64]!r} is not a plain identifier")
+        for position, (key, item) in enumerate(value.items()):
+            if not _ATTRIBUTE_NAME.fullmatch(key):
+                raise ValueError(
+                    f"attribute #{position}: the name must be a plain identifier (letters, "
+                    "digits, '_', '.', '-'; at most 64 characters)"
+                )
             if isinstance(item, str):
                 if len(item) > MAX_ATTRIBUTE_VALUE_LENGTH:
                     raise ValueError(f"{key}: longer than {MAX_ATTRIBUTE_VALUE_LENGTH} characters")

@@ -13,7 +13,7 @@ from mappings.catalogue import (
     standard_event_named,
 )
 
-TRIGGER_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
+TRIGGER_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}\Z")
 BUILT_IN_TRIGGERS = ("lead.submitted", "lead.sold", "offer.click", "offer.conversion")
 
 
@@ -50,8 +50,9 @@ def validate_event_name(name: str) -> str:
         )
     standard = standard_event_named(stripped)
     if standard is not None:
+        suggestion = LEGACY_EVENTS.get(standard, standard)
         raise MappingError(
-            "event", f"standard events are case-sensitive: did you mean {standard!r}?"
+            "event", f"standard events are case-sensitive: did you mean {suggestion!r}?"
         )
     if len(stripped) > MAX_CUSTOM_EVENT_NAME_LENGTH:
         raise MappingError(

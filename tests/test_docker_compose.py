@@ -39,8 +39,7 @@ def resolve_cli(args: list[str]) -> Any:
         assert sub is not None, f"{args}: no command {remaining[0]!r}"
         command, remaining = sub, remaining[1:]
         if hasattr(command, "get_command"):
-            context = command.make_context(command.name, [], parent=context,
-                                           resilient_parsing=True)
+            context = command.make_context(command.name, [], parent=context, resilient_parsing=True)
     try:
         command.make_context(command.name, remaining, parent=context)
     except Exception as error:  # the vendored click's UsageError

@@ -61,8 +61,8 @@ def classify_status(http_status: int) -> Outcome:
 
 def classify_response(http_status: int, body: Any, duration_ms: int | None = None) -> Answer:
     """Body `code` first (TikTok answers business errors with HTTP 200), HTTP status second."""
-    if isinstance(body, dict) and isinstance(body.get("code"), int):
-        code = body["code"]
+    code = body.get("code") if isinstance(body, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool):
         return Answer(
             outcome=classify_code(code),
             http_status=http_status,

@@ -120,7 +120,7 @@ def test_bad_input_is_refused_naming_the_field(
 ) -> None:
     with pytest.raises(InputRejected) as caught:
         enqueue_trigger({**submitted(), **change})
-    assert [e.field for e in caught.value.errors][0] == field
+    assert caught.value.errors[0].field == field
     assert "call me" not in str(caught.value)
     with session_scope() as session:
         assert session.scalar(select(Trigger.id)) is None

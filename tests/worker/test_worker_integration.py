@@ -26,8 +26,13 @@ StartWorker = Callable[..., WorkerProcess]
 
 def trigger(kind: str, lead: str, minutes_ago: float, **extra: Any) -> dict[str, Any]:
     occurred = datetime.now(UTC) - timedelta(minutes=minutes_ago)
-    return {"type": kind, "lead_id": lead, "event_set": "acme",
-            "occurred_at": occurred.isoformat(), **extra}
+    return {
+        "type": kind,
+        "lead_id": lead,
+        "event_set": "acme",
+        "occurred_at": occurred.isoformat(),
+        **extra,
+    }
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
@@ -46,27 +51,55 @@ def statuses() -> list[str]:
 
 @pytest.fixture
 def acme(make_event_set: Callable[..., int]) -> int:
-    return make_event_set(mappings=(
-        {"trigger_type": "lead.submitted", "event_name": "Lead"},
-        {"trigger_type": "lead.sold", "event_name": "lead_sold", "properties": {"currency": "USD"}},
-        {"trigger_type": "offer.conversion", "event_name": "Purchase",
-         "properties": {"value_from": "payout", "currency": "USD", "order_id_from": "offer_id"}},
-    ))
+    return make_event_set(
+        mappings=(
+            {"trigger_type": "lead.submitted", "event_name": "Lead"},
+            {
+                "trigger_type": "lead.sold",
+                "event_name": "lead_sold",
+                "properties": {"currency": "USD"},
+            },
+            {
+                "trigger_type": "offer.conversion",
+                "event_name": "Purchase",
+                "properties": {
+                    "value_from": "payout",
+                    "currency": "USD",
+                    "order_id_from": "offer_id",
+                },
+            },
+        )
+    )
 
 
 def test_lifecycle_through_real_worker_redis_and_postgres(
     start_worker: StartWorker, simulator: SimulatorControl, acme: int
 ) -> None:
     worker = start_worker()
-    enqueue_trigger(trigger("lead.submitted", "L-1", 30, match_keys={
-        "email": RAW_EMAIL, "phone": RAW_PHONE, "ttclid": "E.C.P.int", "tiktok_lead_id": "7399"}))
+    enqueue_trigger(
+        trigger(
+            "lead.submitted",
+            "L-1",
+            30,
+            match_keys={
+                "email": RAW_EMAIL,
+                "phone": RAW_PHONE,
+                "ttclid": "E.C.P.int",
+                "tiktok_lead_id": "7399",
+            },
+        )
+    )
     enqueue_trigger(trigger("lead.sold", "L-1", 20, attributes={"value": 42.5}))
-    enqueue_trigger(trigger("offer.conversion", "L-1", 5,
-                            attributes={"payout": 120, "offer_id": "offer-991"}))
+    enqueue_trigger(
+        trigger("offer.conversion", "L-1", 5, attributes={"payout": 120, "offer_id": "offer-991"})
+    )
 
     received = simulator.wait_for_events(3, timeout=30)
     assert [e["event"] for e in sorted(received, key=lambda e: e["event_time"])] == [
-        "Lead", "lead_sold", "Purchase"]
+        "Lead",
+        "lead_sold",
+        "Purchase",
+    ]
     purchase = next(e["payload"] for e in received if e["event"] == "Purchase")
     assert purchase["properties"] == {"value": 120.0, "currency": "USD", "order_id": "offer-991"}
     assert purchase["lead"] == {"lead_id": "7399", "lead_event_source": "crm-postback"}
@@ -97,11 +130,16 @@ def test_tiktok_outage_is_retried_by_the_beat_sweeper(
 def test_bad_triggers_end_explained_and_the_worker_keeps_going(
     start_worker: StartWorker, simulator: SimulatorControl, make_event_set: Callable[..., int]
 ) -> None:
-    make_event_set(mappings=(
-        {"trigger_type": "lead.submitted", "event_name": "Lead"},
-        {"trigger_type": "lead.sold", "event_name": "lead_sold",
-         "properties": {"value_from": "price", "currency": "USD"}},
-    ))
+    make_event_set(
+        mappings=(
+            {"trigger_type": "lead.submitted", "event_name": "Lead"},
+            {
+                "trigger_type": "lead.sold",
+                "event_name": "lead_sold",
+                "properties": {"value_from": "price", "currency": "USD"},
+            },
+        )
+    )
     worker = start_worker(LEAD_WAIT_SECONDS="1")
     enqueue_trigger(trigger("lead.sold", "ghost", 1))  # never submitted
     enqueue_trigger(trigger("lead.submitted", "L-3", 2, match_keys={"email": "y@example.com"}))
@@ -127,8 +165,11 @@ def test_bad_triggers_end_explained_and_the_worker_keeps_going(
 
 
 def test_trigger_accepted_while_the_broker_is_down_is_delivered_by_the_sweeper(
-    start_worker: StartWorker, simulator: SimulatorControl, acme: int,
-    monkeypatch: pytest.MonkeyPatch, redis_url: str,
+    start_worker: StartWorker,
+    simulator: SimulatorControl,
+    acme: int,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_url: str,
 ) -> None:
     start_worker()
     apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")  # this process cannot publish
@@ -139,7 +180,10 @@ def test_trigger_accepted_while_the_broker_is_down_is_delivered_by_the_sweeper(
 
 
 def test_broker_messages_carry_ids_not_match_keys(
-    redis_url: str, pg_db: str, simulator: SimulatorControl, acme: int,
+    redis_url: str,
+    pg_db: str,
+    simulator: SimulatorControl,
+    acme: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import redis
@@ -147,8 +191,9 @@ def test_broker_messages_carry_ids_not_match_keys(
     from crm_postback.settings import get_settings
 
     apply_env(monkeypatch, BROKER_URL=redis_url, CELERY_QUEUE=f"privacy-{time.time_ns()}")
-    enqueue_trigger(trigger("lead.submitted", "L-5", 1,
-                            match_keys={"email": RAW_EMAIL, "phone": RAW_PHONE}))
+    enqueue_trigger(
+        trigger("lead.submitted", "L-5", 1, match_keys={"email": RAW_EMAIL, "phone": RAW_PHONE})
+    )
     client = redis.Redis.from_url(redis_url)
     queue = get_settings().celery_queue
     messages = client.lrange(queue, 0, -1)
@@ -164,10 +209,12 @@ def test_broker_messages_carry_ids_not_match_keys(
 
 def _database_text() -> str:
     with get_engine().connect() as connection:
-        rows = connection.execute(text(
-            "SELECT row_to_json(t)::text FROM (SELECT * FROM leads) t UNION ALL "
-            "SELECT row_to_json(t)::text FROM (SELECT * FROM triggers) t UNION ALL "
-            "SELECT row_to_json(t)::text FROM (SELECT * FROM postbacks) t UNION ALL "
-            "SELECT row_to_json(t)::text FROM (SELECT * FROM delivery_attempts) t"
-        ))
+        rows = connection.execute(
+            text(
+                "SELECT row_to_json(t)::text FROM (SELECT * FROM leads) t UNION ALL "
+                "SELECT row_to_json(t)::text FROM (SELECT * FROM triggers) t UNION ALL "
+                "SELECT row_to_json(t)::text FROM (SELECT * FROM postbacks) t UNION ALL "
+                "SELECT row_to_json(t)::text FROM (SELECT * FROM delivery_attempts) t"
+            )
+        )
         return "\n".join(row[0] for row in rows)
