@@ -64,7 +64,9 @@ class LeadHistory:
 
 def lead_history(session: Session, lead_ref: str) -> LeadHistory:
     lead = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref))
-    names = dict(session.execute(select(EventSet.id, EventSet.name)).tuples().all())
+    names: dict[int, str] = {
+        row.id: row.name for row in session.execute(select(EventSet.id, EventSet.name))
+    }
     triggers = session.scalars(
         select(Trigger)
         .where(Trigger.lead_ref == lead_ref)
