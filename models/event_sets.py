@@ -37,6 +37,8 @@ class EventSet(Base):
     default_currency: Mapped[str | None] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=EventSetStatus.ACTIVE)
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # TikTok throttled this set's token: nothing is sent for it before this time.
+    throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

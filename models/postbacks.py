@@ -54,6 +54,8 @@ class Postback(Base):
     event_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=PostbackStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # How many times an operator re-queued it (`postback replay`).
+    replays: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The data[] item exactly as sent (hashes only); the envelope comes from the event set.

@@ -1,0 +1,31 @@
+"""per-event-set throttle window and replay counter
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import models.base
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("event_sets") as batch:
+        batch.add_column(sa.Column("throttled_until", models.base.UTCDateTime(), nullable=True))
+    with op.batch_alter_table("postbacks") as batch:
+        batch.add_column(sa.Column("replays", sa.Integer(), nullable=False, server_default="0"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("postbacks") as batch:
+        batch.drop_column("replays")
+    with op.batch_alter_table("event_sets") as batch:
+        batch.drop_column("throttled_until")
