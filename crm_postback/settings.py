@@ -57,11 +57,22 @@ class Settings(BaseSettings):
     stale_trigger_seconds: int = Field(
         30, gt=0, description="A trigger not processed after this long is run by the sweeper."
     )
+    throttle_pause_seconds: int = Field(
+        30, ge=0, description="After TikTok throttles an event set, send nothing for it this long."
+    )
+    max_processing_attempts: int = Field(
+        5, gt=0, description="Runs of one trigger before it is failed (a trigger killing workers)."
+    )
     lead_wait_seconds: int = Field(
         3600, ge=0, description="How long a trigger for an unknown lead waits for that lead."
     )
     max_event_age_days: float = Field(7.0, gt=0)
     max_attribute_bytes: int = Field(16_384, gt=0)
+    max_request_bytes: int = Field(
+        5_000_000, gt=0, description="Largest HTTP request body the API reads; larger is 413."
+    )
+    api_host: str = Field("127.0.0.1", description="Address `postback serve` listens on.")
+    api_port: int = Field(8000, gt=0, lt=65536, description="Port `postback serve` listens on.")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -52,6 +52,12 @@ def apply_settings(app: Celery, settings: Settings) -> None:
         task_time_limit=120,
         task_soft_time_limit=100,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # SIGTERM: finish in-flight postbacks; unfinished messages go back to the broker.
+        worker_soft_shutdown_timeout=30,
+        worker_enable_soft_shutdown_on_idle=True,
+        # No task here uses an ETA (delays live in the database); this guards against any
+        # future countdown filling worker memory.
+        worker_eta_task_limit=100,
         worker_hijack_root_logger=False,
         # Fail fast when the broker is down: the outbox row is already committed and the
         # sweeper will dispatch it, so a caller must not hang on a dead broker.

@@ -40,6 +40,9 @@ class OutgoingBatch:
     source_id: str
     test_event_code: str | None
     access_token: str = field(repr=False)
+    # The stored (sealed) token this request used: an auth error pauses the set only if the
+    # token was not rotated while the request was in flight.
+    sealed_token: str = field(repr=False, default="")
     items: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
@@ -48,6 +51,7 @@ class EventResult:
     postback_id: int
     answer: Answer
     batch_size: int
+    sealed_token: str = field(repr=False, default="")
 
 
 def _due(now: datetime) -> Any:
@@ -60,8 +64,12 @@ def _due(now: datetime) -> Any:
     )
 
 
-def _active_set_ids() -> Any:
-    return select(EventSet.id).where(EventSet.status == EventSetStatus.ACTIVE)
+def _sendable_set_ids(now: datetime) -> Any:
+    """Event sets neither paused nor inside a TikTok throttle window."""
+    return select(EventSet.id).where(
+        EventSet.status == EventSetStatus.ACTIVE,
+        or_(EventSet.throttled_until.is_(None), EventSet.throttled_until <= now),
+    )
 
 
 def reserve_due(session: Session, settings: Settings, now: datetime) -> list[list[int]]:
@@ -78,7 +86,7 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
                 Postback.lease_until.is_(None),
                 Postback.lease_until < now,
             ),
-            Postback.event_set_id.in_(_active_set_ids()),
+            Postback.event_set_id.in_(_sendable_set_ids(now)),
         )
         .order_by(Postback.next_attempt_at)
         .limit(settings.sweep_batch_size)
@@ -137,8 +145,9 @@ def claim(
     batches: dict[int, OutgoingBatch] = {}
     for row in rows:
         event_set = event_sets[row.event_set_id]
-        if event_set.status != EventSetStatus.ACTIVE:
-            row.lease_until = None  # the sweeper picks it up again once resumed
+        throttled = event_set.throttled_until is not None and event_set.throttled_until > now
+        if event_set.status != EventSetStatus.ACTIVE or throttled:
+            row.lease_until = None  # the sweeper picks it up again once resumed or unthrottled
             continue
         if row.attempts >= max_attempts(settings):
             _finish(
@@ -173,6 +182,7 @@ def claim(
                 source_id=event_set.source_id,
                 test_event_code=event_set.test_event_code,
                 access_token=tokens[event_set.id],
+                sealed_token=event_set.sealed_token,
             )
         batch.items.append((row.id, row.payload))
     return [part for batch in batches.values() for part in _split(batch)]
@@ -188,6 +198,7 @@ def _split(batch: OutgoingBatch) -> list[OutgoingBatch]:
             source_id=batch.source_id,
             test_event_code=batch.test_event_code,
             access_token=batch.access_token,
+            sealed_token=batch.sealed_token,
             items=batch.items[i : i + size],
         )
         for i in range(0, len(batch.items), size)
@@ -210,7 +221,9 @@ def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
         for half in halves:
             results.extend(send(client, _with_items(batch, half)))
         return results
-    return [EventResult(pid, answer, len(batch.items)) for pid, _ in batch.items]
+    return [
+        EventResult(pid, answer, len(batch.items), batch.sealed_token) for pid, _ in batch.items
+    ]
 
 
 def _with_items(batch: OutgoingBatch, items: list[tuple[int, dict[str, Any]]]) -> OutgoingBatch:
@@ -220,6 +233,7 @@ def _with_items(batch: OutgoingBatch, items: list[tuple[int, dict[str, Any]]]) -
         source_id=batch.source_id,
         test_event_code=batch.test_event_code,
         access_token=batch.access_token,
+        sealed_token=batch.sealed_token,
         items=items,
     )
 
@@ -236,7 +250,8 @@ def record(
             select(Postback).where(Postback.id.in_([r.postback_id for r in results]))
         )
     }
-    paused: set[int] = set()
+    auth_failures: dict[int, EventResult] = {}
+    throttled: set[int] = set()
     counts: dict[str, int] = defaultdict(int)
     attempts = []
     for result in results:
@@ -261,7 +276,11 @@ def record(
         row.last_code = answer.code
         row.last_message = answer.message[:2000]
         row.last_request_id = answer.request_id
-        _apply(row, answer, settings, now, paused)
+        _apply(row, answer, settings, now)
+        if answer.outcome is Outcome.AUTH:
+            auth_failures[row.event_set_id] = result
+        elif answer.outcome is Outcome.THROTTLED:
+            throttled.add(row.event_set_id)
         counts[row.status] += 1
         log.info(
             "postback %s event_id=%s event_set=%s outcome=%s code=%s request_id=%s",
@@ -273,24 +292,36 @@ def record(
             answer.request_id,
         )
     session.execute(DeliveryAttempt.__table__.insert(), attempts)
-    for event_set_id in paused:
-        event_set = session.get(EventSet, event_set_id)
-        if event_set is not None:
-            sample = next(
-                r.answer
-                for r in results
-                if rows.get(r.postback_id) and rows[r.postback_id].event_set_id == event_set_id
-            )
-            pause_event_set(
-                event_set,
-                f"TikTok code {sample.code}: {sample.message} (request_id {sample.request_id})",
-            )
+    _hold_event_sets(session, auth_failures, throttled, settings, now)
     return dict(counts)
 
 
-def _apply(
-    row: Postback, answer: Answer, settings: Settings, now: datetime, paused: set[int]
+def _hold_event_sets(
+    session: Session,
+    auth_failures: dict[int, EventResult],
+    throttled: set[int],
+    settings: Settings,
+    now: datetime,
 ) -> None:
+    """Token errors pause a set (unless its token changed meanwhile); throttling slows it."""
+    for event_set_id in auth_failures.keys() | throttled:
+        event_set = session.get(EventSet, event_set_id)
+        if event_set is None:
+            continue
+        failure = auth_failures.get(event_set_id)
+        if failure is not None and failure.sealed_token == event_set.sealed_token:
+            answer = failure.answer
+            pause_event_set(
+                event_set,
+                f"TikTok code {answer.code}: {answer.message} (request_id {answer.request_id})",
+            )
+        if event_set_id in throttled and settings.throttle_pause_seconds:
+            until = now + timedelta(seconds=settings.throttle_pause_seconds)
+            if event_set.throttled_until is None or event_set.throttled_until < until:
+                event_set.throttled_until = until
+
+
+def _apply(row: Postback, answer: Answer, settings: Settings, now: datetime) -> None:
     if answer.outcome is Outcome.DELIVERED:
         row.status = PostbackStatus.DELIVERED
         row.delivered_at = now
@@ -304,7 +335,6 @@ def _apply(
         row.attempts = max(row.attempts - 1, 0)
         row.next_attempt_at = now
         row.lease_until = None
-        paused.add(row.event_set_id)
     else:
         retry_at = next_attempt_at(
             row.attempts, settings, now, throttled=answer.outcome is Outcome.THROTTLED

@@ -25,6 +25,36 @@ def load_mappings(session: Session, event_set_ids: set[int]) -> dict[int, list[C
     return {set_id: compile_mappings(by_set.get(set_id, [])) for set_id in event_set_ids}
 
 
+def begin_attempt(
+    session: Session, trigger_ids: Sequence[int], settings: Settings, now: datetime
+) -> list[int]:
+    """Counts a processing run of each open trigger; the caller commits before processing.
+
+    A trigger whose earlier runs never finished (the worker died) is failed at the cap
+    instead of being retried forever by broker redelivery and the sweeper.
+    """
+    if not trigger_ids:
+        return []
+    triggers = session.scalars(
+        select(Trigger)
+        .where(Trigger.id.in_(trigger_ids), Trigger.status.in_(OPEN_TRIGGER_STATUSES))
+        .with_for_update(skip_locked=True, of=Trigger)
+    ).all()
+    runnable = []
+    for trigger in triggers:
+        if trigger.attempts >= settings.max_processing_attempts:
+            trigger.status = TriggerStatus.FAILED
+            trigger.error = (
+                f"processing did not finish in {trigger.attempts} runs (the worker stopped); "
+                "see the worker logs for this trigger id"
+            )
+            trigger.processed_at = now
+            continue
+        trigger.attempts += 1
+        runnable.append(trigger.id)
+    return runnable
+
+
 def process_triggers(
     session: Session, trigger_ids: Sequence[int], settings: Settings, now: datetime
 ) -> list[int]:

@@ -39,7 +39,10 @@ def deliver(postback_ids: list[int]) -> dict[str, int]:
 def process_triggers(trigger_ids: list[int]) -> dict[str, Any]:
     settings = get_settings()
     with session_scope() as session:
-        ready = processing.process_triggers(session, trigger_ids, settings, utcnow())
+        runnable = processing.begin_attempt(session, trigger_ids, settings, utcnow())
+        session.commit()
+    with session_scope() as session:
+        ready = processing.process_triggers(session, runnable, settings, utcnow())
         session.commit()
     return {"triggers": len(trigger_ids), "postbacks": len(ready), "sent": deliver(ready)}
 
@@ -60,7 +63,10 @@ def sweep_due_postbacks() -> dict[str, Any]:
             timedelta(seconds=settings.stale_trigger_seconds),
             settings.sweep_batch_size,
         )
-        ready = processing.process_triggers(session, stale, settings, now)
+        runnable = processing.begin_attempt(session, stale, settings, now)
+        session.commit()
+    with session_scope() as session:
+        ready = processing.process_triggers(session, runnable, settings, now)
         session.commit()
     with session_scope() as session:
         groups = delivery.reserve_due(session, settings, now)

@@ -274,3 +274,58 @@ def test_paused_event_set_holds_postbacks_until_resumed(ready: SimulatorControl)
         session.commit()
     sweep_due_postbacks()
     assert rows()[0].status == PostbackStatus.DELIVERED
+
+
+def test_throttling_slows_the_whole_event_set(ready: SimulatorControl) -> None:
+    ready.set_faults(throttle_rate=1.0)
+    enqueue_trigger(sold("L-1"))
+    ready.set_faults(throttle_rate=0.0)
+    with session_scope() as session:
+        event_set = session.scalars(select(EventSet)).one()
+        assert event_set.throttled_until is not None
+        assert event_set.throttled_until > datetime.now(UTC) + timedelta(seconds=20)
+    enqueue_trigger(sold("L-2"))  # a fresh event for the same set waits out the window
+    make_due()
+    sweep_due_postbacks()
+    assert ready.stats()["events_accepted"] == 0
+    assert {r.status for r in rows()} == {PostbackStatus.PENDING, PostbackStatus.RETRYING}
+
+    with session_scope() as session:
+        session.execute(update(EventSet).values(throttled_until=datetime.now(UTC)))
+        session.commit()
+    make_due()
+    sweep_due_postbacks()
+    assert [r.status for r in rows()] == [PostbackStatus.DELIVERED] * 2
+
+
+def test_token_rotated_while_a_request_was_in_flight_does_not_pause(
+    ready: SimulatorControl,
+) -> None:
+    from models import utcnow
+    from worker import delivery
+    from worker.client import EventsApiClient
+
+    ready.register_event_set(EVENT_SET_ID, "new-token", kind="crm")
+    from worker.app import app
+
+    app.conf.task_always_eager = False
+    enqueue_trigger(sold("L-1"))
+    process_all()
+    settings = get_settings()
+    with session_scope() as session:
+        batches = delivery.claim(session, [r.id for r in rows()], settings, utcnow())
+        session.commit()
+    client = EventsApiClient(settings.tiktok_api_base_url, settings.http_timeout)
+    results = [r for b in batches for r in delivery.send(client, b)]  # old token: 40105
+    with session_scope() as session:  # ... meanwhile the operator rotated the token
+        rotate_token(session, settings, get_event_set(session, "acme"), "new-token")
+        session.commit()
+    with session_scope() as session:
+        delivery.record(session, results, settings, utcnow())
+        session.commit()
+    with session_scope() as session:
+        assert get_event_set(session, "acme").status == "active"
+    app.conf.task_always_eager = True
+    sweep_due_postbacks()
+    [row] = rows()
+    assert row.status == PostbackStatus.DELIVERED and row.attempts == 1

@@ -1,4 +1,4 @@
-"""per-event-set throttle window and replay counter
+"""per-event-set throttle window, replay counter, trigger processing attempts
 
 Revision ID: 0002
 Revises: 0001
@@ -22,9 +22,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("throttled_until", models.base.UTCDateTime(), nullable=True))
     with op.batch_alter_table("postbacks") as batch:
         batch.add_column(sa.Column("replays", sa.Integer(), nullable=False, server_default="0"))
+    with op.batch_alter_table("triggers") as batch:
+        batch.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("triggers") as batch:
+        batch.drop_column("attempts")
     with op.batch_alter_table("postbacks") as batch:
         batch.drop_column("replays")
     with op.batch_alter_table("event_sets") as batch:
