@@ -390,6 +390,99 @@ def status() -> None:
         typer.echo(f"{name}: " + ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())))
 
 
+@app.command("replay")
+def replay_command(
+    postback_id: Annotated[list[int] | None, typer.Option("--id", help="Postback id")] = None,
+    lead_id: Annotated[str | None, typer.Option(help="All of one lead's postbacks")] = None,
+    event_set: Annotated[str | None, typer.Option(help="Event set name or ID")] = None,
+    code: Annotated[int | None, typer.Option(help="Last TikTok code, e.g. 40002")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="dead, failed, expired (default: all three)")
+    ] = None,
+    since: Annotated[datetime | None, typer.Option(help="Created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Created before (ISO 8601)")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every replayable postback")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed")] = False,
+) -> None:
+    """Re-queue dead, failed or expired postbacks (same event_id, refreshed match keys)."""
+    from crm_postback.replay import (
+        REPLAYABLE,
+        ReplaySelection,
+        count_replayable,
+        replay,
+        replayable_ids,
+    )
+    from models import utcnow
+    from models.db import session_scope
+
+    selection = ReplaySelection(
+        ids=postback_id or [],
+        lead_ref=lead_id,
+        event_set=event_set,
+        code=code,
+        statuses=status or list(REPLAYABLE),
+        since=_aware(since),
+        until=_aware(until),
+    )
+    if selection.is_empty() and not everything:
+        typer.secho(
+            "error: name what to replay (--id, --lead-id, --event-set, --code, "
+            "--since/--until) or pass --all",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        with session_scope() as session:
+            total = count_replayable(session, selection)
+            ids = [] if dry_run else replayable_ids(session, selection)
+    except (InputRejected, ValueError) as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if dry_run:
+        typer.echo(f"{total} postback(s) would be replayed")
+        return
+    queued: list[int] = []
+    chunks = [ids[i : i + REPLAY_CHUNK] for i in range(0, len(ids), REPLAY_CHUNK)]
+    with typer.progressbar(chunks, label="replaying", length=len(chunks)) as progress:
+        for chunk in progress:
+            with session_scope() as session:
+                queued_now = replay(session, chunk, utcnow())
+                session.commit()
+            _dispatch_deliveries(queued_now)
+            queued.extend(queued_now)
+    not_possible = len(ids) - len(queued)
+    typer.echo(
+        f"{len(queued)} postback(s) re-queued"
+        + (f", {not_possible} could not be rebuilt (see history)" if not_possible else "")
+    )
+
+
+REPLAY_CHUNK = 500
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _dispatch_deliveries(postback_ids: list[int]) -> None:
+    """Best effort: if the broker is down, the sweeper sends the re-queued rows."""
+    if not postback_ids:
+        return
+    from worker.tasks import deliver_postbacks
+
+    try:
+        deliver_postbacks.delay(postback_ids)
+    except Exception as error:
+        typer.secho(
+            f"broker unavailable ({type(error).__name__}); the sweeper will send them",
+            fg="yellow",
+            err=True,
+        )
+
+
 @app.command("simulate-tiktok")
 def simulate_tiktok(
     host: str = "127.0.0.1",

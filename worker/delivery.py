@@ -157,7 +157,11 @@ def claim(
                 f"(the worker never recorded an answer); last: {row.last_message or '-'}",
             )
             continue
-        if row.payload is None or row.payload["event_time"] < oldest_allowed:
+        # An operator's replay is sent whatever its age: they chose to send it.
+        too_old = row.replays == 0 and row.payload is not None and (
+            row.payload["event_time"] < oldest_allowed
+        )
+        if row.payload is None or too_old:
             _finish(
                 row,
                 PostbackStatus.EXPIRED,
