@@ -1,5 +1,6 @@
 """SQLAlchemy 2 models, sessions and Alembic migrations."""
 
+from models.api_keys import ApiKey
 from models.base import Base, utcnow
 from models.event_sets import EventSet, EventSetKind, EventSetStatus
 from models.leads import Lead
@@ -9,6 +10,7 @@ from models.triggers import Trigger, TriggerStatus
 
 __all__ = [
     "FINAL_STATUSES",
+    "ApiKey",
     "Base",
     "DeliveryAttempt",
     "EventSet",
