@@ -218,3 +218,18 @@ def _database_text() -> str:
             )
         )
         return "\n".join(row[0] for row in rows)
+
+
+def test_warm_shutdown_finishes_the_postback_in_flight(
+    start_worker: StartWorker, simulator: SimulatorControl, acme: int
+) -> None:
+    import signal
+
+    simulator.set_faults(slow_rate=1.0, slow_seconds=3)
+    worker = start_worker(beat=False)
+    enqueue_trigger(trigger("lead.submitted", "L-6", 1, match_keys={"email": "s@example.com"}))
+    wait_for(lambda: statuses() == ["sending"], what="the request to be in flight")
+    worker.process.send_signal(signal.SIGTERM)  # what docker stop / systemd send
+    assert worker.process.wait(timeout=30) == 0
+    assert statuses() == ["delivered"]
+    assert simulator.stats()["events_unique"] == 1
