@@ -540,6 +540,11 @@ def demo() -> None:
     sys.exit(run_demo())
 
 
+from crm_postback.web.cli import register as _register_web  # noqa: E402
+
+_register_web(app)
+
+
 def main() -> None:
     app()
 

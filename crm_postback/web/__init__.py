@@ -1,0 +1,1 @@
+"""The HTTP API for lead-routing systems (FastAPI): ingest, lead keys, postback history, health."""

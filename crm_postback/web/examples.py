@@ -1,0 +1,37 @@
+"""Request examples published in /openapi.json (the README shows the same calls with curl)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_SUBMITTED = {
+    "type": "lead.submitted",
+    "lead_id": "L-1001",
+    "event_set": "acme-crm",
+    "occurred_at": "2026-11-21T10:00:00Z",
+    "match_keys": {
+        "email": "jane@example.com",
+        "phone": "(213) 373-4253",
+        "ttclid": "E.C.P.click-123",
+        "tiktok_lead_id": "7311111111111111111",
+    },
+}
+_SOLD = {
+    "type": "lead.sold",
+    "lead_id": "L-1001",
+    "event_set": "acme-crm",
+    "occurred_at": "2026-11-21T10:20:00Z",
+    "attributes": {"value": 42.5, "currency": "USD", "buyer_id": "B17"},
+    "idempotency_key": "sale-88412",
+}
+
+TRIGGER_EXAMPLES: dict[str, Any] = {
+    "single": {"summary": "One trigger with match keys (hashed on arrival)", "value": _SUBMITTED},
+    "batch": {"summary": "A batch: answered item by item", "value": [_SUBMITTED, _SOLD]},
+}
+LEAD_KEYS_EXAMPLES: dict[str, Any] = {
+    "late_keys": {
+        "summary": "Keys that arrived after the first trigger",
+        "value": {"match_keys": {"ttclid": "E.C.P.click-123", "tiktok_lead_id": "7311111111"}},
+    }
+}

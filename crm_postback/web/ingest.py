@@ -1,0 +1,212 @@
+"""Routes for routing systems: triggers in (one or a batch), lead keys in, postback history out.
+
+Bodies are parsed here rather than by FastAPI so that a batch is validated item by item (good
+items are kept when one is bad) and every answer points at fields without echoing values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from crm_postback.api import enqueue_triggers, upsert_lead_keys
+from crm_postback.errors import InputRejected
+from crm_postback.reports import LeadHistory, lead_history
+from crm_postback.schemas import TriggerIn
+from crm_postback.web.auth import CallerDep
+from crm_postback.web.body import read_json
+from crm_postback.web.errors import RequestRejected, problems_from_fields
+from crm_postback.web.examples import LEAD_KEYS_EXAMPLES, TRIGGER_EXAMPLES
+from crm_postback.web.shapes import (
+    MAX_BATCH,
+    ErrorAnswer,
+    ItemAnswer,
+    LeadKeysIn,
+    LeadStored,
+    Problem,
+    TriggersAnswer,
+)
+from crm_postback.web.validation import validate
+from models.db import session_scope
+
+router = APIRouter(tags=["ingest"])
+
+LeadId = Annotated[
+    str,
+    Path(min_length=1, max_length=128, description="Your id for the lead (URL-encoded)"),
+]
+_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
+    403: {"model": ErrorAnswer, "description": "The API key has been revoked"},
+    413: {"model": ErrorAnswer, "description": "The body is larger than MAX_REQUEST_BYTES"},
+}
+
+
+def _body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema_ref(schema), "examples": examples}},
+        }
+    }
+
+
+def schema_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _triggers_schema() -> dict[str, Any]:
+    return {
+        "oneOf": [
+            schema_ref("TriggerIn"),
+            {
+                "type": "array",
+                "items": schema_ref("TriggerIn"),
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+            },
+        ]
+    }
+
+
+def _root_rejected(message: str) -> RequestRejected:
+    return RequestRejected(422, [Problem(pointer="", field="body", message=message)])
+
+
+def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
+    """Validates each item, stores the valid ones in one transaction and answers per item.
+
+    `base` is None for a batch (each item's pointers start at /index) or "" for one trigger.
+    """
+    answers: dict[int, ItemAnswer] = {}
+    valid: list[tuple[int, TriggerIn]] = []
+    for index, document in enumerate(documents):
+        prefix = f"/{index}" if base is None else base
+        trigger, problems = validate(TriggerIn, document, prefix)
+        if trigger is not None:
+            valid.append((index, trigger))
+            continue
+        answers[index] = ItemAnswer(index=index, status="rejected", errors=problems)
+    if valid:
+        stored = enqueue_triggers([trigger for _, trigger in valid])
+        for item in stored:
+            index = valid[item.index][0]
+            if item.accepted is None:
+                prefix = f"/{index}" if base is None else base
+                problems = problems_from_fields(item.errors, prefix)
+                answers[index] = ItemAnswer(index=index, status="rejected", errors=problems)
+            else:
+                status = "duplicate" if item.accepted.duplicate else "accepted"
+                answers[index] = ItemAnswer(
+                    index=index, status=status, trigger_id=item.accepted.trigger_id
+                )
+    items = [answers[i] for i in sorted(answers)]
+    return TriggersAnswer(
+        accepted=sum(a.status == "accepted" for a in items),
+        duplicates=sum(a.status == "duplicate" for a in items),
+        rejected=sum(a.status == "rejected" for a in items),
+        items=items,
+    )
+
+
+@router.post(
+    "/v1/triggers",
+    status_code=202,
+    summary="Send one trigger or a batch of up to 1,000",
+    response_model=TriggersAnswer,
+    responses={
+        202: {"description": "At least one trigger was accepted (or was a duplicate)"},
+        422: {
+            "description": "Every trigger was rejected (items say why), or the body is not a "
+            "trigger or a list of 1 to 1,000 triggers (errors say why)",
+            "content": {
+                "application/json": {
+                    "schema": {"anyOf": [schema_ref("TriggersAnswer"), schema_ref("ErrorAnswer")]}
+                }
+            },
+        },
+        **_COMMON_ERRORS,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _triggers_schema(), "examples": TRIGGER_EXAMPLES}
+            },
+        }
+    },
+)
+async def post_triggers(request: Request, caller: CallerDep) -> JSONResponse:
+    """Each trigger is stored (committed) before the answer; a 202 is never lost, even when
+    the queue is down. Answers are per item, in the order sent."""
+    document = await read_json(request)
+    if isinstance(document, dict):
+        answer = await run_in_threadpool(ingest, [document], "")
+    elif isinstance(document, list):
+        if not 1 <= len(document) <= MAX_BATCH:
+            raise _root_rejected(f"a batch holds 1 to {MAX_BATCH} triggers, not {len(document)}")
+        answer = await run_in_threadpool(ingest, document, None)
+    else:
+        raise _root_rejected(f"send a trigger object or a list of 1 to {MAX_BATCH} of them")
+    status = 422 if answer.rejected == len(answer.items) else 202
+    return JSONResponse(answer.model_dump(exclude_none=True), status_code=status)
+
+
+def _upsert(lead_id: str, document: Any) -> None:
+    body, problems = validate(LeadKeysIn, document, "")
+    keys = body.match_keys.model_dump(exclude_none=True) if body is not None else {}
+    if body is not None and not keys:
+        problems = [
+            Problem(
+                pointer="/match_keys", field="match_keys", message="give at least one match key"
+            )
+        ]
+    if problems:
+        raise RequestRejected(422, problems)
+    try:
+        upsert_lead_keys(lead_id, keys)
+    except InputRejected as rejected:
+        in_body = [e for e in rejected.errors if e.field.startswith("match_keys")]
+        problems = problems_from_fields(in_body, "")
+        problems += [
+            Problem(pointer=None, field=f"path.{e.field}", message=e.message)
+            for e in rejected.errors
+            if e not in in_body
+        ]
+        raise RequestRejected(422, problems) from None
+
+
+@router.put(
+    "/v1/leads/{lead_id:path}",
+    summary="Add or merge a lead's match keys",
+    response_model=LeadStored,
+    responses={422: {"model": ErrorAnswer, "description": "A bad field"}, **_COMMON_ERRORS},
+    openapi_extra=_body("LeadKeysIn", LEAD_KEYS_EXAMPLES),
+)
+async def put_lead(lead_id: LeadId, request: Request, caller: CallerDep) -> LeadStored:
+    """Keys that arrive after the first trigger (a ttclid, a TikTok lead id) are merged into
+    what is stored; email, phone and external id are hashed before they are stored."""
+    document = await read_json(request)
+    await run_in_threadpool(_upsert, lead_id, document)
+    return LeadStored(lead_id=lead_id.strip())
+
+
+def _history(lead_id: str) -> dict[str, Any]:
+    with session_scope() as session:
+        return asdict(lead_history(session, lead_id.strip()))
+
+
+@router.get(
+    "/v1/leads/{lead_id:path}/postbacks",
+    summary="What was sent for a lead, when, and what TikTok answered",
+    response_model=LeadHistory,
+    responses={422: {"model": ErrorAnswer, "description": "A bad lead id"}, **_COMMON_ERRORS},
+)
+async def get_postbacks(lead_id: LeadId, caller: CallerDep) -> Any:
+    """Every trigger of the lead, the postbacks it produced, each attempt with TikTok's code,
+    message and request_id. Match keys are shown hashed."""
+    return await run_in_threadpool(_history, lead_id)

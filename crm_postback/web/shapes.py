@@ -1,0 +1,62 @@
+"""Request and answer shapes of the HTTP API, as published in /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm_postback.schemas import MatchKeys
+
+MAX_BATCH = 1000
+
+
+class Problem(BaseModel):
+    """One bad field. `pointer` is an RFC 6901 JSON pointer into the request body."""
+
+    pointer: str | None = Field(
+        description="Where in the body, e.g. /0/match_keys/phone; null when not in the body"
+    )
+    field: str | None = Field(description="Dotted name, e.g. match_keys.phone")
+    message: str = Field(description="What is wrong, in a sentence; never the value sent")
+
+
+class ErrorAnswer(BaseModel):
+    errors: list[Problem]
+
+
+class ItemAnswer(BaseModel):
+    index: int = Field(description="Position in the batch (0 for a single trigger)")
+    status: Literal["accepted", "duplicate", "rejected"] = Field(
+        description="accepted: stored and queued; duplicate: this idempotency key was accepted "
+        "before (trigger_id is the original one, nothing new is sent); rejected: see errors"
+    )
+    trigger_id: int | None = None
+    errors: list[Problem] | None = None
+
+
+class TriggersAnswer(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    items: list[ItemAnswer]
+
+
+class LeadKeysIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    match_keys: MatchKeys
+
+
+class LeadStored(BaseModel):
+    lead_id: str
+    status: Literal["stored"] = "stored"
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="database / broker: ok, or the error's type")
