@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from crm_postback.errors import FieldError, InputRejected
-from crm_postback.intake import AcceptedTrigger, accept_trigger
+from crm_postback.intake import AcceptedTrigger, accept_triggers
 from crm_postback.leads import hash_match_keys, upsert_lead
 from crm_postback.schemas import LeadUpsert, TriggerIn, parse_trigger
 from crm_postback.settings import get_settings
@@ -54,7 +54,10 @@ def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
 
 def enqueue_trigger(trigger: TriggerIn | Mapping[str, Any]) -> AcceptedTrigger:
     """Stores one trigger and queues it. Raises InputRejected naming each bad field."""
-    return _enqueue_valid([_validated(trigger)])[0]
+    [outcome] = _store_and_dispatch([_validated(trigger)])
+    if isinstance(outcome, InputRejected):
+        raise outcome
+    return outcome
 
 
 def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[BatchItem]:
@@ -66,28 +69,25 @@ def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[
             valid.append((index, _validated(trigger)))
         except InputRejected as rejected:
             items.append(BatchItem(index, None, rejected.errors))
-    settings = get_settings()
-    accepted: list[tuple[int, AcceptedTrigger]] = []
-    with session_scope() as session:
-        for index, trigger in valid:
-            try:
-                with session.begin_nested():
-                    accepted.append((index, accept_trigger(session, trigger, settings)))
-            except InputRejected as rejected:
-                items.append(BatchItem(index, None, rejected.errors))
-        session.commit()
-    _dispatch([a.trigger_id for _, a in accepted if not a.duplicate])
-    items.extend(BatchItem(index, a, []) for index, a in accepted)
+    outcomes = _store_and_dispatch([trigger for _, trigger in valid])
+    for (index, _), outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, InputRejected):
+            items.append(BatchItem(index, None, outcome.errors))
+        else:
+            items.append(BatchItem(index, outcome, []))
     return sorted(items, key=lambda item: item.index)
 
 
-def _enqueue_valid(triggers: list[TriggerIn]) -> list[AcceptedTrigger]:
-    settings = get_settings()
+def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | InputRejected]:
+    if not triggers:
+        return []
     with session_scope() as session:
-        accepted = [accept_trigger(session, trigger, settings) for trigger in triggers]
+        outcomes = accept_triggers(session, triggers, get_settings())
         session.commit()
-    _dispatch([a.trigger_id for a in accepted if not a.duplicate])
-    return accepted
+    _dispatch(
+        [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
+    )
+    return outcomes
 
 
 def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:

@@ -1,18 +1,22 @@
-"""Accepting triggers: validate, hash, merge the lead, store the trigger once (no commit here)."""
+"""Accepting triggers: validate, hash, merge leads, store each trigger once (no commit here).
+
+Set-based: a batch of any size costs a fixed handful of statements, not several per trigger.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from crm_postback.errors import InputRejected
-from crm_postback.leads import hash_match_keys, upsert_lead
+from crm_postback.leads import HashedKeys, hash_match_keys, merge_lead_keys
 from crm_postback.schemas import TriggerIn
 from crm_postback.settings import Settings
-from models import EventSet, Trigger, TriggerStatus
+from models import EventSet, Trigger, TriggerStatus, utcnow
+from models.bulk import insert_ignoring_conflicts
 
 
 @dataclass(frozen=True)
@@ -37,46 +41,110 @@ def occurrence_key(trigger: TriggerIn) -> str:
 
 
 def accept_trigger(session: Session, trigger: TriggerIn, settings: Settings) -> AcceptedTrigger:
-    event_set = find_event_set(session, trigger.event_set)
-    if event_set is None:
-        raise InputRejected.one("event_set", f"unknown event set {trigger.event_set!r}")
-    size = trigger.attributes_size()
-    if size > settings.max_attribute_bytes:
-        raise InputRejected.one(
-            "attributes", f"{size} bytes of JSON; the limit is {settings.max_attribute_bytes}"
+    [outcome] = accept_triggers(session, [trigger], settings)
+    if isinstance(outcome, InputRejected):
+        raise outcome
+    return outcome
+
+
+def accept_triggers(
+    session: Session, triggers: Sequence[TriggerIn], settings: Settings
+) -> list[AcceptedTrigger | InputRejected]:
+    """One answer per trigger, in order: accepted (maybe as a duplicate) or rejected."""
+    outcomes: list[AcceptedTrigger | InputRejected | None] = [None] * len(triggers)
+    event_sets = _event_set_ids(session, {t.event_set for t in triggers})
+    keys_by_lead: dict[str, list[HashedKeys]] = {}
+    rows: list[tuple[int, dict[str, object]]] = []
+    for index, trigger in enumerate(triggers):
+        try:
+            event_set_id = event_sets.get(trigger.event_set)
+            if event_set_id is None:
+                raise InputRejected.one("event_set", f"unknown event set {trigger.event_set!r}")
+            size = trigger.attributes_size()
+            if size > settings.max_attribute_bytes:
+                raise InputRejected.one(
+                    "attributes",
+                    f"{size} bytes of JSON; the limit is {settings.max_attribute_bytes}",
+                )
+            if trigger.match_keys is not None:
+                keys = hash_match_keys(trigger.match_keys, settings.default_phone_region)
+                if not keys.is_empty():
+                    keys_by_lead.setdefault(trigger.lead_id, []).append(keys)
+        except InputRejected as rejected:
+            outcomes[index] = rejected
+            continue
+        rows.append(
+            (
+                index,
+                {
+                    "event_set_id": event_set_id,
+                    "lead_ref": trigger.lead_id,
+                    "trigger_type": trigger.type,
+                    "occurred_at": trigger.occurred_at,
+                    "attributes": dict(trigger.attributes),
+                    "idempotency_key": occurrence_key(trigger),
+                    "status": TriggerStatus.RECEIVED,
+                    "attempts": 0,
+                },
+            )
         )
-    if trigger.match_keys is not None:
-        keys = hash_match_keys(trigger.match_keys, settings.default_phone_region)
-        if not keys.is_empty():
-            upsert_lead(session, trigger.lead_id, keys)
+    merge_lead_keys(session, keys_by_lead)
+    for index, accepted in _insert_once(session, rows).items():
+        outcomes[index] = accepted
+    return [o for o in outcomes if o is not None]
 
-    key = occurrence_key(trigger)
-    existing = _existing(session, event_set.id, key)
-    if existing is not None:
-        return AcceptedTrigger(existing, duplicate=True)
-    row = Trigger(
-        event_set_id=event_set.id,
-        lead_ref=trigger.lead_id,
-        trigger_type=trigger.type,
-        occurred_at=trigger.occurred_at,
-        attributes=dict(trigger.attributes),
-        idempotency_key=key,
-        status=TriggerStatus.RECEIVED,
+
+def _event_set_ids(session: Session, references: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for event_set in session.scalars(
+        select(EventSet)
+        .where(or_(EventSet.name.in_(references), EventSet.source_id.in_(references)))
+        .order_by(EventSet.id.desc())
+    ):
+        for reference in (event_set.source_id, event_set.name):
+            if reference in references:
+                found[reference] = event_set.id
+    return found
+
+
+def _insert_once(
+    session: Session, rows: list[tuple[int, dict[str, object]]]
+) -> dict[int, AcceptedTrigger]:
+    """Inserts triggers whose (event set, idempotency key) is new; others map to the first."""
+    if not rows:
+        return {}
+    first_index: dict[tuple[object, object], int] = {}
+    for index, row in rows:
+        first_index.setdefault((row["event_set_id"], row["idempotency_key"]), index)
+    fresh = [
+        row
+        for index, row in rows
+        if first_index[(row["event_set_id"], row["idempotency_key"])] == index
+    ]
+    received_at = utcnow()
+    statement = insert_ignoring_conflicts(session, Trigger.__table__).returning(
+        Trigger.id, Trigger.event_set_id, Trigger.idempotency_key
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        found = _existing(session, event_set.id, key)
-        if found is None:
-            raise
-        return AcceptedTrigger(found, duplicate=True)
-    return AcceptedTrigger(row.id, duplicate=False)
-
-
-def _existing(session: Session, event_set_id: int, key: str) -> int | None:
-    return session.scalar(
-        select(Trigger.id).where(
-            Trigger.event_set_id == event_set_id, Trigger.idempotency_key == key
-        )
-    )
+    inserted = {
+        (r.event_set_id, r.idempotency_key): r.id
+        for r in session.execute(statement, [{**row, "received_at": received_at} for row in fresh])
+    }
+    missing = [key for key in first_index if key not in inserted]
+    existing: dict[tuple[object, object], int] = {}
+    if missing:
+        existing = {
+            (r.event_set_id, r.idempotency_key): r.id
+            for r in session.execute(
+                select(Trigger.id, Trigger.event_set_id, Trigger.idempotency_key).where(
+                    tuple_(Trigger.event_set_id, Trigger.idempotency_key).in_(missing)
+                )
+            )
+        }
+    answers: dict[int, AcceptedTrigger] = {}
+    for index, row in rows:
+        key = (row["event_set_id"], row["idempotency_key"])
+        if key in inserted:
+            answers[index] = AcceptedTrigger(inserted[key], duplicate=first_index[key] != index)
+        else:
+            answers[index] = AcceptedTrigger(existing[key], duplicate=True)
+    return answers

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crm_postback.errors import FieldError, InputRejected
 from crm_postback.privacy import MatchKeyError, hash_email, hash_external_id, hash_phone
 from crm_postback.schemas import MAX_KEYS_PER_KIND, MatchKeys
-from models import Lead
+from models import Lead, utcnow
+from models.bulk import insert_ignoring_conflicts
 
 
 @dataclass
@@ -85,19 +85,55 @@ def merge_keys(lead: Lead, keys: HashedKeys) -> None:
             setattr(lead, name, _merge_list(list(getattr(lead, name) or []), new))
 
 
-def upsert_lead(session: Session, lead_ref: str, keys: HashedKeys) -> Lead:
-    lead = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref))
-    if lead is None:
-        try:
-            with session.begin_nested():
-                lead = Lead(
-                    lead_ref=lead_ref, email_hashes=[], phone_hashes=[], external_id_hashes=[]
-                )
-                merge_keys(lead, keys)
-                session.add(lead)
-            return lead
-        except IntegrityError:
-            # Another process inserted the same lead first; merge into theirs.
-            lead = session.scalars(select(Lead).where(Lead.lead_ref == lead_ref)).one()
-    merge_keys(lead, keys)
-    return lead
+def _new_lead(lead_ref: str, keys: list[HashedKeys]) -> dict[str, object]:
+    lead = Lead(lead_ref=lead_ref, email_hashes=[], phone_hashes=[], external_id_hashes=[])
+    for item in keys:
+        merge_keys(lead, item)
+    now = utcnow()
+    return {
+        "lead_ref": lead_ref,
+        "created_at": now,
+        "updated_at": now,
+        **{name: getattr(lead, name) for name in LEAD_KEY_COLUMNS},
+    }
+
+
+LEAD_KEY_COLUMNS = (
+    "ttclid",
+    "ttp",
+    "ip",
+    "user_agent",
+    "tiktok_lead_id",
+    "email_hashes",
+    "phone_hashes",
+    "external_id_hashes",
+)
+
+
+def merge_lead_keys(session: Session, keys_by_lead: dict[str, list[HashedKeys]]) -> None:
+    """Creates or merges many leads with a fixed number of statements."""
+    if not keys_by_lead:
+        return
+    existing = {
+        lead.lead_ref: lead
+        for lead in session.scalars(select(Lead).where(Lead.lead_ref.in_(keys_by_lead)))
+    }
+    new_refs = [ref for ref in keys_by_lead if ref not in existing]
+    if new_refs:
+        statement = insert_ignoring_conflicts(session, Lead.__table__).returning(Lead.lead_ref)
+        values = [_new_lead(ref, keys_by_lead[ref]) for ref in new_refs]
+        created = set(session.scalars(statement, values))
+        raced = [ref for ref in new_refs if ref not in created]
+        if raced:  # another process created them between our SELECT and INSERT
+            existing.update(
+                (lead.lead_ref, lead)
+                for lead in session.scalars(select(Lead).where(Lead.lead_ref.in_(raced)))
+            )
+    for ref, lead in existing.items():
+        for keys in keys_by_lead[ref]:
+            merge_keys(lead, keys)
+    session.flush()
+
+
+def upsert_lead(session: Session, lead_ref: str, keys: HashedKeys) -> None:
+    merge_lead_keys(session, {lead_ref: [keys]})
