@@ -1,0 +1,175 @@
+"""The fault schedule: every few seconds one fault, picked at random, while the load runs."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from chaos.processes import CeleryProcess
+from chaos.services import ChaosDatabase, PrivateRedis
+
+log = logging.getLogger("chaos.faults")
+
+
+class Fault(StrEnum):
+    WORKER_CHILD_KILL = "worker child SIGKILL"
+    WORKER_KILL = "worker SIGKILL (all processes) + restart"
+    REDIS_RESTART = "redis SIGKILL + restart (queue lost)"
+    PG_TERMINATE = "postgres: all backends terminated"
+    PG_OUTAGE = "postgres: refuses connections 1-3 s"
+    BEAT_KILL = "beat SIGKILL + restart"
+
+
+WEIGHTS: dict[Fault, float] = {
+    Fault.WORKER_CHILD_KILL: 0.30,
+    Fault.WORKER_KILL: 0.15,
+    Fault.REDIS_RESTART: 0.20,
+    Fault.PG_TERMINATE: 0.20,
+    Fault.PG_OUTAGE: 0.10,
+    Fault.BEAT_KILL: 0.05,
+}
+
+
+@dataclass
+class FaultRecord:
+    counts: Counter[str] = field(default_factory=Counter)
+    pg_backends_terminated: int = 0
+    errors: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)
+    last_fault_at: float = 0.0
+    restarts_after_unexpected_exit: int = 0
+    broker_messages_sampled: int = 0
+
+    def note(self, fault: Fault, detail: str) -> None:
+        now = time.monotonic()
+        self.counts[fault.value] += 1
+        self.timeline.append((now, fault.value, detail))
+        self.last_fault_at = now
+        log.info("fault: %s (%s)", fault.value, detail)
+
+
+def decode_broker_message(raw: bytes) -> str:
+    """A kombu Redis message is JSON with a base64 body: return the body as text as well."""
+    text = raw.decode("utf-8", errors="replace")
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        message = json.loads(text)
+        if isinstance(message, list):  # the unacked hash stores [message, exchange, key]
+            message = message[0]
+        body = message.get("body", "")
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body).decode("utf-8", errors="replace")
+        return text + "\n" + str(body)
+    return text
+
+
+class FaultInjector(threading.Thread):
+    def __init__(
+        self,
+        *,
+        workers: list[CeleryProcess],
+        beat: CeleryProcess,
+        redis: PrivateRedis,
+        database: ChaosDatabase,
+        queue: str,
+        rng: random.Random,
+        gap_seconds: tuple[float, float],
+        stop: threading.Event,
+        inspect_broker_text: Callable[[str, str], None],
+    ) -> None:
+        super().__init__(name="chaos-faults", daemon=True)
+        self.workers = workers
+        self.beat = beat
+        self.redis = redis
+        self.database = database
+        self.queue = queue
+        self.rng = rng
+        self.gap_seconds = gap_seconds
+        self.stop_event = stop
+        self.inspect_broker_text = inspect_broker_text
+        self.record = FaultRecord()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        kinds = list(WEIGHTS)
+        weights = [WEIGHTS[k] for k in kinds]
+        while not self.stop_event.wait(self.rng.uniform(*self.gap_seconds)):
+            self.sample_broker()
+            self.ensure_running()
+            fault = self.rng.choices(kinds, weights)[0]
+            try:
+                self.inject(fault)
+            except Exception as error:  # a fault that could not be injected is reported
+                self.record.errors.append(f"{fault.value}: {type(error).__name__}: {error}")
+                log.exception("fault %s failed", fault.value)
+        self.ensure_running()
+
+    def inject(self, fault: Fault) -> None:
+        if fault is Fault.WORKER_CHILD_KILL:
+            candidates = [w for w in self.workers if w.alive and w.children()]
+            if not candidates:
+                fault = Fault.WORKER_KILL  # every pool is restarting: kill a whole worker
+            else:
+                worker = self.rng.choice(candidates)
+                victim = worker.kill_child(self.rng)
+                if victim is not None:
+                    self.record.note(fault, f"{worker.name} child pid {victim}")
+                return
+        if fault is Fault.WORKER_KILL:
+            worker = self.rng.choice(self.workers)
+            worker.kill()
+            self.record.note(fault, f"{worker.name} pid {worker.pid}")
+            time.sleep(self.rng.uniform(0.5, 2.0))
+            worker.start()
+        elif fault is Fault.BEAT_KILL:
+            self.beat.kill()
+            self.record.note(fault, f"beat pid {self.beat.pid}")
+            time.sleep(self.rng.uniform(0.5, 2.0))
+            self.beat.start()
+        elif fault is Fault.REDIS_RESTART:
+            self.redis.kill()
+            down = self.rng.uniform(0.5, 3.0)
+            self.record.note(fault, f"down {down:.1f} s")
+            time.sleep(down)
+            self.redis.start()
+        elif fault is Fault.PG_TERMINATE:
+            killed = self.database.terminate_backends()
+            self.record.pg_backends_terminated += killed
+            self.record.note(fault, f"{killed} backends")
+        elif fault is Fault.PG_OUTAGE:
+            seconds = self.rng.uniform(1.0, 3.0)
+            self.record.note(fault, f"{seconds:.1f} s")
+            killed = self.database.outage(seconds)
+            self.record.pg_backends_terminated += killed
+
+    def ensure_running(self) -> None:
+        """Restarts anything that died on its own (counted: that is worth knowing)."""
+        if not self.redis.running:
+            self.record.restarts_after_unexpected_exit += 1
+            self.redis.start()
+        for process in [*self.workers, self.beat]:
+            if process.check():
+                self.record.restarts_after_unexpected_exit += 1
+                log.warning("%s exited on its own; restarting it", process.name)
+                process.start()
+
+    def sample_broker(self) -> None:
+        """Looks at what is queued (and unacked) right now: ids only, never match keys."""
+        with contextlib.suppress(Exception):
+            client = self.redis.client()
+            try:
+                raw = list(client.lrange(self.queue, 0, 49))
+                raw.extend(list(client.hvals("unacked"))[:50])
+            finally:
+                client.close()
+            for message in raw:
+                self.inspect_broker_text(decode_broker_message(message), "redis message")
+            self.record.broker_messages_sampled += len(raw)

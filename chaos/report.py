@@ -1,0 +1,135 @@
+"""The printed table, the JSON figures and the description of the machine the run used."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from chaos.checks import Verdict
+
+
+def machine() -> dict[str, Any]:
+    memory_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    except OSError:
+        pass
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(memory_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _row(label: str, value: Any) -> str:
+    return f"  {label:<44} {value!s:>12}"
+
+
+def render(result: dict[str, Any], verdict: Verdict) -> str:
+    f = verdict.figures
+    m = result["machine"]
+    faults = result["faults"]
+    lines = [
+        "",
+        f"crm-postback chaos run: mode={result['mode']} seed={result['seed']} "
+        f"-> {'PASS' if result['passed'] else 'FAIL'}",
+        f"machine: {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}, "
+        f"{m['cpu']}; PostgreSQL {result['versions']['postgres']}, "
+        f"Redis {result['versions']['redis']}, Celery {result['versions']['celery']}",
+        f"processes: {result['workers']} x celery worker (prefork, concurrency "
+        f"{result['concurrency']}) + 1 x celery beat; private redis-server on port "
+        f"{result['redis_port']}; database {result['database']}",
+        "",
+        _row("triggers", f.get("triggers", "-")),
+        _row("events expected", f.get("events_expected", "-")),
+        _row("events at the receiver (unique event_id)", f.get("events_at_receiver_unique", "-")),
+        _row("delivered (outbox)", f.get("delivered", "-")),
+        _row("duplicates at the receiver (same event_id)", f.get("duplicates_at_receiver", "-")),
+        _row("dead", f.get("dead", "-")),
+        _row("failed / expired", f"{f.get('failed', '-')} / {f.get('expired', '-')}"),
+        _row(
+            "unmapped (expected)", f"{f.get('unmapped', '-')} ({f.get('unmapped_expected', '-')})"
+        ),
+        _row("lost", f.get("lost", "-")),
+        _row("raw email/phone found", f.get("pii_leaks", "-")),
+        _row("time to drain after the last fault", _seconds(result.get("drain_seconds"))),
+        _row("wall time", _seconds(result.get("wall_seconds"))),
+        "",
+        "faults injected (" + str(sum(faults["counts"].values())) + "):",
+    ]
+    lines.extend(_row(name, count) for name, count in sorted(faults["counts"].items()))
+    lines.append(_row("postgres backends terminated in all", faults["pg_backends_terminated"]))
+    lines.append(
+        _row(
+            "processes that exited on their own (restarted)",
+            faults["restarts_after_unexpected_exit"],
+        )
+    )
+    lines.extend(f"  ! could not inject: {e}" for e in faults["errors"][:5])
+    sim = result.get("simulator", {})
+    push = result.get("push", {})
+    lines += [
+        "simulator faults: "
+        f"{result['simulator_faults']}; answers by HTTP status "
+        f"{sim.get('requests_by_http_status', {})}, by code {sim.get('requests_by_code', {})}",
+        f"load: {push.get('batches', 0)} enqueue_triggers batches, "
+        f"{push.get('batch_retries', 0)} retried after a database error "
+        f"({push.get('already_stored_on_retry', 0)} triggers found already stored); "
+        f"attempts by outcome {f.get('attempts_by_outcome', {})}; "
+        f"max attempts of one event {f.get('max_attempts_of_one_event', '-')}",
+        "note: the shared PostgreSQL server is not restarted; its faults are "
+        "pg_terminate_backend of every connection to the chaos database and short outages "
+        "in which that database refuses connections (ALLOW_CONNECTIONS false).",
+        "",
+        "checks:",
+    ]
+    lines.extend(
+        f"  [{'PASS' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in verdict.checks
+    )
+    if verdict.evidence:
+        lines.append("evidence:")
+        lines.extend(f"  {e}" for e in verdict.evidence[:40])
+    return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def write_json(path: Path, result: dict[str, Any], verdict: Verdict) -> None:
+    document = {
+        **result,
+        "figures": verdict.figures,
+        "checks": [
+            {"name": c.name, "passed": c.passed, "detail": c.detail} for c in verdict.checks
+        ],
+        "evidence": verdict.evidence,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def progress(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
