@@ -112,6 +112,21 @@ def verify(
         attempts_by_outcome = dict(
             conn.execute("SELECT outcome, count(*) FROM delivery_attempts GROUP BY 1").fetchall()
         )
+        timeouts = _scalar(
+            conn,
+            "SELECT count(*) FROM delivery_attempts "
+            "WHERE http_status IS NULL AND message LIKE '%%Timeout%%'",
+        )
+        # Schema-tolerant (row_to_json): the trigger table is being extended by others.
+        unfinished_triggers = [
+            row[0]
+            for row in conn.execute(
+                "SELECT row_to_json(t)::text FROM triggers t "
+                "WHERE status NOT IN ('resolved', 'unmapped') ORDER BY id LIMIT %s",
+                (SAMPLE,),
+            )
+        ]
+        trigger_runs = _trigger_runs(conn)
     by_status: Counter[str] = Counter(row[2] for row in rows)
     delivered_ids = {row[1] for row in rows if row[2] == "delivered"}
     outbox_event_ids = [row[1] for row in rows if row[1] is not None]
@@ -148,6 +163,8 @@ def verify(
             "not_final": sum(not_final.values()),
             "lost": lost,
             "attempts_by_outcome": dict(sorted(attempts_by_outcome.items())),
+            "attempts_timed_out": timeouts,
+            "trigger_processing_runs": trigger_runs,
             "max_attempts_of_one_event": max((row[3] for row in rows), default=0),
         }
     )
@@ -204,6 +221,7 @@ def verify(
         by_status["unmapped"] == plan.expected_unmapped,
         f"{by_status['unmapped']} unmapped, {plan.expected_unmapped} expected",
     )
+    verdict.evidence.extend(f"trigger not resolved: {t}" for t in unfinished_triggers)
     bad_rows = [row for row in rows if row[2] not in ("delivered", "unmapped")]
     for row in bad_rows[:SAMPLE]:
         verdict.evidence.append(
@@ -249,6 +267,23 @@ def verify(
     )
     verdict.evidence.extend(scanner.findings[:SAMPLE])
     return verdict
+
+
+def _scalar(conn: Any, query: str) -> int:
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _trigger_runs(conn: Any) -> dict[str, int]:
+    """How many processing runs triggers took ({runs: triggers}), if the column exists."""
+    try:
+        with conn.transaction():
+            found = conn.execute(
+                "SELECT attempts, count(*) FROM triggers GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+    except Exception:
+        return {}
+    return {str(runs): count for runs, count in found}
 
 
 def plan_count(plan: LoadPlan) -> int:

@@ -27,16 +27,21 @@ class Fault(StrEnum):
     PG_TERMINATE = "postgres: all backends terminated"
     PG_OUTAGE = "postgres: refuses connections 1-3 s"
     BEAT_KILL = "beat SIGKILL + restart"
+    SIM_HANG = "simulator hangs past the read timeout 2-4 s"
 
 
-WEIGHTS: dict[Fault, float] = {
-    Fault.WORKER_CHILD_KILL: 0.30,
-    Fault.WORKER_KILL: 0.15,
-    Fault.REDIS_RESTART: 0.20,
-    Fault.PG_TERMINATE: 0.20,
-    Fault.PG_OUTAGE: 0.10,
-    Fault.BEAT_KILL: 0.05,
-}
+# One round of the schedule, shuffled each time: every kind comes up at least once every
+# ~25 s, so even the bounded mode exercises each of them several times.
+ROUND: tuple[Fault, ...] = (
+    Fault.WORKER_CHILD_KILL,
+    Fault.WORKER_CHILD_KILL,
+    Fault.WORKER_KILL,
+    Fault.REDIS_RESTART,
+    Fault.PG_TERMINATE,
+    Fault.PG_OUTAGE,
+    Fault.BEAT_KILL,
+    Fault.SIM_HANG,
+)
 
 
 @dataclass
@@ -84,6 +89,8 @@ class FaultInjector(threading.Thread):
         gap_seconds: tuple[float, float],
         stop: threading.Event,
         inspect_broker_text: Callable[[str, str], None],
+        set_slow_rate: Callable[[float], None],
+        slow_rate: float,
     ) -> None:
         super().__init__(name="chaos-faults", daemon=True)
         self.workers = workers
@@ -95,16 +102,19 @@ class FaultInjector(threading.Thread):
         self.gap_seconds = gap_seconds
         self.stop_event = stop
         self.inspect_broker_text = inspect_broker_text
+        self.set_slow_rate = set_slow_rate
+        self.slow_rate = slow_rate
         self.record = FaultRecord()
-        self._lock = threading.Lock()
 
     def run(self) -> None:
-        kinds = list(WEIGHTS)
-        weights = [WEIGHTS[k] for k in kinds]
+        schedule: list[Fault] = []
         while not self.stop_event.wait(self.rng.uniform(*self.gap_seconds)):
             self.sample_broker()
             self.ensure_running()
-            fault = self.rng.choices(kinds, weights)[0]
+            if not schedule:
+                schedule = list(ROUND)
+                self.rng.shuffle(schedule)
+            fault = schedule.pop()
             try:
                 self.inject(fault)
             except Exception as error:  # a fault that could not be injected is reported
@@ -144,6 +154,14 @@ class FaultInjector(threading.Thread):
             killed = self.database.terminate_backends()
             self.record.pg_backends_terminated += killed
             self.record.note(fault, f"{killed} backends")
+        elif fault is Fault.SIM_HANG:
+            seconds = self.rng.uniform(2.0, 4.0)
+            self.record.note(fault, f"{seconds:.1f} s")
+            self.set_slow_rate(1.0)  # every request not already failed hangs
+            try:
+                time.sleep(seconds)
+            finally:
+                self.set_slow_rate(self.slow_rate)
         elif fault is Fault.PG_OUTAGE:
             seconds = self.rng.uniform(1.0, 3.0)
             self.record.note(fault, f"{seconds:.1f} s")

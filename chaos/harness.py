@@ -175,6 +175,8 @@ class Harness:
             gap_seconds=self.config.fault_gap_seconds,
             stop=self.stop,
             inspect_broker_text=self.scanner.scan,
+            set_slow_rate=lambda rate: self.simulator.state.update_faults({"slow_rate": rate}),
+            slow_rate=cfg.SIM_SLOW_RATE,
         )
         self.pusher = Pusher(
             self.plan.triggers,
@@ -355,6 +357,7 @@ class Harness:
                 "dispatch_lease_seconds": cfg.DISPATCH_LEASE_SECONDS,
                 "stale_trigger_seconds": cfg.STALE_TRIGGER_SECONDS,
                 "sweep_interval_seconds": cfg.SWEEP_INTERVAL_SECONDS,
+                "product_settings": _product_settings(),
             },
         }
         out(render(result, verdict))
@@ -395,6 +398,18 @@ class Harness:
             progress(f"kept {self.tmp}")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _product_settings() -> dict[str, Any]:
+    """The settings the run used, as the product read them (tokens and URLs left out)."""
+    from crm_postback.settings import get_settings
+
+    hidden = ("token", "url", "key", "dir")
+    return {
+        name: value
+        for name, value in get_settings().model_dump().items()
+        if not any(word in name for word in hidden)
+    }
 
 
 def _fernet_key() -> str:

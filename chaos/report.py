@@ -91,8 +91,10 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         f"load: {push.get('batches', 0)} enqueue_triggers batches, "
         f"{push.get('batch_retries', 0)} retried after a database error "
         f"({push.get('already_stored_on_retry', 0)} triggers found already stored); "
-        f"attempts by outcome {f.get('attempts_by_outcome', {})}; "
-        f"max attempts of one event {f.get('max_attempts_of_one_event', '-')}",
+        f"attempts by outcome {f.get('attempts_by_outcome', {})} "
+        f"({f.get('attempts_timed_out', 0)} timed out); "
+        f"max attempts of one event {f.get('max_attempts_of_one_event', '-')}; "
+        f"trigger processing runs {f.get('trigger_processing_runs', {})}",
         "note: the shared PostgreSQL server is not restarted; its faults are "
         "pg_terminate_backend of every connection to the chaos database and short outages "
         "in which that database refuses connections (ALLOW_CONNECTIONS false).",

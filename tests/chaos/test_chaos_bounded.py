@@ -1,0 +1,116 @@
+"""The chaos suite's bounded mode, run as CI runs it: `python -m chaos.run --mode bounded`.
+
+~2,500 triggers through 2 celery workers + beat + a private redis-server + PostgreSQL to the
+simulator while workers are SIGKILLed, Redis restarted, PostgreSQL connections killed and the
+simulator fails; a few minutes on 2 cores. Needs PostgreSQL on 127.0.0.1:5432 and the
+`redis-server` binary; without them it skips (fails under CI=true).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = os.environ.get("CHAOS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RUN_TIMEOUT_SECONDS = 480
+
+
+def require(name: str, available: bool, reason: str) -> None:
+    """Skip, or under CI=true fail, like tests/conftest.py's require_service."""
+    if available:
+        return
+    message = f"{name} is not available ({reason})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI=true requires it")
+    pytest.skip(f"{message}; chaos test skipped")
+
+
+def postgres_reachable() -> tuple[bool, str]:
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except Exception as error:
+        return False, f"{type(error).__name__}: {error}"
+    return True, ""
+
+
+@pytest.fixture(scope="module")
+def bounded_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    ok, why = postgres_reachable()
+    require(f"PostgreSQL at {PG_ADMIN_URL}", ok, why)
+    require("redis-server", shutil.which("redis-server") is not None, "not on PATH")
+    out = tmp_path_factory.mktemp("chaos") / "bounded.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chaos.run",
+            "--mode",
+            "bounded",
+            "--json",
+            str(out),
+            "--pg-admin-url",
+            PG_ADMIN_URL,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    report = f"stdout:\n{completed.stdout[-8000:]}\nstderr:\n{completed.stderr[-4000:]}"
+    assert completed.returncode == 0, f"chaos run failed ({completed.returncode})\n{report}"
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["_report"] = report
+    return result
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)
+def test_every_expected_event_arrives_once_per_event_id(bounded_run: dict[str, Any]) -> None:
+    f = bounded_run["figures"]
+    assert bounded_run["passed"], bounded_run["_report"]
+    assert f["triggers"] >= 2_000
+    assert f["triggers_stored"] == f["triggers"]
+    assert f["events_at_receiver_unique"] == f["events_expected"] == f["delivered"]
+    assert f["missing_at_receiver"] == f["unexpected_at_receiver"] == 0
+    assert f["delivered_not_received"] == 0
+    assert f["duplicates_changed_payload"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_nothing_lost_dead_or_leaked(bounded_run: dict[str, Any]) -> None:
+    f = bounded_run["figures"]
+    assert f["lost"] == 0
+    assert f["dead"] == f["failed"] == f["expired"] == f["not_final"] == 0
+    assert f["unmapped"] == f["unmapped_expected"]
+    assert f["delivered"] + f["failed"] + f["dead"] + f["expired"] == f["events_expected"]
+    assert f["pii_leaks"] == 0
+    assert f["payload_mismatches"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_faults_really_happened_and_it_drained_in_time(bounded_run: dict[str, Any]) -> None:
+    faults = bounded_run["faults"]["counts"]
+    for kind in ("worker child SIGKILL", "redis SIGKILL", "postgres:", "simulator hangs"):
+        assert any(name.startswith(kind) for name in faults), (kind, faults)
+    codes = bounded_run["simulator"]["requests_by_code"]
+    statuses = bounded_run["simulator"]["requests_by_http_status"]
+    assert codes.get("40100", 0) > 0, codes
+    assert any(status.startswith("5") for status in statuses), statuses
+    assert bounded_run["figures"]["attempts_timed_out"] > 0
+    assert bounded_run["drain_seconds"] is not None
+    assert bounded_run["wall_seconds"] < 300
