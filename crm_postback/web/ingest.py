@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from crm_postback.api import enqueue_triggers, upsert_lead_keys
 from crm_postback.errors import InputRejected
@@ -34,6 +35,23 @@ from crm_postback.web.validation import validate
 from models.db import session_scope
 
 router = APIRouter(tags=["ingest"])
+
+
+class LeadIdConvertor(PathConvertor):
+    """Any lead id, including "/" (sent as %2F) and control characters."""
+
+    regex = r"(?s:.+)"
+
+
+class UpsertLeadIdConvertor(PathConvertor):
+    """As LeadIdConvertor, except that PUT .../{id}/postbacks is not a lead named
+    "{id}/postbacks" but a method the postbacks route does not allow (405)."""
+
+    regex = r"(?s:(?!.*/postbacks\Z).+)"
+
+
+register_url_convertor("lead", LeadIdConvertor())
+register_url_convertor("upsert_lead", UpsertLeadIdConvertor())
 
 LeadId = Annotated[
     str,
@@ -181,7 +199,7 @@ def _upsert(lead_id: str, document: Any) -> None:
 
 
 @router.put(
-    "/v1/leads/{lead_id:path}",
+    "/v1/leads/{lead_id:upsert_lead}",
     summary="Add or merge a lead's match keys",
     response_model=LeadStored,
     responses={422: {"model": ErrorAnswer, "description": "A bad field"}, **_COMMON_ERRORS},
@@ -201,7 +219,7 @@ def _history(lead_id: str) -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/leads/{lead_id:path}/postbacks",
+    "/v1/leads/{lead_id:lead}/postbacks",
     summary="What was sent for a lead, when, and what TikTok answered",
     response_model=LeadHistory,
     responses={422: {"model": ErrorAnswer, "description": "A bad lead id"}, **_COMMON_ERRORS},

@@ -1,0 +1,96 @@
+"""Fixtures for the HTTP API: the app in-process (TestClient), a live uvicorn server, API keys."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from crm_postback.simulator import SimulatorControl
+from crm_postback.web.app import create_app
+from crm_postback.web.keys import create_key
+from models.db import session_scope
+from tests.conftest import free_port  # type: ignore[import-not-found]
+
+RAW_EMAIL = "Jane.Doe+web@Example.com"
+RAW_PHONE = "(213) 373-4253"
+RAW_FORMS = (RAW_EMAIL, RAW_EMAIL.lower(), "2133734253", "+12133734253", "373-4253")
+
+
+def trigger(kind: str, lead: str = "L-1", minutes_ago: float = 10, **extra: Any) -> dict[str, Any]:
+    occurred = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return {
+        "type": kind,
+        "lead_id": lead,
+        "event_set": "acme",
+        "occurred_at": occurred.isoformat(),
+        **extra,
+    }
+
+
+def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
+    match_keys = {"email": RAW_EMAIL, "phone": RAW_PHONE, "ttclid": "E.C.P.click-1", **keys}
+    return trigger("lead.submitted", lead, minutes_ago=30, match_keys=match_keys)
+
+
+@pytest.fixture
+def make_key(sqlite_db: str) -> Callable[[str], str]:
+    def make(name: str = "acme-router") -> str:
+        with session_scope() as session:
+            new = create_key(session, name)
+            session.commit()
+        return new.key
+
+    return make
+
+
+@pytest.fixture
+def api_key(make_key: Callable[[str], str]) -> str:
+    return make_key("acme-router")
+
+
+@pytest.fixture
+def anonymous(sqlite_db: str) -> Iterator[TestClient]:
+    with TestClient(create_app()) as client:
+        yield client
+
+
+@pytest.fixture
+def client(sqlite_db: str, api_key: str) -> Iterator[TestClient]:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with TestClient(create_app(), headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+def ready(
+    sqlite_db: str, simulator: SimulatorControl, eager: None, make_event_set: Callable[..., int]
+) -> SimulatorControl:
+    """An event set `acme` (lead.submitted -> Lead, lead.sold -> lead_sold), tasks inline."""
+    make_event_set()
+    return simulator
+
+
+@pytest.fixture
+def live_server(sqlite_db: str) -> Iterator[str]:
+    """The app on a real uvicorn server in a thread of this process (same settings, same DB)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
