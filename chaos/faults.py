@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from chaos.processes import CeleryProcess
 from chaos.services import ChaosDatabase, PrivateRedis
+from chaos.simulator import CountingState
 
 log = logging.getLogger("chaos.faults")
 
@@ -28,6 +29,7 @@ class Fault(StrEnum):
     PG_OUTAGE = "postgres: refuses connections 1-3 s"
     BEAT_KILL = "beat SIGKILL + restart"
     SIM_HANG = "simulator hangs past the read timeout 2-4 s"
+    KILL_MID_REQUEST = "every pool child SIGKILLed mid-request"
 
 
 # One round of the schedule, shuffled each time: every kind comes up at least once every
@@ -41,7 +43,9 @@ ROUND: tuple[Fault, ...] = (
     Fault.PG_OUTAGE,
     Fault.BEAT_KILL,
     Fault.SIM_HANG,
+    Fault.KILL_MID_REQUEST,
 )
+HELD_REQUEST_WAIT_SECONDS = 15.0
 
 
 @dataclass
@@ -89,7 +93,7 @@ class FaultInjector(threading.Thread):
         gap_seconds: tuple[float, float],
         stop: threading.Event,
         inspect_broker_text: Callable[[str, str], None],
-        set_slow_rate: Callable[[float], None],
+        simulator: CountingState,
         slow_rate: float,
     ) -> None:
         super().__init__(name="chaos-faults", daemon=True)
@@ -102,7 +106,7 @@ class FaultInjector(threading.Thread):
         self.gap_seconds = gap_seconds
         self.stop_event = stop
         self.inspect_broker_text = inspect_broker_text
-        self.set_slow_rate = set_slow_rate
+        self.simulator = simulator
         self.slow_rate = slow_rate
         self.record = FaultRecord()
 
@@ -155,18 +159,43 @@ class FaultInjector(threading.Thread):
             self.record.pg_backends_terminated += killed
             self.record.note(fault, f"{killed} backends")
         elif fault is Fault.SIM_HANG:
+            # Every request the simulator does not fail otherwise hangs past the read timeout,
+            # for 2-4 s and until at least one did (there may be no traffic at the moment).
             seconds = self.rng.uniform(2.0, 4.0)
-            self.record.note(fault, f"{seconds:.1f} s")
-            self.set_slow_rate(1.0)  # every request not already failed hangs
+            started, held = time.monotonic(), self.simulator.held_requests
+            self._set_slow_rate(1.0)
             try:
-                time.sleep(seconds)
+                self.simulator.wait_for_held_request(held, HELD_REQUEST_WAIT_SECONDS)
+                time.sleep(max(0.0, started + seconds - time.monotonic()))
             finally:
-                self.set_slow_rate(self.slow_rate)
+                self._set_slow_rate(self.slow_rate)
+            self.record.note(fault, f"{self.simulator.held_requests - held} requests held")
+        elif fault is Fault.KILL_MID_REQUEST:
+            # Celery's smoke tests kill a worker mid-task; here it is mid-HTTP: hold the next
+            # request, then SIGKILL every pool child while the worker waits for the answer.
+            held = self.simulator.held_requests
+            self._set_slow_rate(1.0)
+            try:
+                if not self.simulator.wait_for_held_request(held, HELD_REQUEST_WAIT_SECONDS):
+                    return
+                time.sleep(0.3)
+                victims = [
+                    pid
+                    for worker in self.workers
+                    for pid in [worker.kill_child(self.rng, every=True)]
+                    if pid is not None
+                ]
+            finally:
+                self._set_slow_rate(self.slow_rate)
+            self.record.note(fault, f"{len(victims)} pools")
         elif fault is Fault.PG_OUTAGE:
             seconds = self.rng.uniform(1.0, 3.0)
             self.record.note(fault, f"{seconds:.1f} s")
             killed = self.database.outage(seconds)
             self.record.pg_backends_terminated += killed
+
+    def _set_slow_rate(self, rate: float) -> None:
+        self.simulator.update_faults({"slow_rate": rate})
 
     def ensure_running(self) -> None:
         """Restarts anything that died on its own (counted: that is worth knowing)."""

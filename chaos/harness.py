@@ -30,6 +30,7 @@ from chaos.pii import PiiScanner
 from chaos.processes import CeleryProcess
 from chaos.report import machine, out, progress, render, write_json
 from chaos.services import ChaosDatabase, PrivateRedis
+from chaos.simulator import start_simulator
 
 log = logging.getLogger("chaos.harness")
 
@@ -93,7 +94,7 @@ class Harness:
         self.redis = PrivateRedis(self.tmp / "redis", self.logs / "redis.log")
         self.database.create()
         self.redis.start()
-        self.simulator = self._start_simulator()
+        self.simulator, _ = start_simulator(self.config.seed, self.record_path)
         env = cfg.worker_settings(
             database_url=self.database.sqlalchemy_url,
             broker_url=self.redis.url,
@@ -135,12 +136,6 @@ class Harness:
             f"+ {self.plan.expected_unmapped} unmapped"
         )
 
-    def _start_simulator(self) -> Any:
-        from crm_postback.simulator import Faults, SimulatorServer, SimulatorState
-
-        state = SimulatorState(faults=Faults(seed=self.config.seed), record_path=self.record_path)
-        return SimulatorServer(port=0, state=state).start()
-
     def _apply_env_here(self, env: dict[str, str]) -> None:
         """This process pushes through the same settings (private Redis, chaos database)."""
         for name in cfg.setting_env_names():
@@ -175,7 +170,7 @@ class Harness:
             gap_seconds=self.config.fault_gap_seconds,
             stop=self.stop,
             inspect_broker_text=self.scanner.scan,
-            set_slow_rate=lambda rate: self.simulator.state.update_faults({"slow_rate": rate}),
+            simulator=self.simulator.state,
             slow_rate=cfg.SIM_SLOW_RATE,
         )
         self.pusher = Pusher(
@@ -336,7 +331,14 @@ class Harness:
                 "slow_seconds": cfg.SLOW_SECONDS,
                 "worker_read_timeout_seconds": cfg.HTTP_READ_TIMEOUT_SECONDS,
             },
-            "simulator": self.simulator.state.stats() if self.simulator else {},
+            "simulator": (
+                {
+                    **self.simulator.state.stats(),
+                    "requests_held_past_timeout": self.simulator.state.held_requests,
+                }
+                if self.simulator
+                else {}
+            ),
             "push": asdict(self.pusher.stats) if self.pusher else {},
             "faults": {
                 "counts": dict(record.counts) if record else {},

@@ -129,17 +129,21 @@ class CeleryProcess:
     def children(self) -> list[int]:
         return child_pids(self._process.pid) if self.alive and self._process else []
 
-    def kill_child(self, rng: random.Random) -> int | None:
-        """SIGKILLs one pool child (the main process forks a replacement); its pid or None."""
+    def kill_child(self, rng: random.Random, *, every: bool = False) -> int | None:
+        """SIGKILLs one pool child (or `every` one); the main process forks replacements.
+
+        Returns the (first) pid killed, or None when there was no child to kill.
+        """
         children = self.children()
         if not children:
             return None
-        victim = rng.choice(children)
-        try:
-            os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            return None
-        return victim
+        victims = children if every else [rng.choice(children)]
+        killed: list[int] = []
+        for victim in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+        return killed[0] if killed else None
 
     def kill(self) -> None:
         """SIGKILL of the main process and every child: what a container kill looks like."""

@@ -87,7 +87,9 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
     lines += [
         "simulator faults: "
         f"{result['simulator_faults']}; answers by HTTP status "
-        f"{sim.get('requests_by_http_status', {})}, by code {sim.get('requests_by_code', {})}",
+        f"{sim.get('requests_by_http_status', {})}, by code {sim.get('requests_by_code', {})}, "
+        f"{sim.get('requests_held_past_timeout', 0)} held past the workers' read timeout "
+        f"(of {sim.get('requests_total', 0)} requests; a request carries up to 1,000 events)",
         f"load: {push.get('batches', 0)} enqueue_triggers batches, "
         f"{push.get('batch_retries', 0)} retried after a database error "
         f"({push.get('already_stored_on_retry', 0)} triggers found already stored); "
