@@ -49,15 +49,15 @@ def problems_from_validation(error: ValidationError, document: Any, base: str) -
     # member, with the member's name in the location. Only the errors that reach deepest into
     # the document are kept (a list with one bad element is about that element), and errors
     # at the same place are merged into one sentence.
-    found: list[tuple[tuple[Any, ...], list[str | int], str]] = []
+    found: list[tuple[tuple[Any, ...], list[str | int], tuple[str, str]]] = []
     for item in error.errors(include_input=False, include_url=False, include_context=False):
         loc = tuple(item["loc"])
         path, union_at = _document_path(loc, document, item["type"] == "missing")
-        found.append((loc[:union_at], path, item["type"] + "\x00" + item["msg"]))
+        found.append((loc[:union_at], path, (item["type"], item["msg"])))
     deepest: dict[tuple[Any, ...], int] = {}
     for union, path, _ in found:
         deepest[union] = max(deepest.get(union, 0), len(path))
-    by_place: dict[tuple[str | int, ...], list[str]] = {}
+    by_place: dict[tuple[str | int, ...], list[tuple[str, str]]] = {}
     for union, path, kind in found:
         if len(path) == deepest[union]:
             kinds = by_place.setdefault(tuple(path), [])
@@ -69,16 +69,15 @@ def problems_from_validation(error: ValidationError, document: Any, base: str) -
     ]
 
 
-def _sentence(kinds: list[str]) -> str:
-    types = [kind.split("\x00", 1)[0] for kind in kinds]
+def _sentence(kinds: list[tuple[str, str]]) -> str:
+    types = [error_type for error_type, _ in kinds]
     if all(t in _EXPECTED for t in types):
         expected = list(dict.fromkeys(_EXPECTED[t] for t in types))
         if len(expected) == 1:
             return f"must be {expected[0]}"
         return f"must be {', '.join(expected[:-1])} or {expected[-1]}"
     messages = []
-    for kind in kinds:
-        error_type, message = kind.split("\x00", 1)
+    for error_type, message in kinds:
         messages.append(_MESSAGES.get(error_type, message.removeprefix("Value error, ")))
     return "; ".join(dict.fromkeys(messages))
 

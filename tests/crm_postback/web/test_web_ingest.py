@@ -283,3 +283,11 @@ def test_raw_email_and_phone_appear_in_no_answer_table_or_log(
     assert stored
     for raw in RAW_FORMS:
         assert raw.encode() not in stored, raw
+
+
+@pytest.mark.parametrize("depth", [900, 990, 100_000])
+def test_deeply_nested_bodies_are_422_not_500(client: TestClient, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    for body in (nested, '{"attributes": {"a": ' + nested + "}}"):
+        assert client.post("/v1/triggers", content=body).status_code == 422
+        assert client.put("/v1/leads/L-1", content=body).status_code == 422
