@@ -107,10 +107,17 @@ def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:
 def _dispatch(trigger_ids: list[int]) -> None:
     if not trigger_ids:
         return
+    from worker import wakeups
     from worker.tasks import process_triggers
 
+    settings = get_settings()
     try:
-        process_triggers.delay(trigger_ids)
+        if wakeups.claim_wakeup(settings):
+            try:
+                process_triggers.delay(trigger_ids)
+            except Exception:
+                wakeups.release_wakeup(settings)
+                raise
     except Exception as error:  # the broker is down: the committed rows are the source of truth
         log.warning(
             "broker unavailable (%s); %d stored trigger(s) will be sent by the sweeper",

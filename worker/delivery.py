@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.settings import Settings
@@ -33,6 +33,25 @@ from worker.retry import max_attempts, next_attempt_at
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ClaimCandidate:
+    """What claiming needs to know about an outbox row."""
+
+    id: int
+    event_set_id: int
+    attempts: int
+    replays: int
+    payload: dict[str, Any] | None
+    last_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    postback_id: int
+    payload: dict[str, Any]
+    attempts: int  # including the attempt being made
+
+
 @dataclass
 class OutgoingBatch:
     event_set_id: int
@@ -43,12 +62,14 @@ class OutgoingBatch:
     # The stored (sealed) token this request used: an auth error pauses the set only if the
     # token was not rotated while the request was in flight.
     sealed_token: str = field(repr=False, default="")
-    items: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class EventResult:
     postback_id: int
+    event_set_id: int
+    attempts: int
     answer: Answer
     batch_size: int
     sealed_token: str = field(repr=False, default="")
@@ -119,65 +140,93 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
     ]
 
 
+POSTBACKS = Postback.__table__
+_ATTEMPT_GIVEN_BACK = POSTBACKS.c.attempts - 1
+
+
+class GroupedUpdates:
+    """Collects per-row changes and writes one UPDATE per distinct set of values."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[tuple[str, Any], ...], list[int]] = defaultdict(list)
+
+    def add(self, row_id: int, **values: Any) -> None:
+        self._groups[tuple(sorted(values.items()))].append(row_id)
+
+    def execute(self, session: Session) -> None:
+        for values, ids in self._groups.items():
+            session.execute(update(POSTBACKS).where(POSTBACKS.c.id.in_(ids)).values(dict(values)))
+
+
 def claim(
     session: Session, postback_ids: Sequence[int], settings: Settings, now: datetime
 ) -> list[OutgoingBatch]:
     """Marks due rows `sending` under a lease and groups them into requests."""
     if not postback_ids:
         return []
-    rows = session.scalars(
-        select(Postback)
-        .where(Postback.id.in_(postback_ids), _due(now))
-        .order_by(Postback.id)
-        .with_for_update(skip_locked=True, of=Postback)
+    rows = session.execute(
+        select(
+            POSTBACKS.c.id,
+            POSTBACKS.c.event_set_id,
+            POSTBACKS.c.attempts,
+            POSTBACKS.c.replays,
+            POSTBACKS.c.payload,
+            POSTBACKS.c.last_message,
+        )
+        .where(POSTBACKS.c.id.in_(postback_ids), _due(now))
+        .order_by(POSTBACKS.c.id)
+        .with_for_update(skip_locked=True, of=POSTBACKS)
     ).all()
+    candidates = [ClaimCandidate(**row._mapping) for row in rows]
+    return claim_rows(session, candidates, settings, now)
+
+
+def claim_rows(
+    session: Session, rows: Sequence[ClaimCandidate], settings: Settings, now: datetime
+) -> list[OutgoingBatch]:
+    """Claims rows this transaction already holds (locked, or created by it)."""
     if not rows:
         return []
     event_sets = {
-        es.id: es
-        for es in session.scalars(
-            select(EventSet).where(EventSet.id.in_({r.event_set_id for r in rows}))
-        )
+        set_id: session.get(EventSet, set_id) for set_id in {r.event_set_id for r in rows}
     }
     tokens: dict[int, str] = {}
-    lease = now + timedelta(seconds=settings.dispatch_lease_seconds)
     oldest_allowed = int((now - timedelta(days=settings.max_event_age_days)).timestamp())
+    changes = GroupedUpdates()
+    claimed: list[int] = []
     batches: dict[int, OutgoingBatch] = {}
     for row in rows:
         event_set = event_sets[row.event_set_id]
+        assert event_set is not None  # the foreign key guarantees it
         throttled = event_set.throttled_until is not None and event_set.throttled_until > now
         if event_set.status != EventSetStatus.ACTIVE or throttled:
-            row.lease_until = None  # the sweeper picks it up again once resumed or unthrottled
+            changes.add(row.id, lease_until=None)  # the sweeper sends it once resumed
             continue
         if row.attempts >= max_attempts(settings):
-            _finish(
-                row,
-                PostbackStatus.DEAD,
+            message = (
                 f"gave up after {row.attempts} attempts "
-                f"(the worker never recorded an answer); last: {row.last_message or '-'}",
+                f"(the worker never recorded an answer); last: {row.last_message or '-'}"
             )
+            changes.add(row.id, **_final(PostbackStatus.DEAD, message))
             continue
         # An operator's replay is sent whatever its age: they chose to send it.
-        too_old = row.replays == 0 and row.payload is not None and (
-            row.payload["event_time"] < oldest_allowed
+        too_old = (
+            row.replays == 0
+            and row.payload is not None
+            and (row.payload["event_time"] < oldest_allowed)
         )
         if row.payload is None or too_old:
-            _finish(
-                row,
-                PostbackStatus.EXPIRED,
-                f"event_time older than {settings.max_event_age_days:g} days; not sent",
-            )
+            message = f"event_time older than {settings.max_event_age_days:g} days; not sent"
+            changes.add(row.id, **_final(PostbackStatus.EXPIRED, message))
             continue
         if event_set.id not in tokens:
             try:
                 tokens[event_set.id] = open_token(event_set.sealed_token, settings)
             except TokenUnavailable as error:
                 pause_event_set(event_set, str(error))
-                row.lease_until = None
+                changes.add(row.id, lease_until=None)
                 continue
-        row.status = PostbackStatus.SENDING
-        row.attempts += 1
-        row.lease_until = lease
+        claimed.append(row.id)
         batch = batches.get(event_set.id)
         if batch is None:
             batch = batches[event_set.id] = OutgoingBatch(
@@ -188,8 +237,28 @@ def claim(
                 access_token=tokens[event_set.id],
                 sealed_token=event_set.sealed_token,
             )
-        batch.items.append((row.id, row.payload))
+        batch.items.append(Item(row.id, row.payload, row.attempts + 1))
+    changes.execute(session)
+    if claimed:
+        session.execute(
+            update(POSTBACKS)
+            .where(POSTBACKS.c.id.in_(claimed))
+            .values(
+                status=PostbackStatus.SENDING,
+                attempts=POSTBACKS.c.attempts + 1,
+                lease_until=now + timedelta(seconds=settings.dispatch_lease_seconds),
+            )
+        )
     return [part for batch in batches.values() for part in _split(batch)]
+
+
+def _final(status: PostbackStatus, message: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "last_message": message[:2000],
+        "next_attempt_at": None,
+        "lease_until": None,
+    }
 
 
 def _split(batch: OutgoingBatch) -> list[OutgoingBatch]:
@@ -214,7 +283,7 @@ def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
     body = build_request(
         event_source=batch.event_source,
         event_source_id=batch.source_id,
-        events=[payload for _, payload in batch.items],
+        events=[item.payload for item in batch.items],
         test_event_code=batch.test_event_code,
     )
     answer = client.track(batch.access_token, body)
@@ -226,11 +295,19 @@ def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
             results.extend(send(client, _with_items(batch, half)))
         return results
     return [
-        EventResult(pid, answer, len(batch.items), batch.sealed_token) for pid, _ in batch.items
+        EventResult(
+            item.postback_id,
+            batch.event_set_id,
+            item.attempts,
+            answer,
+            len(batch.items),
+            batch.sealed_token,
+        )
+        for item in batch.items
     ]
 
 
-def _with_items(batch: OutgoingBatch, items: list[tuple[int, dict[str, Any]]]) -> OutgoingBatch:
+def _with_items(batch: OutgoingBatch, items: list[Item]) -> OutgoingBatch:
     return OutgoingBatch(
         event_set_id=batch.event_set_id,
         event_source=batch.event_source,
@@ -248,24 +325,17 @@ def record(
     """Applies each answer to its outbox row and logs the attempt; returns counts by status."""
     if not results:
         return {}
-    rows = {
-        row.id: row
-        for row in session.scalars(
-            select(Postback).where(Postback.id.in_([r.postback_id for r in results]))
-        )
-    }
     auth_failures: dict[int, EventResult] = {}
     throttled: set[int] = set()
     counts: dict[str, int] = defaultdict(int)
+    retry_times: dict[tuple[int, bool], datetime | None] = {}
+    changes = GroupedUpdates()
     attempts = []
     for result in results:
-        row = rows.get(result.postback_id)
-        if row is None:
-            continue
         answer = result.answer
         attempts.append(
             {
-                "postback_id": row.id,
+                "postback_id": result.postback_id,
                 "attempted_at": now,
                 "outcome": answer.outcome.value,
                 "http_status": answer.http_status,
@@ -276,28 +346,72 @@ def record(
                 "duration_ms": answer.duration_ms,
             }
         )
-        row.last_http_status = answer.http_status
-        row.last_code = answer.code
-        row.last_message = answer.message[:2000]
-        row.last_request_id = answer.request_id
-        _apply(row, answer, settings, now)
-        if answer.outcome is Outcome.AUTH:
-            auth_failures[row.event_set_id] = result
-        elif answer.outcome is Outcome.THROTTLED:
-            throttled.add(row.event_set_id)
-        counts[row.status] += 1
-        log.info(
-            "postback %s event_id=%s event_set=%s outcome=%s code=%s request_id=%s",
-            row.id,
-            row.event_id,
-            row.event_set_id,
-            answer.outcome.value,
-            answer.code,
-            answer.request_id,
+        values = _outcome_values(result.attempts, answer, settings, now, retry_times)
+        changes.add(
+            result.postback_id,
+            last_http_status=answer.http_status,
+            last_code=answer.code,
+            last_request_id=answer.request_id,
+            **{"last_message": answer.message[:2000], **values},
         )
+        if answer.outcome is Outcome.AUTH:
+            auth_failures[result.event_set_id] = result
+        elif answer.outcome is Outcome.THROTTLED:
+            throttled.add(result.event_set_id)
+        counts[values["status"]] += 1
+    changes.execute(session)
     session.execute(DeliveryAttempt.__table__.insert(), attempts)
     _hold_event_sets(session, auth_failures, throttled, settings, now)
+    _log_requests(results)
     return dict(counts)
+
+
+def _log_requests(results: Sequence[EventResult]) -> None:
+    by_request: dict[tuple[str | None, str], int] = defaultdict(int)
+    for result in results:
+        by_request[(result.answer.request_id, result.answer.outcome.value)] += 1
+        log.debug("postback %s outcome=%s", result.postback_id, result.answer.outcome.value)
+    for (request_id, outcome), count in by_request.items():
+        log.info("request_id=%s outcome=%s events=%d", request_id, outcome, count)
+
+
+def _outcome_values(
+    attempts: int,
+    answer: Answer,
+    settings: Settings,
+    now: datetime,
+    retry_times: dict[tuple[int, bool], datetime | None],
+) -> dict[str, Any]:
+    """The row's new state for one answer (attempts already counts this try)."""
+    if answer.outcome is Outcome.DELIVERED:
+        return {
+            "status": PostbackStatus.DELIVERED,
+            "delivered_at": now,
+            "next_attempt_at": None,
+            "lease_until": None,
+        }
+    if answer.outcome is Outcome.INVALID:
+        return _final(PostbackStatus.FAILED, answer.message)
+    if answer.outcome is Outcome.AUTH:
+        # Not the event's fault: hold it (attempt given back) until the token is fixed.
+        return {
+            "status": PostbackStatus.PENDING,
+            "attempts": _ATTEMPT_GIVEN_BACK,
+            "next_attempt_at": now,
+            "lease_until": None,
+        }
+    is_throttled = answer.outcome is Outcome.THROTTLED
+    if (attempts, is_throttled) not in retry_times:  # one jittered time per group of rows
+        retry_times[(attempts, is_throttled)] = next_attempt_at(
+            attempts, settings, now, throttled=is_throttled
+        )
+    retry_at = retry_times[(attempts, is_throttled)]
+    if retry_at is None:
+        return _final(
+            PostbackStatus.DEAD,
+            f"retry ladder exhausted after {attempts} attempts; last: {answer.message}",
+        )
+    return {"status": PostbackStatus.RETRYING, "next_attempt_at": retry_at, "lease_until": None}
 
 
 def _hold_event_sets(
@@ -323,43 +437,6 @@ def _hold_event_sets(
             until = now + timedelta(seconds=settings.throttle_pause_seconds)
             if event_set.throttled_until is None or event_set.throttled_until < until:
                 event_set.throttled_until = until
-
-
-def _apply(row: Postback, answer: Answer, settings: Settings, now: datetime) -> None:
-    if answer.outcome is Outcome.DELIVERED:
-        row.status = PostbackStatus.DELIVERED
-        row.delivered_at = now
-        row.next_attempt_at = None
-        row.lease_until = None
-    elif answer.outcome is Outcome.INVALID:
-        _finish(row, PostbackStatus.FAILED, answer.message)
-    elif answer.outcome is Outcome.AUTH:
-        # Not the event's fault: hold it (attempt not counted) until the token is fixed.
-        row.status = PostbackStatus.PENDING
-        row.attempts = max(row.attempts - 1, 0)
-        row.next_attempt_at = now
-        row.lease_until = None
-    else:
-        retry_at = next_attempt_at(
-            row.attempts, settings, now, throttled=answer.outcome is Outcome.THROTTLED
-        )
-        if retry_at is None:
-            _finish(
-                row,
-                PostbackStatus.DEAD,
-                f"retry ladder exhausted after {row.attempts} attempts; last: {answer.message}",
-            )
-        else:
-            row.status = PostbackStatus.RETRYING
-            row.next_attempt_at = retry_at
-            row.lease_until = None
-
-
-def _finish(row: Postback, status: PostbackStatus, message: str) -> None:
-    row.status = status
-    row.last_message = message[:2000]
-    row.next_attempt_at = None
-    row.lease_until = None
 
 
 def pause_event_set(event_set: EventSet, reason: str) -> None:

@@ -1,20 +1,41 @@
-"""Resolving stored triggers into outbox rows (no commit here; tasks commit)."""
+"""Resolving stored triggers into outbox rows (no commit here; tasks commit).
+
+Set-based: a batch of triggers costs a fixed number of statements (select triggers, leads,
+event sets and mappings; one multi-row INSERT of postbacks; one UPDATE per outcome group).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Row, and_, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.settings import Settings
 from mappings.resolve import CompiledMapping, compile_mappings, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
+from worker.delivery import ClaimCandidate
 from worker.payload import NoMatchKey, build_event, make_event_id
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
+TRIGGERS = Trigger.__table__
+POSTBACKS = Postback.__table__
+# Every postback row is inserted with the same keys, as a multi-row INSERT requires.
+_POSTBACK_DEFAULTS: dict[str, Any] = {
+    "mapping_id": None,
+    "mapping_version": None,
+    "event_name": None,
+    "event_id": None,
+    "attempts": 0,
+    "replays": 0,
+    "next_attempt_at": None,
+    "lease_until": None,
+    "payload": None,
+    "last_message": None,
+}
 
 
 def load_mappings(session: Session, event_set_ids: set[int]) -> dict[int, list[CompiledMapping]]:
@@ -35,148 +56,186 @@ def begin_attempt(
     """
     if not trigger_ids:
         return []
-    triggers = session.scalars(
-        select(Trigger)
-        .where(Trigger.id.in_(trigger_ids), Trigger.status.in_(OPEN_TRIGGER_STATUSES))
-        .with_for_update(skip_locked=True, of=Trigger)
+    rows = session.execute(
+        select(TRIGGERS.c.id, TRIGGERS.c.attempts)
+        .where(TRIGGERS.c.id.in_(trigger_ids), TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
+        .with_for_update(skip_locked=True, of=TRIGGERS)
     ).all()
-    runnable = []
-    for trigger in triggers:
-        if trigger.attempts >= settings.max_processing_attempts:
-            trigger.status = TriggerStatus.FAILED
-            trigger.error = (
-                f"processing did not finish in {trigger.attempts} runs (the worker stopped); "
-                "see the worker logs for this trigger id"
+    capped = [r.id for r in rows if r.attempts >= settings.max_processing_attempts]
+    runnable = [r.id for r in rows if r.attempts < settings.max_processing_attempts]
+    if runnable:
+        session.execute(
+            update(TRIGGERS)
+            .where(TRIGGERS.c.id.in_(runnable))
+            .values(attempts=TRIGGERS.c.attempts + 1)
+        )
+    if capped:
+        session.execute(
+            update(TRIGGERS)
+            .where(TRIGGERS.c.id.in_(capped))
+            .values(
+                status=TriggerStatus.FAILED,
+                processed_at=now,
+                error=(
+                    f"processing did not finish in {settings.max_processing_attempts} runs "
+                    "(the worker stopped); see the worker logs for this trigger id"
+                ),
             )
-            trigger.processed_at = now
-            continue
-        trigger.attempts += 1
-        runnable.append(trigger.id)
+        )
     return runnable
 
 
 def process_triggers(
-    session: Session, trigger_ids: Sequence[int], settings: Settings, now: datetime
-) -> list[int]:
-    """Turns open triggers into postbacks; returns the ids of postbacks ready to send."""
-    if not trigger_ids:
-        return []
-    triggers = session.scalars(
-        select(Trigger)
-        .where(Trigger.id.in_(trigger_ids), Trigger.status.in_(OPEN_TRIGGER_STATUSES))
-        .order_by(Trigger.id)
-        .with_for_update(skip_locked=True, of=Trigger)
+    session: Session,
+    trigger_ids: Sequence[int],
+    settings: Settings,
+    now: datetime,
+    also_ready: int = 0,
+) -> tuple[int, list[ClaimCandidate]]:
+    """Turns open triggers into postbacks; returns how many triggers it took and the new
+    postbacks ready to send (to claim in the same transaction).
+
+    `also_ready` > 0 also takes up to that many other triggers waiting for a worker, so a
+    burst of single-trigger tasks turns into a few large requests (natural batching).
+    """
+    if not trigger_ids and not also_ready:
+        return 0, []
+    mine = and_(TRIGGERS.c.id.in_(trigger_ids), TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
+    wanted = or_(mine, TRIGGERS.c.status == TriggerStatus.RECEIVED) if also_ready > 0 else mine
+    triggers = session.execute(
+        select(TRIGGERS)
+        .where(wanted)
+        .order_by(case((TRIGGERS.c.id.in_(trigger_ids), 0), else_=1), TRIGGERS.c.id)
+        .limit(len(trigger_ids) + max(also_ready, 0))
+        .with_for_update(skip_locked=True, of=TRIGGERS)
     ).all()
     if not triggers:
-        return []
-    lead_refs = {t.lead_ref for t in triggers}
+        return 0, []
     leads = {
         lead.lead_ref: lead
-        for lead in session.scalars(select(Lead).where(Lead.lead_ref.in_(lead_refs)))
+        for lead in session.execute(
+            select(Lead.__table__).where(Lead.lead_ref.in_({t.lead_ref for t in triggers}))
+        )
     }
     set_ids = {t.event_set_id for t in triggers}
     event_sets = {
         es.id: es for es in session.scalars(select(EventSet).where(EventSet.id.in_(set_ids)))
     }
     mappings = load_mappings(session, set_ids)
-    lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
 
-    ready: list[Postback] = []
+    new_postbacks: list[dict[str, Any]] = []
+    trigger_updates: dict[tuple[str, str | None, bool], list[int]] = defaultdict(list)
     for trigger in triggers:
         lead = leads.get(trigger.lead_ref)
         if lead is None:
-            _wait_for_lead(trigger, settings, now)
+            status, error = _waiting_for_lead(trigger, settings, now)
+            trigger_updates[(status, error, status == TriggerStatus.FAILED)].append(trigger.id)
             continue
-        postbacks = _postbacks_for(trigger, lead, event_sets[trigger.event_set_id], mappings, now)
-        for postback in postbacks:
-            if postback.status == PostbackStatus.PENDING:
-                postback.lease_until = lease_until
-                ready.append(postback)
-        session.add_all(postbacks)
-        trigger.processed_at = now
-    session.flush()
-    return [p.id for p in ready]
+        event_set = event_sets[trigger.event_set_id]
+        postbacks, status, error = _postbacks_for(
+            trigger, lead, event_set, mappings.get(event_set.id, []), now
+        )
+        new_postbacks.extend(postbacks)
+        trigger_updates[(status, error, True)].append(trigger.id)
+
+    for (status, error, processed), ids in trigger_updates.items():
+        session.execute(
+            update(TRIGGERS)
+            .where(TRIGGERS.c.id.in_(ids))
+            .values(status=status, error=error, processed_at=now if processed else None)
+        )
+    if not new_postbacks:
+        return len(triggers), []
+    lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
+    for postback in new_postbacks:
+        if postback["status"] == PostbackStatus.PENDING:
+            postback["lease_until"] = lease_until
+    inserted = session.execute(
+        insert(POSTBACKS).returning(POSTBACKS.c.id, sort_by_parameter_order=True),
+        new_postbacks,
+    ).all()
+    ready = [
+        ClaimCandidate(row.id, values["event_set_id"], 0, 0, values["payload"])
+        for row, values in zip(inserted, new_postbacks, strict=True)
+        if values["status"] == PostbackStatus.PENDING
+    ]
+    return len(triggers), ready
 
 
-def _wait_for_lead(trigger: Trigger, settings: Settings, now: datetime) -> None:
+def _waiting_for_lead(trigger: Row[Any], settings: Settings, now: datetime) -> tuple[str, str]:
     waited = (now - trigger.received_at).total_seconds()
     if waited >= settings.lead_wait_seconds:
-        trigger.status = TriggerStatus.FAILED
-        trigger.error = (
+        return TriggerStatus.FAILED, (
             f"lead_id: no lead {trigger.lead_ref!r} arrived with match keys within "
             f"{settings.lead_wait_seconds} s (send lead.submitted or upsert the lead first)"
         )
-        trigger.processed_at = now
-    else:
-        trigger.status = TriggerStatus.WAITING_FOR_LEAD
-        trigger.error = f"lead_id: waiting for lead {trigger.lead_ref!r} to be submitted"
+    return (
+        TriggerStatus.WAITING_FOR_LEAD,
+        f"lead_id: waiting for lead {trigger.lead_ref!r} to be submitted",
+    )
 
 
 def _postbacks_for(
-    trigger: Trigger,
-    lead: Lead,
+    trigger: Row[Any],
+    lead: Row[Any],
     event_set: EventSet,
-    mappings: dict[int, list[CompiledMapping]],
+    candidates: list[CompiledMapping],
     now: datetime,
-) -> list[Postback]:
-    candidates = mappings.get(event_set.id, [])
+) -> tuple[list[dict[str, Any]], str, str | None]:
     resolved = resolve(
         trigger.trigger_type, trigger.attributes, candidates, event_set.default_currency
     )
     base = {
+        **_POSTBACK_DEFAULTS,
         "trigger_id": trigger.id,
         "event_set_id": event_set.id,
         "lead_ref": trigger.lead_ref,
         "created_at": now,
+        "updated_at": now,
     }
     if not resolved:
-        trigger.status = TriggerStatus.UNMAPPED
-        reason = explain_unmapped(trigger, candidates)
-        trigger.error = reason
-        return [Postback(**base, status=PostbackStatus.UNMAPPED, last_message=reason)]
+        reason = explain_unmapped(trigger.trigger_type, candidates)
+        row = {**base, "status": PostbackStatus.UNMAPPED, "last_message": reason}
+        return [row], TriggerStatus.UNMAPPED, reason
 
-    trigger.status = TriggerStatus.RESOLVED
-    trigger.error = None
     postbacks = []
     for event in resolved:
-        postback = Postback(
+        event_id = make_event_id(event_set.id, trigger.idempotency_key, event.event_name)
+        row = {
             **base,
-            mapping_id=event.mapping_id,
-            mapping_version=event.mapping_version,
-            event_name=event.event_name,
-            event_id=make_event_id(event_set.id, trigger.idempotency_key, event.event_name),
-            status=PostbackStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-        )
+            "mapping_id": event.mapping_id,
+            "mapping_version": event.mapping_version,
+            "event_name": event.event_name,
+            "event_id": event_id,
+            "status": PostbackStatus.PENDING,
+            "next_attempt_at": now,
+        }
         try:
             if event.error:
                 raise ValueError(event.error)
-            postback.payload = build_event(
+            row["payload"] = build_event(
                 event_source=event_set.event_source,
                 lead_event_source=event_set.lead_event_source,
                 lead=lead,
                 event_name=event.event_name,
-                event_id=postback.event_id or "",
+                event_id=event_id,
                 occurred_at=trigger.occurred_at,
                 properties=event.properties,
             )
         except (ValueError, NoMatchKey) as error:
-            postback.status = PostbackStatus.FAILED
-            postback.last_message = str(error)
-            postback.next_attempt_at = None
-        postbacks.append(postback)
-    return postbacks
+            row.update(status=PostbackStatus.FAILED, last_message=str(error), next_attempt_at=None)
+        postbacks.append(row)
+    return postbacks, TriggerStatus.RESOLVED, None
 
 
-def explain_unmapped(trigger: Trigger, candidates: Sequence[CompiledMapping]) -> str:
-    same_type = [m for m in candidates if m.trigger_type == trigger.trigger_type]
+def explain_unmapped(trigger_type: str, candidates: Sequence[CompiledMapping]) -> str:
+    same_type = [m for m in candidates if m.trigger_type == trigger_type]
     if not same_type:
-        return f"no enabled mapping for trigger {trigger.trigger_type!r} on this event set"
+        return f"no enabled mapping for trigger {trigger_type!r} on this event set"
     conditions = "; ".join(
         " and ".join(c.describe() for c in m.conditions) or "(always)" for m in same_type
     )
-    return f"{len(same_type)} mapping(s) for {trigger.trigger_type!r}, none matched: {conditions}"
+    return f"{len(same_type)} mapping(s) for {trigger_type!r}, none matched: {conditions}"
 
 
 def stale_trigger_ids(
@@ -186,15 +245,15 @@ def stale_trigger_ids(
     cutoff = now - stale_after
     return list(
         session.scalars(
-            select(Trigger.id)
+            select(TRIGGERS.c.id)
             .where(
                 or_(
-                    Trigger.status == TriggerStatus.WAITING_FOR_LEAD,
-                    Trigger.status == TriggerStatus.RECEIVED,
+                    TRIGGERS.c.status == TriggerStatus.WAITING_FOR_LEAD,
+                    TRIGGERS.c.status == TriggerStatus.RECEIVED,
                 ),
-                Trigger.received_at <= cutoff,
+                TRIGGERS.c.received_at <= cutoff,
             )
-            .order_by(Trigger.id)
+            .order_by(TRIGGERS.c.id)
             .limit(limit)
         )
     )

@@ -6,11 +6,13 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from crm_postback.settings import get_settings
+from celery import Task
+
+from crm_postback.settings import Settings, get_settings
 from mappings.catalogue import MAX_EVENTS_PER_REQUEST
 from models import utcnow
 from models.db import session_scope
-from worker import delivery, processing
+from worker import delivery, processing, wakeups
 from worker.app import app
 from worker.client import EventsApiClient
 
@@ -27,6 +29,12 @@ def deliver(postback_ids: list[int]) -> dict[str, int]:
     with session_scope() as session:
         batches = delivery.claim(session, postback_ids, settings, utcnow())
         session.commit()
+    return _send_and_record(batches)
+
+
+def _send_and_record(batches: list[delivery.OutgoingBatch]) -> dict[str, int]:
+    """The HTTP calls happen here, between transactions: no row lock is held meanwhile."""
+    settings = get_settings()
     client = _client()
     results = [result for batch in batches for result in delivery.send(client, batch)]
     with session_scope() as session:
@@ -35,16 +43,38 @@ def deliver(postback_ids: list[int]) -> dict[str, int]:
     return counts
 
 
-@app.task(name="postback.process_triggers", acks_late=True, ignore_result=True)
-def process_triggers(trigger_ids: list[int]) -> dict[str, Any]:
+@app.task(name="postback.process_triggers", bind=True, acks_late=True, ignore_result=True)
+def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
     settings = get_settings()
+    also_ready = settings.sweep_batch_size - len(trigger_ids)
+    if (self.request.delivery_info or {}).get("redelivered"):
+        # A worker died running this message: count the run before trying again, so a
+        # trigger that kills workers is capped (the first delivery skips this commit).
+        with session_scope() as session:
+            trigger_ids = processing.begin_attempt(session, trigger_ids, settings, utcnow())
+            session.commit()
+        also_ready = 0
+    else:
+        wakeups.release_wakeup(settings)
     with session_scope() as session:
-        runnable = processing.begin_attempt(session, trigger_ids, settings, utcnow())
+        now = utcnow()
+        taken, ready = processing.process_triggers(
+            session, trigger_ids, settings, now, also_ready=also_ready
+        )
+        batches = delivery.claim_rows(session, ready, settings, now)
         session.commit()
-    with session_scope() as session:
-        ready = processing.process_triggers(session, runnable, settings, utcnow())
-        session.commit()
-    return {"triggers": len(trigger_ids), "postbacks": len(ready), "sent": deliver(ready)}
+    if also_ready and taken >= len(trigger_ids) + also_ready:
+        _wake_again(settings)  # more were waiting than one batch takes
+    return {"triggers": taken, "postbacks": len(ready), "sent": _send_and_record(batches)}
+
+
+def _wake_again(settings: Settings) -> None:
+    if wakeups.claim_wakeup(settings):
+        try:
+            process_triggers.delay([])
+        except Exception:
+            wakeups.release_wakeup(settings)
+            log.warning("broker unavailable; the sweeper will run the remaining triggers")
 
 
 @app.task(name="postback.deliver_postbacks", acks_late=True, ignore_result=True)
@@ -66,8 +96,9 @@ def sweep_due_postbacks() -> dict[str, Any]:
         runnable = processing.begin_attempt(session, stale, settings, now)
         session.commit()
     with session_scope() as session:
-        ready = processing.process_triggers(session, runnable, settings, now)
+        _, fresh = processing.process_triggers(session, runnable, settings, now)
         session.commit()
+    ready = [candidate.id for candidate in fresh]
     with session_scope() as session:
         groups = delivery.reserve_due(session, settings, now)
         session.commit()
