@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     stale_trigger_seconds: int = Field(
         30, gt=0, description="A trigger not processed after this long is run by the sweeper."
     )
+    batch_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="A woken worker waits this long before taking ready triggers, so a burst "
+        "of single triggers shares one request (Redis broker only).",
+    )
     throttle_pause_seconds: int = Field(
         30, ge=0, description="After TikTok throttles an event set, send nothing for it this long."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -54,7 +55,11 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
             trigger_ids = processing.begin_attempt(session, trigger_ids, settings, utcnow())
             session.commit()
         also_ready = 0
-    else:
+    elif wakeups.shared(settings):
+        # Triggers stored while we linger find the flag still set and publish nothing:
+        # they ride along in this batch.
+        if settings.batch_linger_ms:
+            time.sleep(settings.batch_linger_ms / 1000)
         wakeups.release_wakeup(settings)
     with session_scope() as session:
         now = utcnow()
