@@ -77,6 +77,7 @@ def event_set_add(
     currency: Annotated[str | None, typer.Option(help="Default currency for values")] = None,
 ) -> None:
     """Add an event set. The token is encrypted at rest and never shown again."""
+    from crm_postback.audit import cli_actor
     from crm_postback.event_sets import create_event_set
     from models.db import session_scope
 
@@ -94,6 +95,7 @@ def event_set_add(
                 test_event_code=test_event_code,
                 advertiser_id=advertiser_id,
                 default_currency=currency,
+                actor=cli_actor(),
             )
         except InputRejected as error:
             _fail(error)
@@ -129,12 +131,13 @@ def event_set_list() -> None:
 @event_set_app.command("pause")
 def event_set_pause(name: str, reason: str = "paused by operator") -> None:
     """Hold all postbacks of an event set (nothing is dropped)."""
+    from crm_postback.audit import cli_actor
     from crm_postback.event_sets import get_event_set, pause
     from models.db import session_scope
 
     with session_scope() as session:
         try:
-            pause(get_event_set(session, name), reason)
+            pause(get_event_set(session, name), reason, actor=cli_actor())
         except InputRejected as error:
             _fail(error)
         session.commit()
@@ -144,12 +147,13 @@ def event_set_pause(name: str, reason: str = "paused by operator") -> None:
 @event_set_app.command("resume")
 def event_set_resume(name: str) -> None:
     """Resume an event set; held postbacks are sent by the next sweep."""
+    from crm_postback.audit import cli_actor
     from crm_postback.event_sets import get_event_set, resume
     from models.db import session_scope
 
     with session_scope() as session:
         try:
-            resume(session, get_event_set(session, name))
+            resume(session, get_event_set(session, name), actor=cli_actor())
         except InputRejected as error:
             _fail(error)
         session.commit()
@@ -162,12 +166,15 @@ def event_set_token(
     token: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="POSTBACK_NEW_TOKEN")],
 ) -> None:
     """Replace the access token (resumes a set paused for token errors)."""
+    from crm_postback.audit import cli_actor
     from crm_postback.event_sets import get_event_set, rotate_token
     from models.db import session_scope
 
     with session_scope() as session:
         try:
-            rotate_token(session, get_settings(), get_event_set(session, name), token)
+            rotate_token(
+                session, get_settings(), get_event_set(session, name), token, actor=cli_actor()
+            )
         except InputRejected as error:
             _fail(error)
         session.commit()
@@ -195,6 +202,7 @@ def mapping_set(
     disabled: bool = False,
 ) -> None:
     """Create (or with --id, update) a mapping. Invalid mappings are refused with the reason."""
+    from crm_postback.audit import cli_actor
     from crm_postback.event_sets import get_event_set
     from crm_postback.mapping_admin import (
         add_mapping,
@@ -233,6 +241,7 @@ def mapping_set(
                     conditions=conditions,
                     properties=rules,
                     enabled=not disabled,
+                    actor=cli_actor(),
                 )
             else:
                 mapping = update_mapping(
@@ -243,6 +252,7 @@ def mapping_set(
                     conditions=conditions,
                     properties=rules,
                     enabled=not disabled,
+                    actor=cli_actor(),
                 )
         except InputRejected as error:
             _fail(error)
@@ -270,12 +280,13 @@ def mapping_list(event_set: str) -> None:
 @mapping_app.command("remove")
 def mapping_remove(mapping_id: int) -> None:
     """Delete a mapping. Postbacks it already produced are kept and still delivered."""
-    from crm_postback.mapping_admin import get_mapping
+    from crm_postback.audit import cli_actor
+    from crm_postback.mapping_admin import delete_mapping, get_mapping
     from models.db import session_scope
 
     with session_scope() as session:
         try:
-            session.delete(get_mapping(session, mapping_id))
+            delete_mapping(session, get_mapping(session, mapping_id), actor=cli_actor())
         except InputRejected as error:
             _fail(error)
         session.commit()

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_postback import audit
 from crm_postback.errors import InputRejected
 from mappings.rules import Condition, PropertyRules
 from mappings.validation import MappingError, validate_event_name, validate_trigger_type
@@ -53,6 +54,7 @@ def add_mapping(
     conditions: list[Condition] | list[dict[str, Any]] = (),  # type: ignore[assignment]
     properties: PropertyRules | dict[str, Any] | None = None,
     enabled: bool = True,
+    actor: str = audit.SYSTEM_ACTOR,
 ) -> Mapping:
     trigger_type, event_name, checked_conditions, rules = _checked(
         trigger_type, event_name, list(conditions), properties or {}
@@ -68,6 +70,15 @@ def add_mapping(
     )
     session.add(mapping)
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="mapping.create",
+        entity_type="mapping",
+        entity_id=mapping.id,
+        event_set_id=event_set.id,
+        after=audit.mapping_snapshot(mapping),
+    )
     return mapping
 
 
@@ -80,19 +91,56 @@ def update_mapping(
     conditions: list[Condition] | list[dict[str, Any]] | None = None,
     properties: PropertyRules | dict[str, Any] | None = None,
     enabled: bool | None = None,
+    actor: str = audit.SYSTEM_ACTOR,
 ) -> Mapping:
+    """Saves what changed and bumps the version; an edit that changes nothing is a no-op."""
+    before = audit.mapping_snapshot(mapping)
     checked = _checked(
         trigger_type or mapping.trigger_type,
         event_name or mapping.event_name,
         list(conditions) if conditions is not None else mapping.conditions,
         properties if properties is not None else mapping.properties,
     )
+    unchanged = checked == (
+        mapping.trigger_type,
+        mapping.event_name,
+        mapping.conditions,
+        mapping.properties,
+    ) and (enabled is None or enabled == mapping.enabled)
+    if unchanged:
+        return mapping
     mapping.trigger_type, mapping.event_name, mapping.conditions, mapping.properties = checked
     if enabled is not None:
         mapping.enabled = enabled
     mapping.version += 1
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="mapping.update",
+        entity_type="mapping",
+        entity_id=mapping.id,
+        event_set_id=mapping.event_set_id,
+        before=before,
+        after=audit.mapping_snapshot(mapping),
+    )
     return mapping
+
+
+def delete_mapping(session: Session, mapping: Mapping, *, actor: str) -> None:
+    """Postbacks the mapping already produced are kept (their mapping_id becomes NULL) and
+    still delivered; the audit entry keeps what the mapping was."""
+    audit.record(
+        session,
+        actor=actor,
+        action="mapping.delete",
+        entity_type="mapping",
+        entity_id=mapping.id,
+        event_set_id=mapping.event_set_id,
+        before=audit.mapping_snapshot(mapping),
+    )
+    session.delete(mapping)
+    session.flush()
 
 
 def get_mapping(session: Session, mapping_id: int) -> Mapping:

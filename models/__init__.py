@@ -1,16 +1,22 @@
 """SQLAlchemy 2 models, sessions and Alembic migrations."""
 
 from models.api_keys import ApiKey
+from models.audit import AuditEntry
 from models.base import Base, utcnow
 from models.event_sets import EventSet, EventSetKind, EventSetStatus
 from models.leads import Lead
 from models.mappings import Mapping
 from models.postbacks import FINAL_STATUSES, DeliveryAttempt, Postback, PostbackStatus
 from models.triggers import Trigger, TriggerStatus
+from models.users import AdminSession, AdminToken, AdminUser
 
 __all__ = [
     "FINAL_STATUSES",
+    "AdminSession",
+    "AdminToken",
+    "AdminUser",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "DeliveryAttempt",
     "EventSet",
