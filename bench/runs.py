@@ -1,0 +1,305 @@
+"""A pipeline (one design on a fresh database, queue, simulator and workers) and a measured run."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bench import metrics, producers, services, simulator
+from bench.dbcount import StatementCounter, read_counts
+from bench.profile import Profiler, top_own_time
+from bench.rss import RssSampler
+from bench.workers import WorkerGroup
+from bench.workload import EVENT_NAMES, EVENT_SETS, LEAD_EVENT_SOURCE, MAPPINGS, STAGES, Workload
+
+REPO = Path(__file__).resolve().parents[1]
+# The naive design has no event-set table; its event ids use the position + 1, which is also
+# what the product's fresh database gives the three sets.
+NAIVE_SET_IDS = [index + 1 for index in range(len(EVENT_SETS))]
+
+
+@dataclass
+class Context:
+    run_id: str
+    workdir: Path
+    pg_admin_url: str
+    redis_url: str
+    workers: int
+    concurrency: int
+    sim_kind: str
+    stall_seconds: float
+    counter: StatementCounter  # this (the producer) process's statements
+
+
+class Pipeline:
+    """Everything one design needs for one run; leaving it stops and deletes all of it."""
+
+    def __init__(self, ctx: Context, design: str, label: str, count_only: bool = False) -> None:
+        self.ctx = ctx
+        self.design = design
+        self.label = label
+        self.count_only = count_only
+        self.workdir = ctx.workdir / label
+        self.queue = f"bench-{ctx.run_id}-{label}"
+        self.db = services.Database(
+            ctx.pg_admin_url, f"bench_{ctx.run_id}_{label}".replace("-", "_")
+        )
+        self.sim: simulator.Simulator | None = None
+        self.workers: WorkerGroup | None = None
+        self.set_ids: list[int] = list(NAIVE_SET_IDS)
+
+    def __enter__(self) -> Pipeline:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db.create()
+        self.sim = simulator.start(self.ctx.sim_kind, self.workdir, self.count_only)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["PYTHONPATH"] = str(REPO)
+        env["LOG_LEVEL"] = "WARNING"
+        if self.design == "ours":
+            env.update(self._configure_ours(self.sim.url))
+        else:
+            env.update(self._configure_naive(self.sim.url))
+        self.workers = WorkerGroup(
+            self.design,
+            f"{self.ctx.run_id}-{self.label}",
+            count=self.ctx.workers,
+            concurrency=self.ctx.concurrency,
+            env=env,
+            workdir=self.workdir,
+            beat=self.design == "ours",
+        )
+        self.workers.start()
+
+    def _configure_ours(self, sim_url: str) -> dict[str, str]:
+        """Points this process's settings (and the workers' env) at the run's services."""
+        from cryptography.fernet import Fernet
+
+        from models.migrate import upgrade
+
+        values = {
+            "DATABASE_URL": self.db.url,
+            "BROKER_URL": self.ctx.redis_url,
+            "CELERY_QUEUE": self.queue,
+            "TIKTOK_API_BASE_URL": sim_url,
+            "POSTBACK_DATA_DIR": str(self.workdir / "data"),
+            "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "LOG_LEVEL": "WARNING",
+        }
+        os.environ.update(values)
+        _reload_product_settings()
+        upgrade(self.db.url)
+        self.set_ids = _create_event_sets()
+        return values
+
+    def _configure_naive(self, sim_url: str) -> dict[str, str]:
+        from bench import naive
+
+        naive.create_schema(self.db.url)
+        naive.configure(self.ctx.redis_url, self.queue)
+        postbacks = {
+            spec.name: {
+                "event_source_id": spec.source_id,
+                "access_token": spec.token,
+                "lead_event_source": LEAD_EVENT_SOURCE,
+                "events": dict(zip(STAGES, EVENT_NAMES, strict=True)),
+            }
+            for spec in EVENT_SETS
+        }
+        return {
+            "BENCH_NAIVE_DATABASE_URL": self.db.url,
+            "BENCH_NAIVE_BROKER_URL": self.ctx.redis_url,
+            "BENCH_NAIVE_QUEUE": self.queue,
+            "BENCH_NAIVE_API_BASE_URL": sim_url,
+            "BENCH_NAIVE_POSTBACKS": json.dumps(postbacks),
+        }
+
+    def sender(self, workload: Workload, ingest: str) -> producers.Send:
+        if self.design == "naive":
+            return producers.naive(workload, self.set_ids)
+        return (
+            producers.ours_batch(workload) if ingest == "batch" else producers.ours_single(workload)
+        )
+
+    def delivered(self) -> int:
+        assert self.sim is not None
+        return int(self.sim.stats()["events_unique"])
+
+    def wait_delivered(self, expected: int) -> bool:
+        """Until the simulator has `expected` unique events; False if progress stalls."""
+        assert self.workers is not None
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            count = self.delivered()
+            if count >= expected:
+                return True
+            now = time.monotonic()
+            if count != last_count:
+                last_count, last_change = count, now
+            elif now - last_change > self.ctx.stall_seconds:
+                return False
+            self.workers.check_alive()
+            time.sleep(0.2)
+
+    def worker_counts(self, settle_seconds: float = 10.0) -> dict[str, int]:
+        """Worker statement counts once they stop changing (the last record step commits
+        after the simulator answered)."""
+        assert self.workers is not None
+        deadline = time.monotonic() + settle_seconds
+        previous = read_counts(self.workers.stats_dir)
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            current = read_counts(self.workers.stats_dir)
+            if current == previous:
+                return current
+            previous = current
+        return previous
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+        if self.design == "ours":
+            from models.db import reset_engine
+
+            reset_engine()  # let go of the run's database before it is dropped
+        self.db.drop()
+        services.delete_queue_keys(self.ctx.redis_url, self.queue)
+
+
+def _reload_product_settings() -> None:
+    from crm_postback.settings import get_settings, reset_settings_cache
+    from models.db import reset_engine
+    from worker.app import app, apply_settings
+
+    reset_settings_cache()
+    reset_engine()
+    apply_settings(app, get_settings())
+
+
+def _create_event_sets() -> list[int]:
+    from crm_postback.event_sets import create_event_set
+    from crm_postback.mapping_admin import add_mapping
+    from crm_postback.settings import get_settings
+    from models.db import session_scope
+
+    ids = []
+    with session_scope() as session:
+        for spec in EVENT_SETS:
+            event_set = create_event_set(
+                session,
+                get_settings(),
+                name=spec.name,
+                source_id=spec.source_id,
+                access_token=spec.token,
+                lead_event_source=LEAD_EVENT_SOURCE,
+                default_currency="USD",
+            )
+            for mapping in MAPPINGS:
+                add_mapping(session, event_set, **mapping)
+            ids.append(event_set.id)
+        session.commit()
+    return ids
+
+
+def measure(
+    ctx: Context,
+    workload: Workload,
+    *,
+    design: str,
+    ingest: str,
+    label: str,
+    plan: producers.ProducerPlan,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Pushes the workload through one fresh pipeline and returns the run's figures."""
+    with Pipeline(ctx, design, label) as pipeline:
+        assert pipeline.workers is not None and pipeline.sim is not None
+        sampler = RssSampler(pipeline.workers.main_pids, interval=0.5).start()
+        profiler = None
+        if profile is not None:
+            profiler = Profiler(
+                pipeline.workers.main_pids(), profile, pipeline.workdir / "py-spy.log"
+            )
+        ctx.counter.reset()
+        produced = producers.run(workload, pipeline.sender(workload, ingest), plan)
+        producer_counts = ctx.counter.snapshot()
+        complete = not produced.errors and pipeline.wait_delivered(workload.triggers)
+        waited_at = time.time()
+        profile_top = None
+        if profiler is not None:
+            profile_top = top_own_time(profiler.stop())
+        worker_counts = pipeline.worker_counts()
+        sampler.stop()
+        dump = pipeline.sim.dump()
+        shutdown_seconds = pipeline.workers.stop()
+    matched = metrics.match_events(
+        workload, pipeline.set_ids, dump["received"], produced.accepted_at
+    )
+    stats = dump["stats"]
+    n = workload.triggers
+    end_to_end = matched["last_received_at"] - produced.started_at
+    statements = producer_counts["statements"] + worker_counts["statements"]
+    transactions = producer_counts["transactions"] + worker_counts["transactions"]
+    events = matched["events_received"]
+    result: dict[str, Any] = {
+        "label": label,
+        "design": design,
+        "ingest": ingest,
+        "complete": complete and matched["events_missing"] == 0,
+        "triggers": n,
+        "producers": workload.producers,
+        "enqueue_calls": produced.calls,
+        "rejected": produced.rejected,
+        "producer_errors": produced.errors,
+        "events_expected": matched["events_expected"],
+        "events_received": events,
+        "events_missing": matched["events_missing"],
+        "events_unexpected": matched["events_unexpected"],
+        "events_duplicate": stats["events_duplicate"],
+        "ingest_seconds": round(produced.seconds, 3),
+        "ingest_triggers_per_s": round(n / produced.seconds, 1),
+        "end_to_end_seconds": round(end_to_end, 3) if events else None,
+        "triggers_per_s": round(n / end_to_end, 1) if events and end_to_end > 0 else None,
+        **metrics.latency_figures(matched["latencies"]),
+        "http_requests": stats["requests_total"],
+        "http_requests_per_event": round(stats["requests_total"] / events, 4) if events else None,
+        "http_requests_by_code": stats.get("requests_by_code", {}),
+        "db_statements_producer": producer_counts["statements"],
+        "db_statements_workers": worker_counts["statements"],
+        "db_statements_per_trigger": round(statements / n, 3),
+        "db_transactions_per_trigger": round(transactions / n, 3),
+        "worker_tasks": worker_counts["tasks"],
+        "worker_tasks_per_trigger": round(worker_counts["tasks"] / n, 4),
+        "worker_processes_counted": worker_counts["processes"],
+        "worker_rss_peak_mib": round(sampler.peak_kib / 1024, 1),
+        "worker_rss_samples": len(sampler.samples),
+        "worker_shutdown_seconds": round(shutdown_seconds, 1),
+        "waited_after_ingest_seconds": round(waited_at - produced.finished_at, 3),
+    }
+    if profile_top is not None:
+        result["profile"] = {"path": str(profile), "top_own_time": profile_top}
+    return result
