@@ -8,6 +8,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -373,6 +374,10 @@ class Harness:
     # --- cleanup -----------------------------------------------------------------------------
 
     def _cleanup(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            # A second Ctrl-C must not cut the cleanup short (processes, database, temp dir).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.stop.set()
         if self.pusher is not None:
             self.pusher.stop_event.set()

@@ -58,6 +58,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     from chaos.harness import EXIT_CANNOT_RUN, Harness
     from chaos.services import ServiceUnavailable
 
