@@ -1,0 +1,136 @@
+"""The benchmark runs end to end: `python -m bench.run compare --triggers 300 --json ...`.
+
+300 triggers through the product (batched and one-at-a-time ingest) and the naive baseline,
+each on its own PostgreSQL database, Redis queue, simulator and celery worker. Checks that
+every figure is there for all three runs and that every expected event arrived; no timing
+assertions (the figures belong to a quiet machine). Needs PostgreSQL on 127.0.0.1:5432 and
+Redis on 127.0.0.1:6379; without them it skips (fails under CI=true).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_TIMEOUT_SECONDS = 300
+# The product's settings the autouse fixture points at a temp dir; the bench sets its own.
+PRODUCT_ENV = (
+    "POSTBACK_DATA_DIR",
+    "DATABASE_URL",
+    "BROKER_URL",
+    "TIKTOK_API_BASE_URL",
+    "CELERY_QUEUE",
+    "TOKEN_ENCRYPTION_KEY",
+    "PYTHONPATH",
+)
+RUNS = ("ours_batch", "ours_single", "naive")
+METRICS = (
+    "triggers_per_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "http_requests_per_event",
+    "db_statements_per_trigger",
+    "worker_rss_peak_mib",
+)
+
+
+def require(name: str, reachable: Any) -> None:
+    """Skip, or under CI=true fail, like tests/conftest.py's require_service."""
+    try:
+        reachable()
+    except Exception as error:
+        message = f"{name} is not reachable ({type(error).__name__}: {error})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI=true requires it")
+        pytest.skip(f"{message}; bench smoke test skipped")
+
+
+def _postgres() -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
+        conn.execute("SELECT 1")
+
+
+def _redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    require(f"PostgreSQL at {PG_ADMIN_URL}", _postgres)
+    require(f"Redis at {REDIS_URL}", _redis)
+    out = tmp_path_factory.mktemp("bench") / "compare.json"
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCT_ENV}
+    env.update(BENCH_POSTGRES_URL=PG_ADMIN_URL, BENCH_REDIS_URL=REDIS_URL)
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.run", "compare", "--triggers", "300", "--json", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    report = f"stdout:\n{completed.stdout[-6000:]}\nstderr:\n{completed.stderr[-4000:]}"
+    assert completed.returncode == 0, f"bench exited {completed.returncode}\n{report}"
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["_report"] = report
+    return result
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)
+def test_every_metric_is_reported_for_all_three_runs(compare_run: dict[str, Any]) -> None:
+    for name in ("cores", "ram_gib", "cpu", "python", "postgres", "redis"):
+        assert compare_run["machine"][name], name
+    for run in RUNS:
+        figures = compare_run["runs"][run]
+        for metric in METRICS:
+            assert isinstance(figures[metric], int | float), (run, metric, figures[metric])
+            assert figures[metric] >= 0, (run, metric)
+        assert figures["worker_rss_peak_mib"] > 0, run
+        assert figures["worker_processes_counted"] >= 1, run
+    for metric in METRICS:
+        assert set(compare_run["ratios"][metric]) == {"ours_batch/naive", "ours_single/naive"}
+        assert all(v is not None for v in compare_run["ratios"][metric].values()), metric
+    assert "/ naive" in compare_run["_report"]  # the ratio columns are printed
+
+
+@pytest.mark.timeout(60)
+def test_every_expected_event_arrived_in_every_run(compare_run: dict[str, Any]) -> None:
+    assert compare_run["complete"], compare_run["_report"]
+    for run in RUNS:
+        figures = compare_run["runs"][run]
+        assert figures["complete"], (run, compare_run["_report"])
+        assert figures["triggers"] == 300
+        assert figures["events_expected"] == figures["events_received"] == 300, run
+        assert figures["events_missing"] == figures["events_unexpected"] == 0, run
+        assert figures["rejected"] == 0 and not figures["producer_errors"], run
+
+
+@pytest.mark.timeout(60)
+def test_the_designs_differ_the_way_they_are_built(compare_run: dict[str, Any]) -> None:
+    """Not timings: the counts that follow from each design (one request per event for naive)."""
+    runs = compare_run["runs"]
+    assert runs["naive"]["http_requests_per_event"] == 1.0
+    assert runs["naive"]["worker_tasks"] == 300
+    assert runs["naive"]["db_statements_producer"] == 0
+    assert runs["ours_batch"]["http_requests_per_event"] < 1.0
+    assert runs["ours_single"]["db_statements_producer"] > 0
