@@ -45,6 +45,17 @@ def _checked(
     )
 
 
+def validate_mapping(
+    trigger_type: str,
+    event_name: str,
+    conditions: list[Condition] | list[dict[str, Any]],
+    properties: PropertyRules | dict[str, Any],
+) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
+    """What `add_mapping` would store (trigger, event, conditions, properties), or
+    InputRejected: for previews of a mapping that is not saved."""
+    return _checked(trigger_type, event_name, list(conditions), properties)
+
+
 def add_mapping(
     session: Session,
     event_set: EventSet,

@@ -80,8 +80,52 @@ class Settings(BaseSettings):
     )
     api_host: str = Field("127.0.0.1", description="Address `postback serve` listens on.")
     api_port: int = Field(8000, gt=0, lt=65536, description="Port `postback serve` listens on.")
+    admin_username: str = Field(
+        "",
+        description="Bootstrap admin for /admin: this user is created (or its password reset) "
+        "from ADMIN_PASSWORD when it logs in. More users: `postback admin user-add`.",
+    )
+    admin_password: str = Field(
+        "",
+        description="Password of ADMIN_USERNAME, in clear or as an argon2 hash ($argon2id$...).",
+    )
+    session_secret: str = Field(
+        "",
+        description="Signs the admin session cookie; empty means a key file in the data dir "
+        "(set it when several hosts serve /admin).",
+    )
+    admin_session_idle_minutes: int = Field(
+        120, gt=0, description="An admin session unused this long ends (log in again)."
+    )
+    admin_session_max_hours: int = Field(
+        12, gt=0, description="An admin session ends this long after login, used or not."
+    )
+    admin_cookie_secure: bool = Field(
+        False, description="Send the admin cookie over HTTPS only (set true behind TLS)."
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address a worker serves its Prometheus metrics on (0.0.0.0 in a container).",
+    )
+    metrics_port: int = Field(
+        9808,
+        ge=0,
+        lt=65536,
+        description="Port a worker serves its Prometheus metrics on (all its pool processes "
+        "together); 0 turns it off. The web app serves its own at /metrics.",
+    )
+    metrics_token: str = Field(
+        "",
+        description="When set, GET /metrics on the web app needs `Authorization: Bearer <it>`.",
+    )
+    retention_days: int = Field(
+        90,
+        gt=0,
+        description="After this many days a lead's match keys and the stored event bodies are "
+        "purged (daily, by beat); statuses, codes and counts are kept.",
+    )
 
     @field_validator("database_url")
     @classmethod
