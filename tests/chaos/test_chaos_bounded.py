@@ -72,7 +72,7 @@ def bounded_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         timeout=RUN_TIMEOUT_SECONDS,
         check=False,
     )
-    report = f"stdout:\n{completed.stdout[-8000:]}\nstderr:\n{completed.stderr[-4000:]}"
+    report = f"stdout:\n{completed.stdout[-8000:]}\nstderr:\n{completed.stderr[-8000:]}"
     assert completed.returncode == 0, f"chaos run failed ({completed.returncode})\n{report}"
     result: dict[str, Any] = json.loads(out.read_text())
     result["_report"] = report
