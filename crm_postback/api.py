@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from crm_postback import metrics
 from crm_postback.errors import FieldError, InputRejected
 from crm_postback.intake import AcceptedTrigger, accept_triggers
 from crm_postback.leads import hash_match_keys, upsert_lead
@@ -49,6 +50,7 @@ def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
     try:
         return parse_trigger(trigger)
     except ValidationError as error:
+        metrics.record_triggers_received(rejected=1)
         raise InputRejected.from_validation(error) from None
 
 
@@ -84,6 +86,7 @@ def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | Inp
     with session_scope() as session:
         outcomes = accept_triggers(session, triggers, get_settings())
         session.commit()
+    metrics.record_intake(triggers, outcomes)
     _dispatch(
         [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
     )

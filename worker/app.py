@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.schedules import crontab
+from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_shutdown
 
 from crm_postback.logging_setup import configure_logging
 from crm_postback.settings import Settings, get_settings
@@ -31,7 +32,7 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("crm_postback", include=["worker.tasks"])
+    app = Celery("crm_postback", include=["worker.tasks", "worker.retention_tasks"])
     apply_settings(app, settings)
     return app
 
@@ -67,7 +68,12 @@ def apply_settings(app: Celery, settings: Settings) -> None:
             "sweep-due-postbacks": {
                 "task": "postback.sweep_due_postbacks",
                 "schedule": settings.sweep_interval_seconds,
-            }
+            },
+            # Daily, at a quiet hour (UTC): match keys and event bodies past RETENTION_DAYS.
+            "purge-expired-personal-data": {
+                "task": "postback.purge_expired_data",
+                "schedule": crontab(hour=3, minute=17),
+            },
         },
         beat_schedule_filename=str(settings.postback_data_dir / "celerybeat-schedule"),
     )
@@ -87,3 +93,23 @@ def _configure_logging(**_: Any) -> None:
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     reset_engine()
+
+
+# Metrics: the main process serves every pool process's counters (prometheus_client
+# multiprocess mode), set up before the pool forks. See crm_postback/metrics.py.
+_worker_metrics: list[Any] = []
+
+
+@celeryd_init.connect
+def _serve_metrics(**_: Any) -> None:
+    from crm_postback.metrics import start_worker_metrics
+
+    _worker_metrics.append(start_worker_metrics(get_settings()))
+
+
+@worker_shutdown.connect
+def _stop_metrics(**_: Any) -> None:
+    for served in _worker_metrics:
+        if served is not None:
+            served.stop()
+    _worker_metrics.clear()

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from crm_postback import metrics
 from crm_postback.settings import Settings
 from crm_postback.token_vault import TokenUnavailable, open_token
 from mappings.catalogue import MAX_EVENTS_PER_REQUEST
@@ -331,6 +332,7 @@ def record(
     retry_times: dict[tuple[int, bool], datetime | None] = {}
     changes = GroupedUpdates()
     attempts = []
+    statuses: list[str] = []
     for result in results:
         answer = result.answer
         attempts.append(
@@ -359,20 +361,47 @@ def record(
         elif answer.outcome is Outcome.THROTTLED:
             throttled.add(result.event_set_id)
         counts[values["status"]] += 1
+        statuses.append(values["status"])
     changes.execute(session)
     session.execute(DeliveryAttempt.__table__.insert(), attempts)
     _hold_event_sets(session, auth_failures, throttled, settings, now)
     _log_requests(results)
+    metrics.record_delivery(session, results, statuses, now)
     return dict(counts)
 
 
 def _log_requests(results: Sequence[EventResult]) -> None:
-    by_request: dict[tuple[str | None, str], int] = defaultdict(int)
+    by_request: dict[tuple[int, str | None, str, int | None], int] = defaultdict(int)
     for result in results:
-        by_request[(result.answer.request_id, result.answer.outcome.value)] += 1
-        log.debug("postback %s outcome=%s", result.postback_id, result.answer.outcome.value)
-    for (request_id, outcome), count in by_request.items():
-        log.info("request_id=%s outcome=%s events=%d", request_id, outcome, count)
+        answer = result.answer
+        by_request[(result.event_set_id, answer.request_id, answer.outcome.value, answer.code)] += 1
+        log.debug(
+            "postback %s outcome=%s",
+            result.postback_id,
+            answer.outcome.value,
+            extra={
+                "postback_id": result.postback_id,
+                "event_set_id": result.event_set_id,
+                "outcome": answer.outcome.value,
+                "tiktok_code": answer.code,
+                "request_id": answer.request_id,
+            },
+        )
+    for (event_set_id, request_id, outcome, code), count in by_request.items():
+        log.info(
+            "request_id=%s outcome=%s code=%s events=%d",
+            request_id,
+            outcome,
+            code,
+            count,
+            extra={
+                "event_set_id": event_set_id,
+                "request_id": request_id,
+                "outcome": outcome,
+                "tiktok_code": code,
+                "events": count,
+            },
+        )
 
 
 def _outcome_values(
@@ -441,6 +470,8 @@ def _hold_event_sets(
 
 def pause_event_set(event_set: EventSet, reason: str) -> None:
     if event_set.status != EventSetStatus.PAUSED:
-        log.warning("pausing event set %s: %s", event_set.id, reason)
+        log.warning(
+            "pausing event set %s: %s", event_set.id, reason, extra={"event_set": event_set.name}
+        )
     event_set.status = EventSetStatus.PAUSED
     event_set.paused_reason = reason[:2000]

@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Task
 
+from crm_postback import metrics
 from crm_postback.settings import Settings, get_settings
 from mappings.catalogue import MAX_EVENTS_PER_REQUEST
 from models import utcnow
@@ -68,6 +69,7 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         )
         batches = delivery.claim_rows(session, ready, settings, now)
         session.commit()
+    metrics.record_triggers_processed(taken)
     if also_ready and taken >= len(trigger_ids) + also_ready:
         _wake_again(settings)  # more were waiting than one batch takes
     return {"triggers": taken, "postbacks": len(ready), "sent": _send_and_record(batches)}
@@ -112,6 +114,7 @@ def sweep_due_postbacks() -> dict[str, Any]:
     )
     for group in groups:
         deliver_postbacks.delay(group)
+    metrics.record_sweep(len(stale), len(groups))
     if stale or groups:
         log.info("sweep: %d stale triggers, %d delivery tasks queued", len(stale), len(groups))
     return {"stale_triggers": len(stale), "queued": len(groups)}

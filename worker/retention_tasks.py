@@ -1,0 +1,53 @@
+"""The daily retention purge (scheduled by beat; see `beat_schedule` in worker/app.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from crm_postback import metrics
+from crm_postback.retention import PURGE_BATCH, purge_batch, retention_cutoff
+from crm_postback.settings import get_settings
+from models import utcnow
+from models.db import session_scope
+from worker.app import app
+
+log = logging.getLogger(__name__)
+
+# Well inside the task's time limit (120 s); what is left is continued by a new task.
+RUN_SECONDS = 60.0
+
+
+@app.task(name="postback.purge_expired_data", acks_late=True, ignore_result=True)
+def purge_expired_data(run_seconds: float = RUN_SECONDS) -> dict[str, Any]:
+    """Clears match keys and event bodies past RETENTION_DAYS, one short transaction per
+    batch of 1,000, so delivery is never held up by a long lock."""
+    settings = get_settings()
+    cutoff = retention_cutoff(settings, utcnow())
+    deadline = time.monotonic() + run_seconds
+    leads = payloads = after_lead = after_postback = 0
+    more = True
+    while more and time.monotonic() < deadline:
+        with session_scope() as session:
+            batch = purge_batch(
+                session, cutoff, after_lead_id=after_lead, after_postback_id=after_postback
+            )
+            session.commit()
+        leads += batch.leads
+        payloads += batch.payloads
+        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
+        metrics.record_purge(batch.leads, batch.payloads)
+        more = batch.full(PURGE_BATCH)
+    if more:
+        purge_expired_data.delay()  # a large backlog: carry on in a fresh task
+    if leads or payloads or more:
+        log.info(
+            "retention: cleared the match keys of %d lead(s) and %d stored event bod(ies) "
+            "older than %s%s",
+            leads,
+            payloads,
+            cutoff.date().isoformat(),
+            "; more to do, continuing in a new task" if more else "",
+        )
+    return {"leads": leads, "payloads": payloads, "more": more}
