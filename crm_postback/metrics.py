@@ -75,8 +75,14 @@ class _Metrics:
     """The process's metric objects, created on first use (after multiprocess setup)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Histogram,
+            disable_created_metrics,
+        )
 
+        disable_created_metrics()  # no `*_created` series: Prometheus does not need them
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.triggers_received = Counter(

@@ -9,7 +9,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from crm_postback.schemas import TriggerIn
-from crm_postback.web import health, ingest
+from crm_postback.web import health, ingest, prometheus
 from crm_postback.web.body import BodySizeLimit
 from crm_postback.web.errors import install_error_handlers
 from crm_postback.web.shapes import LeadKeysIn
@@ -48,5 +48,6 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(ingest.router)
+    app.include_router(prometheus.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
