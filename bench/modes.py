@@ -46,7 +46,8 @@ def compare(ctx: Context, workload: Workload, *, profile: Path | None, log: Any)
             f"{run['events_expected']:,} events"
         )
         if "profile" in run:
-            log(render_top(run["profile"]["top_own_time"], f"py-spy, {label} workers"))
+            profiled = run["profile"]
+            log(render_top(profiled["top_own_time"], profiled["samples"], f"py-spy, {label}"))
     return {"runs": runs, "ratios": report.compare_ratios(runs)}
 
 

@@ -32,6 +32,7 @@ class Profiler:
         if binary is None:
             raise RuntimeError("py-spy is not installed (pip install py-spy)")
         self.output = output
+        output.parent.mkdir(parents=True, exist_ok=True)
         self.processes = [
             subprocess.Popen(
                 self._command(binary, pid), stdout=log.open("ab"), stderr=subprocess.STDOUT
@@ -65,25 +66,30 @@ class Profiler:
         return self.output
 
 
-def top_own_time(raw: Path, limit: int = 15) -> list[dict[str, object]]:
-    """The functions most often on top of a sampled stack (own time), with their share."""
+def top_own_time(raw: Path, limit: int = 15) -> tuple[int, list[dict[str, object]]]:
+    """How many busy samples there were, and the functions most often on top of one (own
+    time) with their share."""
     own: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frame = stack.rsplit(";", 1)[-1]
-        own[_LINE_NUMBER.sub(")", frame)] += int(count)
+        frames = [_LINE_NUMBER.sub(")", frame) for frame in stack.rsplit(";", 2)[-2:]]
+        name = frames[-1]
+        if "(<" in name and len(frames) == 2:
+            # Generated code (a namedtuple's __new__, a dataclass method...): say who called it.
+            name = f"{name} <- {frames[0]}"
+        own[name] += int(count)
         total += int(count)
-    return [
+    return total, [
         {"function": name, "samples": samples, "share": round(samples / total, 4)}
         for name, samples in own.most_common(limit)
     ]
 
 
-def render_top(rows: list[dict[str, object]], title: str) -> str:
-    lines = [f"{title} (own time, share of samples while busy)"]
+def render_top(rows: list[dict[str, object]], samples: int, title: str) -> str:
+    lines = [f"{title}: own time, share of {samples:,} busy samples at 100 Hz"]
     for rank, row in enumerate(rows, 1):
         share = float(str(row["share"])) * 100
         lines.append(f"  {rank:>2}. {share:5.1f}%  {row['function']}")

@@ -168,7 +168,7 @@ class Pipeline:
         deadline = time.monotonic() + settle_seconds
         previous = read_counts(self.workers.stats_dir)
         while time.monotonic() < deadline:
-            time.sleep(1.0)
+            time.sleep(1.5)  # longer than the workers' flush interval
             current = read_counts(self.workers.stats_dir)
             if current == previous:
                 return current
@@ -244,6 +244,7 @@ def measure(
             profiler = Profiler(
                 pipeline.workers.main_pids(), profile, pipeline.workdir / "py-spy.log"
             )
+            time.sleep(1.0)  # py-spy needs a moment to attach to every process
         ctx.counter.reset()
         produced = producers.run(workload, pipeline.sender(workload, ingest), plan)
         producer_counts = ctx.counter.snapshot()
@@ -251,7 +252,8 @@ def measure(
         waited_at = time.time()
         profile_top = None
         if profiler is not None:
-            profile_top = top_own_time(profiler.stop())
+            samples, top = top_own_time(profiler.stop())
+            profile_top = {"path": str(profile), "samples": samples, "top_own_time": top}
         worker_counts = pipeline.worker_counts()
         sampler.stop()
         dump = pipeline.sim.dump()
@@ -301,5 +303,5 @@ def measure(
         "waited_after_ingest_seconds": round(waited_at - produced.finished_at, 3),
     }
     if profile_top is not None:
-        result["profile"] = {"path": str(profile), "top_own_time": profile_top}
+        result["profile"] = profile_top
     return result

@@ -20,7 +20,7 @@ from celery import Celery, signals
 
 from bench.dbcount import StatementCounter
 
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 1.0
 
 
 def load_app(kind: str) -> Celery:
