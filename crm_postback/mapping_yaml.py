@@ -37,6 +37,7 @@ from crm_postback.mapping_admin import (
 )
 from mappings.catalogue import CONTENT_TYPES, SUPPORTED_CURRENCIES
 from mappings.rules import Condition, parse_condition
+from mappings.validation import MappingError, validate_event_name, validate_trigger_type
 from models import EventSet, Mapping
 
 ENTRY_FIELDS = ("id", "version", "trigger", "event", "enabled", "when", "properties")
@@ -217,9 +218,15 @@ def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> 
         properties = {}
     errors.extend(_property_errors(properties, where))
     trigger, event = raw.get("trigger"), raw.get("event")
-    for name, value in (("trigger", trigger), ("event", event)):
+    checks = (("trigger", trigger, validate_trigger_type), ("event", event, validate_event_name))
+    for name, value, check in checks:
         if not isinstance(value, str) or not value.strip():
             errors.append(FieldError(f"{where}{name}", "is required"))
+            continue
+        try:
+            check(value.strip())
+        except MappingError as error:
+            errors.append(FieldError(f"{where}{name}", error.reason))
     if len(errors) > found_before or not isinstance(trigger, str) or not isinstance(event, str):
         return None
     try:

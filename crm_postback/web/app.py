@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from crm_postback.schemas import TriggerIn
 from crm_postback.web import health, ingest, prometheus
+from crm_postback.web.admin import create_admin_app
 from crm_postback.web.body import BodySizeLimit
 from crm_postback.web.errors import install_error_handlers
 from crm_postback.web.shapes import LeadKeysIn
@@ -49,5 +50,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(prometheus.router)
+    # The admin UI and its JSON API: a sub-app with its own session cookie and HTML errors.
+    app.mount("/admin", create_admin_app())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
