@@ -555,6 +555,10 @@ from crm_postback.web.cli import register as _register_web  # noqa: E402
 
 _register_web(app)
 
+from crm_postback.web.admin.cli import register as _register_admin  # noqa: E402
+
+_register_admin(app, event_set_app=event_set_app, mapping_app=mapping_app)
+
 
 def main() -> None:
     app()
