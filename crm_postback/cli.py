@@ -551,6 +551,7 @@ def demo() -> None:
     sys.exit(run_demo())
 
 
+from crm_postback.ops_cli import register as _register_ops  # noqa: E402
 from crm_postback.web.cli import register as _register_web  # noqa: E402
 
 _register_web(app)
@@ -558,6 +559,7 @@ _register_web(app)
 from crm_postback.web.admin.cli import register as _register_admin  # noqa: E402
 
 _register_admin(app, event_set_app=event_set_app, mapping_app=mapping_app)
+_register_ops(app)
 
 
 def main() -> None:

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         description="After this many days a lead's match keys and the stored event bodies are "
         "purged (daily, by beat); statuses, codes and counts are kept.",
     )
+    flower_basic_auth: str = Field(
+        "",
+        description="user:password that `postback flower` (Celery's monitoring UI, which can "
+        "revoke tasks) asks for; empty means no login.",
+    )
 
     @field_validator("database_url")
     @classmethod
