@@ -22,6 +22,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.errors import InputRejected
+from crm_postback.retention import has_body
 from models import (
     DeliveryAttempt,
     EventSet,
@@ -199,7 +200,9 @@ def diagnose(
         func.sum(case((_has(session, path), 1), else_=0)) for path in keys.values()
     ]
     row = session.execute(
-        select(*columns).where(of_set, table.c.created_at >= since, table.c.payload.isnot(None))
+        select(*columns).where(
+            of_set, table.c.created_at >= since, has_body(session.get_bind().dialect.name)
+        )
     ).one()
     events = int(row[0] or 0)
     coverage = {

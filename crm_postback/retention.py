@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, or_, select, text, update
+from sqlalchemy import and_, exists, func, literal, null, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from crm_postback.settings import Settings
@@ -81,9 +81,17 @@ def _expired_leads(cutoff: datetime) -> Any:
     return and_(LEADS.c.updated_at < cutoff, _has_keys(), ~recent_or_open_trigger, ~open_postback)
 
 
-def _expired_payloads(cutoff: datetime) -> Any:
+def has_body(dialect: str) -> Any:
+    """SQL: the postback has a stored event body. Rows created without one (unmapped, or
+    failed before a body was built) hold JSON `null`, not SQL NULL; a purge writes SQL NULL."""
+    column = POSTBACKS.c.payload
+    json_type = func.jsonb_typeof if dialect == "postgresql" else func.json_type
+    return and_(column.isnot(None), json_type(column) == "object")
+
+
+def _expired_payloads(dialect: str, cutoff: datetime) -> Any:
     return and_(
-        POSTBACKS.c.payload.isnot(None),
+        has_body(dialect),
         POSTBACKS.c.status.in_(FINAL_STATUSES),
         POSTBACKS.c.updated_at < cutoff,
     )
@@ -102,6 +110,7 @@ def purge_batch(
     Rows another transaction holds are skipped (SKIP LOCKED); the next run takes them.
     """
     batch = PurgeBatch(last_lead_id=after_lead_id, last_postback_id=after_postback_id)
+    dialect = session.get_bind().dialect.name
     lead_ids = list(
         session.scalars(
             select(LEADS.c.id)
@@ -124,7 +133,7 @@ def purge_batch(
     postback_ids = list(
         session.scalars(
             select(POSTBACKS.c.id)
-            .where(POSTBACKS.c.id > after_postback_id, _expired_payloads(cutoff))
+            .where(POSTBACKS.c.id > after_postback_id, _expired_payloads(dialect, cutoff))
             .order_by(POSTBACKS.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=POSTBACKS)
@@ -132,7 +141,7 @@ def purge_batch(
     )
     if postback_ids:
         session.execute(
-            update(POSTBACKS).where(POSTBACKS.c.id.in_(postback_ids)).values(payload=None)
+            update(POSTBACKS).where(POSTBACKS.c.id.in_(postback_ids)).values(payload=null())
         )
         batch.payloads, batch.last_postback_id = len(postback_ids), postback_ids[-1]
     return batch
@@ -149,7 +158,9 @@ def count_expired(session: Session, cutoff: datetime) -> PurgePreview:
     """What a purge would clear now (for `postback purge --dry-run`)."""
     leads = session.scalar(select(func.count()).select_from(LEADS).where(_expired_leads(cutoff)))
     payloads = session.scalar(
-        select(func.count()).select_from(POSTBACKS).where(_expired_payloads(cutoff))
+        select(func.count())
+        .select_from(POSTBACKS)
+        .where(_expired_payloads(session.get_bind().dialect.name, cutoff))
     )
     return PurgePreview(cutoff, leads or 0, payloads or 0)
 
@@ -257,8 +268,8 @@ def erase_lead(session: Session, lead_ref: str, actor: str) -> ErasedLead:
     result.postbacks = _count_update(
         session,
         update(POSTBACKS)
-        .where(POSTBACKS.c.lead_ref == lead_ref, POSTBACKS.c.payload.isnot(None))
-        .values(payload=None),
+        .where(POSTBACKS.c.lead_ref == lead_ref, has_body(session.get_bind().dialect.name))
+        .values(payload=null()),
     )
     if result.anything:
         record(
