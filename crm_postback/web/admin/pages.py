@@ -446,63 +446,6 @@ async def event_set_save(request: Request, event_set_id: int, admin: AdminDep) -
     return see_other(request, f"/event-sets/{event_set_id}")
 
 
-@router.post("/event-sets/{event_set_id}/{action}")
-async def event_set_action(
-    request: Request, event_set_id: int, action: str, admin: AdminDep
-) -> Response:
-    if action not in ("pause", "resume", "test-code", "verify", "token"):
-        raise NotFound(f"no action {action!r}")
-    form = await checked_form(request, admin.csrf_token)
-
-    def act() -> tuple[str, str]:
-        settings = get_settings()
-        with session_scope() as session:
-            event_set = _event_set(session, event_set_id)
-            try:
-                if action == "pause":
-                    reason = str(form.get("reason", "")).strip() or f"paused by {admin.username}"
-                    pause(event_set, reason, actor=admin.actor)
-                    message = ("ok", "Paused: postbacks are held (nothing is dropped).")
-                elif action == "resume":
-                    resume(session, event_set, actor=admin.actor)
-                    message = ("ok", "Resumed: held postbacks go out with the next sweep.")
-                elif action == "test-code":
-                    code = str(form.get("test_event_code", "")).strip() or None
-                    if form.get("turn") == "off":
-                        code = None
-                    elif code is None:
-                        raise InputRejected.one(
-                            "test_event_code", "type the code from TikTok's Test Events tab"
-                        )
-                    set_test_event_code(session, event_set, code, actor=admin.actor)
-                    message = (
-                        "ok",
-                        f"Test events on: every request carries test_event_code {code!r}."
-                        if code
-                        else "Test events off: events count for real.",
-                    )
-                elif action == "token":
-                    rotate_token(
-                        session,
-                        settings,
-                        event_set,
-                        str(form.get("access_token", "")),
-                        actor=admin.actor,
-                    )
-                    message = ("ok", "Token replaced.")
-                else:
-                    result = verify_event_set(event_set, settings)
-                    message = ("ok" if result.ok else "error", result.message)
-            except InputRejected as rejected:
-                return ("error", "; ".join(e.message for e in rejected.errors))
-            session.commit()
-            return message
-
-    kind, message = await run_in_threadpool(act)
-    flash(request, message, kind)
-    return see_other(request, f"/event-sets/{event_set_id}")
-
-
 @router.get("/event-sets/{event_set_id}/mappings.yaml")
 def export_yaml(request: Request, event_set_id: int, admin: AdminDep) -> Response:
     with session_scope() as session:
@@ -932,3 +875,61 @@ def audit_page(
             selected=selected,
             older=found[-1].id if len(found) == 50 else None,
         )
+
+
+# Registered last: `/event-sets/{id}/{action}` must not shadow the routes above.
+@router.post("/event-sets/{event_set_id}/{action}")
+async def event_set_action(
+    request: Request, event_set_id: int, action: str, admin: AdminDep
+) -> Response:
+    if action not in ("pause", "resume", "test-code", "verify", "token"):
+        raise NotFound(f"no action {action!r}")
+    form = await checked_form(request, admin.csrf_token)
+
+    def act() -> tuple[str, str]:
+        settings = get_settings()
+        with session_scope() as session:
+            event_set = _event_set(session, event_set_id)
+            try:
+                if action == "pause":
+                    reason = str(form.get("reason", "")).strip() or f"paused by {admin.username}"
+                    pause(event_set, reason, actor=admin.actor)
+                    message = ("ok", "Paused: postbacks are held (nothing is dropped).")
+                elif action == "resume":
+                    resume(session, event_set, actor=admin.actor)
+                    message = ("ok", "Resumed: held postbacks go out with the next sweep.")
+                elif action == "test-code":
+                    code = str(form.get("test_event_code", "")).strip() or None
+                    if form.get("turn") == "off":
+                        code = None
+                    elif code is None:
+                        raise InputRejected.one(
+                            "test_event_code", "type the code from TikTok's Test Events tab"
+                        )
+                    set_test_event_code(session, event_set, code, actor=admin.actor)
+                    message = (
+                        "ok",
+                        f"Test events on: every request carries test_event_code {code!r}."
+                        if code
+                        else "Test events off: events count for real.",
+                    )
+                elif action == "token":
+                    rotate_token(
+                        session,
+                        settings,
+                        event_set,
+                        str(form.get("access_token", "")),
+                        actor=admin.actor,
+                    )
+                    message = ("ok", "Token replaced.")
+                else:
+                    result = verify_event_set(event_set, settings)
+                    message = ("ok" if result.ok else "error", result.message)
+            except InputRejected as rejected:
+                return ("error", "; ".join(e.message for e in rejected.errors))
+            session.commit()
+            return message
+
+    kind, message = await run_in_threadpool(act)
+    flash(request, message, kind)
+    return see_other(request, f"/event-sets/{event_set_id}")
