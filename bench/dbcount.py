@@ -1,7 +1,8 @@
 """Counting what a process sends to the database, through SQLAlchemy's engine events.
 
-`statements` counts cursor executes: one per SQL statement SQLAlchemy runs, one per page of
-a multi-row INSERT, and one for an `executemany` (which psycopg may pipeline as several).
+`statements` counts what the server executes: one per statement SQLAlchemy runs, one per page
+of a multi-row INSERT, one per parameter set of an `executemany` (psycopg pipelines those in
+one round trip). `cursor_calls` counts SQLAlchemy's cursor executes, close to round trips.
 `transactions` counts commits and rollbacks. Pool pings and psycopg's implicit BEGIN are not
 cursor executes and are not counted.
 """
@@ -22,6 +23,7 @@ class StatementCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.statements = 0
+        self.cursor_calls = 0
         self.transactions = 0
         self.tasks = 0
         self._installed = False
@@ -37,7 +39,7 @@ class StatementCounter:
 
     def reset(self) -> None:
         with self._lock:
-            self.statements = self.transactions = self.tasks = 0
+            self.statements = self.cursor_calls = self.transactions = self.tasks = 0
 
     def add_task(self) -> None:
         with self._lock:
@@ -47,6 +49,7 @@ class StatementCounter:
         with self._lock:
             return {
                 "statements": self.statements,
+                "cursor_calls": self.cursor_calls,
                 "transactions": self.transactions,
                 "tasks": self.tasks,
             }
@@ -58,9 +61,19 @@ class StatementCounter:
         temporary.write_text(json.dumps(self.snapshot()))
         temporary.replace(path)
 
-    def _on_execute(self, *_: Any) -> None:
+    def _on_execute(
+        self,
+        _conn: Any,
+        _cursor: Any,
+        _statement: str,
+        parameters: Any,
+        _context: Any,
+        executemany: bool,
+    ) -> None:
+        many = executemany and isinstance(parameters, list | tuple)
         with self._lock:
-            self.statements += 1
+            self.statements += len(parameters) if many else 1
+            self.cursor_calls += 1
 
     def _on_transaction_end(self, *_: Any) -> None:
         with self._lock:
@@ -69,13 +82,14 @@ class StatementCounter:
 
 def read_counts(folder: Path) -> dict[str, int]:
     """The sum over every process file in `folder` (plus how many processes wrote one)."""
-    total = {"statements": 0, "transactions": 0, "tasks": 0, "processes": 0}
+    keys = ("statements", "cursor_calls", "transactions", "tasks")
+    total = dict.fromkeys((*keys, "processes"), 0)
     for path in folder.glob("*.json"):
         try:
             counts = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        for key in ("statements", "transactions", "tasks"):
+        for key in keys:
             total[key] += int(counts.get(key, 0))
         total["processes"] += 1
     return total

@@ -26,6 +26,7 @@ ROWS: list[tuple[str, str, str, Callable[[Any], str]]] = [
     ("DB statements per trigger", "db_statements_per_trigger", "lower", lambda v: f"{v:.3f}"),
     ("peak worker RSS (MiB)", "worker_rss_peak_mib", "lower", lambda v: f"{v:,.0f}"),
     ("ingest triggers/s (producers)", "ingest_triggers_per_s", "higher", lambda v: f"{v:,.0f}"),
+    ("DB cursor calls per trigger", "db_cursor_calls_per_trigger", "lower", lambda v: f"{v:.3f}"),
     ("DB transactions per trigger", "db_transactions_per_trigger", "lower", lambda v: f"{v:.3f}"),
     ("Celery tasks per trigger", "worker_tasks_per_trigger", "lower", lambda v: f"{v:.4f}"),
     ("latency p95 (ms)", "latency_p95_ms", "lower", lambda v: f"{v:,.0f}"),

@@ -266,6 +266,7 @@ def measure(
     end_to_end = matched["last_received_at"] - produced.started_at
     statements = producer_counts["statements"] + worker_counts["statements"]
     transactions = producer_counts["transactions"] + worker_counts["transactions"]
+    cursor_calls = producer_counts["cursor_calls"] + worker_counts["cursor_calls"]
     events = matched["events_received"]
     result: dict[str, Any] = {
         "label": label,
@@ -293,6 +294,7 @@ def measure(
         "db_statements_producer": producer_counts["statements"],
         "db_statements_workers": worker_counts["statements"],
         "db_statements_per_trigger": round(statements / n, 3),
+        "db_cursor_calls_per_trigger": round(cursor_calls / n, 3),
         "db_transactions_per_trigger": round(transactions / n, 3),
         "worker_tasks": worker_counts["tasks"],
         "worker_tasks_per_trigger": round(worker_counts["tasks"] / n, 4),
