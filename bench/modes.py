@@ -10,7 +10,7 @@ from typing import Any
 
 from bench import producers, report
 from bench.profile import render_top
-from bench.rss import RssSampler, Sample, tree_rss_kib
+from bench.rss import RssSampler, Sample, tree_pss_kib, tree_rss_kib
 from bench.runs import Context, Pipeline, measure
 from bench.workload import Workload
 
@@ -86,7 +86,7 @@ def long(
     log: Any,
 ) -> dict[str, Any]:
     progress = _Progress()
-    rows: list[tuple[float, int, int, int, int]] = []
+    rows: list[tuple[float, int, int, int, int, int]] = []
     with Pipeline(ctx, "ours", "long", count_only=True) as pipeline:
         assert pipeline.workers is not None
         stop = threading.Event()
@@ -108,7 +108,14 @@ def long(
         csv_file = rss_csv.open("w", newline="")
         writer = csv.writer(csv_file)
         writer.writerow(
-            ["elapsed_s", "rss_kib", "processes", "triggers_enqueued", "events_delivered"]
+            [
+                "elapsed_s",
+                "rss_kib",
+                "processes",
+                "triggers_enqueued",
+                "events_delivered",
+                "pss_kib",
+            ]
         )
 
         def on_sample(sample: Sample) -> None:
@@ -118,6 +125,7 @@ def long(
                 sample.processes,
                 progress.enqueued,
                 progress.delivered,
+                sample.pss_kib,
             )
             rows.append(row)
             writer.writerow(row)
@@ -147,8 +155,9 @@ def long(
         complete = not produced.errors and pipeline.wait_delivered(workload.triggers)
         stop.set()
         sampler.stop()
-        final_kib, final_processes = tree_rss_kib(pipeline.workers.main_pids())
-        on_sample(Sample(time.time(), final_kib, final_processes))
+        roots = pipeline.workers.main_pids()
+        final_kib, final_processes = tree_rss_kib(roots)
+        on_sample(Sample(time.time(), final_kib, final_processes, tree_pss_kib(roots)))
         csv_file.close()
         stats = pipeline.sim.stats() if pipeline.sim is not None else {}
         db_size = pipeline.db.size_bytes()
@@ -157,6 +166,8 @@ def long(
     )
     warm = rows[warm_index][1] if warm_index is not None else None
     end = rows[-1][1] if rows else None
+    warm_pss = rows[warm_index][5] if warm_index is not None else None
+    end_pss = rows[-1][5] if rows else None
     after_warm = [row[1] for row in rows[warm_index:]] if warm_index is not None else []
     end_to_end = float(stats.get("last_received_at", 0.0)) - produced.started_at
     unique = int(stats.get("events_unique", 0))
@@ -182,6 +193,11 @@ def long(
             "growth_pct": round((end - warm) / warm * 100, 1) if warm and end else None,
             "max_growth_pct": (
                 round((max(after_warm) - warm) / warm * 100, 1) if warm and after_warm else None
+            ),
+            "warm_pss_mib": round(warm_pss / 1024, 1) if warm_pss else None,
+            "end_pss_mib": round(end_pss / 1024, 1) if end_pss else None,
+            "pss_growth_pct": (
+                round((end_pss - warm_pss) / warm_pss * 100, 1) if warm_pss and end_pss else None
             ),
             "samples": len(rows),
         },

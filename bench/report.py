@@ -25,6 +25,7 @@ ROWS: list[tuple[str, str, str, Callable[[Any], str]]] = [
     ("HTTP requests per event", "http_requests_per_event", "lower", lambda v: f"{v:.4f}"),
     ("DB statements per trigger", "db_statements_per_trigger", "lower", lambda v: f"{v:.3f}"),
     ("peak worker RSS (MiB)", "worker_rss_peak_mib", "lower", lambda v: f"{v:,.0f}"),
+    ("peak worker PSS (MiB)", "worker_pss_peak_mib", "lower", lambda v: f"{v:,.0f}"),
     ("ingest triggers/s (producers)", "ingest_triggers_per_s", "higher", lambda v: f"{v:,.0f}"),
     ("DB cursor calls per trigger", "db_cursor_calls_per_trigger", "lower", lambda v: f"{v:.3f}"),
     ("DB transactions per trigger", "db_transactions_per_trigger", "lower", lambda v: f"{v:.3f}"),
@@ -139,6 +140,9 @@ def render_long(result: dict[str, Any]) -> str:
             f"{rss['max_after_warm_mib']:,.0f} MiB",
             f"  growth after warm-up    {_cell(growth, lambda v: f'{v:+.1f}'):>10} % "
             f"(target < {TARGETS['long_rss_growth_pct']:g} %)",
+            f"  worker PSS warm -> end  {_cell(rss['warm_pss_mib'], ROWS[5][3]):>10} -> "
+            f"{_cell(rss['end_pss_mib'], ROWS[5][3])} MiB "
+            f"({_cell(rss['pss_growth_pct'], lambda v: f'{v:+.1f}')} %)",
             f"  DB size at the end      {result['db_size_mib']:>10,.0f} MiB",
             f"  HTTP requests per event {_cell(result['http_requests_per_event'], ROWS[3][3]):>10}",
             f"  events received         {result['events_unique']:,}/{result['triggers']:,} "

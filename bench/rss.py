@@ -41,10 +41,25 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared by the pool's forked processes counted once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def tree_rss_kib(roots: Sequence[int]) -> tuple[int, int]:
     """Sum of VmRSS over every root and its descendants, and how many processes that was."""
     pids = {pid for root in roots for pid in descendants(root)}
     return sum(rss_kib(pid) for pid in pids), len(pids)
+
+
+def tree_pss_kib(roots: Sequence[int]) -> int:
+    return sum(pss_kib(pid) for root in roots for pid in set(descendants(root)))
 
 
 @dataclass
@@ -52,6 +67,7 @@ class Sample:
     at: float
     rss_kib: int
     processes: int
+    pss_kib: int = 0
 
 
 @dataclass
@@ -79,10 +95,15 @@ class RssSampler:
     def peak_kib(self) -> int:
         return max((s.rss_kib for s in self.samples), default=0)
 
+    @property
+    def peak_pss_kib(self) -> int:
+        return max((s.pss_kib for s in self.samples), default=0)
+
     def _loop(self) -> None:
         while True:
-            total, count = tree_rss_kib(self.roots())
-            sample = Sample(time.time(), total, count)
+            roots = self.roots()
+            total, count = tree_rss_kib(roots)
+            sample = Sample(time.time(), total, count, tree_pss_kib(roots))
             self.samples.append(sample)
             if self.on_sample is not None:
                 self.on_sample(sample)

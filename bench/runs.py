@@ -300,6 +300,7 @@ def measure(
         "worker_tasks_per_trigger": round(worker_counts["tasks"] / n, 4),
         "worker_processes_counted": worker_counts["processes"],
         "worker_rss_peak_mib": round(sampler.peak_kib / 1024, 1),
+        "worker_pss_peak_mib": round(sampler.peak_pss_kib / 1024, 1),
         "worker_rss_samples": len(sampler.samples),
         "worker_shutdown_seconds": round(shutdown_seconds, 1),
         "waited_after_ingest_seconds": round(waited_at - produced.finished_at, 3),
