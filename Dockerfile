@@ -6,6 +6,9 @@ COPY worker ./worker
 COPY models ./models
 COPY mappings ./mappings
 COPY crm_postback ./crm_postback
-RUN pip install . && useradd --create-home --uid 10001 postback && mkdir /data && chown postback /data
+# The `flower` extra gives `postback flower` (docker compose --profile flower).
+RUN pip install ".[flower]" && useradd --create-home --uid 10001 postback && mkdir /data && chown postback /data
 USER postback
+# web (postback serve), worker metrics (METRICS_PORT), flower
+EXPOSE 8000 9808 5555
 CMD ["postback", "--help"]

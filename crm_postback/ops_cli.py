@@ -145,6 +145,15 @@ def flower(
 
     from worker.app import app as celery_app
 
+    basic_auth = get_settings().flower_basic_auth
+    if not basic_auth and address not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(
+            f"error: Flower can revoke tasks; set FLOWER_BASIC_AUTH=user:password to listen "
+            f"on {address}",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
     if importlib.util.find_spec("flower") is None:
         typer.secho(
             "error: flower is not installed: install crm-postback with its `flower` extra",
@@ -153,7 +162,6 @@ def flower(
         )
         raise typer.Exit(2)
     argv = ["flower", f"--port={port}", f"--address={address}"]
-    basic_auth = get_settings().flower_basic_auth
     if basic_auth:
         argv.append(f"--basic-auth={basic_auth}")
     celery_app.start(argv)

@@ -1,12 +1,17 @@
 """docker-compose.yml is right by construction: no Docker engine runs here, so check it.
 
-Every command a service runs must parse against the real `postback` CLI; every variable set
-for the app must be a setting it reads, and the settings production needs must be set.
+Every command a service runs must parse against the real `postback` CLI (and every task beat
+schedules must exist in the Celery app); every variable set for the app must be a setting it
+reads, and the settings production needs must be set; healthchecks probe a route or port the
+service really serves.
 """
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,15 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 APP_SERVICES = {n: s for n, s in SERVICES.items() if s.get("image") == "crm-postback:latest"}
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 NEEDED_BY_WORKERS = {"DATABASE_URL", "BROKER_URL", "TIKTOK_API_BASE_URL", "TOKEN_ENCRYPTION_KEY"}
+# Settings whose default only suits the embedded single-machine setup (SQLite and a key file in
+# the data dir, a filesystem broker): each service that reads them must set them.
+REQUIRED_IN_CONTAINERS = {
+    "migrate": {"DATABASE_URL"},
+    "worker": NEEDED_BY_WORKERS | {"METRICS_HOST", "METRICS_PORT"},
+    "beat": {"DATABASE_URL", "BROKER_URL"},
+    "web": {"DATABASE_URL", "BROKER_URL", "TOKEN_ENCRYPTION_KEY"},
+    "flower": {"BROKER_URL"},
+}
 
 
 def resolve_cli(args: list[str]) -> Any:
@@ -48,7 +62,8 @@ def resolve_cli(args: list[str]) -> Any:
 
 
 def test_app_services_are_the_expected_ones() -> None:
-    assert set(APP_SERVICES) == {"migrate", "worker", "beat", "simulator"}
+    assert set(APP_SERVICES) == {"migrate", "worker", "beat", "web", "simulator", "flower"}
+    assert set(REQUIRED_IN_CONTAINERS) == set(APP_SERVICES) - {"simulator"}
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
@@ -117,3 +132,125 @@ def test_dockerfile_copies_what_exists_and_installs_the_cli() -> None:
     for package in ("worker", "models", "mappings", "crm_postback"):
         assert package in packages
     assert 'postback = "crm_postback.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_IN_CONTAINERS))
+def test_settings_each_service_needs_are_set(name: str) -> None:
+    needed = REQUIRED_IN_CONTAINERS[name]
+    assert needed <= SETTING_NAMES, f"not settings: {needed - SETTING_NAMES}"
+    missing = needed - set(APP_SERVICES[name].get("environment", {}))
+    assert not missing, f"{name} lacks {missing}"
+
+
+def test_secrets_are_required_not_defaulted() -> None:
+    env = APP_SERVICES["worker"]["environment"]
+    for name in ("DATABASE_URL", "TOKEN_ENCRYPTION_KEY"):
+        assert ":?" in env[name], f"{name} must fail loudly when .env lacks it"
+
+
+def test_beat_schedules_only_tasks_the_worker_has() -> None:
+    from worker.app import app as celery_app
+
+    celery_app.loader.import_default_modules()
+    for entry in celery_app.conf.beat_schedule.values():
+        assert entry["task"] in celery_app.tasks, entry["task"]
+    assert "postback.purge_expired_data" in {
+        e["task"] for e in celery_app.conf.beat_schedule.values()
+    }
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def _probe(service: dict[str, Any]) -> tuple[str, int, str]:
+    """(host, port, path) the healthcheck's python -c urllib one-liner requests."""
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], "the image has no curl: probe with python"
+    code = test[3]
+    ast.parse(code)  # it is valid Python
+    match = re.search(r"urlopen\('http://([^:/]+):(\d+)(/[^']*)'", code)
+    assert match, code
+    return match.group(1), int(match.group(2)), match.group(3)
+
+
+def test_web_serves_the_api_and_its_healthcheck_probes_a_real_route() -> None:
+    from crm_postback.web.app import create_app
+
+    web = APP_SERVICES["web"]
+    command = web["command"]
+    assert command[:2] == ["postback", "serve"]
+    assert _option(command, "--host") == "0.0.0.0"
+    # One process: counters are per process (README: PROMETHEUS_MULTIPROC_DIR otherwise).
+    assert "--workers" not in command
+    host, port, path = _probe(web)
+    assert (host, port) == ("127.0.0.1", int(_option(command, "--port")))
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app()) as client:
+        assert client.get(path).status_code == 200
+        assert client.get("/metrics").status_code == 200  # what Prometheus scrapes
+    assert any(p.endswith(":8000") for p in web["ports"])
+
+
+def test_worker_healthcheck_probes_its_metrics_port() -> None:
+    worker = APP_SERVICES["worker"]
+    env = worker["environment"]
+    assert env["METRICS_HOST"] == "0.0.0.0"
+    _, port, path = _probe(worker)
+    assert port == int(env["METRICS_PORT"]) and path == "/metrics"
+    assert str(port) in [str(p) for p in worker.get("expose", [])]
+
+
+def test_long_running_services_have_healthchecks() -> None:
+    for name in ("postgres", "redis", "worker", "web"):
+        assert "healthcheck" in SERVICES[name], name
+    for name in ("worker", "beat", "web"):
+        depends = SERVICES[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["redis"]["condition"] == "service_healthy"
+
+
+def test_optional_services_sit_behind_profiles() -> None:
+    assert SERVICES["simulator"]["profiles"] == ["sim"]
+    assert SERVICES["flower"]["profiles"] == ["flower"]
+    for name, service in SERVICES.items():
+        if name not in ("simulator", "flower"):
+            assert "profiles" not in service, f"{name} must start with a plain `up`"
+
+
+def test_flower_is_installed_in_the_image_and_protected() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r'pip install "\.\[flower\]"', dockerfile)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("flower") for d in extras["optional-dependencies"]["flower"])
+    flower = SERVICES["flower"]
+    assert "FLOWER_BASIC_AUTH" in flower["environment"]
+    assert all(p.startswith("127.0.0.1:") for p in flower["ports"])
+
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli_app, flower["command"][1:], env={"FLOWER_BASIC_AUTH": ""})
+    assert result.exit_code == 2 and "FLOWER_BASIC_AUTH" in result.output
+
+
+def test_env_example_documents_only_what_is_used() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert documented <= used | SETTING_NAMES, f"stale: {documented - used - SETTING_NAMES}"
+
+
+def test_files_the_image_needs_are_package_data() -> None:
+    """`pip install .` in the Dockerfile copies only .py files and declared package data."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]
+    missing = []
+    for package in ("worker", "models", "mappings", "crm_postback"):
+        for path in (ROOT / package).rglob("*"):
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            relative = path.relative_to(ROOT / package).as_posix()
+            if not any(fnmatch.fnmatch(relative, p) for p in patterns.get(package, [])):
+                missing.append(f"{package}/{relative}")
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
