@@ -245,6 +245,8 @@ def measure(
                 pipeline.workers.main_pids(), profile, pipeline.workdir / "py-spy.log"
             )
             time.sleep(1.0)  # py-spy needs a moment to attach to every process
+        # What the workers did while starting (beat's first sweep) is not the workload's.
+        before = read_counts(pipeline.workers.stats_dir)
         ctx.counter.reset()
         produced = producers.run(workload, pipeline.sender(workload, ingest), plan)
         producer_counts = ctx.counter.snapshot()
@@ -254,7 +256,9 @@ def measure(
         if profiler is not None:
             samples, top = top_own_time(profiler.stop())
             profile_top = {"path": str(profile), "samples": samples, "top_own_time": top}
-        worker_counts = pipeline.worker_counts()
+        after = pipeline.worker_counts()
+        worker_counts = {key: after[key] - before.get(key, 0) for key in after}
+        worker_counts["processes"] = after["processes"]
         sampler.stop()
         dump = pipeline.sim.dump()
         shutdown_seconds = pipeline.workers.stop()
