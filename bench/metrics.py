@@ -36,7 +36,7 @@ def match_events(
     workload: Workload,
     set_ids: list[int],
     received: dict[str, float],
-    accepted_at: array,
+    accepted_at: array[float],
 ) -> dict[str, Any]:
     """Every trigger's expected event against what the simulator received."""
     latencies: list[float] = []

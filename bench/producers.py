@@ -57,7 +57,7 @@ def naive(workload: Workload, set_ids: list[int]) -> Send:
 
 @dataclass
 class ProducerResult:
-    accepted_at: array  # per trigger index, epoch seconds; 0.0 = never accepted
+    accepted_at: array[float]  # per trigger index, epoch seconds; 0.0 = never accepted
     started_at: float = 0.0  # when the first enqueue call began
     finished_at: float = 0.0  # when the last one returned
     sent: int = 0
