@@ -16,7 +16,7 @@ from crm_postback.leads import HashedKeys, hash_match_keys, merge_lead_keys
 from crm_postback.schemas import TriggerIn
 from crm_postback.settings import Settings
 from models import EventSet, Trigger, TriggerStatus, utcnow
-from models.bulk import insert_ignoring_conflicts
+from models.bulk import bulk_insert
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,15 @@ def _insert_once(
         if first_index[(row["event_set_id"], row["idempotency_key"])] == index
     ]
     received_at = utcnow()
-    statement = insert_ignoring_conflicts(session, Trigger.__table__).returning(
-        Trigger.id, Trigger.event_set_id, Trigger.idempotency_key
-    )
     inserted = {
         (r.event_set_id, r.idempotency_key): r.id
-        for r in session.execute(statement, [{**row, "received_at": received_at} for row in fresh])
+        for r in bulk_insert(
+            session,
+            Trigger.__table__,
+            [{**row, "received_at": received_at} for row in fresh],
+            returning=(Trigger.id, Trigger.event_set_id, Trigger.idempotency_key),
+            ignore_conflicts=True,
+        )
     }
     missing = [key for key in first_index if key not in inserted]
     existing: dict[tuple[object, object], int] = {}

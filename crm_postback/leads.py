@@ -11,7 +11,7 @@ from crm_postback.errors import FieldError, InputRejected
 from crm_postback.privacy import MatchKeyError, hash_email, hash_external_id, hash_phone
 from crm_postback.schemas import MAX_KEYS_PER_KIND, MatchKeys
 from models import Lead, utcnow
-from models.bulk import insert_ignoring_conflicts
+from models.bulk import bulk_insert, matches_any
 
 
 @dataclass
@@ -116,13 +116,19 @@ def merge_lead_keys(session: Session, keys_by_lead: dict[str, list[HashedKeys]])
         return
     existing = {
         lead.lead_ref: lead
-        for lead in session.scalars(select(Lead).where(Lead.lead_ref.in_(keys_by_lead)))
+        for lead in session.scalars(
+            select(Lead).where(matches_any(session, Lead.lead_ref, list(keys_by_lead)))
+        )
     }
     new_refs = [ref for ref in keys_by_lead if ref not in existing]
     if new_refs:
-        statement = insert_ignoring_conflicts(session, Lead.__table__).returning(Lead.lead_ref)
         values = [_new_lead(ref, keys_by_lead[ref]) for ref in new_refs]
-        created = set(session.scalars(statement, values))
+        created = {
+            row.lead_ref
+            for row in bulk_insert(
+                session, Lead.__table__, values, returning=(Lead.lead_ref,), ignore_conflicts=True
+            )
+        }
         raced = [ref for ref in new_refs if ref not in created]
         if raced:  # another process created them between our SELECT and INSERT
             existing.update(

@@ -26,6 +26,7 @@ from models import (
     Postback,
     PostbackStatus,
 )
+from models.bulk import bulk_insert, matches_any
 from worker.client import EventsApiClient
 from worker.outcomes import Answer, Outcome
 from worker.payload import build_request
@@ -123,14 +124,16 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
     # stays counted, which is what caps a message that keeps killing workers.
     session.execute(
         table.update()
-        .where(table.c.id.in_(ids), table.c.status == PostbackStatus.SENDING)
+        .where(matches_any(session, table.c.id, ids), table.c.status == PostbackStatus.SENDING)
         .values(
             status=PostbackStatus.RETRYING,
             next_attempt_at=now,
             last_message="worker stopped before an answer",
         )
     )
-    session.execute(table.update().where(table.c.id.in_(ids)).values(lease_until=lease))
+    session.execute(
+        table.update().where(matches_any(session, table.c.id, ids)).values(lease_until=lease)
+    )
     groups: dict[int, list[int]] = defaultdict(list)
     for row in rows:
         groups[row.event_set_id].append(row.id)
@@ -156,7 +159,11 @@ class GroupedUpdates:
 
     def execute(self, session: Session) -> None:
         for values, ids in self._groups.items():
-            session.execute(update(POSTBACKS).where(POSTBACKS.c.id.in_(ids)).values(dict(values)))
+            session.execute(
+                update(POSTBACKS)
+                .where(matches_any(session, POSTBACKS.c.id, ids))
+                .values(dict(values))
+            )
 
 
 def claim(
@@ -174,7 +181,7 @@ def claim(
             POSTBACKS.c.payload,
             POSTBACKS.c.last_message,
         )
-        .where(POSTBACKS.c.id.in_(postback_ids), _due(now))
+        .where(matches_any(session, POSTBACKS.c.id, postback_ids), _due(now))
         .order_by(POSTBACKS.c.id)
         .with_for_update(skip_locked=True, of=POSTBACKS)
     ).all()
@@ -243,7 +250,7 @@ def claim_rows(
     if claimed:
         session.execute(
             update(POSTBACKS)
-            .where(POSTBACKS.c.id.in_(claimed))
+            .where(matches_any(session, POSTBACKS.c.id, claimed))
             .values(
                 status=PostbackStatus.SENDING,
                 attempts=POSTBACKS.c.attempts + 1,
@@ -363,7 +370,7 @@ def record(
         counts[values["status"]] += 1
         statuses.append(values["status"])
     changes.execute(session)
-    session.execute(DeliveryAttempt.__table__.insert(), attempts)
+    bulk_insert(session, DeliveryAttempt.__table__, attempts)
     _hold_event_sets(session, auth_failures, throttled, settings, now)
     _log_requests(results)
     metrics.record_delivery(session, results, statuses, now)

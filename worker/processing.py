@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, case, insert, or_, select, update
+from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.settings import Settings
 from mappings.resolve import CompiledMapping, compile_mappings, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
+from models.bulk import bulk_insert, matches_any
 from worker.delivery import ClaimCandidate
 from worker.payload import NoMatchKey, build_event, make_event_id
 
@@ -58,7 +59,10 @@ def begin_attempt(
         return []
     rows = session.execute(
         select(TRIGGERS.c.id, TRIGGERS.c.attempts)
-        .where(TRIGGERS.c.id.in_(trigger_ids), TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
+        .where(
+            matches_any(session, TRIGGERS.c.id, trigger_ids),
+            TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES),
+        )
         .with_for_update(skip_locked=True, of=TRIGGERS)
     ).all()
     capped = [r.id for r in rows if r.attempts >= settings.max_processing_attempts]
@@ -66,13 +70,13 @@ def begin_attempt(
     if runnable:
         session.execute(
             update(TRIGGERS)
-            .where(TRIGGERS.c.id.in_(runnable))
+            .where(matches_any(session, TRIGGERS.c.id, runnable))
             .values(attempts=TRIGGERS.c.attempts + 1)
         )
     if capped:
         session.execute(
             update(TRIGGERS)
-            .where(TRIGGERS.c.id.in_(capped))
+            .where(matches_any(session, TRIGGERS.c.id, capped))
             .values(
                 status=TriggerStatus.FAILED,
                 processed_at=now,
@@ -100,12 +104,13 @@ def process_triggers(
     """
     if not trigger_ids and not also_ready:
         return 0, []
-    mine = and_(TRIGGERS.c.id.in_(trigger_ids), TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
+    given = matches_any(session, TRIGGERS.c.id, trigger_ids)
+    mine = and_(given, TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
     wanted = or_(mine, TRIGGERS.c.status == TriggerStatus.RECEIVED) if also_ready > 0 else mine
     triggers = session.execute(
         select(TRIGGERS)
         .where(wanted)
-        .order_by(case((TRIGGERS.c.id.in_(trigger_ids), 0), else_=1), TRIGGERS.c.id)
+        .order_by(case((given, 0), else_=1), TRIGGERS.c.id)
         .limit(len(trigger_ids) + max(also_ready, 0))
         .with_for_update(skip_locked=True, of=TRIGGERS)
     ).all()
@@ -114,7 +119,9 @@ def process_triggers(
     leads = {
         lead.lead_ref: lead
         for lead in session.execute(
-            select(Lead.__table__).where(Lead.lead_ref.in_({t.lead_ref for t in triggers}))
+            select(Lead.__table__).where(
+                matches_any(session, Lead.lead_ref, list({t.lead_ref for t in triggers}))
+            )
         )
     }
     set_ids = {t.event_set_id for t in triggers}
@@ -141,7 +148,7 @@ def process_triggers(
     for (status, error, processed), ids in trigger_updates.items():
         session.execute(
             update(TRIGGERS)
-            .where(TRIGGERS.c.id.in_(ids))
+            .where(matches_any(session, TRIGGERS.c.id, ids))
             .values(status=status, error=error, processed_at=now if processed else None)
         )
     if not new_postbacks:
@@ -150,13 +157,22 @@ def process_triggers(
     for postback in new_postbacks:
         if postback["status"] == PostbackStatus.PENDING:
             postback["lease_until"] = lease_until
-    inserted = session.execute(
-        insert(POSTBACKS).returning(POSTBACKS.c.id, sort_by_parameter_order=True),
+    inserted = bulk_insert(
+        session,
+        POSTBACKS,
         new_postbacks,
-    ).all()
+        returning=(POSTBACKS.c.id, POSTBACKS.c.event_set_id, POSTBACKS.c.event_id),
+    )
+    ids = {(row.event_set_id, row.event_id): row.id for row in inserted}
     ready = [
-        ClaimCandidate(row.id, values["event_set_id"], 0, 0, values["payload"])
-        for row, values in zip(inserted, new_postbacks, strict=True)
+        ClaimCandidate(
+            ids[(values["event_set_id"], values["event_id"])],
+            values["event_set_id"],
+            0,
+            0,
+            values["payload"],
+        )
+        for values in new_postbacks
         if values["status"] == PostbackStatus.PENDING
     ]
     return len(triggers), ready
