@@ -25,7 +25,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -534,13 +534,9 @@ def _outbox_families(session: Session, now: datetime) -> Iterator[Any]:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    """Aggregates skip the column type's UTC handling on SQLite: naive means UTC."""
-    from datetime import UTC
-
+    """A naive datetime from an aggregate means UTC (all columns are UTC)."""
     if value is None or value.tzinfo is not None:
         return value
-    if isinstance(value, str):  # pragma: no cover - SQLite may return text for min()
-        value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC)
 
 

@@ -20,7 +20,6 @@ from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, EventSet, Postback, Trigger
 from models.db import session_scope
 
-NOW = datetime.now(UTC)
 _ids = count(1)
 
 
@@ -29,7 +28,7 @@ def trigger(kind: str, lead: str, **extra: Any) -> dict[str, Any]:
         "type": kind,
         "lead_id": lead,
         "event_set": "acme",
-        "occurred_at": (NOW - timedelta(minutes=30)).isoformat(),
+        "occurred_at": (datetime.now(UTC) - timedelta(minutes=30)).isoformat(),
         **extra,
     }
 
@@ -106,7 +105,7 @@ def add_rows(
 ) -> None:
     """n outbox rows (each with its trigger), optionally one attempt each:
     (outcome, http_status, code, message)."""
-    created = NOW - age
+    created = datetime.now(UTC) - age
     if payload is None and status not in ("unmapped",):
         payload = {"event": event_name, "user": {"email": ["e" * 64]}}
     with session_scope() as session:
@@ -279,11 +278,11 @@ def test_waiting_events_and_triggers(acme: int) -> None:
                     event_set_id=acme,
                     lead_ref=lead,
                     trigger_type="lead.sold",
-                    occurred_at=NOW,
+                    occurred_at=datetime.now(UTC),
                     attributes={},
                     idempotency_key=lead,
                     status=status,
-                    received_at=NOW - timedelta(minutes=20),
+                    received_at=datetime.now(UTC) - timedelta(minutes=20),
                 )
             )
         session.commit()
