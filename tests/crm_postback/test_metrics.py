@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -292,7 +293,7 @@ def test_worker_metrics_port_in_use_is_a_warning(
     finally:
         assert served is not None
         served.stop()
-        monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+        os.environ.pop(metrics.MULTIPROC_ENV, None)  # start_worker_metrics set it
         _back_to_single_process()
     assert not served.directory.exists()
 
