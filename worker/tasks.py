@@ -48,7 +48,7 @@ def _send_and_record(batches: list[delivery.OutgoingBatch]) -> dict[str, int]:
 @app.task(name="postback.process_triggers", bind=True, acks_late=True, ignore_result=True)
 def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
     settings = get_settings()
-    also_ready = settings.sweep_batch_size - len(trigger_ids)
+    also_ready = max(settings.sweep_batch_size - len(trigger_ids), 0)
     if (self.request.delivery_info or {}).get("redelivered"):
         # A worker died running this message: count the run before trying again, so a
         # trigger that kills workers is capped (the first delivery skips this commit).
@@ -70,8 +70,10 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         batches = delivery.claim_rows(session, ready, settings, now)
         session.commit()
     metrics.record_triggers_processed(taken)
-    if also_ready and taken >= len(trigger_ids) + also_ready:
-        _wake_again(settings)  # more were waiting than one batch takes
+    if taken >= len(trigger_ids) + also_ready:
+        # A full batch: more may be waiting. Wake another worker now, before this one spends
+        # its time on HTTP, so the next batch is processed in parallel.
+        _wake_again(settings)
     return {"triggers": taken, "postbacks": len(ready), "sent": _send_and_record(batches)}
 
 
