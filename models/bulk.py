@@ -29,6 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnClause
 
+ARRAY_FORM_FROM_ROWS = 50
+ARRAY_FORM_FROM_VALUES = 50
+
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
@@ -37,8 +40,8 @@ def is_postgres(session: Session) -> bool:
 def matches_any(
     session: Session, column: ColumnElement[Any], values: Sequence[Any]
 ) -> ColumnElement[bool]:
-    """`column IN values` as one array parameter on PostgreSQL."""
-    if is_postgres(session):
+    """`column IN values`; one array parameter on PostgreSQL when there are many."""
+    if is_postgres(session) and len(values) >= ARRAY_FORM_FROM_VALUES:
         array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
         return column == any_(array)
     return column.in_(list(values))
@@ -71,7 +74,8 @@ def bulk_insert(
     actually inserted, in no guaranteed order: match them back by a unique key."""
     if not rows:
         return []
-    if not is_postgres(session):
+    # Building the array form costs more than it saves for a few rows.
+    if not is_postgres(session) or len(rows) < ARRAY_FORM_FROM_ROWS:
         statement = insert_ignoring_conflicts(session, table) if ignore_conflicts else insert(table)
         if returning:
             return list(session.execute(statement.returning(*returning), rows))
