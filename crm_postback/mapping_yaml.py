@@ -117,6 +117,16 @@ class MappingEntry:
     conditions: list[dict[str, Any]]
     properties: dict[str, Any]
 
+    def fields(self) -> dict[str, Any]:
+        """The keyword arguments `add_mapping` / `update_mapping` take."""
+        return {
+            "trigger_type": self.trigger_type,
+            "event_name": self.event_name,
+            "conditions": self.conditions,
+            "properties": self.properties,
+            "enabled": self.enabled,
+        }
+
 
 def read_document(text: str) -> tuple[str | None, list[Any]]:
     try:
@@ -300,11 +310,7 @@ def import_mappings(
                 created = add_mapping(
                     session,
                     event_set,
-                    trigger_type=entry.trigger_type,
-                    event_name=entry.event_name,
-                    conditions=entry.conditions,
-                    properties=entry.properties,
-                    enabled=entry.enabled,
+                    **entry.fields(),
                     actor=actor,
                 )
                 result.created.append(created)
@@ -327,11 +333,7 @@ def import_mappings(
             update_mapping(
                 session,
                 current,
-                trigger_type=entry.trigger_type,
-                event_name=entry.event_name,
-                conditions=entry.conditions,
-                properties=entry.properties,
-                enabled=entry.enabled,
+                **entry.fields(),
                 actor=actor,
             )
         result.updated.append(current)

@@ -391,11 +391,7 @@ async def create_mapping_api(reference: str, request: Request, admin: ApiAdmin) 
             mapping = add_mapping(
                 session,
                 event_set,
-                trigger_type=entry.trigger_type,
-                event_name=entry.event_name,
-                conditions=entry.conditions,
-                properties=entry.properties,
-                enabled=entry.enabled,
+                **entry.fields(),
                 actor=admin.actor,
             )
             session.commit()
@@ -435,11 +431,7 @@ async def put_mapping_api(
             update_mapping(
                 session,
                 mapping,
-                trigger_type=entry.trigger_type,
-                event_name=entry.event_name,
-                conditions=entry.conditions,
-                properties=entry.properties,
-                enabled=entry.enabled,
+                **entry.fields(),
                 actor=admin.actor,
             )
             session.commit()

@@ -648,11 +648,7 @@ def _mapping_submit(
                 mapping = add_mapping(
                     session,
                     event_set,
-                    trigger_type=entry.trigger_type,
-                    event_name=entry.event_name,
-                    conditions=entry.conditions,
-                    properties=entry.properties,
-                    enabled=entry.enabled,
+                    **entry.fields(),
                     actor=admin.actor,
                 )
                 verb = "created"
@@ -661,11 +657,7 @@ def _mapping_submit(
                 update_mapping(
                     session,
                     mapping,
-                    trigger_type=entry.trigger_type,
-                    event_name=entry.event_name,
-                    conditions=entry.conditions,
-                    properties=entry.properties,
-                    enabled=entry.enabled,
+                    **entry.fields(),
                     actor=admin.actor,
                 )
                 verb = "saved" if mapping.version != before else "unchanged"
