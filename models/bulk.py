@@ -82,7 +82,19 @@ def bulk_insert(
         session.execute(statement, rows)
         return []
     names = list(rows[0])
-    unnested = select(*(_unnest(table.c[name], [row[name] for row in rows]) for name in names))
+    columns = {name: [row[name] for row in rows] for name in names}
+    # A value shared by every row goes as one scalar; only varying columns become arrays.
+    varying = {name for name, values in columns.items() if any(v != values[0] for v in values)}
+    if not varying:
+        varying = {names[0]}  # at least one set-returning column decides the row count
+    unnested = select(
+        *(
+            _unnest(table.c[name], values)
+            if name in varying
+            else bindparam(None, values[0], type_=table.c[name].type)
+            for name, values in columns.items()
+        )
+    )
     statement = postgresql.insert(table).from_select(names, unnested)
     if ignore_conflicts:
         statement = statement.on_conflict_do_nothing()
