@@ -53,3 +53,18 @@ def test_a_burst_of_single_triggers_queues_one_message(
             }
         )
     assert on_redis() == 1
+
+
+def test_flag_expires_so_a_lost_wakeup_only_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit-level, on fakeredis: no server needed; the real-Redis tests above are the proof."""
+    import fakeredis
+
+    from crm_postback.settings import Settings
+
+    fake = fakeredis.FakeRedis()
+    monkeypatch.setattr(wakeups, "_client", lambda url: fake)
+    settings = Settings(broker_url="redis://unused:6379/0", celery_queue="unit")
+    assert wakeups.claim_wakeup(settings) is True
+    assert wakeups.claim_wakeup(settings) is False
+    ttl_ms = fake.pttl("postback:wakeup:unit")
+    assert 0 < ttl_ms <= wakeups.WAKEUP_TTL_MS
