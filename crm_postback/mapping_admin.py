@@ -177,18 +177,10 @@ def describe_mapping(mapping: Mapping) -> str:
     parts = [f"{mapping.trigger_type} -> {mapping.event_name}"]
     if conditions:
         parts.append(f"when {conditions}")
-    props = []
-    if rules.value_from:
-        props.append(f"value<-{rules.value_from}")
-    if rules.value is not None:
-        props.append(f"value={rules.value:g}")
-    if rules.currency:
-        props.append(f"currency={rules.currency}")
-    elif rules.currency_from:
-        props.append(f"currency<-{rules.currency_from}")
-    if rules.order_id_from:
-        props.append(f"order_id<-{rules.order_id_from}")
-    if rules.content_type:
-        props.append(f"content_type={rules.content_type}")
+    props = [
+        f"{name}{'<-' if from_attribute else '='}{value}"
+        for name, from_attribute, value in rules.describe()
+        if name != "description"
+    ]
     parts.append("[" + ", ".join(props) + "]")
     return " ".join(parts)

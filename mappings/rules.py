@@ -145,6 +145,25 @@ class PropertyRules(BaseModel):
     content_type: str | None = None
     description: str | None = Field(None, max_length=200)
 
+    def describe(self) -> list[tuple[str, bool, str]]:
+        """(property, comes from an attribute?, attribute name or fixed value), for display."""
+        parts: list[tuple[str, bool, str]] = []
+        if self.value_from:
+            parts.append(("value", True, self.value_from))
+        if self.value is not None:
+            parts.append(("value", False, f"{self.value:g}"))
+        if self.currency:
+            parts.append(("currency", False, self.currency))
+        elif self.currency_from:
+            parts.append(("currency", True, self.currency_from))
+        if self.order_id_from:
+            parts.append(("order_id", True, self.order_id_from))
+        if self.content_type:
+            parts.append(("content_type", False, self.content_type))
+        if self.description:
+            parts.append(("description", False, self.description))
+        return parts
+
     @model_validator(mode="after")
     def _known_codes(self) -> PropertyRules:
         if self.currency is not None:

@@ -362,22 +362,10 @@ def _properties_text(mapping: Mapping) -> list[str]:
     from mappings.rules import PropertyRules
 
     rules = PropertyRules.model_validate(mapping.properties or {})
-    parts = []
-    if rules.value_from:
-        parts.append(f"value ← {rules.value_from}")
-    elif rules.value is not None:
-        parts.append(f"value = {rules.value:g}")
-    if rules.currency:
-        parts.append(f"currency = {rules.currency}")
-    elif rules.currency_from:
-        parts.append(f"currency ← {rules.currency_from}")
-    if rules.order_id_from:
-        parts.append(f"order_id ← {rules.order_id_from}")
-    if rules.content_type:
-        parts.append(f"content_type = {rules.content_type}")
-    if rules.description:
-        parts.append(f"description = {rules.description}")
-    return parts
+    return [
+        f"{name} {'←' if from_attribute else '='} {value}"
+        for name, from_attribute, value in rules.describe()
+    ]
 
 
 def _recent_leads(session: Session, event_set_id: int, limit: int = 20) -> list[str]:
