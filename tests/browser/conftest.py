@@ -11,21 +11,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.admin.users import create_user
 from crm_postback.web.app import create_app
 from crm_postback.web.keys import create_key
 from models.db import session_scope
-from tests.conftest import free_port, require_service  # type: ignore[import-not-found]
+from tests.conftest import app_in_thread, require_service  # type: ignore[import-not-found]
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -88,20 +85,8 @@ def server(sqlite_db: str, simulator: SimulatorControl, eager: None) -> Iterator
     with session_scope() as session:
         create_user(session, "admin", ADMIN_PASSWORD)
         session.commit()
-    port = free_port()
-    instance = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise AssertionError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread(create_app()) as url:
+        yield url
 
 
 @pytest.fixture

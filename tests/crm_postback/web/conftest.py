@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
 from crm_postback.web.keys import create_key
 from models.db import session_scope
-from tests.conftest import free_port  # type: ignore[import-not-found]
+from tests.conftest import app_in_thread  # type: ignore[import-not-found]
 
 RAW_EMAIL = "Jane.Doe+web@Example.com"
 RAW_PHONE = "(213) 373-4253"
@@ -80,17 +77,5 @@ def ready(
 @pytest.fixture
 def live_server(sqlite_db: str) -> Iterator[str]:
     """The app on a real uvicorn server in a thread of this process (same settings, same DB)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise AssertionError("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread(create_app()) as url:
+        yield url
