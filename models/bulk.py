@@ -5,6 +5,10 @@ constant statement text (`= ANY(:ids)`, `INSERT ... SELECT unnest(...)`), so psy
 server can cache and prepare it. A literal `IN (:p1, ... :p1000)` or a 1,000-row VALUES list is
 a new text every time, too long for psycopg's parse cache (4 KiB), and costs more CPU to build
 and parse than the rows cost to write. SQLite gets the portable forms.
+
+The arrays travel in PostgreSQL's binary format: psycopg's text format quotes and escapes
+every element with a regular expression, which for 1,000 JSON documents costs ~80 ms of
+Python per statement (binary: ~1.5 ms, measured with psycopg 3.3).
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import adapters
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import (
     JSON,
+    BindParameter,
     ColumnElement,
+    Dialect,
     Table,
     Text,
+    TypeDecorator,
     any_,
     bindparam,
     cast,
@@ -28,9 +37,44 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.types import TypeEngine
 
 ARRAY_FORM_FROM_ROWS = 50
 ARRAY_FORM_FROM_VALUES = 50
+
+
+class BinaryList(list[Any]):
+    """A list psycopg dumps as a binary array (registered below for every connection)."""
+
+
+adapters.register_dumper(BinaryList, ListBinaryDumper)
+
+
+class BinaryArray(TypeDecorator[list[Any]]):
+    """`ARRAY(item_type)` whose bound values go to psycopg as BinaryList."""
+
+    impl = postgresql.ARRAY
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        # Replaces ARRAY's processor, which would copy the values into a plain list.
+        item_type: TypeEngine[Any] = self.impl_instance.item_type
+        convert = item_type.dialect_impl(dialect).bind_processor(dialect)
+
+        def process(values: list[Any] | None) -> list[Any] | None:
+            if values is None:
+                return None
+            items = values if convert is None else [convert(value) for value in values]
+            if all(item is None for item in items):
+                return list(items)  # no element to tell psycopg the array's type
+            return BinaryList(items)
+
+        return process
+
+
+def array_param(values: Sequence[Any], item_type: TypeEngine[Any]) -> BindParameter[Any]:
+    """One PostgreSQL array parameter holding `values`, sent in binary format."""
+    return bindparam(None, list(values), type_=BinaryArray(item_type))
 
 
 def is_postgres(session: Session) -> bool:
@@ -42,8 +86,7 @@ def matches_any(
 ) -> ColumnElement[bool]:
     """`column IN values`; one array parameter on PostgreSQL when there are many."""
     if is_postgres(session) and len(values) >= ARRAY_FORM_FROM_VALUES:
-        array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
-        return column == any_(array)
+        return column == any_(array_param(values, column.type))
     return column.in_(list(values))
 
 
@@ -57,9 +100,8 @@ def _unnest(column: ColumnClause[Any], values: list[Any]) -> ColumnElement[Any]:
     if isinstance(column.type, JSON):
         # psycopg would read nested lists as a multi-dimensional array: send JSON as text.
         texts = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
-        array = bindparam(None, texts, type_=postgresql.ARRAY(Text()))
-        return cast(func.unnest(array), postgresql.JSONB)
-    return func.unnest(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+        return cast(func.unnest(array_param(texts, Text())), postgresql.JSONB)
+    return func.unnest(array_param(values, column.type))
 
 
 def bulk_insert(
