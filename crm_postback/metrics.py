@@ -25,6 +25,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -341,20 +342,12 @@ def _record_delivery(
     wanted = delivered + [result.postback_id for result, _ in failed[:_FAILED_LOG_LIMIT]]
     if not wanted:
         return
-    table = Postback.__table__
-    rows = {
-        row.id: row
-        for row in session.execute(
-            select(
-                table.c.id, table.c.created_at, table.c.replays, table.c.lead_ref, table.c.event_id
-            ).where(table.c.id.in_(wanted))
-        )
-    }
+    rows = _row_facts(session, results, wanted)
     latencies: dict[str, list[float]] = defaultdict(list)
     by_set = {r.postback_id: r.event_set_id for r in results}
     for postback_id in delivered:
         row = rows.get(postback_id)
-        if row is not None and not row.replays:
+        if row is not None and row.created_at is not None and not row.replays:
             latency = max((now - row.created_at).total_seconds(), 0.0)
             latencies[names[by_set[postback_id]]].append(latency)
     for name, values in latencies.items():
@@ -362,8 +355,38 @@ def _record_delivery(
     _log_failures(failed, rows, names)
 
 
+@dataclass(frozen=True)
+class _RowFacts:
+    created_at: datetime | None
+    replays: int
+    lead_ref: str | None
+    event_id: str | None
+
+
+def _row_facts(session: Session, results: Sequence[Any], wanted: list[int]) -> dict[int, _RowFacts]:
+    """What latency and failure logs need about rows: carried by the results when they were
+    claimed by this worker, read from the database otherwise."""
+    facts: dict[int, _RowFacts] = {}
+    for result in results:
+        item = getattr(result, "item", None)
+        if item is not None and item.created_at is not None:
+            facts[result.postback_id] = _RowFacts(
+                item.created_at, item.replays, item.lead_ref, item.payload.get("event_id")
+            )
+    missing = [postback_id for postback_id in wanted if postback_id not in facts]
+    if missing:
+        table = Postback.__table__
+        for row in session.execute(
+            select(
+                table.c.id, table.c.created_at, table.c.replays, table.c.lead_ref, table.c.event_id
+            ).where(table.c.id.in_(missing))
+        ):
+            facts[row.id] = _RowFacts(row.created_at, row.replays, row.lead_ref, row.event_id)
+    return facts
+
+
 def _log_failures(
-    failed: Sequence[tuple[Any, str]], rows: dict[int, Any], names: dict[int, str]
+    failed: Sequence[tuple[Any, str]], rows: dict[int, _RowFacts], names: dict[int, str]
 ) -> None:
     for result, status in failed[:_FAILED_LOG_LIMIT]:
         answer = result.answer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from crm_postback.settings import Settings
 from mappings.resolve import CompiledMapping, compile_mappings, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
 from models.bulk import bulk_insert, matches_any
-from worker.delivery import ClaimCandidate
+from worker.delivery import ClaimCandidate, OutgoingBatch, plan_claim
 from worker.payload import NoMatchKey, build_event, make_event_id
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
@@ -89,37 +90,71 @@ def begin_attempt(
     return runnable
 
 
+_TRIGGER_COLUMNS = (
+    TRIGGERS.c.id,
+    TRIGGERS.c.event_set_id,
+    TRIGGERS.c.lead_ref,
+    TRIGGERS.c.trigger_type,
+    TRIGGERS.c.occurred_at,
+    TRIGGERS.c.attributes,
+    TRIGGERS.c.idempotency_key,
+    TRIGGERS.c.received_at,
+)
+LEADS = Lead.__table__
+_LEAD_COLUMNS = (
+    LEADS.c.lead_ref,
+    LEADS.c.ttclid,
+    LEADS.c.ttp,
+    LEADS.c.ip,
+    LEADS.c.user_agent,
+    LEADS.c.tiktok_lead_id,
+    LEADS.c.email_hashes,
+    LEADS.c.phone_hashes,
+    LEADS.c.external_id_hashes,
+)
+
+
+@dataclass
+class Processed:
+    taken: int  # triggers this run took
+    ready: list[ClaimCandidate]  # new rows to send, reserved for a delivery task (not claimed)
+    batches: list[OutgoingBatch]  # new rows claimed by this run, as requests (claim=True)
+
+
 def process_triggers(
     session: Session,
     trigger_ids: Sequence[int],
     settings: Settings,
     now: datetime,
     also_ready: int = 0,
-) -> tuple[int, list[ClaimCandidate]]:
-    """Turns open triggers into postbacks; returns how many triggers it took and the new
-    postbacks ready to send (to claim in the same transaction).
+    claim: bool = False,
+) -> Processed:
+    """Turns open triggers into postbacks.
 
     `also_ready` > 0 also takes up to that many other triggers waiting for a worker, so a
     burst of single-trigger tasks turns into a few large requests (natural batching).
+    With `claim`, the new rows are inserted already claimed (see `delivery.plan_claim`) and
+    come back as requests to send once the caller commits; otherwise they come back as
+    candidates reserved for a delivery task.
     """
     if not trigger_ids and not also_ready:
-        return 0, []
+        return Processed(0, [], [])
     given = matches_any(session, TRIGGERS.c.id, trigger_ids)
     mine = and_(given, TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
     wanted = or_(mine, TRIGGERS.c.status == TriggerStatus.RECEIVED) if also_ready > 0 else mine
     triggers = session.execute(
-        select(TRIGGERS)
+        select(*_TRIGGER_COLUMNS)
         .where(wanted)
         .order_by(case((given, 0), else_=1), TRIGGERS.c.id)
         .limit(len(trigger_ids) + max(also_ready, 0))
         .with_for_update(skip_locked=True, of=TRIGGERS)
     ).all()
     if not triggers:
-        return 0, []
+        return Processed(0, [], [])
     leads = {
         lead.lead_ref: lead
         for lead in session.execute(
-            select(Lead.__table__).where(
+            select(*_LEAD_COLUMNS).where(
                 matches_any(session, Lead.lead_ref, list({t.lead_ref for t in triggers}))
             )
         )
@@ -152,30 +187,43 @@ def process_triggers(
             .values(status=status, error=error, processed_at=now if processed else None)
         )
     if not new_postbacks:
-        return len(triggers), []
-    lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
-    for postback in new_postbacks:
-        if postback["status"] == PostbackStatus.PENDING:
-            postback["lease_until"] = lease_until
+        return Processed(len(triggers), [], [])
+    sendable = [
+        ClaimCandidate(
+            index,
+            values["event_set_id"],
+            0,
+            0,
+            values["payload"],
+            created_at=now,
+            lead_ref=values["lead_ref"],
+        )
+        for index, values in enumerate(new_postbacks)
+        if values["status"] == PostbackStatus.PENDING
+    ]
+    decided = plan_claim(session, sendable, settings, now) if claim else None
+    if decided is not None:
+        for index, values in decided.changes.items():
+            new_postbacks[index].update(values)
+    else:
+        lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
+        for candidate in sendable:
+            new_postbacks[candidate.id]["lease_until"] = lease_until
     inserted = bulk_insert(
         session,
         POSTBACKS,
         new_postbacks,
         returning=(POSTBACKS.c.id, POSTBACKS.c.event_set_id, POSTBACKS.c.event_id),
     )
-    ids = {(row.event_set_id, row.event_id): row.id for row in inserted}
-    ready = [
-        ClaimCandidate(
-            ids[(values["event_set_id"], values["event_id"])],
-            values["event_set_id"],
-            0,
-            0,
-            values["payload"],
-        )
-        for values in new_postbacks
-        if values["status"] == PostbackStatus.PENDING
-    ]
-    return len(triggers), ready
+    row_ids = {(row.event_set_id, row.event_id): row.id for row in inserted}
+    ids = {
+        candidate.id: row_ids[(candidate.event_set_id, new_postbacks[candidate.id]["event_id"])]
+        for candidate in sendable
+    }
+    if decided is not None:
+        return Processed(len(triggers), [], decided.with_ids(ids))
+    ready = [replace(candidate, id=ids[candidate.id]) for candidate in sendable]
+    return Processed(len(triggers), ready, [])
 
 
 def _waiting_for_lead(trigger: Row[Any], settings: Settings, now: datetime) -> tuple[str, str]:

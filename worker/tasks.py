@@ -64,17 +64,18 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         wakeups.release_wakeup(settings)
     with session_scope() as session:
         now = utcnow()
-        taken, ready = processing.process_triggers(
-            session, trigger_ids, settings, now, also_ready=also_ready
+        processed = processing.process_triggers(
+            session, trigger_ids, settings, now, also_ready=also_ready, claim=True
         )
-        batches = delivery.claim_rows(session, ready, settings, now)
         session.commit()
+    taken, batches = processed.taken, processed.batches
     metrics.record_triggers_processed(taken)
     if taken >= len(trigger_ids) + also_ready:
         # A full batch: more may be waiting. Wake another worker now, before this one spends
         # its time on HTTP, so the next batch is processed in parallel.
         _wake_again(settings)
-    return {"triggers": taken, "postbacks": len(ready), "sent": _send_and_record(batches)}
+    postbacks = sum(len(batch.items) for batch in batches)
+    return {"triggers": taken, "postbacks": postbacks, "sent": _send_and_record(batches)}
 
 
 def _wake_again(settings: Settings) -> None:
@@ -105,9 +106,9 @@ def sweep_due_postbacks() -> dict[str, Any]:
         runnable = processing.begin_attempt(session, stale, settings, now)
         session.commit()
     with session_scope() as session:
-        _, fresh = processing.process_triggers(session, runnable, settings, now)
+        processed = processing.process_triggers(session, runnable, settings, now)
         session.commit()
-    ready = [candidate.id for candidate in fresh]
+    ready = [candidate.id for candidate in processed.ready]
     with session_scope() as session:
         groups = delivery.reserve_due(session, settings, now)
         session.commit()
