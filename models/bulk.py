@@ -17,7 +17,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg import adapters
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import (
     JSON,
@@ -44,10 +43,13 @@ ARRAY_FORM_FROM_VALUES = 50
 
 
 class BinaryList(list[Any]):
-    """A list psycopg dumps as a binary array (registered below for every connection)."""
+    """A list psycopg dumps as a binary array (see `use_binary_arrays`)."""
 
 
-adapters.register_dumper(BinaryList, ListBinaryDumper)
+def use_binary_arrays(dbapi_connection: Any, _record: Any = None) -> None:
+    """Teaches a psycopg connection to send BinaryList in binary format. Per connection, so
+    it holds for connections opened before this module was imported."""
+    dbapi_connection.adapters.register_dumper(BinaryList, ListBinaryDumper)
 
 
 class BinaryArray(TypeDecorator[list[Any]]):

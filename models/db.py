@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from crm_postback.settings import get_settings
+from models.bulk import use_binary_arrays
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -33,7 +34,9 @@ def build_engine(url: str, *, one_shot: bool = False) -> Engine:
         return engine
     if not one_shot:
         pooling = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
-    return create_engine(url, **pooling)
+    engine = create_engine(url, **pooling)
+    event.listen(engine, "connect", use_binary_arrays)
+    return engine
 
 
 @lru_cache(maxsize=1)
