@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
@@ -10,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from crm_postback import jsontext
 from mappings.catalogue import SUPPORTED_CURRENCIES
 from mappings.rules import as_number
 from mappings.validation import TRIGGER_TYPE_PATTERN
@@ -120,7 +120,7 @@ class TriggerIn(BaseModel):
         return value
 
     def attributes_size(self) -> int:
-        return len(json.dumps(self.attributes, separators=(",", ":"), default=str))
+        return len(jsontext.dumps_bytes(self.attributes))
 
 
 class LeadUpsert(BaseModel):

@@ -13,11 +13,11 @@ Python per statement (binary: ~1.5 ms, measured with psycopg 3.3).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.array import ListBinaryDumper
+from psycopg.types.json import set_json_loads
 from sqlalchemy import (
     JSON,
     BindParameter,
@@ -38,18 +38,21 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import TypeEngine
 
+from crm_postback import jsontext
+
 ARRAY_FORM_FROM_ROWS = 50
 ARRAY_FORM_FROM_VALUES = 50
 
 
 class BinaryList(list[Any]):
-    """A list psycopg dumps as a binary array (see `use_binary_arrays`)."""
+    """A list psycopg dumps as a binary array (see `tune_psycopg_connection`)."""
 
 
-def use_binary_arrays(dbapi_connection: Any, _record: Any = None) -> None:
-    """Teaches a psycopg connection to send BinaryList in binary format. Per connection, so
-    it holds for connections opened before this module was imported."""
+def tune_psycopg_connection(dbapi_connection: Any, _record: Any = None) -> None:
+    """Per connection (so it holds for connections opened before this module was imported):
+    BinaryList goes in binary format, and JSON columns are parsed by orjson."""
     dbapi_connection.adapters.register_dumper(BinaryList, ListBinaryDumper)
+    set_json_loads(jsontext.loads, dbapi_connection)
 
 
 class BinaryArray(TypeDecorator[list[Any]]):
@@ -101,7 +104,7 @@ def insert_ignoring_conflicts(session: Session, table: Table) -> Any:
 def _unnest(column: ColumnClause[Any], values: list[Any]) -> ColumnElement[Any]:
     if isinstance(column.type, JSON):
         # psycopg would read nested lists as a multi-dimensional array: send JSON as text.
-        texts = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+        texts = [None if v is None else jsontext.dumps(v) for v in values]
         return cast(func.unnest(array_param(texts, Text())), postgresql.JSONB)
     return func.unnest(array_param(values, column.type))
 

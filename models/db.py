@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from crm_postback.settings import get_settings
-from models.bulk import use_binary_arrays
+from models.bulk import tune_psycopg_connection
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -35,7 +35,7 @@ def build_engine(url: str, *, one_shot: bool = False) -> Engine:
     if not one_shot:
         pooling = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
     engine = create_engine(url, **pooling)
-    event.listen(engine, "connect", use_binary_arrays)
+    event.listen(engine, "connect", tune_psycopg_connection)
     return engine
 
 

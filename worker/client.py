@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from crm_postback import jsontext
 from worker.outcomes import Answer, classify_network_error, classify_response
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
@@ -37,7 +37,7 @@ class EventsApiClient:
         self.timeout = timeout
 
     def track(self, access_token: str, body: dict[str, Any]) -> Answer:
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        data = jsontext.dumps_bytes(body)
         started = time.perf_counter()
         try:
             response = http_session().post(

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -35,8 +35,7 @@ from worker.retry import max_attempts, next_attempt_at
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ClaimCandidate:
+class ClaimCandidate(NamedTuple):
     """What claiming needs to know about an outbox row.
 
     `id` is the row's id, or for a row not inserted yet any key the caller maps to it later.
@@ -52,8 +51,7 @@ class ClaimCandidate:
     lead_ref: str | None = None
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
     postback_id: int
     payload: dict[str, Any]
     attempts: int  # including the attempt being made
@@ -75,16 +73,21 @@ class OutgoingBatch:
     items: list[Item] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class EventResult:
+class EventResult(NamedTuple):
     postback_id: int
     event_set_id: int
     attempts: int
     answer: Answer
     batch_size: int
-    sealed_token: str = field(repr=False, default="")
+    sealed_token: str = ""
     # What metrics and logs say about the row, carried so recording needs no extra query.
     item: Item | None = None
+
+    def __repr__(self) -> str:  # without the sealed token
+        return (
+            f"EventResult(postback_id={self.postback_id}, event_set_id={self.event_set_id}, "
+            f"attempts={self.attempts}, answer={self.answer!r})"
+        )
 
 
 @dataclass
@@ -99,7 +102,7 @@ class Claim:
         return [
             _with_items(
                 batch,
-                [_replace_id(item, ids[item.postback_id]) for item in batch.items],
+                [item._replace(postback_id=ids[item.postback_id]) for item in batch.items],
             )
             for batch in self.batches
         ]
@@ -305,17 +308,6 @@ def plan_claim(
             )
         )
     return Claim(changes, [part for batch in batches.values() for part in _split(batch)])
-
-
-def _replace_id(item: Item, postback_id: int) -> Item:
-    return Item(
-        postback_id,
-        item.payload,
-        item.attempts,
-        replays=item.replays,
-        created_at=item.created_at,
-        lead_ref=item.lead_ref,
-    )
 
 
 def _final(status: PostbackStatus, message: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -222,7 +222,7 @@ def process_triggers(
     }
     if decided is not None:
         return Processed(len(triggers), [], decided.with_ids(ids))
-    ready = [replace(candidate, id=ids[candidate.id]) for candidate in sendable]
+    ready = [candidate._replace(id=ids[candidate.id]) for candidate in sendable]
     return Processed(len(triggers), ready, [])
 
 
