@@ -56,9 +56,31 @@ class ResolvedEvent:
 
 
 def compile_mappings(records: Iterable[MappingRecord]) -> list[CompiledMapping]:
-    return [
-        CompiledMapping.from_record(r) for r in sorted(records, key=lambda r: r.id) if r.enabled
-    ]
+    return [_compiled(r) for r in sorted(records, key=lambda r: r.id) if r.enabled]
+
+
+# Compiled mappings by their full content: an admin's edit changes the key (and the version),
+# so an edited mapping is compiled afresh on its next use and the old entry ages out.
+_COMPILED: dict[tuple[Any, ...], CompiledMapping] = {}
+_COMPILED_LIMIT = 4_096
+
+
+def _compiled(record: MappingRecord) -> CompiledMapping:
+    key = (
+        record.id,
+        record.version,
+        record.trigger_type,
+        record.event_name,
+        repr(record.conditions),
+        repr(record.properties),
+    )
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = CompiledMapping.from_record(record)
+        if len(_COMPILED) >= _COMPILED_LIMIT:
+            _COMPILED.clear()
+        _COMPILED[key] = compiled
+    return compiled
 
 
 def resolve(

@@ -41,8 +41,21 @@ _POSTBACK_DEFAULTS: dict[str, Any] = {
 
 
 def load_mappings(session: Session, event_set_ids: set[int]) -> dict[int, list[CompiledMapping]]:
-    rows = session.scalars(select(Mapping).where(Mapping.event_set_id.in_(event_set_ids)))
-    by_set: dict[int, list[Mapping]] = defaultdict(list)
+    """The event sets' enabled mappings, compiled once per content (see `compile_mappings`)."""
+    table = Mapping.__table__
+    rows = session.execute(
+        select(
+            table.c.id,
+            table.c.event_set_id,
+            table.c.trigger_type,
+            table.c.event_name,
+            table.c.conditions,
+            table.c.properties,
+            table.c.enabled,
+            table.c.version,
+        ).where(table.c.event_set_id.in_(event_set_ids))
+    )
+    by_set: dict[int, list[Any]] = defaultdict(list)
     for row in rows:
         by_set[row.event_set_id].append(row)
     return {set_id: compile_mappings(by_set.get(set_id, [])) for set_id in event_set_ids}
