@@ -307,3 +307,23 @@ def test_non_finite_value_attribute_is_an_error(bad: str) -> None:
     event = _one({}, {"value": bad, "currency": "USD"})
     assert event.error is not None
     assert "attributes.value" in event.error
+
+
+def test_compiled_once_per_content_and_again_after_an_edit() -> None:
+    record = Record(7, conditions=[{"attribute": "value", "op": "gt", "value": 5}])
+    [first] = compile_mappings([record])
+    [again] = compile_mappings(
+        [Record(7, conditions=[{"attribute": "value", "op": "gt", "value": 5}])]
+    )
+    assert again is first  # cached: no second validation of the same mapping
+    record.conditions = [{"attribute": "value", "op": "gt", "value": 50}]
+    record.version = 2
+    [edited] = compile_mappings([record])
+    assert edited is not first and edited.version == 2
+    assert not edited.matches("lead.sold", {"value": 20}) and first.matches(
+        "lead.sold", {"value": 20}
+    )
+    # A change that bypassed the version (a manual SQL edit) is still seen.
+    record.properties = {"value": 1}
+    [unversioned] = compile_mappings([record])
+    assert unversioned.rules.value == 1

@@ -329,3 +329,18 @@ def test_token_rotated_while_a_request_was_in_flight_does_not_pause(
     sweep_due_postbacks()
     [row] = rows()
     assert row.status == PostbackStatus.DELIVERED and row.attempts == 1
+
+
+def test_an_admin_edit_of_a_mapping_applies_to_the_next_trigger(ready: SimulatorControl) -> None:
+    from crm_postback.mapping_admin import update_mapping
+
+    enqueue_trigger(sold("L-1"))  # compiles and caches the mapping in this process
+    with session_scope() as session:
+        mapping = session.scalars(select(Mapping).where(Mapping.trigger_type == "lead.sold")).one()
+        update_mapping(session, mapping, event_name="Purchase", properties={"currency": "EUR"})
+        session.commit()
+    enqueue_trigger(sold("L-2"))
+    first, second = rows()
+    assert first.event_name == "lead_sold" and first.payload["properties"]["currency"] == "USD"
+    assert second.event_name == "Purchase" and second.payload["properties"]["currency"] == "EUR"
+    assert second.mapping_version == first.mapping_version + 1
