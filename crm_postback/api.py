@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from crm_postback import metrics
 from crm_postback.errors import FieldError, InputRejected
+from crm_postback.group_commit import GroupCommit
 from crm_postback.intake import AcceptedTrigger, accept_triggers
 from crm_postback.leads import hash_match_keys, upsert_lead
 from crm_postback.schemas import LeadUpsert, TriggerIn, parse_trigger
@@ -55,8 +56,12 @@ def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
 
 
 def enqueue_trigger(trigger: TriggerIn | Mapping[str, Any]) -> AcceptedTrigger:
-    """Stores one trigger and queues it. Raises InputRejected naming each bad field."""
-    [outcome] = _store_and_dispatch([_validated(trigger)])
+    """Stores one trigger and queues it. Raises InputRejected naming each bad field.
+
+    Thread-safe; calls made at the same time from several threads share one transaction
+    (group commit), and each returns once its trigger is committed.
+    """
+    [outcome] = _GROUP.submit([_validated(trigger)])
     if isinstance(outcome, InputRejected):
         raise outcome
     return outcome
@@ -71,7 +76,7 @@ def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[
             valid.append((index, _validated(trigger)))
         except InputRejected as rejected:
             items.append(BatchItem(index, None, rejected.errors))
-    outcomes = _store_and_dispatch([trigger for _, trigger in valid])
+    outcomes = _GROUP.submit([trigger for _, trigger in valid]) if valid else []
     for (index, _), outcome in zip(valid, outcomes, strict=True):
         if isinstance(outcome, InputRejected):
             items.append(BatchItem(index, None, outcome.errors))
@@ -91,6 +96,9 @@ def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | Inp
         [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
     )
     return outcomes
+
+
+_GROUP: GroupCommit[TriggerIn, AcceptedTrigger | InputRejected] = GroupCommit(_store_and_dispatch)
 
 
 def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:

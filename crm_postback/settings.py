@@ -58,11 +58,12 @@ class Settings(BaseSettings):
         30, gt=0, description="A trigger not processed after this long is run by the sweeper."
     )
     batch_linger_ms: int = Field(
-        20,
+        100,
         ge=0,
         le=1000,
-        description="A woken worker waits this long before taking ready triggers, so a burst "
-        "of single triggers shares one request (Redis broker only).",
+        description="A worker woken by new triggers waits this long before taking what is "
+        "ready, so single triggers arriving together share one request (Redis broker only; "
+        "not when it was woken because a full batch left more waiting).",
     )
     throttle_pause_seconds: int = Field(
         30, ge=0, description="After TikTok throttles an event set, send nothing for it this long."

@@ -58,8 +58,9 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         also_ready = 0
     elif wakeups.shared(settings):
         # Triggers stored while we linger find the flag still set and publish nothing:
-        # they ride along in this batch.
-        if settings.batch_linger_ms:
+        # they ride along in this batch. A wake-up without ids comes from a full batch
+        # (`_wake_again`): a backlog is waiting, so there is nothing to wait for.
+        if settings.batch_linger_ms and trigger_ids:
             time.sleep(settings.batch_linger_ms / 1000)
         wakeups.release_wakeup(settings)
     with session_scope() as session:
