@@ -96,10 +96,11 @@ def accept_triggers(
 
 def _event_set_ids(session: Session, references: set[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for event_set in session.scalars(
-        select(EventSet)
-        .where(or_(EventSet.name.in_(references), EventSet.source_id.in_(references)))
-        .order_by(EventSet.id.desc())
+    table = EventSet.__table__
+    for event_set in session.execute(
+        select(table.c.id, table.c.name, table.c.source_id)
+        .where(or_(table.c.name.in_(references), table.c.source_id.in_(references)))
+        .order_by(table.c.id.desc())
     ):
         for reference in (event_set.source_id, event_set.name):
             if reference in references:

@@ -120,32 +120,30 @@ LEAD_KEY_COLUMNS = (
 
 
 def merge_lead_keys(session: Session, keys_by_lead: dict[str, list[HashedKeys]]) -> None:
-    """Creates or merges many leads with a fixed number of statements."""
+    """Creates or merges many leads with a fixed number of statements.
+
+    New leads are inserted first (most keys come with a lead's first trigger); only the refs
+    that already existed are read back and merged.
+    """
     if not keys_by_lead:
         return
-    existing = {
-        lead.lead_ref: lead
-        for lead in session.scalars(
-            select(Lead).where(matches_any(session, Lead.lead_ref, list(keys_by_lead)))
+    values = [_new_lead(ref, keys) for ref, keys in keys_by_lead.items()]
+    created = {
+        row.lead_ref
+        for row in bulk_insert(
+            session, Lead.__table__, values, returning=(Lead.lead_ref,), ignore_conflicts=True
         )
     }
-    new_refs = [ref for ref in keys_by_lead if ref not in existing]
-    if new_refs:
-        values = [_new_lead(ref, keys_by_lead[ref]) for ref in new_refs]
-        created = {
-            row.lead_ref
-            for row in bulk_insert(
-                session, Lead.__table__, values, returning=(Lead.lead_ref,), ignore_conflicts=True
-            )
-        }
-        raced = [ref for ref in new_refs if ref not in created]
-        if raced:  # another process created them between our SELECT and INSERT
-            existing.update(
-                (lead.lead_ref, lead)
-                for lead in session.scalars(select(Lead).where(Lead.lead_ref.in_(raced)))
-            )
-    for ref, lead in existing.items():
-        for keys in keys_by_lead[ref]:
+    existing = [ref for ref in keys_by_lead if ref not in created]
+    if not existing:
+        return
+    for lead in session.scalars(
+        select(Lead)
+        .where(matches_any(session, Lead.lead_ref, existing))
+        .order_by(Lead.lead_ref)  # one lock order for every writer: no deadlocks
+        .with_for_update()
+    ):
+        for keys in keys_by_lead[lead.lead_ref]:
             merge_keys(lead, keys)
     session.flush()
 

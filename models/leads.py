@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, UTCDateTime, utcnow
+from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
 
 
 class Lead(Base):
@@ -13,7 +13,7 @@ class Lead(Base):
 
     __tablename__ = "leads"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     lead_ref: Mapped[str] = mapped_column(String(128), unique=True)  # the routing system's id
     ttclid: Mapped[str | None] = mapped_column(String(512))
     ttp: Mapped[str | None] = mapped_column(String(256))
