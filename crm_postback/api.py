@@ -24,7 +24,7 @@ from crm_postback.errors import FieldError, InputRejected
 from crm_postback.group_commit import GroupCommit
 from crm_postback.intake import AcceptedTrigger, accept_triggers
 from crm_postback.leads import hash_match_keys, upsert_lead
-from crm_postback.schemas import LeadUpsert, TriggerIn, parse_trigger
+from crm_postback.schemas import LeadUpsert, TriggerIn, parse_trigger, unstorable_paths
 from crm_postback.settings import get_settings
 from models.db import session_scope
 
@@ -48,6 +48,17 @@ class BatchItem:
 
 
 def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
+    if isinstance(trigger, Mapping):
+        unstorable = [
+            FieldError(
+                ".".join(map(str, path)),
+                "contains a NUL character or an unpaired surrogate, which cannot be stored",
+            )
+            for path in unstorable_paths(dict(trigger))
+        ]
+        if unstorable:
+            metrics.record_triggers_received(rejected=1)
+            raise InputRejected(unstorable)
     try:
         return parse_trigger(trigger)
     except ValidationError as error:

@@ -5,7 +5,8 @@ disk flush plus several round trips whatever it holds. When threads (web request
 system's producer threads) enqueue at the same time, the first becomes the leader, stores
 everything queued at that moment in one transaction, wakes the others with their own answers
 and hands leadership to whoever queued meanwhile. A lone caller commits alone at once: nobody
-waits to fill a group, so light load keeps its latency.
+waits to fill a group, so light load keeps its latency. If a shared transaction fails, each
+caller of the group is retried alone, so one caller's bad input fails only that caller.
 """
 
 from __future__ import annotations
@@ -70,12 +71,23 @@ class GroupCommit(Generic[Item, Outcome]):
                 group.append(waiter)
                 size += len(waiter.items)
         try:
-            outcomes = self._store([item for waiter in group for item in waiter.items])
-            start = 0
-            for waiter in group:
-                waiter.outcomes = outcomes[start : start + len(waiter.items)]
-                start += len(waiter.items)
-        except BaseException as error:  # every caller of the group learns the group failed
+            try:
+                outcomes = self._store([item for waiter in group for item in waiter.items])
+                start = 0
+                for waiter in group:
+                    waiter.outcomes = outcomes[start : start + len(waiter.items)]
+                    start += len(waiter.items)
+            except Exception:
+                if len(group) == 1:
+                    raise
+                # Nothing was committed. One caller's input (or a passing fault) must not fail
+                # the others: each is stored on its own, and only its own error comes back.
+                for waiter in group:
+                    try:
+                        waiter.outcomes = self._store(list(waiter.items))
+                    except Exception as error:
+                        waiter.error = error
+        except BaseException as error:
             for waiter in group:
                 waiter.error = error
         finally:

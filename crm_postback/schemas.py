@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from typing import Annotated, Any
@@ -128,6 +129,33 @@ class LeadUpsert(BaseModel):
 
     lead_id: ShortText
     match_keys: MatchKeys
+
+
+def unstorable_paths(node: Any, path: list[str | int] | None = None) -> Iterator[list[str | int]]:
+    """Where a document holds text PostgreSQL cannot store: NUL, or a lone surrogate."""
+    path = path or []
+    if isinstance(node, str):
+        if _unstorable(node):
+            yield path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and _unstorable(key):
+                yield [*path, key]
+            yield from unstorable_paths(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from unstorable_paths(value, [*path, index])
+
+
+def _unstorable(text: str) -> bool:
+    # PostgreSQL text and JSONB refuse NUL; a lone surrogate cannot be encoded as UTF-8.
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def parse_trigger(data: Any) -> TriggerIn:

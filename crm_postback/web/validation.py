@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from crm_postback.schemas import unstorable_paths
 from crm_postback.web.errors import dotted, pointer
 from crm_postback.web.shapes import Problem
 
@@ -109,31 +109,6 @@ def _document_path(
     return path, union_at
 
 
-def _walk(node: Any, path: list[str | int]) -> Iterator[list[str | int]]:
-    if isinstance(node, str):
-        if _unstorable(node):
-            yield path
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if _unstorable(key):
-                yield [*path, key]
-            yield from _walk(value, [*path, key])
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _walk(value, [*path, index])
-
-
-def _unstorable(text: str) -> bool:
-    # PostgreSQL text and JSONB refuse NUL; a lone surrogate cannot be encoded as UTF-8.
-    if "\x00" in text:
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def unstorable_problems(document: Any, base: str) -> list[Problem]:
     return [
         Problem(
@@ -141,5 +116,5 @@ def unstorable_problems(document: Any, base: str) -> list[Problem]:
             field=dotted(path),
             message="contains a NUL character or an unpaired surrogate, which cannot be stored",
         )
-        for path in _walk(document, [])
+        for path in unstorable_paths(document)
     ]

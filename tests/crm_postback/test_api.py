@@ -191,3 +191,17 @@ def test_broker_down_at_enqueue_keeps_the_trigger(
     with session_scope() as session:
         stored = session.get(Trigger, accepted.trigger_id)
         assert stored is not None and stored.status == TriggerStatus.RECEIVED
+
+
+def test_text_that_cannot_be_stored_is_refused_naming_the_field(ready: SimulatorControl) -> None:
+    with pytest.raises(InputRejected) as refused:
+        enqueue_trigger(trigger("lead.sold", attributes={"note": "a\x00b"}))
+    assert [e.field for e in refused.value.errors] == ["attributes.note"]
+    items = enqueue_triggers(
+        [submitted("L-ok"), submitted("L-bad", ttclid="E.C.P.\ud800"), submitted("L-ok2")]
+    )
+    assert [item.accepted is not None for item in items] == [True, False, True]
+    assert [e.field for e in items[1].errors] == ["match_keys.ttclid"]
+    with session_scope() as session:
+        refs = set(session.scalars(select(Trigger.lead_ref)))
+    assert refs == {"L-ok", "L-ok2"}
