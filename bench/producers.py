@@ -9,50 +9,58 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 from bench.workload import TriggerRef, Workload
 
-# Sends a chunk; returns how many were rejected.
-Send = Callable[[list[TriggerRef]], int]
+
+@dataclass(frozen=True)
+class Send:
+    """How one design is fed: `prepare` turns a chunk of refs into what its API takes (done
+    before the clock starts when the run is not paced, so the generator's cost is not counted
+    against either design); `deliver` sends it and returns how many were rejected."""
+
+    prepare: Callable[[list[TriggerRef]], Any]
+    deliver: Callable[[Any], int]
 
 
 def ours_single(workload: Workload) -> Send:
     from crm_postback.api import InputRejected, enqueue_trigger
 
-    def send(chunk: list[TriggerRef]) -> int:
+    def deliver(triggers: list[dict[str, Any]]) -> int:
         rejected = 0
-        for ref in chunk:
+        for trigger in triggers:
             try:
-                enqueue_trigger(workload.api_trigger(ref))
+                enqueue_trigger(trigger)
             except InputRejected:
                 rejected += 1
         return rejected
 
-    return send
+    return Send(lambda chunk: [workload.api_trigger(ref) for ref in chunk], deliver)
 
 
 def ours_batch(workload: Workload) -> Send:
     from crm_postback.api import enqueue_triggers
 
-    def send(chunk: list[TriggerRef]) -> int:
-        items = enqueue_triggers([workload.api_trigger(ref) for ref in chunk])
+    def deliver(triggers: list[dict[str, Any]]) -> int:
+        items = enqueue_triggers(triggers)
         return sum(1 for item in items if item.accepted is None)
 
-    return send
+    return Send(lambda chunk: [workload.api_trigger(ref) for ref in chunk], deliver)
 
 
 def naive(workload: Workload, set_ids: list[int]) -> Send:
     from bench.naive import fire_postback
 
-    def send(chunk: list[TriggerRef]) -> int:
-        for ref in chunk:
-            fire_postback.delay(workload.naive_postback(ref, set_ids))
+    def deliver(postbacks: list[dict[str, Any]]) -> int:
+        for postback in postbacks:
+            fire_postback.delay(postback)
         return 0
 
-    return send
+    return Send(lambda chunk: [workload.naive_postback(ref, set_ids) for ref in chunk], deliver)
 
 
 @dataclass
@@ -92,13 +100,23 @@ def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
         refs = workload.partition(producer)
         per_thread_rate = plan.rate / workload.producers if plan.rate else None
         sent = rejected = calls = 0
+        prepared: list[tuple[list[TriggerRef], Any]] | None = None
+        if per_thread_rate is None and plan.record_times:
+            prepared = [(chunk, send.prepare(chunk)) for chunk in _chunks(refs, plan.chunk)]
         barrier.wait()
         began = time.time()
         try:
-            for chunk in _chunks(refs, plan.chunk, per_thread_rate, began):
+            if prepared is not None:
+                work: Iterable[tuple[list[TriggerRef], Any]] = prepared
+            else:
+                work = (
+                    (chunk, send.prepare(chunk))
+                    for chunk in _chunks(refs, plan.chunk, per_thread_rate, began)
+                )
+            for chunk, payload in work:
                 if plan.gate is not None:
                     plan.gate(len(chunk))
-                rejected += send(chunk)
+                rejected += send.deliver(payload)
                 done = time.time()
                 calls += 1
                 sent += len(chunk)
@@ -129,7 +147,7 @@ def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
 
 
 def _chunks(
-    refs: Iterator[TriggerRef], size: int, rate: float | None, began: float
+    refs: Iterator[TriggerRef], size: int, rate: float | None = None, began: float = 0.0
 ) -> Iterator[list[TriggerRef]]:
     """Chunks of at most `size`; paced, a chunk holds what is due (catching up after a lag)."""
     if rate is None:
