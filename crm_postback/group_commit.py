@@ -5,7 +5,8 @@ disk flush plus several round trips whatever it holds. When threads (web request
 system's producer threads) enqueue at the same time, the first becomes the leader, stores
 everything queued at that moment in one transaction, wakes the others with their own answers
 and hands leadership to whoever queued meanwhile. A lone caller commits alone at once: nobody
-waits to fill a group, so light load keeps its latency. If a shared transaction fails, each
+waits to fill a group, so light load keeps its latency. Large batches (ALONE_FROM_ITEMS) skip
+the queue and commit concurrently, as before. If a shared transaction fails, each
 caller of the group is retried alone, so one caller's bad input fails only that caller.
 """
 
@@ -20,6 +21,7 @@ Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
 MAX_GROUP_ITEMS = 1_000
+ALONE_FROM_ITEMS = 100  # a call with this many items commits on its own, concurrently
 
 
 class _Waiter(Generic[Item, Outcome]):
@@ -48,6 +50,10 @@ class GroupCommit(Generic[Item, Outcome]):
         self._leading = False
 
     def submit(self, items: Sequence[Item]) -> list[Outcome]:
+        if len(items) >= ALONE_FROM_ITEMS:
+            # A large batch already shares its commit among its items; queueing it would only
+            # serialize it behind other callers' transactions.
+            return self._store(list(items))
         waiter: _Waiter[Item, Outcome] = _Waiter(items)
         with self._lock:
             self._queue.append(waiter)

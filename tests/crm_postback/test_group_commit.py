@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crm_postback import api
-from crm_postback.group_commit import MAX_GROUP_ITEMS, GroupCommit
+from crm_postback.group_commit import ALONE_FROM_ITEMS, MAX_GROUP_ITEMS, GroupCommit
 
 
 class Recorder:
@@ -98,13 +98,32 @@ def test_groups_stay_within_the_item_limit() -> None:
     group = GroupCommit(store)
     first, _ = _in_thread(lambda: group.submit(["0"]))
     assert store.entered.wait(5)
-    big = [str(n) for n in range(MAX_GROUP_ITEMS - 10)]
-    queued = [_in_thread(lambda: group.submit(big)), _in_thread(lambda: group.submit(big))]
+    small = [str(n) for n in range(ALONE_FROM_ITEMS - 1)]
+    callers = MAX_GROUP_ITEMS // len(small) + 1
+    queued = [_in_thread(lambda: group.submit(small)) for _ in range(callers)]
     time.sleep(0.2)
     store.gate.set()
     for thread, _ in [(first, None), *queued]:
         thread.join(5)
-    assert [len(g) for g in store.groups] == [1, MAX_GROUP_ITEMS - 10, MAX_GROUP_ITEMS - 10]
+    assert store.groups[0] == ["0"]
+    assert all(len(g) <= MAX_GROUP_ITEMS for g in store.groups)
+    assert sum(len(g) for g in store.groups) == 1 + callers * len(small)
+    assert len(store.groups) >= 3  # the queued callers did not fit in one group
+
+
+def test_a_large_batch_commits_on_its_own_while_a_group_is_in_flight() -> None:
+    store = Recorder()
+    group = GroupCommit(store)
+    first, _ = _in_thread(lambda: group.submit(["0"]))
+    assert store.entered.wait(5)
+    big = [str(n) for n in range(ALONE_FROM_ITEMS)]
+    big_thread, big_box = _in_thread(lambda: group.submit(big))
+    time.sleep(0.2)
+    assert big in store.groups  # it entered the store although the first group is held
+    store.gate.set()
+    first.join(5)
+    big_thread.join(5)
+    assert big_box["value"] == [item.upper() for item in big]
 
 
 @pytest.mark.integration
