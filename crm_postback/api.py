@@ -24,7 +24,13 @@ from crm_postback.errors import FieldError, InputRejected
 from crm_postback.group_commit import GroupCommit
 from crm_postback.intake import AcceptedTrigger, accept_triggers
 from crm_postback.leads import hash_match_keys, upsert_lead
-from crm_postback.schemas import LeadUpsert, TriggerIn, parse_trigger, unstorable_paths
+from crm_postback.schemas import (
+    UNSTORABLE_MESSAGE,
+    LeadUpsert,
+    TriggerIn,
+    parse_trigger,
+    unstorable_paths,
+)
 from crm_postback.settings import get_settings
 from models.db import session_scope
 
@@ -50,10 +56,7 @@ class BatchItem:
 def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
     if isinstance(trigger, Mapping):
         unstorable = [
-            FieldError(
-                ".".join(map(str, path)),
-                "contains a NUL character or an unpaired surrogate, which cannot be stored",
-            )
+            FieldError(".".join(map(str, path)), UNSTORABLE_MESSAGE)
             for path in unstorable_paths(dict(trigger))
         ]
         if unstorable:

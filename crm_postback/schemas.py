@@ -131,6 +131,9 @@ class LeadUpsert(BaseModel):
     match_keys: MatchKeys
 
 
+UNSTORABLE_MESSAGE = "contains a NUL character or an unpaired surrogate, which cannot be stored"
+
+
 def unstorable_paths(node: Any, path: list[str | int] | None = None) -> Iterator[list[str | int]]:
     """Where a document holds text PostgreSQL cannot store: NUL, or a lone surrogate."""
     path = path or []

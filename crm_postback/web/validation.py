@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from crm_postback.schemas import unstorable_paths
+from crm_postback.schemas import UNSTORABLE_MESSAGE, unstorable_paths
 from crm_postback.web.errors import dotted, pointer
 from crm_postback.web.shapes import Problem
 
@@ -114,7 +114,7 @@ def unstorable_problems(document: Any, base: str) -> list[Problem]:
         Problem(
             pointer=pointer(base, path),
             field=dotted(path),
-            message="contains a NUL character or an unpaired surrogate, which cannot be stored",
+            message=UNSTORABLE_MESSAGE,
         )
         for path in unstorable_paths(document)
     ]
