@@ -322,18 +322,7 @@ def _final(status: PostbackStatus, message: str) -> dict[str, Any]:
 def _split(batch: OutgoingBatch) -> list[OutgoingBatch]:
     # TikTok expects test events one per request; live events go up to 1,000 per request.
     size = 1 if batch.test_event_code else MAX_EVENTS_PER_REQUEST
-    return [
-        OutgoingBatch(
-            event_set_id=batch.event_set_id,
-            event_source=batch.event_source,
-            source_id=batch.source_id,
-            test_event_code=batch.test_event_code,
-            access_token=batch.access_token,
-            sealed_token=batch.sealed_token,
-            items=batch.items[i : i + size],
-        )
-        for i in range(0, len(batch.items), size)
-    ]
+    return [_with_items(batch, batch.items[i : i + size]) for i in range(0, len(batch.items), size)]
 
 
 def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
