@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from crm_postback import metrics
 from crm_postback.errors import FieldError, InputRejected
@@ -102,13 +103,26 @@ def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[
 def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | InputRejected]:
     if not triggers:
         return []
-    with session_scope() as session:
-        outcomes = accept_triggers(session, triggers, get_settings())
-        session.commit()
+    try:
+        outcomes = _store(triggers)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # A pooled connection died (the pool pings only connections idle for a while): once
+        # more on a fresh one. Safe even if the first COMMIT had landed: the idempotency keys
+        # make the second attempt find the stored triggers.
+        outcomes = _store(triggers)
     metrics.record_intake(triggers, outcomes)
     _dispatch(
         [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
     )
+    return outcomes
+
+
+def _store(triggers: list[TriggerIn]) -> list[AcceptedTrigger | InputRejected]:
+    with session_scope() as session:
+        outcomes = accept_triggers(session, triggers, get_settings())
+        session.commit()
     return outcomes
 
 
