@@ -7,7 +7,7 @@ event sets and mappings; one multi-row INSERT of postbacks; one UPDATE per outco
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,11 +141,15 @@ def process_triggers(
     now: datetime,
     also_ready: int = 0,
     claim: bool = False,
+    when_full: Callable[[], None] | None = None,
 ) -> Processed:
     """Turns open triggers into postbacks.
 
     `also_ready` > 0 also takes up to that many other triggers waiting for a worker, so a
     burst of single-trigger tasks turns into a few large requests (natural batching).
+    `when_full` is called as soon as this run has locked a full batch, before the work on it:
+    more may be waiting, and another worker can take the next batch meanwhile (its SELECT
+    skips the rows locked here).
     With `claim`, the new rows are inserted already claimed (see `delivery.plan_claim`) and
     come back as requests to send once the caller commits; otherwise they come back as
     candidates reserved for a delivery task.
@@ -155,15 +159,18 @@ def process_triggers(
     given = matches_any(session, TRIGGERS.c.id, trigger_ids)
     mine = and_(given, TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
     wanted = or_(mine, TRIGGERS.c.status == TriggerStatus.RECEIVED) if also_ready > 0 else mine
+    limit = len(trigger_ids) + max(also_ready, 0)
     triggers = session.execute(
         select(*_TRIGGER_COLUMNS)
         .where(wanted)
         .order_by(case((given, 0), else_=1), TRIGGERS.c.id)
-        .limit(len(trigger_ids) + max(also_ready, 0))
+        .limit(limit)
         .with_for_update(skip_locked=True, of=TRIGGERS)
     ).all()
     if not triggers:
         return Processed(0, [], [])
+    if when_full is not None and len(triggers) >= limit:
+        when_full()
     leads = {
         lead.lead_ref: lead
         for lead in session.execute(

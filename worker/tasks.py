@@ -66,15 +66,19 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
     with session_scope() as session:
         now = utcnow()
         processed = processing.process_triggers(
-            session, trigger_ids, settings, now, also_ready=also_ready, claim=True
+            session,
+            trigger_ids,
+            settings,
+            now,
+            also_ready=also_ready,
+            claim=True,
+            # A full batch: more may be waiting. Another worker takes the next one while this
+            # one builds, stores and sends its own.
+            when_full=lambda: _wake_again(settings),
         )
         session.commit()
     taken, batches = processed.taken, processed.batches
     metrics.record_triggers_processed(taken)
-    if taken >= len(trigger_ids) + also_ready:
-        # A full batch: more may be waiting. Wake another worker now, before this one spends
-        # its time on HTTP, so the next batch is processed in parallel.
-        _wake_again(settings)
     postbacks = sum(len(batch.items) for batch in batches)
     return {"triggers": taken, "postbacks": postbacks, "sent": _send_and_record(batches)}
 

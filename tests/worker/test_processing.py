@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from crm_postback.api import enqueue_trigger
@@ -89,3 +90,69 @@ def test_first_delivery_skips_the_extra_commit(
         trigger = session.get(Trigger, accepted.trigger_id)
         assert trigger is not None
         assert (trigger.attempts, trigger.status) == (0, TriggerStatus.RESOLVED)
+
+
+def _submitted(lead: str) -> dict[str, object]:
+    return {
+        "type": "lead.submitted",
+        "lead_id": lead,
+        "event_set": "acme",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "match_keys": {"email": f"{lead.lower()}@example.com"},
+    }
+
+
+def test_a_full_batch_lets_another_worker_take_the_next_one_before_its_work(
+    pg_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On real PostgreSQL: `when_full` runs while the first batch is locked, not committed,
+    and a second run started from it takes the next triggers, not the same ones."""
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+    from worker.processing import process_triggers
+
+    apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")  # no wake-ups in this test
+    make_event_set()
+    stored = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(5)]
+    settings = get_settings()
+    taken_by_second: list[int] = []
+    open_when_woken: list[int] = []
+
+    def second_worker() -> None:
+        with session_scope() as session:
+            open_when_woken.extend(
+                session.scalars(
+                    select(Trigger.id).where(Trigger.status == TriggerStatus.RECEIVED)
+                ).all()
+            )
+        with session_scope() as session:
+            done = process_triggers(session, [], settings, datetime.now(UTC), also_ready=2)
+            session.commit()
+        taken_by_second.append(done.taken)
+
+    with session_scope() as session:
+        first = process_triggers(
+            session, [], settings, datetime.now(UTC), also_ready=2, when_full=second_worker
+        )
+        session.commit()
+    assert first.taken == 2 and taken_by_second == [2]
+    assert sorted(open_when_woken) == stored  # the first batch was not committed yet
+    with session_scope() as session:
+        statuses = {
+            row.id: row.status for row in session.execute(select(Trigger.id, Trigger.status))
+        }
+    assert [statuses[i] for i in stored] == [TriggerStatus.RESOLVED] * 4 + [TriggerStatus.RECEIVED]
+
+
+def test_a_partial_batch_wakes_nobody(sqlite_db: str, make_event_set: Callable[..., int]) -> None:
+    from worker.processing import process_triggers
+
+    make_event_set()
+    enqueue_trigger(_submitted("L-1"))
+    calls: list[int] = []
+    with session_scope() as session:
+        done = process_triggers(
+            session, [], get_settings(), datetime.now(UTC), also_ready=2,
+            when_full=lambda: calls.append(1),
+        )  # fmt: skip
+        session.commit()
+    assert done.taken == 1 and calls == []
