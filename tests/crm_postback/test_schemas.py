@@ -18,6 +18,7 @@ from crm_postback.schemas import (
     MatchKeys,
     TriggerIn,
     parse_trigger,
+    unstorable_paths,
 )
 from models import Lead
 
@@ -468,3 +469,21 @@ def test_merge_keys_empty_update_changes_nothing() -> None:
     merge_keys(lead, HashedKeys())
     assert lead.ttclid == "E.C.P.x"
     assert lead.email_hashes == [_h(1)]
+
+
+@pytest.mark.parametrize(
+    ("document", "paths"),
+    [
+        ({"a": "clean", "b": [1, 2.5, None, True, {"c": "naïve ✓"}]}, []),
+        ({"note": "nul\x00inside"}, [["note"]]),
+        ({"list": ["ok", "lone \ud800 surrogate"]}, [["list", 1]]),
+        ({"bad\x00key": 1}, [["bad\x00key"]]),
+        ({"looks": "\\u0000 is only text"}, []),  # a backslash, not a NUL
+        ({"when": datetime(2026, 11, 21, tzinfo=UTC), "n": "\x00"}, [["n"]]),
+        ({1: {"deep": ["\x00"]}}, [[1, "deep", 0]]),  # a key orjson refuses: walked anyway
+    ],
+)
+def test_unstorable_paths_names_every_bad_string(
+    document: dict[Any, Any], paths: list[list[str | int]]
+) -> None:
+    assert unstorable_paths(document) == paths
