@@ -84,12 +84,19 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
 
 
 def _wake_again(settings: Settings) -> None:
-    if wakeups.claim_wakeup(settings):
-        try:
-            process_triggers.delay([])
-        except Exception:
-            wakeups.release_wakeup(settings)
-            log.warning("broker unavailable; the sweeper will run the remaining triggers")
+    """Runs inside the batch's transaction: a broker fault is logged, never raised."""
+    try:
+        if wakeups.claim_wakeup(settings):
+            try:
+                process_triggers.delay([])
+            except Exception:
+                wakeups.release_wakeup(settings)
+                raise
+    except Exception as error:
+        log.warning(
+            "broker unavailable (%s); the sweeper will run the remaining triggers",
+            type(error).__name__,
+        )
 
 
 @app.task(name="postback.deliver_postbacks", acks_late=True, ignore_result=True)

@@ -156,3 +156,31 @@ def test_a_partial_batch_wakes_nobody(sqlite_db: str, make_event_set: Callable[.
         )  # fmt: skip
         session.commit()
     assert done.taken == 1 and calls == []
+
+
+def test_a_broker_fault_while_waking_the_next_worker_keeps_the_batch(
+    sqlite_db: str,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The wake-up runs inside the batch's transaction: a broker error there is logged and
+    the batch is still stored (the sweeper runs what is left)."""
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+    from worker import tasks, wakeups
+
+    apply_env(monkeypatch, SWEEP_BATCH_SIZE="2")
+    make_event_set()
+    stored = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(3)]
+
+    def broker_down(_settings: object) -> bool:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(wakeups, "claim_wakeup", broker_down)
+    assert tasks.process_triggers.run([])["triggers"] == 2
+    with session_scope() as session:
+        statuses = {
+            row.id: row.status for row in session.execute(select(Trigger.id, Trigger.status))
+        }
+    assert [statuses[i] for i in stored] == [TriggerStatus.RESOLVED] * 2 + [TriggerStatus.RECEIVED]
+    assert "broker unavailable (ConnectionError)" in caplog.text
