@@ -110,7 +110,8 @@ def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | Inp
             raise
         # A pooled connection died (the pool pings only connections idle for a while): once
         # more on a fresh one. Safe even if the first COMMIT had landed: the idempotency keys
-        # make the second attempt find the stored triggers.
+        # make the second attempt find the stored triggers (reported as duplicates; the
+        # sweeper sends them).
         outcomes = _store(triggers)
     metrics.record_intake(triggers, outcomes)
     _dispatch(
