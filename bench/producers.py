@@ -96,8 +96,10 @@ def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
     starts: list[float] = []
     ends: list[float] = []
     prepared_ahead = not plan.rate and plan.record_times
-    # The payloads prepared ahead are the harness's, not a design's: kept out of the cyclic
-    # collector's sight so the designs' collections do not scan 20,000 of them each time.
+    # Once the payloads are prepared, this process freezes its heap out of the cyclic
+    # collector's scans (`gc.freeze()`), as a long-running producer may do after starting:
+    # the prepared payloads (a harness artifact) and the modules of the design under test.
+    # Both designs' producers get it; the README gives the figures without it.
     barrier = threading.Barrier(workload.producers, action=gc.freeze if prepared_ahead else None)
 
     def worker(producer: int) -> None:
@@ -141,12 +143,14 @@ def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
         threading.Thread(target=worker, args=(p,), name=f"bench-producer-{p}", daemon=True)
         for p in range(workload.producers)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if prepared_ahead:
-        gc.unfreeze()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        if prepared_ahead:
+            gc.unfreeze()
     result.started_at = min(starts, default=0.0)
     result.finished_at = max(ends, default=0.0)
     return result

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 
 from crm_postback import metrics
 from crm_postback.errors import FieldError, InputRejected
@@ -33,7 +32,7 @@ from crm_postback.schemas import (
     unstorable_paths,
 )
 from crm_postback.settings import get_settings
-from models.db import session_scope
+from models.db import in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -103,27 +102,14 @@ def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[
 def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | InputRejected]:
     if not triggers:
         return []
-    try:
-        outcomes = _store(triggers)
-    except DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-        # A pooled connection died (the pool pings only connections idle for a while): once
-        # more on a fresh one. Safe even if the first COMMIT had landed: the idempotency keys
-        # make the second attempt find the stored triggers (reported as duplicates; the
-        # sweeper sends them).
-        outcomes = _store(triggers)
+    # Repeating after a lost COMMIT answer is safe: the idempotency keys find the stored
+    # triggers (then reported as duplicates; the sweeper sends them).
+    settings = get_settings()
+    outcomes = in_transaction(lambda session: accept_triggers(session, triggers, settings))
     metrics.record_intake(triggers, outcomes)
     _dispatch(
         [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
     )
-    return outcomes
-
-
-def _store(triggers: list[TriggerIn]) -> list[AcceptedTrigger | InputRejected]:
-    with session_scope() as session:
-        outcomes = accept_triggers(session, triggers, get_settings())
-        session.commit()
     return outcomes
 
 
@@ -138,9 +124,8 @@ def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:
         raise InputRejected.from_validation(error) from None
     settings = get_settings()
     keys = hash_match_keys(upsert.match_keys, settings.default_phone_region)
-    with session_scope() as session:
-        upsert_lead(session, upsert.lead_id, keys)
-        session.commit()
+    # A merge of keys: repeating it changes nothing.
+    in_transaction(lambda session: upsert_lead(session, upsert.lead_id, keys))
     # Triggers waiting for this lead are picked up by the next sweep.
 
 
@@ -150,17 +135,8 @@ def _dispatch(trigger_ids: list[int]) -> None:
     from worker import wakeups
     from worker.tasks import process_triggers
 
-    settings = get_settings()
-    try:
-        if wakeups.claim_wakeup(settings):
-            try:
-                process_triggers.delay(trigger_ids)
-            except Exception:
-                wakeups.release_wakeup(settings)
-                raise
-    except Exception as error:  # the broker is down: the committed rows are the source of truth
-        log.warning(
-            "broker unavailable (%s); %d stored trigger(s) will be sent by the sweeper",
-            type(error).__name__,
-            len(trigger_ids),
-        )
+    wakeups.wake(
+        get_settings(),
+        lambda: process_triggers.delay(trigger_ids),
+        f"{len(trigger_ids)} stored trigger(s)",
+    )

@@ -148,7 +148,7 @@ def _may_hold_unstorable(document: Any) -> bool:
     # a backslash followed by "u0000" in the text, is walked to be sure.
     try:
         encoded = orjson.dumps(document)
-    except TypeError:  # orjson.JSONEncodeError
+    except orjson.JSONEncodeError:
         return True
     return b"\\u0000" in encoded
 

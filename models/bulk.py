@@ -101,7 +101,7 @@ def insert_ignoring_conflicts(session: Session, table: Table) -> Any:
     return module.insert(table).on_conflict_do_nothing()
 
 
-_ROW_INSERTS: dict[tuple[str, str, bool, tuple[str, ...]], Any] = {}
+_ROW_INSERTS: dict[tuple[str, Table, bool, tuple[str, ...]], Any] = {}
 
 
 def _row_insert(
@@ -111,7 +111,7 @@ def _row_insert(
     (most of a one-trigger call's statement time), executing a built one a fraction of it."""
     key = (
         session.get_bind().dialect.name,
-        table.name,
+        table,
         ignore_conflicts,
         tuple(column.key for column in returning),
     )

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from crm_postback.settings import get_settings
 from models.bulk import tune_psycopg_connection
+
+log = logging.getLogger(__name__)
+Result = TypeVar("Result")
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -52,13 +57,15 @@ def _ping_idle_connections(engine: Engine) -> None:
     for ~5 round trips of work, so always pinging cost ~15 % of it. A server restart leaves
     pooled connections idle for longer than a second, and those are still pinged and
     replaced. A connection that dies within the second fails its statement instead and the
-    pool is invalidated: intake retries once on a fresh connection, a task's rows are picked
-    up again by the sweeper.
+    pool is invalidated; `in_transaction` then runs the work once more on a fresh connection.
     """
     dialect = engine.dialect
 
     def on_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["returned_at"] = time.monotonic()
+
+    def on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()  # just opened: nothing to check yet
 
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned_at = record.info.get("returned_at")
@@ -70,6 +77,7 @@ def _ping_idle_connections(engine: Engine) -> None:
             # The pool discards this connection and checks out a fresh one.
             raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
+    event.listen(engine.pool, "connect", on_connect)
     event.listen(engine.pool, "checkin", on_checkin)
     event.listen(engine.pool, "checkout", on_checkout)
 
@@ -98,6 +106,29 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def in_transaction(work: Callable[[Session], Result]) -> Result:
+    """`work(session)`, then commit. If the pooled connection turned out dead (see
+    `_ping_idle_connections`), once more on a fresh one; so `work` must be safe to repeat
+    even after a commit whose answer was lost (each caller says why it is)."""
+    try:
+        return _commit(work)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        log.warning(
+            "database connection lost (%s); retrying once on a fresh connection",
+            type(error.orig).__name__,
+        )
+        return _commit(work)
+
+
+def _commit(work: Callable[[Session], Result]) -> Result:
+    with session_scope() as session:
+        result = work(session)
+        session.commit()
+        return result
 
 
 def reset_engine() -> None:

@@ -7,7 +7,13 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_shutdown
+from celery.signals import (
+    celeryd_init,
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_shutdown,
+)
 
 from crm_postback.logging_setup import configure_logging
 from crm_postback.settings import Settings, get_settings
@@ -91,19 +97,21 @@ def _configure_logging(**_: Any) -> None:
     configure_logging(get_settings())
 
 
+@worker_init.connect
+def _freeze_long_lived_objects(**_: Any) -> None:
+    """What exists once the worker is set up (Celery, SQLAlchemy, every module) lives as long
+    as the process: moved out of the cyclic collector's sight, so the collections a batch's
+    thousands of short-lived rows trigger scan only those (worker CPU per trigger -19 % in
+    the bench). Done before the pool forks, so its processes inherit it without the
+    collector ever writing to the pages they share with this one."""
+    gc.collect()
+    gc.freeze()
+
+
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     reset_engine()
-    _freeze_long_lived_objects()
-
-
-def _freeze_long_lived_objects() -> None:
-    """What exists once a pool process is set up (Celery, SQLAlchemy, every module) lives as
-    long as the process: moved out of the cyclic collector's sight, so the collections a
-    batch's thousands of short-lived rows trigger scan only those. Worker CPU per trigger
-    -19 % in the bench; the collector still runs for everything created later."""
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # what this pool process built while starting; no collection (see above)
 
 
 # Metrics: the main process serves every pool process's counters (prometheus_client

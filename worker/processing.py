@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from crm_postback.settings import Settings
 from mappings.resolve import CompiledMapping, compile_mappings, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
-from models.bulk import bulk_insert, matches_any
+from models.bulk import bulk_insert, is_postgres, matches_any
 from worker.delivery import ClaimCandidate, OutgoingBatch, plan_claim
 from worker.payload import NoMatchKey, build_event, make_event_id
 
@@ -132,6 +132,8 @@ class Processed:
     taken: int  # triggers this run took
     ready: list[ClaimCandidate]  # new rows to send, reserved for a delivery task (not claimed)
     batches: list[OutgoingBatch]  # new rows claimed by this run, as requests (claim=True)
+    full: bool = False  # it took as many triggers as it could: more may be waiting
+    woke_early: bool = False  # and it already woke another worker (see `wake_early`)
 
 
 def process_triggers(
@@ -141,15 +143,16 @@ def process_triggers(
     now: datetime,
     also_ready: int = 0,
     claim: bool = False,
-    when_full: Callable[[], None] | None = None,
+    wake_early: Callable[[], None] | None = None,
 ) -> Processed:
     """Turns open triggers into postbacks.
 
     `also_ready` > 0 also takes up to that many other triggers waiting for a worker, so a
     burst of single-trigger tasks turns into a few large requests (natural batching).
-    `when_full` is called as soon as this run has locked a full batch, before the work on it:
+    `wake_early` is called as soon as this run has locked a full batch, before the work on it:
     more may be waiting, and another worker can take the next batch meanwhile (its SELECT
-    skips the rows locked here).
+    skips the rows locked here). Only PostgreSQL locks them; elsewhere (SQLite) the result
+    says `full` and the caller wakes the next worker after committing.
     With `claim`, the new rows are inserted already claimed (see `delivery.plan_claim`) and
     come back as requests to send once the caller commits; otherwise they come back as
     candidates reserved for a delivery task.
@@ -169,8 +172,10 @@ def process_triggers(
     ).all()
     if not triggers:
         return Processed(0, [], [])
-    if when_full is not None and len(triggers) >= limit:
-        when_full()
+    full = len(triggers) >= limit
+    woke_early = full and wake_early is not None and is_postgres(session)
+    if woke_early:
+        wake_early()
     leads = {
         lead.lead_ref: lead
         for lead in session.execute(
@@ -207,7 +212,7 @@ def process_triggers(
             .values(status=status, error=error, processed_at=now if processed else None)
         )
     if not new_postbacks:
-        return Processed(len(triggers), [], [])
+        return Processed(len(triggers), [], [], full, woke_early)
     sendable = [
         ClaimCandidate(
             index,
@@ -241,9 +246,9 @@ def process_triggers(
         for candidate in sendable
     }
     if decided is not None:
-        return Processed(len(triggers), [], decided.with_ids(ids))
+        return Processed(len(triggers), [], decided.with_ids(ids), full, woke_early)
     ready = [candidate._replace(id=ids[candidate.id]) for candidate in sendable]
-    return Processed(len(triggers), ready, [])
+    return Processed(len(triggers), ready, [], full, woke_early)
 
 
 def _waiting_for_lead(trigger: Row[Any], settings: Settings, now: datetime) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from crm_postback import metrics
 from crm_postback.settings import Settings, get_settings
 from mappings.catalogue import MAX_EVENTS_PER_REQUEST
 from models import utcnow
-from models.db import session_scope
+from models.db import in_transaction, session_scope
 from worker import delivery, processing, wakeups
 from worker.app import app
 from worker.client import EventsApiClient
@@ -28,9 +28,9 @@ def _client() -> EventsApiClient:
 
 def deliver(postback_ids: list[int]) -> dict[str, int]:
     settings = get_settings()
-    with session_scope() as session:
-        batches = delivery.claim(session, postback_ids, settings, utcnow())
-        session.commit()
+    batches = in_transaction(
+        lambda session: delivery.claim(session, postback_ids, settings, utcnow())
+    )
     return _send_and_record(batches)
 
 
@@ -39,10 +39,9 @@ def _send_and_record(batches: list[delivery.OutgoingBatch]) -> dict[str, int]:
     settings = get_settings()
     client = _client()
     results = [result for batch in batches for result in delivery.send(client, batch)]
-    with session_scope() as session:
-        counts = delivery.record(session, results, settings, utcnow())
-        session.commit()
-    return counts
+    # Repeated after a lost COMMIT answer, this writes the same outcomes and at worst lists
+    # an attempt twice; not recording would send the events again after the lease.
+    return in_transaction(lambda session: delivery.record(session, results, settings, utcnow()))
 
 
 @app.task(name="postback.process_triggers", bind=True, acks_late=True, ignore_result=True)
@@ -63,40 +62,29 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         if settings.batch_linger_ms and trigger_ids:
             time.sleep(settings.batch_linger_ms / 1000)
         wakeups.release_wakeup(settings)
-    with session_scope() as session:
-        now = utcnow()
-        processed = processing.process_triggers(
+    processed = in_transaction(
+        lambda session: processing.process_triggers(
             session,
             trigger_ids,
             settings,
-            now,
+            utcnow(),
             also_ready=also_ready,
             claim=True,
             # A full batch: more may be waiting. Another worker takes the next one while this
             # one builds, stores and sends its own.
-            when_full=lambda: _wake_again(settings),
+            wake_early=lambda: _wake_again(settings),
         )
-        session.commit()
+    )
     taken, batches = processed.taken, processed.batches
     metrics.record_triggers_processed(taken)
+    if processed.full and not processed.woke_early:
+        _wake_again(settings)
     postbacks = sum(len(batch.items) for batch in batches)
     return {"triggers": taken, "postbacks": postbacks, "sent": _send_and_record(batches)}
 
 
 def _wake_again(settings: Settings) -> None:
-    """Runs inside the batch's transaction: a broker fault is logged, never raised."""
-    try:
-        if wakeups.claim_wakeup(settings):
-            try:
-                process_triggers.delay([])
-            except Exception:
-                wakeups.release_wakeup(settings)
-                raise
-    except Exception as error:
-        log.warning(
-            "broker unavailable (%s); the sweeper will run the remaining triggers",
-            type(error).__name__,
-        )
+    wakeups.wake(settings, lambda: process_triggers.delay([]), "the remaining triggers")
 
 
 @app.task(name="postback.deliver_postbacks", acks_late=True, ignore_result=True)

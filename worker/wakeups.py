@@ -10,6 +10,8 @@ Only Redis brokers share the flag; other brokers get one message per call, as be
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import lru_cache
 
 import redis
@@ -17,6 +19,8 @@ import redis
 from crm_postback.settings import Settings
 
 WAKEUP_TTL_MS = 5_000
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
@@ -43,3 +47,19 @@ def release_wakeup(settings: Settings) -> None:
     """A worker starting a wake-up, or a publish that failed: the next trigger wakes again."""
     if shared(settings):
         _client(settings.broker_url).delete(_key(settings))
+
+
+def wake(settings: Settings, publish: Callable[[], object], waiting: str) -> None:
+    """Publishes a wake-up unless one is pending. Never raises: with the broker down, the
+    stored rows (`waiting`, for the log) wait for the sweeper."""
+    try:
+        if claim_wakeup(settings):
+            try:
+                publish()
+            except Exception:
+                release_wakeup(settings)
+                raise
+    except Exception as error:
+        log.warning(
+            "broker unavailable (%s); %s will be sent by the sweeper", type(error).__name__, waiting
+        )

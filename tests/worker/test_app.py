@@ -7,7 +7,7 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from models.db import get_engine
 
@@ -19,13 +19,20 @@ def unfrozen() -> Iterator[None]:
     gc.unfreeze()
 
 
-def test_pool_process_init_freezes_what_exists_and_forgets_the_engine(
-    sqlite_db: str, unfrozen: None
-) -> None:
+def test_worker_start_freezes_what_exists(sqlite_db: str, unfrozen: None) -> None:
     import worker.app  # noqa: F401  (connects the signal handlers)
 
-    engine = get_engine()
     assert gc.get_freeze_count() == 0
-    worker_process_init.send(sender=None)
+    worker_init.send(sender=None)
     assert gc.get_freeze_count() > 10_000  # every module, Celery, SQLAlchemy...
+
+
+def test_pool_process_gets_its_own_engine_and_freezes_what_it_built(
+    sqlite_db: str, unfrozen: None
+) -> None:
+    import worker.app  # noqa: F401
+
+    engine = get_engine()
+    worker_process_init.send(sender=None)
     assert get_engine() is not engine
+    assert gc.get_freeze_count() > 0

@@ -131,7 +131,7 @@ def test_a_full_batch_lets_another_worker_take_the_next_one_before_its_work(
 
     with session_scope() as session:
         first = process_triggers(
-            session, [], settings, datetime.now(UTC), also_ready=2, when_full=second_worker
+            session, [], settings, datetime.now(UTC), also_ready=2, wake_early=second_worker
         )
         session.commit()
     assert first.taken == 2 and taken_by_second == [2]
@@ -152,10 +152,37 @@ def test_a_partial_batch_wakes_nobody(sqlite_db: str, make_event_set: Callable[.
     with session_scope() as session:
         done = process_triggers(
             session, [], get_settings(), datetime.now(UTC), also_ready=2,
-            when_full=lambda: calls.append(1),
+            wake_early=lambda: calls.append(1),
         )  # fmt: skip
         session.commit()
-    assert done.taken == 1 and calls == []
+    assert (done.taken, done.full, calls) == (1, False, [])
+
+
+def test_on_sqlite_a_full_batch_wakes_the_next_worker_only_after_commit(
+    sqlite_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has no row locks: a worker woken early would take these same triggers."""
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+    from worker import tasks
+
+    apply_env(monkeypatch, SWEEP_BATCH_SIZE="2")
+    make_event_set()
+    stored = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(3)]
+    open_when_woken: list[list[int]] = []
+
+    def record_open_triggers(_settings: object) -> None:
+        with session_scope() as session:
+            open_when_woken.append(
+                list(
+                    session.scalars(
+                        select(Trigger.id).where(Trigger.status == TriggerStatus.RECEIVED)
+                    )
+                )
+            )
+
+    monkeypatch.setattr(tasks, "_wake_again", record_open_triggers)
+    assert tasks.process_triggers.run([])["triggers"] == 2
+    assert open_when_woken == [stored[2:]]  # woken once, with the first two already stored
 
 
 def test_a_broker_fault_while_waking_the_next_worker_keeps_the_batch(
