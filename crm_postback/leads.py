@@ -13,7 +13,7 @@ from crm_postback.errors import FieldError, InputRejected
 from crm_postback.privacy import MatchKeyError, hash_email, hash_external_id, hash_phone
 from crm_postback.schemas import MAX_KEYS_PER_KIND, MatchKeys
 from models import Lead, utcnow
-from models.bulk import bulk_insert, matches_any
+from models.bulk import bulk_insert, matches_any, planned_for_its_parameters
 
 
 @dataclass
@@ -137,12 +137,14 @@ def merge_lead_keys(session: Session, keys_by_lead: dict[str, list[HashedKeys]])
     existing = [ref for ref in keys_by_lead if ref not in created]
     if not existing:
         return
-    for lead in session.scalars(
-        select(Lead)
-        .where(matches_any(session, Lead.lead_ref, existing))
-        .order_by(Lead.lead_ref)  # one lock order for every writer: no deadlocks
-        .with_for_update()
-    ):
+    with planned_for_its_parameters(session):
+        found = session.scalars(
+            select(Lead)
+            .where(matches_any(session, Lead.lead_ref, existing))
+            .order_by(Lead.lead_ref)  # one lock order for every writer: no deadlocks
+            .with_for_update()
+        ).all()
+    for lead in found:
         for keys in keys_by_lead[lead.lead_ref]:
             merge_keys(lead, keys)
     session.flush()

@@ -13,7 +13,8 @@ Python per statement (binary: ~1.5 ms, measured with psycopg 3.3).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg.types.array import ListBinaryDumper
@@ -84,6 +85,28 @@ def array_param(values: Sequence[Any], item_type: TypeEngine[Any]) -> BindParame
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+@contextmanager
+def planned_for_its_parameters(session: Session) -> Iterator[None]:
+    """PostgreSQL: statements run inside are never server-side prepared by psycopg, so each
+    is planned for its own parameters (~1 ms for a 1,000-element array).
+
+    For lookups on a table that grows from empty: psycopg prepares a statement on its fifth
+    run, and PostgreSQL may then keep a generic plan made while the table was tiny (a
+    sequential scan) until autovacuum first analyzes it. Seen in the steady benchmark: the
+    leads lookup took 80-260 ms and latency grew for a minute (p99 705 ms, 137 ms planned).
+    """
+    if not is_postgres(session):
+        yield
+        return
+    driver = session.connection().connection.driver_connection
+    previous = driver.prepare_threshold
+    driver.prepare_threshold = None
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = previous
 
 
 def matches_any(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from crm_postback.settings import Settings
 from mappings.resolve import CompiledMapping, compile_mappings, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
-from models.bulk import bulk_insert, is_postgres, matches_any
+from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
 from worker.delivery import ClaimCandidate, OutgoingBatch, plan_claim
 from worker.payload import NoMatchKey, build_event, make_event_id
 
@@ -176,14 +176,15 @@ def process_triggers(
     woke_early = full and wake_early is not None and is_postgres(session)
     if woke_early:
         wake_early()
-    leads = {
-        lead.lead_ref: lead
-        for lead in session.execute(
-            select(*_LEAD_COLUMNS).where(
-                matches_any(session, Lead.lead_ref, list({t.lead_ref for t in triggers}))
+    with planned_for_its_parameters(session):
+        leads = {
+            lead.lead_ref: lead
+            for lead in session.execute(
+                select(*_LEAD_COLUMNS).where(
+                    matches_any(session, Lead.lead_ref, list({t.lead_ref for t in triggers}))
+                )
             )
-        )
-    }
+        }
     set_ids = {t.event_set_id for t in triggers}
     event_sets = {
         es.id: es for es in session.scalars(select(EventSet).where(EventSet.id.in_(set_ids)))

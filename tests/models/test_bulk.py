@@ -9,10 +9,18 @@ from typing import Any
 import pytest
 from psycopg.adapt import PyFormat
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import select
+from sqlalchemy import any_, select, text
 
 from models import Lead, Trigger
-from models.bulk import ARRAY_FORM_FROM_ROWS, BinaryList, bulk_insert, matches_any
+from models.bulk import (
+    ARRAY_FORM_FROM_ROWS,
+    ARRAY_FORM_FROM_VALUES,
+    BinaryList,
+    array_param,
+    bulk_insert,
+    matches_any,
+    planned_for_its_parameters,
+)
 from models.db import get_engine, session_scope
 
 AWKWARD_TEXTS = ['quote " and \\ backslash', "comma, {brace} and 'apostrophe'", "naïve ✓", ""]
@@ -134,3 +142,37 @@ def test_postgres_connections_send_binary_lists_in_binary(pg_db: str) -> None:
         assert raw is not None
         dumper = raw.adapters.get_dumper(BinaryList, PyFormat.AUTO)
     assert issubclass(dumper, ListBinaryDumper)
+
+
+def _prepared_lead_lookups(session: Any) -> int:
+    return int(
+        session.execute(
+            text(
+                "select count(*) from pg_prepared_statements "
+                "where statement like '%WHERE leads.lead_ref = ANY%'"
+            )
+        ).scalar_one()
+    )
+
+
+def test_lookups_planned_for_their_parameters_are_never_prepared(pg_db: str) -> None:
+    """psycopg prepares a statement on its fifth run; inside the block it must not, so a plan
+    made while the table was young is never reused (see `planned_for_its_parameters`)."""
+    refs = [f"L-{n}" for n in range(ARRAY_FORM_FROM_VALUES)]
+    lookup = select(Lead.lead_ref).where(
+        Lead.lead_ref == any_(array_param(refs, Lead.lead_ref.type))
+    )
+    with session_scope() as session:
+        with planned_for_its_parameters(session):
+            for _ in range(10):
+                session.execute(lookup).all()
+        assert _prepared_lead_lookups(session) == 0
+        for _ in range(10):  # the same statement outside the block: prepared, as usual
+            session.execute(lookup).all()
+        assert _prepared_lead_lookups(session) == 1
+        assert session.connection().connection.driver_connection.prepare_threshold == 5
+
+
+def test_planned_for_its_parameters_is_a_no_op_on_sqlite(sqlite_db: str) -> None:
+    with session_scope() as session, planned_for_its_parameters(session):
+        assert session.execute(select(Lead.lead_ref)).all() == []
