@@ -61,11 +61,9 @@ def _ping_idle_connections(engine: Engine) -> None:
     """
     dialect = engine.dialect
 
-    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    def known_alive_now(_dbapi_connection: Any, record: Any) -> None:
+        # On checkin (it just worked) and on connect (just opened: nothing to check yet).
         record.info["returned_at"] = time.monotonic()
-
-    def on_connect(_dbapi_connection: Any, record: Any) -> None:
-        record.info["returned_at"] = time.monotonic()  # just opened: nothing to check yet
 
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         returned_at = record.info.get("returned_at")
@@ -77,8 +75,8 @@ def _ping_idle_connections(engine: Engine) -> None:
             # The pool discards this connection and checks out a fresh one.
             raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
-    event.listen(engine.pool, "connect", on_connect)
-    event.listen(engine.pool, "checkin", on_checkin)
+    event.listen(engine.pool, "connect", known_alive_now)
+    event.listen(engine.pool, "checkin", known_alive_now)
     event.listen(engine.pool, "checkout", on_checkout)
 
 
