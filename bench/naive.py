@@ -24,7 +24,7 @@ from celery import Celery, Task
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy import Engine, create_engine, text
 
-from crm_postback.privacy import hash_email, hash_phone
+from crm_postback.core.privacy import hash_email, hash_phone
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 TIMEOUT = (3.05, 10.0)

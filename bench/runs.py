@@ -191,7 +191,7 @@ class Pipeline:
 
 
 def _reload_product_settings() -> None:
-    from crm_postback.settings import get_settings, reset_settings_cache
+    from crm_postback.core.settings import get_settings, reset_settings_cache
     from models.db import reset_engine
     from worker.app import app, apply_settings
 
@@ -201,9 +201,9 @@ def _reload_product_settings() -> None:
 
 
 def _create_event_sets() -> list[int]:
-    from crm_postback.event_sets import create_event_set
-    from crm_postback.mapping_admin import add_mapping
-    from crm_postback.settings import get_settings
+    from crm_postback.configuration.event_set_service import create_event_set
+    from crm_postback.configuration.mapping_service import add_mapping
+    from crm_postback.core.settings import get_settings
     from models.db import session_scope
 
     ids = []

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from typing import Any
 
-from worker.payload import make_event_id
+from crm_postback.tiktok.events_payload import make_event_id
 
 STAGES = ("lead.submitted", "lead.sold", "offer.conversion")
 EVENT_NAMES = ("Lead", "lead_sold", "Purchase")

@@ -145,7 +145,7 @@ def worker_settings(
 
 def setting_env_names() -> set[str]:
     """Names of every environment variable crm_postback reads, so none leaks in from outside."""
-    from crm_postback.settings import Settings
+    from crm_postback.core.settings import Settings
 
     return {name.upper() for name in Settings.model_fields}
 

@@ -142,7 +142,7 @@ class Harness:
         for name in cfg.setting_env_names():
             os.environ.pop(name, None)
         os.environ.update(env)
-        from crm_postback.settings import get_settings, reset_settings_cache
+        from crm_postback.core.settings import get_settings, reset_settings_cache
         from models.db import reset_engine
         from worker.app import app, apply_settings
 
@@ -409,7 +409,7 @@ class Harness:
 
 def _product_settings() -> dict[str, Any]:
     """The settings the run used, as the product read them (tokens and URLs left out)."""
-    from crm_postback.settings import get_settings
+    from crm_postback.core.settings import get_settings
 
     hidden = ("token", "url", "key", "dir")
     return {

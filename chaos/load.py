@@ -290,9 +290,9 @@ def _lead_lifecycle(number: int, rng: random.Random) -> list[PlannedTrigger]:
 
 def configure_event_sets() -> dict[int, int]:
     """Creates the event sets and mappings through the product's admin services."""
-    from crm_postback.event_sets import create_event_set
-    from crm_postback.mapping_admin import add_mapping
-    from crm_postback.settings import get_settings
+    from crm_postback.configuration.event_set_service import create_event_set
+    from crm_postback.configuration.mapping_service import add_mapping
+    from crm_postback.core.settings import get_settings
     from models.db import session_scope
 
     ids: dict[int, int] = {}

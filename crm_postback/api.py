@@ -19,19 +19,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crm_postback import metrics
-from crm_postback.errors import FieldError, InputRejected
-from crm_postback.group_commit import GroupCommit
-from crm_postback.intake import AcceptedTrigger, accept_triggers
-from crm_postback.leads import hash_match_keys, upsert_lead
-from crm_postback.schemas import (
+from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.core.settings import get_settings
+from crm_postback.intake.group_commit import GroupCommit
+from crm_postback.intake.lead_keys import hash_match_keys, upsert_lead
+from crm_postback.intake.trigger_intake import AcceptedTrigger, accept_triggers
+from crm_postback.intake.trigger_schemas import (
     UNSTORABLE_MESSAGE,
     LeadUpsert,
     TriggerIn,
     parse_trigger,
     unstorable_paths,
 )
-from crm_postback.settings import get_settings
+from crm_postback.observability import metrics
 from models.db import in_transaction
 
 log = logging.getLogger(__name__)

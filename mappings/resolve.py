@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mappings.catalogue import SUPPORTED_CURRENCIES
+from crm_postback.tiktok.event_catalogue import SUPPORTED_CURRENCIES
 from mappings.rules import Condition, PropertyRules, as_number
 
 
@@ -147,3 +147,13 @@ def _currency(rules: PropertyRules, attributes: dict[str, Any], default: str | N
         "properties.currency: a value needs a currency; set one on the mapping, "
         "the event set, or send attributes.currency"
     )
+
+
+def explain_unmapped(trigger_type: str, candidates: Sequence[CompiledMapping]) -> str:
+    same_type = [m for m in candidates if m.trigger_type == trigger_type]
+    if not same_type:
+        return f"no enabled mapping for trigger {trigger_type!r} on this event set"
+    conditions = "; ".join(
+        " and ".join(c.describe() for c in m.conditions) or "(always)" for m in same_type
+    )
+    return f"{len(same_type)} mapping(s) for {trigger_type!r}, none matched: {conditions}"

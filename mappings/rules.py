@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mappings.catalogue import CONTENT_TYPES, SUPPORTED_CURRENCIES
+from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, SUPPORTED_CURRENCIES
 
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists"]
 NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})

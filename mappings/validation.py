@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from mappings.catalogue import (
+from crm_postback.tiktok.event_catalogue import (
     APP_ONLY_EVENTS,
     LEGACY_EVENTS,
     MAX_CUSTOM_EVENT_NAME_LENGTH,

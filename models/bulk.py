@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.types import TypeEngine
 
-from crm_postback import jsontext
+from crm_postback.core import jsontext
 
 ARRAY_FORM_FROM_ROWS = 50
 ARRAY_FORM_FROM_VALUES = 50

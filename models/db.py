@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from crm_postback.settings import get_settings
+from crm_postback.core.settings import get_settings
 from models.bulk import tune_psycopg_connection
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from crm_postback.settings import get_settings, reset_settings_cache
+from crm_postback.core.settings import get_settings, reset_settings_cache
 from crm_postback.simulator import SimulatorControl, SimulatorServer
 from models.db import reset_engine
 
@@ -126,8 +126,8 @@ def simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorControl]:
 
 @pytest.fixture
 def make_event_set() -> Callable[..., int]:
-    from crm_postback.event_sets import create_event_set
-    from crm_postback.mapping_admin import add_mapping
+    from crm_postback.configuration.event_set_service import create_event_set
+    from crm_postback.configuration.mapping_service import add_mapping
     from models.db import session_scope
 
     def make(

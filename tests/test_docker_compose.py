@@ -20,7 +20,7 @@ import yaml
 from typer.main import get_command
 
 from crm_postback.cli import app as cli_app
-from crm_postback.settings import Settings
+from crm_postback.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

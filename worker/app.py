@@ -15,8 +15,8 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from crm_postback.logging_setup import configure_logging
-from crm_postback.settings import Settings, get_settings
+from crm_postback.core.settings import Settings, get_settings
+from crm_postback.observability.logging_setup import configure_logging
 from models.db import reset_engine
 
 # Longer than any task may run (time limit 120 s), so Redis never re-delivers a running task.
@@ -121,7 +121,7 @@ _worker_metrics: list[Any] = []
 
 @celeryd_init.connect
 def _serve_metrics(**_: Any) -> None:
-    from crm_postback.metrics import start_worker_metrics
+    from crm_postback.observability.metrics import start_worker_metrics
 
     _worker_metrics.append(start_worker_metrics(get_settings()))
 

@@ -15,10 +15,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from crm_postback import metrics
-from crm_postback.settings import Settings
-from crm_postback.token_vault import TokenUnavailable, open_token
-from mappings.catalogue import MAX_EVENTS_PER_REQUEST
+from crm_postback.core.settings import Settings
+from crm_postback.core.token_vault import TokenUnavailable, open_token
+from crm_postback.observability import metrics
+from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
+from crm_postback.tiktok.events_client import EventsApiClient
+from crm_postback.tiktok.events_payload import build_request
+from crm_postback.tiktok.response_outcomes import Answer, Outcome
 from models import (
     DeliveryAttempt,
     EventSet,
@@ -27,9 +30,6 @@ from models import (
     PostbackStatus,
 )
 from models.bulk import bulk_insert, matches_any
-from worker.client import EventsApiClient
-from worker.outcomes import Answer, Outcome
-from worker.payload import build_request
 from worker.retry import max_attempts, next_attempt_at
 
 log = logging.getLogger(__name__)

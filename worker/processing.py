@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from crm_postback.settings import Settings
-from mappings.resolve import CompiledMapping, compile_mappings, resolve
+from crm_postback.core.settings import Settings
+from crm_postback.tiktok.events_payload import NoMatchKey, build_event, make_event_id
+from mappings.resolve import CompiledMapping, compile_mappings, explain_unmapped, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
 from worker.delivery import ClaimCandidate, OutgoingBatch, plan_claim
-from worker.payload import NoMatchKey, build_event, make_event_id
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 TRIGGERS = Trigger.__table__
@@ -316,16 +316,6 @@ def _postbacks_for(
             row.update(status=PostbackStatus.FAILED, last_message=str(error), next_attempt_at=None)
         postbacks.append(row)
     return postbacks, TriggerStatus.RESOLVED, None
-
-
-def explain_unmapped(trigger_type: str, candidates: Sequence[CompiledMapping]) -> str:
-    same_type = [m for m in candidates if m.trigger_type == trigger_type]
-    if not same_type:
-        return f"no enabled mapping for trigger {trigger_type!r} on this event set"
-    conditions = "; ".join(
-        " and ".join(c.describe() for c in m.conditions) or "(always)" for m in same_type
-    )
-    return f"{len(same_type)} mapping(s) for {trigger_type!r}, none matched: {conditions}"
 
 
 def stale_trigger_ids(

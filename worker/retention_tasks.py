@@ -6,9 +6,9 @@ import logging
 import time
 from typing import Any
 
-from crm_postback import metrics
-from crm_postback.retention import PURGE_BATCH, purge_batch, retention_cutoff
-from crm_postback.settings import get_settings
+from crm_postback.core.settings import get_settings
+from crm_postback.observability import metrics
+from crm_postback.operations.retention import PURGE_BATCH, purge_batch, retention_cutoff
 from models import utcnow
 from models.db import session_scope
 from worker.app import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from crm_postback.settings import Settings
+from crm_postback.core.settings import Settings
 
 
 def max_attempts(settings: Settings) -> int:

@@ -9,14 +9,14 @@ from typing import Any
 
 from celery import Task
 
-from crm_postback import metrics
-from crm_postback.settings import Settings, get_settings
-from mappings.catalogue import MAX_EVENTS_PER_REQUEST
+from crm_postback.core.settings import Settings, get_settings
+from crm_postback.observability import metrics
+from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
+from crm_postback.tiktok.events_client import EventsApiClient
 from models import utcnow
 from models.db import in_transaction, session_scope
 from worker import delivery, processing, wakeups
 from worker.app import app
-from worker.client import EventsApiClient
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import redis
 
-from crm_postback.settings import Settings
+from crm_postback.core.settings import Settings
 
 WAKEUP_TTL_MS = 5_000
 
@@ -52,14 +52,27 @@ def release_wakeup(settings: Settings) -> None:
 def wake(settings: Settings, publish: Callable[[], object], waiting: str) -> None:
     """Publishes a wake-up unless one is pending. Never raises: with the broker down, the
     stored rows (`waiting`, for the log) wait for the sweeper."""
-    try:
+
+    def publish_unless_pending() -> None:
         if claim_wakeup(settings):
             try:
                 publish()
             except Exception:
                 release_wakeup(settings)
                 raise
+
+    publish_or_leave_for_sweeper(publish_unless_pending, waiting)
+
+
+def publish_or_leave_for_sweeper(publish: Callable[[], object], waiting: str) -> bool:
+    """The one place a message is published after a commit. Never raises: the rows it would
+    announce (`waiting`, for the log) are due in the database, and the beat sweeper sends them
+    when the broker is back. True when the message went out."""
+    try:
+        publish()
     except Exception as error:
         log.warning(
             "broker unavailable (%s); %s will be sent by the sweeper", type(error).__name__, waiting
         )
+        return False
+    return True

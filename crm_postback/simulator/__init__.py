@@ -2,8 +2,8 @@
 
 from crm_postback.simulator.contract import ContractError, validate_track_request
 from crm_postback.simulator.control import SimulatorControl
-from crm_postback.simulator.event_sets import RegisteredEventSet
 from crm_postback.simulator.faults import Faults
+from crm_postback.simulator.registered_sets import RegisteredEventSet
 from crm_postback.simulator.server import SimulatorServer, run
 from crm_postback.simulator.state import SimulatorState
 

@@ -13,8 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crm_postback.simulator.event_sets import EVENT_SOURCE_KINDS, RegisteredEventSet
-from mappings.catalogue import CONTENT_TYPES, MAX_EVENTS_PER_REQUEST, SUPPORTED_CURRENCIES
+from crm_postback.simulator.registered_sets import EVENT_SOURCE_KINDS, RegisteredEventSet
+from crm_postback.tiktok.event_catalogue import (
+    CONTENT_TYPES,
+    MAX_EVENTS_PER_REQUEST,
+    SUPPORTED_CURRENCIES,
+)
 
 OK = 0
 PERMISSION_ERROR = 40001

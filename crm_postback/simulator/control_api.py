@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from crm_postback.simulator.event_sets import RegisteredEventSet
+from crm_postback.simulator.registered_sets import RegisteredEventSet
 from crm_postback.simulator.responses import Response, control_error, json_response
 from crm_postback.simulator.state import SimulatorState
 from crm_postback.simulator.tiktok_api import parse_json

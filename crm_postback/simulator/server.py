@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from crm_postback.simulator.control_api import CONTROL_PREFIX, handle_control
-from crm_postback.simulator.event_sets import RegisteredEventSet
 from crm_postback.simulator.faults import Faults
+from crm_postback.simulator.registered_sets import RegisteredEventSet
 from crm_postback.simulator.responses import Response, control_error
 from crm_postback.simulator.state import SimulatorState
 from crm_postback.simulator.tiktok_api import (

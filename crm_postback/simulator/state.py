@@ -17,9 +17,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from crm_postback.simulator.event_sets import RegisteredEventSet
 from crm_postback.simulator.faults import FaultKind, Faults
 from crm_postback.simulator.recorder import JsonlRecorder
+from crm_postback.simulator.registered_sets import RegisteredEventSet
 
 DEDUP_WINDOW_SECONDS = 48 * 3600
 _SERVER_ERROR_STATUSES = (500, 503, 502)

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from crm_postback.schemas import TriggerIn
+from crm_postback.intake.trigger_schemas import TriggerIn
 from crm_postback.web import health, ingest, prometheus
 from crm_postback.web.admin import create_admin_app
 from crm_postback.web.body import BodySizeLimit

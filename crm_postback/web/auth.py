@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from crm_postback.configuration.api_keys import Caller, KeyRevoked, authenticate
 from crm_postback.web.errors import RequestRejected
-from crm_postback.web.keys import Caller, KeyRevoked, authenticate
 from crm_postback.web.shapes import Problem
 from models.db import session_scope
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crm_postback.settings import get_settings
+from crm_postback.core.settings import get_settings
 from crm_postback.web.errors import (
     BodyTooLarge,
     RequestRejected,

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from crm_postback.errors import FieldError
+from crm_postback.core.errors import FieldError
 from crm_postback.web.shapes import Problem
 
 log = logging.getLogger(__name__)

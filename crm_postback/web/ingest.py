@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from crm_postback.api import enqueue_triggers, upsert_lead_keys
-from crm_postback.errors import InputRejected
-from crm_postback.reports import LeadHistory, lead_history
-from crm_postback.schemas import TriggerIn
+from crm_postback.core.errors import InputRejected
+from crm_postback.intake.trigger_schemas import TriggerIn
+from crm_postback.operations.postback_reports import LeadHistory, lead_history
 from crm_postback.web.auth import CallerDep
 from crm_postback.web.body import read_json
 from crm_postback.web.errors import RequestRejected, problems_from_fields

@@ -11,8 +11,8 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from crm_postback.metrics import render
-from crm_postback.settings import get_settings
+from crm_postback.core.settings import get_settings
+from crm_postback.observability.metrics import render
 from crm_postback.web.errors import RequestRejected
 from crm_postback.web.shapes import Problem
 

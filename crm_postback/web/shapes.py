@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_postback.schemas import MatchKeys
+from crm_postback.intake.trigger_schemas import MatchKeys
 
 MAX_BATCH = 1000
 

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from crm_postback.schemas import UNSTORABLE_MESSAGE, unstorable_paths
+from crm_postback.intake.trigger_schemas import UNSTORABLE_MESSAGE, unstorable_paths
 from crm_postback.web.errors import dotted, pointer
 from crm_postback.web.shapes import Problem
 

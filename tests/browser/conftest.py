@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from crm_postback.configuration.admin_accounts import create_user
+from crm_postback.configuration.api_keys import create_key
 from crm_postback.simulator import SimulatorControl
-from crm_postback.web.admin.users import create_user
 from crm_postback.web.app import create_app
-from crm_postback.web.keys import create_key
 from models.db import session_scope
 from tests.conftest import app_in_thread, require_service  # type: ignore[import-not-found]
 

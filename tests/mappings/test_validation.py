@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mappings.catalogue import (
+from crm_postback.tiktok.event_catalogue import (
     APP_ONLY_EVENTS,
     CONTENT_TYPES,
     LEGACY_EVENTS,

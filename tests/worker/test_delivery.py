@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select, update
 
 from crm_postback.api import enqueue_trigger
-from crm_postback.event_sets import get_event_set, rotate_token
-from crm_postback.settings import get_settings
+from crm_postback.configuration.event_set_service import get_event_set, rotate_token
+from crm_postback.core.settings import get_settings
 from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, EventSet, Mapping, Postback, PostbackStatus
 from models.db import session_scope
@@ -261,7 +261,7 @@ def test_pixel_event_set_sends_web_fields(
 
 
 def test_paused_event_set_holds_postbacks_until_resumed(ready: SimulatorControl) -> None:
-    from crm_postback.event_sets import pause, resume
+    from crm_postback.configuration.event_set_service import pause, resume
 
     with session_scope() as session:
         pause(get_event_set(session, "acme"), "operator")
@@ -301,9 +301,9 @@ def test_throttling_slows_the_whole_event_set(ready: SimulatorControl) -> None:
 def test_token_rotated_while_a_request_was_in_flight_does_not_pause(
     ready: SimulatorControl,
 ) -> None:
+    from crm_postback.tiktok.events_client import EventsApiClient
     from models import utcnow
     from worker import delivery
-    from worker.client import EventsApiClient
 
     ready.register_event_set(EVENT_SET_ID, "new-token", kind="crm")
     from worker.app import app
@@ -332,7 +332,7 @@ def test_token_rotated_while_a_request_was_in_flight_does_not_pause(
 
 
 def test_an_admin_edit_of_a_mapping_applies_to_the_next_trigger(ready: SimulatorControl) -> None:
-    from crm_postback.mapping_admin import update_mapping
+    from crm_postback.configuration.mapping_service import update_mapping
 
     enqueue_trigger(sold("L-1"))  # compiles and caches the mapping in this process
     with session_scope() as session:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from crm_postback.api import enqueue_trigger
-from crm_postback.settings import get_settings
+from crm_postback.core.settings import get_settings
 from models import Trigger, TriggerStatus
 from models.db import session_scope
 from worker.processing import begin_attempt

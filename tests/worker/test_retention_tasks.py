@@ -9,8 +9,8 @@ import pytest
 from celery.schedules import crontab
 from sqlalchemy import select, update
 
-from crm_postback import metrics
 from crm_postback.api import enqueue_trigger
+from crm_postback.observability import metrics
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Postback, Trigger
 from models.db import session_scope
@@ -89,7 +89,7 @@ def test_the_task_purges_and_counts(ready: None, caplog: pytest.LogCaptureFixtur
 def test_a_backlog_longer_than_one_run_continues_in_a_new_task(
     ready: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crm_postback import retention
+    from crm_postback.operations import retention
 
     monkeypatch.setattr(retention_tasks, "PURGE_BATCH", 1)
     real = retention.purge_batch

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from crm_postback.settings import DEFAULT_RETRY_SCHEDULE, Settings
+from crm_postback.core.settings import DEFAULT_RETRY_SCHEDULE, Settings
 from worker.retry import max_attempts, next_attempt_at
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

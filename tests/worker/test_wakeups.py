@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from crm_postback.api import enqueue_trigger
-from crm_postback.settings import get_settings
+from crm_postback.core.settings import get_settings
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 from worker import wakeups
 
@@ -59,7 +59,7 @@ def test_flag_expires_so_a_lost_wakeup_only_delays(monkeypatch: pytest.MonkeyPat
     """Unit-level, on fakeredis: no server needed; the real-Redis tests above are the proof."""
     import fakeredis
 
-    from crm_postback.settings import Settings
+    from crm_postback.core.settings import Settings
 
     fake = fakeredis.FakeRedis()
     monkeypatch.setattr(wakeups, "_client", lambda url: fake)

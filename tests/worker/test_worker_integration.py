@@ -188,7 +188,7 @@ def test_broker_messages_carry_ids_not_match_keys(
 ) -> None:
     import redis
 
-    from crm_postback.settings import get_settings
+    from crm_postback.core.settings import get_settings
 
     apply_env(monkeypatch, BROKER_URL=redis_url, CELERY_QUEUE=f"privacy-{time.time_ns()}")
     enqueue_trigger(

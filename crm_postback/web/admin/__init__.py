@@ -16,8 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from crm_postback.settings import Settings, get_settings
-from crm_postback.web.admin import api, pages
+from crm_postback.core.settings import Settings, get_settings
+from crm_postback.web.admin import json_api as api
+from crm_postback.web.admin import pages
 from crm_postback.web.admin.security import CsrfRejected, LoginRequired
 
 HERE = Path(__file__).parent

@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_postback import audit
-from crm_postback.errors import InputRejected
-from crm_postback.replay import REPLAYABLE, ReplaySelection, replay, replayable_ids
+from crm_postback.configuration import audit
+from crm_postback.core.errors import InputRejected
+from crm_postback.operations.replay import REPLAYABLE, ReplaySelection, replay, replayable_ids
 from models import DeliveryAttempt, EventSet, Postback, PostbackStatus, utcnow
 
 __all__ = ["REPLAYABLE", "dead_counts", "dispatch", "last_errors", "replay_postbacks"]

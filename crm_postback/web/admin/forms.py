@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from crm_postback.errors import FieldError
-from mappings.catalogue import STANDARD_EVENTS
+from crm_postback.core.errors import FieldError
+from crm_postback.tiktok.event_catalogue import STANDARD_EVENTS
 from mappings.rules import Condition, PropertyRules
 
 CUSTOM = "__custom__"

@@ -15,32 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from crm_postback import audit
-from crm_postback.errors import InputRejected
-from crm_postback.event_sets import (
-    create_event_set,
-    pause,
-    resume,
-    rotate_token,
-    set_test_event_code,
-    update_event_set,
-)
-from crm_postback.mapping_admin import (
-    add_mapping,
-    delete_mapping,
-    describe_mapping,
-    list_mappings,
-    update_mapping,
-)
-from crm_postback.mapping_yaml import export_mappings, parse_mapping_entry
-from crm_postback.preview import DraftMapping, Preview, preview
-from crm_postback.reports import lead_history, status_counts
-from crm_postback.settings import get_settings
-from crm_postback.token_vault import token_hint
-from crm_postback.web.admin import delivery
-from crm_postback.web.admin.forms import CUSTOM, OPERATORS, MappingForm, error_map
-from crm_postback.web.admin.security import AdminDep, checked_form, login_csrf, same_origin
-from crm_postback.web.admin.users import (
+from crm_postback.configuration import audit
+from crm_postback.configuration.admin_accounts import (
     Admin,
     LoginRefused,
     authenticate,
@@ -48,8 +24,32 @@ from crm_postback.web.admin.users import (
     end_session,
     start_session,
 )
-from crm_postback.web.admin.verify import verify_event_set
-from mappings.catalogue import CONTENT_TYPES, STANDARD_EVENTS, SUPPORTED_CURRENCIES
+from crm_postback.configuration.event_set_service import (
+    create_event_set,
+    pause,
+    resume,
+    rotate_token,
+    set_test_event_code,
+    update_event_set,
+)
+from crm_postback.configuration.event_set_verification import verify_event_set
+from crm_postback.configuration.mapping_preview import DraftMapping, Preview, preview
+from crm_postback.configuration.mapping_service import (
+    add_mapping,
+    delete_mapping,
+    describe_mapping,
+    list_mappings,
+    update_mapping,
+)
+from crm_postback.configuration.mapping_yaml import export_mappings, parse_mapping_entry
+from crm_postback.core.errors import InputRejected
+from crm_postback.core.settings import get_settings
+from crm_postback.core.token_vault import token_hint
+from crm_postback.operations.postback_reports import lead_history, status_counts
+from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, STANDARD_EVENTS, SUPPORTED_CURRENCIES
+from crm_postback.web.admin import delivery
+from crm_postback.web.admin.forms import CUSTOM, OPERATORS, MappingForm, error_map
+from crm_postback.web.admin.security import AdminDep, checked_form, login_csrf, same_origin
 from mappings.validation import BUILT_IN_TRIGGERS
 from models import EventSet, Lead, Mapping, Postback, Trigger
 from models.db import session_scope

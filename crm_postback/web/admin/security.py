@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
-from crm_postback.settings import get_settings
-from crm_postback.web.admin.users import Admin, csrf_matches, resume_session
+from crm_postback.configuration.admin_accounts import Admin, csrf_matches, resume_session
+from crm_postback.core.settings import get_settings
 from models.db import session_scope
 
 

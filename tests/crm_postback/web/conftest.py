@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from crm_postback.configuration.api_keys import create_key
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
-from crm_postback.web.keys import create_key
 from models.db import session_scope
 from tests.conftest import app_in_thread  # type: ignore[import-not-found]
 

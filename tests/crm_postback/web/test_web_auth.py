@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from crm_postback.configuration.api_keys import revoke_key
 from crm_postback.simulator import SimulatorControl
-from crm_postback.web.keys import revoke_key
 from models import ApiKey
 from models.db import session_scope
 from tests.crm_postback.web.conftest import submitted  # type: ignore[import-not-found]

@@ -16,7 +16,7 @@ import requests
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from crm_postback.http_client import PostbackClient
+from crm_postback.intake.ingest_http_client import PostbackClient
 from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus, Trigger, TriggerStatus, utcnow
 from models.db import session_scope
@@ -143,7 +143,7 @@ def test_202_from_a_web_process_without_broker_reaches_tiktok(
 
 @pytest.fixture
 def make_pg_key(pg_db: str) -> Callable[[], str]:
-    from crm_postback.web.keys import create_key
+    from crm_postback.configuration.api_keys import create_key
 
     def make() -> str:
         with session_scope() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from crm_postback.privacy import sha256_hex
+from crm_postback.core.privacy import sha256_hex
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Trigger, TriggerStatus
 from models.db import session_scope

@@ -66,7 +66,7 @@ def test_no_generated_request_gets_a_500(case: Any, fuzz_ready: None, api_key: s
 
 @pytest.fixture
 def pg_fuzz_key(pg_db: str, make_event_set: Callable[..., int]) -> str:
-    from crm_postback.web.keys import create_key
+    from crm_postback.configuration.api_keys import create_key
     from models.db import session_scope
 
     make_event_set(name="acme-crm")

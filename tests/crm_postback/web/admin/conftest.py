@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from crm_postback.web.admin.users import create_token, create_user
+from crm_postback.configuration.admin_accounts import create_token, create_user
 from crm_postback.web.app import create_app
 from models.db import session_scope
 
@@ -81,7 +81,7 @@ def admin_client(browser: TestClient, alice: int) -> tuple[TestClient, str]:
 
 @pytest.fixture
 def admin_token(alice: int) -> str:
-    from crm_postback.web.admin.users import find_user
+    from crm_postback.configuration.admin_accounts import find_user
 
     with session_scope() as session:
         user = find_user(session, "alice")

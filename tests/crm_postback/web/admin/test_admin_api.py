@@ -8,8 +8,8 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from crm_postback.configuration.admin_accounts import revoke_token
 from crm_postback.simulator import SimulatorControl
-from crm_postback.web.admin.users import revoke_token
 from models import AdminToken, AuditEntry
 from models.db import session_scope
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]

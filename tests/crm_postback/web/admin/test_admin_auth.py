@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from crm_postback.web.admin.users import hash_password
+from crm_postback.configuration.admin_accounts import hash_password
 from models import AdminSession, AdminUser, AuditEntry, EventSet
 from models.db import session_scope
 from tests.conftest import apply_env  # type: ignore[import-not-found]

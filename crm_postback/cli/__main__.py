@@ -1,0 +1,3 @@
+from crm_postback.cli.entry import main
+
+main()

@@ -1,0 +1,179 @@
+"""Operations commands: `postback diagnose`, `erase-lead`, `purge`, `flower`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from crm_postback.core.errors import InputRejected
+from crm_postback.core.settings import get_settings
+
+
+def _fail(error: InputRejected) -> None:
+    for item in error.errors:
+        typer.secho(f"error: {item}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def diagnose(
+    event_set: Annotated[
+        str | None, typer.Argument(help="Event set name or ID; default: every event set")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,
+    days: Annotated[int, typer.Option(min=1, max=90, help="Window in days")] = 14,
+) -> None:
+    """Signal diagnostics per event set: findings with a severity and a suggested fix.
+
+    Match-key coverage, volume against TikTok's guidance (more than 50 signals in 14 days),
+    TikTok's error codes, unmapped triggers by type, what is still waiting.
+    """
+    from crm_postback.configuration.event_set_service import get_event_set
+    from crm_postback.operations.diagnostics import diagnose as run
+    from crm_postback.operations.diagnostics import render_text
+    from models import EventSet
+    from models.db import session_scope
+
+    settings = get_settings()
+    with session_scope() as session:
+        try:
+            if event_set is None:
+                from sqlalchemy import select
+
+                ids = list(session.scalars(select(EventSet.id).order_by(EventSet.id)))
+            else:
+                ids = [get_event_set(session, event_set).id]
+            reports = [
+                run(
+                    session,
+                    set_id,
+                    window_days=days,
+                    stale_trigger_seconds=max(300, settings.stale_trigger_seconds * 2),
+                )
+                for set_id in ids
+            ]
+        except InputRejected as error:
+            _fail(error)
+    if as_json:
+        documents = [report.as_dict() for report in reports]
+        typer.echo(json.dumps(documents[0] if event_set else documents, indent=2))
+        return
+    if not reports:
+        typer.echo("no event sets yet: `postback event-set add ...`")
+    for index, report in enumerate(reports):
+        if index:
+            typer.echo("")
+        for line in render_text(report):
+            typer.echo(line)
+
+
+def erase_lead(
+    lead_id: Annotated[str, typer.Argument(help="The routing system's lead id")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Erase one lead on request (data-subject deletion): keys, attributes, event bodies.
+
+    The lead row (every hash) is deleted, its triggers' attributes and its postbacks' event
+    bodies are cleared; statuses, codes and counts stay.
+    """
+    from crm_postback.configuration.audit import cli_actor
+    from crm_postback.operations.retention import describe_erased
+    from crm_postback.operations.retention import erase_lead as run
+    from models.db import session_scope
+
+    if not yes and not typer.confirm(f"Erase everything personal stored for lead {lead_id!r}?"):
+        raise typer.Exit(1)
+    with session_scope() as session:
+        result = run(session, lead_id, cli_actor())
+        session.commit()
+    for line in describe_erased(result):
+        typer.echo(line)
+
+
+def purge(
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be cleared")] = False,
+) -> None:
+    """Run the retention purge now (beat runs it daily): keys and bodies past RETENTION_DAYS.
+
+    Statuses, codes and counts are kept.
+    """
+    from crm_postback.observability import metrics
+    from crm_postback.operations.retention import (
+        PURGE_BATCH,
+        count_expired,
+        purge_batch,
+        retention_cutoff,
+    )
+    from models import utcnow
+    from models.db import session_scope
+
+    settings = get_settings()
+    cutoff = retention_cutoff(settings, utcnow())
+    if dry_run:
+        with session_scope() as session:
+            preview = count_expired(session, cutoff)
+        typer.echo(
+            f"would clear the match keys of {preview.leads} lead(s) and {preview.payloads} "
+            f"stored event bod(ies) older than {cutoff:%Y-%m-%d %H:%M} UTC "
+            f"(RETENTION_DAYS={settings.retention_days})"
+        )
+        return
+    leads = payloads = after_lead = after_postback = 0
+    while True:
+        with session_scope() as session:
+            batch = purge_batch(
+                session, cutoff, after_lead_id=after_lead, after_postback_id=after_postback
+            )
+            session.commit()
+        metrics.record_purge(batch.leads, batch.payloads)
+        leads, payloads = leads + batch.leads, payloads + batch.payloads
+        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
+        if not batch.full(PURGE_BATCH):
+            break
+    typer.echo(
+        f"cleared the match keys of {leads} lead(s) and {payloads} stored event bod(ies) "
+        f"older than {cutoff:%Y-%m-%d %H:%M} UTC (RETENTION_DAYS={settings.retention_days})"
+    )
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="Port of the Flower UI")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+) -> None:
+    """Run Flower, Celery's monitoring UI (needs the flower extra; FLOWER_BASIC_AUTH).
+
+    Install the package with its `flower` extra (the Docker image has it).
+    FLOWER_BASIC_AUTH=user:password makes it ask for a login (it can revoke tasks).
+    """
+    import importlib.util
+
+    from worker.app import app as celery_app
+
+    basic_auth = get_settings().flower_basic_auth
+    if not basic_auth and address not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(
+            f"error: Flower can revoke tasks; set FLOWER_BASIC_AUTH=user:password to listen "
+            f"on {address}",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if importlib.util.find_spec("flower") is None:
+        typer.secho(
+            "error: flower is not installed: install crm-postback with its `flower` extra",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    argv = ["flower", f"--port={port}", f"--address={address}"]
+    if basic_auth:
+        argv.append(f"--basic-auth={basic_auth}")
+    celery_app.start(argv)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("diagnose")(diagnose)
+    app.command("erase-lead")(erase_lead)
+    app.command("purge")(purge)
+    app.command("flower")(flower)

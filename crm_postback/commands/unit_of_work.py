@@ -1,0 +1,84 @@
+"""The transaction a use case runs in: its changes, its audit entry, then its broker messages.
+
+Every state-changing command opens one `UnitOfWork`. The services it calls change rows in
+`uow.session` and never commit; the command records what it did with `uow.audit(...)` and
+asks for messages with `uow.publish_after_commit(...)`. Leaving the block commits once;
+only then are the messages sent (as pypi/warehouse hooks task sends to the commit), so a
+worker never looks for a row that is not there yet, and a rolled-back change sends nothing.
+A broker that is down does not undo the commit: the rows are due in the database and the
+beat sweeper sends them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from crm_postback.configuration import audit
+from models.db import session_scope
+from worker.wakeups import publish_or_leave_for_sweeper
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked: `cli:<os user>`, `admin:<user>` (a page) or `api:<user>` (the JSON API)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass
+class UnitOfWork:
+    session: Session
+    actor: Actor
+    _publishes: list[tuple[Callable[[], object], str]] = field(default_factory=list)
+
+    def audit(
+        self,
+        action: str,
+        *,
+        entity_type: str,
+        entity_id: int | None = None,
+        event_set_id: int | None = None,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        audit.record(
+            self.session,
+            actor=self.actor.name,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            event_set_id=event_set_id,
+            before=before,
+            after=after,
+        )
+
+    def publish_after_commit(self, publish: Callable[[], object], *, waiting: str) -> None:
+        """`publish()` runs once the commit succeeded; `waiting` names the rows for the log
+        line written when the broker is unavailable."""
+        self._publishes.append((publish, waiting))
+
+    def _send_published(self) -> None:
+        for publish, waiting in self._publishes:
+            publish_or_leave_for_sweeper(publish, waiting)
+        self._publishes.clear()
+
+
+@contextmanager
+def unit_of_work(actor: Actor) -> Iterator[UnitOfWork]:
+    """Commits when the block ends without an error (rolls back otherwise), then publishes."""
+    with session_scope() as session:
+        uow = UnitOfWork(session, actor)
+        yield uow
+        session.commit()
+    uow._send_published()

@@ -1,0 +1,186 @@
+"""Mapping administration (no commit here; callers commit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_postback.configuration import audit
+from crm_postback.core.errors import InputRejected
+from mappings.rules import Condition, PropertyRules
+from mappings.validation import MappingError, validate_event_name, validate_trigger_type
+from models import EventSet, Mapping
+
+
+def _checked(
+    trigger_type: str,
+    event_name: str,
+    conditions: list[Condition] | list[dict[str, Any]],
+    properties: PropertyRules | dict[str, Any],
+) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
+    try:
+        trigger_type = validate_trigger_type(trigger_type)
+        event_name = validate_event_name(event_name)
+    except MappingError as error:
+        raise InputRejected.one(error.field, error.reason) from None
+    try:
+        parsed_conditions = [
+            c if isinstance(c, Condition) else Condition.model_validate(c) for c in conditions
+        ]
+        rules = (
+            properties
+            if isinstance(properties, PropertyRules)
+            else PropertyRules.model_validate(properties)
+        )
+    except ValidationError as error:
+        raise InputRejected.from_validation(error) from None
+    return (
+        trigger_type,
+        event_name,
+        [c.model_dump(exclude_none=False) for c in parsed_conditions],
+        rules.model_dump(exclude_defaults=True),
+    )
+
+
+def validate_mapping(
+    trigger_type: str,
+    event_name: str,
+    conditions: list[Condition] | list[dict[str, Any]],
+    properties: PropertyRules | dict[str, Any],
+) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
+    """What `add_mapping` would store (trigger, event, conditions, properties), or
+    InputRejected: for previews of a mapping that is not saved."""
+    return _checked(trigger_type, event_name, list(conditions), properties)
+
+
+def add_mapping(
+    session: Session,
+    event_set: EventSet,
+    *,
+    trigger_type: str,
+    event_name: str,
+    conditions: list[Condition] | list[dict[str, Any]] = (),  # type: ignore[assignment]
+    properties: PropertyRules | dict[str, Any] | None = None,
+    enabled: bool = True,
+    actor: str = audit.SYSTEM_ACTOR,
+) -> Mapping:
+    trigger_type, event_name, checked_conditions, rules = _checked(
+        trigger_type, event_name, list(conditions), properties or {}
+    )
+    mapping = Mapping(
+        event_set_id=event_set.id,
+        trigger_type=trigger_type,
+        event_name=event_name,
+        conditions=checked_conditions,
+        properties=rules,
+        enabled=enabled,
+        version=1,
+    )
+    session.add(mapping)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="mapping.create",
+        entity_type="mapping",
+        entity_id=mapping.id,
+        event_set_id=event_set.id,
+        after=audit.mapping_snapshot(mapping),
+    )
+    return mapping
+
+
+def update_mapping(
+    session: Session,
+    mapping: Mapping,
+    *,
+    trigger_type: str | None = None,
+    event_name: str | None = None,
+    conditions: list[Condition] | list[dict[str, Any]] | None = None,
+    properties: PropertyRules | dict[str, Any] | None = None,
+    enabled: bool | None = None,
+    actor: str = audit.SYSTEM_ACTOR,
+) -> Mapping:
+    """Saves what changed and bumps the version; an edit that changes nothing is a no-op."""
+    before = audit.mapping_snapshot(mapping)
+    checked = _checked(
+        trigger_type or mapping.trigger_type,
+        event_name or mapping.event_name,
+        list(conditions) if conditions is not None else mapping.conditions,
+        properties if properties is not None else mapping.properties,
+    )
+    unchanged = checked == (
+        mapping.trigger_type,
+        mapping.event_name,
+        mapping.conditions,
+        mapping.properties,
+    ) and (enabled is None or enabled == mapping.enabled)
+    if unchanged:
+        return mapping
+    mapping.trigger_type, mapping.event_name, mapping.conditions, mapping.properties = checked
+    if enabled is not None:
+        mapping.enabled = enabled
+    mapping.version += 1
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="mapping.update",
+        entity_type="mapping",
+        entity_id=mapping.id,
+        event_set_id=mapping.event_set_id,
+        before=before,
+        after=audit.mapping_snapshot(mapping),
+    )
+    return mapping
+
+
+def delete_mapping(session: Session, mapping: Mapping, *, actor: str) -> None:
+    """Postbacks the mapping already produced are kept (their mapping_id becomes NULL) and
+    still delivered; the audit entry keeps what the mapping was."""
+    audit.record(
+        session,
+        actor=actor,
+        action="mapping.delete",
+        entity_type="mapping",
+        entity_id=mapping.id,
+        event_set_id=mapping.event_set_id,
+        before=audit.mapping_snapshot(mapping),
+    )
+    session.delete(mapping)
+    session.flush()
+
+
+def get_mapping(session: Session, mapping_id: int) -> Mapping:
+    mapping = session.get(Mapping, mapping_id)
+    if mapping is None:
+        raise InputRejected.one("mapping_id", f"no mapping {mapping_id}")
+    return mapping
+
+
+def list_mappings(session: Session, event_set: EventSet) -> list[Mapping]:
+    return list(
+        session.scalars(
+            select(Mapping)
+            .where(Mapping.event_set_id == event_set.id)
+            .order_by(Mapping.trigger_type, Mapping.id)
+        )
+    )
+
+
+def describe_mapping(mapping: Mapping) -> str:
+    conditions = " and ".join(Condition.model_validate(c).describe() for c in mapping.conditions)
+    rules = PropertyRules.model_validate(mapping.properties)
+    parts = [f"{mapping.trigger_type} -> {mapping.event_name}"]
+    if conditions:
+        parts.append(f"when {conditions}")
+    props = [
+        f"{name}{'<-' if from_attribute else '='}{value}"
+        for name, from_attribute, value in rules.describe()
+        if name != "description"
+    ]
+    parts.append("[" + ", ".join(props) + "]")
+    return " ".join(parts)

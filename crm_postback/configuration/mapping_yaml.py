@@ -1,0 +1,345 @@
+"""An event set's mappings as YAML, for review in git: export, edit, import (no commit here).
+
+    event_set: acme-crm
+    mappings:
+    - id: 3
+      version: 2
+      trigger: lead.sold
+      event: lead_sold
+      enabled: true
+      when:
+      - buyer_id == "B17"
+      properties:
+        currency: USD
+
+Round trip is exact: importing an export changes nothing (no version bump, no audit entry),
+and exporting again gives the same text. Import makes the event set's mappings equal to the
+file: entries with an `id` update that mapping (refused if its `version` is not the saved
+one: someone changed it since the export), entries without one are created, saved mappings
+missing from the file are deleted. Everything is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from crm_postback.configuration.mapping_service import (
+    add_mapping,
+    delete_mapping,
+    list_mappings,
+    update_mapping,
+    validate_mapping,
+)
+from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, SUPPORTED_CURRENCIES
+from mappings.rules import Condition, parse_condition
+from mappings.validation import MappingError, validate_event_name, validate_trigger_type
+from models import EventSet, Mapping
+
+ENTRY_FIELDS = ("id", "version", "trigger", "event", "enabled", "when", "properties")
+
+
+def condition_text(condition: dict[str, Any]) -> str | dict[str, Any]:
+    """`buyer_id == "B17"` when that text parses back to the same condition, else the dict."""
+    parsed = Condition.model_validate(condition)
+    text = parsed.describe()
+    try:
+        if parse_condition(text) == parsed:
+            return text
+    except (ValueError, ValidationError):
+        pass
+    return parsed.model_dump()
+
+
+def export_mappings(event_set: EventSet, mappings: list[Mapping]) -> str:
+    entries = []
+    for mapping in mappings:
+        entry: dict[str, Any] = {
+            "id": mapping.id,
+            "version": mapping.version,
+            "trigger": mapping.trigger_type,
+            "event": mapping.event_name,
+            "enabled": mapping.enabled,
+        }
+        if mapping.conditions:
+            entry["when"] = [condition_text(c) for c in mapping.conditions]
+        if mapping.properties:
+            entry["properties"] = dict(mapping.properties)
+        entries.append(entry)
+    header = (
+        f"# Mappings of event set {event_set.name!r} "
+        f"({event_set.kind} {event_set.source_id}), exported by crm-postback.\n"
+        "# Apply with: postback mapping import FILE  (id + version name a saved mapping;\n"
+        "# leave them out for a new one; a saved mapping missing here is deleted)\n"
+    )
+    body = yaml.safe_dump(
+        {"event_set": event_set.name, "mappings": entries},
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
+    return header + body
+
+
+@dataclass
+class ImportResult:
+    created: list[Mapping] = field(default_factory=list)
+    updated: list[Mapping] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+    unchanged: list[Mapping] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.deleted)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.deleted)} deleted, {len(self.unchanged)} unchanged"
+        )
+
+
+@dataclass
+class MappingEntry:
+    """One mapping as written in a file, a JSON body or the edit form, validated."""
+
+    index: int
+    mapping_id: int | None
+    version: int | None
+    trigger_type: str
+    event_name: str
+    enabled: bool
+    conditions: list[dict[str, Any]]
+    properties: dict[str, Any]
+
+    def fields(self) -> dict[str, Any]:
+        """The keyword arguments `add_mapping` / `update_mapping` take."""
+        return {
+            "trigger_type": self.trigger_type,
+            "event_name": self.event_name,
+            "conditions": self.conditions,
+            "properties": self.properties,
+            "enabled": self.enabled,
+        }
+
+
+def read_document(text: str) -> tuple[str | None, list[Any]]:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputRejected.one("file", f"is not valid YAML{where}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("mappings"), list):
+        raise InputRejected.one("file", "must be a mapping with a 'mappings' list")
+    unknown = set(document) - {"event_set", "mappings"}
+    if unknown:
+        raise InputRejected.one("file", f"unknown top-level keys: {sorted(map(str, unknown))}")
+    name = document.get("event_set")
+    return (str(name) if name is not None else None), document["mappings"]
+
+
+def _condition(item: Any) -> Condition:
+    condition = parse_condition(item) if isinstance(item, str) else Condition.model_validate(item)
+    if condition.op not in ("in", "not_in", "exists") and isinstance(condition.value, list):
+        raise ValueError(f"'{condition.op}' compares one value; use 'in' for a list")
+    # parse_condition ignores what follows 'exists'; a value there is a mistake to report.
+    exists_text = isinstance(item, str) and not item.rstrip().endswith("exists")
+    if condition.op == "exists" and (condition.value is not None or exists_text):
+        raise ValueError("'exists' takes no value")
+    if condition.op in ("eq", "ne") and condition.value is None:
+        raise ValueError(f"'{condition.op}' needs a value (use 'exists' to test presence)")
+    return condition
+
+
+def _property_errors(properties: dict[str, Any], where: str) -> list[FieldError]:
+    """Checks made before PropertyRules, whose own errors would not name the field."""
+    errors = []
+    currency = properties.get("currency")
+    if currency is not None and (
+        not isinstance(currency, str) or currency.upper() not in SUPPORTED_CURRENCIES
+    ):
+        errors.append(
+            FieldError(
+                f"{where}properties.currency", f"{currency!r} is not a currency TikTok supports"
+            )
+        )
+    content_type = properties.get("content_type")
+    if content_type is not None and content_type not in CONTENT_TYPES:
+        errors.append(
+            FieldError(
+                f"{where}properties.content_type",
+                f"must be one of {', '.join(sorted(CONTENT_TYPES))}",
+            )
+        )
+    return errors
+
+
+def parse_mapping_entry(
+    raw: Any, where: str = "", index: int = 0
+) -> tuple[MappingEntry | None, list[FieldError]]:
+    """Validates one entry ({trigger, event, enabled, when, properties, id, version}) as
+    saving would; errors name fields below `where` (e.g. "mappings.2." or "")."""
+    errors: list[FieldError] = []
+    entry = _parse_entry(raw, where, index, errors)
+    return (None if errors else entry), errors
+
+
+def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> MappingEntry | None:
+    if not isinstance(raw, dict):
+        errors.append(
+            FieldError(where.rstrip(".") or "body", "must be a mapping with trigger and event")
+        )
+        return None
+    found_before = len(errors)
+    for key in raw:
+        if key not in ENTRY_FIELDS:
+            errors.append(FieldError(f"{where}{key}", "is not a known field"))
+    mapping_id, version = raw.get("id"), raw.get("version")
+    for name, value in (("id", mapping_id), ("version", version)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            errors.append(FieldError(f"{where}{name}", "must be an integer"))
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors.append(FieldError(f"{where}enabled", "must be true or false"))
+    conditions: list[dict[str, Any]] = []
+    when = raw.get("when") or []
+    if not isinstance(when, list):
+        errors.append(FieldError(f"{where}when", "must be a list of conditions"))
+        when = []
+    for position, item in enumerate(when):
+        try:
+            conditions.append(_condition(item).model_dump())
+        except ValidationError as error:
+            message = "; ".join(
+                dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in error.errors())
+            )
+            errors.append(FieldError(f"{where}when.{position}", message))
+        except ValueError as error:
+            errors.append(FieldError(f"{where}when.{position}", str(error)))
+    properties = raw.get("properties") or {}
+    if not isinstance(properties, dict):
+        errors.append(FieldError(f"{where}properties", "must be a mapping"))
+        properties = {}
+    errors.extend(_property_errors(properties, where))
+    trigger, event = raw.get("trigger"), raw.get("event")
+    checks = (("trigger", trigger, validate_trigger_type), ("event", event, validate_event_name))
+    for name, value, check in checks:
+        if not isinstance(value, str) or not value.strip():
+            errors.append(FieldError(f"{where}{name}", "is required"))
+            continue
+        try:
+            check(value.strip())
+        except MappingError as error:
+            errors.append(FieldError(f"{where}{name}", error.reason))
+    if len(errors) > found_before or not isinstance(trigger, str) or not isinstance(event, str):
+        return None
+    try:
+        trigger, event, conditions, properties = validate_mapping(
+            trigger.strip(), event, conditions, properties
+        )
+    except InputRejected as rejected:
+        for error in rejected.errors:
+            name = error.field
+            if name not in ("trigger", "event"):
+                name = "properties" if name == "body" else f"properties.{name}"
+            errors.append(FieldError(f"{where}{name}", error.message))
+        return None
+    return MappingEntry(index, mapping_id, version, trigger, event, enabled, conditions, properties)
+
+
+def import_mappings(
+    session: Any,
+    event_set: EventSet,
+    text: str,
+    *,
+    actor: str,
+    dry_run: bool = False,
+) -> ImportResult:
+    """Validates the whole file, then applies it (unless dry_run). Raises InputRejected with
+    every problem, named by its place in the file (mappings.2.event)."""
+    name, raw_entries = read_document(text)
+    if name is not None and name not in (event_set.name, event_set.source_id):
+        raise InputRejected.one(
+            "event_set",
+            f"the file is for {name!r}, not {event_set.name!r}; to copy mappings to another "
+            "event set, change the event_set line and remove the ids and versions",
+        )
+    errors: list[FieldError] = []
+    entries = [_parse_entry(raw, f"mappings.{i}.", i, errors) for i, raw in enumerate(raw_entries)]
+    saved = {m.id: m for m in list_mappings(session, event_set)}
+    seen: set[int] = set()
+    for entry in entries:
+        if entry is None or entry.mapping_id is None:
+            continue
+        where = f"mappings.{entry.index}"
+        if entry.mapping_id in seen:
+            errors.append(FieldError(f"{where}.id", f"mapping {entry.mapping_id} appears twice"))
+        seen.add(entry.mapping_id)
+        current = saved.get(entry.mapping_id)
+        if current is None:
+            errors.append(
+                FieldError(
+                    f"{where}.id",
+                    f"event set {event_set.name!r} has no mapping {entry.mapping_id} "
+                    "(remove the id to create a new mapping)",
+                )
+            )
+        elif entry.version is not None and entry.version != current.version:
+            errors.append(
+                FieldError(
+                    f"{where}.version",
+                    f"mapping {current.id} is at v{current.version} now, the file has "
+                    f"v{entry.version}: someone changed it since the export; export again",
+                )
+            )
+    if errors:
+        raise InputRejected(errors)
+
+    result = ImportResult()
+    for entry in entries:
+        assert entry is not None
+        current = saved.get(entry.mapping_id) if entry.mapping_id is not None else None
+        if current is None:
+            if not dry_run:
+                created = add_mapping(
+                    session,
+                    event_set,
+                    **entry.fields(),
+                    actor=actor,
+                )
+                result.created.append(created)
+            else:
+                result.created.append(
+                    Mapping(trigger_type=entry.trigger_type, event_name=entry.event_name)
+                )
+            continue
+        same = (
+            current.trigger_type == entry.trigger_type
+            and current.event_name == entry.event_name
+            and current.conditions == entry.conditions
+            and current.properties == entry.properties
+            and current.enabled == entry.enabled
+        )
+        if same:
+            result.unchanged.append(current)
+            continue
+        if not dry_run:
+            update_mapping(
+                session,
+                current,
+                **entry.fields(),
+                actor=actor,
+            )
+        result.updated.append(current)
+    for mapping_id, mapping in saved.items():
+        if mapping_id not in seen:
+            if not dry_run:
+                delete_mapping(session, mapping, actor=actor)
+            result.deleted.append(mapping_id)
+    return result

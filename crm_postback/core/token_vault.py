@@ -1,0 +1,73 @@
+"""Access tokens at rest: Fernet-encrypted in the database, or referenced from the environment.
+
+A token is never logged and never shown back; `mask_token` gives the only displayable form.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from crm_postback.core.settings import Settings
+
+ENV_REFERENCE_PREFIX = "env:"
+
+
+class TokenUnavailable(RuntimeError):
+    """The event set's token cannot be read (missing env var, wrong key); message names why."""
+
+
+def mask_token(token: str) -> str:
+    if len(token) <= 8:
+        return "•" * len(token)
+    return "•" * 8 + token[-4:]
+
+
+def _key_file(settings: Settings) -> Path:
+    return settings.postback_data_dir / "token.key"
+
+
+def _fernet(settings: Settings) -> Fernet:
+    if settings.token_encryption_key:
+        return Fernet(settings.token_encryption_key.encode())
+    path = _key_file(settings)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+    return Fernet(path.read_bytes().strip())
+
+
+def seal_token(token: str, settings: Settings) -> str:
+    """What to store: an `env:NAME` reference as given, or the Fernet ciphertext of a token."""
+    if token.startswith(ENV_REFERENCE_PREFIX):
+        return token
+    return _fernet(settings).encrypt(token.encode()).decode()
+
+
+def open_token(stored: str, settings: Settings) -> str:
+    if stored.startswith(ENV_REFERENCE_PREFIX):
+        name = stored[len(ENV_REFERENCE_PREFIX) :]
+        value = os.environ.get(name, "")
+        if not value:
+            raise TokenUnavailable(f"access_token: environment variable {name} is not set")
+        return value
+    try:
+        return _fernet(settings).decrypt(stored.encode()).decode()
+    except InvalidToken as exc:
+        raise TokenUnavailable(
+            "access_token: cannot be decrypted with this TOKEN_ENCRYPTION_KEY"
+        ) from exc
+
+
+def token_hint(stored: str, settings: Settings) -> str:
+    """Masked form for display; an env reference is shown by its variable name."""
+    if stored.startswith(ENV_REFERENCE_PREFIX):
+        return stored
+    try:
+        return mask_token(open_token(stored, settings))
+    except TokenUnavailable:
+        return "(unreadable)"

@@ -1,0 +1,123 @@
+"""Re-queueing postbacks that ended dead, failed or expired (no commit here; callers commit).
+
+A replayed postback keeps its event_id, so TikTok deduplicates it if an earlier copy did
+arrive. Its match keys are refreshed from the lead (keys may have arrived since), and its
+properties are rebuilt from the mapping when the mapping still exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from crm_postback.configuration.event_set_service import get_event_set
+from crm_postback.tiktok.events_payload import NoMatchKey, build_event
+from mappings.resolve import CompiledMapping, build_properties
+from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger
+
+REPLAYABLE = (PostbackStatus.DEAD, PostbackStatus.FAILED, PostbackStatus.EXPIRED)
+
+
+@dataclass
+class ReplaySelection:
+    ids: Sequence[int] = ()
+    lead_ref: str | None = None
+    event_set: str | None = None
+    code: int | None = None
+    statuses: Sequence[str] = field(default_factory=lambda: list(REPLAYABLE))
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.ids
+            or self.lead_ref
+            or self.event_set
+            or self.code is not None
+            or self.since
+            or self.until
+        )
+
+
+def _query(session: Session, selection: ReplaySelection) -> Select[tuple[int]]:
+    unknown = set(selection.statuses) - set(REPLAYABLE)
+    if unknown:
+        raise ValueError(f"status: only {', '.join(REPLAYABLE)} can be replayed, not {unknown}")
+    query = select(Postback.id).where(Postback.status.in_(selection.statuses))
+    if selection.ids:
+        query = query.where(Postback.id.in_(selection.ids))
+    if selection.lead_ref:
+        query = query.where(Postback.lead_ref == selection.lead_ref)
+    if selection.event_set:
+        query = query.where(Postback.event_set_id == get_event_set(session, selection.event_set).id)
+    if selection.code is not None:
+        query = query.where(Postback.last_code == selection.code)
+    if selection.since:
+        query = query.where(Postback.created_at >= selection.since)
+    if selection.until:
+        query = query.where(Postback.created_at < selection.until)
+    return query
+
+
+def count_replayable(session: Session, selection: ReplaySelection) -> int:
+    subquery = _query(session, selection).subquery()
+    return session.scalar(select(func.count()).select_from(subquery)) or 0
+
+
+def replayable_ids(session: Session, selection: ReplaySelection) -> list[int]:
+    return list(session.scalars(_query(session, selection).order_by(Postback.id)))
+
+
+def replay(session: Session, postback_ids: Sequence[int], now: datetime) -> list[int]:
+    """Makes the rows due now; returns the ids re-queued (a row whose payload can no longer
+    be built stays failed, with the reason)."""
+    rows = session.scalars(
+        select(Postback)
+        .where(Postback.id.in_(postback_ids), Postback.status.in_(REPLAYABLE))
+        .with_for_update(skip_locked=True, of=Postback)
+    ).all()
+    queued = []
+    for row in rows:
+        previous = f"{row.status}: {row.last_message or '-'}"
+        try:
+            row.payload = _rebuilt_payload(session, row)
+        except (ValueError, NoMatchKey) as error:
+            row.status = PostbackStatus.FAILED
+            row.last_message = f"replay not possible: {error}"
+            continue
+        row.status = PostbackStatus.PENDING
+        row.attempts = 0
+        row.replays += 1
+        row.next_attempt_at = now
+        row.lease_until = None
+        row.last_message = f"replayed by an operator (was {previous})"[:2000]
+        queued.append(row.id)
+    return queued
+
+
+def _rebuilt_payload(session: Session, row: Postback) -> dict[str, object]:
+    if row.event_name is None or row.event_id is None:
+        raise ValueError("an unmapped trigger has no event to send")
+    trigger = session.get(Trigger, row.trigger_id)
+    event_set = session.get(EventSet, row.event_set_id)
+    lead = session.scalar(select(Lead).where(Lead.lead_ref == row.lead_ref))
+    if trigger is None or event_set is None or lead is None:
+        raise ValueError("its trigger, event set or lead no longer exists")
+    properties = dict((row.payload or {}).get("properties", {}))
+    mapping = session.get(Mapping, row.mapping_id) if row.mapping_id else None
+    if mapping is not None:
+        rules = CompiledMapping.from_record(mapping).rules
+        properties = build_properties(rules, trigger.attributes, event_set.default_currency)
+    return build_event(
+        event_source=event_set.event_source,
+        lead_event_source=event_set.lead_event_source,
+        lead=lead,
+        event_name=row.event_name,
+        event_id=row.event_id,
+        occurred_at=trigger.occurred_at,
+        properties=properties,
+    )

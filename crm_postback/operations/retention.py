@@ -1,0 +1,339 @@
+"""Keeping personal data no longer than needed (no commit here; callers commit).
+
+Two operations:
+
+* **Retention purge** (daily, from beat): RETENTION_DAYS after a lead was last active (its keys
+  changed or a trigger for it arrived), its match keys are cleared: ttclid, ttp, ip,
+  user_agent, TikTok lead id and the email / phone / external id hashes. Outbox rows that are
+  final and unchanged for RETENTION_DAYS lose their stored event body (`payload`). Rows still
+  pending, retrying or sending, and leads with such rows or open triggers, are left alone.
+  Statuses, attempts, TikTok codes, messages and request ids stay, so counts, `postback status`
+  and diagnostics over older periods keep working.
+* **Erasing one lead** on a data subject's request: the lead row is deleted, its triggers'
+  attributes and its postbacks' event bodies are cleared, and anything of it still waiting to
+  be sent is stopped. No hash of it is left in any table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, literal, null, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from crm_postback.core.settings import Settings
+from models import (
+    FINAL_STATUSES,
+    Lead,
+    Postback,
+    PostbackStatus,
+    Trigger,
+    TriggerStatus,
+)
+
+LEADS = Lead.__table__
+POSTBACKS = Postback.__table__
+TRIGGERS = Trigger.__table__
+OPEN_POSTBACKS = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
+OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
+HASH_COLUMNS = ("email_hashes", "phone_hashes", "external_id_hashes")
+SCALAR_KEYS = ("ttclid", "tiktok_lead_id", "ttp", "ip", "user_agent")
+PURGE_BATCH = 1000
+ERASED_REASON = "lead erased on request (data-subject deletion); not sent"
+
+
+# --- retention purge --------------------------------------------------------------------
+
+
+def retention_cutoff(settings: Settings, now: datetime) -> datetime:
+    return now - timedelta(days=settings.retention_days)
+
+
+@dataclass
+class PurgeBatch:
+    leads: int = 0  # leads whose match keys were cleared
+    payloads: int = 0  # postbacks whose stored event body was cleared
+    last_lead_id: int = 0  # where the next batch of this run starts
+    last_postback_id: int = 0
+
+    def full(self, limit: int) -> bool:
+        return self.leads >= limit or self.payloads >= limit
+
+
+def _has_keys() -> Any:
+    return or_(
+        *(LEADS.c[name].isnot(None) for name in SCALAR_KEYS),
+        *(and_(LEADS.c[name].isnot(None), LEADS.c[name] != []) for name in HASH_COLUMNS),
+    )
+
+
+def _expired_leads(cutoff: datetime) -> Any:
+    """Leads with keys, inactive since the cutoff, with nothing of theirs still open."""
+    recent_or_open_trigger = exists().where(
+        TRIGGERS.c.lead_ref == LEADS.c.lead_ref,
+        or_(TRIGGERS.c.received_at >= cutoff, TRIGGERS.c.status.in_(OPEN_TRIGGERS)),
+    )
+    open_postback = exists().where(
+        POSTBACKS.c.lead_ref == LEADS.c.lead_ref, POSTBACKS.c.status.in_(OPEN_POSTBACKS)
+    )
+    return and_(LEADS.c.updated_at < cutoff, _has_keys(), ~recent_or_open_trigger, ~open_postback)
+
+
+def has_body(dialect: str) -> Any:
+    """SQL: the postback has a stored event body. Rows created without one (unmapped, or
+    failed before a body was built) hold JSON `null`, not SQL NULL; a purge writes SQL NULL."""
+    column = POSTBACKS.c.payload
+    json_type = func.jsonb_typeof if dialect == "postgresql" else func.json_type
+    return and_(column.isnot(None), json_type(column) == "object")
+
+
+def _expired_payloads(dialect: str, cutoff: datetime) -> Any:
+    return and_(
+        has_body(dialect),
+        POSTBACKS.c.status.in_(FINAL_STATUSES),
+        POSTBACKS.c.updated_at < cutoff,
+    )
+
+
+def purge_batch(
+    session: Session,
+    cutoff: datetime,
+    *,
+    after_lead_id: int = 0,
+    after_postback_id: int = 0,
+    limit: int = PURGE_BATCH,
+) -> PurgeBatch:
+    """Clears up to `limit` leads and `limit` event bodies past the cutoff, in id order.
+
+    Rows another transaction holds are skipped (SKIP LOCKED); the next run takes them.
+    """
+    batch = PurgeBatch(last_lead_id=after_lead_id, last_postback_id=after_postback_id)
+    dialect = session.get_bind().dialect.name
+    lead_ids = list(
+        session.scalars(
+            select(LEADS.c.id)
+            .where(LEADS.c.id > after_lead_id, _expired_leads(cutoff))
+            .order_by(LEADS.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=LEADS)
+        )
+    )
+    if lead_ids:
+        session.execute(
+            update(LEADS)
+            .where(LEADS.c.id.in_(lead_ids))
+            .values(
+                **dict.fromkeys(SCALAR_KEYS),
+                **{name: [] for name in HASH_COLUMNS},
+            )
+        )
+        batch.leads, batch.last_lead_id = len(lead_ids), lead_ids[-1]
+    postback_ids = list(
+        session.scalars(
+            select(POSTBACKS.c.id)
+            .where(POSTBACKS.c.id > after_postback_id, _expired_payloads(dialect, cutoff))
+            .order_by(POSTBACKS.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=POSTBACKS)
+        )
+    )
+    if postback_ids:
+        session.execute(
+            update(POSTBACKS).where(POSTBACKS.c.id.in_(postback_ids)).values(payload=null())
+        )
+        batch.payloads, batch.last_postback_id = len(postback_ids), postback_ids[-1]
+    return batch
+
+
+@dataclass
+class PurgePreview:
+    cutoff: datetime
+    leads: int
+    payloads: int
+
+
+def count_expired(session: Session, cutoff: datetime) -> PurgePreview:
+    """What a purge would clear now (for `postback purge --dry-run`)."""
+    leads = session.scalar(select(func.count()).select_from(LEADS).where(_expired_leads(cutoff)))
+    payloads = session.scalar(
+        select(func.count())
+        .select_from(POSTBACKS)
+        .where(_expired_payloads(session.get_bind().dialect.name, cutoff))
+    )
+    return PurgePreview(cutoff, leads or 0, payloads or 0)
+
+
+# --- erasing one lead -------------------------------------------------------------------
+
+
+@dataclass
+class ErasedLead:
+    lead_ref: str
+    lead_found: bool
+    hashes: dict[str, int] = field(default_factory=dict)  # kind -> how many were stored
+    scalar_keys: list[str] = field(default_factory=list)  # which were stored
+    triggers: int = 0  # attributes cleared
+    triggers_stopped: int = 0  # were still open: now failed
+    postbacks: int = 0  # event bodies cleared
+    postbacks_stopped: int = 0  # were still waiting to be sent: now failed
+    # Other leads that carry one of the same hashes or ids: the same person under another
+    # lead id? They are not touched; the operator decides.
+    shared_with: list[str] = field(default_factory=list)
+
+    @property
+    def anything(self) -> bool:
+        return self.lead_found or bool(self.triggers or self.postbacks)
+
+
+def _sharing(session: Session, lead: Lead) -> list[str]:
+    """Lead refs of other leads holding one of this lead's hashes, ttclid or TikTok lead id."""
+    conditions = []
+    dialect = session.get_bind().dialect.name
+    for name in HASH_COLUMNS:
+        values = list(getattr(lead, name) or [])
+        if not values:
+            continue
+        column = LEADS.c[name]
+        if dialect == "postgresql":
+            conditions.append(column.op("?|")(literal(values, _text_array())))
+        else:
+            each = func.json_each(column).table_valued("value")
+            conditions.append(
+                select(literal(1)).select_from(each).where(each.c.value.in_(values)).exists()
+            )
+    for name in ("ttclid", "tiktok_lead_id"):
+        value = getattr(lead, name)
+        if value:
+            conditions.append(LEADS.c[name] == value)
+    if not conditions:
+        return []
+    return list(
+        session.scalars(
+            select(LEADS.c.lead_ref)
+            .where(LEADS.c.id != lead.id, or_(*conditions))
+            .order_by(LEADS.c.lead_ref)
+            .limit(20)
+        )
+    )
+
+
+def _text_array() -> Any:
+    from sqlalchemy.dialects.postgresql import ARRAY
+    from sqlalchemy.types import Text
+
+    return ARRAY(Text())
+
+
+def erase_lead(session: Session, lead_ref: str, actor: str) -> ErasedLead:
+    """Removes everything personal about one lead (see the module docstring)."""
+    from crm_postback.configuration.audit import record
+
+    if session.get_bind().dialect.name == "sqlite":
+        # Overwrite deleted content in the file instead of leaving it in free pages.
+        session.execute(text("PRAGMA secure_delete=ON"))
+    result = ErasedLead(lead_ref=lead_ref, lead_found=False)
+    lead = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref).with_for_update())
+    if lead is not None:
+        result.lead_found = True
+        result.hashes = {
+            name.removesuffix("_hashes"): len(getattr(lead, name) or [])
+            for name in HASH_COLUMNS
+            if getattr(lead, name)
+        }
+        result.scalar_keys = [name for name in SCALAR_KEYS if getattr(lead, name)]
+        result.shared_with = _sharing(session, lead)
+        session.delete(lead)
+    result.triggers_stopped = _count_update(
+        session,
+        update(TRIGGERS)
+        .where(TRIGGERS.c.lead_ref == lead_ref, TRIGGERS.c.status.in_(OPEN_TRIGGERS))
+        .values(status=TriggerStatus.FAILED, error=ERASED_REASON),
+    )
+    result.triggers = _count_update(
+        session, update(TRIGGERS).where(TRIGGERS.c.lead_ref == lead_ref).values(attributes={})
+    )
+    result.postbacks_stopped = _count_update(
+        session,
+        update(POSTBACKS)
+        .where(POSTBACKS.c.lead_ref == lead_ref, POSTBACKS.c.status.in_(OPEN_POSTBACKS))
+        .values(
+            status=PostbackStatus.FAILED,
+            last_message=ERASED_REASON,
+            next_attempt_at=None,
+            lease_until=None,
+        ),
+    )
+    result.postbacks = _count_update(
+        session,
+        update(POSTBACKS)
+        .where(POSTBACKS.c.lead_ref == lead_ref, has_body(session.get_bind().dialect.name))
+        .values(payload=null()),
+    )
+    if result.anything:
+        record(
+            session,
+            actor=actor,
+            action="lead.erase",
+            entity_type="lead",
+            entity_id=None,
+            event_set_id=None,
+            after=describe_counts(result),
+            note=f"lead {lead_ref!r} erased on request; no match key or event body kept",
+        )
+    session.flush()
+    return result
+
+
+def _count_update(session: Session, statement: Any) -> int:
+    return int(session.execute(statement).rowcount or 0)
+
+
+def describe_counts(result: ErasedLead) -> dict[str, Any]:
+    return {
+        "lead_row_deleted": result.lead_found,
+        "hashes": dict(result.hashes),
+        "keys": list(result.scalar_keys),
+        "triggers_cleared": result.triggers,
+        "triggers_stopped": result.triggers_stopped,
+        "postbacks_cleared": result.postbacks,
+        "postbacks_stopped": result.postbacks_stopped,
+    }
+
+
+def describe_erased(result: ErasedLead) -> list[str]:
+    """What `postback erase-lead` prints."""
+    if not result.anything:
+        return [f"lead {result.lead_ref}: nothing stored; nothing to erase"]
+    lines = [f"lead {result.lead_ref} erased:"]
+    if result.lead_found:
+        stored = [f"{count} {kind} hash(es)" for kind, count in result.hashes.items()]
+        stored += result.scalar_keys
+        lines.append(
+            "  lead row deleted, with its match keys: " + (", ".join(stored) or "none stored")
+        )
+    else:
+        lines.append("  no lead row (no match keys were stored)")
+    lines.append(
+        f"  {result.triggers} trigger(s): attributes cleared"
+        + (f"; {result.triggers_stopped} still open, now failed" if result.triggers_stopped else "")
+    )
+    lines.append(
+        f"  {result.postbacks} postback(s): stored event bodies cleared"
+        + (
+            f"; {result.postbacks_stopped} not yet sent, now failed (never sent)"
+            if result.postbacks_stopped
+            else ""
+        )
+    )
+    lines.append(
+        "  kept: statuses, attempts, TikTok codes, messages and request ids (no personal data)"
+    )
+    if result.shared_with:
+        lines.append(
+            "  note: other leads carry one of the same hashes or ids (the same person?): "
+            + ", ".join(result.shared_with)
+            + "; erase them too if so"
+        )
+    return lines

@@ -1,0 +1,170 @@
+"""Group commit: concurrent callers share a store call; each gets its own answers or error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from crm_postback import api
+from crm_postback.intake.group_commit import ALONE_FROM_ITEMS, MAX_GROUP_ITEMS, GroupCommit
+
+
+class Recorder:
+    """A store that records its groups; `gate` holds the first call until released."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.groups: list[list[str]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, items: list[str]) -> list[str]:
+        self.groups.append(list(items))
+        self.entered.set()
+        self.gate.wait(5)
+        if self.fail_on in items:
+            raise RuntimeError("database unavailable")
+        return [item.upper() for item in items]
+
+
+def _in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = target()
+        except BaseException as error:
+            box["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, box
+
+
+def test_a_lone_caller_is_stored_at_once_and_alone() -> None:
+    store = Recorder()
+    store.gate.set()
+    group = GroupCommit(store)
+    assert group.submit(["a", "b"]) == ["A", "B"]
+    assert group.submit(["c"]) == ["C"]
+    assert store.groups == [["a", "b"], ["c"]]
+
+
+def test_callers_arriving_during_a_commit_share_the_next_one() -> None:
+    store = Recorder()
+    group = GroupCommit(store)
+    first, first_box = _in_thread(lambda: group.submit(["first"]))
+    assert store.entered.wait(5)  # the first caller is inside its (slow) commit
+    others = [_in_thread(lambda n=n: group.submit([f"x{n}", f"y{n}"])) for n in range(5)]
+    time.sleep(0.2)  # let them all queue behind the first commit
+    store.gate.set()
+    first.join(5)
+    for thread, _ in others:
+        thread.join(5)
+    assert first_box["value"] == ["FIRST"]
+    for n, (_, box) in enumerate(others):
+        assert box["value"] == [f"X{n}", f"Y{n}"]  # each its own answers, in its own order
+    assert store.groups[0] == ["first"]
+    assert len(store.groups) == 2 and sorted(store.groups[1]) == sorted(
+        f"{k}{n}" for n in range(5) for k in "xy"
+    )
+
+
+def test_a_failed_group_is_retried_caller_by_caller_so_only_the_bad_one_fails() -> None:
+    store = Recorder(fail_on="bad")
+    group = GroupCommit(store)
+    first, first_box = _in_thread(lambda: group.submit(["ok"]))
+    assert store.entered.wait(5)
+    queued = [_in_thread(lambda item=item: group.submit([item])) for item in ("bad", "other")]
+    time.sleep(0.2)
+    store.gate.set()
+    for thread, _ in [(first, first_box), *queued]:
+        thread.join(5)
+    assert first_box["value"] == ["OK"]
+    bad, other = (box for _, box in queued)
+    assert isinstance(bad["error"], RuntimeError)  # only the caller whose item fails
+    assert other["value"] == ["OTHER"]  # retried alone after the shared attempt failed
+    assert ["bad", "other"] in store.groups or ["other", "bad"] in store.groups
+    assert group.submit(["later"]) == ["LATER"]
+
+
+def test_groups_stay_within_the_item_limit() -> None:
+    store = Recorder()
+    group = GroupCommit(store)
+    first, _ = _in_thread(lambda: group.submit(["0"]))
+    assert store.entered.wait(5)
+    small = [str(n) for n in range(ALONE_FROM_ITEMS - 1)]
+    callers = MAX_GROUP_ITEMS // len(small) + 1
+    queued = [_in_thread(lambda: group.submit(small)) for _ in range(callers)]
+    time.sleep(0.2)
+    store.gate.set()
+    for thread, _ in [(first, None), *queued]:
+        thread.join(5)
+    assert store.groups[0] == ["0"]
+    assert all(len(g) <= MAX_GROUP_ITEMS for g in store.groups)
+    assert sum(len(g) for g in store.groups) == 1 + callers * len(small)
+    assert len(store.groups) >= 3  # the queued callers did not fit in one group
+
+
+def test_a_large_batch_commits_on_its_own_while_a_group_is_in_flight() -> None:
+    store = Recorder()
+    group = GroupCommit(store)
+    first, _ = _in_thread(lambda: group.submit(["0"]))
+    assert store.entered.wait(5)
+    big = [str(n) for n in range(ALONE_FROM_ITEMS)]
+    big_thread, big_box = _in_thread(lambda: group.submit(big))
+    time.sleep(0.2)
+    assert big in store.groups  # it entered the store although the first group is held
+    store.gate.set()
+    first.join(5)
+    big_thread.join(5)
+    assert big_box["value"] == [item.upper() for item in big]
+
+
+@pytest.mark.integration
+def test_concurrent_enqueue_trigger_calls_are_each_committed_on_return(
+    pg_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight threads on real PostgreSQL: every call's trigger is visible to another
+    connection the moment it returns, and the calls shared transactions."""
+    from models import Trigger
+    from models.db import build_engine
+
+    make_event_set()
+    dispatched: list[list[int]] = []
+    monkeypatch.setattr(api, "_dispatch", lambda ids: dispatched.append(list(ids)))
+    observer = build_engine(pg_db, one_shot=True)
+    missing: list[int] = []
+
+    def producer(thread: int) -> None:
+        for n in range(25):
+            accepted = api.enqueue_trigger(
+                {
+                    "type": "lead.submitted",
+                    "lead_id": f"L-{thread}-{n}",
+                    "event_set": "acme",
+                    "occurred_at": "2026-11-20T10:00:00Z",
+                    "match_keys": {"email": f"t{thread}.n{n}@example.com"},
+                }
+            )
+            with observer.connect() as connection:
+                found = connection.scalar(
+                    select(func.count()).where(Trigger.id == accepted.trigger_id)
+                )
+            if found != 1:
+                missing.append(accepted.trigger_id)
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    observer.dispose()
+    assert missing == []
+    assert sum(len(ids) for ids in dispatched) == 200
+    assert len(dispatched) < 200  # some calls shared a commit (and one task)
