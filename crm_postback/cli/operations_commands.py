@@ -7,14 +7,9 @@ from typing import Annotated
 
 import typer
 
+from crm_postback.cli.output import fail
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
-
-
-def _fail(error: InputRejected) -> None:
-    for item in error.errors:
-        typer.secho(f"error: {item}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def diagnose(
@@ -54,7 +49,7 @@ def diagnose(
                 for set_id in ids
             ]
         except InputRejected as error:
-            _fail(error)
+            fail(error)
     if as_json:
         documents = [report.as_dict() for report in reports]
         typer.echo(json.dumps(documents[0] if event_set else documents, indent=2))

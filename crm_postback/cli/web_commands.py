@@ -1,4 +1,4 @@
-"""`postback serve` and `postback api-key create/list/revoke`."""
+"""`postback serve`: the HTTP API for routing systems, and the admin."""
 
 from __future__ import annotations
 
@@ -6,16 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
-
-api_key_app = typer.Typer(no_args_is_help=True, help="API keys of source (routing) systems.")
-
-
-def _fail(error: InputRejected) -> None:
-    for item in error.errors:
-        typer.secho(f"error: {item}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def serve(
@@ -41,54 +32,5 @@ def serve(
     )
 
 
-@api_key_app.command("create")
-def api_key_create(
-    name: Annotated[str, typer.Argument(help="The source system, e.g. acme-router")],
-) -> None:
-    """Create a key for a source system. The key is printed once and never stored."""
-    from crm_postback.configuration.api_keys import create_key
-    from models.db import session_scope
-
-    with session_scope() as session:
-        try:
-            new = create_key(session, name)
-        except InputRejected as error:
-            _fail(error)
-        session.commit()
-    typer.echo(f"api key {new.id} for {new.name!r} ({new.key_prefix}…); shown only now:")
-    typer.echo(new.key)
-
-
-@api_key_app.command("list")
-def api_key_list() -> None:
-    """List keys: id, prefix, source system, state, last use."""
-    from crm_postback.configuration.api_keys import list_keys
-    from models.db import session_scope
-
-    with session_scope() as session:
-        for key in list_keys(session):
-            state = (
-                "active" if key.revoked_at is None else f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
-            )
-            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
-            typer.echo(f"{key.id:>4}  {key.key_prefix}…  {key.name:<24} {state:<24} used {used}")
-
-
-@api_key_app.command("revoke")
-def api_key_revoke(key_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
-    """Revoke a key: requests with it get 403 from now on."""
-    from crm_postback.configuration.api_keys import revoke_key
-    from models.db import session_scope
-
-    with session_scope() as session:
-        try:
-            key = revoke_key(session, key_id)
-        except InputRejected as error:
-            _fail(error)
-        session.commit()
-        typer.echo(f"api key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")
-
-
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
-    app.add_typer(api_key_app, name="api-key")

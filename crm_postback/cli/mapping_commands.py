@@ -1,0 +1,182 @@
+"""`postback mapping set/list/remove/export/import`: trigger-to-event mappings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crm_postback.cli.output import fail
+from crm_postback.core.errors import InputRejected
+
+mapping_app = typer.Typer(no_args_is_help=True, help="Trigger-to-event mappings.")
+
+
+@mapping_app.command("set")
+def mapping_set(
+    event_set: Annotated[str, typer.Option(help="Event set name or ID")],
+    trigger: Annotated[str, typer.Option(help="e.g. lead.sold or buyer.accepted")],
+    event: Annotated[
+        str, typer.Option(help="Standard event (Lead, Purchase, ...) or a custom name")
+    ],
+    when: Annotated[
+        list[str] | None, typer.Option(help="Condition, e.g. 'buyer_id == \"B17\"'")
+    ] = None,
+    value_from: Annotated[
+        str | None, typer.Option(help="Attribute giving properties.value")
+    ] = None,
+    value: Annotated[float | None, typer.Option(help="Fixed properties.value")] = None,
+    currency: Annotated[str | None, typer.Option(help="Fixed currency (TikTok's list)")] = None,
+    order_id_from: Annotated[str | None, typer.Option(help="Attribute giving order_id")] = None,
+    content_type: Annotated[str | None, typer.Option(help="product or product_group")] = None,
+    mapping_id: Annotated[int | None, typer.Option("--id", help="Update this mapping")] = None,
+    disabled: bool = False,
+) -> None:
+    """Create (or with --id, update) a mapping. Invalid mappings are refused with the reason."""
+    from crm_postback.configuration.audit import cli_actor
+    from crm_postback.configuration.event_set_service import get_event_set
+    from crm_postback.configuration.mapping_service import (
+        add_mapping,
+        describe_mapping,
+        get_mapping,
+        update_mapping,
+    )
+    from mappings.rules import parse_condition
+    from models.db import session_scope
+
+    try:
+        conditions = [parse_condition(text) for text in when or []]
+    except ValueError as error:
+        typer.secho(f"error: when: {error}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    rules: dict[str, Any] = {}
+    if value_from is not None:
+        rules["value_from"] = value_from
+    if value is not None:
+        rules.update(value=value, value_from=None)
+    if currency is not None:
+        rules["currency"] = currency
+    if order_id_from is not None:
+        rules["order_id_from"] = order_id_from
+    if content_type is not None:
+        rules["content_type"] = content_type
+    with session_scope() as session:
+        try:
+            target = get_event_set(session, event_set)
+            if mapping_id is None:
+                mapping = add_mapping(
+                    session,
+                    target,
+                    trigger_type=trigger,
+                    event_name=event,
+                    conditions=conditions,
+                    properties=rules,
+                    enabled=not disabled,
+                    actor=cli_actor(),
+                )
+            else:
+                mapping = update_mapping(
+                    session,
+                    get_mapping(session, mapping_id),
+                    trigger_type=trigger,
+                    event_name=event,
+                    conditions=conditions,
+                    properties=rules,
+                    enabled=not disabled,
+                    actor=cli_actor(),
+                )
+        except InputRejected as error:
+            fail(error)
+        session.commit()
+        typer.echo(f"mapping {mapping.id} v{mapping.version}: {describe_mapping(mapping)}")
+
+
+@mapping_app.command("list")
+def mapping_list(event_set: str) -> None:
+    """List an event set's mappings."""
+    from crm_postback.configuration.event_set_service import get_event_set
+    from crm_postback.configuration.mapping_service import describe_mapping, list_mappings
+    from models.db import session_scope
+
+    with session_scope() as session:
+        try:
+            target = get_event_set(session, event_set)
+        except InputRejected as error:
+            fail(error)
+        for m in list_mappings(session, target):
+            state = "" if m.enabled else " (disabled)"
+            typer.echo(f"{m.id:>4} v{m.version}  {describe_mapping(m)}{state}")
+
+
+@mapping_app.command("remove")
+def mapping_remove(mapping_id: int) -> None:
+    """Delete a mapping. Postbacks it already produced are kept and still delivered."""
+    from crm_postback.configuration.audit import cli_actor
+    from crm_postback.configuration.mapping_service import delete_mapping, get_mapping
+    from models.db import session_scope
+
+    with session_scope() as session:
+        try:
+            delete_mapping(session, get_mapping(session, mapping_id), actor=cli_actor())
+        except InputRejected as error:
+            fail(error)
+        session.commit()
+    typer.echo(f"mapping {mapping_id} removed")
+
+
+@mapping_app.command("export")
+def mapping_export(
+    event_set: str,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
+) -> None:
+    """Write an event set's mappings as YAML (review them in git)."""
+    from crm_postback.configuration.event_set_service import get_event_set
+    from crm_postback.configuration.mapping_service import list_mappings
+    from crm_postback.configuration.mapping_yaml import export_mappings
+    from models.db import session_scope
+
+    with session_scope() as session:
+        try:
+            target = get_event_set(session, event_set)
+        except InputRejected as error:
+            fail(error)
+        text = export_mappings(target, list_mappings(session, target))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"{event_set}: mappings written to {output}")
+
+
+@mapping_app.command("import")
+def mapping_import(
+    file: Annotated[Path, typer.Argument(help="YAML from `postback mapping export`")],
+    event_set: Annotated[
+        str | None, typer.Option(help="Default: the event_set named in the file")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would change")] = False,
+) -> None:
+    """Make an event set's mappings equal to the file (create, update, delete), audited."""
+    from crm_postback.configuration.audit import cli_actor
+    from crm_postback.configuration.event_set_service import get_event_set
+    from crm_postback.configuration.mapping_yaml import import_mappings, read_document
+    from models.db import session_scope
+
+    text = file.read_text(encoding="utf-8")
+    with session_scope() as session:
+        try:
+            name = event_set or read_document(text)[0]
+            if not name:
+                raise InputRejected.one("event_set", "the file names none; pass --event-set")
+            target = get_event_set(session, name)
+            result = import_mappings(session, target, text, actor=cli_actor(), dry_run=dry_run)
+        except InputRejected as error:
+            fail(error)
+        if not dry_run:
+            session.commit()
+    prefix = "dry run: would be " if dry_run else ""
+    typer.echo(f"{name}: {prefix}{result.summary()}")

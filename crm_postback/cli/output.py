@@ -1,0 +1,24 @@
+"""What every command prints the same way: refused input, datetimes from the command line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import NoReturn
+
+import typer
+
+from crm_postback.core.errors import InputRejected
+
+
+def fail(error: InputRejected) -> NoReturn:
+    """Each refused field on stderr, exit status 2."""
+    for item in error.errors:
+        typer.secho(f"error: {item}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A datetime typed without a zone means UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -1,0 +1,217 @@
+"""`postback send/history/status/replay`: a trigger in, a lead's history, counts, re-sends."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from crm_postback.cli.output import aware, fail
+from crm_postback.core.errors import InputRejected
+
+REPLAY_CHUNK = 500
+
+
+def _mapping_label(mapping_id: int | None, version: int | None) -> str:
+    return f"mapping={mapping_id} v{version}" if mapping_id is not None else "mapping=-"
+
+
+def _json_default(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def send(
+    event_set: Annotated[str, typer.Option(help="Event set name or ID")],
+    lead_id: Annotated[str, typer.Option(help="The routing system's lead id")],
+    trigger: Annotated[str, typer.Option("--type", help="lead.submitted, lead.sold, ...")],
+    occurred_at: Annotated[str | None, typer.Option(help="ISO 8601; default now")] = None,
+    attr: Annotated[
+        list[str] | None, typer.Option(help="key=value (value parsed as JSON if it can be)")
+    ] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    external_id: Annotated[str | None, typer.Option()] = None,
+    ttclid: Annotated[str | None, typer.Option()] = None,
+    tiktok_lead_id: Annotated[str | None, typer.Option()] = None,
+    ip: Annotated[str | None, typer.Option()] = None,
+    user_agent: Annotated[str | None, typer.Option()] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Store and queue one trigger (what a routing system does through the Python API)."""
+    from crm_postback.api import enqueue_trigger
+
+    attributes: dict[str, Any] = {}
+    for pair in attr or []:
+        key, _, raw = pair.partition("=")
+        try:
+            attributes[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            attributes[key] = raw
+    keys = {
+        "email": email,
+        "phone": phone,
+        "external_id": external_id,
+        "ttclid": ttclid,
+        "tiktok_lead_id": tiktok_lead_id,
+        "ip": ip,
+        "user_agent": user_agent,
+    }
+    keys = {k: v for k, v in keys.items() if v}
+    payload: dict[str, Any] = {
+        "type": trigger,
+        "lead_id": lead_id,
+        "event_set": event_set,
+        "occurred_at": occurred_at or datetime.now(UTC).isoformat(),
+        "attributes": attributes,
+        "idempotency_key": idempotency_key,
+    }
+    if keys:
+        payload["match_keys"] = keys
+    try:
+        accepted = enqueue_trigger(payload)
+    except InputRejected as error:
+        fail(error)
+    note = " (duplicate: already accepted, nothing new queued)" if accepted.duplicate else ""
+    typer.echo(f"trigger {accepted.trigger_id} accepted{note}")
+
+
+def history(lead_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What we sent for a lead, when, and what TikTok answered."""
+    from dataclasses import asdict
+
+    from crm_postback.operations.postback_reports import lead_history
+    from models.db import session_scope
+
+    with session_scope() as session:
+        report = lead_history(session, lead_id)
+    if as_json:
+        typer.echo(json.dumps(asdict(report), indent=2, default=_json_default))
+        return
+    typer.echo(f"lead {lead_id}: {'known' if report.known else 'no match keys stored'}")
+    for key, value in report.match_keys.items():
+        typer.echo(f"  {key}: {value}")
+    for t in report.triggers:
+        typer.echo(
+            f"- trigger {t.id} {t.trigger_type} at {t.occurred_at:%Y-%m-%d %H:%M:%S} "
+            f"-> {t.event_set}: {t.status}" + (f" ({t.error})" if t.error else "")
+        )
+        for p in t.postbacks:
+            typer.echo(
+                f"    postback {p.id} {p.event_name or '-'} event_id={p.event_id or '-'} "
+                f"{p.status} attempts={p.attempts} "
+                f"{_mapping_label(p.mapping_id, p.mapping_version)}"
+            )
+            for a in p.history:
+                typer.echo(
+                    f"      {a.attempted_at:%H:%M:%S} {a.outcome} http={a.http_status} "
+                    f"code={a.code} request_id={a.request_id} {a.message or ''}"
+                )
+            if p.status in ("failed", "dead", "expired", "unmapped") and p.last_message:
+                typer.echo(f"      reason: {p.last_message}")
+
+
+def status() -> None:
+    """Postback counts by event set and status, and trigger counts."""
+    from crm_postback.operations.postback_reports import status_counts, trigger_counts
+    from models.db import session_scope
+
+    with session_scope() as session:
+        counts = status_counts(session)
+        triggers = trigger_counts(session)
+    typer.echo(
+        "triggers: " + (", ".join(f"{k}={v}" for k, v in sorted(triggers.items())) or "none")
+    )
+    for name, by_status in sorted(counts.items()):
+        typer.echo(f"{name}: " + ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())))
+
+
+def replay_command(
+    postback_id: Annotated[list[int] | None, typer.Option("--id", help="Postback id")] = None,
+    lead_id: Annotated[str | None, typer.Option(help="All of one lead's postbacks")] = None,
+    event_set: Annotated[str | None, typer.Option(help="Event set name or ID")] = None,
+    code: Annotated[int | None, typer.Option(help="Last TikTok code, e.g. 40002")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="dead, failed, expired (default: all three)")
+    ] = None,
+    since: Annotated[datetime | None, typer.Option(help="Created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Created before (ISO 8601)")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Every replayable postback")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed")] = False,
+) -> None:
+    """Re-queue dead, failed or expired postbacks (same event_id, refreshed match keys)."""
+    from crm_postback.operations.replay import (
+        REPLAYABLE,
+        ReplaySelection,
+        count_replayable,
+        replay,
+        replayable_ids,
+    )
+    from models import utcnow
+    from models.db import session_scope
+
+    selection = ReplaySelection(
+        ids=postback_id or [],
+        lead_ref=lead_id,
+        event_set=event_set,
+        code=code,
+        statuses=status or list(REPLAYABLE),
+        since=aware(since),
+        until=aware(until),
+    )
+    if selection.is_empty() and not everything:
+        typer.secho(
+            "error: name what to replay (--id, --lead-id, --event-set, --code, "
+            "--since/--until) or pass --all",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        with session_scope() as session:
+            total = count_replayable(session, selection)
+            ids = [] if dry_run else replayable_ids(session, selection)
+    except (InputRejected, ValueError) as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if dry_run:
+        typer.echo(f"{total} postback(s) would be replayed")
+        return
+    queued: list[int] = []
+    chunks = [ids[i : i + REPLAY_CHUNK] for i in range(0, len(ids), REPLAY_CHUNK)]
+    with typer.progressbar(chunks, label="replaying", length=len(chunks)) as progress:
+        for chunk in progress:
+            with session_scope() as session:
+                queued_now = replay(session, chunk, utcnow())
+                session.commit()
+            _dispatch_deliveries(queued_now)
+            queued.extend(queued_now)
+    not_possible = len(ids) - len(queued)
+    typer.echo(
+        f"{len(queued)} postback(s) re-queued"
+        + (f", {not_possible} could not be rebuilt (see history)" if not_possible else "")
+    )
+
+
+def _dispatch_deliveries(postback_ids: list[int]) -> None:
+    """Best effort: if the broker is down, the sweeper sends the re-queued rows."""
+    if not postback_ids:
+        return
+    from worker.tasks import deliver_postbacks
+
+    try:
+        deliver_postbacks.delay(postback_ids)
+    except Exception as error:
+        typer.secho(
+            f"broker unavailable ({type(error).__name__}); the sweeper will send them",
+            fg="yellow",
+            err=True,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send)
+    app.command("history")(history)
+    app.command("status")(status)
+    app.command("replay")(replay_command)
