@@ -17,6 +17,17 @@ from crm_postback.api import enqueue_trigger
 from crm_postback.cli import app as cli_app
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations.diagnostics import GUIDANCE_SIGNALS, Report, Severity, diagnose
+from crm_postback.operations.diagnostics_delivery_findings import outbox_findings
+from crm_postback.operations.diagnostics_queries import (
+    delivered_volume,
+    match_key_coverage,
+    open_events,
+    tiktok_errors,
+    unmapped_triggers,
+    waiting_triggers,
+)
+from crm_postback.operations.diagnostics_report import ErrorCode, Finding, OutboxStatuses
+from crm_postback.operations.diagnostics_text import render_json, render_text
 from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, EventSet, Postback, Trigger
 from models.db import session_scope
@@ -314,6 +325,189 @@ def test_unknown_event_set_is_refused(sqlite_db: str) -> None:
         diagnose(session, 999)
 
 
+# --- one section at a time ----------------------------------------------------------------
+
+
+def test_match_key_coverage_counts_built_events_in_the_window(acme: int) -> None:
+    add_rows(acme, 3, "delivered", payload=FULL_EVENT)
+    add_rows(acme, 1, "failed", payload={"event": "Lead", "user": {"external_id": ["x" * 64]}})
+    add_rows(acme, 2, "unmapped")  # no body: nothing was built
+    add_rows(acme, 5, "delivered", payload={"event": "Lead"}, age=timedelta(days=3))
+    since = datetime.now(UTC) - timedelta(days=2)
+    with session_scope() as session:
+        coverage = match_key_coverage(session, acme, "crm", since)
+        pixel = match_key_coverage(session, acme, "web", since)
+    assert coverage.events == 4
+    assert coverage.shares == {
+        "tiktok_lead_id": 0.75,
+        "ttclid": 0.75,
+        "email": 0.75,
+        "phone": 0.75,
+        "external_id": 0.25,
+    }
+    assert set(pixel.shares) == {
+        "ttclid",
+        "email",
+        "phone",
+        "external_id",
+        "ip",
+        "user_agent",
+        "ttp",
+    }
+    assert pixel.share("ip") == 0.0 and pixel.share("tiktok_lead_id") == 0
+
+
+def test_tiktok_errors_group_by_code_most_attempts_first(
+    acme: int, make_event_set: Callable[..., int]
+) -> None:
+    other = make_event_set(name="beta", source_id="7300000000000000002")
+    long_message = "m" * 400
+    add_rows(acme, 1, "failed", payload=FULL_EVENT, attempt=("invalid", 200, 40002, "a"))
+    add_rows(acme, 2, "failed", payload=FULL_EVENT, attempt=("invalid", 200, 40002, "b"))
+    add_rows(
+        acme, 3, "retrying", payload=FULL_EVENT, attempt=("transient", None, None, long_message)
+    )
+    add_rows(acme, 4, "delivered", payload=FULL_EVENT, attempt=("delivered", 200, 0, "OK"))
+    add_rows(
+        acme,
+        5,
+        "failed",
+        payload=FULL_EVENT,
+        attempt=("auth", 200, 40001, "old"),
+        age=timedelta(days=20),
+    )
+    add_rows(other, 6, "failed", payload=FULL_EVENT, attempt=("auth", 200, 40001, "other set"))
+    with session_scope() as session:
+        errors = tiktok_errors(session, acme, datetime.now(UTC) - timedelta(days=14))
+    assert errors.codes == (
+        ErrorCode(None, "transient", None, 3, "m" * 300),
+        ErrorCode(40002, "invalid", 200, 3, "b"),
+    )
+    assert errors.attempts("invalid") == 3 and errors.attempts("throttled") == 0
+
+
+def test_delivered_volume_counts_by_delivery_time(acme: int) -> None:
+    add_rows(acme, 3, "delivered", payload=FULL_EVENT)
+    add_rows(acme, 1, "delivered", payload=FULL_EVENT, event_name=None)
+    add_rows(acme, 2, "delivered", payload=FULL_EVENT, event_name="lead_sold")
+    add_rows(acme, 7, "failed", payload=FULL_EVENT)
+    add_rows(acme, 9, "delivered", payload=FULL_EVENT, age=timedelta(days=15))
+    with session_scope() as session:
+        volume = delivered_volume(session, acme, datetime.now(UTC) - timedelta(days=14))
+    assert list(volume.by_event.items()) == [("Lead", 3), ("lead_sold", 2), ("?", 1)]
+    assert volume.total == 6
+
+
+def test_unmapped_triggers_tell_a_missing_mapping_from_failed_conditions(acme: int) -> None:
+    add_rows(acme, 2, "unmapped", trigger_type="lead.sold", message="none matched: value >= 50")
+    add_rows(acme, 1, "unmapped", trigger_type="buyer.accepted", message="no mapping")
+    since = datetime.now(UTC) - timedelta(days=14)
+    with session_scope() as session:
+        unmapped = unmapped_triggers(session, acme, since, frozenset({"lead.sold"}))
+        none_mapped = unmapped_triggers(session, acme, since, frozenset())
+    assert [(u.trigger_type, u.triggers, u.has_mapping, u.example) for u in unmapped.types] == [
+        ("lead.sold", 2, True, "none matched: value >= 50"),
+        ("buyer.accepted", 1, False, "no mapping"),
+    ]
+    assert not any(u.has_mapping for u in none_mapped.types)
+
+
+def test_open_events_and_waiting_triggers_age_from_now(acme: int) -> None:
+    add_rows(acme, 2, "retrying", payload=FULL_EVENT, age=timedelta(hours=2))
+    add_rows(acme, 1, "sending", payload=FULL_EVENT, age=timedelta(hours=5))
+    add_rows(acme, 4, "delivered", payload=FULL_EVENT, age=timedelta(days=30))
+    received = datetime.now(UTC) - timedelta(minutes=20)
+    with session_scope() as session:
+        for status, lead in (("received", "R-1"), ("received", "R-2"), ("waiting_for_lead", "W-1")):
+            session.add(
+                Trigger(
+                    event_set_id=acme,
+                    lead_ref=lead,
+                    trigger_type="lead.sold",
+                    occurred_at=received,
+                    attributes={},
+                    idempotency_key=lead,
+                    status=status,
+                    received_at=received if lead != "R-2" else received + timedelta(minutes=5),
+                )
+            )
+        session.commit()
+    now = datetime.now(UTC) + timedelta(days=1)  # any clock: ages are measured from `now`
+    with session_scope() as session:
+        events = open_events(session, acme, now)
+        triggers = waiting_triggers(session, acme, now)
+    assert events.by_status == {"retrying": 2, "sending": 1}
+    assert events.oldest_at is not None and events.oldest_at.tzinfo is not None
+    assert events.oldest_age_seconds == (now - events.oldest_at).total_seconds()
+    assert 29 * 3600 - 60 < events.oldest_age_seconds < 29 * 3600 + 60
+    assert triggers.by_status == {"received": 2, "waiting_for_lead": 1}
+    assert triggers.oldest_received_age_seconds == (now - received).total_seconds()
+
+
+def test_outbox_findings_fail_above_five_percent_only() -> None:
+    def codes_of(by_status: dict[str, int]) -> set[str]:
+        return {f.code for f in outbox_findings("acme", 14, OutboxStatuses(by_status))}
+
+    assert codes_of({"delivered": 95, "failed": 5}) == set()  # 5 % exactly is not over
+    assert codes_of({"delivered": 94, "failed": 6}) == {"high_failure_rate"}
+    assert codes_of({"delivered": 99, "dead": 1, "expired": 3}) == {"dead_events", "expired_events"}
+    assert codes_of({"pending": 10, "unmapped": 4}) == set()  # nothing finished yet
+
+
+def test_render_text_and_json_need_only_the_report() -> None:
+    since = datetime(2026, 11, 7, 22, 53, 30, tzinfo=UTC)
+    report = Report(
+        event_set_id=7,
+        event_set="acme",
+        kind="crm",
+        source_id="7300000000000000001",
+        status="active",
+        paused_reason=None,
+        test_event_code=None,
+        generated_at=since + timedelta(days=14),
+        window_days=14,
+        since=since,
+        events=8,
+        coverage={"tiktok_lead_id": 0.375, "ttclid": 1.0},
+        delivered=8,
+        delivered_by_event={"Lead": 6, "lead_sold": 2},
+        guidance_signals=GUIDANCE_SIGNALS,
+        statuses={"unmapped": 1, "delivered": 8},
+        error_codes=[ErrorCode(None, "transient", 503, 2, "HTTP 503")],
+        unmapped=[],
+        open_events={"retrying": 1},
+        oldest_pending_at=since,
+        oldest_pending_age_seconds=5400.0,
+        triggers_waiting={},
+        oldest_trigger_age_seconds=None,
+        enabled_mappings=2,
+        findings=[Finding(Severity.WARNING, "volume_below_guidance", "Few.", "Send more.")],
+    )
+    assert render_text(report) == [
+        "acme (crm 7300000000000000001, active): last 14 days, since 2026-11-07 22:53 UTC",
+        "  delivered: 8 (TikTok's guidance: more than 50 in 14 days)"
+        "  by event: Lead 6, lead_sold 2",
+        "  outbox rows created: delivered 8, unmapped 1",
+        "  match keys in 8 event(s): TikTok lead id 38%, ttclid 100%",
+        "  TikTok answers other than delivered: code - (HTTP 503, transient) x2",
+        "  waiting: retrying 1; oldest 90 min",
+        "  findings:",
+        "    WARNING  Few.",
+        "             fix: Send more.",
+    ]
+    one = json.loads(render_json(report))
+    assert one["since"] == "2026-11-07T22:53:30+00:00" and one["worst"] == "warning"
+    assert one["findings"] == [
+        {
+            "severity": "warning",
+            "code": "volume_below_guidance",
+            "title": "Few.",
+            "fix": "Send more.",
+        }
+    ]
+    assert [d["event_set_id"] for d in json.loads(render_json([report, report]))] == [7, 7]
+
+
 # --- CLI --------------------------------------------------------------------------------
 
 
@@ -372,3 +566,15 @@ def test_coverage_on_postgresql(pg_acme: int) -> None:
     assert report.coverage["email"] == 0.6 and report.coverage["external_id"] == 0.0
     assert [(u.trigger_type, u.triggers) for u in report.unmapped] == [("buyer.accepted", 1)]
     assert [(e.code, e.attempts) for e in report.error_codes] == [(40002, 1)]
+
+
+def test_match_key_coverage_on_postgresql(pg_acme: int) -> None:
+    add_rows(pg_acme, 1, "delivered", payload=FULL_EVENT)
+    add_rows(pg_acme, 3, "delivered", payload={"event": "Lead", "user": {"ip": "192.0.2.1"}})
+    add_rows(pg_acme, 1, "unmapped", trigger_type="buyer.accepted")
+    since = datetime.now(UTC) - timedelta(days=14)
+    with session_scope() as session:
+        crm = match_key_coverage(session, pg_acme, "crm", since)
+        pixel = match_key_coverage(session, pg_acme, "web", since)
+    assert crm.events == 4 and crm.share("tiktok_lead_id") == 0.25 and crm.share("phone") == 0.25
+    assert pixel.share("ip") == 0.75 and pixel.share("user_agent") == 0.0

@@ -1,0 +1,174 @@
+"""Findings about delivery: are the signals reaching TikTok, and is anything held up?
+
+TikTok's error codes, events that ended failed, dead or expired, and what is still waiting.
+Each function reads one section's result (no database), with the event set's name and the
+window's length for the wording.
+"""
+
+from __future__ import annotations
+
+from crm_postback.operations.diagnostics_report import (
+    EventSetState,
+    Finding,
+    OpenEvents,
+    OutboxStatuses,
+    Severity,
+    TikTokErrors,
+    WaitingTriggers,
+    format_duration,
+    format_share,
+)
+from crm_postback.tiktok.response_outcomes import AUTH_CODES, Outcome
+from models import EventSetStatus, PostbackStatus, TriggerStatus
+
+HIGH_FAILURE_SHARE = 0.05
+PENDING_WARN_SECONDS = 3600  # an event waiting an hour: something holds it
+PENDING_CRITICAL_SECONDS = 24 * 3600  # half of TikTok's 48 h deduplication window
+
+
+def tiktok_error_findings(name: str, days: int, errors: TikTokErrors) -> list[Finding]:
+    """One finding per refused token or rejected code, then throttling and transient errors."""
+    found: list[Finding] = []
+    for item in errors.codes:
+        if item.outcome == Outcome.AUTH.value or (item.code in AUTH_CODES):
+            found.append(
+                Finding(
+                    Severity.CRITICAL,
+                    "auth_error",
+                    f"TikTok refused the token or permission {item.attempts} time(s) in {days} "
+                    f"days (code {item.code}, HTTP {item.http_status}): {item.example}",
+                    f"Check the token and that it may write to this event set; replace it with "
+                    f"`postback event-set set-token {name}`.",
+                )
+            )
+        elif item.outcome == Outcome.INVALID.value:
+            found.append(
+                Finding(
+                    Severity.WARNING,
+                    "events_rejected",
+                    f"TikTok rejected {item.attempts} event(s) in {days} days with code "
+                    f"{item.code}: {item.example}",
+                    "Check the mapping's properties (`postback mapping list "
+                    f"{name}`) and an affected lead's `postback history`; after fixing, "
+                    f"`postback replay --event-set {name} --code {item.code}`.",
+                )
+            )
+    throttled = errors.attempts(Outcome.THROTTLED.value)
+    if throttled:
+        found.append(
+            Finding(
+                Severity.INFO,
+                "throttled",
+                f"TikTok throttled {throttled} attempt(s) in {days} days; they were retried later.",
+                "Nothing to do if it stays occasional; otherwise spread the traffic or ask "
+                "TikTok about the limits of this token.",
+            )
+        )
+    transient = errors.attempts(Outcome.TRANSIENT.value)
+    if transient:
+        found.append(
+            Finding(
+                Severity.INFO,
+                "transient_errors",
+                f"{transient} attempt(s) in {days} days got no usable answer (HTTP 5xx, "
+                "timeouts, connection errors); they are retried.",
+                "Nothing to do if they clear; if they persist, check the network path to "
+                "TikTok (TIKTOK_API_BASE_URL) and TikTok's status.",
+            )
+        )
+    return found
+
+
+def outbox_findings(name: str, days: int, statuses: OutboxStatuses) -> list[Finding]:
+    """Events that ended without reaching TikTok: the failure rate, dead and expired ones."""
+    found: list[Finding] = []
+    dead = statuses.count(PostbackStatus.DEAD)
+    lost = statuses.count(PostbackStatus.FAILED) + dead
+    finished = statuses.count(PostbackStatus.DELIVERED) + lost
+    if finished and lost / finished > HIGH_FAILURE_SHARE:
+        found.append(
+            Finding(
+                Severity.WARNING,
+                "high_failure_rate",
+                f"{format_share(lost / finished)} of the events finished in {days} days failed "
+                f"or died ({lost} of {finished}).",
+                f"See the reasons with `postback history LEAD` or the codes above; replay after "
+                f"fixing: `postback replay --event-set {name} --status failed --status dead`.",
+            )
+        )
+    if dead:
+        found.append(
+            Finding(
+                Severity.WARNING,
+                "dead_events",
+                f"{dead} event(s) exhausted the retry ladder in {days} days.",
+                f"When TikTok answers again, `postback replay --event-set {name} --status dead` "
+                "(the same event_id, so TikTok drops copies it already has).",
+            )
+        )
+    expired = statuses.count(PostbackStatus.EXPIRED)
+    if expired:
+        found.append(
+            Finding(
+                Severity.INFO,
+                "expired_events",
+                f"{expired} event(s) in {days} days were older than MAX_EVENT_AGE_DAYS when "
+                "their turn came, and were not sent.",
+                "Send triggers when the change happens; check for backlogs (workers down, "
+                "the event set paused).",
+            )
+        )
+    return found
+
+
+def waiting_findings(
+    state: EventSetState,
+    events: OpenEvents,
+    triggers: WaitingTriggers,
+    stale_trigger_seconds: float,
+) -> list[Finding]:
+    found: list[Finding] = []
+    age = events.oldest_age_seconds
+    if age is not None and age > PENDING_WARN_SECONDS:
+        waiting = sum(events.by_status.values())
+        fix = (
+            "Resume or fix the event set first (see above)."
+            if state.status == EventSetStatus.PAUSED
+            else "Check that workers and exactly one beat run (`docker compose ps`, GET /readyz, "
+            "the postback_outbox_due metric)."
+        )
+        found.append(
+            Finding(
+                Severity.CRITICAL if age > PENDING_CRITICAL_SECONDS else Severity.WARNING,
+                "old_pending_events",
+                f"{waiting} event(s) are not sent yet; the oldest has waited "
+                f"{format_duration(age)}.",
+                fix,
+            )
+        )
+    trigger_age = triggers.oldest_received_age_seconds
+    received = triggers.by_status.get(TriggerStatus.RECEIVED, 0)
+    if received and trigger_age is not None and trigger_age > stale_trigger_seconds:
+        found.append(
+            Finding(
+                Severity.WARNING,
+                "triggers_not_processed",
+                f"{received} trigger(s) have not been processed; the oldest arrived "
+                f"{format_duration(trigger_age)} ago.",
+                "Check that a worker runs and reaches the broker (GET /readyz), and that beat "
+                "runs (its sweeper processes triggers the broker lost).",
+            )
+        )
+    waiting_for_lead = triggers.by_status.get(TriggerStatus.WAITING_FOR_LEAD, 0)
+    if waiting_for_lead:
+        found.append(
+            Finding(
+                Severity.INFO,
+                "triggers_waiting_for_lead",
+                f"{waiting_for_lead} trigger(s) wait for a lead that was never submitted with "
+                "match keys (they fail after LEAD_WAIT_SECONDS).",
+                "Send lead.submitted with match keys before later stages, or add the keys: "
+                "PUT /v1/leads/{lead_id}.",
+            )
+        )
+    return found

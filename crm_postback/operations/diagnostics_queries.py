@@ -1,0 +1,241 @@
+"""The queries behind a diagnostics report: one per section, each returning its typed result.
+
+Read-only. "In the window" means created (or delivered, or attempted) at or after `since`;
+what is still waiting is counted at any age.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from crm_postback.core.errors import InputRejected
+from crm_postback.operations.diagnostics_report import (
+    DeliveredVolume,
+    EnabledMappings,
+    ErrorCode,
+    EventSetState,
+    MatchKeyCoverage,
+    OpenEvents,
+    OutboxStatuses,
+    TikTokErrors,
+    UnmappedTriggers,
+    UnmappedType,
+    WaitingTriggers,
+)
+from crm_postback.operations.retention import has_body
+from crm_postback.tiktok.response_outcomes import Outcome
+from models import (
+    DeliveryAttempt,
+    EventSet,
+    EventSetKind,
+    Mapping,
+    Postback,
+    PostbackStatus,
+    Trigger,
+    TriggerStatus,
+)
+
+# Where each match key sits in an event (the data[] item as sent).
+CRM_KEYS: dict[str, tuple[str, str]] = {
+    "tiktok_lead_id": ("lead", "lead_id"),
+    "ttclid": ("user", "ttclid"),
+    "email": ("user", "email"),
+    "phone": ("user", "phone"),
+    "external_id": ("user", "external_id"),
+}
+WEB_KEYS: dict[str, tuple[str, str]] = {
+    "ttclid": ("user", "ttclid"),
+    "email": ("user", "email"),
+    "phone": ("user", "phone"),
+    "external_id": ("user", "external_id"),
+    "ip": ("user", "ip"),
+    "user_agent": ("user", "user_agent"),
+    "ttp": ("user", "ttp"),
+}
+OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
+EXAMPLE_CHARS = 300  # of one of TikTok's (or the resolver's) messages
+
+_postbacks = Postback.__table__
+_attempts = DeliveryAttempt.__table__
+_triggers = Trigger.__table__
+
+
+def event_set_state(session: Session, event_set_id: int) -> EventSetState:
+    """Raises InputRejected for an unknown id."""
+    event_set = session.get(EventSet, event_set_id)
+    if event_set is None:
+        raise InputRejected.one("event_set", f"no event set with id {event_set_id}")
+    return EventSetState(
+        id=event_set.id,
+        name=event_set.name,
+        kind=event_set.kind,
+        source_id=event_set.source_id,
+        status=event_set.status,
+        paused_reason=event_set.paused_reason,
+        test_event_code=event_set.test_event_code,
+    )
+
+
+def enabled_mappings(session: Session, event_set_id: int) -> EnabledMappings:
+    trigger_types = list(
+        session.scalars(
+            select(Mapping.trigger_type).where(
+                Mapping.event_set_id == event_set_id, Mapping.enabled.is_(True)
+            )
+        )
+    )
+    return EnabledMappings(count=len(trigger_types), trigger_types=frozenset(trigger_types))
+
+
+def outbox_statuses(session: Session, event_set_id: int, since: datetime) -> OutboxStatuses:
+    rows = session.execute(
+        select(_postbacks.c.status, func.count())
+        .where(_postbacks.c.event_set_id == event_set_id, _postbacks.c.created_at >= since)
+        .group_by(_postbacks.c.status)
+    ).all()
+    return OutboxStatuses(by_status=dict(rows))
+
+
+def match_key_coverage(
+    session: Session, event_set_id: int, kind: str, since: datetime
+) -> MatchKeyCoverage:
+    """Over the events built in the window; a CRM set and a Pixel look for different keys."""
+    keys = CRM_KEYS if kind == EventSetKind.CRM else WEB_KEYS
+    dialect = session.get_bind().dialect.name
+    columns = [func.count()] + [
+        func.sum(case((_carries(dialect, path), 1), else_=0)) for path in keys.values()
+    ]
+    row = session.execute(
+        select(*columns).where(
+            _postbacks.c.event_set_id == event_set_id,
+            _postbacks.c.created_at >= since,
+            has_body(dialect),
+        )
+    ).one()
+    events = int(row[0] or 0)
+    shares = {
+        name: (int(count or 0) / events if events else 0.0)
+        for name, count in zip(keys, row[1:], strict=True)
+    }
+    return MatchKeyCoverage(events=events, shares=shares)
+
+
+def _carries(dialect: str, path: tuple[str, str]) -> ColumnElement[bool]:
+    """SQL: the stored event has this key (empty keys are never sent, so present = usable)."""
+    column = _postbacks.c.payload
+    if dialect == "postgresql":
+        return func.jsonb_extract_path(column, *path).isnot(None)
+    return func.json_extract(column, "$." + ".".join(path)).isnot(None)
+
+
+def delivered_volume(session: Session, event_set_id: int, since: datetime) -> DeliveredVolume:
+    rows = session.execute(
+        select(_postbacks.c.event_name, func.count())
+        .where(
+            _postbacks.c.event_set_id == event_set_id,
+            _postbacks.c.status == PostbackStatus.DELIVERED,
+            _postbacks.c.delivered_at >= since,
+        )
+        .group_by(_postbacks.c.event_name)
+        .order_by(func.count().desc())
+    )
+    return DeliveredVolume(by_event={name or "?": count for name, count in rows})
+
+
+def tiktok_errors(session: Session, event_set_id: int, since: datetime) -> TikTokErrors:
+    rows = session.execute(
+        select(
+            _attempts.c.code,
+            _attempts.c.outcome,
+            _attempts.c.http_status,
+            func.count(),
+            func.max(_attempts.c.message),
+        )
+        .join(_postbacks, _postbacks.c.id == _attempts.c.postback_id)
+        .where(
+            _postbacks.c.event_set_id == event_set_id,
+            _attempts.c.attempted_at >= since,
+            _attempts.c.outcome != Outcome.DELIVERED.value,
+        )
+        .group_by(_attempts.c.code, _attempts.c.outcome, _attempts.c.http_status)
+        .order_by(func.count().desc())
+    )
+    return TikTokErrors(
+        codes=tuple(
+            ErrorCode(code, outcome, http_status, count, _example(example))
+            for code, outcome, http_status, count, example in rows
+        )
+    )
+
+
+def unmapped_triggers(
+    session: Session, event_set_id: int, since: datetime, mapped_types: frozenset[str]
+) -> UnmappedTriggers:
+    """`mapped_types`: the trigger types enabled mappings exist for (their conditions failed)."""
+    rows = session.execute(
+        select(_triggers.c.trigger_type, func.count(), func.max(_postbacks.c.last_message))
+        .join(_triggers, _triggers.c.id == _postbacks.c.trigger_id)
+        .where(
+            _postbacks.c.event_set_id == event_set_id,
+            _postbacks.c.status == PostbackStatus.UNMAPPED,
+            _postbacks.c.created_at >= since,
+        )
+        .group_by(_triggers.c.trigger_type)
+        .order_by(func.count().desc())
+    )
+    return UnmappedTriggers(
+        types=tuple(
+            UnmappedType(trigger_type, count, trigger_type in mapped_types, _example(example))
+            for trigger_type, count, example in rows
+        )
+    )
+
+
+def open_events(session: Session, event_set_id: int, now: datetime) -> OpenEvents:
+    by_status: dict[str, int] = {}
+    oldest: datetime | None = None
+    for status, count, first in session.execute(
+        select(_postbacks.c.status, func.count(), func.min(_postbacks.c.created_at))
+        .where(_postbacks.c.event_set_id == event_set_id, _postbacks.c.status.in_(OPEN_STATUSES))
+        .group_by(_postbacks.c.status)
+    ):
+        by_status[status] = count
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    return OpenEvents(
+        by_status=by_status,
+        oldest_at=oldest,
+        oldest_age_seconds=_age(now, oldest),
+    )
+
+
+def waiting_triggers(session: Session, event_set_id: int, now: datetime) -> WaitingTriggers:
+    by_status: dict[str, int] = {}
+    oldest_received: datetime | None = None
+    for status, count, first in session.execute(
+        select(_triggers.c.status, func.count(), func.min(_triggers.c.received_at))
+        .where(
+            _triggers.c.event_set_id == event_set_id,
+            _triggers.c.status.in_((TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)),
+        )
+        .group_by(_triggers.c.status)
+    ):
+        by_status[status] = count
+        if status == TriggerStatus.RECEIVED:
+            oldest_received = first
+    return WaitingTriggers(
+        by_status=by_status, oldest_received_age_seconds=_age(now, oldest_received)
+    )
+
+
+def _example(message: Any) -> str:
+    return (message or "")[:EXAMPLE_CHARS]
+
+
+def _age(now: datetime, then: datetime | None) -> float | None:
+    # min() over a UTCDateTime column comes back through its type: aware on every backend.
+    return (now - then).total_seconds() if then else None
