@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -26,7 +25,7 @@ def diagnose(
     """
     from crm_postback.configuration.event_set_service import get_event_set
     from crm_postback.operations.diagnostics import diagnose as run
-    from crm_postback.operations.diagnostics import render_text
+    from crm_postback.operations.diagnostics_text import render_json, render_text
     from models import EventSet
     from models.db import session_scope
 
@@ -51,8 +50,7 @@ def diagnose(
         except InputRejected as error:
             fail(error)
     if as_json:
-        documents = [report.as_dict() for report in reports]
-        typer.echo(json.dumps(documents[0] if event_set else documents, indent=2))
+        typer.echo(render_json(reports[0] if event_set else reports))
         return
     if not reports:
         typer.echo("no event sets yet: `postback event-set add ...`")
