@@ -99,7 +99,7 @@ def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
     # Once the payloads are prepared, this process freezes its heap out of the cyclic
     # collector's scans (`gc.freeze()`), as a long-running producer may do after starting:
     # the prepared payloads (a harness artifact) and the modules of the design under test.
-    # Both designs' producers get it; the README gives the figures without it.
+    # Both designs' producers get it; docs/performance.md gives the figures without it.
     barrier = threading.Barrier(workload.producers, action=gc.freeze if prepared_ahead else None)
 
     def worker(producer: int) -> None:

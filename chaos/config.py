@@ -45,7 +45,7 @@ class ModeDefaults:
 
 
 MODES: dict[str, ModeDefaults] = {
-    # ~2,500 triggers; about 2.5 minutes in all on 2 cores.
+    # ~2,500 triggers: sized so that CI can run it (docs/performance.md has its run time).
     "bounded": ModeDefaults(
         triggers=2_500,
         push_seconds=70,

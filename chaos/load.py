@@ -138,7 +138,7 @@ def sha256_hex(text: str) -> str:
 
 
 def make_event_id(event_set_db_id: int, occurrence_key: str, event_name: str) -> str:
-    """The documented event_id formula (README "What is sent"), re-derived for the oracle."""
+    """The documented event_id formula (docs/tiktok-contract.md), re-derived for the oracle."""
     return sha256_hex(f"{event_set_db_id}|{occurrence_key}|{event_name}")[:40]
 
 

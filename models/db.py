@@ -54,10 +54,11 @@ def _ping_idle_connections(engine: Engine) -> None:
     """`pool_pre_ping`, except for a connection back in the pool for under a second.
 
     A ping is a round trip on every checkout; a one-trigger enqueue checks out a connection
-    for ~5 round trips of work, so always pinging cost ~15 % of it. A server restart leaves
-    pooled connections idle for longer than a second, and those are still pinged and
-    replaced. A connection that dies within the second fails its statement instead and the
-    pool is invalidated; `in_transaction` then runs the work once more on a fresh connection.
+    for a handful of round trips of work, so always pinging was a noticeable share of it
+    (docs/performance.md). A server restart leaves pooled connections idle for longer than a
+    second, and those are still pinged and replaced. A connection that dies within the second
+    fails its statement instead and the pool is invalidated; `in_transaction` then runs the
+    work once more on a fresh connection.
     """
     dialect = engine.dialect
 

@@ -95,7 +95,7 @@ def accept_triggers(
 
 
 _EVENT_SETS = EventSet.__table__
-# Built once: constructing this statement per call cost more than running it (~250 µs).
+# Built once: constructing this statement per call cost more than running it.
 _EVENT_SETS_BY_REFERENCE = (
     select(_EVENT_SETS.c.id, _EVENT_SETS.c.name, _EVENT_SETS.c.source_id)
     .where(

@@ -36,7 +36,8 @@ _Request = socket.socket | tuple[bytes, socket.socket]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without this, Nagle + delayed ACK adds ~40 ms.
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body waits for
+    # the client's (delayed) ACK of the headers.
     disable_nagle_algorithm = True
     server: _SimulatorHTTPServer
 
