@@ -92,7 +92,7 @@ class FaultInjector(threading.Thread):
         rng: random.Random,
         gap_seconds: tuple[float, float],
         stop: threading.Event,
-        inspect_broker_text: Callable[[str, str], None],
+        inspect_broker_text: Callable[[str, str], object],
         simulator: CountingState,
         slow_rate: float,
     ) -> None:

@@ -98,7 +98,7 @@ _CONDITION_TEXT = re.compile(
     r"^\s*(?P<attr>[A-Za-z_][A-Za-z0-9_.\-]*)\s*"
     r"(?P<op>==|!=|>=|<=|>|<|\bnot\s+in\b|\bin\b|\bexists\b)\s*(?P<value>.*?)\s*$"
 )
-_TEXT_OPERATORS = {
+_TEXT_OPERATORS: dict[str, Operator] = {
     "==": "eq",
     "!=": "ne",
     ">=": "gte",
@@ -119,7 +119,7 @@ def parse_condition(text: str) -> Condition:
             "==, !=, >, >=, <, <=, in, not in, exists"
         )
     op_text = re.sub(r"\s+", " ", match["op"])
-    op = "not_in" if op_text == "not in" else _TEXT_OPERATORS[op_text]
+    op: Operator = "not_in" if op_text == "not in" else _TEXT_OPERATORS[op_text]
     raw_value = match["value"]
     value: Any = None
     if op != "exists":

@@ -8,13 +8,14 @@ from models.leads import Lead
 from models.mappings import Mapping
 from models.postbacks import FINAL_STATUSES, DeliveryAttempt, Postback, PostbackStatus
 from models.triggers import Trigger, TriggerStatus
-from models.users import AdminSession, AdminToken, AdminUser
+from models.users import AdminSession, AdminToken, AdminUser, AdminUserSource
 
 __all__ = [
     "FINAL_STATUSES",
     "AdminSession",
     "AdminToken",
     "AdminUser",
+    "AdminUserSource",
     "ApiKey",
     "AuditEntry",
     "Base",

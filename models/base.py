@@ -1,9 +1,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
@@ -46,5 +56,43 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+_Member = TypeVar("_Member", bound=StrEnum)
+
+
+class StrEnumText(TypeDecorator[_Member]):
+    """A StrEnum column stored as its value in a plain VARCHAR(length), without a database enum
+    type or CHECK constraint, so the schema is the one the migrations made. Rows read back
+    as members; writing a value outside the enum raises."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_type: type[_Member], length: int) -> None:
+        super().__init__(length)
+        self.enum_type = enum_type
+        self.length = length
+        # Dict look-ups: calling the enum by value costs several times more per row.
+        self._members = {member.value: member for member in enum_type}
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        try:
+            return self._members[value].value
+        except KeyError:
+            raise ValueError(f"{value!r} is not a {self.enum_type.__name__}") from None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> _Member | None:
+        if value is None:
+            return None
+        try:
+            return self._members[value]
+        except KeyError:
+            raise ValueError(f"{value!r} stored is not a {self.enum_type.__name__}") from None
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model is mapped to a Table (DeclarativeBase types it as any FromClause), which
+    # the Core statements (`update(Postback.__table__)`, `bulk_insert`) need.
+    __table__: ClassVar[Table]

@@ -13,9 +13,10 @@ Python per statement (binary: ~1.5 ms, measured with psycopg 3.3).
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.array import ListBinaryDumper
 from psycopg.types.json import set_json_loads
@@ -35,11 +36,14 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.sql.elements import ColumnClause, KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 
 from crm_postback.core import jsontext
+
+if TYPE_CHECKING:
+    import psycopg
 
 ARRAY_FORM_FROM_ROWS = 50
 ARRAY_FORM_FROM_VALUES = 50
@@ -64,7 +68,9 @@ class BinaryArray(TypeDecorator[list[Any]]):
 
     def bind_processor(self, dialect: Dialect) -> Any:
         # Replaces ARRAY's processor, which would copy the values into a plain list.
-        item_type: TypeEngine[Any] = self.impl_instance.item_type
+        item_type: TypeEngine[Any] = typing.cast(
+            "postgresql.ARRAY[Any]", self.impl_instance
+        ).item_type
         convert = item_type.dialect_impl(dialect).bind_processor(dialect)
 
         def process(values: list[Any] | None) -> list[Any] | None:
@@ -100,7 +106,9 @@ def planned_for_its_parameters(session: Session) -> Iterator[None]:
     if not is_postgres(session):
         yield
         return
-    driver = session.connection().connection.driver_connection
+    driver = typing.cast(
+        "psycopg.Connection[Any]", session.connection().connection.driver_connection
+    )
     previous = driver.prepare_threshold
     driver.prepare_threshold = None
     try:
@@ -110,7 +118,9 @@ def planned_for_its_parameters(session: Session) -> Iterator[None]:
 
 
 def matches_any(
-    session: Session, column: ColumnElement[Any], values: Sequence[Any]
+    session: Session,
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    values: Sequence[Any],
 ) -> ColumnElement[bool]:
     """`column IN values`; one array parameter on PostgreSQL when there are many."""
     if is_postgres(session) and len(values) >= ARRAY_FORM_FROM_VALUES:
@@ -124,11 +134,14 @@ def insert_ignoring_conflicts(session: Session, table: Table) -> Any:
     return module.insert(table).on_conflict_do_nothing()
 
 
+# A returned column: `Table.c.x` or a model's attribute (`Lead.id`).
+ReturnedColumn = KeyedColumnElement[Any] | QueryableAttribute[Any]
+
 _ROW_INSERTS: dict[tuple[str, Table, bool, tuple[str, ...]], Any] = {}
 
 
 def _row_insert(
-    session: Session, table: Table, ignore_conflicts: bool, returning: tuple[ColumnClause[Any], ...]
+    session: Session, table: Table, ignore_conflicts: bool, returning: tuple[ReturnedColumn, ...]
 ) -> Any:
     """The statement for the few-rows form, built once: building one costs ~100 µs of Python
     (most of a one-trigger call's statement time), executing a built one a fraction of it."""
@@ -160,7 +173,7 @@ def bulk_insert(
     table: Table,
     rows: Sequence[dict[str, Any]],
     *,
-    returning: Sequence[ColumnClause[Any]] = (),
+    returning: Sequence[ReturnedColumn] = (),
     ignore_conflicts: bool = False,
 ) -> list[Any]:
     """Inserts rows (all with the same keys); returns the `returning` columns of the rows

@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import Base, StrEnumText, UTCDateTime, utcnow
 
 
 class EventSetKind(StrEnum):
@@ -27,7 +27,9 @@ class EventSet(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    kind: Mapped[str] = mapped_column(String(8), default=EventSetKind.CRM)
+    kind: Mapped[EventSetKind] = mapped_column(
+        StrEnumText(EventSetKind, 8), default=EventSetKind.CRM
+    )
     source_id: Mapped[str] = mapped_column(String(64))
     advertiser_id: Mapped[str | None] = mapped_column(String(64))
     # Fernet ciphertext, or an "env:NAME" reference; never the token itself.
@@ -35,7 +37,9 @@ class EventSet(Base):
     test_event_code: Mapped[str | None] = mapped_column(String(64))
     lead_event_source: Mapped[str] = mapped_column(String(64), default="crm-postback")
     default_currency: Mapped[str | None] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), default=EventSetStatus.ACTIVE)
+    status: Mapped[EventSetStatus] = mapped_column(
+        StrEnumText(EventSetStatus, 16), default=EventSetStatus.ACTIVE
+    )
     paused_reason: Mapped[str | None] = mapped_column(Text)
     # TikTok throttled this set's token: nothing is sent for it before this time.
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
 
 
 class PostbackStatus(StrEnum):
@@ -52,7 +52,9 @@ class Postback(Base):
     mapping_version: Mapped[int | None] = mapped_column(Integer)
     event_name: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default=PostbackStatus.PENDING)
+    status: Mapped[PostbackStatus] = mapped_column(
+        StrEnumText(PostbackStatus, 16), default=PostbackStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # How many times an operator re-queued it (`postback replay`).
     replays: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -79,6 +81,7 @@ class DeliveryAttempt(Base):
         ForeignKey("postbacks.id", ondelete="CASCADE"), index=True
     )
     attempted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A crm_postback.tiktok Outcome value: the ORM may not import the TikTok contract.
     outcome: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     code: Mapped[int | None] = mapped_column(Integer)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
 
 
 class TriggerStatus(StrEnum):
@@ -34,7 +34,9 @@ class Trigger(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     idempotency_key: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default=TriggerStatus.RECEIVED)
+    status: Mapped[TriggerStatus] = mapped_column(
+        StrEnumText(TriggerStatus, 20), default=TriggerStatus.RECEIVED
+    )
     # Committed before each processing run, so a trigger that keeps killing workers is capped.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)

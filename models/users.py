@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import Base, StrEnumText, UTCDateTime, utcnow
+
+
+class AdminUserSource(StrEnum):
+    ENV = "env"  # bootstrapped from ADMIN_USERNAME / ADMIN_PASSWORD
+    CLI = "cli"  # created with `postback admin user-add`
 
 
 class AdminUser(Base):
@@ -18,8 +24,9 @@ class AdminUser(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(Text)
-    # "env" for the user bootstrapped from ADMIN_USERNAME / ADMIN_PASSWORD, else "cli".
-    source: Mapped[str] = mapped_column(String(16), default="cli")
+    source: Mapped[AdminUserSource] = mapped_column(
+        StrEnumText(AdminUserSource, 16), default=AdminUserSource.CLI
+    )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

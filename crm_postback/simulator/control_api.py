@@ -100,7 +100,7 @@ def _string(fields: Mapping[str, Any], name: str, default: str | None = None) ->
 
 
 def _flag(query: Query, name: str) -> bool:
-    values = query.get(name)
+    values: Sequence[str] = query.get(name) or ()
     return bool(values) and values[0].lower() in _TRUE
 
 
