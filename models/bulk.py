@@ -7,8 +7,8 @@ a new text every time, too long for psycopg's parse cache (4 KiB), and costs mor
 and parse than the rows cost to write. SQLite gets the portable forms.
 
 The arrays travel in PostgreSQL's binary format: psycopg's text format quotes and escapes
-every element with a regular expression, which for 1,000 JSON documents costs ~80 ms of
-Python per statement (binary: ~1.5 ms, measured with psycopg 3.3).
+every element with a regular expression, which for 1,000 JSON documents costs far more Python
+per statement than the binary format (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -96,12 +96,12 @@ def is_postgres(session: Session) -> bool:
 @contextmanager
 def planned_for_its_parameters(session: Session) -> Iterator[None]:
     """PostgreSQL: statements run inside are never server-side prepared by psycopg, so each
-    is planned for its own parameters (~1 ms for a 1,000-element array).
+    is planned for its own parameters, a small cost next to what a bad generic plan costs.
 
     For lookups on a table that grows from empty: psycopg prepares a statement on its fifth
     run, and PostgreSQL may then keep a generic plan made while the table was tiny (a
     sequential scan) until autovacuum first analyzes it. Seen in the steady benchmark: the
-    leads lookup took 80-260 ms and latency grew for a minute (p99 705 ms, 137 ms planned).
+    leads lookup slowed down and latency grew for a minute (docs/performance.md).
     """
     if not is_postgres(session):
         yield
@@ -143,8 +143,8 @@ _ROW_INSERTS: dict[tuple[str, Table, bool, tuple[str, ...]], Any] = {}
 def _row_insert(
     session: Session, table: Table, ignore_conflicts: bool, returning: tuple[ReturnedColumn, ...]
 ) -> Any:
-    """The statement for the few-rows form, built once: building one costs ~100 µs of Python
-    (most of a one-trigger call's statement time), executing a built one a fraction of it."""
+    """The statement for the few-rows form, built once: building one costs more Python than
+    executing it (most of a one-trigger call's statement time)."""
     key = (
         session.get_bind().dialect.name,
         table,
