@@ -4,6 +4,7 @@ every manual."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -116,3 +117,64 @@ def test_the_screenshot_is_shown() -> None:
     assert (ROOT / "docs" / "mapping-page.png").is_file()
     assert "docs/mapping-page.png" in links(README)
     assert "mapping-page.png" in links(ROOT / "docs" / "admin.md")
+
+
+_OURS = ("crm_postback", "worker", "models", "mappings", "bench", "chaos")
+_DOTTED = re.compile(rf"^(?:{'|'.join(_OURS)})(?:\.[A-Za-z_]\w*)+$")
+_REPO_PATH = re.compile(r"^(?:[\w.-]+/)+[\w.-]*$|^[\w-]+/[\w./-]*\.\w+$")
+_GENERATED = ("test-artifacts/",)  # written by failing runs, ignored by git
+_FILE_SUFFIXES = (".md", ".py", ".png", ".yml", ".yaml", ".toml")
+_CRM_PACKAGES = ("core", "tiktok", "intake", "configuration", "operations", "observability")
+_SHORT_DOTTED = re.compile(
+    rf"\b(?:{'|'.join(_OURS + _CRM_PACKAGES + ('commands', 'cli', 'web'))})(?:\.[a-z_]\w*)+"
+)
+
+
+def resolves(dotted: str) -> bool:
+    """`package.module.attribute...` names a module of ours, or something in one."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            found: object = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def code_spans(document: Path) -> list[str]:
+    text = _FENCE.sub("", document.read_text(encoding="utf-8"))
+    return [span.strip("`") for span in _CODE_SPAN.findall(text)]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_modules_and_files_exist(document: Path) -> None:
+    """A module, function or file named in `code` is still there under that name."""
+    missing = [
+        span
+        for span in code_spans(document)
+        if (_DOTTED.match(span) and not resolves(span))
+        or (
+            _REPO_PATH.match(span)
+            and not span.startswith(("../", "/", "shared/", *_GENERATED))
+            and not (ROOT / span).exists()
+        )
+    ]
+    assert missing == []
+
+
+def test_the_flow_in_architecture_names_real_modules() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    names = {n for n in _SHORT_DOTTED.findall(text) if not n.endswith(_FILE_SUFFIXES)}
+    assert names, "the flow should name the modules it passes through"
+    unknown = [
+        name
+        for name in sorted(names)
+        if not resolves(name) and not resolves(f"crm_postback.{name}")
+    ]
+    assert unknown == []
