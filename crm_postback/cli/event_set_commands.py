@@ -33,16 +33,12 @@ def event_set_add(
     currency: Annotated[str | None, typer.Option(help="Default currency for values")] = None,
 ) -> None:
     """Add an event set. The token is encrypted at rest and never shown again."""
-    from crm_postback.configuration.audit import cli_actor
-    from crm_postback.configuration.event_set_service import create_event_set
-    from models.db import session_scope
+    from crm_postback.commands.event_sets import AddEventSet, add_event_set
+    from crm_postback.commands.unit_of_work import Actor
 
-    settings = get_settings()
-    with session_scope() as session:
-        try:
-            event_set = create_event_set(
-                session,
-                settings,
+    try:
+        event_set = add_event_set(
+            AddEventSet(
                 name=name,
                 source_id=event_set_id,
                 access_token=token,
@@ -51,14 +47,14 @@ def event_set_add(
                 test_event_code=test_event_code,
                 advertiser_id=advertiser_id,
                 default_currency=currency,
-                actor=cli_actor(),
-            )
-        except InputRejected as error:
-            fail(error)
-        session.commit()
-        typer.echo(
-            f"event set {event_set.id} {event_set.name!r} ({event_set.kind} {event_set.source_id})"
+            ),
+            Actor.cli(),
         )
+    except InputRejected as error:
+        fail(error)
+    typer.echo(
+        f"event set {event_set.id} {event_set.name!r} ({event_set.kind} {event_set.source_id})"
+    )
 
 
 @event_set_app.command("list")
@@ -87,32 +83,26 @@ def event_set_list() -> None:
 @event_set_app.command("pause")
 def event_set_pause(name: str, reason: str = "paused by operator") -> None:
     """Hold all postbacks of an event set (nothing is dropped)."""
-    from crm_postback.configuration.audit import cli_actor
-    from crm_postback.configuration.event_set_service import get_event_set, pause
-    from models.db import session_scope
+    from crm_postback.commands.event_sets import PauseEventSet, pause_event_set
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            pause(get_event_set(session, name), reason, actor=cli_actor())
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        pause_event_set(PauseEventSet(name, reason), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"{name}: paused")
 
 
 @event_set_app.command("resume")
 def event_set_resume(name: str) -> None:
     """Resume an event set; held postbacks are sent by the next sweep."""
-    from crm_postback.configuration.audit import cli_actor
-    from crm_postback.configuration.event_set_service import get_event_set, resume
-    from models.db import session_scope
+    from crm_postback.commands.event_sets import ResumeEventSet, resume_event_set
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            resume(session, get_event_set(session, name), actor=cli_actor())
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        resume_event_set(ResumeEventSet(name), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"{name}: active")
 
 
@@ -122,34 +112,25 @@ def event_set_token(
     token: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="POSTBACK_NEW_TOKEN")],
 ) -> None:
     """Replace the access token (resumes a set paused for token errors)."""
-    from crm_postback.configuration.audit import cli_actor
-    from crm_postback.configuration.event_set_service import get_event_set, rotate_token
-    from models.db import session_scope
+    from crm_postback.commands.event_sets import ReplaceToken, replace_token
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            rotate_token(
-                session, get_settings(), get_event_set(session, name), token, actor=cli_actor()
-            )
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        replace_token(ReplaceToken(name, token), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"{name}: token replaced")
 
 
 @event_set_app.command("verify")
 def event_set_verify(name: str) -> None:
     """Check the event set ID with TikTok (GET /open_api/v1.3/crm/list/, advertiser + token)."""
-    from crm_postback.configuration.event_set_service import get_event_set
-    from crm_postback.configuration.event_set_verification import verify_event_set
-    from models.db import session_scope
+    from crm_postback.commands.event_sets import VerifyEventSet, verify_event_set
 
-    with session_scope() as session:
-        try:
-            target = get_event_set(session, name)
-        except InputRejected as error:
-            fail(error)
-        result = verify_event_set(target, get_settings())
+    try:
+        result = verify_event_set(VerifyEventSet(name))
+    except InputRejected as error:
+        fail(error)
     suffix = f" (request_id {result.request_id})" if result.request_id else ""
     if not result.ok:
         typer.secho(f"{name}: {result.message}{suffix}", fg="red", err=True)

@@ -35,16 +35,15 @@ def mapping_set(
     disabled: bool = False,
 ) -> None:
     """Create (or with --id, update) a mapping. Invalid mappings are refused with the reason."""
-    from crm_postback.configuration.audit import cli_actor
-    from crm_postback.configuration.event_set_service import get_event_set
-    from crm_postback.configuration.mapping_service import (
+    from crm_postback.commands.mappings import (
+        AddMapping,
+        MappingInput,
+        UpdateMapping,
         add_mapping,
-        describe_mapping,
-        get_mapping,
         update_mapping,
     )
+    from crm_postback.commands.unit_of_work import Actor
     from mappings.rules import parse_condition
-    from models.db import session_scope
 
     try:
         conditions = [parse_condition(text) for text in when or []]
@@ -62,35 +61,17 @@ def mapping_set(
         rules["order_id_from"] = order_id_from
     if content_type is not None:
         rules["content_type"] = content_type
-    with session_scope() as session:
-        try:
-            target = get_event_set(session, event_set)
-            if mapping_id is None:
-                mapping = add_mapping(
-                    session,
-                    target,
-                    trigger_type=trigger,
-                    event_name=event,
-                    conditions=conditions,
-                    properties=rules,
-                    enabled=not disabled,
-                    actor=cli_actor(),
-                )
-            else:
-                mapping = update_mapping(
-                    session,
-                    get_mapping(session, mapping_id),
-                    trigger_type=trigger,
-                    event_name=event,
-                    conditions=conditions,
-                    properties=rules,
-                    enabled=not disabled,
-                    actor=cli_actor(),
-                )
-        except InputRejected as error:
-            fail(error)
-        session.commit()
-        typer.echo(f"mapping {mapping.id} v{mapping.version}: {describe_mapping(mapping)}")
+    wanted = MappingInput(trigger, event, conditions, rules, enabled=not disabled)
+    try:
+        if mapping_id is None:
+            saved = add_mapping(AddMapping(event_set, wanted), Actor.cli())
+        else:
+            saved = update_mapping(
+                UpdateMapping(mapping_id, wanted, event_set=event_set), Actor.cli()
+            )
+    except InputRejected as error:
+        fail(error)
+    typer.echo(f"mapping {saved.mapping.id} v{saved.mapping.version}: {saved.summary}")
 
 
 @mapping_app.command("list")
@@ -113,16 +94,13 @@ def mapping_list(event_set: str) -> None:
 @mapping_app.command("remove")
 def mapping_remove(mapping_id: int) -> None:
     """Delete a mapping. Postbacks it already produced are kept and still delivered."""
-    from crm_postback.configuration.audit import cli_actor
-    from crm_postback.configuration.mapping_service import delete_mapping, get_mapping
-    from models.db import session_scope
+    from crm_postback.commands.mappings import DeleteMapping, delete_mapping
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            delete_mapping(session, get_mapping(session, mapping_id), actor=cli_actor())
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        delete_mapping(DeleteMapping(mapping_id), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"mapping {mapping_id} removed")
 
 
@@ -161,22 +139,15 @@ def mapping_import(
     dry_run: Annotated[bool, typer.Option(help="Only say what would change")] = False,
 ) -> None:
     """Make an event set's mappings equal to the file (create, update, delete), audited."""
-    from crm_postback.configuration.audit import cli_actor
-    from crm_postback.configuration.event_set_service import get_event_set
-    from crm_postback.configuration.mapping_yaml import import_mappings, read_document
-    from models.db import session_scope
+    from crm_postback.commands.mappings import ImportMappingYaml, import_mapping_yaml
+    from crm_postback.commands.unit_of_work import Actor
 
     text = file.read_text(encoding="utf-8")
-    with session_scope() as session:
-        try:
-            name = event_set or read_document(text)[0]
-            if not name:
-                raise InputRejected.one("event_set", "the file names none; pass --event-set")
-            target = get_event_set(session, name)
-            result = import_mappings(session, target, text, actor=cli_actor(), dry_run=dry_run)
-        except InputRejected as error:
-            fail(error)
-        if not dry_run:
-            session.commit()
+    try:
+        result = import_mapping_yaml(
+            ImportMappingYaml(text, event_set=event_set, dry_run=dry_run), Actor.cli()
+        )
+    except InputRejected as error:
+        fail(error)
     prefix = "dry run: would be " if dry_run else ""
-    typer.echo(f"{name}: {prefix}{result.summary()}")
+    typer.echo(f"{result.event_set}: {prefix}{result.summary}")

@@ -11,8 +11,6 @@ import typer
 from crm_postback.cli.output import aware, fail
 from crm_postback.core.errors import InputRejected
 
-REPLAY_CHUNK = 500
-
 
 def _mapping_label(mapping_id: int | None, version: int | None) -> str:
     return f"mapping={mapping_id} v{version}" if mapping_id is not None else "mapping=-"
@@ -141,15 +139,9 @@ def replay_command(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed")] = False,
 ) -> None:
     """Re-queue dead, failed or expired postbacks (same event_id, refreshed match keys)."""
-    from crm_postback.operations.replay import (
-        REPLAYABLE,
-        ReplaySelection,
-        count_replayable,
-        replay,
-        replayable_ids,
-    )
-    from models import utcnow
-    from models.db import session_scope
+    from crm_postback.commands.replay import ReplayPostbacks, count_replay, replay_postbacks
+    from crm_postback.commands.unit_of_work import Actor
+    from crm_postback.operations.replay import REPLAYABLE, ReplaySelection
 
     selection = ReplaySelection(
         ids=postback_id or [],
@@ -169,45 +161,32 @@ def replay_command(
         )
         raise typer.Exit(2)
     try:
-        with session_scope() as session:
-            total = count_replayable(session, selection)
-            ids = [] if dry_run else replayable_ids(session, selection)
-    except (InputRejected, ValueError) as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    if dry_run:
-        typer.echo(f"{total} postback(s) would be replayed")
-        return
-    queued: list[int] = []
-    chunks = [ids[i : i + REPLAY_CHUNK] for i in range(0, len(ids), REPLAY_CHUNK)]
-    with typer.progressbar(chunks, label="replaying", length=len(chunks)) as progress:
-        for chunk in progress:
-            with session_scope() as session:
-                queued_now = replay(session, chunk, utcnow())
-                session.commit()
-            _dispatch_deliveries(queued_now)
-            queued.extend(queued_now)
-    not_possible = len(ids) - len(queued)
-    typer.echo(
-        f"{len(queued)} postback(s) re-queued"
-        + (f", {not_possible} could not be rebuilt (see history)" if not_possible else "")
-    )
-
-
-def _dispatch_deliveries(postback_ids: list[int]) -> None:
-    """Best effort: if the broker is down, the sweeper sends the re-queued rows."""
-    if not postback_ids:
-        return
-    from worker.tasks import deliver_postbacks
-
-    try:
-        deliver_postbacks.delay(postback_ids)
-    except Exception as error:
+        total = count_replay(selection)
+        if dry_run:
+            typer.echo(f"{total} postback(s) would be replayed")
+            return
+        with typer.progressbar(length=total, label="replaying") as progress:
+            outcome = replay_postbacks(
+                ReplayPostbacks(selection, everything=everything),
+                Actor.cli(),
+                on_chunk=lambda chunk: progress.update(chunk.requested),
+            )
+    except InputRejected as error:
+        fail(error)
+    if outcome.left_for_sweeper:
         typer.secho(
-            f"broker unavailable ({type(error).__name__}); the sweeper will send them",
+            f"broker unavailable; the sweeper will send {outcome.left_for_sweeper} of them",
             fg="yellow",
             err=True,
         )
+    typer.echo(
+        f"{len(outcome.requeued)} postback(s) re-queued"
+        + (
+            f", {outcome.not_rebuilt} could not be rebuilt (see history)"
+            if outcome.not_rebuilt
+            else ""
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

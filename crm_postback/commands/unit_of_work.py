@@ -28,9 +28,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asked: `cli:<os user>`, `admin:<user>` (a page) or `api:<user>` (the JSON API)."""
+    """Who asked: `cli:<os user>`, `web:<user>` (a page) or `api:<user>` (the JSON API)."""
 
     name: str
+
+    @classmethod
+    def cli(cls) -> Actor:
+        """Whoever runs the command: `cli:<login name>`."""
+        return cls(audit.cli_actor())
 
     def __str__(self) -> str:
         return self.name
@@ -41,6 +46,8 @@ class UnitOfWork:
     session: Session
     actor: Actor
     _publishes: list[tuple[Callable[[], object], str]] = field(default_factory=list)
+    # After the block: what a broker that was down did not get (left for the sweeper).
+    unsent: list[str] = field(default_factory=list)
 
     def audit(
         self,
@@ -51,6 +58,7 @@ class UnitOfWork:
         event_set_id: int | None = None,
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> None:
         audit.record(
             self.session,
@@ -61,6 +69,7 @@ class UnitOfWork:
             event_set_id=event_set_id,
             before=before,
             after=after,
+            note=note,
         )
 
     def publish_after_commit(self, publish: Callable[[], object], *, waiting: str) -> None:
@@ -70,15 +79,22 @@ class UnitOfWork:
 
     def _send_published(self) -> None:
         for publish, waiting in self._publishes:
-            publish_or_leave_for_sweeper(publish, waiting)
+            if not publish_or_leave_for_sweeper(publish, waiting):
+                self.unsent.append(waiting)
         self._publishes.clear()
 
 
 @contextmanager
-def unit_of_work(actor: Actor) -> Iterator[UnitOfWork]:
-    """Commits when the block ends without an error (rolls back otherwise), then publishes."""
+def unit_of_work(actor: Actor, *, dry_run: bool = False) -> Iterator[UnitOfWork]:
+    """Commits when the block ends without an error (rolls back otherwise), then publishes.
+    With `dry_run` the block's changes are rolled back and nothing is published: build the
+    result inside the block (a rollback expires the loaded rows)."""
     with session_scope() as session:
         uow = UnitOfWork(session, actor)
         yield uow
+        if dry_run:
+            session.rollback()
+            uow._publishes.clear()
+            return
         session.commit()
     uow._send_published()

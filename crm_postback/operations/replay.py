@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.configuration.event_set_service import get_event_set
+from crm_postback.core.errors import InputRejected
 from crm_postback.tiktok.events_payload import NoMatchKey, build_event
 from mappings.resolve import CompiledMapping, build_properties
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger
@@ -26,7 +27,8 @@ REPLAYABLE = (PostbackStatus.DEAD, PostbackStatus.FAILED, PostbackStatus.EXPIRED
 class ReplaySelection:
     ids: Sequence[int] = ()
     lead_ref: str | None = None
-    event_set: str | None = None
+    event_set: str | None = None  # name or TikTok ID
+    event_set_id: int | None = None  # ours
     code: int | None = None
     statuses: Sequence[str] = field(default_factory=lambda: list(REPLAYABLE))
     since: datetime | None = None
@@ -37,23 +39,38 @@ class ReplaySelection:
             self.ids
             or self.lead_ref
             or self.event_set
+            or self.event_set_id is not None
             or self.code is not None
             or self.since
             or self.until
         )
 
 
+def selected_event_set_id(session: Session, selection: ReplaySelection) -> int | None:
+    """The event set the selection is limited to, if any (InputRejected if unknown)."""
+    if selection.event_set_id is not None:
+        if session.get(EventSet, selection.event_set_id) is None:
+            raise InputRejected.one("event_set", f"no event set {selection.event_set_id}")
+        return selection.event_set_id
+    if selection.event_set:
+        return get_event_set(session, selection.event_set).id
+    return None
+
+
 def _query(session: Session, selection: ReplaySelection) -> Select[tuple[int]]:
     unknown = set(selection.statuses) - set(REPLAYABLE)
     if unknown:
-        raise ValueError(f"status: only {', '.join(REPLAYABLE)} can be replayed, not {unknown}")
+        raise InputRejected.one(
+            "status", f"only {', '.join(REPLAYABLE)} can be replayed, not {unknown}"
+        )
     query = select(Postback.id).where(Postback.status.in_(selection.statuses))
     if selection.ids:
         query = query.where(Postback.id.in_(selection.ids))
     if selection.lead_ref:
         query = query.where(Postback.lead_ref == selection.lead_ref)
-    if selection.event_set:
-        query = query.where(Postback.event_set_id == get_event_set(session, selection.event_set).id)
+    event_set_id = selected_event_set_id(session, selection)
+    if event_set_id is not None:
+        query = query.where(Postback.event_set_id == event_set_id)
     if selection.code is not None:
         query = query.where(Postback.last_code == selection.code)
     if selection.since:

@@ -17,8 +17,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from crm_postback.core.settings import Settings, get_settings
-from crm_postback.web.admin import json_api as api
-from crm_postback.web.admin import pages
+from crm_postback.web.admin import (
+    audit_json_api,
+    audit_pages,
+    delivery_json_api,
+    delivery_pages,
+    event_set_json_api,
+    event_set_pages,
+    login_pages,
+    mapping_json_api,
+    mapping_pages,
+    preview_pages,
+)
+from crm_postback.web.admin.json_api_support import DESCRIPTION, install_error_handlers
+from crm_postback.web.admin.page_rendering import NotFound, flash, render, root
 from crm_postback.web.admin.security import CsrfRejected, LoginRequired
 
 HERE = Path(__file__).parent
@@ -43,13 +55,11 @@ def session_secret(settings: Settings) -> str:
 
 
 def _page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
-    return pages.render(
-        request, "error.html", None, status_code=status, title=title, message=message
-    )
+    return render(request, "error.html", None, status_code=status, title=title, message=message)
 
 
 async def _login_required(request: Request, _: Exception) -> Response:
-    target = pages.root(request) + "/login"
+    target = root(request) + "/login"
     if request.method == "GET":
         path = request.url.path
         if request.url.query:
@@ -58,7 +68,7 @@ async def _login_required(request: Request, _: Exception) -> Response:
 
         target += "?next=" + quote(path, safe="")
     else:
-        pages.flash(request, "Your session ended; log in again and redo the change.", "error")
+        flash(request, "Your session ended; log in again and redo the change.", "error")
     return RedirectResponse(target, status_code=303)
 
 
@@ -78,7 +88,7 @@ async def _not_found(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    if request.url.path.startswith(pages.root(request) + "/api"):
+    if request.url.path.startswith(root(request) + "/api"):
         from crm_postback.web.errors import error_response
         from crm_postback.web.shapes import Problem
 
@@ -92,7 +102,7 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
     admin = FastAPI(
         title="crm-postback admin API",
         version="1",
-        description=api.DESCRIPTION,
+        description=DESCRIPTION,
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
@@ -108,10 +118,21 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
     )
     admin.add_exception_handler(LoginRequired, _login_required)
     admin.add_exception_handler(CsrfRejected, _csrf)
-    admin.add_exception_handler(pages.NotFound, _not_found)
+    admin.add_exception_handler(NotFound, _not_found)
     admin.add_exception_handler(StarletteHTTPException, _http_error)
-    api.install_error_handlers(admin)
+    install_error_handlers(admin)
     admin.mount("/static", StaticFiles(directory=HERE / "static"), name="admin-static")
-    admin.include_router(api.router)
-    admin.include_router(pages.router)
+    for api in (event_set_json_api, mapping_json_api, delivery_json_api, audit_json_api):
+        admin.include_router(api.router)
+    for pages in (
+        login_pages,
+        event_set_pages,
+        mapping_pages,
+        preview_pages,
+        delivery_pages,
+        audit_pages,
+    ):
+        admin.include_router(pages.router)
+    # Last: `POST /event-sets/{id}/{action}` would shadow the pages' more specific routes.
+    admin.include_router(event_set_pages.action_router)
     return admin

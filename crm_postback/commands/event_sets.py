@@ -1,0 +1,188 @@
+"""Event set use cases: add, update, pause, resume, replace the token, verify with TikTok.
+
+Each opens one unit of work; `configuration.event_set_service` changes the rows and records
+the audit entry in it. Results hold the event set as saved (detached, its columns loaded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.configuration import event_set_service
+from crm_postback.configuration.event_set_verification import Verification
+from crm_postback.configuration.event_set_verification import (
+    verify_event_set as ask_tiktok,
+)
+from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.core.settings import get_settings
+from models import EventSet, EventSetKind
+from models.db import session_scope
+
+# Our id (the pages' URLs) or a name / TikTok event set ID (the CLI and the JSON API).
+EventSetRef = int | str
+
+
+class NotFound(InputRejected):
+    """The event set or mapping named does not exist (a 404 on the web, exit 2 on the CLI)."""
+
+    @property
+    def message(self) -> str:
+        return "; ".join(error.message for error in self.errors)
+
+
+def load_event_set(session: Session, reference: EventSetRef) -> EventSet:
+    if isinstance(reference, int):
+        event_set = session.get(EventSet, reference)
+        if event_set is None:
+            raise NotFound([FieldError("event_set", f"there is no event set {reference}")])
+        return event_set
+    try:
+        return event_set_service.get_event_set(session, reference)
+    except InputRejected as error:
+        raise NotFound(error.errors) from None
+
+
+@dataclass(frozen=True)
+class AddEventSet:
+    name: str
+    source_id: str  # TikTok's event set ID or pixel code
+    access_token: str  # or env:VARNAME
+    kind: str = EventSetKind.CRM
+    lead_event_source: str = "crm-postback"
+    test_event_code: str | None = None
+    advertiser_id: str | None = None
+    default_currency: str | None = None
+
+
+class Keep(Enum):
+    """A field of `UpdateEventSet` left as it is (None clears the field instead)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True)
+class UpdateEventSet:
+    """The fields given change (one `event_set.update` entry, none if nothing changed); with
+    `access_token`, the token is replaced in the same transaction (`event_set.token`)."""
+
+    event_set: EventSetRef
+    name: str | None = None  # None: unchanged (a name cannot be cleared)
+    lead_event_source: str | None = None  # likewise
+    advertiser_id: str | Keep | None = KEEP
+    default_currency: str | Keep | None = KEEP
+    test_event_code: str | Keep | None = KEEP
+    access_token: str | None = None
+
+    def changes(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "advertiser_id": self.advertiser_id,
+            "default_currency": self.default_currency,
+            "test_event_code": self.test_event_code,
+        }
+        found = {key: value for key, value in fields.items() if value is not KEEP}
+        if self.name is not None:
+            found["name"] = self.name
+        if self.lead_event_source is not None:
+            found["lead_event_source"] = self.lead_event_source
+        return found
+
+
+@dataclass(frozen=True)
+class EventSetUpdated:
+    event_set: EventSet
+    token_replaced: bool
+
+
+@dataclass(frozen=True)
+class PauseEventSet:
+    event_set: EventSetRef
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResumeEventSet:
+    event_set: EventSetRef
+
+
+@dataclass(frozen=True)
+class ReplaceToken:
+    event_set: EventSetRef
+    access_token: str  # or env:VARNAME
+
+
+@dataclass(frozen=True)
+class VerifyEventSet:
+    event_set: EventSetRef
+
+
+def add_event_set(request: AddEventSet, actor: Actor) -> EventSet:
+    with unit_of_work(actor) as uow:
+        return event_set_service.create_event_set(
+            uow.session,
+            get_settings(),
+            name=request.name,
+            source_id=request.source_id,
+            access_token=request.access_token,
+            kind=request.kind,
+            lead_event_source=request.lead_event_source,
+            test_event_code=request.test_event_code,
+            advertiser_id=request.advertiser_id,
+            default_currency=request.default_currency,
+            actor=actor.name,
+        )
+
+
+def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
+    with unit_of_work(actor) as uow:
+        event_set = load_event_set(uow.session, request.event_set)
+        event_set_service.update_event_set(
+            uow.session, event_set, actor=actor.name, **request.changes()
+        )
+        if request.access_token is not None:
+            event_set_service.rotate_token(
+                uow.session, get_settings(), event_set, request.access_token, actor=actor.name
+            )
+        return EventSetUpdated(event_set, token_replaced=request.access_token is not None)
+
+
+def pause_event_set(request: PauseEventSet, actor: Actor) -> EventSet:
+    """Holds every postback of the event set; nothing is dropped."""
+    with unit_of_work(actor) as uow:
+        event_set = load_event_set(uow.session, request.event_set)
+        event_set_service.pause(event_set, request.reason, actor=actor.name)
+        return event_set
+
+
+def resume_event_set(request: ResumeEventSet, actor: Actor) -> EventSet:
+    """Held postbacks become due; the next sweep sends them."""
+    with unit_of_work(actor) as uow:
+        event_set = load_event_set(uow.session, request.event_set)
+        event_set_service.resume(uow.session, event_set, actor=actor.name)
+        return event_set
+
+
+def replace_token(request: ReplaceToken, actor: Actor) -> EventSet:
+    """A new token also resumes a paused event set."""
+    with unit_of_work(actor) as uow:
+        event_set = load_event_set(uow.session, request.event_set)
+        event_set_service.rotate_token(
+            uow.session, get_settings(), event_set, request.access_token, actor=actor.name
+        )
+        return event_set
+
+
+def verify_event_set(request: VerifyEventSet) -> Verification:
+    """Asks TikTok whether it knows the event set. The session is closed before the HTTP
+    call: no transaction waits on TikTok. Changes nothing, so takes no actor and writes no
+    audit entry."""
+    with session_scope() as session:
+        event_set = load_event_set(session, request.event_set)
+    return ask_tiktok(event_set, get_settings())

@@ -1,0 +1,207 @@
+"""Mapping use cases: add, update, enable/disable, delete, import YAML (with a dry run).
+
+Each opens one unit of work; `configuration.mapping_service` (and `mapping_yaml` for imports)
+changes the rows and records the audit entries in it. A mapping can be named with the event
+set it must belong to (the pages and the JSON API), or alone (the CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from crm_postback.commands.event_sets import EventSetRef, NotFound, load_event_set
+from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.configuration import mapping_service, mapping_yaml
+from crm_postback.core.errors import FieldError, InputRejected
+from mappings.rules import Condition, PropertyRules
+from models import Mapping
+
+
+@dataclass(frozen=True)
+class MappingInput:
+    """A whole mapping as saved: what `add` creates and `update` replaces."""
+
+    trigger_type: str
+    event_name: str
+    conditions: Sequence[Condition | dict[str, Any]] = ()
+    properties: PropertyRules | dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+    @classmethod
+    def from_entry(cls, entry: mapping_yaml.MappingEntry) -> MappingInput:
+        return cls(
+            entry.trigger_type, entry.event_name, entry.conditions, entry.properties, entry.enabled
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "trigger_type": self.trigger_type,
+            "event_name": self.event_name,
+            "conditions": list(self.conditions),
+            "properties": self.properties,
+            "enabled": self.enabled,
+        }
+
+
+@dataclass(frozen=True)
+class AddMapping:
+    event_set: EventSetRef
+    mapping: MappingInput
+
+
+@dataclass(frozen=True)
+class UpdateMapping:
+    """Replaces the mapping (a new version only if something changed). With
+    `expected_version`, refused with VersionConflict if it was changed since."""
+
+    mapping_id: int
+    mapping: MappingInput
+    event_set: EventSetRef | None = None  # given: the mapping must belong to it
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class SetMappingEnabled:
+    mapping_id: int
+    enabled: bool | None  # None: the other way round from now (the page's toggle)
+    event_set: EventSetRef | None = None
+
+
+@dataclass(frozen=True)
+class DeleteMapping:
+    mapping_id: int
+    event_set: EventSetRef | None = None
+
+
+@dataclass(frozen=True)
+class ImportMappingYaml:
+    """The event set's mappings become the file's; `event_set` defaults to the one the file
+    names. Everything is validated first; with `dry_run` nothing is written."""
+
+    text: str
+    event_set: EventSetRef | None = None
+    dry_run: bool = False
+
+
+class VersionConflict(InputRejected):
+    """The mapping changed since the caller read it (the JSON API answers 409)."""
+
+
+@dataclass(frozen=True)
+class MappingSaved:
+    mapping: Mapping  # detached, columns loaded
+    outcome: Literal["created", "saved", "unchanged"]
+    summary: str  # `describe_mapping`, e.g. "lead.sold -> Purchase when ... [currency=USD]"
+
+
+@dataclass(frozen=True)
+class MappingDeleted:
+    mapping_id: int
+    event_set_id: int
+    summary: str
+
+
+@dataclass(frozen=True)
+class MappingImport:
+    event_set: str  # the reference used: the one given, or the file's event_set line
+    dry_run: bool
+    created: int
+    updated: list[int]
+    deleted: list[int]
+    unchanged: list[int]
+    summary: str  # "1 created, 0 updated, 0 deleted, 2 unchanged"
+
+
+def load_mapping(session: Session, mapping_id: int, event_set: EventSetRef | None) -> Mapping:
+    if event_set is None:
+        mapping = session.get(Mapping, mapping_id)
+        if mapping is None:
+            raise NotFound([FieldError("mapping_id", f"no mapping {mapping_id}")])
+        return mapping
+    owner = load_event_set(session, event_set)
+    mapping = session.get(Mapping, mapping_id)
+    if mapping is None or mapping.event_set_id != owner.id:
+        raise NotFound(
+            [FieldError("mapping_id", f"event set {owner.name!r} has no mapping {mapping_id}")]
+        )
+    return mapping
+
+
+def _saved(mapping: Mapping, outcome: Literal["created", "saved", "unchanged"]) -> MappingSaved:
+    return MappingSaved(mapping, outcome, mapping_service.describe_mapping(mapping))
+
+
+def add_mapping(request: AddMapping, actor: Actor) -> MappingSaved:
+    with unit_of_work(actor) as uow:
+        owner = load_event_set(uow.session, request.event_set)
+        created = mapping_service.add_mapping(
+            uow.session, owner, **request.mapping.fields(), actor=actor.name
+        )
+        return _saved(created, "created")
+
+
+def update_mapping(request: UpdateMapping, actor: Actor) -> MappingSaved:
+    with unit_of_work(actor) as uow:
+        saved = load_mapping(uow.session, request.mapping_id, request.event_set)
+        expected = request.expected_version
+        if expected is not None and expected != saved.version:
+            raise VersionConflict(
+                [
+                    FieldError(
+                        "version",
+                        f"mapping {saved.id} is at v{saved.version}, not v{expected}: "
+                        "someone changed it; read it again",
+                    )
+                ]
+            )
+        version = saved.version
+        mapping_service.update_mapping(
+            uow.session, saved, **request.mapping.fields(), actor=actor.name
+        )
+        return _saved(saved, "saved" if saved.version != version else "unchanged")
+
+
+def set_mapping_enabled(request: SetMappingEnabled, actor: Actor) -> MappingSaved:
+    with unit_of_work(actor) as uow:
+        saved = load_mapping(uow.session, request.mapping_id, request.event_set)
+        enabled = not saved.enabled if request.enabled is None else request.enabled
+        version = saved.version
+        mapping_service.update_mapping(uow.session, saved, enabled=enabled, actor=actor.name)
+        return _saved(saved, "saved" if saved.version != version else "unchanged")
+
+
+def delete_mapping(request: DeleteMapping, actor: Actor) -> MappingDeleted:
+    """Postbacks the mapping produced are kept and still delivered."""
+    with unit_of_work(actor) as uow:
+        saved = load_mapping(uow.session, request.mapping_id, request.event_set)
+        deleted = MappingDeleted(
+            saved.id, saved.event_set_id, mapping_service.describe_mapping(saved)
+        )
+        mapping_service.delete_mapping(uow.session, saved, actor=actor.name)
+        return deleted
+
+
+def import_mapping_yaml(request: ImportMappingYaml, actor: Actor) -> MappingImport:
+    with unit_of_work(actor, dry_run=request.dry_run) as uow:
+        reference: EventSetRef | None = request.event_set
+        if reference is None:
+            reference = mapping_yaml.read_document(request.text)[0]
+            if not reference:
+                raise InputRejected.one("event_set", "the file names none; pass --event-set")
+        target = load_event_set(uow.session, reference)
+        result = mapping_yaml.import_mappings(
+            uow.session, target, request.text, actor=actor.name, dry_run=request.dry_run
+        )
+        return MappingImport(
+            event_set=str(reference),
+            dry_run=request.dry_run,
+            created=len(result.created),
+            updated=[m.id for m in result.updated],
+            deleted=list(result.deleted),
+            unchanged=[m.id for m in result.unchanged],
+            summary=result.summary(),
+        )

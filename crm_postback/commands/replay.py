@@ -1,0 +1,110 @@
+"""Replay: dead, failed or expired postbacks go out again with the same event_id.
+
+The selection is read once; the rows are then re-queued in chunks, each chunk one unit of
+work with its `postbacks.replay` audit entry and, after its commit, one delivery task. A
+broker that is down leaves the re-queued rows (due, in the database) for the sweeper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crm_postback.commands.event_sets import load_event_set
+from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.core.errors import InputRejected
+from crm_postback.operations.replay import (
+    ReplaySelection,
+    count_replayable,
+    replay,
+    replayable_ids,
+    selected_event_set_id,
+)
+from models import utcnow
+from models.db import session_scope
+
+CHUNK_SIZE = 500
+AUDITED_IDS = 200  # ids kept in each audit entry
+
+
+@dataclass(frozen=True)
+class ReplayChunk:
+    requested: int
+    requeued: list[int]
+    left_for_sweeper: int  # re-queued, but the broker was down: the sweeper sends them
+
+
+@dataclass
+class ReplayOutcome:
+    requested: int = 0
+    requeued: list[int] = field(default_factory=list)
+    left_for_sweeper: int = 0
+
+    @property
+    def not_rebuilt(self) -> int:
+        """Rows whose payload could not be built again (they stay failed, with the reason)."""
+        return self.requested - len(self.requeued)
+
+
+def count_replay(selection: ReplaySelection) -> int:
+    """What `replay_postbacks` would re-queue now (the dry run)."""
+    with session_scope() as session:
+        return count_replayable(session, selection)
+
+
+@dataclass(frozen=True)
+class ReplayPostbacks:
+    """An empty selection is refused unless `everything` (every replayable postback)."""
+
+    selection: ReplaySelection
+    everything: bool = False
+    chunk_size: int = CHUNK_SIZE
+
+
+def replay_postbacks(
+    request: ReplayPostbacks,
+    actor: Actor,
+    on_chunk: Callable[[ReplayChunk], None] | None = None,
+) -> ReplayOutcome:
+    """`on_chunk` hears of each committed chunk (the CLI's progress bar)."""
+    selection = request.selection
+    if selection.is_empty() and not request.everything:
+        raise InputRejected.one("postback_id", "name the postbacks to replay")
+    with session_scope() as session:
+        if selection.event_set:  # an unknown name is NotFound (a 404 on the web)
+            load_event_set(session, selection.event_set)
+        event_set_id = selected_event_set_id(session, selection)
+        ids = replayable_ids(session, selection)
+    outcome = ReplayOutcome()
+    size = request.chunk_size
+    for start in range(0, len(ids), size):
+        chunk = _replay_chunk(actor, ids[start : start + size], event_set_id)
+        outcome.requested += chunk.requested
+        outcome.requeued.extend(chunk.requeued)
+        outcome.left_for_sweeper += chunk.left_for_sweeper
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return outcome
+
+
+def _replay_chunk(actor: Actor, wanted: list[int], event_set_id: int | None) -> ReplayChunk:
+    from worker.tasks import deliver_postbacks
+
+    with unit_of_work(actor) as uow:
+        queued = replay(uow.session, wanted, utcnow())
+        uow.audit(
+            "postbacks.replay",
+            entity_type="postbacks",
+            event_set_id=event_set_id,
+            after={
+                "requested": len(wanted),
+                "requeued": len(queued),
+                "postback_ids": queued[:AUDITED_IDS],
+            },
+        )
+        if queued:
+            uow.publish_after_commit(
+                lambda: deliver_postbacks.delay(queued),
+                waiting=f"{len(queued)} replayed postback(s)",
+            )
+    return ReplayChunk(len(wanted), queued, len(queued) if uow.unsent else 0)

@@ -1,0 +1,169 @@
+"""/admin/api/event-sets: list, read, create, change, pause, resume, verify."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from crm_postback.commands.event_sets import (
+    KEEP,
+    AddEventSet,
+    Keep,
+    PauseEventSet,
+    ResumeEventSet,
+    UpdateEventSet,
+    VerifyEventSet,
+    add_event_set,
+    pause_event_set,
+    resume_event_set,
+    update_event_set,
+    verify_event_set,
+)
+from crm_postback.commands.unit_of_work import Actor
+from crm_postback.configuration import audit
+from crm_postback.configuration.mapping_service import list_mappings
+from crm_postback.core.settings import get_settings
+from crm_postback.core.token_vault import token_hint
+from crm_postback.operations.postback_reports import status_counts
+from crm_postback.web.admin.json_api_support import (
+    ApiAdmin,
+    call_command,
+    fail,
+    find_event_set,
+    read_object,
+    reject_unknown,
+    text_field,
+    threaded,
+)
+from crm_postback.web.admin.mapping_json_api import mapping_json
+from models import EventSet
+from models.db import session_scope
+
+router = APIRouter(prefix="/api", tags=["admin"])
+
+CREATE_FIELDS = {
+    "name",
+    "event_set_id",
+    "access_token",
+    "kind",
+    "advertiser_id",
+    "lead_event_source",
+    "default_currency",
+    "test_event_code",
+}
+PATCH_FIELDS = {
+    "name",
+    "advertiser_id",
+    "lead_event_source",
+    "default_currency",
+    "test_event_code",
+    "access_token",
+}
+
+
+def event_set_json(event_set: EventSet) -> dict[str, Any]:
+    return {
+        "id": event_set.id,
+        **audit.event_set_snapshot(event_set),
+        "access_token": token_hint(event_set.sealed_token, get_settings()),
+        "created_at": event_set.created_at.isoformat(),
+        "updated_at": event_set.updated_at.isoformat(),
+    }
+
+
+@router.get("/event-sets", summary="List event sets (tokens masked)")
+async def list_event_sets(admin: ApiAdmin) -> Any:
+    def read() -> list[dict[str, Any]]:
+        with session_scope() as session:
+            rows = session.scalars(select(EventSet).order_by(EventSet.name))
+            return [event_set_json(es) for es in rows]
+
+    return {"event_sets": await threaded(read)}
+
+
+@router.post("/event-sets", status_code=201, summary="Create an event set")
+async def create_event_set_api(request: Request, admin: ApiAdmin) -> Any:
+    body = await read_object(request)
+    reject_unknown(body, CREATE_FIELDS)
+    for name in ("name", "event_set_id", "access_token"):
+        if not text_field(body, name):
+            raise fail(422, name, "is required")
+    wanted = AddEventSet(
+        name=str(body["name"]),
+        source_id=str(body["event_set_id"]),
+        access_token=str(body["access_token"]),
+        kind=text_field(body, "kind") or "crm",
+        lead_event_source=text_field(body, "lead_event_source") or "crm-postback",
+        test_event_code=text_field(body, "test_event_code"),
+        advertiser_id=text_field(body, "advertiser_id"),
+        default_currency=text_field(body, "default_currency"),
+    )
+    created = await call_command(add_event_set, wanted, Actor(admin.actor))
+    return JSONResponse(event_set_json(created), status_code=201)
+
+
+@router.get("/event-sets/{reference}", summary="One event set, by name or TikTok ID")
+async def get_event_set_api(reference: str, admin: ApiAdmin) -> Any:
+    def read() -> dict[str, Any]:
+        with session_scope() as session:
+            event_set = find_event_set(session, reference)
+            return {
+                **event_set_json(event_set),
+                "mappings": [mapping_json(m) for m in list_mappings(session, event_set)],
+                "postbacks": status_counts(session).get(event_set.name, {}),
+            }
+
+    return await threaded(read)
+
+
+@router.patch(
+    "/event-sets/{reference}",
+    summary="Change name, advertiser_id, lead_event_source, default_currency, "
+    "test_event_code (null turns test events off) or replace access_token",
+)
+async def patch_event_set(reference: str, request: Request, admin: ApiAdmin) -> Any:
+    body = await read_object(request)
+    reject_unknown(body, PATCH_FIELDS)
+
+    def clearable(name: str) -> str | Keep | None:
+        return text_field(body, name) if name in body else KEEP
+
+    wanted = UpdateEventSet(
+        reference,
+        name=text_field(body, "name"),
+        lead_event_source=text_field(body, "lead_event_source"),
+        advertiser_id=clearable("advertiser_id"),
+        default_currency=clearable("default_currency"),
+        test_event_code=clearable("test_event_code"),
+        access_token=text_field(body, "access_token"),
+    )
+    updated = await call_command(update_event_set, wanted, Actor(admin.actor))
+    return event_set_json(updated.event_set)
+
+
+@router.post("/event-sets/{reference}/pause", summary="Hold the event set's postbacks")
+async def pause_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
+    body = await read_object(request) if await request.body() else {}
+    reason = text_field(body, "reason") or f"paused by {admin.username}"
+    paused = await call_command(
+        pause_event_set, PauseEventSet(reference, reason), Actor(admin.actor)
+    )
+    return event_set_json(paused)
+
+
+@router.post("/event-sets/{reference}/resume", summary="Send held postbacks again")
+async def resume_api(reference: str, admin: ApiAdmin) -> Any:
+    resumed = await call_command(resume_event_set, ResumeEventSet(reference), Actor(admin.actor))
+    return event_set_json(resumed)
+
+
+@router.post(
+    "/event-sets/{reference}/verify",
+    summary="Check the event set ID with TikTok (GET /open_api/v1.3/crm/list/)",
+)
+async def verify_api(reference: str, admin: ApiAdmin) -> Any:
+    return asdict(await call_command(verify_event_set, VerifyEventSet(reference)))

@@ -1,0 +1,163 @@
+"""The admin JSON API (/admin/api): the page's operations, for automation.
+
+Authentication: `Authorization: Bearer pba_…`, a personal admin token
+(`postback admin token-create USER`), so every change is audited as `api:<user>`. Ingest API
+keys (`pbk_…`) are refused: a routing system's key cannot change configuration. A logged-in
+browser session also works, with its CSRF token in an `X-CSRF-Token` header for writes.
+Errors are `{"errors": [{"pointer", "field", "message"}]}`, like the ingest API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from crm_postback.commands.event_sets import NotFound, load_event_set
+from crm_postback.commands.mappings import VersionConflict
+from crm_postback.configuration.admin_accounts import (
+    Admin,
+    TokenRefused,
+    authenticate_token,
+    csrf_matches,
+    resume_session,
+)
+from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.core.settings import get_settings
+from crm_postback.web.body import read_json
+from crm_postback.web.errors import RequestRejected, error_response, problems_from_fields
+from crm_postback.web.shapes import Problem
+from models import EventSet
+from models.db import session_scope
+
+DESCRIPTION = __doc__ or ""
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+Result = TypeVar("Result")
+
+
+class ApiFailure(Exception):
+    def __init__(
+        self, status: int, errors: list[FieldError], headers: dict[str, str] | None = None
+    ):
+        super().__init__("; ".join(str(e) for e in errors))
+        self.status = status
+        self.errors = errors
+        self.headers = headers
+
+
+def fail(status: int, field: str | None, message: str) -> ApiFailure:
+    return ApiFailure(status, [FieldError(field or "", message)])
+
+
+async def _api_failure(_: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiFailure)
+    problems = [
+        Problem(pointer=None, field=None, message=e.message)
+        if not e.field
+        else problems_from_fields([e], "")[0]
+        for e in error.errors
+    ]
+    return error_response(error.status, problems, error.headers)
+
+
+async def _rejected(_: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestRejected)
+    return error_response(error.status, error.problems, error.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiFailure, _api_failure)
+    app.add_exception_handler(RequestRejected, _rejected)
+
+
+def api_admin(request: Request) -> Admin:
+    """The token's admin, or a logged-in browser's (with its CSRF header for writes). Token
+    and session bookkeeping (last used, expiry) is committed here: authentication's own."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    with session_scope() as session:
+        if scheme.lower() == "bearer" and credentials.strip():
+            try:
+                admin = authenticate_token(session, credentials.strip())
+            except TokenRefused as refused:
+                challenge = {"WWW-Authenticate": 'Bearer realm="crm-postback admin"'}
+                raise ApiFailure(
+                    refused.status,
+                    [FieldError("Authorization", str(refused))],
+                    challenge if refused.status == 401 else None,
+                ) from None
+            session.commit()
+            return admin
+        session_id = request.session.get("sid")
+        found = (
+            resume_session(session, get_settings(), session_id)
+            if isinstance(session_id, str)
+            else None
+        )
+        session.commit()
+    if found is None:
+        raise ApiFailure(
+            401,
+            [FieldError("Authorization", "send an admin token: Authorization: Bearer pba_…")],
+            {"WWW-Authenticate": 'Bearer realm="crm-postback admin"'},
+        )
+    if request.method not in SAFE_METHODS and not csrf_matches(
+        found.csrf_token, request.headers.get("x-csrf-token")
+    ):
+        raise fail(403, "X-CSRF-Token", "a browser session must send its CSRF token")
+    return found
+
+
+ApiAdmin = Annotated[Admin, Depends(api_admin)]
+
+
+async def call_command(command: Callable[..., Result], *args: Any) -> Result:
+    """Runs a command off the event loop: unknown entities are 404, a stale version 409,
+    refused input 422."""
+    try:
+        return await run_in_threadpool(command, *args)
+    except NotFound as missing:
+        raise ApiFailure(404, list(missing.errors)) from None
+    except VersionConflict as conflict:
+        raise ApiFailure(409, list(conflict.errors)) from None
+    except InputRejected as error:
+        raise ApiFailure(422, list(error.errors)) from None
+
+
+def find_event_set(session: Session, reference: str) -> EventSet:
+    try:
+        return load_event_set(session, reference)
+    except NotFound as missing:
+        raise ApiFailure(404, list(missing.errors)) from None
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    document = await read_json(request)
+    if not isinstance(document, dict):
+        raise RequestRejected(
+            422, [Problem(pointer="", field="body", message="must be a JSON object")]
+        )
+    return document
+
+
+def reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = [key for key in body if key not in allowed]
+    if unknown:
+        raise ApiFailure(
+            422, [FieldError(str(key), "is not a known field") for key in unknown[:20]]
+        )
+
+
+def text_field(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise fail(422, name, "must be a string")
+    return value
+
+
+def threaded(function: Callable[[], Result]) -> Awaitable[Result]:
+    return run_in_threadpool(function)

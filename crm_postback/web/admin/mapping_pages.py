@@ -1,0 +1,249 @@
+"""The mapping pages: the form (create, edit, with its preview), enable/disable, delete,
+YAML export. Changes go through `commands.mappings`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from crm_postback.commands.event_sets import NotFound
+from crm_postback.commands.mappings import (
+    AddMapping,
+    DeleteMapping,
+    MappingInput,
+    SetMappingEnabled,
+    UpdateMapping,
+    add_mapping,
+    delete_mapping,
+    set_mapping_enabled,
+    update_mapping,
+)
+from crm_postback.commands.unit_of_work import Actor
+from crm_postback.configuration.admin_accounts import Admin
+from crm_postback.configuration.mapping_preview import DraftMapping, Preview
+from crm_postback.configuration.mapping_service import list_mappings
+from crm_postback.configuration.mapping_yaml import export_mappings, parse_mapping_entry
+from crm_postback.core.errors import InputRejected
+from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, STANDARD_EVENTS, SUPPORTED_CURRENCIES
+from crm_postback.web.admin import page_rendering
+from crm_postback.web.admin.forms import CUSTOM, OPERATORS, MappingForm, error_map
+from crm_postback.web.admin.page_rendering import (
+    event_set_or_404,
+    flash,
+    mapping_or_404,
+    recent_leads,
+    render,
+    see_other,
+)
+from crm_postback.web.admin.preview_pages import PreviewInput, run_preview
+from crm_postback.web.admin.security import AdminDep, checked_form
+from mappings.validation import BUILT_IN_TRIGGERS
+from models import EventSet, Mapping, Trigger
+from models.db import session_scope
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/event-sets/{event_set_id}/mappings.yaml")
+def export_yaml(request: Request, event_set_id: int, admin: AdminDep) -> Response:
+    with session_scope() as session:
+        event_set = event_set_or_404(session, event_set_id)
+        text = export_mappings(event_set, list_mappings(session, event_set))
+        filename = f"{event_set.name}-mappings.yaml".replace('"', "")
+    return Response(
+        text,
+        media_type="application/yaml; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _mapping_form_page(
+    request: Request,
+    admin: Admin,
+    session: Session,
+    event_set: EventSet,
+    mapping: Mapping | None,
+    form: MappingForm,
+    errors: dict[str, str],
+    given: PreviewInput,
+    shown: Preview | None = None,
+    preview_errors: list[str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    known_triggers = sorted(
+        set(BUILT_IN_TRIGGERS)
+        | set(
+            session.scalars(
+                select(Trigger.trigger_type).where(Trigger.event_set_id == event_set.id).distinct()
+            )
+        )
+        | {m.trigger_type for m in list_mappings(session, event_set)}
+    )
+    shown_fields = {
+        "trigger",
+        "event",
+        "properties.value_from",
+        "properties.value",
+        "properties.currency",
+        "properties.currency_from",
+        "properties.order_id_from",
+        "properties.content_type",
+        "properties.description",
+    }
+    other_errors = [
+        message
+        for name, message in errors.items()
+        if name not in shown_fields and not name.startswith("when.")
+    ]
+    return render(
+        request,
+        "mapping_form.html",
+        admin,
+        status_code,
+        event_set=event_set,
+        mapping=mapping,
+        form=form,
+        errors=errors,
+        other_errors=other_errors,
+        standard_events=sorted(STANDARD_EVENTS),
+        custom=CUSTOM,
+        operators=OPERATORS,
+        currencies=sorted(SUPPORTED_CURRENCIES),
+        content_types=sorted(CONTENT_TYPES),
+        known_triggers=known_triggers,
+        leads=recent_leads(session, event_set.id),
+        given=given,
+        shown=shown,
+        preview_errors=preview_errors or [],
+    )
+
+
+@router.get("/event-sets/{event_set_id}/mappings/new")
+def mapping_new(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
+    with session_scope() as session:
+        event_set = event_set_or_404(session, event_set_id)
+        form = MappingForm(trigger="lead.submitted")
+        return _mapping_form_page(
+            request, admin, session, event_set, None, form, {}, PreviewInput()
+        )
+
+
+@router.get("/event-sets/{event_set_id}/mappings/{mapping_id}")
+def mapping_edit(
+    request: Request, event_set_id: int, mapping_id: int, admin: AdminDep
+) -> HTMLResponse:
+    with session_scope() as session:
+        event_set = event_set_or_404(session, event_set_id)
+        mapping = mapping_or_404(session, event_set, mapping_id)
+        form = MappingForm.from_mapping(
+            mapping.trigger_type,
+            mapping.event_name,
+            mapping.enabled,
+            mapping.conditions,
+            mapping.properties,
+        )
+        return _mapping_form_page(
+            request, admin, session, event_set, mapping, form, {}, PreviewInput()
+        )
+
+
+def _save(admin: Admin, event_set_id: int, mapping_id: int | None, wanted: MappingInput) -> str:
+    """Saves through the command; returns the flash message."""
+    actor = Actor(admin.actor)
+    if mapping_id is None:
+        saved = add_mapping(AddMapping(event_set_id, wanted), actor)
+    else:
+        saved = update_mapping(UpdateMapping(mapping_id, wanted, event_set=event_set_id), actor)
+    mapping = saved.mapping
+    return f"Mapping {mapping.id} {saved.outcome} (v{mapping.version}): {saved.summary}"
+
+
+def _mapping_submit(
+    request: Request,
+    admin: Admin,
+    event_set_id: int,
+    mapping_id: int | None,
+    data: FormData,
+) -> Response:
+    form = MappingForm.from_form(data)
+    given = PreviewInput.from_form(data)
+    action = str(data.get("action", "save"))
+    entry_dict, form_errors = form.entry()
+    entry, entry_errors = parse_mapping_entry(entry_dict)
+    errors = error_map(form_errors + entry_errors)
+    if entry is not None and not errors and action != "preview":
+        try:
+            message = _save(admin, event_set_id, mapping_id, MappingInput.from_entry(entry))
+        except NotFound as missing:
+            raise page_rendering.NotFound.of(missing) from None
+        except InputRejected as rejected:
+            errors = error_map(rejected.errors)
+        else:
+            flash(request, message)
+            return see_other(request, f"/event-sets/{event_set_id}")
+    with session_scope() as session:
+        event_set = event_set_or_404(session, event_set_id)
+        mapping = mapping_or_404(session, event_set, mapping_id) if mapping_id is not None else None
+        if errors or entry is None:
+            return _mapping_form_page(
+                request, admin, session, event_set, mapping, form, errors, given, status_code=400
+            )
+        draft = DraftMapping(
+            entry.trigger_type,
+            entry.event_name,
+            entry.conditions,
+            entry.properties,
+            entry.enabled,
+            replaces=mapping_id,
+        )
+        shown, problems = run_preview(session, event_set, given, entry.trigger_type, draft)
+        return _mapping_form_page(
+            request, admin, session, event_set, mapping, form, {}, given, shown, problems
+        )
+
+
+@router.post("/event-sets/{event_set_id}/mappings/new")
+async def mapping_create(request: Request, event_set_id: int, admin: AdminDep) -> Response:
+    data = await checked_form(request, admin.csrf_token)
+    return await run_in_threadpool(_mapping_submit, request, admin, event_set_id, None, data)
+
+
+@router.post("/event-sets/{event_set_id}/mappings/{mapping_id}")
+async def mapping_save(
+    request: Request, event_set_id: int, mapping_id: int, admin: AdminDep
+) -> Response:
+    data = await checked_form(request, admin.csrf_token)
+    return await run_in_threadpool(_mapping_submit, request, admin, event_set_id, mapping_id, data)
+
+
+def _toggle_or_delete(admin: Admin, event_set_id: int, mapping_id: int, action: str) -> str:
+    actor = Actor(admin.actor)
+    if action == "delete":
+        deleted = delete_mapping(DeleteMapping(mapping_id, event_set=event_set_id), actor)
+        return f"Mapping {mapping_id} deleted ({deleted.summary}). Its postbacks are kept."
+    saved = set_mapping_enabled(
+        SetMappingEnabled(mapping_id, enabled=None, event_set=event_set_id), actor
+    )
+    state = "enabled" if saved.mapping.enabled else "disabled"
+    return f"Mapping {mapping_id} {state} (v{saved.mapping.version})."
+
+
+@router.post("/event-sets/{event_set_id}/mappings/{mapping_id}/{action}")
+async def mapping_action(
+    request: Request, event_set_id: int, mapping_id: int, action: str, admin: AdminDep
+) -> Response:
+    if action not in ("toggle", "delete"):
+        raise page_rendering.NotFound(f"no action {action!r}")
+    await checked_form(request, admin.csrf_token)
+    try:
+        message = await run_in_threadpool(
+            _toggle_or_delete, admin, event_set_id, mapping_id, action
+        )
+    except NotFound as missing:
+        raise page_rendering.NotFound.of(missing) from None
+    flash(request, message)
+    return see_other(request, f"/event-sets/{event_set_id}")

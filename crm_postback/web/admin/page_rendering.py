@@ -1,0 +1,104 @@
+"""What every admin page shares: templates, flashes, redirects, 404s, lookups for views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crm_postback.commands.event_sets import NotFound as UnknownEntity
+from crm_postback.configuration.admin_accounts import Admin
+from models import EventSet, Mapping, Trigger
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+templates.env.filters["compact"] = lambda value: json.dumps(value, ensure_ascii=False)
+templates.env.filters["when"] = lambda value: f"{value:%Y-%m-%d %H:%M:%S} UTC" if value else "—"
+
+STATUS_ORDER = (
+    "pending",
+    "sending",
+    "retrying",
+    "delivered",
+    "failed",
+    "dead",
+    "expired",
+    "unmapped",
+)
+
+
+class NotFound(Exception):
+    """Answered with the 404 page."""
+
+    @classmethod
+    def of(cls, error: UnknownEntity) -> NotFound:
+        return cls(error.message)
+
+
+def root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def see_other(request: Request, path: str) -> RedirectResponse:
+    return RedirectResponse(root(request) + path, status_code=303)
+
+
+def flash(request: Request, message: str, kind: str = "ok") -> None:
+    messages = list(request.session.get("flash", []))
+    messages.append([kind, message])
+    request.session["flash"] = messages
+
+
+def render(
+    request: Request,
+    name: str,
+    admin: Admin | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    messages = request.session.pop("flash", [])
+    return templates.TemplateResponse(
+        request,
+        name,
+        {
+            "admin": admin,
+            "csrf": admin.csrf_token if admin else None,
+            "root": root(request),
+            "flashes": messages,
+            **context,
+        },
+        status_code=status_code,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def event_set_or_404(session: Session, event_set_id: int) -> EventSet:
+    event_set = session.get(EventSet, event_set_id)
+    if event_set is None:
+        raise NotFound(f"there is no event set {event_set_id}")
+    return event_set
+
+
+def mapping_or_404(session: Session, event_set: EventSet, mapping_id: int) -> Mapping:
+    mapping = session.get(Mapping, mapping_id)
+    if mapping is None or mapping.event_set_id != event_set.id:
+        raise NotFound(f"event set {event_set.name!r} has no mapping {mapping_id}")
+    return mapping
+
+
+def recent_leads(session: Session, event_set_id: int, limit: int = 20) -> list[str]:
+    return list(
+        session.scalars(
+            select(Trigger.lead_ref)
+            .where(Trigger.event_set_id == event_set_id)
+            .group_by(Trigger.lead_ref)
+            .order_by(func.max(Trigger.id).desc())
+            .limit(limit)
+        )
+    )
