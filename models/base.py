@@ -80,7 +80,7 @@ class StrEnumText(TypeDecorator[_Member]):
         try:
             return self._members[value].value
         except KeyError:
-            raise ValueError(f"{value!r} is not a {self.enum_type.__name__}") from None
+            raise ValueError(f"{value!r} is not a value of {self.enum_type.__name__}") from None
 
     def process_result_value(self, value: Any, dialect: Dialect) -> _Member | None:
         if value is None:
@@ -88,7 +88,9 @@ class StrEnumText(TypeDecorator[_Member]):
         try:
             return self._members[value]
         except KeyError:
-            raise ValueError(f"{value!r} stored is not a {self.enum_type.__name__}") from None
+            raise ValueError(
+                f"stored {value!r} is not a value of {self.enum_type.__name__}"
+            ) from None
 
 
 class Base(DeclarativeBase):
