@@ -31,7 +31,7 @@ from crm_postback.intake.trigger_schemas import (
     parse_trigger,
     unstorable_paths,
 )
-from crm_postback.observability import metrics
+from crm_postback.observability.intake_metrics import record_intake, record_triggers_received
 from models.db import in_transaction
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,12 @@ def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
             for path in unstorable_paths(dict(trigger))
         ]
         if unstorable:
-            metrics.record_triggers_received(rejected=1)
+            record_triggers_received(rejected=1)
             raise InputRejected(unstorable)
     try:
         return parse_trigger(trigger)
     except ValidationError as error:
-        metrics.record_triggers_received(rejected=1)
+        record_triggers_received(rejected=1)
         raise InputRejected.from_validation(error) from None
 
 
@@ -106,7 +106,7 @@ def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | Inp
     # triggers (then reported as duplicates; the sweeper sends them).
     settings = get_settings()
     outcomes = in_transaction(lambda session: accept_triggers(session, triggers, settings))
-    metrics.record_intake(triggers, outcomes)
+    record_intake(triggers, [o if isinstance(o, AcceptedTrigger) else None for o in outcomes])
     _dispatch(
         [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
     )

@@ -85,7 +85,7 @@ def apply_settings(app: Celery, settings: Settings) -> None:
         beat_schedule_filename=str(settings.postback_data_dir / "celerybeat-schedule"),
     )
     # Forget connections and queue routing built from earlier settings (Celery caches both).
-    app._pool = None
+    app.__dict__["_pool"] = None  # `_pool` is private: not in the type stubs
     app.__dict__.pop("amqp", None)
 
 
@@ -115,13 +115,14 @@ def _fresh_connections_after_fork(**_: Any) -> None:
 
 
 # Metrics: the main process serves every pool process's counters (prometheus_client
-# multiprocess mode), set up before the pool forks. See crm_postback/metrics.py.
+# multiprocess mode), set up before the pool forks. See
+# crm_postback/observability/worker_metrics_server.py.
 _worker_metrics: list[Any] = []
 
 
 @celeryd_init.connect
 def _serve_metrics(**_: Any) -> None:
-    from crm_postback.observability.metrics import start_worker_metrics
+    from crm_postback.observability.worker_metrics_server import start_worker_metrics
 
     _worker_metrics.append(start_worker_metrics(get_settings()))
 

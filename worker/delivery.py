@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -16,8 +15,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
-from crm_postback.core.token_vault import TokenUnavailable, open_token
-from crm_postback.observability import metrics
+from crm_postback.observability.delivery_metrics import record_delivery
 from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
 from crm_postback.tiktok.events_client import EventsApiClient
 from crm_postback.tiktok.events_payload import build_request
@@ -30,47 +28,19 @@ from models import (
     PostbackStatus,
 )
 from models.bulk import bulk_insert, matches_any
-from worker.retry import max_attempts, next_attempt_at
+from worker.claim_planning import (
+    Item,
+    OutgoingBatch,
+    StoredRow,
+    final_values,
+    load_event_sets,
+    pause_event_set,
+    plan_claim,
+    with_items,
+)
+from worker.retry import next_attempt_at
 
 log = logging.getLogger(__name__)
-
-
-class ClaimCandidate(NamedTuple):
-    """What claiming needs to know about an outbox row.
-
-    `id` is the row's id, or for a row not inserted yet any key the caller maps to it later.
-    """
-
-    id: int
-    event_set_id: int
-    attempts: int
-    replays: int
-    payload: dict[str, Any] | None
-    last_message: str | None = None
-    created_at: datetime | None = None
-    lead_ref: str | None = None
-
-
-class Item(NamedTuple):
-    postback_id: int
-    payload: dict[str, Any]
-    attempts: int  # including the attempt being made
-    replays: int = 0
-    created_at: datetime | None = None
-    lead_ref: str | None = None
-
-
-@dataclass
-class OutgoingBatch:
-    event_set_id: int
-    event_source: str
-    source_id: str
-    test_event_code: str | None
-    access_token: str = field(repr=False)
-    # The stored (sealed) token this request used: an auth error pauses the set only if the
-    # token was not rotated while the request was in flight.
-    sealed_token: str = field(repr=False, default="")
-    items: list[Item] = field(default_factory=list)
 
 
 class EventResult(NamedTuple):
@@ -79,33 +49,16 @@ class EventResult(NamedTuple):
     attempts: int
     answer: Answer
     batch_size: int
-    sealed_token: str = ""
-    # What metrics and logs say about the row, carried so recording needs no extra query.
-    item: Item | None = None
+    sealed_token: str
+    # What metrics and logs say about the event, carried so recording needs no query.
+    event_set_name: str
+    item: Item
 
     def __repr__(self) -> str:  # without the sealed token
         return (
             f"EventResult(postback_id={self.postback_id}, event_set_id={self.event_set_id}, "
             f"attempts={self.attempts}, answer={self.answer!r})"
         )
-
-
-@dataclass
-class Claim:
-    """What claiming decided: new column values per row, and the requests to send."""
-
-    changes: dict[int, dict[str, Any]]
-    batches: list[OutgoingBatch]
-
-    def with_ids(self, ids: dict[int, int]) -> list[OutgoingBatch]:
-        """The batches with each item's key replaced by the row id `ids` maps it to."""
-        return [
-            _with_items(
-                batch,
-                [item._replace(postback_id=ids[item.postback_id]) for item in batch.items],
-            )
-            for batch in self.batches
-        ]
 
 
 def _due(now: datetime) -> Any:
@@ -218,111 +171,18 @@ def claim(
         .order_by(POSTBACKS.c.id)
         .with_for_update(skip_locked=True, of=POSTBACKS)
     ).all()
-    candidates = [ClaimCandidate(**row._mapping) for row in rows]
-    return claim_rows(session, candidates, settings, now)
-
-
-def claim_rows(
-    session: Session, rows: Sequence[ClaimCandidate], settings: Settings, now: datetime
-) -> list[OutgoingBatch]:
-    """Claims rows this transaction already holds (locked, or created by it)."""
-    decided = plan_claim(session, rows, settings, now)
+    stored = [StoredRow(**row._mapping) for row in rows]
+    event_sets = load_event_sets(session, {row.event_set_id for row in stored})
+    plan = plan_claim(stored, event_sets, settings, now)
     changes = GroupedUpdates()
-    for row_id, values in decided.changes.items():
-        changes.add(row_id, **values)
+    for row, values in plan.changes:
+        changes.add(row.id, **values)
     changes.execute(session)
-    return decided.batches
+    return plan.batches(_row_id)
 
 
-def plan_claim(
-    session: Session, rows: Sequence[ClaimCandidate], settings: Settings, now: datetime
-) -> Claim:
-    """Decides, without writing a row, what claiming does to each: send it (then `sending`
-    under a lease, attempt counted), hold it, or finish it. A caller about to insert fresh
-    rows applies the changes to them before the INSERT: one write per row instead of two."""
-    if not rows:
-        return Claim({}, [])
-    event_sets = {
-        set_id: session.get(EventSet, set_id) for set_id in {r.event_set_id for r in rows}
-    }
-    tokens: dict[int, str] = {}
-    oldest_allowed = int((now - timedelta(days=settings.max_event_age_days)).timestamp())
-    lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
-    changes: dict[int, dict[str, Any]] = {}
-    batches: dict[int, OutgoingBatch] = {}
-    for row in rows:
-        event_set = event_sets[row.event_set_id]
-        assert event_set is not None  # the foreign key guarantees it
-        throttled = event_set.throttled_until is not None and event_set.throttled_until > now
-        if event_set.status != EventSetStatus.ACTIVE or throttled:
-            changes[row.id] = {"lease_until": None}  # the sweeper sends it once resumed
-            continue
-        if row.attempts >= max_attempts(settings):
-            message = (
-                f"gave up after {row.attempts} attempts "
-                f"(the worker never recorded an answer); last: {row.last_message or '-'}"
-            )
-            changes[row.id] = _final(PostbackStatus.DEAD, message)
-            continue
-        # An operator's replay is sent whatever its age: they chose to send it.
-        too_old = (
-            row.replays == 0
-            and row.payload is not None
-            and (row.payload["event_time"] < oldest_allowed)
-        )
-        if row.payload is None or too_old:
-            message = f"event_time older than {settings.max_event_age_days:g} days; not sent"
-            changes[row.id] = _final(PostbackStatus.EXPIRED, message)
-            continue
-        if event_set.id not in tokens:
-            try:
-                tokens[event_set.id] = open_token(event_set.sealed_token, settings)
-            except TokenUnavailable as error:
-                pause_event_set(event_set, str(error))
-                changes[row.id] = {"lease_until": None}
-                continue
-        # The row is locked (or not inserted yet), so its attempts count is current.
-        changes[row.id] = {
-            "status": PostbackStatus.SENDING,
-            "attempts": row.attempts + 1,
-            "lease_until": lease_until,
-        }
-        batch = batches.get(event_set.id)
-        if batch is None:
-            batch = batches[event_set.id] = OutgoingBatch(
-                event_set_id=event_set.id,
-                event_source=event_set.event_source,
-                source_id=event_set.source_id,
-                test_event_code=event_set.test_event_code,
-                access_token=tokens[event_set.id],
-                sealed_token=event_set.sealed_token,
-            )
-        batch.items.append(
-            Item(
-                row.id,
-                row.payload,
-                row.attempts + 1,
-                replays=row.replays,
-                created_at=row.created_at,
-                lead_ref=row.lead_ref,
-            )
-        )
-    return Claim(changes, [part for batch in batches.values() for part in _split(batch)])
-
-
-def _final(status: PostbackStatus, message: str) -> dict[str, Any]:
-    return {
-        "status": status,
-        "last_message": message[:2000],
-        "next_attempt_at": None,
-        "lease_until": None,
-    }
-
-
-def _split(batch: OutgoingBatch) -> list[OutgoingBatch]:
-    # TikTok expects test events one per request; live events go up to 1,000 per request.
-    size = 1 if batch.test_event_code else MAX_EVENTS_PER_REQUEST
-    return [_with_items(batch, batch.items[i : i + size]) for i in range(0, len(batch.items), size)]
+def _row_id(row: StoredRow) -> int:
+    return row.id
 
 
 def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
@@ -339,7 +199,7 @@ def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
         halves = (batch.items[:middle], batch.items[middle:])
         results: list[EventResult] = []
         for half in halves:
-            results.extend(send(client, _with_items(batch, half)))
+            results.extend(send(client, with_items(batch, half)))
         return results
     return [
         EventResult(
@@ -349,22 +209,11 @@ def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
             answer,
             len(batch.items),
             batch.sealed_token,
+            batch.event_set_name,
             item,
         )
         for item in batch.items
     ]
-
-
-def _with_items(batch: OutgoingBatch, items: list[Item]) -> OutgoingBatch:
-    return OutgoingBatch(
-        event_set_id=batch.event_set_id,
-        event_source=batch.event_source,
-        source_id=batch.source_id,
-        test_event_code=batch.test_event_code,
-        access_token=batch.access_token,
-        sealed_token=batch.sealed_token,
-        items=items,
-    )
 
 
 def record(
@@ -413,7 +262,7 @@ def record(
     bulk_insert(session, DeliveryAttempt.__table__, attempts)
     _hold_event_sets(session, auth_failures, throttled, settings, now)
     _log_requests(results)
-    metrics.record_delivery(session, results, statuses, now)
+    record_delivery(results, statuses, now)
     return dict(counts)
 
 
@@ -467,7 +316,7 @@ def _outcome_values(
             "lease_until": None,
         }
     if answer.outcome is Outcome.INVALID:
-        return _final(PostbackStatus.FAILED, answer.message)
+        return final_values(PostbackStatus.FAILED, answer.message)
     if answer.outcome is Outcome.AUTH:
         # Not the event's fault: hold it (attempt given back) until the token is fixed.
         return {
@@ -483,7 +332,7 @@ def _outcome_values(
         )
     retry_at = retry_times[(attempts, is_throttled)]
     if retry_at is None:
-        return _final(
+        return final_values(
             PostbackStatus.DEAD,
             f"retry ladder exhausted after {attempts} attempts; last: {answer.message}",
         )
@@ -513,12 +362,3 @@ def _hold_event_sets(
             until = now + timedelta(seconds=settings.throttle_pause_seconds)
             if event_set.throttled_until is None or event_set.throttled_until < until:
                 event_set.throttled_until = until
-
-
-def pause_event_set(event_set: EventSet, reason: str) -> None:
-    if event_set.status != EventSetStatus.PAUSED:
-        log.warning(
-            "pausing event set %s: %s", event_set.id, reason, extra={"event_set": event_set.name}
-        )
-    event_set.status = EventSetStatus.PAUSED
-    event_set.paused_reason = reason[:2000]

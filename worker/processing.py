@@ -1,7 +1,10 @@
 """Resolving stored triggers into outbox rows (no commit here; tasks commit).
 
-Set-based: a batch of triggers costs a fixed number of statements (select triggers, leads,
-event sets and mappings; one multi-row INSERT of postbacks; one UPDATE per outcome group).
+In named steps: `resolve_triggers` takes the triggers, writes what became of each and plans
+their rows; `insert_claimed` inserts them already claimed for sending, `insert_reserved`
+inserts them leased for a delivery task. Set-based: a batch of triggers costs a fixed number
+of statements (select triggers, leads, event sets and mappings; one UPDATE per outcome group;
+one multi-row INSERT of postbacks).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from crm_postback.tiktok.events_payload import NoMatchKey, build_event, make_eve
 from mappings.resolve import CompiledMapping, compile_mappings, explain_unmapped, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
-from worker.delivery import ClaimCandidate, OutgoingBatch, plan_claim
+from worker.claim_planning import OutgoingBatch, plan_claim
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 TRIGGERS = Trigger.__table__
@@ -127,25 +130,81 @@ _LEAD_COLUMNS = (
 )
 
 
+class NewPostback:
+    """An outbox row planned but not inserted yet: the column values of its INSERT.
+
+    Claiming reads it like a stored row (`claim_planning.ClaimableRow`); once inserted, it is
+    found among the returned rows by `key`.
+    """
+
+    __slots__ = ("values",)
+    attempts = 0
+    replays = 0
+    last_message = None
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    @property
+    def event_set_id(self) -> int:
+        set_id: int = self.values["event_set_id"]
+        return set_id
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        payload: dict[str, Any] | None = self.values["payload"]
+        return payload
+
+    @property
+    def created_at(self) -> datetime:
+        created_at: datetime = self.values["created_at"]
+        return created_at
+
+    @property
+    def lead_ref(self) -> str:
+        lead_ref: str = self.values["lead_ref"]
+        return lead_ref
+
+    @property
+    def key(self) -> tuple[int, str | None]:
+        return self.values["event_set_id"], self.values["event_id"]
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.values["status"] == PostbackStatus.PENDING)
+
+
 @dataclass
-class Processed:
+class ResolvedTriggers:
+    """What a run took: its triggers already marked, and the outbox rows they lead to."""
+
     taken: int  # triggers this run took
-    ready: list[ClaimCandidate]  # new rows to send, reserved for a delivery task (not claimed)
-    batches: list[OutgoingBatch]  # new rows claimed by this run, as requests (claim=True)
+    new_postbacks: list[NewPostback]  # planned, not inserted
+    event_sets: dict[int, EventSet]  # of the triggers taken
     full: bool = False  # it took as many triggers as it could: more may be waiting
     woke_early: bool = False  # and it already woke another worker (see `wake_early`)
 
+    def sendable(self) -> list[NewPostback]:
+        return [row for row in self.new_postbacks if row.pending]
 
-def process_triggers(
+
+@dataclass
+class Processed:
+    taken: int  # triggers this run took
+    ready: list[int]  # new rows to send, reserved for a delivery task
+    full: bool = False
+    woke_early: bool = False
+
+
+def resolve_triggers(
     session: Session,
     trigger_ids: Sequence[int],
     settings: Settings,
     now: datetime,
     also_ready: int = 0,
-    claim: bool = False,
     wake_early: Callable[[], None] | None = None,
-) -> Processed:
-    """Turns open triggers into postbacks.
+) -> ResolvedTriggers:
+    """Takes open triggers, writes what became of each, and plans their outbox rows.
 
     `also_ready` > 0 also takes up to that many other triggers waiting for a worker, so a
     burst of single-trigger tasks turns into a few large requests (natural batching).
@@ -153,12 +212,10 @@ def process_triggers(
     more may be waiting, and another worker can take the next batch meanwhile (its SELECT
     skips the rows locked here). Only PostgreSQL locks them; elsewhere (SQLite) the result
     says `full` and the caller wakes the next worker after committing.
-    With `claim`, the new rows are inserted already claimed (see `delivery.plan_claim`) and
-    come back as requests to send once the caller commits; otherwise they come back as
-    candidates reserved for a delivery task.
+    The planned rows are inserted by `insert_claimed` or `insert_reserved`.
     """
     if not trigger_ids and not also_ready:
-        return Processed(0, [], [])
+        return ResolvedTriggers(0, [], {})
     given = matches_any(session, TRIGGERS.c.id, trigger_ids)
     mine = and_(given, TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
     wanted = or_(mine, TRIGGERS.c.status == TriggerStatus.RECEIVED) if also_ready > 0 else mine
@@ -171,11 +228,12 @@ def process_triggers(
         .with_for_update(skip_locked=True, of=TRIGGERS)
     ).all()
     if not triggers:
-        return Processed(0, [], [])
+        return ResolvedTriggers(0, [], {})
     full = len(triggers) >= limit
-    woke_early = full and wake_early is not None and is_postgres(session)
-    if woke_early:
+    woke_early = False
+    if full and wake_early is not None and is_postgres(session):
         wake_early()
+        woke_early = True
     with planned_for_its_parameters(session):
         leads = {
             lead.lead_ref: lead
@@ -191,7 +249,7 @@ def process_triggers(
     }
     mappings = load_mappings(session, set_ids)
 
-    new_postbacks: list[dict[str, Any]] = []
+    new_postbacks: list[NewPostback] = []
     trigger_updates: dict[tuple[str, str | None, bool], list[int]] = defaultdict(list)
     for trigger in triggers:
         lead = leads.get(trigger.lead_ref)
@@ -203,7 +261,7 @@ def process_triggers(
         postbacks, status, error = _postbacks_for(
             trigger, lead, event_set, mappings.get(event_set.id, []), now
         )
-        new_postbacks.extend(postbacks)
+        new_postbacks.extend(NewPostback(values) for values in postbacks)
         trigger_updates[(status, error, True)].append(trigger.id)
 
     for (status, error, processed), ids in trigger_updates.items():
@@ -212,47 +270,68 @@ def process_triggers(
             .where(matches_any(session, TRIGGERS.c.id, ids))
             .values(status=status, error=error, processed_at=now if processed else None)
         )
-    if not new_postbacks:
-        return Processed(len(triggers), [], [], full, woke_early)
-    sendable = [
-        ClaimCandidate(
-            index,
-            values["event_set_id"],
-            0,
-            0,
-            values["payload"],
-            created_at=now,
-            lead_ref=values["lead_ref"],
-        )
-        for index, values in enumerate(new_postbacks)
-        if values["status"] == PostbackStatus.PENDING
-    ]
-    decided = plan_claim(session, sendable, settings, now) if claim else None
-    if decided is not None:
-        for index, values in decided.changes.items():
-            new_postbacks[index].update(values)
-    else:
-        lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
-        for candidate in sendable:
-            new_postbacks[candidate.id]["lease_until"] = lease_until
+    return ResolvedTriggers(len(triggers), new_postbacks, event_sets, full, woke_early)
+
+
+def insert_claimed(
+    session: Session, resolved: ResolvedTriggers, settings: Settings, now: datetime
+) -> list[OutgoingBatch]:
+    """Inserts the planned rows already claimed (see `claim_planning.plan_claim`): one write
+    per row instead of an INSERT and then an UPDATE. Returns the requests to send once the
+    caller commits."""
+    if not resolved.new_postbacks:
+        return []
+    plan = plan_claim(resolved.sendable(), resolved.event_sets, settings, now)
+    for row, values in plan.changes:
+        row.values.update(values)
+    row_ids = _insert(session, resolved.new_postbacks)
+    return plan.batches(lambda row: row_ids[row.key])
+
+
+def insert_reserved(
+    session: Session, resolved: ResolvedTriggers, settings: Settings, now: datetime
+) -> list[int]:
+    """Inserts the planned rows, those to send under a lease (the sweeper leaves them to the
+    delivery task the caller queues). Returns the ids of the rows to send."""
+    if not resolved.new_postbacks:
+        return []
+    sendable = resolved.sendable()
+    lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
+    for row in sendable:
+        row.values["lease_until"] = lease_until
+    row_ids = _insert(session, resolved.new_postbacks)
+    return [row_ids[row.key] for row in sendable]
+
+
+def _insert(session: Session, rows: list[NewPostback]) -> dict[tuple[int, str | None], int]:
+    """One multi-row INSERT; the new ids by (event set, event id)."""
     inserted = bulk_insert(
         session,
         POSTBACKS,
-        new_postbacks,
+        [row.values for row in rows],
         returning=(POSTBACKS.c.id, POSTBACKS.c.event_set_id, POSTBACKS.c.event_id),
     )
-    row_ids = {(row.event_set_id, row.event_id): row.id for row in inserted}
-    ids = {
-        candidate.id: row_ids[(candidate.event_set_id, new_postbacks[candidate.id]["event_id"])]
-        for candidate in sendable
-    }
-    if decided is not None:
-        return Processed(len(triggers), [], decided.with_ids(ids), full, woke_early)
-    ready = [candidate._replace(id=ids[candidate.id]) for candidate in sendable]
-    return Processed(len(triggers), ready, [], full, woke_early)
+    return {(row.event_set_id, row.event_id): row.id for row in inserted}
 
 
-def _waiting_for_lead(trigger: Row[Any], settings: Settings, now: datetime) -> tuple[str, str]:
+def process_triggers(
+    session: Session,
+    trigger_ids: Sequence[int],
+    settings: Settings,
+    now: datetime,
+    also_ready: int = 0,
+    wake_early: Callable[[], None] | None = None,
+) -> Processed:
+    """Turns open triggers into outbox rows reserved for delivery tasks (the sweeper's way;
+    a task that sends them itself uses `resolve_triggers` and `insert_claimed`)."""
+    resolved = resolve_triggers(session, trigger_ids, settings, now, also_ready, wake_early)
+    ready = insert_reserved(session, resolved, settings, now)
+    return Processed(resolved.taken, ready, resolved.full, resolved.woke_early)
+
+
+def _waiting_for_lead(
+    trigger: Row[*tuple[Any, ...]], settings: Settings, now: datetime
+) -> tuple[str, str | None]:
     waited = (now - trigger.received_at).total_seconds()
     if waited >= settings.lead_wait_seconds:
         return TriggerStatus.FAILED, (
@@ -266,8 +345,8 @@ def _waiting_for_lead(trigger: Row[Any], settings: Settings, now: datetime) -> t
 
 
 def _postbacks_for(
-    trigger: Row[Any],
-    lead: Row[Any],
+    trigger: Row[*tuple[Any, ...]],
+    lead: Row[*tuple[Any, ...]],
     event_set: EventSet,
     candidates: list[CompiledMapping],
     now: datetime,

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from crm_postback.core.settings import get_settings
-from crm_postback.observability import metrics
+from crm_postback.observability.maintenance_metrics import record_purge
 from crm_postback.operations.retention import PURGE_BATCH, purge_batch, retention_cutoff
 from models import utcnow
 from models.db import session_scope
@@ -37,7 +37,7 @@ def purge_expired_data(run_seconds: float = RUN_SECONDS) -> dict[str, Any]:
         leads += batch.leads
         payloads += batch.payloads
         after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
-        metrics.record_purge(batch.leads, batch.payloads)
+        record_purge(batch.leads, batch.payloads)
         more = batch.full(PURGE_BATCH)
     if more:
         purge_expired_data.delay()  # a large backlog: carry on in a fresh task

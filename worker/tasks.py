@@ -8,15 +8,18 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task
+from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings, get_settings
-from crm_postback.observability import metrics
+from crm_postback.observability.delivery_metrics import record_triggers_processed
+from crm_postback.observability.maintenance_metrics import record_sweep
 from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
 from crm_postback.tiktok.events_client import EventsApiClient
 from models import utcnow
 from models.db import in_transaction, session_scope
 from worker import delivery, processing, wakeups
 from worker.app import app
+from worker.claim_planning import OutgoingBatch
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ def deliver(postback_ids: list[int]) -> dict[str, int]:
     return _send_and_record(batches)
 
 
-def _send_and_record(batches: list[delivery.OutgoingBatch]) -> dict[str, int]:
+def _send_and_record(batches: list[OutgoingBatch]) -> dict[str, int]:
     """The HTTP calls happen here, between transactions: no row lock is held meanwhile."""
     settings = get_settings()
     client = _client()
@@ -62,25 +65,29 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         if settings.batch_linger_ms and trigger_ids:
             time.sleep(settings.batch_linger_ms / 1000)
         wakeups.release_wakeup(settings)
-    processed = in_transaction(
-        lambda session: processing.process_triggers(
+
+    def resolve_and_claim(
+        session: Session,
+    ) -> tuple[processing.ResolvedTriggers, list[OutgoingBatch]]:
+        now = utcnow()
+        resolved = processing.resolve_triggers(
             session,
             trigger_ids,
             settings,
-            utcnow(),
+            now,
             also_ready=also_ready,
-            claim=True,
             # A full batch: more may be waiting. Another worker takes the next one while this
             # one builds, stores and sends its own.
             wake_early=lambda: _wake_again(settings),
         )
-    )
-    taken, batches = processed.taken, processed.batches
-    metrics.record_triggers_processed(taken)
-    if processed.full and not processed.woke_early:
+        return resolved, processing.insert_claimed(session, resolved, settings, now)
+
+    resolved, batches = in_transaction(resolve_and_claim)
+    record_triggers_processed(resolved.taken)
+    if resolved.full and not resolved.woke_early:
         _wake_again(settings)
     postbacks = sum(len(batch.items) for batch in batches)
-    return {"triggers": taken, "postbacks": postbacks, "sent": _send_and_record(batches)}
+    return {"triggers": resolved.taken, "postbacks": postbacks, "sent": _send_and_record(batches)}
 
 
 def _wake_again(settings: Settings) -> None:
@@ -108,7 +115,7 @@ def sweep_due_postbacks() -> dict[str, Any]:
     with session_scope() as session:
         processed = processing.process_triggers(session, runnable, settings, now)
         session.commit()
-    ready = [candidate.id for candidate in processed.ready]
+    ready = processed.ready
     with session_scope() as session:
         groups = delivery.reserve_due(session, settings, now)
         session.commit()
@@ -117,7 +124,7 @@ def sweep_due_postbacks() -> dict[str, Any]:
     )
     for group in groups:
         deliver_postbacks.delay(group)
-    metrics.record_sweep(len(stale), len(groups))
+    record_sweep(len(stale), len(groups))
     if stale or groups:
         log.info("sweep: %d stale triggers, %d delivery tasks queued", len(stale), len(groups))
     return {"stale_triggers": len(stale), "queued": len(groups)}

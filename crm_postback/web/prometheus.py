@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text format (see crm_postback/metrics.py for what is in it).
+"""GET /metrics: Prometheus text format (see crm_postback/observability/ for what is in it).
 
 This process's counters (triggers received over the HTTP API) plus the outbox gauges read from
 the database at scrape time. With METRICS_TOKEN set, a scrape needs that bearer token.
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from crm_postback.core.settings import get_settings
-from crm_postback.observability.metrics import render
+from crm_postback.observability.metrics_exposition import render
 from crm_postback.web.errors import RequestRejected
 from crm_postback.web.shapes import Problem
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -211,3 +212,69 @@ def test_a_broker_fault_while_waking_the_next_worker_keeps_the_batch(
         }
     assert [statuses[i] for i in stored] == [TriggerStatus.RESOLVED] * 2 + [TriggerStatus.RECEIVED]
     assert "broker unavailable (ConnectionError)" in caplog.text
+
+
+def _statements_of(run: Callable[[], object]) -> list[str]:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        run()
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    return statements
+
+
+@pytest.mark.parametrize("size", [1, 5])
+def test_triggers_inserted_claimed_cost_the_same_statements_whatever_the_batch_size(
+    sqlite_db: str, make_event_set: Callable[..., int], size: int
+) -> None:
+    """Select triggers, leads, event sets, mappings; one UPDATE of the triggers; one INSERT
+    of rows already claimed (no UPDATE after it, no second read of the event sets)."""
+    from models import Postback, PostbackStatus
+    from worker.processing import insert_claimed, resolve_triggers
+
+    make_event_set()
+    stored = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(size)]
+    settings = get_settings()
+    batches: list[Any] = []
+    with session_scope() as session:
+        session.expunge_all()
+
+        def run() -> None:
+            now = datetime.now(UTC)
+            resolved = resolve_triggers(session, stored, settings, now)
+            batches.extend(insert_claimed(session, resolved, settings, now))
+
+        statements = _statements_of(run)
+        session.commit()
+    assert statements == ["SELECT"] * 4 + ["UPDATE", "INSERT"]
+    with session_scope() as session:
+        rows = {row.id: row for row in session.scalars(select(Postback))}
+    assert sorted(item.postback_id for batch in batches for item in batch.items) == sorted(rows)
+    assert {(row.status, row.attempts) for row in rows.values()} == {(PostbackStatus.SENDING, 1)}
+    assert all(row.lease_until is not None for row in rows.values())
+
+
+def test_triggers_inserted_reserved_are_leased_for_a_delivery_task(
+    sqlite_db: str, make_event_set: Callable[..., int]
+) -> None:
+    from models import Postback, PostbackStatus
+    from worker.processing import process_triggers
+
+    make_event_set()
+    stored = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(3)]
+    with session_scope() as session:
+        done = process_triggers(session, stored, get_settings(), datetime.now(UTC))
+        session.commit()
+    with session_scope() as session:
+        rows = list(session.scalars(select(Postback).order_by(Postback.id)))
+    assert done.ready == [row.id for row in rows]
+    assert {(row.status, row.attempts) for row in rows} == {(PostbackStatus.PENDING, 0)}
+    assert all(row.lease_until is not None for row in rows)

@@ -10,7 +10,7 @@ from celery.schedules import crontab
 from sqlalchemy import select, update
 
 from crm_postback.api import enqueue_trigger
-from crm_postback.observability import metrics
+from crm_postback.observability import metric_definitions as metrics
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Postback, Trigger
 from models.db import session_scope

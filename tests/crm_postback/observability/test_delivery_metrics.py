@@ -1,25 +1,27 @@
-"""Metrics: counters recorded per batch, the /metrics exposition, outbox gauges, auth."""
+"""Delivery metrics: counters recorded per batch, from what the results carry (no SQL)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import Engine
 
 from crm_postback.api import enqueue_trigger
-from crm_postback.observability import metrics
+from crm_postback.observability import metric_definitions
+from crm_postback.observability.delivery_metrics import observe_many, record_delivery
+from crm_postback.observability.metric_definitions import LATENCY_BUCKETS
+from crm_postback.observability.metrics_exposition import render
 from crm_postback.simulator import SimulatorControl
 from crm_postback.tiktok.response_outcomes import Answer, Outcome
-from models import DeliveryAttempt, EventSet, Postback, PostbackStatus
+from models import DeliveryAttempt, Postback, PostbackStatus
 from models.db import session_scope
-from tests.conftest import apply_env  # type: ignore[import-not-found]
+from worker.claim_planning import Item
 from worker.delivery import EventResult
 
 
@@ -36,7 +38,7 @@ def submitted(lead: str, minutes_ago: float = 5, **extra: Any) -> dict[str, Any]
 
 
 def value(name: str, **labels: str) -> float:
-    return metrics.metrics().registry.get_sample_value(name, labels) or 0.0
+    return metric_definitions.metrics().registry.get_sample_value(name, labels) or 0.0
 
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -126,26 +128,22 @@ def test_failures_are_counted_by_status_and_code(ready: SimulatorControl) -> Non
 
 
 def _events() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    body, _ = metrics.render(include_outbox=False)
+    body, _ = render(include_outbox=False)
     return {k: v for k, v in scrape(body.decode()).items() if k[0] == "postback_events_total"}
 
 
-def _result(postback_id: int, answer: Answer, event_set_id: int = 1) -> EventResult:
-    return EventResult(postback_id, event_set_id, 1, answer, 1000)
+def _result(postback_id: int, answer: Answer) -> EventResult:
+    item = Item(postback_id, {"event_id": f"e-{postback_id}"}, 1, created_at=datetime.now(UTC))
+    return EventResult(postback_id, 1, 1, answer, 1000, "", "acme", item)
 
 
-def test_a_batch_of_1000_costs_one_increment_per_group(
-    sqlite_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    set_id = make_event_set()
+def test_a_batch_of_1000_costs_one_increment_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
     ok = Answer(Outcome.DELIVERED, 200, 0, "OK", "req-1", 120)
     bad = Answer(Outcome.INVALID, 200, 40002, "bad", "req-2", 80)
-    results = [_result(n, ok, set_id) for n in range(990)] + [
-        _result(n, bad, set_id) for n in range(990, 1000)
-    ]
+    results = [_result(n, ok) for n in range(990)] + [_result(n, bad) for n in range(990, 1000)]
     statuses = ["delivered"] * 990 + ["failed"] * 10
     calls: list[float] = []
-    m = metrics.metrics()
+    m = metric_definitions.metrics()
     real_labels = m.events.labels
 
     def counting_labels(*labels: str) -> Any:
@@ -160,8 +158,7 @@ def test_a_batch_of_1000_costs_one_increment_per_group(
         return child
 
     monkeypatch.setattr(m.events, "labels", counting_labels)
-    with session_scope() as session:
-        metrics.record_delivery(session, results, statuses, datetime.now(UTC))
+    record_delivery(results, statuses, datetime.now(UTC))
     assert sorted(calls) == [10, 990]
 
 
@@ -169,17 +166,17 @@ def test_observe_many_matches_observe() -> None:
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
-    one = Histogram("one_seconds", "x", buckets=metrics.LATENCY_BUCKETS, registry=registry)
-    many = Histogram("many_seconds", "x", buckets=metrics.LATENCY_BUCKETS, registry=registry)
+    one = Histogram("one_seconds", "x", buckets=LATENCY_BUCKETS, registry=registry)
+    many = Histogram("many_seconds", "x", buckets=LATENCY_BUCKETS, registry=registry)
     values = [0.01, 0.3, 0.3, 7, 59.9, 60, 4000, 10**6]
     for v in values:
         one.observe(v)
-    metrics.observe_many(many, values)
+    observe_many(many, values)
     for suffix in ("_count", "_sum"):
         assert registry.get_sample_value("one_seconds" + suffix) == registry.get_sample_value(
             "many_seconds" + suffix
         )
-    for bound in (*metrics.LATENCY_BUCKETS, float("inf")):
+    for bound in (*LATENCY_BUCKETS, float("inf")):
         le = "+Inf" if bound == float("inf") else str(float(bound))
         assert registry.get_sample_value(
             "one_seconds_bucket", {"le": le}
@@ -192,123 +189,69 @@ def test_a_metrics_failure_never_breaks_delivery(
     def broken() -> Any:
         raise RuntimeError("metrics backend gone")
 
-    monkeypatch.setattr(metrics, "metrics", broken)
+    monkeypatch.setattr(metric_definitions, "metrics", broken)
     enqueue_trigger(submitted("L-1"))
     with session_scope() as session:
         assert session.scalar(select(Postback.status)) == PostbackStatus.DELIVERED
     assert "metrics: could not record" in caplog.text
 
 
-def test_metrics_endpoint_serves_counters_and_outbox_gauges(
-    sqlite_db: str, make_event_set: Callable[..., int]
+def test_recording_sends_no_statement_inside_the_delivery_transaction(
+    ready: SimulatorControl, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from crm_postback.web.app import create_app
+    """`record_delivery` runs inside `delivery.record`'s transaction, which holds the rows'
+    locks: what it needs (event set names, row facts) comes with the results. Both ways
+    rows are claimed are covered: inserted already claimed by the trigger's task, and
+    claimed from the outbox by a delivery task."""
+    from worker import delivery
+    from worker.app import app
+    from worker.tasks import deliver
 
-    make_event_set()
-    make_event_set(name="beta", source_id="7300000000000000002")
-    enqueue_trigger(submitted("L-1"))  # not eager: the trigger and no postback yet
+    statements: list[str] = []
+    recorded: list[list[str]] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    def record_and_count(results: Any, statuses: list[str], now: datetime) -> None:
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            record_delivery(results, statuses, now)
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+        recorded.append(list(statuses))
+
+    monkeypatch.setattr(delivery, "record_delivery", record_and_count)
+    enqueue_trigger(submitted("L-1"))  # eager: the task inserts its row claimed, sends it
+    assert recorded == [["delivered"]]
+
+    app.conf.task_always_eager = False  # stored now, claimed by the delivery task below
+    for n in range(2, 5):
+        enqueue_trigger(submitted(f"L-{n}"))
+    _process_all()
+    with session_scope() as session:
+        poison = session.scalars(
+            select(Postback).where(Postback.lead_ref == "L-3", Postback.status == "pending")
+        ).one()
+        poison.payload = {**poison.payload, "user": {"email": ["NOT-HASHED@example.com"]}}
+        session.commit()
+        poison_id, poison_event_id = poison.id, poison.event_id
+        pending = list(session.scalars(select(Postback.id).where(Postback.status == "pending")))
+    deliver(pending)
+
+    assert sorted(recorded[1]) == ["delivered", "delivered", "failed"]
+    assert statements == []
+    [warning] = [r for r in caplog.records if getattr(r, "postback_id", None) == poison_id]
+    assert (warning.lead_id, warning.event_id) == ("L-3", poison_event_id)  # type: ignore[attr-defined]
+    assert warning.event_set == "acme"  # type: ignore[attr-defined]
+
+
+def _process_all() -> None:
     from crm_postback.core.settings import get_settings
-    from models import utcnow
+    from models import Trigger
     from worker.processing import process_triggers
 
     with session_scope() as session:
-        process_triggers(session, [1], get_settings(), utcnow())
+        ids = list(session.scalars(select(Trigger.id).where(Trigger.status == "received")))
+        process_triggers(session, ids, get_settings(), datetime.now(UTC))
         session.commit()
-        created = utcnow() - timedelta(minutes=10)
-        session.execute(
-            update(Postback).values(created_at=created, next_attempt_at=created, lease_until=None)
-        )
-        beta = session.scalar(select(EventSet).where(EventSet.name == "beta"))
-        assert beta is not None
-        beta.status = "paused"
-        session.commit()
-    enqueue_trigger(submitted("L-2"))
-
-    with TestClient(create_app()) as client:
-        answer = client.get("/metrics")
-    assert answer.status_code == 200
-    assert answer.headers["content-type"].startswith("text/plain")
-    samples = scrape(answer.text)
-    assert samples[("postback_database_up", ())] == 1
-    assert samples[("postback_outbox_due", (("event_set", "acme"),))] == 1
-    assert samples[("postback_outbox_due", (("event_set", "beta"),))] == 0
-    assert samples[("postback_outbox_open", (("event_set", "acme"), ("status", "pending")))] == 1
-    age = samples[("postback_outbox_oldest_pending_age_seconds", (("event_set", "acme"),))]
-    assert 590 < age < 700
-    assert samples[("postback_event_set_paused", (("event_set", "beta"),))] == 1
-    assert samples[("postback_event_set_paused", (("event_set", "acme"),))] == 0
-    assert samples[("postback_triggers_open", (("status", "received"),))] == 1
-    with session_scope() as session:
-        due = session.scalar(
-            select(func.count()).where(Postback.status == "pending", Postback.event_set_id == 1)
-        )
-    assert due == 1
-    assert ("postback_triggers_received_total", (("result", "accepted"),)) in samples
-    for name in metrics.METRIC_NAMES:
-        families = {f.name for f in text_string_to_metric_families(answer.text)}
-        assert name.removesuffix("_total") in families, name
-
-
-def test_metrics_token_is_required_when_set(
-    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from crm_postback.web.app import create_app
-
-    apply_env(monkeypatch, METRICS_TOKEN="scrape-secret-1")
-    with TestClient(create_app()) as client:
-        assert client.get("/metrics").status_code == 401
-        wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 401 and "scrape-secret-1" not in wrong.text
-        right = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-1"})
-        assert right.status_code == 200 and "postback_outbox_due" in right.text
-
-
-def test_database_down_is_a_gauge_not_an_error(
-    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    apply_env(monkeypatch, DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none")
-    body, _ = metrics.render()
-    assert scrape(body.decode())[("postback_database_up", ())] == 0
-
-
-def test_worker_metrics_port_in_use_is_a_warning(
-    isolated_settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Run in-process with the env restored afterwards: multiprocess mode, a busy port."""
-    import socket
-
-    from crm_postback.core.settings import get_settings
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
-        apply_env(monkeypatch, METRICS_PORT=str(port))
-        served = metrics.start_worker_metrics(get_settings())
-    try:
-        assert served is not None and served.server is None
-        assert "cannot listen" in caplog.text
-        assert served.directory.is_dir()
-    finally:
-        assert served is not None
-        served.stop()
-        os.environ.pop(metrics.MULTIPROC_ENV, None)  # start_worker_metrics set it
-        _back_to_single_process()
-    assert not served.directory.exists()
-
-
-def _back_to_single_process() -> None:
-    from prometheus_client import values
-
-    values.ValueClass = values.get_value_class()
-    metrics._reset_metrics()
-
-
-def test_metrics_off_when_the_port_is_zero(
-    isolated_settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from crm_postback.core.settings import get_settings
-
-    apply_env(monkeypatch, METRICS_PORT="0")
-    assert metrics.start_worker_metrics(get_settings()) is None

@@ -1,0 +1,78 @@
+"""What the intake records once a batch of triggers is committed: the counter by result and a
+DEBUG line per trigger with its ids (never its match keys).
+
+Takes plain values: the intake's own types stay in `crm_postback.intake`, above this package.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from crm_postback.observability import metric_definitions
+from crm_postback.observability.metric_definitions import never_raises
+
+# The intake's log lines keep the name producers already filter on.
+_intake_log = logging.getLogger("crm_postback.api")
+
+
+class ReceivedTrigger(Protocol):
+    """What the DEBUG line says about a trigger (a validated `TriggerIn`)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def lead_id(self) -> str: ...
+
+    @property
+    def event_set(self) -> str: ...
+
+
+class StoredTrigger(Protocol):
+    """A trigger the intake stored, or found stored before (an `AcceptedTrigger`)."""
+
+    @property
+    def trigger_id(self) -> int: ...
+
+    @property
+    def duplicate(self) -> bool: ...
+
+
+@never_raises("triggers received")
+def record_triggers_received(accepted: int = 0, duplicate: int = 0, rejected: int = 0) -> None:
+    counter = metric_definitions.metrics().triggers_received
+    for result, count in (("accepted", accepted), ("duplicate", duplicate), ("rejected", rejected)):
+        if count:
+            counter.labels(result).inc(count)
+
+
+@never_raises("the intake")
+def record_intake(
+    triggers: Sequence[ReceivedTrigger], stored: Sequence[StoredTrigger | None]
+) -> None:
+    """After an intake commit. `stored[i]` is what became of triggers[i]; None: rejected."""
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    debug = _intake_log.isEnabledFor(logging.DEBUG)
+    for trigger, outcome in zip(triggers, stored, strict=True):
+        if outcome is not None:
+            result = "duplicate" if outcome.duplicate else "accepted"
+            trigger_id: int | None = outcome.trigger_id
+        else:
+            result, trigger_id = "rejected", None
+        counts[result] += 1
+        if debug:
+            _intake_log.debug(
+                "trigger %s %s: %s",
+                trigger_id if trigger_id is not None else "-",
+                result,
+                trigger.type,
+                extra={
+                    "trigger_id": trigger_id,
+                    "lead_id": trigger.lead_id,
+                    "event_set": trigger.event_set,
+                    "status": result,
+                },
+            )
+    record_triggers_received(**counts)
