@@ -1,4 +1,4 @@
-"""Request examples published in /openapi.json (the README shows the same calls with curl)."""
+"""Request examples published in /openapi.json (docs/http-api.md shows the same calls with curl)."""
 
 from __future__ import annotations
 
