@@ -101,8 +101,8 @@ def _configure_logging(**_: Any) -> None:
 def _freeze_long_lived_objects(**_: Any) -> None:
     """What exists once the worker is set up (Celery, SQLAlchemy, every module) lives as long
     as the process: moved out of the cyclic collector's sight, so the collections a batch's
-    thousands of short-lived rows trigger scan only those (worker CPU per trigger -19 % in
-    the bench). Done before the pool forks, so its processes inherit it without the
+    thousands of short-lived rows trigger scan only those (docs/performance.md has the
+    measured effect). Done before the pool forks, so its processes inherit it without the
     collector ever writing to the pages they share with this one."""
     gc.collect()
     gc.freeze()
