@@ -14,15 +14,6 @@ admin_app = typer.Typer(
 )
 
 
-def _user(session, username: str):  # type: ignore[no-untyped-def]
-    from crm_postback.configuration.admin_accounts import find_user
-
-    user = find_user(session, username)
-    if user is None:
-        fail(InputRejected.one("username", f"no admin user {username!r}"))
-    return user
-
-
 @admin_app.command("user-add")
 def user_add(
     username: str,
@@ -38,16 +29,14 @@ def user_add(
     ],
 ) -> None:
     """Create an admin user who can log in to /admin."""
-    from crm_postback.configuration.admin_accounts import create_user
-    from models.db import session_scope
+    from crm_postback.commands.admin_accounts import AddAdminUser, add_admin_user
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            user = create_user(session, username, password)
-        except InputRejected as error:
-            fail(error)
-        session.commit()
-        typer.echo(f"admin user {user.id} {user.username!r} created")
+    try:
+        user = add_admin_user(AddAdminUser(username, password), Actor.cli())
+    except InputRejected as error:
+        fail(error)
+    typer.echo(f"admin user {user.id} {user.username!r} created")
 
 
 @admin_app.command("user-password")
@@ -61,27 +50,26 @@ def user_password(
     ],
 ) -> None:
     """Set a user's password (ends their sessions)."""
-    from crm_postback.configuration.admin_accounts import set_password
-    from models.db import session_scope
+    from crm_postback.commands.admin_accounts import ChangeAdminPassword, change_admin_password
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            set_password(session, _user(session, username), password)
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        change_admin_password(ChangeAdminPassword(username, password), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"{username}: password set; their sessions ended")
 
 
 @admin_app.command("user-disable")
 def user_disable(username: str, enable: bool = False) -> None:
     """Disable a user (ends their sessions, refuses their tokens); --enable undoes it."""
-    from crm_postback.configuration.admin_accounts import set_active
-    from models.db import session_scope
+    from crm_postback.commands.admin_accounts import SetAdminUserActive, set_admin_user_active
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        set_active(session, _user(session, username), enable)
-        session.commit()
+    try:
+        set_admin_user_active(SetAdminUserActive(username, active=enable), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"{username}: {'enabled' if enable else 'disabled'}")
 
 
@@ -108,15 +96,13 @@ def token_create(
     label: Annotated[str, typer.Option(help="What uses it, e.g. ci-mappings")] = "automation",
 ) -> None:
     """Create a personal token for the admin JSON API (printed once)."""
-    from crm_postback.configuration.admin_accounts import create_token
-    from models.db import session_scope
+    from crm_postback.commands.admin_accounts import CreateAdminToken, create_admin_token
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            new = create_token(session, _user(session, username), label)
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        new = create_admin_token(CreateAdminToken(username, label), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"admin token {new.id} for {username} ({new.prefix}…); shown only now:")
     typer.echo(new.token)
 
@@ -124,15 +110,13 @@ def token_create(
 @admin_app.command("token-revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Revoke an admin token."""
-    from crm_postback.configuration.admin_accounts import revoke_token
-    from models.db import session_scope
+    from crm_postback.commands.admin_accounts import RevokeAdminToken, revoke_admin_token
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            revoke_token(session, token_id)
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        revoke_admin_token(RevokeAdminToken(token_id), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"admin token {token_id} revoked")
 
 

@@ -17,15 +17,13 @@ def api_key_create(
     name: Annotated[str, typer.Argument(help="The source system, e.g. acme-router")],
 ) -> None:
     """Create a key for a source system. The key is printed once and never stored."""
-    from crm_postback.configuration.api_keys import create_key
-    from models.db import session_scope
+    from crm_postback.commands.api_keys import CreateApiKey, create_api_key
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            new = create_key(session, name)
-        except InputRejected as error:
-            fail(error)
-        session.commit()
+    try:
+        new = create_api_key(CreateApiKey(name), Actor.cli())
+    except InputRejected as error:
+        fail(error)
     typer.echo(f"api key {new.id} for {new.name!r} ({new.key_prefix}…); shown only now:")
     typer.echo(new.key)
 
@@ -48,13 +46,11 @@ def api_key_list() -> None:
 @api_key_app.command("revoke")
 def api_key_revoke(key_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Revoke a key: requests with it get 403 from now on."""
-    from crm_postback.configuration.api_keys import revoke_key
-    from models.db import session_scope
+    from crm_postback.commands.api_keys import RevokeApiKey, revoke_api_key
+    from crm_postback.commands.unit_of_work import Actor
 
-    with session_scope() as session:
-        try:
-            key = revoke_key(session, key_id)
-        except InputRejected as error:
-            fail(error)
-        session.commit()
-        typer.echo(f"api key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")
+    try:
+        key = revoke_api_key(RevokeApiKey(key_id), Actor.cli())
+    except InputRejected as error:
+        fail(error)
+    typer.echo(f"api key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")

@@ -70,16 +70,14 @@ def erase_lead(
     The lead row (every hash) is deleted, its triggers' attributes and its postbacks' event
     bodies are cleared; statuses, codes and counts stay.
     """
-    from crm_postback.configuration.audit import cli_actor
+    from crm_postback.commands.leads import EraseLead
+    from crm_postback.commands.leads import erase_lead as run
+    from crm_postback.commands.unit_of_work import Actor
     from crm_postback.operations.retention import describe_erased
-    from crm_postback.operations.retention import erase_lead as run
-    from models.db import session_scope
 
     if not yes and not typer.confirm(f"Erase everything personal stored for lead {lead_id!r}?"):
         raise typer.Exit(1)
-    with session_scope() as session:
-        result = run(session, lead_id, cli_actor())
-        session.commit()
+    result = run(EraseLead(lead_id), Actor.cli())
     for line in describe_erased(result):
         typer.echo(line)
 
@@ -91,19 +89,15 @@ def purge(
 
     Statuses, codes and counts are kept.
     """
-    from crm_postback.observability import metrics
-    from crm_postback.operations.retention import (
-        PURGE_BATCH,
-        count_expired,
-        purge_batch,
-        retention_cutoff,
-    )
+    from crm_postback.commands.retention import purge as run
+    from crm_postback.commands.unit_of_work import Actor
+    from crm_postback.operations.retention import count_expired, retention_cutoff
     from models import utcnow
     from models.db import session_scope
 
-    settings = get_settings()
-    cutoff = retention_cutoff(settings, utcnow())
     if dry_run:
+        settings = get_settings()
+        cutoff = retention_cutoff(settings, utcnow())
         with session_scope() as session:
             preview = count_expired(session, cutoff)
         typer.echo(
@@ -112,21 +106,11 @@ def purge(
             f"(RETENTION_DAYS={settings.retention_days})"
         )
         return
-    leads = payloads = after_lead = after_postback = 0
-    while True:
-        with session_scope() as session:
-            batch = purge_batch(
-                session, cutoff, after_lead_id=after_lead, after_postback_id=after_postback
-            )
-            session.commit()
-        metrics.record_purge(batch.leads, batch.payloads)
-        leads, payloads = leads + batch.leads, payloads + batch.payloads
-        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
-        if not batch.full(PURGE_BATCH):
-            break
+    done = run(Actor.cli())
     typer.echo(
-        f"cleared the match keys of {leads} lead(s) and {payloads} stored event bod(ies) "
-        f"older than {cutoff:%Y-%m-%d %H:%M} UTC (RETENTION_DAYS={settings.retention_days})"
+        f"cleared the match keys of {done.leads} lead(s) and {done.payloads} stored event "
+        f"bod(ies) older than {done.cutoff:%Y-%m-%d %H:%M} UTC "
+        f"(RETENTION_DAYS={done.retention_days})"
     )
 
 

@@ -57,6 +57,13 @@ def find_user(session: Session, username: str) -> AdminUser | None:
     return session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
 
 
+def get_user(session: Session, username: str) -> AdminUser:
+    user = find_user(session, username)
+    if user is None:
+        raise InputRejected.one("username", f"no admin user {username!r}")
+    return user
+
+
 def create_user(session: Session, username: str, password: str, source: str = "cli") -> AdminUser:
     username = username.strip()
     if not 1 <= len(username) <= 100 or any(c.isspace() for c in username):
@@ -235,10 +242,15 @@ def create_token(session: Session, user: AdminUser, label: str) -> NewToken:
     return NewToken(row.id, token, row.token_prefix)
 
 
-def revoke_token(session: Session, token_id: int) -> AdminToken:
+def get_token(session: Session, token_id: int) -> AdminToken:
     row = session.get(AdminToken, token_id)
     if row is None:
         raise InputRejected.one("id", f"no admin token {token_id}")
+    return row
+
+
+def revoke_token(session: Session, token_id: int) -> AdminToken:
+    row = get_token(session, token_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row

@@ -59,11 +59,16 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def revoke_key(session: Session, key_id: int) -> ApiKey:
-    """Revokes a key (idempotent); the row stays so listings show who had access and when."""
+def get_key(session: Session, key_id: int) -> ApiKey:
     row = session.get(ApiKey, key_id)
     if row is None:
         raise InputRejected.one("id", f"no api key {key_id}")
+    return row
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey:
+    """Revokes a key (idempotent); the row stays so listings show who had access and when."""
+    row = get_key(session, key_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row

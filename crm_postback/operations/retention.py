@@ -20,8 +20,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, null, or_, select, text, update
+from sqlalchemy import (
+    CursorResult,
+    Update,
+    and_,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from crm_postback.core.settings import Settings
 from models import (
@@ -189,7 +202,7 @@ class ErasedLead:
 
 def _sharing(session: Session, lead: Lead) -> list[str]:
     """Lead refs of other leads holding one of this lead's hashes, ttclid or TikTok lead id."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     dialect = session.get_bind().dialect.name
     for name in HASH_COLUMNS:
         values = list(getattr(lead, name) or [])
@@ -226,10 +239,9 @@ def _text_array() -> Any:
     return ARRAY(Text())
 
 
-def erase_lead(session: Session, lead_ref: str, actor: str) -> ErasedLead:
-    """Removes everything personal about one lead (see the module docstring)."""
-    from crm_postback.configuration.audit import record
-
+def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
+    """Removes everything personal about one lead (see the module docstring); the caller
+    records the erasure in the audit trail."""
     if session.get_bind().dialect.name == "sqlite":
         # Overwrite deleted content in the file instead of leaving it in free pages.
         session.execute(text("PRAGMA secure_delete=ON"))
@@ -271,26 +283,18 @@ def erase_lead(session: Session, lead_ref: str, actor: str) -> ErasedLead:
         .where(POSTBACKS.c.lead_ref == lead_ref, has_body(session.get_bind().dialect.name))
         .values(payload=null()),
     )
-    if result.anything:
-        record(
-            session,
-            actor=actor,
-            action="lead.erase",
-            entity_type="lead",
-            entity_id=None,
-            event_set_id=None,
-            after=describe_counts(result),
-            note=f"lead {lead_ref!r} erased on request; no match key or event body kept",
-        )
     session.flush()
     return result
 
 
-def _count_update(session: Session, statement: Any) -> int:
-    return int(session.execute(statement).rowcount or 0)
+def _count_update(session: Session, statement: Update) -> int:
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)  # an UPDATE answers with a cursor result
+    return int(result.rowcount or 0)
 
 
 def describe_counts(result: ErasedLead) -> dict[str, Any]:
+    """How much was erased: counts and key names, never a value."""
     return {
         "lead_row_deleted": result.lead_found,
         "hashes": dict(result.hashes),

@@ -266,7 +266,7 @@ def test_a_hash_shared_with_another_lead_is_reported_not_erased(ready: Simulator
     enqueue_trigger(trigger("lead.submitted", "L-B", match_keys={"email": EMAIL.upper()}))
     enqueue_trigger(trigger("lead.submitted", "L-C", match_keys={"email": "other@x.org"}))
     with session_scope() as session:
-        result = erase_lead(session, "L-A", "test")
+        result = erase_lead(session, "L-A")
         session.commit()
     assert result.shared_with == ["L-B"]
     assert any("L-B" in line for line in describe_erased(result))
@@ -313,7 +313,7 @@ def test_erase_lead_leaves_no_hash_behind_on_postgresql(
 
     assert all(secret in every_row() for secret in SECRETS)
     with session_scope() as session:
-        result = erase_lead(session, "L-ERASE", "test")
+        result = erase_lead(session, "L-ERASE")
         session.commit()
     assert result.lead_found and result.postbacks == 3 and result.postbacks_stopped == 1
     leaked = [secret for secret in SECRETS if secret in every_row()]

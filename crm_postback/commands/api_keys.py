@@ -1,0 +1,74 @@
+"""Use cases of the ingest API keys of source (routing) systems: create, revoke.
+
+The audit trail names a key by its id, its source system and its display prefix (`pbk_` and
+8 characters, as listings show it); the key itself exists only in the result of `create_api_key`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.configuration.api_keys import NewKey, create_key, get_key, revoke_key
+from models import ApiKey
+
+
+@dataclass(frozen=True)
+class CreateApiKey:
+    name: str  # the source system, e.g. acme-router
+
+
+@dataclass(frozen=True)
+class RevokeApiKey:
+    key_id: int
+
+
+@dataclass(frozen=True)
+class RevokedApiKey:
+    id: int
+    name: str
+    key_prefix: str
+    revoked_at: datetime
+    newly_revoked: bool  # False: it was revoked already and nothing changed
+
+
+def _snapshot(row: ApiKey) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "key_prefix": row.key_prefix,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
+
+
+def create_api_key(request: CreateApiKey, actor: Actor) -> NewKey:
+    """A new key; `NewKey.key` is its only copy (the database keeps its SHA-256)."""
+    with unit_of_work(actor) as uow:
+        new = create_key(uow.session, request.name)
+        uow.audit(
+            "api_key.create",
+            entity_type="api_key",
+            entity_id=new.id,
+            after=_snapshot(get_key(uow.session, new.id)),
+        )
+    return new
+
+
+def revoke_api_key(request: RevokeApiKey, actor: Actor) -> RevokedApiKey:
+    """Requests with the key get 403 from now on; revoking a revoked key changes nothing."""
+    with unit_of_work(actor) as uow:
+        row = get_key(uow.session, request.key_id)
+        before = _snapshot(row)
+        revoke_key(uow.session, row.id)
+        newly_revoked = before["revoked_at"] is None
+        if newly_revoked:
+            uow.audit(
+                "api_key.revoke",
+                entity_type="api_key",
+                entity_id=row.id,
+                before=before,
+                after=_snapshot(row),
+            )
+        assert row.revoked_at is not None
+        return RevokedApiKey(row.id, row.name, row.key_prefix, row.revoked_at, newly_revoked)

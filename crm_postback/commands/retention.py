@@ -1,0 +1,59 @@
+"""The retention purge, run now (beat runs the same batches daily, in worker.retention_tasks).
+
+Match keys and event bodies past RETENTION_DAYS are cleared in batches; each batch is its own
+transaction with its own audit entry, so no lock is held long and what was cleared before an
+interruption stays cleared and recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.core.settings import get_settings
+from crm_postback.observability.maintenance_metrics import record_purge
+from crm_postback.operations.retention import PURGE_BATCH, purge_batch, retention_cutoff
+from models import utcnow
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    cutoff: datetime
+    retention_days: int
+    leads: int  # leads whose match keys were cleared
+    payloads: int  # postbacks whose stored event body was cleared
+
+
+def purge(
+    actor: Actor, *, now: datetime | None = None, batch_size: int = PURGE_BATCH
+) -> PurgeResult:
+    """Clears everything past the cutoff (RETENTION_DAYS before `now`), batch by batch."""
+    settings = get_settings()
+    cutoff = retention_cutoff(settings, now or utcnow())
+    leads = payloads = after_lead = after_postback = 0
+    while True:
+        with unit_of_work(actor) as uow:
+            batch = purge_batch(
+                uow.session,
+                cutoff,
+                after_lead_id=after_lead,
+                after_postback_id=after_postback,
+                limit=batch_size,
+            )
+            if batch.leads or batch.payloads:
+                uow.audit(
+                    "retention.purge",
+                    entity_type="retention",
+                    after={
+                        "cutoff": cutoff.isoformat(),
+                        "retention_days": settings.retention_days,
+                        "leads_cleared": batch.leads,
+                        "payloads_cleared": batch.payloads,
+                    },
+                )
+        record_purge(batch.leads, batch.payloads)
+        leads, payloads = leads + batch.leads, payloads + batch.payloads
+        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
+        if not batch.full(batch_size):
+            return PurgeResult(cutoff, settings.retention_days, leads, payloads)

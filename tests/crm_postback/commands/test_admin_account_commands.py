@@ -1,0 +1,171 @@
+"""Admin users and tokens through `postback admin`: the state, the audit entries, and never a
+password, its hash or a token in them or in what the commands print."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from crm_postback.cli import app
+from crm_postback.commands.admin_accounts import AddAdminUser, add_admin_user
+from crm_postback.commands.unit_of_work import Actor
+from crm_postback.configuration.admin_accounts import start_session
+from crm_postback.configuration.audit import entry_dict
+from crm_postback.core.errors import InputRejected
+from crm_postback.core.settings import get_settings
+from models import AdminSession, AdminToken, AdminUser, AuditEntry
+from models.db import session_scope
+
+runner = CliRunner()
+PASSWORD = "a long password"
+NEW_PASSWORD = "another long password"
+
+
+@pytest.fixture(autouse=True)
+def operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: "ops")
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), input=input)
+    return result.exit_code, result.output
+
+
+def audit_entries(action: str | None = None) -> list[dict[str, object]]:
+    with session_scope() as session:
+        query = select(AuditEntry).order_by(AuditEntry.id)
+        if action:
+            query = query.where(AuditEntry.action == action)
+        return [entry_dict(entry) for entry in session.scalars(query)]
+
+
+def add_bob() -> str:
+    code, out = run("admin", "user-add", "bob", input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert code == 0, out
+    return out
+
+
+def bob() -> AdminUser:
+    with session_scope() as session:
+        return session.scalars(select(AdminUser).where(AdminUser.username == "bob")).one()
+
+
+def sessions_of_bob() -> int:
+    with session_scope() as session:
+        user = session.scalars(select(AdminUser)).one()
+        start_session(session, get_settings(), user)
+        session.commit()
+        return int(session.scalar(select(func.count()).select_from(AdminSession)) or 0)
+
+
+def test_user_add_is_audited(sqlite_db: str) -> None:
+    add_bob()
+    assert bob().password_hash.startswith("$argon2id$")
+    [entry] = audit_entries("admin_user.add")
+    assert entry["actor"] == "cli:ops"
+    assert (entry["entity_type"], entry["entity_id"]) == ("admin_user", bob().id)
+    assert entry["after"] == {"username": "bob", "source": "cli", "active": True}
+
+
+def test_password_change_ends_sessions_and_is_audited(sqlite_db: str) -> None:
+    add_bob()
+    old_hash = bob().password_hash
+    assert sessions_of_bob() == 1
+    code, out = run("admin", "user-password", "bob", input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    assert code == 0 and "bob: password set; their sessions ended" in out
+    assert bob().password_hash != old_hash
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(AdminSession)) == 0
+    [entry] = audit_entries("admin_user.change_password")
+    assert entry["actor"] == "cli:ops" and entry["entity_id"] == bob().id
+    assert entry["after"] == {"username": "bob", "sessions": "ended"}
+
+
+def test_disable_and_enable_are_audited_when_they_change_something(sqlite_db: str) -> None:
+    add_bob()
+    sessions_of_bob()
+    assert run("admin", "user-disable", "bob") == (0, "bob: disabled\n")
+    assert run("admin", "user-disable", "bob") == (0, "bob: disabled\n")  # no change
+    assert not bob().active
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(AdminSession)) == 0
+    assert run("admin", "user-disable", "bob", "--enable") == (0, "bob: enabled\n")
+    assert bob().active
+    found = [
+        (e["action"], e["before"], e["after"])
+        for e in audit_entries()
+        if e["action"] != "admin_user.add"
+    ]
+    off = {"username": "bob", "source": "cli", "active": False}
+    on = {**off, "active": True}
+    assert found == [("admin_user.disable", on, off), ("admin_user.enable", off, on)]
+
+
+def test_token_create_and_revoke_are_audited(sqlite_db: str) -> None:
+    add_bob()
+    code, out = run("admin", "token-create", "bob", "--label", "ci")
+    assert code == 0, out
+    token = out.splitlines()[-1]
+    assert run("admin", "token-revoke", "1") == (0, "admin token 1 revoked\n")
+    assert run("admin", "token-revoke", "1") == (0, "admin token 1 revoked\n")  # no change
+    with session_scope() as session:
+        row = session.scalars(select(AdminToken)).one()
+        assert row.revoked_at is not None and row.user_id == bob().id
+    [created] = audit_entries("admin_token.create")
+    assert created["actor"] == "cli:ops" and created["entity_id"] == row.id
+    assert created["after"] == {
+        "user": "bob",
+        "label": "ci",
+        "token_prefix": token[:12],
+        "revoked_at": None,
+    }
+    [revoked] = audit_entries("admin_token.revoke")
+    assert revoked["before"] == created["after"]
+    assert revoked["after"]["revoked_at"] == row.revoked_at.isoformat()  # type: ignore[index]
+
+
+def test_no_password_hash_or_token_in_the_audit_trail_or_the_output(sqlite_db: str) -> None:
+    outputs = [add_bob()]
+    first_hash = bob().password_hash
+    outputs.append(
+        run("admin", "user-password", "bob", input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")[1]
+    )
+    outputs.append(run("admin", "user-disable", "bob")[1])
+    out = run("admin", "token-create", "bob")[1]
+    token = out.splitlines()[-1]
+    assert token.startswith("pba_")
+    # The one place a token is shown: the line after the one that says so.
+    assert out.count(token) == 1 and "shown only now" in out.splitlines()[-2]
+    outputs.append(run("admin", "token-revoke", "1")[1])
+    outputs.append(run("admin", "user-list")[1])
+    outputs.append(run("admin", "audit", "--limit", "100")[1])
+    assert "admin_token.revoke" in outputs[-1] and "admin_user.add" in outputs[-1]
+    secrets = (
+        PASSWORD,
+        NEW_PASSWORD,
+        first_hash,
+        bob().password_hash,
+        token,
+        token[12:],
+        hashlib.sha256(token.encode()).hexdigest(),
+    )
+    trail = str(audit_entries())
+    for text in (trail, *outputs):
+        leaked = [secret for secret in secrets if secret in text]
+        assert not leaked, f"{leaked} in {text!r}"
+
+
+def test_refused_input_names_the_field_and_leaves_no_entry(sqlite_db: str) -> None:
+    with pytest.raises(InputRejected) as refused:
+        add_admin_user(AddAdminUser("bob", "short"), Actor("cli:ops"))
+    assert [error.field for error in refused.value.errors] == ["password"]
+    code, out = run("admin", "user-disable", "nobody")
+    assert code == 2 and "username: no admin user 'nobody'" in out
+    code, out = run("admin", "token-create", "nobody")
+    assert code == 2 and "username: no admin user 'nobody'" in out
+    code, out = run("admin", "token-revoke", "7")
+    assert code == 2 and "id: no admin token 7" in out
+    assert audit_entries() == []
