@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -57,7 +57,12 @@ def simulate_tiktok(
         if len(parts) not in (2, 3):
             typer.secho(f"error: event_set: {spec!r} is not ID:TOKEN[:kind]", fg="red", err=True)
             raise typer.Exit(2)
-        kind = parts[2] if len(parts) == 3 else "crm"
+        kind: Literal["crm", "web"] = "crm"
+        if len(parts) == 3 and parts[2] == "web":
+            kind = "web"
+        elif len(parts) == 3 and parts[2] != "crm":
+            typer.secho(f"error: event_set: kind {parts[2]!r} is not crm/web", fg="red", err=True)
+            raise typer.Exit(2)
         registered.append(RegisteredEventSet(parts[0], parts[1], kind, "", ""))
     run(host, port, event_sets=registered, record_path=record)
 

@@ -118,9 +118,10 @@ def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
                 problems = problems_from_fields(item.errors, prefix)
                 answers[index] = ItemAnswer(index=index, status="rejected", errors=problems)
             else:
-                status = "duplicate" if item.accepted.duplicate else "accepted"
                 answers[index] = ItemAnswer(
-                    index=index, status=status, trigger_id=item.accepted.trigger_id
+                    index=index,
+                    status="duplicate" if item.accepted.duplicate else "accepted",
+                    trigger_id=item.accepted.trigger_id,
                 )
     items = [answers[i] for i in sorted(answers)]
     return TriggersAnswer(
