@@ -1,4 +1,4 @@
-"""Event set administration (no commit here; callers commit)."""
+"""Event set administration (no commit here: `commands.event_sets` commits)."""
 
 from __future__ import annotations
 

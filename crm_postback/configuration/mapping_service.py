@@ -1,7 +1,8 @@
-"""Mapping administration (no commit here; callers commit)."""
+"""Mapping administration (no commit here: `commands.mappings` commits)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from models import EventSet, Mapping
 def _checked(
     trigger_type: str,
     event_name: str,
-    conditions: list[Condition] | list[dict[str, Any]],
+    conditions: Sequence[Condition | dict[str, Any]],
     properties: PropertyRules | dict[str, Any],
 ) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
     try:
@@ -48,7 +49,7 @@ def _checked(
 def validate_mapping(
     trigger_type: str,
     event_name: str,
-    conditions: list[Condition] | list[dict[str, Any]],
+    conditions: Sequence[Condition | dict[str, Any]],
     properties: PropertyRules | dict[str, Any],
 ) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
     """What `add_mapping` would store (trigger, event, conditions, properties), or
@@ -62,7 +63,7 @@ def add_mapping(
     *,
     trigger_type: str,
     event_name: str,
-    conditions: list[Condition] | list[dict[str, Any]] = (),  # type: ignore[assignment]
+    conditions: Sequence[Condition | dict[str, Any]] = (),
     properties: PropertyRules | dict[str, Any] | None = None,
     enabled: bool = True,
     actor: str = audit.SYSTEM_ACTOR,
@@ -99,7 +100,7 @@ def update_mapping(
     *,
     trigger_type: str | None = None,
     event_name: str | None = None,
-    conditions: list[Condition] | list[dict[str, Any]] | None = None,
+    conditions: Sequence[Condition | dict[str, Any]] | None = None,
     properties: PropertyRules | dict[str, Any] | None = None,
     enabled: bool | None = None,
     actor: str = audit.SYSTEM_ACTOR,

@@ -244,11 +244,11 @@ def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> 
             trigger.strip(), event, conditions, properties
         )
     except InputRejected as rejected:
-        for error in rejected.errors:
-            name = error.field
+        for problem in rejected.errors:
+            name = problem.field
             if name not in ("trigger", "event"):
                 name = "properties" if name == "body" else f"properties.{name}"
-            errors.append(FieldError(f"{where}{name}", error.message))
+            errors.append(FieldError(f"{where}{name}", problem.message))
         return None
     return MappingEntry(index, mapping_id, version, trigger, event, enabled, conditions, properties)
 

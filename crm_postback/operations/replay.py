@@ -57,7 +57,7 @@ def selected_event_set_id(session: Session, selection: ReplaySelection) -> int |
     return None
 
 
-def _query(session: Session, selection: ReplaySelection) -> Select[tuple[int]]:
+def _query(session: Session, selection: ReplaySelection) -> Select[int]:
     unknown = set(selection.statuses) - set(REPLAYABLE)
     if unknown:
         raise InputRejected.one(

@@ -60,7 +60,7 @@ def delivery_page(
 async def delivery_replay(request: Request, admin: AdminDep) -> Response:
     """The chosen postbacks (dead, failed or expired), or an event set's dead ones."""
     form = await checked_form(request, admin.csrf_token)
-    ids = [int(v) for v in form.getlist("postback_id") if str(v).isdigit()]
+    ids = [int(str(v)) for v in form.getlist("postback_id") if str(v).isdigit()]
     event_set_id = str(form.get("event_set_id", ""))
     lead = str(form.get("lead", "")).strip()
     if ids:

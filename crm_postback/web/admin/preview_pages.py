@@ -90,7 +90,8 @@ def _preview_page(
 ) -> HTMLResponse:
     with session_scope() as session:
         event_set = event_set_or_404(session, event_set_id)
-        shown, problems = (None, [])
+        shown: Preview | None = None
+        problems: list[str] = []
         if run:
             shown, problems = run_preview(session, event_set, given, given.trigger_type, None)
         triggers = list(
