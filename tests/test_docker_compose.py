@@ -181,7 +181,7 @@ def test_web_serves_the_api_and_its_healthcheck_probes_a_real_route() -> None:
     command = web["command"]
     assert command[:2] == ["postback", "serve"]
     assert _option(command, "--host") == "0.0.0.0"
-    # One process: counters are per process (docs/operations.md: PROMETHEUS_MULTIPROC_DIR otherwise).
+    # One process: counters are per process (docs/operations.md: PROMETHEUS_MULTIPROC_DIR).
     assert "--workers" not in command
     host, port, path = _probe(web)
     assert (host, port) == ("127.0.0.1", int(_option(command, "--port")))

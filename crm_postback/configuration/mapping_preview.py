@@ -223,13 +223,13 @@ def preview(
     for item in resolved:
         event_id = make_event_id(event_set.id, key, item.event_name)
         event: dict[str, Any] | None = None
-        error = item.error
-        if error is None and lead is None:
-            error = (
+        problem = item.error
+        if problem is None and lead is None:
+            problem = (
                 f"lead_id: no lead {lead_ref!r} is stored and the trigger has no match keys: "
                 "the trigger would wait for the lead"
             )
-        if error is None:
+        if problem is None:
             assert lead is not None
             try:
                 event = build_event(
@@ -242,7 +242,7 @@ def preview(
                     properties=item.properties,
                 )
             except (ValueError, NoMatchKey) as failure:
-                error = str(failure)
+                problem = str(failure)
         is_draft = item.mapping_id == draft_id
         result.events.append(
             PreviewEvent(
@@ -252,7 +252,7 @@ def preview(
                 else item.mapping_id,
                 mapping_version=item.mapping_version,
                 event=event,
-                error=error,
+                error=problem,
                 draft=is_draft,
             )
         )
