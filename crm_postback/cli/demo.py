@@ -63,53 +63,48 @@ def run_demo() -> int:
 
 
 def _configure() -> None:
-    from crm_postback.configuration.event_set_service import create_event_set
-    from crm_postback.configuration.mapping_service import add_mapping, describe_mapping
+    from crm_postback.commands.event_sets import AddEventSet, add_event_set
+    from crm_postback.commands.mappings import AddMapping, MappingInput, add_mapping
+    from crm_postback.commands.unit_of_work import Actor
     from crm_postback.core.settings import get_settings
     from mappings.rules import parse_condition
-    from models.db import session_scope
     from models.migrate import upgrade
 
     settings = get_settings()
     _step(f"Embedded defaults: {settings.effective_database_url}, broker {settings.broker_url}")
     upgrade(settings.effective_database_url)
-    with session_scope() as session:
-        event_set = create_event_set(
-            session,
-            settings,
+    actor = Actor.cli()
+    event_set = add_event_set(
+        AddEventSet(
             name="acme-crm",
             source_id=EVENT_SET_ID,
             access_token=DEMO_TOKEN,
             lead_event_source="AcmeLeads",
             advertiser_id="7000000001",
-        )
-        mappings = [
-            add_mapping(session, event_set, trigger_type="lead.submitted", event_name="Lead"),
-            add_mapping(
-                session,
-                event_set,
-                trigger_type="lead.sold",
-                event_name="lead_sold",
-                properties={"currency": "USD"},
-            ),
-            add_mapping(
-                session,
-                event_set,
-                trigger_type="offer.conversion",
-                event_name="Purchase",
-                conditions=[parse_condition("payout > 0")],
-                properties={
-                    "value_from": "payout",
-                    "currency": "USD",
-                    "order_id_from": "offer_id",
-                    "content_type": "product",
-                },
-            ),
-        ]
-        session.commit()
-        print("event set acme-crm (CRM event set", EVENT_SET_ID + ")")
-        for mapping in mappings:
-            print("  mapping:", describe_mapping(mapping))
+        ),
+        actor,
+    )
+    mappings = [
+        MappingInput(trigger_type="lead.submitted", event_name="Lead"),
+        MappingInput(
+            trigger_type="lead.sold", event_name="lead_sold", properties={"currency": "USD"}
+        ),
+        MappingInput(
+            trigger_type="offer.conversion",
+            event_name="Purchase",
+            conditions=[parse_condition("payout > 0")],
+            properties={
+                "value_from": "payout",
+                "currency": "USD",
+                "order_id_from": "offer_id",
+                "content_type": "product",
+            },
+        ),
+    ]
+    print("event set acme-crm (CRM event set", EVENT_SET_ID + ")")
+    for mapping in mappings:
+        saved = add_mapping(AddMapping(event_set.id, mapping), actor)
+        print("  mapping:", saved.summary)
 
 
 def _start_worker() -> subprocess.Popen[bytes]:

@@ -1,9 +1,10 @@
-"""The audit trail of admin changes (no commit here; callers commit).
+"""The audit trail of admin changes (no commit here; the command's unit of work commits).
 
-Every change to an event set or a mapping, from the page, the JSON API or the CLI, goes
-through `configuration.event_set_service` / `configuration.mapping_service`, which call
-`record` in the same transaction as the change: a change without its audit entry cannot be
-committed.
+Every change, from the page, the JSON API or the CLI, is one command in
+`crm_postback.commands`; its entry is recorded in the same transaction as the change
+(`configuration.event_set_service` / `mapping_service` record theirs as they change the
+rows, the other commands through `UnitOfWork.audit`), so a change without its audit entry
+cannot be committed.
 Snapshots are JSON; an access token appears only masked, or as "replaced".
 """
 

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from crm_postback.configuration.api_keys import Caller, KeyRevoked, authenticate
+from crm_postback.commands.authentication import identify_api_key
+from crm_postback.configuration.api_keys import Caller, KeyRevoked
 from crm_postback.web.errors import RequestRejected
 from crm_postback.web.shapes import Problem
-from models.db import session_scope
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -30,12 +30,10 @@ def require_caller(
 ) -> Caller:
     if credentials is None:
         raise _refuse(401, "send an API key: Authorization: Bearer <key>")
-    with session_scope() as session:
-        try:
-            caller = authenticate(session, credentials.credentials)
-        except KeyRevoked:
-            raise _refuse(403, "this API key has been revoked") from None
-        session.commit()
+    try:
+        caller = identify_api_key(credentials.credentials)
+    except KeyRevoked:
+        raise _refuse(403, "this API key has been revoked") from None
     if caller is None:
         raise _refuse(401, "unknown API key")
     return caller

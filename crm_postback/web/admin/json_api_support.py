@@ -17,22 +17,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from crm_postback.commands.authentication import identify_admin_token, resume_admin_session
 from crm_postback.commands.event_sets import NotFound, load_event_set
 from crm_postback.commands.mappings import VersionConflict
 from crm_postback.configuration.admin_accounts import (
     Admin,
     TokenRefused,
-    authenticate_token,
     csrf_matches,
-    resume_session,
 )
 from crm_postback.core.errors import FieldError, InputRejected
-from crm_postback.core.settings import get_settings
 from crm_postback.web.body import read_json
 from crm_postback.web.errors import RequestRejected, error_response, problems_from_fields
 from crm_postback.web.shapes import Problem
 from models import EventSet
-from models.db import session_scope
 
 DESCRIPTION = __doc__ or ""
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -75,30 +72,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def api_admin(request: Request) -> Admin:
-    """The token's admin, or a logged-in browser's (with its CSRF header for writes). Token
-    and session bookkeeping (last used, expiry) is committed here: authentication's own."""
+    """The token's admin, or a logged-in browser's (with its CSRF header for writes)."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
-    with session_scope() as session:
-        if scheme.lower() == "bearer" and credentials.strip():
-            try:
-                admin = authenticate_token(session, credentials.strip())
-            except TokenRefused as refused:
-                challenge = {"WWW-Authenticate": 'Bearer realm="crm-postback admin"'}
-                raise ApiFailure(
-                    refused.status,
-                    [FieldError("Authorization", str(refused))],
-                    challenge if refused.status == 401 else None,
-                ) from None
-            session.commit()
-            return admin
-        session_id = request.session.get("sid")
-        found = (
-            resume_session(session, get_settings(), session_id)
-            if isinstance(session_id, str)
-            else None
-        )
-        session.commit()
+    if scheme.lower() == "bearer" and credentials.strip():
+        try:
+            return identify_admin_token(credentials.strip())
+        except TokenRefused as refused:
+            challenge = {"WWW-Authenticate": 'Bearer realm="crm-postback admin"'}
+            raise ApiFailure(
+                refused.status,
+                [FieldError("Authorization", str(refused))],
+                challenge if refused.status == 401 else None,
+            ) from None
+    session_id = request.session.get("sid")
+    found = resume_admin_session(session_id) if isinstance(session_id, str) else None
     if found is None:
         raise ApiFailure(
             401,

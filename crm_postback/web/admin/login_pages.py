@@ -10,17 +10,13 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from crm_postback.commands.authentication import log_in, log_out
 from crm_postback.configuration.admin_accounts import (
     LoginRefused,
-    authenticate,
     csrf_matches,
-    end_session,
-    start_session,
 )
-from crm_postback.core.settings import get_settings
 from crm_postback.web.admin.page_rendering import flash, render, root, see_other
 from crm_postback.web.admin.security import AdminDep, checked_form, login_csrf, same_origin
-from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
 
@@ -51,15 +47,10 @@ async def login(request: Request) -> Response:
     next_url = str(form.get("next", ""))
 
     def attempt() -> str | LoginRefused:
-        with session_scope() as session:
-            try:
-                user = authenticate(session, get_settings(), username, password)
-            except LoginRefused as refused:
-                session.commit()  # the failed-attempt counter
-                return refused
-            session_id = start_session(session, get_settings(), user)
-            session.commit()
-            return session_id
+        try:
+            return log_in(username, password)
+        except LoginRefused as refused:
+            return refused
 
     outcome = await run_in_threadpool(attempt)
     if isinstance(outcome, LoginRefused):
@@ -83,12 +74,7 @@ async def logout(request: Request, admin: AdminDep) -> Response:
     await checked_form(request, admin.csrf_token)
     session_id = request.session.get("sid")
 
-    def end() -> None:
-        with session_scope() as session:
-            end_session(session, str(session_id))
-            session.commit()
-
-    await run_in_threadpool(end)
+    await run_in_threadpool(log_out, str(session_id))
     request.session.clear()
     flash(request, "You are logged out.")
     return see_other(request, "/login")

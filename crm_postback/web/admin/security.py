@@ -9,9 +9,8 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
-from crm_postback.configuration.admin_accounts import Admin, csrf_matches, resume_session
-from crm_postback.core.settings import get_settings
-from models.db import session_scope
+from crm_postback.commands.authentication import resume_admin_session
+from crm_postback.configuration.admin_accounts import Admin, csrf_matches
 
 
 class LoginRequired(Exception):
@@ -26,9 +25,7 @@ def page_admin(request: Request) -> Admin:
     session_id = request.session.get("sid")
     admin = None
     if isinstance(session_id, str):
-        with session_scope() as session:
-            admin = resume_session(session, get_settings(), session_id)
-            session.commit()
+        admin = resume_admin_session(session_id)
     if admin is None:
         request.session.pop("sid", None)
         raise LoginRequired()
