@@ -29,7 +29,7 @@ def user_add(
     ],
 ) -> None:
     """Create an admin user who can log in to /admin."""
-    from crm_postback.commands.admin_accounts import AddAdminUser, add_admin_user
+    from crm_postback.commands.manage_admin_accounts import AddAdminUser, add_admin_user
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -50,7 +50,10 @@ def user_password(
     ],
 ) -> None:
     """Set a user's password (ends their sessions)."""
-    from crm_postback.commands.admin_accounts import ChangeAdminPassword, change_admin_password
+    from crm_postback.commands.manage_admin_accounts import (
+        ChangeAdminPassword,
+        change_admin_password,
+    )
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -63,7 +66,10 @@ def user_password(
 @admin_app.command("user-disable")
 def user_disable(username: str, enable: bool = False) -> None:
     """Disable a user (ends their sessions, refuses their tokens); --enable undoes it."""
-    from crm_postback.commands.admin_accounts import SetAdminUserActive, set_admin_user_active
+    from crm_postback.commands.manage_admin_accounts import (
+        SetAdminUserActive,
+        set_admin_user_active,
+    )
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -96,7 +102,7 @@ def token_create(
     label: Annotated[str, typer.Option(help="What uses it, e.g. ci-mappings")] = "automation",
 ) -> None:
     """Create a personal token for the admin JSON API (printed once)."""
-    from crm_postback.commands.admin_accounts import CreateAdminToken, create_admin_token
+    from crm_postback.commands.manage_admin_accounts import CreateAdminToken, create_admin_token
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -110,7 +116,7 @@ def token_create(
 @admin_app.command("token-revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Revoke an admin token."""
-    from crm_postback.commands.admin_accounts import RevokeAdminToken, revoke_admin_token
+    from crm_postback.commands.manage_admin_accounts import RevokeAdminToken, revoke_admin_token
     from crm_postback.commands.unit_of_work import Actor
 
     try:

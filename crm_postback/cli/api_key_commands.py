@@ -17,7 +17,7 @@ def api_key_create(
     name: Annotated[str, typer.Argument(help="The source system, e.g. acme-router")],
 ) -> None:
     """Create a key for a source system. The key is printed once and never stored."""
-    from crm_postback.commands.api_keys import CreateApiKey, create_api_key
+    from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -46,7 +46,7 @@ def api_key_list() -> None:
 @api_key_app.command("revoke")
 def api_key_revoke(key_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Revoke a key: requests with it get 403 from now on."""
-    from crm_postback.commands.api_keys import RevokeApiKey, revoke_api_key
+    from crm_postback.commands.manage_api_keys import RevokeApiKey, revoke_api_key
     from crm_postback.commands.unit_of_work import Actor
 
     try:

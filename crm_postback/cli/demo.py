@@ -63,8 +63,8 @@ def run_demo() -> int:
 
 
 def _configure() -> None:
-    from crm_postback.commands.event_sets import AddEventSet, add_event_set
-    from crm_postback.commands.mappings import AddMapping, MappingInput, add_mapping
+    from crm_postback.commands.manage_event_sets import AddEventSet, add_event_set
+    from crm_postback.commands.manage_mappings import AddMapping, MappingInput, add_mapping
     from crm_postback.commands.unit_of_work import Actor
     from crm_postback.core.settings import get_settings
     from mappings.rules import parse_condition

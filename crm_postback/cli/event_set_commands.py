@@ -33,7 +33,7 @@ def event_set_add(
     currency: Annotated[str | None, typer.Option(help="Default currency for values")] = None,
 ) -> None:
     """Add an event set. The token is encrypted at rest and never shown again."""
-    from crm_postback.commands.event_sets import AddEventSet, add_event_set
+    from crm_postback.commands.manage_event_sets import AddEventSet, add_event_set
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -83,7 +83,7 @@ def event_set_list() -> None:
 @event_set_app.command("pause")
 def event_set_pause(name: str, reason: str = "paused by operator") -> None:
     """Hold all postbacks of an event set (nothing is dropped)."""
-    from crm_postback.commands.event_sets import PauseEventSet, pause_event_set
+    from crm_postback.commands.manage_event_sets import PauseEventSet, pause_event_set
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -96,7 +96,7 @@ def event_set_pause(name: str, reason: str = "paused by operator") -> None:
 @event_set_app.command("resume")
 def event_set_resume(name: str) -> None:
     """Resume an event set; held postbacks are sent by the next sweep."""
-    from crm_postback.commands.event_sets import ResumeEventSet, resume_event_set
+    from crm_postback.commands.manage_event_sets import ResumeEventSet, resume_event_set
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -112,7 +112,7 @@ def event_set_token(
     token: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="POSTBACK_NEW_TOKEN")],
 ) -> None:
     """Replace the access token (resumes a set paused for token errors)."""
-    from crm_postback.commands.event_sets import ReplaceToken, replace_token
+    from crm_postback.commands.manage_event_sets import ReplaceToken, replace_token
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -125,7 +125,7 @@ def event_set_token(
 @event_set_app.command("verify")
 def event_set_verify(name: str) -> None:
     """Check the event set ID with TikTok (GET /open_api/v1.3/crm/list/, advertiser + token)."""
-    from crm_postback.commands.event_sets import VerifyEventSet, verify_event_set
+    from crm_postback.commands.manage_event_sets import VerifyEventSet, verify_event_set
 
     try:
         result = verify_event_set(VerifyEventSet(name))

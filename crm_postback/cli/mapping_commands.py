@@ -35,7 +35,7 @@ def mapping_set(
     disabled: bool = False,
 ) -> None:
     """Create (or with --id, update) a mapping. Invalid mappings are refused with the reason."""
-    from crm_postback.commands.mappings import (
+    from crm_postback.commands.manage_mappings import (
         AddMapping,
         MappingInput,
         UpdateMapping,
@@ -94,7 +94,7 @@ def mapping_list(event_set: str) -> None:
 @mapping_app.command("remove")
 def mapping_remove(mapping_id: int) -> None:
     """Delete a mapping. Postbacks it already produced are kept and still delivered."""
-    from crm_postback.commands.mappings import DeleteMapping, delete_mapping
+    from crm_postback.commands.manage_mappings import DeleteMapping, delete_mapping
     from crm_postback.commands.unit_of_work import Actor
 
     try:
@@ -139,7 +139,7 @@ def mapping_import(
     dry_run: Annotated[bool, typer.Option(help="Only say what would change")] = False,
 ) -> None:
     """Make an event set's mappings equal to the file (create, update, delete), audited."""
-    from crm_postback.commands.mappings import ImportMappingYaml, import_mapping_yaml
+    from crm_postback.commands.manage_mappings import ImportMappingYaml, import_mapping_yaml
     from crm_postback.commands.unit_of_work import Actor
 
     text = file.read_text(encoding="utf-8")

@@ -70,8 +70,8 @@ def erase_lead(
     The lead row (every hash) is deleted, its triggers' attributes and its postbacks' event
     bodies are cleared; statuses, codes and counts stay.
     """
-    from crm_postback.commands.leads import EraseLead
-    from crm_postback.commands.leads import erase_lead as run
+    from crm_postback.commands.erase_lead import EraseLead
+    from crm_postback.commands.erase_lead import erase_lead as run
     from crm_postback.commands.unit_of_work import Actor
     from crm_postback.operations.retention import describe_erased
 
@@ -89,7 +89,7 @@ def purge(
 
     Statuses, codes and counts are kept.
     """
-    from crm_postback.commands.retention import purge as run
+    from crm_postback.commands.purge_personal_data import purge as run
     from crm_postback.commands.unit_of_work import Actor
     from crm_postback.operations.retention import count_expired, retention_cutoff
     from models import utcnow

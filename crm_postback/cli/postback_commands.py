@@ -139,7 +139,11 @@ def replay_command(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed")] = False,
 ) -> None:
     """Re-queue dead, failed or expired postbacks (same event_id, refreshed match keys)."""
-    from crm_postback.commands.replay import ReplayPostbacks, count_replay, replay_postbacks
+    from crm_postback.commands.replay_postbacks import (
+        ReplayPostbacks,
+        count_replay,
+        replay_postbacks,
+    )
     from crm_postback.commands.unit_of_work import Actor
     from crm_postback.operations.replay import REPLAYABLE, ReplaySelection
 

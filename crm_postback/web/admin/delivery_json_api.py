@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from crm_postback.commands.replay import ReplayPostbacks, replay_postbacks
+from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import status_counts

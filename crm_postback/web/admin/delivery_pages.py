@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
-from crm_postback.commands.replay import ReplayPostbacks, replay_postbacks
+from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations import delivery_overview

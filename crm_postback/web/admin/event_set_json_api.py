@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from crm_postback.commands.event_sets import (
+from crm_postback.commands.manage_event_sets import (
     KEEP,
     AddEventSet,
     Keep,

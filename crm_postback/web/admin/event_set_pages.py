@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
-from crm_postback.commands.event_sets import (
+from crm_postback.commands.manage_event_sets import (
     AddEventSet,
     NotFound,
     PauseEventSet,

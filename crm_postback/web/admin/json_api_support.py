@@ -18,8 +18,8 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from crm_postback.commands.authentication import identify_admin_token, resume_admin_session
-from crm_postback.commands.event_sets import NotFound, load_event_set
-from crm_postback.commands.mappings import VersionConflict
+from crm_postback.commands.manage_event_sets import NotFound, load_event_set
+from crm_postback.commands.manage_mappings import VersionConflict
 from crm_postback.configuration.admin_accounts import (
     Admin,
     TokenRefused,

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from crm_postback.commands.mappings import (
+from crm_postback.commands.manage_mappings import (
     AddMapping,
     DeleteMapping,
     ImportMappingYaml,

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from crm_postback.commands.event_sets import NotFound
-from crm_postback.commands.mappings import (
+from crm_postback.commands.manage_event_sets import NotFound
+from crm_postback.commands.manage_mappings import (
     AddMapping,
     DeleteMapping,
     MappingInput,

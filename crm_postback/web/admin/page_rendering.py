@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_postback.commands.event_sets import NotFound as UnknownEntity
+from crm_postback.commands.manage_event_sets import NotFound as UnknownEntity
 from crm_postback.configuration.admin_accounts import Admin
 from models import EventSet, Mapping, Trigger
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crm_postback.intake.ingest_http_client import PostbackClient, PostbackError, TriggerRejected
+from crm_postback.http_client import PostbackClient, PostbackError, TriggerRejected
 from crm_postback.simulator import SimulatorControl
 from tests.conftest import free_port  # type: ignore[import-not-found]
 from tests.crm_postback.web.conftest import (  # type: ignore[import-not-found]

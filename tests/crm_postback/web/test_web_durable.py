@@ -16,7 +16,7 @@ import requests
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from crm_postback.intake.ingest_http_client import PostbackClient
+from crm_postback.http_client import PostbackClient
 from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus, Trigger, TriggerStatus, utcnow
 from models.db import session_scope

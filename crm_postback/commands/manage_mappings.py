@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from crm_postback.commands.event_sets import EventSetRef, NotFound, load_event_set
+from crm_postback.commands.manage_event_sets import EventSetRef, NotFound, load_event_set
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.configuration import mapping_service, mapping_yaml
 from crm_postback.core.errors import FieldError, InputRejected

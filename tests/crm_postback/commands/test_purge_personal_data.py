@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crm_postback.api import enqueue_trigger
 from crm_postback.cli import app
-from crm_postback.commands.retention import purge
+from crm_postback.commands.purge_personal_data import purge
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
 from crm_postback.simulator import SimulatorControl

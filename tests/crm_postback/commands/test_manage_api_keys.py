@@ -9,7 +9,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from crm_postback.cli import app
-from crm_postback.commands.api_keys import CreateApiKey, create_api_key
+from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration.audit import entry_dict
 from crm_postback.core.errors import InputRejected

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from crm_postback.api import enqueue_trigger
-from crm_postback.commands.replay import ReplayPostbacks, replay_postbacks
+from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.operations.replay import ReplaySelection
 from crm_postback.simulator import SimulatorControl

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from crm_postback.commands.mappings import (
+from crm_postback.commands.manage_mappings import (
     MappingInput,
     UpdateMapping,
     VersionConflict,

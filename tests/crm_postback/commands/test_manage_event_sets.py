@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select
 
-from crm_postback.commands import event_sets
-from crm_postback.commands.event_sets import (
+from crm_postback.commands import manage_event_sets as event_sets
+from crm_postback.commands.manage_event_sets import (
     NotFound,
     PauseEventSet,
     VerifyEventSet,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crm_postback.api import enqueue_trigger
 from crm_postback.cli import app
-from crm_postback.commands.leads import EraseLead, erase_lead
+from crm_postback.commands.erase_lead import EraseLead, erase_lead
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
 from crm_postback.simulator import SimulatorControl

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crm_postback.commands.event_sets import load_event_set
+from crm_postback.commands.manage_event_sets import load_event_set
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations.replay import (

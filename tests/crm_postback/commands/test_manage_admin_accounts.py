@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from crm_postback.cli import app
-from crm_postback.commands.admin_accounts import AddAdminUser, add_admin_user
+from crm_postback.commands.manage_admin_accounts import AddAdminUser, add_admin_user
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration.admin_accounts import start_session
 from crm_postback.configuration.audit import entry_dict
