@@ -29,7 +29,7 @@ OneOrMany = str | list[str]
 
 
 class MatchKeys(BaseModel):
-    """Raw match keys as sent; `intake.lead_keys` hashes them before anything is stored."""
+    """Raw match keys as sent; they are normalised and hashed before anything is stored."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
