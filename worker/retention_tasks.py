@@ -8,7 +8,13 @@ from typing import Any
 
 from crm_postback.core.settings import get_settings
 from crm_postback.observability.maintenance_metrics import record_purge
-from crm_postback.operations.retention import PURGE_BATCH, purge_batch, retention_cutoff
+from crm_postback.operations.retention import (
+    PURGE_BATCH,
+    PurgeBatch,
+    purge_batch,
+    purge_in_batches,
+    retention_cutoff,
+)
 from models import utcnow
 from models.db import session_scope
 from worker.app import app
@@ -26,18 +32,28 @@ def purge_expired_data(run_seconds: float = RUN_SECONDS) -> dict[str, Any]:
     settings = get_settings()
     cutoff = retention_cutoff(settings, utcnow())
     deadline = time.monotonic() + run_seconds
-    leads = payloads = after_lead = after_postback = 0
-    more = True
-    while more and time.monotonic() < deadline:
+
+    def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
         with session_scope() as session:
             batch = purge_batch(
-                session, cutoff, after_lead_id=after_lead, after_postback_id=after_postback
+                session,
+                cutoff,
+                after_lead_id=after_lead_id,
+                after_postback_id=after_postback_id,
+                limit=PURGE_BATCH,
             )
             session.commit()
+        record_purge(batch.leads, batch.payloads)
+        return batch
+
+    leads = payloads = 0
+    more = True  # until a batch comes back not full
+    batches = purge_in_batches(
+        run_batch, limit=PURGE_BATCH, stop=lambda: time.monotonic() >= deadline
+    )
+    for batch in batches:
         leads += batch.leads
         payloads += batch.payloads
-        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
-        record_purge(batch.leads, batch.payloads)
         more = batch.full(PURGE_BATCH)
     if more:
         purge_expired_data.delay()  # a large backlog: carry on in a fresh task

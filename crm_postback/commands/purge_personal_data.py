@@ -13,7 +13,13 @@ from datetime import datetime
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.core.settings import get_settings
 from crm_postback.observability.maintenance_metrics import record_purge
-from crm_postback.operations.retention import PURGE_BATCH, purge_batch, retention_cutoff
+from crm_postback.operations.retention import (
+    PURGE_BATCH,
+    PurgeBatch,
+    purge_batch,
+    purge_in_batches,
+    retention_cutoff,
+)
 from models import utcnow
 
 
@@ -31,14 +37,14 @@ def purge(
     """Clears everything past the cutoff (RETENTION_DAYS before `now`), batch by batch."""
     settings = get_settings()
     cutoff = retention_cutoff(settings, now or utcnow())
-    leads = payloads = after_lead = after_postback = 0
-    while True:
+
+    def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
         with unit_of_work(actor) as uow:
             batch = purge_batch(
                 uow.session,
                 cutoff,
-                after_lead_id=after_lead,
-                after_postback_id=after_postback,
+                after_lead_id=after_lead_id,
+                after_postback_id=after_postback_id,
                 limit=batch_size,
             )
             if batch.leads or batch.payloads:
@@ -53,7 +59,9 @@ def purge(
                     },
                 )
         record_purge(batch.leads, batch.payloads)
+        return batch
+
+    leads = payloads = 0
+    for batch in purge_in_batches(run_batch, limit=batch_size):
         leads, payloads = leads + batch.leads, payloads + batch.payloads
-        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
-        if not batch.full(batch_size):
-            return PurgeResult(cutoff, settings.retention_days, leads, payloads)
+    return PurgeResult(cutoff, settings.retention_days, leads, payloads)

@@ -16,6 +16,7 @@ Two operations:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -158,6 +159,26 @@ def purge_batch(
         )
         batch.payloads, batch.last_postback_id = len(postback_ids), postback_ids[-1]
     return batch
+
+
+def purge_in_batches(
+    run_batch: Callable[[int, int], PurgeBatch],
+    *,
+    limit: int = PURGE_BATCH,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[PurgeBatch]:
+    """The purge's batch loop: `run_batch(after_lead_id, after_postback_id)` runs one
+    `purge_batch` of `limit` in its own transaction and commits it; each batch starts where
+    the previous one ended. Yields every batch once committed; ends after a batch that was not
+    full (nothing left), or when `stop()` says so before a batch starts.
+    """
+    after_lead = after_postback = 0
+    while not stop():
+        batch = run_batch(after_lead, after_postback)
+        yield batch
+        if not batch.full(limit):
+            return
+        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
 
 
 @dataclass

@@ -19,10 +19,12 @@ from crm_postback.core.settings import get_settings
 from crm_postback.operations.diagnostics import diagnose
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.operations.retention import (
+    PurgeBatch,
     count_expired,
     describe_erased,
     erase_lead,
     purge_batch,
+    purge_in_batches,
     retention_cutoff,
 )
 from crm_postback.simulator import SimulatorControl
@@ -100,21 +102,48 @@ def payloads(lead_ref: str) -> list[Any]:
 
 def purge_all(limit: int = 1000) -> tuple[int, int]:
     cutoff = retention_cutoff(get_settings(), datetime.now(UTC))
-    leads = bodies = after_lead = after_postback = 0
-    while True:
+
+    def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
         with session_scope() as session:
             batch = purge_batch(
                 session,
                 cutoff,
-                after_lead_id=after_lead,
-                after_postback_id=after_postback,
+                after_lead_id=after_lead_id,
+                after_postback_id=after_postback_id,
                 limit=limit,
             )
             session.commit()
-        leads, bodies = leads + batch.leads, bodies + batch.payloads
-        after_lead, after_postback = batch.last_lead_id, batch.last_postback_id
-        if not batch.full(limit):
-            return leads, bodies
+        return batch
+
+    batches = list(purge_in_batches(run_batch, limit=limit))
+    return sum(batch.leads for batch in batches), sum(batch.payloads for batch in batches)
+
+
+def test_the_batch_loop_goes_on_from_each_batch_until_one_is_not_full() -> None:
+    starts: list[tuple[int, int]] = []
+    answers = iter([PurgeBatch(2, 2, 10, 20), PurgeBatch(2, 1, 15, 21), PurgeBatch(1, 0, 17, 21)])
+
+    def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
+        starts.append((after_lead_id, after_postback_id))
+        return next(answers)
+
+    batches = list(purge_in_batches(run_batch, limit=2))
+    assert [(b.leads, b.payloads) for b in batches] == [(2, 2), (2, 1), (1, 0)]
+    assert starts == [(0, 0), (10, 20), (15, 21)]
+
+
+def test_the_batch_loop_asks_whether_to_stop_before_each_batch() -> None:
+    starts: list[tuple[int, int]] = []
+
+    def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
+        starts.append((after_lead_id, after_postback_id))
+        return PurgeBatch(1, 1, after_lead_id + 1, after_postback_id + 1)
+
+    assert list(purge_in_batches(run_batch, limit=1, stop=lambda: True)) == []
+    assert starts == []
+    stops = iter([False, False, True])
+    batches = list(purge_in_batches(run_batch, limit=1, stop=lambda: next(stops)))
+    assert len(batches) == 2 and starts == [(0, 0), (1, 1)]
 
 
 # --- the purge --------------------------------------------------------------------------
