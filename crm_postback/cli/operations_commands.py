@@ -24,29 +24,28 @@ def diagnose(
     TikTok's error codes, unmapped triggers by type, what is still waiting.
     """
     from crm_postback.configuration.event_set_service import get_event_set
-    from crm_postback.operations.diagnostics import diagnose as run
+    from crm_postback.operations.diagnostics import diagnose as diagnose_one
+    from crm_postback.operations.diagnostics import diagnose_all
     from crm_postback.operations.diagnostics_text import render_json, render_text
-    from models import EventSet
     from models.db import session_scope
 
-    settings = get_settings()
+    stale_trigger_seconds = max(300, get_settings().stale_trigger_seconds * 2)
     with session_scope() as session:
         try:
             if event_set is None:
-                from sqlalchemy import select
-
-                ids = list(session.scalars(select(EventSet.id).order_by(EventSet.id)))
-            else:
-                ids = [get_event_set(session, event_set).id]
-            reports = [
-                run(
-                    session,
-                    set_id,
-                    window_days=days,
-                    stale_trigger_seconds=max(300, settings.stale_trigger_seconds * 2),
+                reports = diagnose_all(
+                    session, window_days=days, stale_trigger_seconds=stale_trigger_seconds
                 )
-                for set_id in ids
-            ]
+            else:
+                set_id = get_event_set(session, event_set).id
+                reports = [
+                    diagnose_one(
+                        session,
+                        set_id,
+                        window_days=days,
+                        stale_trigger_seconds=stale_trigger_seconds,
+                    )
+                ]
         except InputRejected as error:
             fail(error)
     if as_json:

@@ -9,8 +9,7 @@ severity and a suggested fix.
 `diagnose(session, event_set_id)` returns a `Report` (dataclasses, `as_dict()` for JSON); the
 CLI (`postback diagnose`) renders it with `diagnostics_text`. Read-only. One query per section
 lives in `diagnostics_queries`, what each section means in `diagnostics_signal_findings` and
-`diagnostics_delivery_findings`, the types in `diagnostics_report`; this module composes them
-and keeps the names callers import.
+`diagnostics_delivery_findings`, the types in `diagnostics_report`; this module composes them.
 """
 
 from __future__ import annotations
@@ -21,17 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_postback.operations.diagnostics_delivery_findings import (
-    HIGH_FAILURE_SHARE,
-    PENDING_CRITICAL_SECONDS,
-    PENDING_WARN_SECONDS,
     outbox_findings,
     tiktok_error_findings,
     waiting_findings,
 )
 from crm_postback.operations.diagnostics_queries import (
-    CRM_KEYS,
-    OPEN_STATUSES,
-    WEB_KEYS,
     delivered_volume,
     enabled_mappings,
     event_set_state,
@@ -42,50 +35,15 @@ from crm_postback.operations.diagnostics_queries import (
     unmapped_triggers,
     waiting_triggers,
 )
-from crm_postback.operations.diagnostics_report import (
-    ErrorCode,
-    Finding,
-    Report,
-    Severity,
-    UnmappedType,
-)
+from crm_postback.operations.diagnostics_report import Report
 from crm_postback.operations.diagnostics_signal_findings import (
     GUIDANCE_SIGNALS,
-    LOW_LEAD_ID_SHARE,
-    LOW_PII_SHARE,
-    LOW_TTCLID_SHARE,
     coverage_findings,
     event_set_findings,
     unmapped_findings,
     volume_findings,
 )
-from crm_postback.operations.diagnostics_text import KEY_LABELS, render_json, render_text
 from models import EventSet, utcnow
-
-__all__ = [
-    "CRM_KEYS",
-    "GUIDANCE_SIGNALS",
-    "HIGH_FAILURE_SHARE",
-    "KEY_LABELS",
-    "LOW_LEAD_ID_SHARE",
-    "LOW_PII_SHARE",
-    "LOW_TTCLID_SHARE",
-    "OPEN_STATUSES",
-    "PENDING_CRITICAL_SECONDS",
-    "PENDING_WARN_SECONDS",
-    "TRIGGER_STUCK_SECONDS",
-    "WEB_KEYS",
-    "WINDOW_DAYS",
-    "ErrorCode",
-    "Finding",
-    "Report",
-    "Severity",
-    "UnmappedType",
-    "diagnose",
-    "diagnose_all",
-    "render_json",
-    "render_text",
-]
 
 WINDOW_DAYS = 14
 TRIGGER_STUCK_SECONDS = 300
@@ -151,6 +109,22 @@ def diagnose(
     )
 
 
-def diagnose_all(session: Session, *, now: datetime | None = None) -> list[Report]:
+def diagnose_all(
+    session: Session,
+    *,
+    now: datetime | None = None,
+    window_days: int = WINDOW_DAYS,
+    stale_trigger_seconds: int = TRIGGER_STUCK_SECONDS,
+) -> list[Report]:
+    """The diagnostics of every event set, in id order."""
     ids = session.scalars(select(EventSet.id).order_by(EventSet.id)).all()
-    return [diagnose(session, set_id, now=now) for set_id in ids]
+    return [
+        diagnose(
+            session,
+            set_id,
+            now=now,
+            window_days=window_days,
+            stale_trigger_seconds=stale_trigger_seconds,
+        )
+        for set_id in ids
+    ]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from crm_postback.api import enqueue_trigger
 from crm_postback.cli import app as cli_app
 from crm_postback.core.errors import InputRejected
-from crm_postback.operations.diagnostics import GUIDANCE_SIGNALS, Report, Severity, diagnose
+from crm_postback.operations.diagnostics import diagnose, diagnose_all
 from crm_postback.operations.diagnostics_delivery_findings import outbox_findings
 from crm_postback.operations.diagnostics_queries import (
     delivered_volume,
@@ -26,7 +26,14 @@ from crm_postback.operations.diagnostics_queries import (
     unmapped_triggers,
     waiting_triggers,
 )
-from crm_postback.operations.diagnostics_report import ErrorCode, Finding, OutboxStatuses
+from crm_postback.operations.diagnostics_report import (
+    ErrorCode,
+    Finding,
+    OutboxStatuses,
+    Report,
+    Severity,
+)
+from crm_postback.operations.diagnostics_signal_findings import GUIDANCE_SIGNALS
 from crm_postback.operations.diagnostics_text import render_json, render_text
 from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, EventSet, Postback, Trigger
@@ -305,6 +312,34 @@ def test_waiting_events_and_triggers(acme: int) -> None:
     found = codes(report)
     assert found["triggers_not_processed"] == Severity.WARNING
     assert found["triggers_waiting_for_lead"] == Severity.INFO
+
+
+def test_diagnose_all_reports_every_set_with_the_same_window_and_threshold(
+    acme: int, make_event_set: Callable[..., int]
+) -> None:
+    beta = make_event_set(name="beta", source_id="7300000000000000002")
+    with session_scope() as session:
+        session.add(
+            Trigger(
+                event_set_id=beta,
+                lead_ref="R-1",
+                trigger_type="lead.sold",
+                occurred_at=datetime.now(UTC),
+                attributes={},
+                idempotency_key="R-1",
+                status="received",
+                received_at=datetime.now(UTC) - timedelta(minutes=20),
+            )
+        )
+        session.commit()
+    with session_scope() as session:
+        lenient = diagnose_all(session, window_days=30, stale_trigger_seconds=3600)
+        default = diagnose_all(session)
+    assert [report.event_set for report in lenient] == ["acme", "beta"]
+    assert [report.window_days for report in lenient] == [30, 30]
+    assert "triggers_not_processed" not in codes(lenient[1])
+    assert codes(default[1])["triggers_not_processed"] == Severity.WARNING
+    assert [report.window_days for report in default] == [14, 14]
 
 
 def test_pixel_sets_check_ip_and_user_agent(
