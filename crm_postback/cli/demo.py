@@ -11,6 +11,10 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crm_postback.simulator import SimulatorControl
 
 DEMO_DIR = Path(".postback/demo")
 EVENT_SET_ID = "7300000000000000001"
@@ -127,7 +131,7 @@ def _start_worker() -> subprocess.Popen[bytes]:
     )
 
 
-def _lifecycle(control: object) -> bool:
+def _lifecycle(control: SimulatorControl) -> bool:
     from crm_postback.api import InputRejected, enqueue_trigger
 
     now = datetime.now(UTC).replace(microsecond=0)
@@ -178,7 +182,7 @@ def _lifecycle(control: object) -> bool:
     except InputRejected as error:
         print("  refused:", error)
 
-    received = control.wait_for_events(3, timeout=60)  # type: ignore[attr-defined]
+    received = control.wait_for_events(3, timeout=60)
     _step(f"What TikTok (the simulator) accepted: {len(received)} events")
     for event in received:
         print(f"  {event['event']}  request_id={event['request_id']}")

@@ -9,12 +9,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from models import EventSet, EventSetStatus, Postback, PostbackStatus, Trigger, TriggerStatus
+from models import (
+    EventSet,
+    EventSetStatus,
+    Postback,
+    PostbackStatus,
+    Trigger,
+    TriggerStatus,
+    utcnow,
+)
+from models.db import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +37,7 @@ class OutboxCollector:
     def __init__(self, now: datetime | None = None) -> None:
         self._now = now
 
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        from models import utcnow
-        from models.db import session_scope
-
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(
             "postback_database_up", "1 when the outbox gauges could be read from the database."
         )
@@ -54,9 +58,7 @@ _OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatu
 _OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 
 
-def _outbox_families(session: Session, now: datetime) -> Iterator[Any]:
-    from prometheus_client.core import GaugeMetricFamily
-
+def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFamily]:
     sets = session.execute(
         select(EventSet.id, EventSet.name, EventSet.status, EventSet.throttled_until)
     ).all()

@@ -2,6 +2,9 @@
 DEBUG line per trigger with its ids (never its match keys).
 
 Takes plain values: the intake's own types stay in `crm_postback.intake`, above this package.
+The DEBUG lines are logged as "crm_postback.api", a face's name, on purpose: it is the intake's
+log name from when the intake was that module, and producers filter on it. Only the name is
+borrowed; nothing here imports the face.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Protocol
 from crm_postback.observability import metric_definitions
 from crm_postback.observability.metric_definitions import never_raises
 
-# The intake's log lines keep the name producers already filter on.
+# A face's name, on purpose (see the module docstring).
 _intake_log = logging.getLogger("crm_postback.api")
 
 

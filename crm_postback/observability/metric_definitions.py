@@ -11,9 +11,11 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import ParamSpec
 
 log = logging.getLogger(__name__)
+
+Params = ParamSpec("Params")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds, from a sub-second API answer to a day-long retry ladder.
@@ -137,20 +139,17 @@ def reset_metrics() -> None:
         _families = None
 
 
-Recorder = TypeVar("Recorder", bound=Callable[..., None])
-
-
-def never_raises(what: str) -> Callable[[Recorder], Recorder]:
+def never_raises(what: str) -> Callable[[Callable[Params, None]], Callable[Params, None]]:
     """Metrics never break the work they describe: an error is logged, not raised."""
 
-    def decorate(function: Recorder) -> Recorder:
+    def decorate(function: Callable[Params, None]) -> Callable[Params, None]:
         @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> None:
+        def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> None:
             try:
                 function(*args, **kwargs)
             except Exception:
                 log.warning("metrics: could not record %s", what, exc_info=True)
 
-        return cast(Recorder, wrapper)
+        return wrapper
 
     return decorate
