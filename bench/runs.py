@@ -201,6 +201,7 @@ def _reload_product_settings() -> None:
 
 
 def _create_event_sets() -> list[int]:
+    from crm_postback.configuration.audit import SYSTEM_ACTOR
     from crm_postback.configuration.event_set_service import create_event_set
     from crm_postback.configuration.mapping_service import add_mapping
     from crm_postback.core.settings import get_settings
@@ -217,9 +218,10 @@ def _create_event_sets() -> list[int]:
                 access_token=spec.token,
                 lead_event_source=LEAD_EVENT_SOURCE,
                 default_currency="USD",
+                actor=SYSTEM_ACTOR,
             )
             for mapping in MAPPINGS:
-                add_mapping(session, event_set, **mapping)
+                add_mapping(session, event_set, **mapping, actor=SYSTEM_ACTOR)
             ids.append(event_set.id)
         session.commit()
     return ids

@@ -290,6 +290,7 @@ def _lead_lifecycle(number: int, rng: random.Random) -> list[PlannedTrigger]:
 
 def configure_event_sets() -> dict[int, int]:
     """Creates the event sets and mappings through the product's admin services."""
+    from crm_postback.configuration.audit import SYSTEM_ACTOR
     from crm_postback.configuration.event_set_service import create_event_set
     from crm_postback.configuration.mapping_service import add_mapping
     from crm_postback.core.settings import get_settings
@@ -308,6 +309,7 @@ def configure_event_sets() -> dict[int, int]:
                 lead_event_source=LEAD_EVENT_SOURCE,
                 advertiser_id=ADVERTISER_ID,
                 default_currency=plan.default_currency,
+                actor=SYSTEM_ACTOR,
             )
             for mapping in plan.mappings:
                 add_mapping(
@@ -317,6 +319,7 @@ def configure_event_sets() -> dict[int, int]:
                     event_name=mapping.event_name,
                     conditions=list(mapping.conditions),
                     properties=dict(mapping.properties),
+                    actor=SYSTEM_ACTOR,
                 )
             ids[index] = event_set.id
         session.commit()

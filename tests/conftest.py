@@ -126,6 +126,7 @@ def simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorControl]:
 
 @pytest.fixture
 def make_event_set() -> Callable[..., int]:
+    from crm_postback.configuration.audit import SYSTEM_ACTOR
     from crm_postback.configuration.event_set_service import create_event_set
     from crm_postback.configuration.mapping_service import add_mapping
     from models.db import session_scope
@@ -151,10 +152,11 @@ def make_event_set() -> Callable[..., int]:
                 name=name,
                 source_id=source_id,
                 access_token=token,
+                actor=SYSTEM_ACTOR,
                 **options,
             )
             for mapping in mappings:
-                add_mapping(session, event_set, **mapping)
+                add_mapping(session, event_set, **mapping, actor=SYSTEM_ACTOR)
             session.commit()
             return event_set.id
 

@@ -7,44 +7,18 @@ the audit entry in it. Results hold the event set as saved (detached, its column
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any
 
-from sqlalchemy.orm import Session
-
+from crm_postback.commands.lookups import EventSetRef, load_event_set
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.configuration import event_set_service
+from crm_postback.configuration.event_set_service import KEEP, Keep
 from crm_postback.configuration.event_set_verification import Verification
 from crm_postback.configuration.event_set_verification import (
     verify_event_set as ask_tiktok,
 )
-from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import get_settings
 from models import EventSet, EventSetKind
 from models.db import session_scope
-
-# Our id (the pages' URLs) or a name / TikTok event set ID (the CLI and the JSON API).
-EventSetRef = int | str
-
-
-class NotFound(InputRejected):
-    """The event set or mapping named does not exist (a 404 on the web, exit 2 on the CLI)."""
-
-    @property
-    def message(self) -> str:
-        return "; ".join(error.message for error in self.errors)
-
-
-def load_event_set(session: Session, reference: EventSetRef) -> EventSet:
-    if isinstance(reference, int):
-        event_set = session.get(EventSet, reference)
-        if event_set is None:
-            raise NotFound([FieldError("event_set", f"there is no event set {reference}")])
-        return event_set
-    try:
-        return event_set_service.get_event_set(session, reference)
-    except InputRejected as error:
-        raise NotFound(error.errors) from None
 
 
 @dataclass(frozen=True)
@@ -59,15 +33,6 @@ class AddEventSet:
     default_currency: str | None = None
 
 
-class Keep(Enum):
-    """A field of `UpdateEventSet` left as it is (None clears the field instead)."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
-
-
 @dataclass(frozen=True)
 class UpdateEventSet:
     """The fields given change (one `event_set.update` entry, none if nothing changed); with
@@ -80,19 +45,6 @@ class UpdateEventSet:
     default_currency: str | Keep | None = KEEP
     test_event_code: str | Keep | None = KEEP
     access_token: str | None = None
-
-    def changes(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "advertiser_id": self.advertiser_id,
-            "default_currency": self.default_currency,
-            "test_event_code": self.test_event_code,
-        }
-        found = {key: value for key, value in fields.items() if value is not KEEP}
-        if self.name is not None:
-            found["name"] = self.name
-        if self.lead_event_source is not None:
-            found["lead_event_source"] = self.lead_event_source
-        return found
 
 
 @dataclass(frozen=True)
@@ -144,7 +96,14 @@ def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
     with unit_of_work(actor) as uow:
         event_set = load_event_set(uow.session, request.event_set)
         event_set_service.update_event_set(
-            uow.session, event_set, actor=actor.name, **request.changes()
+            uow.session,
+            event_set,
+            actor=actor.name,
+            name=request.name,
+            advertiser_id=request.advertiser_id,
+            lead_event_source=request.lead_event_source,
+            default_currency=request.default_currency,
+            test_event_code=request.test_event_code,
         )
         if request.access_token is not None:
             event_set_service.rotate_token(

@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy.orm import Session
-
-from crm_postback.commands.manage_event_sets import EventSetRef, NotFound, load_event_set
+from crm_postback.commands.lookups import EventSetRef, load_event_set, load_mapping
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.configuration import mapping_service, mapping_yaml
 from crm_postback.core.errors import FieldError, InputRejected
@@ -37,15 +35,6 @@ class MappingInput:
             entry.trigger_type, entry.event_name, entry.conditions, entry.properties, entry.enabled
         )
 
-    def fields(self) -> dict[str, Any]:
-        return {
-            "trigger_type": self.trigger_type,
-            "event_name": self.event_name,
-            "conditions": list(self.conditions),
-            "properties": self.properties,
-            "enabled": self.enabled,
-        }
-
 
 @dataclass(frozen=True)
 class AddMapping:
@@ -62,6 +51,9 @@ class UpdateMapping:
     mapping: MappingInput
     event_set: EventSetRef | None = None  # given: the mapping must belong to it
     expected_version: int | None = None
+    # False: `event_set` must exist but need not own the mapping, which is found by its id
+    # alone (the CLI's `mapping set --event-set A --id N`, as it has always behaved).
+    must_belong: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,21 +108,6 @@ class MappingImport:
     summary: str  # "1 created, 0 updated, 0 deleted, 2 unchanged"
 
 
-def load_mapping(session: Session, mapping_id: int, event_set: EventSetRef | None) -> Mapping:
-    if event_set is None:
-        mapping = session.get(Mapping, mapping_id)
-        if mapping is None:
-            raise NotFound([FieldError("mapping_id", f"no mapping {mapping_id}")])
-        return mapping
-    owner = load_event_set(session, event_set)
-    mapping = session.get(Mapping, mapping_id)
-    if mapping is None or mapping.event_set_id != owner.id:
-        raise NotFound(
-            [FieldError("mapping_id", f"event set {owner.name!r} has no mapping {mapping_id}")]
-        )
-    return mapping
-
-
 def _saved(mapping: Mapping, outcome: Literal["created", "saved", "unchanged"]) -> MappingSaved:
     return MappingSaved(mapping, outcome, mapping_service.describe_mapping(mapping))
 
@@ -138,15 +115,28 @@ def _saved(mapping: Mapping, outcome: Literal["created", "saved", "unchanged"]) 
 def add_mapping(request: AddMapping, actor: Actor) -> MappingSaved:
     with unit_of_work(actor) as uow:
         owner = load_event_set(uow.session, request.event_set)
+        wanted = request.mapping
         created = mapping_service.add_mapping(
-            uow.session, owner, **request.mapping.fields(), actor=actor.name
+            uow.session,
+            owner,
+            trigger_type=wanted.trigger_type,
+            event_name=wanted.event_name,
+            conditions=wanted.conditions,
+            properties=wanted.properties,
+            enabled=wanted.enabled,
+            actor=actor.name,
         )
         return _saved(created, "created")
 
 
 def update_mapping(request: UpdateMapping, actor: Actor) -> MappingSaved:
     with unit_of_work(actor) as uow:
-        saved = load_mapping(uow.session, request.mapping_id, request.event_set)
+        if request.must_belong:
+            saved = load_mapping(uow.session, request.mapping_id, request.event_set)
+        else:
+            if request.event_set is not None:
+                load_event_set(uow.session, request.event_set)
+            saved = load_mapping(uow.session, request.mapping_id, None)
         expected = request.expected_version
         if expected is not None and expected != saved.version:
             raise VersionConflict(
@@ -159,8 +149,16 @@ def update_mapping(request: UpdateMapping, actor: Actor) -> MappingSaved:
                 ]
             )
         version = saved.version
+        wanted = request.mapping
         mapping_service.update_mapping(
-            uow.session, saved, **request.mapping.fields(), actor=actor.name
+            uow.session,
+            saved,
+            trigger_type=wanted.trigger_type,
+            event_name=wanted.event_name,
+            conditions=wanted.conditions,
+            properties=wanted.properties,
+            enabled=wanted.enabled,
+            actor=actor.name,
         )
         return _saved(saved, "saved" if saved.version != version else "unchanged")
 

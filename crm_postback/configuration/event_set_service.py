@@ -1,8 +1,13 @@
-"""Event set administration (no commit here: `commands.event_sets` commits)."""
+"""Event set administration (no commit here: `commands.manage_event_sets` commits).
+
+Every change records its audit entry in the caller's transaction, as the `actor` it is given
+(a command passes its actor's name; work done by the system passes `audit.SYSTEM_ACTOR`).
+"""
 
 from __future__ import annotations
 
 import re
+from enum import Enum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
@@ -29,7 +34,7 @@ def create_event_set(
     test_event_code: str | None = None,
     advertiser_id: str | None = None,
     default_currency: str | None = None,
-    actor: str = audit.SYSTEM_ACTOR,
+    actor: str,
 ) -> EventSet:
     if kind not in (EventSetKind.CRM, EventSetKind.WEB):
         raise InputRejected.one("kind", "must be 'crm' (CRM event set) or 'web' (Pixel)")
@@ -81,7 +86,13 @@ def create_event_set(
     return event_set
 
 
-_UNCHANGED: object = object()
+class Keep(Enum):
+    """A clearable field left as it is (None clears it instead)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 def update_event_set(
@@ -90,12 +101,13 @@ def update_event_set(
     *,
     actor: str,
     name: str | None = None,
-    advertiser_id: str | object | None = _UNCHANGED,
+    advertiser_id: str | Keep | None = KEEP,
     lead_event_source: str | None = None,
-    default_currency: str | object | None = _UNCHANGED,
-    test_event_code: str | object | None = _UNCHANGED,
+    default_currency: str | Keep | None = KEEP,
+    test_event_code: str | Keep | None = KEEP,
 ) -> EventSet:
-    """Changes what is given (None clears advertiser id, currency or test code)."""
+    """Changes what is given (None clears advertiser id, currency or test code; a name or
+    lead event source of None is left as it is, as they cannot be cleared)."""
     before = audit.event_set_snapshot(event_set)
     if name is not None:
         name = name.strip()
@@ -107,7 +119,7 @@ def update_event_set(
         if taken is not None:
             raise InputRejected.one("name", f"an event set named {name!r} exists")
         event_set.name = name
-    if advertiser_id is not _UNCHANGED:
+    if advertiser_id is not KEEP:
         advertiser = str(advertiser_id or "").strip() or None
         if advertiser is not None and not SOURCE_ID_PATTERN.match(advertiser):
             raise InputRejected.one("advertiser_id", "must be the TikTok advertiser ID (digits)")
@@ -116,12 +128,12 @@ def update_event_set(
         if not lead_event_source.strip() or len(lead_event_source.strip()) > 64:
             raise InputRejected.one("lead_event_source", "must be 1 to 64 characters")
         event_set.lead_event_source = lead_event_source.strip()
-    if default_currency is not _UNCHANGED:
+    if default_currency is not KEEP:
         currency = str(default_currency or "").strip().upper() or None
         if currency is not None and currency not in SUPPORTED_CURRENCIES:
             raise InputRejected.one("currency", f"{currency!r} is not supported by TikTok")
         event_set.default_currency = currency
-    if test_event_code is not _UNCHANGED:
+    if test_event_code is not KEEP:
         code = str(test_event_code or "").strip() or None
         if code is not None and len(code) > 64:
             raise InputRejected.one("test_event_code", "must be at most 64 characters")
@@ -142,13 +154,6 @@ def update_event_set(
     return event_set
 
 
-def set_test_event_code(
-    session: Session, event_set: EventSet, code: str | None, *, actor: str
-) -> EventSet:
-    """Test events on (every request carries `code`) or off (None)."""
-    return update_event_set(session, event_set, actor=actor, test_event_code=code)
-
-
 def get_event_set(session: Session, reference: str) -> EventSet:
     from crm_postback.intake.trigger_intake import find_event_set
 
@@ -164,7 +169,7 @@ def rotate_token(
     event_set: EventSet,
     token: str,
     *,
-    actor: str = audit.SYSTEM_ACTOR,
+    actor: str,
 ) -> None:
     """A new token resumes a set paused for token problems; held postbacks go out again."""
     if not token.strip():
@@ -203,14 +208,14 @@ def _record_status(
         )
 
 
-def pause(event_set: EventSet, reason: str, *, actor: str = audit.SYSTEM_ACTOR) -> None:
+def pause(event_set: EventSet, reason: str, *, actor: str) -> None:
     before = {"status": event_set.status, "paused_reason": event_set.paused_reason}
     event_set.status = EventSetStatus.PAUSED
     event_set.paused_reason = reason
     _record_status(object_session(event_set), event_set, actor, before)
 
 
-def resume(session: Session, event_set: EventSet, *, actor: str = audit.SYSTEM_ACTOR) -> None:
+def resume(session: Session, event_set: EventSet, *, actor: str) -> None:
     before = {"status": event_set.status, "paused_reason": event_set.paused_reason}
     event_set.status = EventSetStatus.ACTIVE
     event_set.paused_reason = None

@@ -1,4 +1,7 @@
-"""Mapping administration (no commit here: `commands.mappings` commits)."""
+"""Mapping administration (no commit here: `commands.manage_mappings` commits).
+
+Every change records its audit entry in the caller's transaction, as the `actor` it is given.
+"""
 
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ def add_mapping(
     conditions: Sequence[Condition | dict[str, Any]] = (),
     properties: PropertyRules | dict[str, Any] | None = None,
     enabled: bool = True,
-    actor: str = audit.SYSTEM_ACTOR,
+    actor: str,
 ) -> Mapping:
     trigger_type, event_name, checked_conditions, rules = _checked(
         trigger_type, event_name, list(conditions), properties or {}
@@ -103,7 +106,7 @@ def update_mapping(
     conditions: Sequence[Condition | dict[str, Any]] | None = None,
     properties: PropertyRules | dict[str, Any] | None = None,
     enabled: bool | None = None,
-    actor: str = audit.SYSTEM_ACTOR,
+    actor: str,
 ) -> Mapping:
     """Saves what changed and bumps the version; an edit that changes nothing is a no-op."""
     before = audit.mapping_snapshot(mapping)
@@ -153,13 +156,6 @@ def delete_mapping(session: Session, mapping: Mapping, *, actor: str) -> None:
     )
     session.delete(mapping)
     session.flush()
-
-
-def get_mapping(session: Session, mapping_id: int) -> Mapping:
-    mapping = session.get(Mapping, mapping_id)
-    if mapping is None:
-        raise InputRejected.one("mapping_id", f"no mapping {mapping_id}")
-    return mapping
 
 
 def list_mappings(session: Session, event_set: EventSet) -> list[Mapping]:

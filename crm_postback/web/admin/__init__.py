@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from crm_postback.commands.lookups import NotFound
 from crm_postback.core.settings import Settings, get_settings
 from crm_postback.web.admin import (
     audit_json_api,
@@ -30,7 +31,7 @@ from crm_postback.web.admin import (
     preview_pages,
 )
 from crm_postback.web.admin.json_api_support import DESCRIPTION, install_error_handlers
-from crm_postback.web.admin.page_rendering import NotFound, flash, render, root
+from crm_postback.web.admin.page_rendering import flash, render, root
 from crm_postback.web.admin.security import CsrfRejected, LoginRequired
 
 HERE = Path(__file__).parent
@@ -83,7 +84,10 @@ async def _csrf(request: Request, _: Exception) -> Response:
 
 
 async def _not_found(request: Request, error: Exception) -> Response:
-    return _page(request, 404, "Not found", str(error))
+    """An event set, mapping or page action that does not exist: the 404 page (the JSON
+    API answers its own 404s before this)."""
+    assert isinstance(error, NotFound)
+    return _page(request, 404, "Not found", error.message)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from crm_postback.commands.lookups import load_event_set
 from crm_postback.configuration import audit
-from crm_postback.web.admin.json_api_support import ApiAdmin, fail, find_event_set, threaded
+from crm_postback.web.admin.json_api_support import ApiAdmin, fail, in_thread
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"])
@@ -22,8 +23,8 @@ async def audit_api(
 
     def read() -> dict[str, Any]:
         with session_scope() as session:
-            selected = find_event_set(session, event_set).id if event_set else None
+            selected = load_event_set(session, event_set).id if event_set else None
             found = audit.entries(session, event_set_id=selected, limit=limit, before_id=before)
             return {"entries": [audit.entry_dict(e) for e in found]}
 
-    return await threaded(read)
+    return await in_thread(read)

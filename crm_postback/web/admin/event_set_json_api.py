@@ -9,10 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from crm_postback.commands.lookups import load_event_set
 from crm_postback.commands.manage_event_sets import (
-    KEEP,
     AddEventSet,
-    Keep,
     PauseEventSet,
     ResumeEventSet,
     UpdateEventSet,
@@ -25,19 +24,18 @@ from crm_postback.commands.manage_event_sets import (
 )
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
+from crm_postback.configuration.event_set_service import KEEP, Keep
 from crm_postback.configuration.mapping_service import list_mappings
 from crm_postback.core.settings import get_settings
 from crm_postback.core.token_vault import token_hint
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.web.admin.json_api_support import (
     ApiAdmin,
-    call_command,
     fail,
-    find_event_set,
+    in_thread,
     read_object,
     reject_unknown,
     text_field,
-    threaded,
 )
 from crm_postback.web.admin.mapping_json_api import mapping_json
 from models import EventSet
@@ -82,7 +80,7 @@ async def list_event_sets(admin: ApiAdmin) -> Any:
             rows = session.scalars(select(EventSet).order_by(EventSet.name))
             return [event_set_json(es) for es in rows]
 
-    return {"event_sets": await threaded(read)}
+    return {"event_sets": await in_thread(read)}
 
 
 @router.post("/event-sets", status_code=201, summary="Create an event set")
@@ -102,7 +100,7 @@ async def create_event_set_api(request: Request, admin: ApiAdmin) -> Any:
         advertiser_id=text_field(body, "advertiser_id"),
         default_currency=text_field(body, "default_currency"),
     )
-    created = await call_command(add_event_set, wanted, Actor(admin.actor))
+    created = await in_thread(add_event_set, wanted, Actor(admin.actor))
     return JSONResponse(event_set_json(created), status_code=201)
 
 
@@ -110,14 +108,14 @@ async def create_event_set_api(request: Request, admin: ApiAdmin) -> Any:
 async def get_event_set_api(reference: str, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
         with session_scope() as session:
-            event_set = find_event_set(session, reference)
+            event_set = load_event_set(session, reference)
             return {
                 **event_set_json(event_set),
                 "mappings": [mapping_json(m) for m in list_mappings(session, event_set)],
                 "postbacks": status_counts(session).get(event_set.name, {}),
             }
 
-    return await threaded(read)
+    return await in_thread(read)
 
 
 @router.patch(
@@ -141,7 +139,7 @@ async def patch_event_set(reference: str, request: Request, admin: ApiAdmin) -> 
         test_event_code=clearable("test_event_code"),
         access_token=text_field(body, "access_token"),
     )
-    updated = await call_command(update_event_set, wanted, Actor(admin.actor))
+    updated = await in_thread(update_event_set, wanted, Actor(admin.actor))
     return event_set_json(updated.event_set)
 
 
@@ -149,15 +147,13 @@ async def patch_event_set(reference: str, request: Request, admin: ApiAdmin) -> 
 async def pause_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
     body = await read_object(request) if await request.body() else {}
     reason = text_field(body, "reason") or f"paused by {admin.username}"
-    paused = await call_command(
-        pause_event_set, PauseEventSet(reference, reason), Actor(admin.actor)
-    )
+    paused = await in_thread(pause_event_set, PauseEventSet(reference, reason), Actor(admin.actor))
     return event_set_json(paused)
 
 
 @router.post("/event-sets/{reference}/resume", summary="Send held postbacks again")
 async def resume_api(reference: str, admin: ApiAdmin) -> Any:
-    resumed = await call_command(resume_event_set, ResumeEventSet(reference), Actor(admin.actor))
+    resumed = await in_thread(resume_event_set, ResumeEventSet(reference), Actor(admin.actor))
     return event_set_json(resumed)
 
 
@@ -166,4 +162,4 @@ async def resume_api(reference: str, admin: ApiAdmin) -> Any:
     summary="Check the event set ID with TikTok (GET /open_api/v1.3/crm/list/)",
 )
 async def verify_api(reference: str, admin: ApiAdmin) -> Any:
-    return asdict(await call_command(verify_event_set, VerifyEventSet(reference)))
+    return asdict(await in_thread(verify_event_set, VerifyEventSet(reference)))

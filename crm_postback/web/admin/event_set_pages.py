@@ -1,5 +1,5 @@
 """The event set pages: list, create, show, edit, and the actions (pause, resume, test code,
-verify, replace token). Changes go through `commands.event_sets`."""
+verify, replace token). Changes go through `commands.manage_event_sets`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
+from crm_postback.commands.lookups import NotFound, load_event_set
 from crm_postback.commands.manage_event_sets import (
     AddEventSet,
-    NotFound,
     PauseEventSet,
     ReplaceToken,
     ResumeEventSet,
@@ -28,16 +28,14 @@ from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_service import describe_mapping, list_mappings
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.core.token_vault import token_hint
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.tiktok.event_catalogue import STANDARD_EVENTS, SUPPORTED_CURRENCIES
-from crm_postback.web.admin import page_rendering
 from crm_postback.web.admin.forms import error_map
 from crm_postback.web.admin.page_rendering import (
     STATUS_ORDER,
-    event_set_or_404,
     flash,
     recent_leads,
     render,
@@ -158,7 +156,7 @@ async def event_set_create(request: Request, admin: AdminDep) -> Response:
 def event_set_page(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
     settings = get_settings()
     with session_scope() as session:
-        event_set = event_set_or_404(session, event_set_id)
+        event_set = load_event_set(session, event_set_id)
         rows = [
             {
                 "mapping": m,
@@ -196,7 +194,7 @@ def _properties_text(mapping: Mapping) -> list[str]:
 def event_set_edit(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
     settings = get_settings()
     with session_scope() as session:
-        event_set = event_set_or_404(session, event_set_id)
+        event_set = load_event_set(session, event_set_id)
         return _render_form(
             request,
             admin,
@@ -223,11 +221,11 @@ async def event_set_save(request: Request, event_set_id: int, admin: AdminDep) -
     )
     try:
         await run_in_threadpool(update_event_set, wanted, Actor(admin.actor))
-    except NotFound as missing:
-        raise page_rendering.NotFound.of(missing) from None
+    except NotFound:
+        raise
     except InputRejected as rejected:
         with session_scope() as session:
-            event_set = event_set_or_404(session, event_set_id)
+            event_set = load_event_set(session, event_set_id)
             hint = token_hint(event_set.sealed_token, get_settings())
             values["event_set_id"], values["kind"] = event_set.source_id, event_set.kind
             errors = error_map(rejected.errors)
@@ -272,12 +270,12 @@ async def event_set_action(
     request: Request, event_set_id: int, action: str, admin: AdminDep
 ) -> Response:
     if action not in ("pause", "resume", "test-code", "verify", "token"):
-        raise page_rendering.NotFound(f"no action {action!r}")
+        raise NotFound([FieldError("action", f"no action {action!r}")])
     form = await checked_form(request, admin.csrf_token)
     try:
         kind, message = await run_in_threadpool(_act, action, event_set_id, form, admin)
-    except NotFound as missing:
-        raise page_rendering.NotFound.of(missing) from None
+    except NotFound:
+        raise
     except InputRejected as rejected:
         kind, message = "error", "; ".join(e.message for e in rejected.errors)
     flash(request, message, kind)

@@ -9,16 +9,15 @@ Errors are `{"errors": [{"pointer", "field", "message"}]}`, like the ingest API.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
 from crm_postback.commands.authentication import identify_admin_token, resume_admin_session
-from crm_postback.commands.manage_event_sets import NotFound, load_event_set
+from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.manage_mappings import VersionConflict
 from crm_postback.configuration.admin_accounts import (
     Admin,
@@ -29,11 +28,11 @@ from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.web.body import read_json
 from crm_postback.web.errors import RequestRejected, error_response, problems_from_fields
 from crm_postback.web.shapes import Problem
-from models import EventSet
 
 DESCRIPTION = __doc__ or ""
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 Result = TypeVar("Result")
+Params = ParamSpec("Params")
 
 
 class ApiFailure(Exception):
@@ -103,24 +102,19 @@ def api_admin(request: Request) -> Admin:
 ApiAdmin = Annotated[Admin, Depends(api_admin)]
 
 
-async def call_command(command: Callable[..., Result], *args: Any) -> Result:
-    """Runs a command off the event loop: unknown entities are 404, a stale version 409,
-    refused input 422."""
+async def in_thread(
+    function: Callable[Params, Result], *args: Params.args, **kwargs: Params.kwargs
+) -> Result:
+    """`function(*args, **kwargs)` (a command or a read) off the event loop: unknown
+    entities are 404, a stale version 409, refused input 422."""
     try:
-        return await run_in_threadpool(command, *args)
+        return await run_in_threadpool(function, *args, **kwargs)
     except NotFound as missing:
         raise ApiFailure(404, list(missing.errors)) from None
     except VersionConflict as conflict:
         raise ApiFailure(409, list(conflict.errors)) from None
     except InputRejected as error:
         raise ApiFailure(422, list(error.errors)) from None
-
-
-def find_event_set(session: Session, reference: str) -> EventSet:
-    try:
-        return load_event_set(session, reference)
-    except NotFound as missing:
-        raise ApiFailure(404, list(missing.errors)) from None
 
 
 async def read_object(request: Request) -> dict[str, Any]:
@@ -145,7 +139,3 @@ def text_field(body: dict[str, Any], name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise fail(422, name, "must be a string")
     return value
-
-
-def threaded(function: Callable[[], Result]) -> Awaitable[Result]:
-    return run_in_threadpool(function)

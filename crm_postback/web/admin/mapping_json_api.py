@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from crm_postback.commands.lookups import load_event_set, load_mapping
 from crm_postback.commands.manage_mappings import (
     AddMapping,
     DeleteMapping,
@@ -16,7 +17,6 @@ from crm_postback.commands.manage_mappings import (
     add_mapping,
     delete_mapping,
     import_mapping_yaml,
-    load_mapping,
     update_mapping,
 )
 from crm_postback.commands.unit_of_work import Actor
@@ -33,12 +33,10 @@ from crm_postback.core.settings import get_settings
 from crm_postback.web.admin.json_api_support import (
     ApiAdmin,
     ApiFailure,
-    call_command,
     fail,
-    find_event_set,
+    in_thread,
     read_object,
     reject_unknown,
-    threaded,
 )
 from models import Mapping
 from models.db import session_scope
@@ -71,10 +69,10 @@ def _entry(body: dict[str, Any]) -> MappingEntry:
 async def list_mappings_api(reference: str, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
         with session_scope() as session:
-            event_set = find_event_set(session, reference)
+            event_set = load_event_set(session, reference)
             return {"mappings": [mapping_json(m) for m in list_mappings(session, event_set)]}
 
-    return await threaded(read)
+    return await in_thread(read)
 
 
 @router.post(
@@ -84,7 +82,7 @@ async def list_mappings_api(reference: str, admin: ApiAdmin) -> Any:
 )
 async def create_mapping_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
     wanted = MappingInput.from_entry(_entry(await read_object(request)))
-    saved = await call_command(add_mapping, AddMapping(reference, wanted), Actor(admin.actor))
+    saved = await in_thread(add_mapping, AddMapping(reference, wanted), Actor(admin.actor))
     return JSONResponse(mapping_json(saved.mapping), status_code=201)
 
 
@@ -94,7 +92,7 @@ async def get_mapping_api(reference: str, mapping_id: int, admin: ApiAdmin) -> A
         with session_scope() as session:
             return mapping_json(load_mapping(session, mapping_id, reference))
 
-    return await call_command(read)
+    return await in_thread(read)
 
 
 @router.put(
@@ -111,7 +109,7 @@ async def put_mapping_api(
         event_set=reference,
         expected_version=entry.version,
     )
-    saved = await call_command(update_mapping, wanted, Actor(admin.actor))
+    saved = await in_thread(update_mapping, wanted, Actor(admin.actor))
     return mapping_json(saved.mapping)
 
 
@@ -122,7 +120,7 @@ async def put_mapping_api(
 )
 async def delete_mapping_api(reference: str, mapping_id: int, admin: ApiAdmin) -> Response:
     wanted = DeleteMapping(mapping_id, event_set=reference)
-    await call_command(delete_mapping, wanted, Actor(admin.actor))
+    await in_thread(delete_mapping, wanted, Actor(admin.actor))
     return Response(status_code=204)
 
 
@@ -130,10 +128,10 @@ async def delete_mapping_api(reference: str, mapping_id: int, admin: ApiAdmin) -
 async def export_api(reference: str, admin: ApiAdmin) -> Response:
     def read() -> str:
         with session_scope() as session:
-            event_set = find_event_set(session, reference)
+            event_set = load_event_set(session, reference)
             return export_mappings(event_set, list_mappings(session, event_set))
 
-    return Response(await threaded(read), media_type="application/yaml; charset=utf-8")
+    return Response(await in_thread(read), media_type="application/yaml; charset=utf-8")
 
 
 @router.put(
@@ -149,7 +147,7 @@ async def import_api(
     except UnicodeDecodeError:
         raise fail(422, "body", "must be UTF-8 YAML") from None
     wanted = ImportMappingYaml(text, event_set=reference, dry_run=dry_run)
-    result = await call_command(import_mapping_yaml, wanted, Actor(admin.actor))
+    result = await in_thread(import_mapping_yaml, wanted, Actor(admin.actor))
     return {
         "dry_run": result.dry_run,
         "summary": result.summary,
@@ -197,7 +195,7 @@ async def preview_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
 
     def act() -> dict[str, Any]:
         with session_scope() as session:
-            event_set = find_event_set(session, reference)
+            event_set = load_event_set(session, reference)
             try:
                 shown = preview(
                     session,
@@ -211,4 +209,4 @@ async def preview_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
                 raise ApiFailure(422, list(error.errors)) from None
             return shown.as_dict()
 
-    return await threaded(act)
+    return await in_thread(act)

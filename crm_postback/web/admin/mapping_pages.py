@@ -1,5 +1,5 @@
 """The mapping pages: the form (create, edit, with its preview), enable/disable, delete,
-YAML export. Changes go through `commands.mappings`."""
+YAML export. Changes go through `commands.manage_mappings`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from crm_postback.commands.manage_event_sets import NotFound
+from crm_postback.commands.lookups import NotFound, load_event_set, load_mapping
 from crm_postback.commands.manage_mappings import (
     AddMapping,
     DeleteMapping,
@@ -27,14 +27,11 @@ from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_preview import DraftMapping, Preview
 from crm_postback.configuration.mapping_service import list_mappings
 from crm_postback.configuration.mapping_yaml import export_mappings, parse_mapping_entry
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, STANDARD_EVENTS, SUPPORTED_CURRENCIES
-from crm_postback.web.admin import page_rendering
 from crm_postback.web.admin.forms import CUSTOM, OPERATORS, MappingForm, error_map
 from crm_postback.web.admin.page_rendering import (
-    event_set_or_404,
     flash,
-    mapping_or_404,
     recent_leads,
     render,
     see_other,
@@ -51,7 +48,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/event-sets/{event_set_id}/mappings.yaml")
 def export_yaml(request: Request, event_set_id: int, admin: AdminDep) -> Response:
     with session_scope() as session:
-        event_set = event_set_or_404(session, event_set_id)
+        event_set = load_event_set(session, event_set_id)
         text = export_mappings(event_set, list_mappings(session, event_set))
         filename = f"{event_set.name}-mappings.yaml".replace('"', "")
     return Response(
@@ -125,7 +122,7 @@ def _mapping_form_page(
 @router.get("/event-sets/{event_set_id}/mappings/new")
 def mapping_new(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
     with session_scope() as session:
-        event_set = event_set_or_404(session, event_set_id)
+        event_set = load_event_set(session, event_set_id)
         form = MappingForm(trigger="lead.submitted")
         return _mapping_form_page(
             request, admin, session, event_set, None, form, {}, PreviewInput()
@@ -137,8 +134,8 @@ def mapping_edit(
     request: Request, event_set_id: int, mapping_id: int, admin: AdminDep
 ) -> HTMLResponse:
     with session_scope() as session:
-        event_set = event_set_or_404(session, event_set_id)
-        mapping = mapping_or_404(session, event_set, mapping_id)
+        event_set = load_event_set(session, event_set_id)
+        mapping = load_mapping(session, mapping_id, event_set.id)
         form = MappingForm.from_mapping(
             mapping.trigger_type,
             mapping.event_name,
@@ -178,16 +175,18 @@ def _mapping_submit(
     if entry is not None and not errors and action != "preview":
         try:
             message = _save(admin, event_set_id, mapping_id, MappingInput.from_entry(entry))
-        except NotFound as missing:
-            raise page_rendering.NotFound.of(missing) from None
+        except NotFound:
+            raise
         except InputRejected as rejected:
             errors = error_map(rejected.errors)
         else:
             flash(request, message)
             return see_other(request, f"/event-sets/{event_set_id}")
     with session_scope() as session:
-        event_set = event_set_or_404(session, event_set_id)
-        mapping = mapping_or_404(session, event_set, mapping_id) if mapping_id is not None else None
+        event_set = load_event_set(session, event_set_id)
+        mapping = (
+            load_mapping(session, mapping_id, event_set.id) if mapping_id is not None else None
+        )
         if errors or entry is None:
             return _mapping_form_page(
                 request, admin, session, event_set, mapping, form, errors, given, status_code=400
@@ -237,13 +236,8 @@ async def mapping_action(
     request: Request, event_set_id: int, mapping_id: int, action: str, admin: AdminDep
 ) -> Response:
     if action not in ("toggle", "delete"):
-        raise page_rendering.NotFound(f"no action {action!r}")
+        raise NotFound([FieldError("action", f"no action {action!r}")])
     await checked_form(request, admin.csrf_token)
-    try:
-        message = await run_in_threadpool(
-            _toggle_or_delete, admin, event_set_id, mapping_id, action
-        )
-    except NotFound as missing:
-        raise page_rendering.NotFound.of(missing) from None
+    message = await run_in_threadpool(_toggle_or_delete, admin, event_set_id, mapping_id, action)
     flash(request, message)
     return see_other(request, f"/event-sets/{event_set_id}")

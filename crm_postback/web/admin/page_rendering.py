@@ -1,4 +1,4 @@
-"""What every admin page shares: templates, flashes, redirects, 404s, lookups for views."""
+"""What every admin page shares: templates, flashes, redirects, recent leads for the forms."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_postback.commands.manage_event_sets import NotFound as UnknownEntity
 from crm_postback.configuration.admin_accounts import Admin
-from models import EventSet, Mapping, Trigger
+from models import Trigger
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
@@ -31,14 +30,6 @@ STATUS_ORDER = (
     "expired",
     "unmapped",
 )
-
-
-class NotFound(Exception):
-    """Answered with the 404 page."""
-
-    @classmethod
-    def of(cls, error: UnknownEntity) -> NotFound:
-        return cls(error.message)
 
 
 def root(request: Request) -> str:
@@ -76,20 +67,6 @@ def render(
         status_code=status_code,
         headers={"Cache-Control": "no-store"},
     )
-
-
-def event_set_or_404(session: Session, event_set_id: int) -> EventSet:
-    event_set = session.get(EventSet, event_set_id)
-    if event_set is None:
-        raise NotFound(f"there is no event set {event_set_id}")
-    return event_set
-
-
-def mapping_or_404(session: Session, event_set: EventSet, mapping_id: int) -> Mapping:
-    mapping = session.get(Mapping, mapping_id)
-    if mapping is None or mapping.event_set_id != event_set.id:
-        raise NotFound(f"event set {event_set.name!r} has no mapping {mapping_id}")
-    return mapping
 
 
 def recent_leads(session: Session, event_set_id: int, limit: int = 20) -> list[str]:

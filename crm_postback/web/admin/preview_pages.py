@@ -13,12 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from crm_postback.commands.lookups import load_event_set
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_preview import DraftMapping, Preview, preview
 from crm_postback.configuration.mapping_service import list_mappings
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
-from crm_postback.web.admin.page_rendering import event_set_or_404, recent_leads, render
+from crm_postback.web.admin.page_rendering import recent_leads, render
 from crm_postback.web.admin.security import AdminDep, checked_form
 from mappings.validation import BUILT_IN_TRIGGERS
 from models import EventSet, Trigger
@@ -89,7 +90,7 @@ def _preview_page(
     request: Request, admin: Admin, event_set_id: int, given: PreviewInput, run: bool
 ) -> HTMLResponse:
     with session_scope() as session:
-        event_set = event_set_or_404(session, event_set_id)
+        event_set = load_event_set(session, event_set_id)
         shown: Preview | None = None
         problems: list[str] = []
         if run:

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import inspect, select
 
 from crm_postback.commands import manage_event_sets as event_sets
+from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.manage_event_sets import (
-    NotFound,
     PauseEventSet,
     VerifyEventSet,
     pause_event_set,
@@ -212,7 +212,7 @@ def _paused(make_event_set: Callable[..., int]) -> int:
     with session_scope() as session:
         event_set = session.get(EventSet, set_id)
         assert event_set is not None
-        pause(event_set, "billing")
+        pause(event_set, "billing", actor=audit.SYSTEM_ACTOR)
         session.commit()
     return set_id
 

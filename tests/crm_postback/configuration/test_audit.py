@@ -7,19 +7,18 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select
 
+from crm_postback.commands.lookups import load_mapping
 from crm_postback.configuration import audit
 from crm_postback.configuration.event_set_service import (
     get_event_set,
     pause,
     resume,
     rotate_token,
-    set_test_event_code,
     update_event_set,
 )
 from crm_postback.configuration.mapping_service import (
     add_mapping,
     delete_mapping,
-    get_mapping,
     update_mapping,
 )
 from crm_postback.core.errors import InputRejected
@@ -49,7 +48,7 @@ def test_event_set_changes_are_recorded_without_the_token(acme: int) -> None:
             session, event_set, actor="web:alice", advertiser_id="7000000001", name="acme-crm"
         )
         update_event_set(session, event_set, actor="web:alice", name="acme-crm")  # no change
-        set_test_event_code(session, event_set, "TEST42", actor="web:alice")
+        update_event_set(session, event_set, actor="web:alice", test_event_code="TEST42")
         pause(event_set, "checking the token", actor="web:alice")
         rotate_token(session, get_settings(), event_set, "new-secret-token-9876", actor="cli:bob")
         session.commit()
@@ -91,7 +90,7 @@ def test_mapping_changes_are_versioned_and_recorded(acme: int) -> None:
         delete_mapping(session, mapping, actor="cli:c")
         session.commit()
         with pytest.raises(InputRejected):
-            get_mapping(session, mapping_id)
+            load_mapping(session, mapping_id, None)
     entries = [e for e in trail() if e.entity_type == "mapping"]
     assert [(e.action, e.actor) for e in entries] == [
         ("mapping.create", "web:a"),

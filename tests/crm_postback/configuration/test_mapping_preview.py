@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crm_postback.api import enqueue_trigger
-from crm_postback.configuration.event_set_service import get_event_set, set_test_event_code
+from crm_postback.configuration.event_set_service import get_event_set, update_event_set
 from crm_postback.configuration.mapping_preview import DraftMapping, Preview, preview
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.privacy import sha256_hex
@@ -137,7 +137,9 @@ def test_problems_are_explained(acme: int) -> None:
     assert "would wait for the lead" in (shown.events[0].error or "")
     # value without any currency
     with session_scope() as session:
-        set_test_event_code(session, get_event_set(session, "acme"), "TEST1", actor="t")
+        update_event_set(
+            session, get_event_set(session, "acme"), actor="t", test_event_code="TEST1"
+        )
         session.commit()
     shown = run(
         trigger={**SOLD, "match_keys": {"ttclid": "x"}},

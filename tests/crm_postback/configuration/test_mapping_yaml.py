@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from crm_postback.commands.lookups import load_mapping
 from crm_postback.configuration.event_set_service import get_event_set
 from crm_postback.configuration.mapping_service import (
     add_mapping,
-    get_mapping,
     list_mappings,
     update_mapping,
 )
@@ -105,7 +105,7 @@ def test_import_creates_updates_and_deletes_with_audit(acme: int) -> None:
     text = export()
     assert 'buyer_id == "B18"' in text and "Contact" in text and "買い手" not in text
     with session_scope() as session:
-        assert get_mapping(session, sold["id"]).version == 2
+        assert load_mapping(session, sold["id"], None).version == 2
         actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
         actors = {
             e.actor for e in session.scalars(select(AuditEntry)) if e.action != "event_set.create"

@@ -411,8 +411,17 @@ def test_delivery_view_counts_errors_lead_history_and_replay(
     assert set_id
 
 
-def test_unknown_things_are_404_pages(admin_client: Client) -> None:
-    client, _ = admin_client
+def test_unknown_things_are_404_pages(
+    admin_client: Client, make_event_set: Callable[..., int]
+) -> None:
+    client, csrf = admin_client
     response = client.get("/admin/event-sets/999")
     assert response.status_code == 404 and "there is no event set 999" in response.text
     assert client.get("/admin/nothing-here").status_code == 404
+    set_id = make_event_set()
+    for path in (f"/event-sets/{set_id}/explode", f"/event-sets/{set_id}/mappings/1/explode"):
+        response = client.post(f"/admin{path}", data={"csrf_token": csrf})
+        assert response.status_code == 404 and "no action &#39;explode&#39;" in response.text
+    response = client.get(f"/admin/event-sets/{set_id}/mappings/99")
+    assert response.status_code == 404
+    assert "event set &#39;acme&#39; has no mapping 99" in response.text
