@@ -7,10 +7,10 @@ broker that is down leaves the re-queued rows (due, in the database) for the swe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from crm_postback.commands.manage_event_sets import load_event_set
+from crm_postback.commands.lookups import EventSetRef, load_event_set
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations.replay import (
@@ -20,7 +20,7 @@ from crm_postback.operations.replay import (
     replayable_ids,
     selected_event_set_id,
 )
-from models import utcnow
+from models import PostbackStatus, utcnow
 from models.db import session_scope
 
 CHUNK_SIZE = 500
@@ -59,6 +59,21 @@ class ReplayPostbacks:
     selection: ReplaySelection
     everything: bool = False
     chunk_size: int = CHUNK_SIZE
+    # Named next to chosen ids: must exist and goes into the audit entries, selects nothing.
+    audited_event_set: EventSetRef | None = None
+
+    @classmethod
+    def chosen_or_dead(cls, ids: Sequence[int], event_set: EventSetRef | None) -> ReplayPostbacks:
+        """The admin's rule (pages and JSON API): the chosen postbacks (dead, failed or
+        expired), otherwise the event set's dead ones; neither is refused as empty. An event
+        set named with ids only labels the audit entries."""
+        if ids:
+            return cls(ReplaySelection(ids=list(ids)), audited_event_set=event_set)
+        if isinstance(event_set, int):
+            return cls(ReplaySelection(event_set_id=event_set, statuses=[PostbackStatus.DEAD]))
+        if event_set:
+            return cls(ReplaySelection(event_set=event_set, statuses=[PostbackStatus.DEAD]))
+        return cls(ReplaySelection())
 
 
 def replay_postbacks(
@@ -74,6 +89,8 @@ def replay_postbacks(
         if selection.event_set:  # an unknown name is NotFound (a 404 on the web)
             load_event_set(session, selection.event_set)
         event_set_id = selected_event_set_id(session, selection)
+        if request.audited_event_set is not None:
+            event_set_id = load_event_set(session, request.audited_event_set).id
         ids = replayable_ids(session, selection)
     outcome = ReplayOutcome()
     size = request.chunk_size

@@ -7,22 +7,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from crm_postback.commands.lookups import load_event_set
 from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import status_counts
-from crm_postback.operations.replay import ReplaySelection
 from crm_postback.web.admin.json_api_support import (
     ApiAdmin,
-    call_command,
     fail,
-    find_event_set,
+    in_thread,
     read_object,
     reject_unknown,
     text_field,
-    threaded,
 )
-from models import PostbackStatus
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"])
@@ -32,7 +29,7 @@ router = APIRouter(prefix="/api", tags=["admin"])
 async def delivery_api(admin: ApiAdmin, event_set: str | None = None) -> Any:
     def read() -> dict[str, Any]:
         with session_scope() as session:
-            selected = find_event_set(session, event_set).id if event_set else None
+            selected = load_event_set(session, event_set).id if event_set else None
             return {
                 "counts": status_counts(session),
                 "last_errors": [
@@ -41,7 +38,7 @@ async def delivery_api(admin: ApiAdmin, event_set: str | None = None) -> Any:
                 ],
             }
 
-    return await threaded(read)
+    return await in_thread(read)
 
 
 @router.post(
@@ -57,12 +54,6 @@ async def replay_api(request: Request, admin: ApiAdmin) -> Any:
         isinstance(i, int) and not isinstance(i, bool) for i in ids
     ):
         raise fail(422, "ids", "must be a list of postback ids")
-    reference = text_field(body, "event_set")
-    if ids:  # any replayable status; limited to the event set if one is named too
-        selection = ReplaySelection(ids=ids, event_set=reference)
-    elif reference:
-        selection = ReplaySelection(event_set=reference, statuses=[PostbackStatus.DEAD])
-    else:
-        selection = ReplaySelection()
-    outcome = await call_command(replay_postbacks, ReplayPostbacks(selection), Actor(admin.actor))
+    wanted = ReplayPostbacks.chosen_or_dead(ids, text_field(body, "event_set"))
+    outcome = await in_thread(replay_postbacks, wanted, Actor(admin.actor))
     return {"requested": outcome.requested, "requeued": outcome.requeued}

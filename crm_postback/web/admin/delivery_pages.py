@@ -12,10 +12,10 @@ from crm_postback.commands.unit_of_work import Actor
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import lead_history, status_counts
-from crm_postback.operations.replay import REPLAYABLE, ReplaySelection
+from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.web.admin.page_rendering import STATUS_ORDER, flash, render, see_other
 from crm_postback.web.admin.security import AdminDep, checked_form
-from models import EventSet, Lead, Postback, PostbackStatus
+from models import EventSet, Lead, Postback
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -63,16 +63,11 @@ async def delivery_replay(request: Request, admin: AdminDep) -> Response:
     ids = [int(str(v)) for v in form.getlist("postback_id") if str(v).isdigit()]
     event_set_id = str(form.get("event_set_id", ""))
     lead = str(form.get("lead", "")).strip()
-    if ids:
-        selection = ReplaySelection(ids=ids)
-    elif event_set_id.isdigit():
-        selection = ReplaySelection(event_set_id=int(event_set_id), statuses=[PostbackStatus.DEAD])
-    else:
-        selection = ReplaySelection()
+    wanted = ReplayPostbacks.chosen_or_dead(
+        ids, int(event_set_id) if event_set_id.isdigit() else None
+    )
     try:
-        outcome = await run_in_threadpool(
-            replay_postbacks, ReplayPostbacks(selection), Actor(admin.actor)
-        )
+        outcome = await run_in_threadpool(replay_postbacks, wanted, Actor(admin.actor))
     except InputRejected as error:
         flash(request, str(error), "error")
     else:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from crm_postback.api import enqueue_trigger
@@ -120,6 +121,40 @@ def test_replay_an_event_sets_dead_postbacks(face: Face, dead: SimulatorControl)
         }
     ]
     assert actors == {face.actor}
+
+
+def test_the_api_replays_the_ids_given_and_files_the_entry_under_the_event_set_named(
+    dead: SimulatorControl, make_event_set: Callable[..., int], api: TestClient
+) -> None:
+    """With both ids and event_set, the ids decide what is replayed (acme's postbacks here,
+    although beta is named); the event set only goes into the audit entry."""
+    beta = make_event_set(name="beta", source_id="CBETA0000000000000002", mappings=())
+    first, second = rows()
+    mark = last_audit_id()
+    replayed = api.post(
+        "/admin/api/postbacks/replay", json={"ids": [first["id"]], "event_set": "beta"}
+    )
+    assert replayed.json() == {"requested": 1, "requeued": [first["id"]]}
+    assert rows() == [{**first, "status": PostbackStatus.DELIVERED, "replays": 1}, second]
+    entries, _ = audit_since(mark)
+    assert [(e["action"], e["event_set_id"]) for e in entries] == [("postbacks.replay", beta)]
+    unknown = api.post(
+        "/admin/api/postbacks/replay", json={"ids": [second["id"]], "event_set": "x"}
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["message"] == "unknown event set 'x'"
+    assert rows()[1] == second
+
+
+def test_the_admin_rule_chosen_ids_otherwise_the_event_sets_dead_ones() -> None:
+    chosen = ReplayPostbacks.chosen_or_dead([3, 4], "acme")
+    assert (chosen.selection.ids, chosen.selection.event_set) == ([3, 4], None)
+    assert chosen.audited_event_set == "acme"
+    by_name = ReplayPostbacks.chosen_or_dead([], "acme").selection
+    assert (by_name.event_set, list(by_name.statuses)) == ("acme", [PostbackStatus.DEAD])
+    by_id = ReplayPostbacks.chosen_or_dead([], 7).selection
+    assert (by_id.event_set_id, list(by_id.statuses)) == (7, [PostbackStatus.DEAD])
+    assert ReplayPostbacks.chosen_or_dead([], None).selection.is_empty()
 
 
 def test_each_chunk_is_one_transaction_with_its_audit_entry(dead: SimulatorControl) -> None:
