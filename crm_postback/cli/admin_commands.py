@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crm_postback.cli.output import fail
-from crm_postback.core.errors import InputRejected
+from crm_postback.cli.output import refused_input_exits
 
 admin_app = typer.Typer(
     no_args_is_help=True, help="Admin users of /admin, their API tokens, audit."
@@ -32,10 +31,8 @@ def user_add(
     from crm_postback.commands.manage_admin_accounts import AddAdminUser, add_admin_user
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         user = add_admin_user(AddAdminUser(username, password), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"admin user {user.id} {user.username!r} created")
 
 
@@ -56,10 +53,8 @@ def user_password(
     )
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         change_admin_password(ChangeAdminPassword(username, password), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"{username}: password set; their sessions ended")
 
 
@@ -72,10 +67,8 @@ def user_disable(username: str, enable: bool = False) -> None:
     )
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         set_admin_user_active(SetAdminUserActive(username, active=enable), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"{username}: {'enabled' if enable else 'disabled'}")
 
 
@@ -105,10 +98,8 @@ def token_create(
     from crm_postback.commands.manage_admin_accounts import CreateAdminToken, create_admin_token
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         new = create_admin_token(CreateAdminToken(username, label), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"admin token {new.id} for {username} ({new.prefix}…); shown only now:")
     typer.echo(new.token)
 
@@ -119,10 +110,8 @@ def token_revoke(token_id: Annotated[int, typer.Argument(metavar="ID")]) -> None
     from crm_postback.commands.manage_admin_accounts import RevokeAdminToken, revoke_admin_token
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         revoke_admin_token(RevokeAdminToken(token_id), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"admin token {token_id} revoked")
 
 
@@ -137,10 +126,8 @@ def audit_list(
     from models.db import session_scope
 
     with session_scope() as session:
-        try:
+        with refused_input_exits():
             selected = get_event_set(session, event_set).id if event_set else None
-        except InputRejected as error:
-            fail(error)
         for entry in audit.entries(session, event_set_id=selected, limit=limit):
             target = f"{entry.entity_type} {entry.entity_id}" if entry.entity_id else ""
             typer.echo(

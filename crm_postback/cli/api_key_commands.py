@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crm_postback.cli.output import fail
-from crm_postback.core.errors import InputRejected
+from crm_postback.cli.output import refused_input_exits
 
 api_key_app = typer.Typer(no_args_is_help=True, help="API keys of source (routing) systems.")
 
@@ -20,10 +19,8 @@ def api_key_create(
     from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         new = create_api_key(CreateApiKey(name), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"api key {new.id} for {new.name!r} ({new.key_prefix}…); shown only now:")
     typer.echo(new.key)
 
@@ -49,8 +46,6 @@ def api_key_revoke(key_id: Annotated[int, typer.Argument(metavar="ID")]) -> None
     from crm_postback.commands.manage_api_keys import RevokeApiKey, revoke_api_key
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         key = revoke_api_key(RevokeApiKey(key_id), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"api key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crm_postback.cli.output import fail
-from crm_postback.core.errors import InputRejected
+from crm_postback.cli.output import refused_input_exits
 from crm_postback.core.settings import get_settings
 
 event_set_app = typer.Typer(no_args_is_help=True, help="TikTok CRM event sets (or Pixels).")
@@ -36,7 +35,7 @@ def event_set_add(
     from crm_postback.commands.manage_event_sets import AddEventSet, add_event_set
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         event_set = add_event_set(
             AddEventSet(
                 name=name,
@@ -50,8 +49,6 @@ def event_set_add(
             ),
             Actor.cli(),
         )
-    except InputRejected as error:
-        fail(error)
     typer.echo(
         f"event set {event_set.id} {event_set.name!r} ({event_set.kind} {event_set.source_id})"
     )
@@ -86,10 +83,8 @@ def event_set_pause(name: str, reason: str = "paused by operator") -> None:
     from crm_postback.commands.manage_event_sets import PauseEventSet, pause_event_set
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         pause_event_set(PauseEventSet(name, reason), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"{name}: paused")
 
 
@@ -99,10 +94,8 @@ def event_set_resume(name: str) -> None:
     from crm_postback.commands.manage_event_sets import ResumeEventSet, resume_event_set
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         resume_event_set(ResumeEventSet(name), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"{name}: active")
 
 
@@ -115,10 +108,8 @@ def event_set_token(
     from crm_postback.commands.manage_event_sets import ReplaceToken, replace_token
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         replace_token(ReplaceToken(name, token), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"{name}: token replaced")
 
 
@@ -127,10 +118,8 @@ def event_set_verify(name: str) -> None:
     """Check the event set ID with TikTok (GET /open_api/v1.3/crm/list/, advertiser + token)."""
     from crm_postback.commands.manage_event_sets import VerifyEventSet, verify_event_set
 
-    try:
+    with refused_input_exits():
         result = verify_event_set(VerifyEventSet(name))
-    except InputRejected as error:
-        fail(error)
     suffix = f" (request_id {result.request_id})" if result.request_id else ""
     if not result.ok:
         typer.secho(f"{name}: {result.message}{suffix}", fg="red", err=True)

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from crm_postback.cli.output import fail
-from crm_postback.core.errors import InputRejected
+from crm_postback.cli.output import refused_input_exits
 
 mapping_app = typer.Typer(no_args_is_help=True, help="Trigger-to-event mappings.")
 
@@ -62,15 +61,14 @@ def mapping_set(
     if content_type is not None:
         rules["content_type"] = content_type
     wanted = MappingInput(trigger, event, conditions, rules, enabled=not disabled)
-    try:
+    with refused_input_exits():
         if mapping_id is None:
             saved = add_mapping(AddMapping(event_set, wanted), Actor.cli())
         else:
-            saved = update_mapping(
-                UpdateMapping(mapping_id, wanted, event_set=event_set), Actor.cli()
+            wanted_update = UpdateMapping(
+                mapping_id, wanted, event_set=event_set, must_belong=False
             )
-    except InputRejected as error:
-        fail(error)
+            saved = update_mapping(wanted_update, Actor.cli())
     typer.echo(f"mapping {saved.mapping.id} v{saved.mapping.version}: {saved.summary}")
 
 
@@ -82,10 +80,8 @@ def mapping_list(event_set: str) -> None:
     from models.db import session_scope
 
     with session_scope() as session:
-        try:
+        with refused_input_exits():
             target = get_event_set(session, event_set)
-        except InputRejected as error:
-            fail(error)
         for m in list_mappings(session, target):
             state = "" if m.enabled else " (disabled)"
             typer.echo(f"{m.id:>4} v{m.version}  {describe_mapping(m)}{state}")
@@ -97,10 +93,8 @@ def mapping_remove(mapping_id: int) -> None:
     from crm_postback.commands.manage_mappings import DeleteMapping, delete_mapping
     from crm_postback.commands.unit_of_work import Actor
 
-    try:
+    with refused_input_exits():
         delete_mapping(DeleteMapping(mapping_id), Actor.cli())
-    except InputRejected as error:
-        fail(error)
     typer.echo(f"mapping {mapping_id} removed")
 
 
@@ -118,10 +112,8 @@ def mapping_export(
     from models.db import session_scope
 
     with session_scope() as session:
-        try:
+        with refused_input_exits():
             target = get_event_set(session, event_set)
-        except InputRejected as error:
-            fail(error)
         text = export_mappings(target, list_mappings(session, target))
     if output is None:
         sys.stdout.write(text)
@@ -143,11 +135,9 @@ def mapping_import(
     from crm_postback.commands.unit_of_work import Actor
 
     text = file.read_text(encoding="utf-8")
-    try:
+    with refused_input_exits():
         result = import_mapping_yaml(
             ImportMappingYaml(text, event_set=event_set, dry_run=dry_run), Actor.cli()
         )
-    except InputRejected as error:
-        fail(error)
     prefix = "dry run: would be " if dry_run else ""
     typer.echo(f"{result.event_set}: {prefix}{result.summary}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -15,6 +17,15 @@ def fail(error: InputRejected) -> NoReturn:
     for item in error.errors:
         typer.secho(f"error: {item}", fg="red", err=True)
     raise typer.Exit(2)
+
+
+@contextmanager
+def refused_input_exits() -> Iterator[None]:
+    """Around a command (or a lookup): refused input, an unknown name included, is `fail`ed."""
+    try:
+        yield
+    except InputRejected as error:
+        fail(error)
 
 
 def aware(value: datetime | None) -> datetime | None:

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from crm_postback.cli.output import aware, fail
-from crm_postback.core.errors import InputRejected
+from crm_postback.cli.output import aware, refused_input_exits
 
 
 def _mapping_label(mapping_id: int | None, version: int | None) -> str:
@@ -67,10 +66,8 @@ def send(
     }
     if keys:
         payload["match_keys"] = keys
-    try:
+    with refused_input_exits():
         accepted = enqueue_trigger(payload)
-    except InputRejected as error:
-        fail(error)
     note = " (duplicate: already accepted, nothing new queued)" if accepted.duplicate else ""
     typer.echo(f"trigger {accepted.trigger_id} accepted{note}")
 
@@ -164,7 +161,7 @@ def replay_command(
             err=True,
         )
         raise typer.Exit(2)
-    try:
+    with refused_input_exits():
         total = count_replay(selection)
         if dry_run:
             typer.echo(f"{total} postback(s) would be replayed")
@@ -175,8 +172,6 @@ def replay_command(
                 Actor.cli(),
                 on_chunk=lambda chunk: progress.update(chunk.requested),
             )
-    except InputRejected as error:
-        fail(error)
     if outcome.left_for_sweeper:
         typer.secho(
             f"broker unavailable; the sweeper will send {outcome.left_for_sweeper} of them",

@@ -86,6 +86,26 @@ def test_mapping_set_list_update_remove(configured: None) -> None:
     assert run("mapping", "list", "acme")[1] == ""
 
 
+def test_mapping_set_with_an_id_needs_the_event_set_to_exist_not_to_own_the_mapping(
+    configured: None,
+) -> None:
+    """As before the command layer: `--event-set` is checked to exist; `--id` alone says
+    which mapping is updated, and an unknown id is named without the event set."""
+    fields = ["--trigger", "lead.sold", "--event"]
+    assert run("mapping", "set", "--event-set", "acme", *fields, "lead_sold")[0] == 0
+    beta = ["--name", "beta", "--event-set-id", "CBETA0000000000000002"]
+    code, out = run("event-set", "add", *beta, input=f"{TOKEN}\n")
+    assert code == 0, out
+    code, out = run("mapping", "set", "--id", "1", "--event-set", "beta", *fields, "Purchase")
+    assert code == 0 and out.startswith("mapping 1 v2: lead.sold -> Purchase "), out
+    assert "lead.sold -> Purchase" in run("mapping", "list", "acme")[1]
+    assert run("mapping", "list", "beta")[1] == ""
+    code, out = run("mapping", "set", "--id", "99", "--event-set", "acme", *fields, "Lead")
+    assert (code, out) == (2, "error: mapping_id: no mapping 99\n")
+    code, out = run("mapping", "set", "--id", "1", "--event-set", "nope", *fields, "Lead")
+    assert (code, out) == (2, "error: event_set: unknown event set 'nope'\n")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
