@@ -1,17 +1,18 @@
 """The transaction a use case runs in: its changes, its audit entry, then its broker messages.
 
 Every state-changing command opens one `UnitOfWork`. The services it calls change rows in
-`uow.session` and never commit; the command records what it did with `uow.audit(...)` and
-asks for messages with `uow.publish_after_commit(...)`. Leaving the block commits once;
-only then are the messages sent (as pypi/warehouse hooks task sends to the commit), so a
-worker never looks for a row that is not there yet, and a rolled-back change sends nothing.
-A broker that is down does not undo the commit: the rows are due in the database and the
-beat sweeper sends them.
+`uow.session` and never commit. Audit entries are written in the same transaction, as the
+command's actor: the event set and mapping services record their own (the command passes
+`actor=actor.name`); the other commands (accounts, keys, replay, erasure, purge) record
+theirs with `uow.audit(...)`. Broker messages are asked for with
+`uow.publish_after_commit(...)`. Leaving the block commits once; only then are the messages
+sent (as pypi/warehouse hooks task sends to the commit), so a worker never looks for a row
+that is not there yet, and a rolled-back change sends nothing. A broker that is down does
+not undo the commit: the rows are due in the database and the beat sweeper sends them.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,12 +24,12 @@ from crm_postback.configuration import audit
 from models.db import session_scope
 from worker.wakeups import publish_or_leave_for_sweeper
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asked: `cli:<os user>`, `web:<user>` (a page) or `api:<user>` (the JSON API)."""
+    """Who asked: `cli:<os user>`, `web:<user>` (a logged-in browser, on a page or calling
+    the JSON API with its session) or `api:<user>` (the JSON API with an admin token); the
+    web faces take it from `Admin.actor`."""
 
     name: str
 
