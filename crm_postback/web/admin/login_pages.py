@@ -1,7 +1,8 @@
 """Logging in and out of the admin pages.
 
-Authentication keeps its own bookkeeping (the failed-attempt counter, the session row) in
-`configuration.admin_accounts`, committed here: it is not an admin's change to audit.
+The bookkeeping of a login (the failed-attempt counter, the session row) is kept by
+`configuration.admin_accounts` and committed by `commands.authentication` (`log_in`,
+`log_out`); it is not an admin's change to audit.
 """
 
 from __future__ import annotations
