@@ -90,7 +90,10 @@ class TriggerIn(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _utc_not_future(cls, value: datetime) -> datetime:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01 with a positive offset is before year 1 in UTC
+            raise ValueError("is out of range (before year 1 in UTC)") from None
         if value > datetime.now(UTC) + FUTURE_TOLERANCE:
             raise ValueError("is in the future")
         return value

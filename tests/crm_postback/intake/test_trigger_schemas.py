@@ -130,6 +130,13 @@ def test_naive_future_time_rejected_as_utc() -> None:
     assert _fields(rejected) == ["occurred_at"]
 
 
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+00:01"])
+def test_occurred_at_before_year_one_in_utc_is_refused_naming_the_field(value: str) -> None:
+    _, rejected = _rejected(_trigger(occurred_at=value))
+    assert _fields(rejected) == ["occurred_at"]
+    assert "out of range" in rejected.errors[0].message
+
+
 # --- TriggerIn.attributes --------------------------------------------------------------------
 
 

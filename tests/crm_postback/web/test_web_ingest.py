@@ -87,6 +87,20 @@ def test_batch_answers_per_item_and_keeps_the_good_ones(
     assert trigger_count() == 2
 
 
+def test_a_time_out_of_range_fails_only_its_item(
+    ready: SimulatorControl, client: TestClient
+) -> None:
+    response = client.post(
+        "/v1/triggers",
+        json=[submitted("L-1"), {**submitted("L-2"), "occurred_at": "0001-01-01T00:00:00+14:00"}],
+    )
+    assert response.status_code == 202
+    answer = response.json()
+    assert [i["status"] for i in answer["items"]] == ["accepted", "rejected"]
+    assert list(errors_of(answer, 1)) == ["/1/occurred_at"]
+    assert trigger_count() == 1
+
+
 def test_batch_with_every_item_bad_is_422_with_the_same_shape(
     ready: SimulatorControl, client: TestClient
 ) -> None:
