@@ -22,6 +22,7 @@ from crm_postback.operations.replay import (
 )
 from models import PostbackStatus, utcnow
 from models.db import session_scope
+from worker.tasks import deliver_postbacks
 
 CHUNK_SIZE = 500
 AUDITED_IDS = 200  # ids kept in each audit entry
@@ -105,8 +106,6 @@ def replay_postbacks(
 
 
 def _replay_chunk(actor: Actor, wanted: list[int], event_set_id: int | None) -> ReplayChunk:
-    from worker.tasks import deliver_postbacks
-
     with unit_of_work(actor) as uow:
         queued = replay(uow.session, wanted, utcnow())
         uow.audit(

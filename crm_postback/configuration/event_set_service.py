@@ -16,6 +16,7 @@ from crm_postback.configuration import audit
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import Settings
 from crm_postback.core.token_vault import seal_token, token_hint
+from crm_postback.intake.trigger_intake import find_event_set
 from crm_postback.tiktok.event_catalogue import SUPPORTED_CURRENCIES
 from models import EventSet, EventSetKind, EventSetStatus, Postback, PostbackStatus
 
@@ -155,8 +156,6 @@ def update_event_set(
 
 
 def get_event_set(session: Session, reference: str) -> EventSet:
-    from crm_postback.intake.trigger_intake import find_event_set
-
     event_set = find_event_set(session, reference)
     if event_set is None:
         raise InputRejected.one("event_set", f"unknown event set {reference!r}")

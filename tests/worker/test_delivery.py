@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from crm_postback.api import enqueue_trigger
+from crm_postback.configuration.audit import SYSTEM_ACTOR
 from crm_postback.configuration.event_set_service import get_event_set, rotate_token
 from crm_postback.core.settings import get_settings
 from crm_postback.simulator import SimulatorControl
@@ -125,7 +126,13 @@ def test_token_error_pauses_the_event_set_without_burning_attempts(
     assert ready.stats()["events_accepted"] == 0
 
     with session_scope() as session:
-        rotate_token(session, get_settings(), get_event_set(session, "acme"), "rotated-at-tiktok")
+        rotate_token(
+            session,
+            get_settings(),
+            get_event_set(session, "acme"),
+            "rotated-at-tiktok",
+            actor=SYSTEM_ACTOR,
+        )
         session.commit()
     sweep_due_postbacks()
     [row] = rows()
@@ -264,13 +271,13 @@ def test_paused_event_set_holds_postbacks_until_resumed(ready: SimulatorControl)
     from crm_postback.configuration.event_set_service import pause, resume
 
     with session_scope() as session:
-        pause(get_event_set(session, "acme"), "operator")
+        pause(get_event_set(session, "acme"), "operator", actor=SYSTEM_ACTOR)
         session.commit()
     enqueue_trigger(sold("L-1"))
     assert rows()[0].status == PostbackStatus.PENDING
     assert ready.stats()["requests_total"] == 0
     with session_scope() as session:
-        resume(session, session.scalars(select(EventSet)).one())
+        resume(session, session.scalars(select(EventSet)).one(), actor=SYSTEM_ACTOR)
         session.commit()
     sweep_due_postbacks()
     assert rows()[0].status == PostbackStatus.DELIVERED
@@ -318,7 +325,9 @@ def test_token_rotated_while_a_request_was_in_flight_does_not_pause(
     client = EventsApiClient(settings.tiktok_api_base_url, settings.http_timeout)
     results = [r for b in batches for r in delivery.send(client, b)]  # old token: 40105
     with session_scope() as session:  # ... meanwhile the operator rotated the token
-        rotate_token(session, settings, get_event_set(session, "acme"), "new-token")
+        rotate_token(
+            session, settings, get_event_set(session, "acme"), "new-token", actor=SYSTEM_ACTOR
+        )
         session.commit()
     with session_scope() as session:
         delivery.record(session, results, settings, utcnow())
@@ -337,7 +346,13 @@ def test_an_admin_edit_of_a_mapping_applies_to_the_next_trigger(ready: Simulator
     enqueue_trigger(sold("L-1"))  # compiles and caches the mapping in this process
     with session_scope() as session:
         mapping = session.scalars(select(Mapping).where(Mapping.trigger_type == "lead.sold")).one()
-        update_mapping(session, mapping, event_name="Purchase", properties={"currency": "EUR"})
+        update_mapping(
+            session,
+            mapping,
+            event_name="Purchase",
+            properties={"currency": "EUR"},
+            actor=SYSTEM_ACTOR,
+        )
         session.commit()
     enqueue_trigger(sold("L-2"))
     first, second = rows()

@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from crm_postback.configuration.api_keys import create_key
+from crm_postback.configuration.audit import SYSTEM_ACTOR
 from crm_postback.configuration.event_set_service import get_event_set, pause, resume
 from crm_postback.core.settings import get_settings
 from crm_postback.observability.logging_setup import JsonFormatter, configure_logging
@@ -98,9 +99,9 @@ def set_paused(paused: bool) -> None:
     with session_scope() as session:
         event_set = get_event_set(session, "acme")
         if paused:
-            pause(event_set, "held for the test")
+            pause(event_set, "held for the test", actor=SYSTEM_ACTOR)
         else:
-            resume(session, event_set)
+            resume(session, event_set, actor=SYSTEM_ACTOR)
         session.commit()
 
 
