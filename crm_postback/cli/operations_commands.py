@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from crm_postback.cli.output import fail
-from crm_postback.core.errors import InputRejected
+from crm_postback.cli.output import refused_input_exits
 from crm_postback.core.settings import get_settings
 
 
@@ -30,24 +29,21 @@ def diagnose(
     from models.db import session_scope
 
     stale_trigger_seconds = max(300, get_settings().stale_trigger_seconds * 2)
-    with session_scope() as session:
-        try:
-            if event_set is None:
-                reports = diagnose_all(
-                    session, window_days=days, stale_trigger_seconds=stale_trigger_seconds
+    with session_scope() as session, refused_input_exits():
+        if event_set is None:
+            reports = diagnose_all(
+                session, window_days=days, stale_trigger_seconds=stale_trigger_seconds
+            )
+        else:
+            set_id = get_event_set(session, event_set).id
+            reports = [
+                diagnose_one(
+                    session,
+                    set_id,
+                    window_days=days,
+                    stale_trigger_seconds=stale_trigger_seconds,
                 )
-            else:
-                set_id = get_event_set(session, event_set).id
-                reports = [
-                    diagnose_one(
-                        session,
-                        set_id,
-                        window_days=days,
-                        stale_trigger_seconds=stale_trigger_seconds,
-                    )
-                ]
-        except InputRejected as error:
-            fail(error)
+            ]
     if as_json:
         typer.echo(render_json(reports[0] if event_set else reports))
         return
