@@ -1,10 +1,9 @@
-"""What every command prints the same way: refused input, datetimes from the command line."""
+"""What every command does the same way with refused input."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import NoReturn
 
 import typer
@@ -26,10 +25,3 @@ def refused_input_exits() -> Iterator[None]:
         yield
     except InputRejected as error:
         fail(error)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """A datetime typed without a zone means UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

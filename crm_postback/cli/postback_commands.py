@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from crm_postback.cli.output import aware, refused_input_exits
+from crm_postback.cli.output import refused_input_exits
+from crm_postback.core.timestamps import naive_means_utc
 
 
 def _mapping_label(mapping_id: int | None, version: int | None) -> str:
@@ -150,8 +151,8 @@ def replay_command(
         event_set=event_set,
         code=code,
         statuses=status or list(REPLAYABLE),
-        since=aware(since),
-        until=aware(until),
+        since=naive_means_utc(since),
+        until=naive_means_utc(until),
     )
     if selection.is_empty() and not everything:
         typer.secho(

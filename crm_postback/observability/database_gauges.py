@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from crm_postback.core.timestamps import naive_means_utc
 from models import (
     EventSet,
     EventSetStatus,
@@ -122,7 +123,7 @@ def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
     first: dict[int, datetime] = {}
     for set_id, status, count, created in open_rows:
         counts[(set_id, status)] = count
-        created = _aware(created)
+        created = naive_means_utc(created)
         if created is not None and (set_id not in first or created < first[set_id]):
             first[set_id] = created
     for set_id, name in names.items():
@@ -149,7 +150,9 @@ def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
         "Age of the oldest trigger in that status (0 when none).",
         labels=["status"],
     )
-    by_status = {status: (count, _aware(received)) for status, count, received in trigger_rows}
+    by_status = {
+        status: (count, naive_means_utc(received)) for status, count, received in trigger_rows
+    }
     for status in _OPEN_TRIGGERS:
         count, received = by_status.get(status, (0, None))
         open_triggers.add_metric([str(status)], count)
@@ -157,10 +160,3 @@ def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
         trigger_age.add_metric([str(status)], max(age, 0.0))
     yield open_triggers
     yield trigger_age
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """A naive datetime from an aggregate means UTC (all columns are UTC)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
