@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from crm_postback.core.data_dir import ensure_private_file
 from crm_postback.core.settings import get_settings
 from models.bulk import tune_psycopg_connection
 
@@ -84,8 +85,8 @@ def _ping_idle_connections(engine: Engine) -> None:
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     settings = get_settings()
-    if settings.effective_database_url.startswith("sqlite"):
-        settings.postback_data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.database_url:
+        ensure_private_file(settings.embedded_database_path)
     return build_engine(settings.effective_database_url)
 
 

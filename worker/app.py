@@ -15,6 +15,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from crm_postback.core.data_dir import ensure_private_dir
 from crm_postback.core.settings import Settings, get_settings
 from crm_postback.observability.logging_setup import configure_logging
 from models.db import reset_engine
@@ -27,7 +28,7 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith("filesystem://"):
         folder = settings.broker_folder
         for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(folder / sub)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),

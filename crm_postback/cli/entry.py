@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from crm_postback.core.data_dir import ensure_private_file
 from crm_postback.core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
@@ -21,8 +22,8 @@ def db_upgrade(revision: str = "head") -> None:
     from models.migrate import upgrade
 
     settings = get_settings()
-    if settings.effective_database_url.startswith("sqlite"):
-        settings.postback_data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.database_url:
+        ensure_private_file(settings.embedded_database_path)
     upgrade(settings.effective_database_url, revision)
     typer.echo(f"schema at {revision}")
 

@@ -147,10 +147,14 @@ class Settings(BaseSettings):
         return value.upper()
 
     @property
+    def embedded_database_path(self) -> Path:
+        return (self.postback_data_dir / "postback.db").resolve()
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.postback_data_dir / 'postback.db').resolve()}"
+        return f"sqlite:///{self.embedded_database_path}"
 
     @property
     def broker_folder(self) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from crm_postback.core.data_dir import ensure_private_dir
 from crm_postback.core.settings import Settings
 
 ENV_REFERENCE_PREFIX = "env:"
@@ -34,7 +35,7 @@ def _fernet(settings: Settings) -> Fernet:
         return Fernet(settings.token_encryption_key.encode())
     path = _key_file(settings)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(Fernet.generate_key())

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from crm_postback.commands.lookups import NotFound
+from crm_postback.core.data_dir import ensure_private_dir
 from crm_postback.core.settings import Settings, get_settings
 from crm_postback.web.admin import (
     audit_json_api,
@@ -44,7 +45,7 @@ def session_secret(settings: Settings) -> str:
         return settings.session_secret
     path = settings.postback_data_dir / "session.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
