@@ -22,7 +22,8 @@ def event_set_add(
             prompt=True,
             hide_input=True,
             envvar="POSTBACK_NEW_TOKEN",
-            help="Access token, or env:VARNAME to read it from the environment at send time",
+            help="Access token, or env:POSTBACK_TOKEN_<NAME> to read it from that environment "
+            "variable at send time (no other variable may be named)",
         ),
     ],
     kind: Annotated[str, typer.Option(help="crm (CRM event set) or web (Pixel)")] = "crm",

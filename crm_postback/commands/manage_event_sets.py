@@ -25,7 +25,7 @@ from models.db import session_scope
 class AddEventSet:
     name: str
     source_id: str  # TikTok's event set ID or pixel code
-    access_token: str  # or env:VARNAME
+    access_token: str  # or env:POSTBACK_TOKEN_<NAME>
     kind: str = EventSetKind.CRM
     lead_event_source: str = "crm-postback"
     test_event_code: str | None = None
@@ -67,7 +67,7 @@ class ResumeEventSet:
 @dataclass(frozen=True)
 class ReplaceToken:
     event_set: EventSetRef
-    access_token: str  # or env:VARNAME
+    access_token: str  # or env:POSTBACK_TOKEN_<NAME>
 
 
 @dataclass(frozen=True)
