@@ -66,8 +66,9 @@ def build_event(
         "event": event_name,
         "event_time": int(occurred_at.timestamp()),
         "event_id": event_id,
-        "user": user,
     }
+    if user:  # `user` is optional: a CRM event may carry only lead.lead_id (contract §2)
+        event["user"] = user
     if event_source == "crm":
         lead_object = {"lead_event_source": lead_event_source}
         if lead.tiktok_lead_id:

@@ -359,3 +359,15 @@ def test_an_admin_edit_of_a_mapping_applies_to_the_next_trigger(ready: Simulator
     assert first.event_name == "lead_sold" and first.payload["properties"]["currency"] == "USD"
     assert second.event_name == "Purchase" and second.payload["properties"]["currency"] == "EUR"
     assert second.mapping_version == first.mapping_version + 1
+
+
+def test_a_lead_with_only_a_tiktok_lead_id_is_sent_without_a_user_object(
+    ready: SimulatorControl,
+) -> None:
+    enqueue_trigger(sold("L-1", match_keys={"tiktok_lead_id": "7311111111111111111"}))
+    [row] = rows()
+    assert row.status == PostbackStatus.DELIVERED
+    assert row.payload is not None and "user" not in row.payload
+    [received] = ready.events()  # the simulator enforces the contract: it accepted it
+    assert "user" not in received["payload"]
+    assert received["payload"]["lead"]["lead_id"] == "7311111111111111111"

@@ -137,7 +137,8 @@ def test_lead_object_without_tiktok_lead_id() -> None:
 def test_crm_with_only_tiktok_lead_id_is_enough() -> None:
     event = _event(Keys(tiktok_lead_id="7300000000000000000"))
     assert event["lead"] == {"lead_id": "7300000000000000000", "lead_event_source": "AcmeCRM"}
-    assert event["user"] == {}
+    # Empty keys are omitted, the empty user object too (`user` is optional, contract §2).
+    assert "user" not in event
 
 
 @pytest.mark.parametrize(
