@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     )
     http_connect_timeout_seconds: float = 3.05
     http_read_timeout_seconds: float = 10.0
+    # worker: answers of the Events API
+    http_total_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest one request to the Events API may take in all, answer included "
+        "(the connect and read timeouts bound each network wait, not their sum).",
+    )
     retry_schedule_seconds: tuple[int, ...] = Field(
         DEFAULT_RETRY_SCHEDULE,
         description="Delay before each retry; after the last the postback is dead.",
