@@ -111,6 +111,28 @@ class Settings(BaseSettings):
     admin_cookie_secure: bool = Field(
         False, description="Send the admin cookie over HTTPS only (set true behind TLS)."
     )
+    # admin login and rate limits
+    rate_limit_storage_url: str = Field(
+        "",
+        description="Where rate limits count: empty keeps the counts in each web process; "
+        "redis://host:6379/1 shares them between processes and hosts.",
+    )
+    admin_login_rate_limit: str = Field(
+        "10/minute",
+        description="Login attempts one client address may make (`limits` notation, e.g. "
+        "10/minute or 100 per hour); more are answered 429 with Retry-After.",
+    )
+    admin_login_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Logins checked at once per web process (each argon2 check takes 64 MiB).",
+    )
+    admin_login_queue: int = Field(
+        8,
+        ge=0,
+        description="Logins that may wait for a check; more are answered 503 with Retry-After.",
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_host: str = Field(
@@ -146,6 +168,14 @@ class Settings(BaseSettings):
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("admin_login_rate_limit")
+    @classmethod
+    def _rate_in_limits_notation(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # ValueError names the setting
         return value
 
     @field_validator("default_phone_region")
