@@ -5,7 +5,8 @@ Every change records its audit entry in the caller's transaction, as the `actor`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,10 +14,38 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_postback.configuration import audit
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.intake.trigger_schemas import UNSTORABLE_MESSAGE, unstorable_paths
 from mappings.rules import Condition, PropertyRules
 from mappings.validation import MappingError, validate_event_name, validate_trigger_type
 from models import EventSet, Mapping
+
+MAX_CONDITIONS = 100
+
+
+def _not_finite(node: Any, path: str) -> Iterator[str]:
+    if isinstance(node, float) and not math.isfinite(node):
+        yield path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _not_finite(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _not_finite(value, f"{path}.{index}")
+
+
+def _storable(conditions: list[dict[str, Any]], properties: dict[str, Any]) -> None:
+    """What JSONB on PostgreSQL (and the JSON sent to TikTok) can hold: no NaN or infinity
+    (YAML and form fields can write them), no NUL or lone surrogate in any text."""
+    errors = []
+    for name, document in (("when", conditions), ("properties", properties)):
+        for path in _not_finite(document, name):
+            errors.append(FieldError(path, "must be a finite number"))
+        for parts in unstorable_paths(document):
+            where = ".".join([name, *(str(p) for p in parts)]) if parts else name
+            errors.append(FieldError(where if "@" not in where else name, UNSTORABLE_MESSAGE))
+    if errors:
+        raise InputRejected(errors[:20])
 
 
 def _checked(
@@ -30,6 +59,8 @@ def _checked(
         event_name = validate_event_name(event_name)
     except MappingError as error:
         raise InputRejected.one(error.field, error.reason) from None
+    if len(conditions) > MAX_CONDITIONS:
+        raise InputRejected.one("when", f"at most {MAX_CONDITIONS} conditions in one mapping")
     try:
         parsed_conditions = [
             c if isinstance(c, Condition) else Condition.model_validate(c) for c in conditions
@@ -41,12 +72,10 @@ def _checked(
         )
     except ValidationError as error:
         raise InputRejected.from_validation(error) from None
-    return (
-        trigger_type,
-        event_name,
-        [c.model_dump(exclude_none=False) for c in parsed_conditions],
-        rules.model_dump(exclude_defaults=True),
-    )
+    dumped = [c.model_dump(exclude_none=False) for c in parsed_conditions]
+    stored = rules.model_dump(exclude_defaults=True)
+    _storable(dumped, stored)
+    return trigger_type, event_name, dumped, stored
 
 
 def validate_mapping(

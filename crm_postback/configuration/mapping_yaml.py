@@ -17,17 +17,26 @@ and exporting again gives the same text. Import makes the event set's mappings e
 file: entries with an `id` update that mapping (refused if its `version` is not the saved
 one: someone changed it since the export), entries without one are created, saved mappings
 missing from the file are deleted. Everything is validated before anything is written.
+
+A file is read with bounds, as it may come from anyone with an admin token: at most
+MAX_FILE_BYTES and MAX_MAPPINGS entries, no anchors or aliases (a few hundred bytes of nested
+aliases expand to gigabytes), collections nested at most MAX_DEPTH deep; of its problems the
+first MAX_ERRORS are reported, each message at most MAX_MESSAGE characters.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.events import AliasEvent, CollectionStartEvent, NodeEvent
+from yaml.nodes import Node
 
 from crm_postback.configuration.mapping_service import (
+    MAX_CONDITIONS,
     add_mapping,
     delete_mapping,
     list_mappings,
@@ -41,6 +50,74 @@ from mappings.validation import MappingError, validate_event_name, validate_trig
 from models import EventSet, Mapping
 
 ENTRY_FIELDS = ("id", "version", "trigger", "event", "enabled", "when", "properties")
+MAX_FILE_BYTES = 1_000_000
+MAX_MAPPINGS = 1000
+MAX_DEPTH = 20
+MAX_ERRORS = 50
+MAX_MESSAGE = 300
+# A key named in an error: only plain names (a key can be anything, an email included).
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+_CURRENCY_LIKE = re.compile(r"[A-Za-z]{1,8}")
+
+
+class FileRefused(yaml.YAMLError):
+    """The file uses what this reader does not accept (anchors, aliases, deep nesting)."""
+
+    def __init__(self, reason: str, line: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader without anchors and aliases, and with bounded nesting (its composer
+    recurses once per level). Refused at compose time, before anything is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event = self.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, AliasEvent) or (
+            isinstance(event, NodeEvent) and event.anchor is not None
+        ):
+            raise FileRefused("anchors and aliases (&name, *name) are not accepted", line)
+        if not isinstance(event, CollectionStartEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise FileRefused(f"lists and mappings nest at most {MAX_DEPTH} deep", line)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def load_bounded(text: str) -> Any:
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _key_name(key: Any) -> str:
+    return key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else "<redacted>"
+
+
+def bounded(errors: list[FieldError]) -> list[FieldError]:
+    """The first MAX_ERRORS problems, each message cut to MAX_MESSAGE characters, and a last
+    line saying how many more there were."""
+    shown = [FieldError(e.field[:MAX_MESSAGE], _cut(e.message)) for e in errors[:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        shown.append(FieldError("file", f"{len(errors) - MAX_ERRORS} more problem(s) not shown"))
+    return shown
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
 def condition_text(condition: dict[str, Any]) -> str | dict[str, Any]:
@@ -129,19 +206,30 @@ class MappingEntry:
 
 
 def read_document(text: str) -> tuple[str | None, list[Any]]:
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise InputRejected.one("file", f"is larger than {MAX_FILE_BYTES} bytes")
     try:
-        document = yaml.safe_load(text)
+        document = load_bounded(text)
+    except FileRefused as refused:
+        raise InputRejected.one("file", f"{refused.reason} (line {refused.line})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InputRejected.one("file", f"is not valid YAML{where}") from None
+    except ValueError:  # an integer of more than 4,300 digits, from int()
+        raise InputRejected.one("file", "holds a number too long to read") from None
     if not isinstance(document, dict) or not isinstance(document.get("mappings"), list):
         raise InputRejected.one("file", "must be a mapping with a 'mappings' list")
-    unknown = set(document) - {"event_set", "mappings"}
+    unknown = [key for key in document if key not in ("event_set", "mappings")]
     if unknown:
-        raise InputRejected.one("file", f"unknown top-level keys: {sorted(map(str, unknown))}")
+        names = ", ".join(sorted({_key_name(key) for key in unknown})[:10])
+        raise InputRejected.one("file", f"unknown top-level keys: {names}")
+    if len(document["mappings"]) > MAX_MAPPINGS:
+        raise InputRejected.one("mappings", f"at most {MAX_MAPPINGS} mappings in one file")
     name = document.get("event_set")
-    return (str(name) if name is not None else None), document["mappings"]
+    if name is not None and not isinstance(name, str):
+        raise InputRejected.one("event_set", "must be the event set's name")
+    return name, document["mappings"]
 
 
 def _condition(item: Any) -> Condition:
@@ -164,13 +252,19 @@ def _property_errors(properties: dict[str, Any], where: str) -> list[FieldError]
     if currency is not None and (
         not isinstance(currency, str) or currency.upper() not in SUPPORTED_CURRENCIES
     ):
+        # Named back only when it looks like a currency code: the field takes any text.
+        shown = (
+            f"{currency!r} "
+            if isinstance(currency, str) and _CURRENCY_LIKE.fullmatch(currency)
+            else ""
+        )
         errors.append(
-            FieldError(
-                f"{where}properties.currency", f"{currency!r} is not a currency TikTok supports"
-            )
+            FieldError(f"{where}properties.currency", f"{shown}is not a currency TikTok supports")
         )
     content_type = properties.get("content_type")
-    if content_type is not None and content_type not in CONTENT_TYPES:
+    if content_type is not None and (
+        not isinstance(content_type, str) or content_type not in CONTENT_TYPES
+    ):
         errors.append(
             FieldError(
                 f"{where}properties.content_type",
@@ -187,7 +281,7 @@ def parse_mapping_entry(
     saving would; errors name fields below `where` (e.g. "mappings.2." or "")."""
     errors: list[FieldError] = []
     entry = _parse_entry(raw, where, index, errors)
-    return (None if errors else entry), errors
+    return (None if errors else entry), bounded(errors)
 
 
 def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> MappingEntry | None:
@@ -199,7 +293,7 @@ def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> 
     found_before = len(errors)
     for key in raw:
         if key not in ENTRY_FIELDS:
-            errors.append(FieldError(f"{where}{key}", "is not a known field"))
+            errors.append(FieldError(f"{where}{_key_name(key)}", "is not a known field"))
     mapping_id, version = raw.get("id"), raw.get("version")
     for name, value in (("id", mapping_id), ("version", version)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
@@ -211,6 +305,11 @@ def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> 
     when = raw.get("when") or []
     if not isinstance(when, list):
         errors.append(FieldError(f"{where}when", "must be a list of conditions"))
+        when = []
+    elif len(when) > MAX_CONDITIONS:
+        errors.append(
+            FieldError(f"{where}when", f"at most {MAX_CONDITIONS} conditions in one mapping")
+        )
         when = []
     for position, item in enumerate(when):
         try:
@@ -226,6 +325,11 @@ def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> 
     if not isinstance(properties, dict):
         errors.append(FieldError(f"{where}properties", "must be a mapping"))
         properties = {}
+    for key in properties:
+        if not isinstance(key, str):
+            errors.append(FieldError(f"{where}properties.<redacted>", "is not a known field"))
+            properties = {}
+            break
     errors.extend(_property_errors(properties, where))
     trigger, event = raw.get("trigger"), raw.get("event")
     checks = (("trigger", trigger, validate_trigger_type), ("event", event, validate_event_name))
@@ -246,7 +350,7 @@ def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> 
     except InputRejected as rejected:
         for problem in rejected.errors:
             name = problem.field
-            if name not in ("trigger", "event"):
+            if name.split(".")[0] not in ("trigger", "event", "when", "properties"):
                 name = "properties" if name == "body" else f"properties.{name}"
             errors.append(FieldError(f"{where}{name}", problem.message))
         return None
@@ -267,8 +371,8 @@ def import_mappings(
     if name is not None and name not in (event_set.name, event_set.source_id):
         raise InputRejected.one(
             "event_set",
-            f"the file is for {name!r}, not {event_set.name!r}; to copy mappings to another "
-            "event set, change the event_set line and remove the ids and versions",
+            f"the file is for another event set than {event_set.name!r}; to copy mappings to "
+            "another event set, change the event_set line and remove the ids and versions",
         )
     errors: list[FieldError] = []
     entries = [_parse_entry(raw, f"mappings.{i}.", i, errors) for i, raw in enumerate(raw_entries)]
@@ -299,7 +403,7 @@ def import_mappings(
                 )
             )
     if errors:
-        raise InputRejected(errors)
+        raise InputRejected(bounded(errors))
 
     result = ImportResult()
     for entry in entries:

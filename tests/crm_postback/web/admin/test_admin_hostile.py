@@ -5,7 +5,6 @@ page without its protective headers."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +19,6 @@ from models import EventSet
 from models.db import session_scope
 from tests.conftest import EVENT_SET_ID, TOKEN, apply_env  # type: ignore[import-not-found]
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
-    csrf_of,
     field_errors,
     flashes,
 )
@@ -164,3 +162,20 @@ def test_verify_never_sends_a_variable_outside_the_prefix(
     _store_token("acme", "env:POSTBACK_TOKEN_ACME")
     assert api.post("/admin/api/event-sets/acme/verify").json()["ok"] is False  # not listed
     assert [headers["Access-Token"] for _, headers in stand_in.requests] == [TOKEN]
+
+
+# --- 10. YAML over the JSON API (the file cases: configuration/test_mapping_yaml_hostile) ---
+
+
+def test_an_alias_bomb_answers_a_small_422_on_the_json_api(
+    api: TestClient, make_event_set: Callable[..., int]
+) -> None:
+    from tests.crm_postback.configuration.test_mapping_yaml_hostile import (  # type: ignore[import-not-found]
+        alias_bomb,
+    )
+
+    make_event_set(mappings=())
+    answer = api.put("/admin/api/event-sets/acme/mappings.yaml", content=alias_bomb(6).encode())
+    assert answer.status_code == 422
+    assert len(answer.content) < 1000
+    assert answer.json()["errors"][0]["field"] == "file"
