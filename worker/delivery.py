@@ -19,7 +19,7 @@ from crm_postback.observability.delivery_metrics import record_delivery
 from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
 from crm_postback.tiktok.events_client import EventsApiClient
 from crm_postback.tiktok.events_payload import build_request
-from crm_postback.tiktok.response_outcomes import Answer, Outcome
+from crm_postback.tiktok.response_outcomes import MESSAGE_CHARS, Answer, Outcome
 from models import (
     DeliveryAttempt,
     EventSet,
@@ -223,6 +223,7 @@ def record(
     if not results:
         return {}
     auth_failures: dict[int, EventResult] = {}
+    not_tiktok: dict[int, EventResult] = {}
     throttled: set[int] = set()
     counts: dict[str, int] = defaultdict(int)
     retry_times: dict[tuple[int, bool], datetime | None] = {}
@@ -238,7 +239,7 @@ def record(
                 "outcome": answer.outcome.value,
                 "http_status": answer.http_status,
                 "code": answer.code,
-                "message": answer.message[:2000],
+                "message": answer.message[:MESSAGE_CHARS],
                 "request_id": answer.request_id,
                 "batch_size": result.batch_size,
                 "duration_ms": answer.duration_ms,
@@ -250,17 +251,19 @@ def record(
             last_http_status=answer.http_status,
             last_code=answer.code,
             last_request_id=answer.request_id,
-            **{"last_message": answer.message[:2000], **values},
+            **{"last_message": answer.message[:MESSAGE_CHARS], **values},
         )
         if answer.outcome is Outcome.AUTH:
             auth_failures[result.event_set_id] = result
+        elif answer.outcome is Outcome.NOT_TIKTOK:
+            not_tiktok[result.event_set_id] = result
         elif answer.outcome is Outcome.THROTTLED:
             throttled.add(result.event_set_id)
         counts[values["status"]] += 1
         statuses.append(values["status"])
     changes.execute(session)
     bulk_insert(session, DeliveryAttempt.__table__, attempts)
-    _hold_event_sets(session, auth_failures, throttled, settings, now)
+    _hold_event_sets(session, auth_failures, not_tiktok, throttled, settings, now)
     _log_requests(results)
     record_delivery(results, statuses, now)
     return dict(counts)
@@ -342,12 +345,15 @@ def _outcome_values(
 def _hold_event_sets(
     session: Session,
     auth_failures: dict[int, EventResult],
+    not_tiktok: dict[int, EventResult],
     throttled: set[int],
     settings: Settings,
     now: datetime,
 ) -> None:
-    """Token errors pause a set (unless its token changed meanwhile); throttling slows it."""
-    for event_set_id in auth_failures.keys() | throttled:
+    """Token errors pause a set (unless its token changed meanwhile), and so does an answer
+    that is not TikTok's (the address or a proxy is wrong; its events wait on the ladder);
+    throttling slows a set."""
+    for event_set_id in auth_failures.keys() | not_tiktok.keys() | throttled:
         event_set = session.get(EventSet, event_set_id)
         if event_set is None:
             continue
@@ -357,6 +363,14 @@ def _hold_event_sets(
             pause_event_set(
                 event_set,
                 f"TikTok code {answer.code}: {answer.message} (request_id {answer.request_id})",
+            )
+        stray = not_tiktok.get(event_set_id)
+        if stray is not None:
+            pause_event_set(
+                event_set,
+                f"{stray.answer.message}: not an answer from TikTok. Check TIKTOK_API_BASE_URL "
+                "and any proxy on the way, then resume the event set (its events wait on the "
+                "retry ladder).",
             )
         if event_set_id in throttled and settings.throttle_pause_seconds:
             until = now + timedelta(seconds=settings.throttle_pause_seconds)

@@ -81,7 +81,9 @@ class MetricFamilies:
         self.requests = Counter(
             "postback_tiktok_requests",
             "HTTP requests to the Events API, by event set, outcome class (delivered, "
-            "throttled, transient, auth, invalid) and HTTP status (`none`: no answer).",
+            "throttled, transient, auth, invalid; not_tiktok: an answer without TikTok's "
+            "envelope, so a wrong address or a proxy, and the event set is paused) and HTTP "
+            "status (`none`: no answer).",
             ["event_set", "outcome", "http_status"],
             registry=r,
         )

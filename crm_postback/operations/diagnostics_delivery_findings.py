@@ -53,6 +53,21 @@ def tiktok_error_findings(name: str, days: int, errors: TikTokErrors) -> list[Fi
                     f"`postback replay --event-set {name} --code {item.code}`.",
                 )
             )
+    for item in errors.codes:
+        if item.outcome == Outcome.NOT_TIKTOK.value:
+            found.append(
+                Finding(
+                    Severity.CRITICAL,
+                    "answers_not_from_tiktok",
+                    f"{item.attempts} attempt(s) in {days} days were answered HTTP "
+                    f"{item.http_status} without TikTok's response envelope, so not by TikTok: "
+                    f"{item.example}",
+                    "Check TIKTOK_API_BASE_URL and any proxy between the workers and TikTok; "
+                    f"then `postback event-set resume {name}` (the events wait on the retry "
+                    f"ladder; replay dead ones: `postback replay --event-set {name} --status "
+                    "dead`).",
+                )
+            )
     throttled = errors.attempts(Outcome.THROTTLED.value)
     if throttled:
         found.append(

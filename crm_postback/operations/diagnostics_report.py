@@ -35,7 +35,7 @@ class Finding:
 @dataclass(frozen=True)
 class ErrorCode:
     code: int | None  # TikTok's code; None for network errors and bodies without one
-    outcome: str  # throttled, transient, auth, invalid
+    outcome: str  # throttled, transient, auth, invalid, not_tiktok
     http_status: int | None
     attempts: int
     example: str  # one of TikTok's messages for it

@@ -1,19 +1,41 @@
-"""HTTP to the Events API: one pooled requests.Session per process, always with timeouts."""
+"""HTTP to the Events API: one pooled requests.Session per process, always with timeouts.
+
+Every request has a total deadline (HTTP_TOTAL_TIMEOUT_SECONDS) on top of requests' connect
+and read timeouts, which bound each socket operation but not their sum: an answer trickling a
+byte at a time would otherwise hold a worker as long as it likes. The body is read in chunks
+against the deadline, at most MAX_ANSWER_BYTES of it, and a watchdog shuts the connection's
+socket when the deadline passes, wherever the exchange waits (headers, a chunk's size line).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from crm_postback.core import jsontext
-from crm_postback.tiktok.response_outcomes import Answer, classify_network_error, classify_response
+from crm_postback.core.settings import get_settings
+from crm_postback.tiktok.response_outcomes import (
+    MAX_ANSWER_BYTES,
+    Answer,
+    classify_answer,
+    classify_deadline,
+    classify_network_error,
+)
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 CRM_LIST_PATH = "/open_api/v1.3/crm/list/"
+_CHUNK_BYTES = 65_536
 
 _session: requests.Session | None = None
 _session_pid: int | None = None
@@ -25,46 +47,216 @@ def http_session() -> requests.Session:
     if _session is None or _session_pid != os.getpid():
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        adapter.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         _session, _session_pid = session, os.getpid()
     return _session
 
 
+class DeadlineExceeded(requests.Timeout):
+    """The exchange did not finish within its total deadline."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What came back: the status, at most `limit` bytes of the body, and whether that is
+    all of it (`complete`)."""
+
+    http_status: int
+    body: bytes
+    complete: bool
+    content_type: str | None
+    response: requests.Response
+
+
 class EventsApiClient:
-    def __init__(self, base_url: str, timeout: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: tuple[float, float],
+        total_timeout: float | None = None,
+    ) -> None:
+        """`timeout`: (connect, read) per socket operation; `total_timeout`: the whole
+        exchange (default: the HTTP_TOTAL_TIMEOUT_SECONDS setting)."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.total_timeout = (
+            get_settings().http_total_timeout_seconds if total_timeout is None else total_timeout
+        )
 
     def track(self, access_token: str, body: dict[str, Any]) -> Answer:
         data = jsontext.dumps_bytes(body)
-        started = time.perf_counter()
+        started = time.monotonic()
         try:
-            response = http_session().post(
-                self.base_url + TRACK_PATH,
+            answer = self.exchange(
+                "POST",
+                TRACK_PATH,
                 data=data,
                 headers={"Access-Token": access_token, "Content-Type": "application/json"},
-                timeout=self.timeout,
             )
-        except requests.RequestException as error:
+        except DeadlineExceeded as error:
+            status = error.response.status_code if error.response is not None else None
+            return classify_deadline(self.total_timeout, status, _elapsed_ms(started))
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
             return classify_network_error(error, _elapsed_ms(started))
-        try:
-            parsed: Any = response.json()
-        except ValueError:
-            parsed = None
-        return classify_response(response.status_code, parsed, _elapsed_ms(started))
+        return classify_answer(
+            answer.http_status,
+            answer.body,
+            content_type=answer.content_type,
+            complete=answer.complete,
+            duration_ms=_elapsed_ms(started),
+        )
 
     def list_crm_event_sets(self, access_token: str, advertiser_id: str) -> dict[str, Any]:
-        response = http_session().get(
-            self.base_url + CRM_LIST_PATH,
+        """TikTok's answer as a JSON object. Raises requests.HTTPError for a 4xx/5xx,
+        another requests.RequestException when there is no (timely) answer, ValueError when
+        the answer is not a JSON object."""
+        answer = self.exchange(
+            "GET",
+            CRM_LIST_PATH,
             params={"advertiser_id": advertiser_id},
             headers={"Access-Token": access_token},
-            timeout=self.timeout,
         )
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
+        answer.response.raise_for_status()
+        if not answer.complete:
+            raise ValueError(f"the answer is over {MAX_ANSWER_BYTES:,} bytes")
+        result = jsontext.loads(answer.body)
+        if not isinstance(result, dict):
+            raise ValueError("the answer is not a JSON object")
         return result
+
+    def exchange(
+        self, method: str, path: str, *, limit: int = MAX_ANSWER_BYTES, **options: Any
+    ) -> Exchange:
+        """One request under the total deadline. Raises DeadlineExceeded, or what requests
+        and urllib3 raise for a failed connection or a broken answer."""
+        deadline = time.monotonic() + self.total_timeout
+        with _Watchdog(self.total_timeout) as watchdog:
+            try:
+                response = http_session().request(
+                    method, self.base_url + path, timeout=self.timeout, stream=True, **options
+                )
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+                if watchdog.expired:
+                    raise DeadlineExceeded("the total deadline passed") from None
+                raise
+            with response:
+                try:
+                    body, complete = _read_body(response, limit, deadline)
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+                    if watchdog.expired:
+                        raise DeadlineExceeded(
+                            "the total deadline passed", response=response
+                        ) from None
+                    raise
+            if watchdog.expired:  # the shut socket may have looked like the body's end
+                raise DeadlineExceeded("the total deadline passed", response=response)
+            return Exchange(
+                response.status_code, body, complete, response.headers.get("Content-Type"), response
+            )
+
+
+def _read_body(response: requests.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the (decoded) body, and whether that was all of it. read1()
+    returns what one socket read brings, so the deadline is checked between small reads."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded("the total deadline passed", response=response)
+        chunk = response.raw.read1(min(_CHUNK_BYTES, limit + 1 - size), decode_content=True)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:limit], False
+
+
+# --- the watchdog ---------------------------------------------------------------------------
+
+_current = threading.local()
+
+
+class _Watchdog:
+    """Shuts the socket of this thread's exchange when its deadline passes: a blocked read
+    then returns at once, and the connection is not reused."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._connection: HTTPConnection | None = None
+        self._done = False
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        _current.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.watchdog = None
+        with self._lock:
+            self._done = True
+            self._connection = None
+        self._timer.cancel()
+
+    def watch(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._connection = connection
+            if self.expired:
+                _shut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            if self._connection is not None:
+                _shut(self._connection)
+
+
+def _shut(connection: HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is None:
+        return
+    # socket.socket's own shutdown, also for an SSLSocket: it leaves the TLS object alone for
+    # the thread that is reading. An OSError: it is closed already.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watched(connection: HTTPConnection) -> None:
+    watchdog: _Watchdog | None = getattr(_current, "watchdog", None)
+    if watchdog is not None:
+        watchdog.watch(connection)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watched(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watched(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
 
 
 def _elapsed_ms(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
+    return int((time.monotonic() - started) * 1000)

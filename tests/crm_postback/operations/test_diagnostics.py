@@ -259,6 +259,18 @@ def test_auth_errors_and_a_paused_set_are_critical(acme: int) -> None:
     assert "set-token acme" in next(f.fix for f in report.findings if f.code == "auth_error")
 
 
+def test_answers_not_from_tiktok_are_critical_and_name_the_address(acme: int) -> None:
+    message = "HTTP 404 without TikTok's response envelope (text/html, 162 bytes, not JSON)"
+    add_rows(acme, 3, "retrying", payload=FULL_EVENT, attempt=("not_tiktok", 404, None, message))
+    report = report_for()
+    found = codes(report)
+    assert found["answers_not_from_tiktok"] == Severity.CRITICAL
+    assert "transient_errors" not in found and "events_rejected" not in found
+    finding = next(f for f in report.findings if f.code == "answers_not_from_tiktok")
+    assert "3 attempt(s)" in finding.title and "HTTP 404" in finding.title
+    assert "TIKTOK_API_BASE_URL" in finding.fix and "resume acme" in finding.fix
+
+
 def test_test_event_code_and_no_mappings(
     sqlite_db: str, make_event_set: Callable[..., int]
 ) -> None:

@@ -1,0 +1,464 @@
+"""Hostile and odd answers from whatever sits at the Events API address, through the worker.
+
+A real socket server in a thread stands in for TikTok (or for the proxy, the wrong host, the
+broken edge in front of it) and answers each request with raw bytes: an HTML 404, a `code` of
+2**70, a 5,000-character request_id, a body trickling a byte at a time, a 5 MB body, a JSON
+list, bytes that are not UTF-8, an envelope missing its fields. Each case goes through the
+worker's own send and record (`worker.tasks.deliver`) on SQLite, or the client itself, and
+asserts what is stored, how many requests were made, and that each request ended by its
+deadline (bytes read, never a tight wall-clock threshold).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from crm_postback.api import enqueue_trigger
+from crm_postback.core.settings import get_settings
+from crm_postback.observability import metric_definitions
+from crm_postback.tiktok.events_client import EventsApiClient
+from crm_postback.tiktok.response_outcomes import (
+    MAX_ANSWER_BYTES,
+    MESSAGE_CHARS,
+    REQUEST_ID_CHARS,
+    Outcome,
+)
+from models import DeliveryAttempt, EventSet, Postback, PostbackStatus, Trigger
+from models.db import session_scope
+from tests.conftest import apply_env  # type: ignore[import-not-found]
+from worker.processing import process_triggers
+from worker.tasks import deliver
+
+HTML_404 = (
+    b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1>"
+    b"<p>The requested URL was not found on this server.</p></body></html>"
+)
+
+
+def envelope(code: object = 0, message: object = "OK", request_id: object = "req-1") -> bytes:
+    return json.dumps({"code": code, "message": message, "request_id": request_id}).encode()
+
+
+@dataclass
+class Reply:
+    """One scripted answer: status line, headers, body; optionally trickled."""
+
+    status: str = "200 OK"
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    # Seconds between single bytes of the body (or of the whole answer, with `trickle_head`).
+    trickle_every: float = 0.0
+    trickle_head: bool = False
+    # No Content-Length, chunked transfer encoding.
+    chunked: bool = False
+
+    def head(self) -> bytes:
+        lines = [f"HTTP/1.1 {self.status}", f"Content-Type: {self.content_type}"]
+        if self.chunked:
+            lines.append("Transfer-Encoding: chunked")
+        else:
+            lines.append(f"Content-Length: {len(self.body)}")
+        lines += [f"{k}: {v}" for k, v in self.headers.items()]
+        lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class ScriptedServer:
+    """HTTP/1.1 on a real socket: reads each request whole, answers with `reply(request)`."""
+
+    def __init__(self, reply: Callable[[bytes], Reply]) -> None:
+        self.reply = reply
+        self.requests: list[bytes] = []  # request bodies, in order
+        self.body_bytes_sent = 0  # of trickled answers, before the client hung up
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def events_per_request(self) -> list[int]:
+        return [len(json.loads(body)["data"]) for body in self.requests]
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            body = _read_request(conn)
+            if body is None:
+                return
+            self.requests.append(body)
+            reply = self.reply(body)
+            payload = reply.body
+            if reply.chunked:
+                payload = (
+                    b"".join(
+                        f"{len(part):x}\r\n".encode() + part + b"\r\n"
+                        for part in (payload[i : i + 1000] for i in range(0, len(payload), 1000))
+                    )
+                    + b"0\r\n\r\n"
+                )
+            try:
+                if reply.trickle_head:
+                    self._trickle(conn, reply.head() + payload, reply.trickle_every)
+                    return
+                conn.sendall(reply.head())
+                if reply.trickle_every:
+                    self._trickle(conn, payload, reply.trickle_every)
+                else:
+                    conn.sendall(payload)
+            except OSError:
+                return  # the client hung up
+
+    def _trickle(self, conn: socket.socket, data: bytes, every: float) -> None:
+        for index in range(len(data)):
+            if self._stop.is_set():
+                return
+            conn.sendall(data[index : index + 1])
+            self.body_bytes_sent += 1
+            time.sleep(every)
+
+
+def _read_request(conn: socket.socket) -> bytes | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return body
+
+
+# --- through the worker ----------------------------------------------------------------------
+
+
+def sold(lead: str) -> dict[str, Any]:
+    return {
+        "type": "lead.sold",
+        "lead_id": lead,
+        "event_set": "acme",
+        "occurred_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        "attributes": {"value": 10},
+        "match_keys": {"email": f"{lead.lower()}@example.com"},
+    }
+
+
+def rows() -> list[Postback]:
+    with session_scope() as session:
+        return list(session.scalars(select(Postback).order_by(Postback.id)))
+
+
+def attempts() -> list[DeliveryAttempt]:
+    with session_scope() as session:
+        return list(session.scalars(select(DeliveryAttempt).order_by(DeliveryAttempt.id)))
+
+
+def event_set() -> EventSet:
+    with session_scope() as session:
+        found = session.scalars(select(EventSet)).one()
+        session.expunge(found)
+        return found
+
+
+SendThrough = Callable[..., list[Postback]]
+
+
+@pytest.fixture
+def send_through(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch, make_event_set: Callable[..., int]
+) -> SendThrough:
+    """Stores `count` triggers, resolves them, and has the worker deliver them in one task
+    to the scripted server (`prepare(ids)` may change the rows first); returns the outbox
+    rows afterwards."""
+    make_event_set()
+
+    def run(
+        server: ScriptedServer, count: int, prepare: Callable[[list[int]], None] | None = None
+    ) -> list[Postback]:
+        apply_env(monkeypatch, TIKTOK_API_BASE_URL=server.url)
+        for n in range(count):
+            enqueue_trigger(sold(f"L-{n}"))
+        with session_scope() as session:
+            ids = list(session.scalars(select(Trigger.id)))
+            process_triggers(session, ids, get_settings(), datetime.now(UTC))
+            session.commit()
+        postback_ids = [row.id for row in rows()]
+        if prepare is not None:
+            prepare(postback_ids)
+        deliver(postback_ids)
+        return rows()
+
+    return run
+
+
+def requests_counted(outcome: str) -> float:
+    value = metric_definitions.metrics().registry.get_sample_value(
+        "postback_tiktok_requests_total",
+        {"event_set": "acme", "outcome": outcome, "http_status": "404"},
+    )
+    return value or 0.0
+
+
+def test_an_html_404_is_one_request_and_no_event_fails(
+    send_through: SendThrough,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong base URL or a proxy: 16 events were 31 requests (bisection) and 16 failures."""
+    before = requests_counted(Outcome.NOT_TIKTOK.value)
+    html_404 = Reply("404 Not Found", HTML_404, "text/html")
+    with ScriptedServer(lambda _: html_404) as server, caplog.at_level(logging.WARNING):
+        outbox = send_through(server, 16)
+    assert server.events_per_request() == [16]
+    assert {row.status for row in outbox} == {PostbackStatus.RETRYING}
+    assert all(row.attempts == 1 and row.last_http_status == 404 for row in outbox)
+    assert all(row.last_code is None for row in outbox)
+    message = outbox[0].last_message or ""
+    assert "HTTP 404" in message and "TikTok's response envelope" in message
+    assert "text/html" in message
+    paused = event_set()
+    assert paused.status == "paused"
+    assert "TIKTOK_API_BASE_URL" in (paused.paused_reason or "")
+    assert {a.outcome for a in attempts()} == {Outcome.NOT_TIKTOK.value}
+    assert requests_counted(Outcome.NOT_TIKTOK.value) == before + 1
+    assert any("pausing event set" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("status", "paused", "outcome"),
+    [
+        ("400 Bad Request", True, Outcome.NOT_TIKTOK),
+        ("413 Payload Too Large", True, Outcome.NOT_TIKTOK),
+        ("401 Unauthorized", True, Outcome.NOT_TIKTOK),
+        ("200 OK", True, Outcome.NOT_TIKTOK),
+        ("502 Bad Gateway", False, Outcome.TRANSIENT),  # TikTok's edge: retried as documented
+        ("429 Too Many Requests", False, Outcome.THROTTLED),
+    ],
+)
+def test_an_html_answer_never_rejects_events(
+    send_through: SendThrough,
+    status: str,
+    paused: bool,
+    outcome: Outcome,
+) -> None:
+    with ScriptedServer(lambda _: Reply(status, HTML_404, "text/html")) as server:
+        outbox = send_through(server, 4)
+    assert server.events_per_request() == [4]  # no bisection
+    assert {row.status for row in outbox} == {PostbackStatus.RETRYING}
+    assert {a.outcome for a in attempts()} == {outcome.value}
+    assert (event_set().status == "paused") is paused
+
+
+POISON = "0" * 64
+
+
+def test_tiktoks_own_rejection_is_still_bisected(send_through: SendThrough) -> None:
+    """The envelope check does not blunt the real thing: a 40002 in TikTok's envelope."""
+
+    def reply(body: bytes) -> Reply:
+        events = json.loads(body)["data"]
+        if any(event["user"]["email"] == [POISON] for event in events):
+            return Reply(body=envelope(40002, "Batch.0.user.email: Not a valid string.", "r-1"))
+        return Reply(body=envelope(0, "OK", "r-2"))
+
+    def poison(ids: list[int]) -> None:
+        with session_scope() as session:
+            row = session.get(Postback, ids[1])
+            assert row is not None and row.payload is not None
+            row.payload = {**row.payload, "user": {"email": [POISON]}}
+            session.commit()
+
+    with ScriptedServer(reply) as server:
+        outbox = send_through(server, 4, poison)
+    assert [row.status for row in outbox].count(PostbackStatus.FAILED) == 1
+    assert [row.status for row in outbox].count(PostbackStatus.DELIVERED) == 3
+    assert server.events_per_request() == [4, 2, 1, 1, 2]  # depth first
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (envelope(code=2**70), "code beyond the INTEGER column"),
+        (envelope(code=-(2**70)), "negative code beyond the INTEGER column"),
+        (envelope(code=1e3), "code not an integer"),
+        (envelope(code=True), "code a boolean"),
+        (envelope(message=None), "no message"),
+        (json.dumps({"code": 0}).encode(), "message missing"),
+        (json.dumps({"message": "OK"}).encode(), "code missing"),
+        (json.dumps([{"code": 0, "message": "OK"}]).encode(), "a JSON list"),
+        (b"\xff\xfe{\x00\x80 not utf-8", "not UTF-8"),
+        (b"[" * 100_000, "nesting deeper than the parser goes"),
+        (b'{"code": ' + b"9" * 5000 + b', "message": "OK"}', "5,000 digits"),
+        (b"", "an empty body"),
+        (b"NaN", "NaN"),
+    ],
+)
+def test_an_answer_without_tiktoks_envelope_is_recorded_and_retried(
+    send_through: SendThrough, body: bytes, why: str
+) -> None:
+    """A code of 2**70 raised OverflowError while recording: the row stayed `sending`."""
+    with ScriptedServer(lambda _: Reply(body=body)) as server:
+        outbox = send_through(server, 2)
+    assert len(server.requests) == 1, why
+    assert {row.status for row in outbox} == {PostbackStatus.RETRYING}, why
+    assert all(row.last_code is None and row.last_request_id is None for row in outbox)
+    assert {a.outcome for a in attempts()} == {Outcome.NOT_TIKTOK.value}
+
+
+def test_a_huge_request_id_and_message_are_cut_to_their_columns(
+    send_through: SendThrough,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    huge_id, huge_message = "R" * 5000, "M" * 50_000
+    reply = Reply(body=envelope(50000, huge_message, huge_id))
+    with ScriptedServer(lambda _: reply) as server, caplog.at_level(logging.DEBUG):
+        outbox = send_through(server, 2)
+    assert {row.status for row in outbox} == {PostbackStatus.RETRYING}
+    for row in outbox:
+        assert row.last_code == 50000
+        assert row.last_request_id == "R" * REQUEST_ID_CHARS
+        assert row.last_message == "M" * MESSAGE_CHARS
+    assert all(a.request_id == "R" * REQUEST_ID_CHARS for a in attempts())
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "R" * REQUEST_ID_CHARS in logged and "R" * (REQUEST_ID_CHARS + 1) not in logged
+
+
+def test_a_huge_body_is_read_no_further_than_the_cap(
+    send_through: SendThrough,
+) -> None:
+    body = b'{"code": 0, "message": "' + b"x" * 5_000_000 + b'"}'
+    with ScriptedServer(lambda _: Reply(body=body)) as server:
+        outbox = send_through(server, 2)
+    assert {row.status for row in outbox} == {PostbackStatus.RETRYING}
+    assert "not read further" in (outbox[0].last_message or "")
+
+
+# --- the client alone, against the real socket server -----------------------------------------
+
+
+def client(total: float, read: float = 1.0) -> EventsApiClient:
+    return EventsApiClient("http://placeholder", (1.0, read), total_timeout=total)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("limit", [10, 1000, MAX_ANSWER_BYTES])
+def test_the_client_reads_at_most_the_cap(limit: int, chunked: bool) -> None:
+    reply = Reply(body=b"x" * 3_000_000, chunked=chunked)
+    with ScriptedServer(lambda _: reply) as server:
+        api = client(total=20)
+        api.base_url = server.url
+        answer = api.exchange("POST", "/open_api/v1.3/event/track/", data=b"{}", limit=limit)
+    assert len(answer.body) == limit and not answer.complete
+
+
+DEADLINE = 1.5
+
+
+@pytest.mark.parametrize(
+    ("where", "reply"),
+    [
+        ("body", Reply(body=envelope(0) + b" " * 400, trickle_every=0.05)),
+        ("chunked body", Reply(body=envelope(0) + b" " * 400, trickle_every=0.05, chunked=True)),
+        ("status line and headers", Reply(body=envelope(0), trickle_every=0.05, trickle_head=True)),
+    ],
+)
+def test_a_trickling_answer_ends_at_the_total_deadline(where: str, reply: Reply) -> None:
+    """One byte every 2 s held a request 41 s with a 3 s read timeout: every single read was
+    within the read timeout. The total deadline ends it, wherever the answer trickles."""
+    with ScriptedServer(lambda _: reply) as server:
+        api = client(total=DEADLINE, read=1.0)
+        api.base_url = server.url
+        started = time.monotonic()
+        answer = api.track("token", {"data": []})
+        elapsed = time.monotonic() - started
+        sent = server.body_bytes_sent
+    assert answer.outcome is Outcome.TRANSIENT, where
+    assert "deadline" in answer.message, where
+    assert answer.code is None
+    # At 20 bytes a second the whole answer takes over 20 s; it ends after about 30 bytes.
+    whole = len(reply.head()) * reply.trickle_head + len(reply.body)
+    assert sent < whole / 4, (where, sent)
+    assert elapsed < 3 * DEADLINE, where
+
+
+def test_the_deadline_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    apply_env(monkeypatch, HTTP_TOTAL_TIMEOUT_SECONDS="7.5")
+    assert EventsApiClient("http://x", (1.0, 1.0)).total_timeout == 7.5
+
+
+def test_a_complete_answer_keeps_the_connection_for_the_next_request() -> None:
+    """Reading the body in chunks must not cost keep-alive: the pool reuses the connection."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    connections: set[tuple[str, int]] = set()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            connections.add(self.client_address)
+            body = envelope(0)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api = client(total=10)
+        api.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        answers = [api.track("token", {"data": []}) for _ in range(5)]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {a.outcome for a in answers} == {Outcome.DELIVERED}
+    assert len(connections) == 1
