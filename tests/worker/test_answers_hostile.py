@@ -212,7 +212,22 @@ def send_through(
 ) -> SendThrough:
     """Stores `count` triggers, resolves them, and has the worker deliver them in one task
     to the scripted server (`prepare(ids)` may change the rows first); returns the outbox
-    rows afterwards."""
+    rows afterwards. On SQLite; `send_through_both` on PostgreSQL as well."""
+    return _sender(monkeypatch, make_event_set)
+
+
+@pytest.fixture(params=["sqlite_db", "pg_db"])
+def send_through_both(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    make_event_set: Callable[..., int],
+) -> SendThrough:
+    """`send_through`, on SQLite and on PostgreSQL (whose columns refuse what is too long)."""
+    request.getfixturevalue(request.param)
+    return _sender(monkeypatch, make_event_set)
+
+
+def _sender(monkeypatch: pytest.MonkeyPatch, make_event_set: Callable[..., int]) -> SendThrough:
     make_event_set()
 
     def run(
@@ -336,11 +351,11 @@ def test_tiktoks_own_rejection_is_still_bisected(send_through: SendThrough) -> N
     ],
 )
 def test_an_answer_without_tiktoks_envelope_is_recorded_and_retried(
-    send_through: SendThrough, body: bytes, why: str
+    send_through_both: SendThrough, body: bytes, why: str
 ) -> None:
     """A code of 2**70 raised OverflowError while recording: the row stayed `sending`."""
     with ScriptedServer(lambda _: Reply(body=body)) as server:
-        outbox = send_through(server, 2)
+        outbox = send_through_both(server, 2)
     assert len(server.requests) == 1, why
     assert {row.status for row in outbox} == {PostbackStatus.RETRYING}, why
     assert all(row.last_code is None and row.last_request_id is None for row in outbox)
@@ -348,13 +363,13 @@ def test_an_answer_without_tiktoks_envelope_is_recorded_and_retried(
 
 
 def test_a_huge_request_id_and_message_are_cut_to_their_columns(
-    send_through: SendThrough,
+    send_through_both: SendThrough,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     huge_id, huge_message = "R" * 5000, "M" * 50_000
     reply = Reply(body=envelope(50000, huge_message, huge_id))
     with ScriptedServer(lambda _: reply) as server, caplog.at_level(logging.DEBUG):
-        outbox = send_through(server, 2)
+        outbox = send_through_both(server, 2)
     assert {row.status for row in outbox} == {PostbackStatus.RETRYING}
     for row in outbox:
         assert row.last_code == 50000
