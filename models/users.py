@@ -28,7 +28,9 @@ class AdminUser(Base):
         StrEnumText(AdminUserSource, 16), default=AdminUserSource.CLI
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Failed logins counted since `failed_logins_since`; forgotten a window after it.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    failed_logins_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -8,17 +8,25 @@ bury the changes that matter.
 Each runs in `models.db.in_transaction`, which repeats the work once on a fresh connection
 when the pooled one was dead. Repeating is safe: each is a lookup plus bookkeeping; at worst
 a refused login counts twice, or a login leaves an unused session row that expires.
+
+A login's argon2 check takes 64 MiB, so a web process checks at most
+ADMIN_LOGIN_CONCURRENCY logins at once and lets ADMIN_LOGIN_QUEUE more wait; any other
+login is refused with `Busy` at once, before it is counted.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+import threading
 
 from crm_postback.configuration import admin_accounts, api_keys
 from crm_postback.configuration.admin_accounts import Admin, LoginRefused
 from crm_postback.configuration.api_keys import Caller
-from crm_postback.core.settings import get_settings
+from crm_postback.core.rate_limits import WorkGate
+from crm_postback.core.settings import Settings, get_settings
 from models.db import in_transaction
+
+_gate: WorkGate | None = None
+_gate_lock = threading.Lock()
 
 
 def identify_api_key(key: str) -> Caller | None:
@@ -39,22 +47,31 @@ def resume_admin_session(session_id: str) -> Admin | None:
     )
 
 
+def _login_gate(settings: Settings) -> WorkGate:
+    """The process's gate, made again only when its settings change (tests)."""
+    global _gate
+    with _gate_lock:
+        slots, queue = settings.admin_login_concurrency, settings.admin_login_queue
+        if _gate is None or (_gate.slots, _gate.queue) != (slots, queue):
+            _gate = WorkGate(slots, queue)
+        return _gate
+
+
 def log_in(username: str, password: str) -> str:
-    """A new session id for the cookie. A refused login raises `LoginRefused` after its
-    failed-attempt count is committed (the lockout depends on it)."""
+    """A new session id for the cookie. `LoginRefused` (one message for every reason) after
+    the attempt was counted as failed and committed, or `core.rate_limits.Busy` when the
+    process is checking as many logins as it may (nothing counted)."""
     settings = get_settings()
-
-    def attempt(session: Session) -> str | LoginRefused:
-        try:
-            user = admin_accounts.authenticate(session, settings, username, password)
-        except LoginRefused as refused:
-            return refused  # committed, then raised
-        return admin_accounts.start_session(session, settings, user)
-
-    outcome = in_transaction(attempt)
-    if isinstance(outcome, LoginRefused):
-        raise outcome
-    return outcome
+    with _login_gate(settings).slot():
+        attempt = in_transaction(
+            lambda session: admin_accounts.count_login_attempt(session, settings, username)
+        )
+        check = admin_accounts.check_login_password(attempt, password)
+        if not check.accepted:
+            raise LoginRefused()
+        return in_transaction(
+            lambda session: admin_accounts.complete_login(session, settings, attempt, check)
+        )
 
 
 def log_out(session_id: str) -> None:

@@ -3,6 +3,13 @@
 Passwords are hashed with argon2id. A browser session is a random id in a signed cookie; the
 database keeps only its SHA-256, with the session's CSRF token and expiry, so logout really
 ends it. API tokens (`pba_…`) are personal to a user, shown once, stored as SHA-256.
+
+A login is checked in three steps (`commands.authentication.log_in` runs them):
+`count_login_attempt` counts the attempt as failed before its password is looked at (one
+UPDATE, so parallel attempts cannot all pass the lock check), `check_login_password` runs
+the one argon2 verify every attempt runs, and `complete_login` clears the count and starts
+the session. Every refusal says the same thing after the same work: an unknown user, a
+wrong password, a locked or disabled account and the bootstrap user alike.
 """
 
 from __future__ import annotations
@@ -15,21 +22,33 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, literal, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import Settings
-from models import AdminSession, AdminToken, AdminUser, utcnow
+from models import AdminSession, AdminToken, AdminUser, AdminUserSource, utcnow
+from models.base import UTCDateTime
+from models.bulk import insert_ignoring_conflicts
 
 TOKEN_PREFIX = "pba_"
+# Five failures within a minute of the first lock the account for a minute. Failures are
+# forgotten a minute after the first of them and when a lockout ends, so an attacker's one
+# bad attempt a minute never locks an admin out.
 MAX_FAILED_LOGINS = 5
+FAILURE_WINDOW = timedelta(minutes=1)
 LOCKOUT = timedelta(minutes=1)
+LOGIN_REFUSED = "wrong username or password; too many failed attempts lock an account for a minute"
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 MIN_PASSWORD_LENGTH = 10
+MAX_USERNAME_LENGTH = 100
+# Stored for the bootstrap user until it logs in with ADMIN_PASSWORD in clear: no password
+# verifies against it, so nobody logs in as that user through the stored hash alone.
+UNUSABLE_HASH = "!"
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so both cases take the same time.
+# Verified against when there is no hash to check (an unknown user, a locked account), so
+# every attempt runs one argon2 verify with the same parameters.
 _DUMMY_HASH = _hasher.hash("no such user: a password nobody has")
 
 
@@ -37,13 +56,17 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _text_bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher.hash(_text_bytes(password))
 
 
 def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher.verify(password_hash, _text_bytes(password))
     except (VerificationError, InvalidHashError):
         return False
 
@@ -87,6 +110,7 @@ def set_password(session: Session, user: AdminUser, password: str) -> None:
     _check_password(password)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
+    user.failed_logins_since = None
     user.locked_until = None
     end_sessions(session, user)
 
@@ -101,61 +125,167 @@ def end_sessions(session: Session, user: AdminUser) -> None:
     session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
 
 
-def ensure_bootstrap_user(session: Session, settings: Settings) -> None:
-    """ADMIN_USERNAME / ADMIN_PASSWORD: creates that user, or resets its password to the
-    environment's. ADMIN_PASSWORD may be an argon2 hash instead of the password."""
-    name, password = settings.admin_username.strip(), settings.admin_password
-    if not name or not password:
-        return
-    is_hash = password.startswith("$argon2")
-    user = find_user(session, name)
-    if user is None:
-        user = AdminUser(
-            username=name,
-            password_hash=password if is_hash else hash_password(password),
-            source="env",
-            active=True,
-            failed_logins=0,
-        )
-        session.add(user)
-        session.flush()
-        return
-    if is_hash:
-        if user.password_hash != password:
-            user.password_hash = password
-    elif not _verify(user.password_hash, password):
-        user.password_hash = hash_password(password)
-
-
 class LoginRefused(Exception):
-    pass
+    """Always with LOGIN_REFUSED: it never says which part was wrong, nor that an account
+    is locked (a locked state would tell that the account exists)."""
+
+    def __init__(self) -> None:
+        super().__init__(LOGIN_REFUSED)
 
 
-def authenticate(
-    session: Session, settings: Settings, username: str, password: str, now: datetime | None = None
-) -> AdminUser:
-    """The user, or LoginRefused with a message that never says which part was wrong."""
+@dataclass(frozen=True)
+class LoginAttempt:
+    """An attempt counted by `count_login_attempt`: what checking its password needs."""
+
+    user_id: int | None  # None: no such user, or locked (refused whatever the password)
+    password_hash: str
+    active: bool
+    bootstrap_password: str | None  # ADMIN_PASSWORD, when this is ADMIN_USERNAME
+
+
+@dataclass(frozen=True)
+class LoginCheck:
+    accepted: bool
+    new_hash: str | None  # to store: the stored one is outdated or missing
+
+
+_REFUSED_ANYWAY = LoginAttempt(None, _DUMMY_HASH, False, None)
+
+
+def _could_be_username(name: str) -> bool:
+    """False for what no user can be called (and some databases cannot even compare)."""
+    if not 1 <= len(name) <= MAX_USERNAME_LENGTH or "\x00" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bootstrap_password(settings: Settings, name: str) -> str | None:
+    bootstrap = settings.admin_username.strip()
+    if bootstrap and settings.admin_password and name == bootstrap:
+        return settings.admin_password
+    return None
+
+
+def _ensure_bootstrap_user(session: Session, name: str, secret: str, now: datetime) -> None:
+    """ADMIN_USERNAME exists from its first login attempt on, so its failures are counted
+    like anyone's. An argon2 hash in ADMIN_PASSWORD is stored as it is; a password in clear
+    is stored hashed at its first successful login (hashing at every attempt would make this
+    user's attempts slower than anyone else's)."""
+    users = AdminUser.__table__
+    is_hash = secret.startswith("$argon2")
+    if session.scalar(select(users.c.id).where(users.c.username == name)) is None:
+        session.execute(
+            insert_ignoring_conflicts(session, users).values(
+                username=name,
+                password_hash=secret if is_hash else UNUSABLE_HASH,
+                source=AdminUserSource.ENV,
+                active=True,
+                failed_logins=0,
+                created_at=now,
+            )
+        )
+    elif is_hash:
+        session.execute(
+            update(users)
+            .where(users.c.username == name, users.c.password_hash != secret)
+            .values(password_hash=secret)
+        )
+
+
+def count_login_attempt(
+    session: Session, settings: Settings, username: str, now: datetime | None = None
+) -> LoginAttempt:
+    """Counts the attempt as a failure, in one UPDATE that also locks the account at the
+    fifth failure within FAILURE_WINDOW; a locked account is not counted and is refused
+    whatever the password. `complete_login` clears the count if the password was right."""
     now = now or utcnow()
-    if username.strip() == settings.admin_username.strip():
-        ensure_bootstrap_user(session, settings)
-    user = find_user(session, username)
-    if user is None:
-        _verify(_DUMMY_HASH, password)
-        raise LoginRefused("wrong username or password")
-    if user.locked_until is not None and user.locked_until > now:
-        seconds = int((user.locked_until - now).total_seconds()) + 1
-        raise LoginRefused(f"too many failed attempts; try again in {seconds} s")
-    if not _verify(user.password_hash, password) or not user.active:
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + LOCKOUT
-        raise LoginRefused("wrong username or password")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
-    return user
+    name = username.strip()
+    if not _could_be_username(name):
+        return _REFUSED_ANYWAY
+    bootstrap = _bootstrap_password(settings, name)
+    if bootstrap is not None:
+        _ensure_bootstrap_user(session, name, bootstrap, now)
+    users = AdminUser.__table__
+    at_now = literal(now, UTCDateTime())
+    starts_over = or_(
+        users.c.failed_logins_since.is_(None),
+        users.c.failed_logins_since <= now - FAILURE_WINDOW,
+        users.c.locked_until.is_not(None),  # a lockout that has ended
+    )
+    count = case((starts_over, 1), else_=users.c.failed_logins + 1)
+    row = session.execute(
+        update(users)
+        .where(
+            users.c.username == name,
+            or_(users.c.locked_until.is_(None), users.c.locked_until <= now),
+        )
+        .values(
+            failed_logins=count,
+            failed_logins_since=case((starts_over, at_now), else_=users.c.failed_logins_since),
+            locked_until=case(
+                (count >= MAX_FAILED_LOGINS, literal(now + LOCKOUT, UTCDateTime())),
+                else_=null(),
+            ),
+        )
+        .returning(users.c.id, users.c.password_hash, users.c.active)
+    ).one_or_none()
+    if row is None:
+        return _REFUSED_ANYWAY
+    return LoginAttempt(row.id, row.password_hash, row.active, bootstrap)
+
+
+def check_login_password(attempt: LoginAttempt, password: str) -> LoginCheck:
+    """Runs exactly one argon2 verify, whatever the attempt (the dummy hash stands in when
+    there is nothing to verify against); no transaction should be open meanwhile."""
+    stored = attempt.password_hash
+    matches = _verify(stored if stored.startswith("$argon2") else _DUMMY_HASH, password)
+    clear = attempt.bootstrap_password
+    if clear is not None and not clear.startswith("$argon2"):
+        # ADMIN_PASSWORD in clear is the password; the stored hash may be older.
+        right = hmac.compare_digest(_text_bytes(password), _text_bytes(clear))
+    else:
+        right = matches
+    if not (right and attempt.user_id is not None and attempt.active):
+        return LoginCheck(False, None)
+    if not matches or _hasher.check_needs_rehash(stored):
+        return LoginCheck(True, hash_password(password))
+    return LoginCheck(True, None)
+
+
+def complete_login(
+    session: Session,
+    settings: Settings,
+    attempt: LoginAttempt,
+    check: LoginCheck,
+    now: datetime | None = None,
+) -> str:
+    """A new session id for an accepted attempt; its failures (and any lockout) cleared."""
+    now = now or utcnow()
+    if not check.accepted or attempt.user_id is None:
+        raise LoginRefused()
+    users = AdminUser.__table__
+    values: dict[str, object] = {
+        "failed_logins": 0,
+        "failed_logins_since": None,
+        "locked_until": None,
+        "last_login_at": now,
+    }
+    if check.new_hash is not None:
+        values["password_hash"] = check.new_hash
+    still_there = session.execute(
+        update(users)
+        .where(users.c.id == attempt.user_id, users.c.active.is_(True))
+        .values(**values)
+        .returning(users.c.id)
+    ).one_or_none()
+    user = session.get(AdminUser, attempt.user_id) if still_there else None
+    if user is None:  # deleted or disabled since the attempt was counted
+        raise LoginRefused()
+    return start_session(session, settings, user, now)
 
 
 @dataclass(frozen=True)
