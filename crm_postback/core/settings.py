@@ -170,6 +170,14 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
 
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _redis_rate_limit_storage(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if value and scheme not in {"redis", "rediss", "redis+unix", "redis+sentinel"}:
+            raise ValueError("must be empty or a redis://, rediss:// or redis+sentinel:// URL")
+        return value
+
     @field_validator("admin_login_rate_limit")
     @classmethod
     def _rate_in_limits_notation(cls, value: str) -> str:
