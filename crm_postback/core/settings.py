@@ -118,9 +118,9 @@ class Settings(BaseSettings):
         "redis://host:6379/1 shares them between processes and hosts.",
     )
     admin_login_rate_limit: str = Field(
-        "10/minute",
+        "10 per minute",
         description="Login attempts one client address may make (`limits` notation, e.g. "
-        "10/minute or 100 per hour); more are answered 429 with Retry-After.",
+        "10 per minute, 100 per hour, 5/second); more are answered 429 with Retry-After.",
     )
     admin_login_concurrency: int = Field(
         2,
