@@ -47,12 +47,35 @@ class CompiledMapping:
 
 
 @dataclass(frozen=True)
+class MissingAttribute:
+    """A property the mapping fills from an attribute this trigger does not have (absent or
+    null), so the event goes without it."""
+
+    property: str
+    attribute: str
+
+    def describe(self) -> str:
+        return (
+            f"property {self.property} reads attribute {self.attribute!r}, which the trigger "
+            f"does not have: the event goes without {self.property}"
+        )
+
+
+@dataclass(frozen=True)
 class ResolvedEvent:
     mapping_id: int
     mapping_version: int
     event_name: str
     properties: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # set when the trigger's attributes cannot fill the properties
+    # Properties configured from attributes this trigger lacks (sent without them).
+    missing: tuple[MissingAttribute, ...] = ()
+
+    def explain_missing(self, mapping: str | None = None) -> list[str]:
+        """One sentence per property left out, naming this event and its mapping (`mapping`
+        names it otherwise, e.g. an unsaved one)."""
+        source = mapping or f"mapping {self.mapping_id}"
+        return [f"{self.event_name} ({source}): {item.describe()}" for item in self.missing]
 
 
 def compile_mappings(records: Iterable[MappingRecord]) -> list[CompiledMapping]:
@@ -94,9 +117,11 @@ def resolve(
     for mapping in mappings:
         if mapping.event_name in resolved or not mapping.matches(trigger_type, attributes):
             continue
+        missing: tuple[MissingAttribute, ...] = ()
         try:
             properties = build_properties(mapping.rules, attributes, default_currency)
             error = None
+            missing = missing_attributes(mapping.rules, attributes)
         except ValueError as exc:
             properties, error = {}, str(exc)
         resolved[mapping.event_name] = ResolvedEvent(
@@ -105,8 +130,30 @@ def resolve(
             event_name=mapping.event_name,
             properties=properties,
             error=error,
+            missing=missing,
         )
     return list(resolved.values())
+
+
+def missing_attributes(
+    rules: PropertyRules, attributes: dict[str, Any]
+) -> tuple[MissingAttribute, ...]:
+    """The properties `rules` was told to fill from an attribute that `attributes` lacks (or
+    holds null), and that are therefore left out. Only rules set on the mapping count: the
+    default `value_from: value` is optional (a Lead has no value), and a fixed `value` is the
+    configured fallback of `value_from`."""
+    configured = rules.model_fields_set
+    missing = []
+    if (
+        "value_from" in configured
+        and rules.value_from
+        and rules.value is None
+        and attributes.get(rules.value_from) is None
+    ):
+        missing.append(MissingAttribute("value", rules.value_from))
+    if rules.order_id_from and attributes.get(rules.order_id_from) is None:
+        missing.append(MissingAttribute("order_id", rules.order_id_from))
+    return tuple(missing)
 
 
 def build_properties(

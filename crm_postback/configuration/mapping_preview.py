@@ -224,6 +224,8 @@ def preview(
         event_id = make_event_id(event_set.id, key, item.event_name)
         event: dict[str, Any] | None = None
         problem = item.error
+        is_draft = item.mapping_id == draft_id
+        result.notes.extend(item.explain_missing("the edited mapping" if is_draft else None))
         if problem is None and lead is None:
             problem = (
                 f"lead_id: no lead {lead_ref!r} is stored and the trigger has no match keys: "
@@ -243,7 +245,6 @@ def preview(
                 )
             except (ValueError, NoMatchKey) as failure:
                 problem = str(failure)
-        is_draft = item.mapping_id == draft_id
         result.events.append(
             PreviewEvent(
                 event_name=item.event_name,

@@ -29,6 +29,7 @@ from crm_postback.operations.diagnostics_queries import (
     enabled_mappings,
     event_set_state,
     match_key_coverage,
+    missing_property_attributes,
     open_events,
     outbox_statuses,
     tiktok_errors,
@@ -40,6 +41,7 @@ from crm_postback.operations.diagnostics_signal_findings import (
     GUIDANCE_SIGNALS,
     coverage_findings,
     event_set_findings,
+    missing_attribute_findings,
     unmapped_findings,
     volume_findings,
 )
@@ -67,6 +69,7 @@ def diagnose(
     volume = delivered_volume(session, state.id, since)
     errors = tiktok_errors(session, state.id, since)
     mappings = enabled_mappings(session, state.id)
+    missing = missing_property_attributes(session, state.id, since)
     unmapped = unmapped_triggers(session, state.id, since, mappings.trigger_types)
     events = open_events(session, state.id, now)
     triggers = waiting_triggers(session, state.id, now)
@@ -75,6 +78,7 @@ def diagnose(
         *event_set_findings(state, mappings),
         *volume_findings(state.name, window_days, volume),
         *coverage_findings(state.kind, coverage),
+        *missing_attribute_findings(state.name, window_days, missing),
         *tiktok_error_findings(state.name, window_days, errors),
         *outbox_findings(state.name, window_days, statuses),
         *unmapped_findings(state.name, window_days, unmapped),
@@ -106,6 +110,7 @@ def diagnose(
         oldest_trigger_age_seconds=triggers.oldest_received_age_seconds,
         enabled_mappings=mappings.count,
         findings=sorted(findings, key=lambda f: f.severity.rank),  # stable: sections' order
+        missing_attributes=list(missing.counts),
     )
 
 

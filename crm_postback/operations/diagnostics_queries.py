@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,8 @@ from crm_postback.operations.diagnostics_report import (
     ErrorCode,
     EventSetState,
     MatchKeyCoverage,
+    MissingAttributeCount,
+    MissingAttributes,
     OpenEvents,
     OutboxStatuses,
     TikTokErrors,
@@ -28,6 +31,8 @@ from crm_postback.operations.diagnostics_report import (
 )
 from crm_postback.operations.retention import has_body
 from crm_postback.tiktok.response_outcomes import Outcome
+from mappings.resolve import missing_attributes
+from mappings.rules import PropertyRules
 from models import (
     DeliveryAttempt,
     EventSet,
@@ -58,6 +63,7 @@ WEB_KEYS: dict[str, tuple[str, str]] = {
 }
 OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
 EXAMPLE_CHARS = 300  # of one of TikTok's (or the resolver's) messages
+ATTRIBUTE_SAMPLE = 1000  # a mapping's most recent triggers read for missing attributes
 
 _postbacks = Postback.__table__
 _attempts = DeliveryAttempt.__table__
@@ -170,6 +176,54 @@ def tiktok_errors(session: Session, event_set_id: int, since: datetime) -> TikTo
             for code, outcome, http_status, count, example in rows
         )
     )
+
+
+def missing_property_attributes(
+    session: Session, event_set_id: int, since: datetime
+) -> MissingAttributes:
+    """For each enabled mapping whose properties read attributes (`value_from`,
+    `order_id_from`), how many of its latest ATTRIBUTE_SAMPLE triggers in the window (made at
+    its current version) lacked each attribute. One query per such mapping."""
+    mappings = session.execute(
+        select(Mapping.id, Mapping.event_name, Mapping.properties, Mapping.version)
+        .where(Mapping.event_set_id == event_set_id, Mapping.enabled.is_(True))
+        .order_by(Mapping.id)
+    ).all()
+    counts: list[MissingAttributeCount] = []
+    for mapping in mappings:
+        try:
+            rules = PropertyRules.model_validate(mapping.properties or {})
+        except ValidationError:
+            continue  # not a mapping the worker can use either; its events fail with a reason
+        reads = missing_attributes(rules, {})  # every attribute the rules read
+        if not reads:
+            continue
+        sampled = session.scalars(
+            select(_triggers.c.attributes)
+            .join(_postbacks, _postbacks.c.trigger_id == _triggers.c.id)
+            .where(
+                _postbacks.c.mapping_id == mapping.id,
+                _postbacks.c.mapping_version == mapping.version,
+                _postbacks.c.created_at >= since,
+            )
+            .order_by(_postbacks.c.id.desc())
+            .limit(ATTRIBUTE_SAMPLE)
+        ).all()
+        lacking = [missing_attributes(rules, attributes or {}) for attributes in sampled]
+        for read in reads:
+            missing = sum(1 for found in lacking if read in found)
+            if missing:
+                counts.append(
+                    MissingAttributeCount(
+                        mapping.id,
+                        mapping.event_name,
+                        read.property,
+                        read.attribute,
+                        missing,
+                        len(sampled),
+                    )
+                )
+    return MissingAttributes(counts=tuple(counts))
 
 
 def unmapped_triggers(

@@ -42,6 +42,19 @@ class ErrorCode:
 
 
 @dataclass(frozen=True)
+class MissingAttributeCount:
+    """A mapping's property filled from an attribute, and how often its recent triggers
+    lacked that attribute (so the event went without the property)."""
+
+    mapping_id: int
+    event_name: str
+    property: str
+    attribute: str
+    missing: int  # of the sampled triggers, those without the attribute (or with null)
+    sampled: int  # the mapping's recent triggers (at its current version)
+
+
+@dataclass(frozen=True)
 class UnmappedType:
     trigger_type: str
     triggers: int
@@ -114,6 +127,14 @@ class TikTokErrors:
 
 
 @dataclass(frozen=True)
+class MissingAttributes:
+    """Per property rule of an enabled mapping that reads an attribute: how many of its
+    recent triggers in the window lacked it (rules never missing are left out)."""
+
+    counts: tuple[MissingAttributeCount, ...]
+
+
+@dataclass(frozen=True)
 class UnmappedTriggers:
     """Triggers in the window that no mapping matched, by type, most first."""
 
@@ -168,6 +189,8 @@ class Report:
     oldest_trigger_age_seconds: float | None
     enabled_mappings: int
     findings: list[Finding] = field(default_factory=list)
+    # properties left out because a trigger lacked the attribute a mapping reads them from
+    missing_attributes: list[MissingAttributeCount] = field(default_factory=list)
 
     @property
     def worst(self) -> Severity | None:

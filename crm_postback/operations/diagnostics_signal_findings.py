@@ -13,6 +13,7 @@ from crm_postback.operations.diagnostics_report import (
     EventSetState,
     Finding,
     MatchKeyCoverage,
+    MissingAttributes,
     Severity,
     UnmappedTriggers,
     format_share,
@@ -186,3 +187,22 @@ def unmapped_findings(name: str, days: int, unmapped: UnmappedTriggers) -> list[
                 )
             )
     return found
+
+
+def missing_attribute_findings(name: str, days: int, missing: MissingAttributes) -> list[Finding]:
+    """Properties a mapping fills from an attribute its triggers did not carry: the events
+    went without them (a `value_from` naming an attribute the routing system never sends)."""
+    return [
+        Finding(
+            Severity.WARNING,
+            "property_attribute_missing",
+            f"mapping {item.mapping_id} ({item.event_name}): property {item.property} read "
+            f"attribute {item.attribute!r}, which was missing in {item.missing} of "
+            f"{item.sampled} recent trigger(s) in {days} days; those events went without "
+            f"{item.property}.",
+            f"Send attributes.{item.attribute} with these triggers, or read another attribute: "
+            f"`postback mapping set --event-set {name} --id {item.mapping_id} ...` "
+            "(the admin's Preview page shows the event a trigger would give).",
+        )
+        for item in missing.counts
+    ]

@@ -10,9 +10,11 @@ from pydantic import ValidationError
 
 from mappings.resolve import (
     CompiledMapping,
+    MissingAttribute,
     ResolvedEvent,
     build_properties,
     compile_mappings,
+    missing_attributes,
     resolve,
 )
 from mappings.rules import Condition, PropertyRules
@@ -327,3 +329,45 @@ def test_compiled_once_per_content_and_again_after_an_edit() -> None:
     record.properties = {"value": 1}
     [unversioned] = compile_mappings([record])
     assert unversioned.rules.value == 1
+
+
+# --- rules that read an attribute the trigger does not have ------------------------------------
+
+
+def test_a_value_rule_reading_a_missing_attribute_says_so() -> None:
+    """`value_from: payout` with no payout: the event goes without properties, and says why."""
+    event = _one({"value_from": "payout", "currency": "USD"}, {"buyer_id": "B17"})
+    assert event.properties == {}
+    assert event.error is None
+    assert event.missing == (MissingAttribute("value", "payout"),)
+    assert "payout" in event.missing[0].describe()
+
+
+def test_a_null_attribute_is_as_missing_as_an_absent_one() -> None:
+    event = _one({"value_from": "payout", "order_id_from": "offer"}, {"payout": None})
+    assert event.missing == (
+        MissingAttribute("value", "payout"),
+        MissingAttribute("order_id", "offer"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("properties", "attributes"),
+    [
+        ({}, {}),  # the default rules (value, currency) are optional: a Lead has no value
+        ({"currency": "USD"}, {"buyer_id": "B17"}),
+        ({"value_from": "payout", "value": 5, "currency": "USD"}, {}),  # the fixed fallback
+        ({"value_from": "payout", "currency": "USD"}, {"payout": 12}),
+        ({"order_id_from": "offer"}, {"offer": "O-1"}),
+    ],
+)
+def test_nothing_is_said_when_nothing_configured_was_dropped(
+    properties: dict[str, Any], attributes: dict[str, Any]
+) -> None:
+    assert _one(properties, attributes).missing == ()
+
+
+def test_missing_attributes_directly() -> None:
+    rules = PropertyRules.model_validate({"value_from": "payout", "order_id_from": "offer"})
+    assert missing_attributes(rules, {"offer": "O-1"}) == (MissingAttribute("value", "payout"),)
+    assert missing_attributes(PropertyRules(), {}) == ()

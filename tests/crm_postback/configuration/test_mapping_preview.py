@@ -149,6 +149,34 @@ def test_problems_are_explained(acme: int) -> None:
     assert any("test_event_code 'TEST1'" in note for note in shown.notes)
 
 
+def test_a_property_reading_a_missing_attribute_is_a_note(acme: int) -> None:
+    """It was dropped silently: the event went without `properties`, and no note said so."""
+    shown = run(
+        trigger={**SOLD, "match_keys": {"ttclid": "x"}},
+        draft=DraftMapping(
+            "lead.sold",
+            "lead_sold",
+            properties={"value_from": "payout", "currency": "USD"},
+            replaces=2,
+        ),
+    )
+    [event] = shown.events
+    assert event.error is None and event.event is not None
+    assert "properties" not in event.event
+    [note] = [note for note in shown.notes if "payout" in note]
+    assert note.startswith("lead_sold (the edited mapping): property value reads attribute")
+    assert "payout" in " ".join(shown.as_dict()["notes"])
+    # Saved, the same mapping is named by its id.
+    with session_scope() as session:
+        mapping = session.get(Mapping, 2)
+        assert mapping is not None
+        mapping.properties = {"value_from": "payout", "currency": "USD"}
+        mapping.version += 1
+        session.commit()
+    shown = run(trigger={**SOLD, "match_keys": {"ttclid": "x"}})
+    assert any(note.startswith("lead_sold (mapping 2): property value") for note in shown.notes)
+
+
 def test_bad_input_and_bad_drafts_are_rejected_by_field(acme: int) -> None:
     with pytest.raises(InputRejected) as caught:
         run(trigger={"type": "Lead Sold", "lead_id": "L-1"})

@@ -625,3 +625,46 @@ def test_match_key_coverage_on_postgresql(pg_acme: int) -> None:
         pixel = match_key_coverage(session, pg_acme, "web", since)
     assert crm.events == 4 and crm.share("tiktok_lead_id") == 0.25 and crm.share("phone") == 0.25
     assert pixel.share("ip") == 0.75 and pixel.share("user_agent") == 0.0
+
+
+@pytest.mark.parametrize("database", ["sqlite_db", "pg_db"])
+def test_a_property_reading_a_missing_attribute_is_counted(
+    database: str,
+    request: pytest.FixtureRequest,
+    simulator: SimulatorControl,
+    eager: None,
+    make_event_set: Callable[..., int],
+) -> None:
+    """`value_from: payout` with no payout: the events went without a value, and nothing said."""
+    request.getfixturevalue(database)
+    make_event_set(
+        mappings=(
+            {"trigger_type": "lead.submitted", "event_name": "Lead"},
+            {
+                "trigger_type": "lead.sold",
+                "event_name": "lead_sold",
+                "properties": {"value_from": "payout", "currency": "USD"},
+            },
+        )
+    )
+    for n in range(4):
+        enqueue_trigger(trigger("lead.submitted", f"L-{n}", match_keys={"ttclid": f"E.C.P.{n}"}))
+    for n in range(3):
+        enqueue_trigger(trigger("lead.sold", f"L-{n}", attributes={"value": 5}))
+    enqueue_trigger(trigger("lead.sold", "L-3", attributes={"payout": 12.5}))
+
+    report = report_for()
+    assert report.delivered == 8
+    assert codes(report)["property_attribute_missing"] == Severity.WARNING
+    finding = next(f for f in report.findings if f.code == "property_attribute_missing")
+    assert "lead_sold" in finding.title and "'payout'" in finding.title
+    assert "3 of 4" in finding.title
+    assert "attributes.payout" in finding.fix
+    [counted] = report.missing_attributes
+    assert (counted.property, counted.attribute, counted.missing, counted.sampled) == (
+        "value",
+        "payout",
+        3,
+        4,
+    )
+    json.dumps(report.as_dict())
