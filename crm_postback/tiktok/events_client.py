@@ -101,7 +101,7 @@ class EventsApiClient:
         except DeadlineExceeded as error:
             status = error.response.status_code if error.response is not None else None
             return classify_deadline(self.total_timeout, status, _elapsed_ms(started))
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+        except requests.RequestException as error:
             return classify_network_error(error, _elapsed_ms(started))
         return classify_answer(
             answer.http_status,
@@ -132,27 +132,30 @@ class EventsApiClient:
     def exchange(
         self, method: str, path: str, *, limit: int = MAX_ANSWER_BYTES, **options: Any
     ) -> Exchange:
-        """One request under the total deadline. Raises DeadlineExceeded, or what requests
-        and urllib3 raise for a failed connection or a broken answer."""
+        """One request under the total deadline. Raises DeadlineExceeded, or another
+        requests.RequestException for a failed connection or a broken answer."""
         deadline = time.monotonic() + self.total_timeout
         with _Watchdog(self.total_timeout) as watchdog:
             try:
                 response = http_session().request(
                     method, self.base_url + path, timeout=self.timeout, stream=True, **options
                 )
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+            except requests.RequestException:
                 if watchdog.expired:
                     raise DeadlineExceeded("the total deadline passed") from None
                 raise
             with response:
                 try:
                     body, complete = _read_body(response, limit, deadline)
-                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
                     if watchdog.expired:
                         raise DeadlineExceeded(
                             "the total deadline passed", response=response
                         ) from None
-                    raise
+                    if isinstance(error, requests.RequestException):
+                        raise
+                    # Reading raw, urllib3's errors arrive unwrapped; callers expect requests'.
+                    raise requests.ConnectionError(error, response=response) from error
             if watchdog.expired:  # the shut socket may have looked like the body's end
                 raise DeadlineExceeded("the total deadline passed", response=response)
             return Exchange(

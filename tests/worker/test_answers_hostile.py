@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from crm_postback.api import enqueue_trigger
@@ -63,13 +64,16 @@ class Reply:
     trickle_head: bool = False
     # No Content-Length, chunked transfer encoding.
     chunked: bool = False
+    # A Content-Length other than the body's (the server hangs up early).
+    declared_length: int | None = None
 
     def head(self) -> bytes:
         lines = [f"HTTP/1.1 {self.status}", f"Content-Type: {self.content_type}"]
         if self.chunked:
             lines.append("Transfer-Encoding: chunked")
         else:
-            lines.append(f"Content-Length: {len(self.body)}")
+            declared = len(self.body) if self.declared_length is None else self.declared_length
+            lines.append(f"Content-Length: {declared}")
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
         lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -436,6 +440,31 @@ def test_a_trickling_answer_ends_at_the_total_deadline(where: str, reply: Reply)
     whole = len(reply.head()) * reply.trickle_head + len(reply.body)
     assert sent < whole / 4, (where, sent)
     assert elapsed < 3 * DEADLINE, where
+
+
+def test_an_answer_cut_short_is_a_network_error_for_every_caller() -> None:
+    """The body is read raw, so urllib3's IncompleteRead must still come out as requests'."""
+    reply = Reply(body=envelope(0), declared_length=10_000)
+    with ScriptedServer(lambda _: reply) as server:
+        api = client(total=10)
+        api.base_url = server.url
+        answer = api.track("token", {"data": []})
+        with pytest.raises(requests.ConnectionError):
+            api.list_crm_event_sets("token", "7000000001")
+    assert answer.outcome is Outcome.TRANSIENT and answer.code is None
+    assert "ConnectionError" in answer.message
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply(body=b"[]"), Reply(body=b"<html></html>", content_type="text/html")],
+)
+def test_the_crm_list_call_refuses_what_is_not_a_json_object(reply: Reply) -> None:
+    with ScriptedServer(lambda _: reply) as server:
+        api = client(total=10)
+        api.base_url = server.url
+        with pytest.raises(ValueError):
+            api.list_crm_event_sets("token", "7000000001")
 
 
 def test_the_deadline_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
