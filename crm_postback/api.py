@@ -25,11 +25,10 @@ from crm_postback.intake.group_commit import GroupCommit
 from crm_postback.intake.lead_keys import hash_match_keys, upsert_lead
 from crm_postback.intake.trigger_intake import AcceptedTrigger, accept_triggers
 from crm_postback.intake.trigger_schemas import (
-    UNSTORABLE_MESSAGE,
     LeadUpsert,
     TriggerIn,
     parse_trigger,
-    unstorable_paths,
+    unstorable_values,
 )
 from crm_postback.observability.intake_metrics import record_intake, record_triggers_received
 from models.db import in_transaction
@@ -53,20 +52,30 @@ class BatchItem:
     errors: list[FieldError]
 
 
+def _refuse_unstorable(document: Mapping[str, Any]) -> None:
+    unstorable = [
+        FieldError(".".join(map(str, path)), message)
+        for path, message in unstorable_values(dict(document))
+    ]
+    if unstorable:
+        raise InputRejected(unstorable)
+
+
 def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
-    if isinstance(trigger, Mapping):
-        unstorable = [
-            FieldError(".".join(map(str, path)), UNSTORABLE_MESSAGE)
-            for path in unstorable_paths(dict(trigger))
-        ]
-        if unstorable:
-            record_triggers_received(rejected=1)
-            raise InputRejected(unstorable)
     try:
-        return parse_trigger(trigger)
-    except ValidationError as error:
+        if isinstance(trigger, Mapping):
+            _refuse_unstorable(trigger)
+        try:
+            return parse_trigger(trigger)
+        except ValidationError as error:
+            raise InputRejected.from_validation(error) from None
+        except Exception as error:
+            # Whatever a validator trips over fails this trigger only, never its batch.
+            log.warning("%s while validating a trigger", type(error).__name__)
+            raise InputRejected.one("body", "could not be validated") from None
+    except InputRejected:
         record_triggers_received(rejected=1)
-        raise InputRejected.from_validation(error) from None
+        raise
 
 
 def enqueue_trigger(trigger: TriggerIn | Mapping[str, Any]) -> AcceptedTrigger:
@@ -118,8 +127,10 @@ _GROUP: GroupCommit[TriggerIn, AcceptedTrigger | InputRejected] = GroupCommit(_s
 
 def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:
     """Adds or merges a lead's match keys without a trigger (e.g. the ttclid arrives later)."""
+    document = {"lead_id": lead_id, "match_keys": match_keys}
+    _refuse_unstorable(document)
     try:
-        upsert = LeadUpsert.model_validate({"lead_id": lead_id, "match_keys": match_keys})
+        upsert = LeadUpsert.model_validate(document)
     except ValidationError as error:
         raise InputRejected.from_validation(error) from None
     settings = get_settings()

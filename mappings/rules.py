@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,7 +42,7 @@ class Condition(BaseModel):
     @model_validator(mode="after")
     def _value_fits_operator(self) -> Condition:
         if self.op in NUMERIC_OPERATORS and as_number(self.value) is None:
-            raise ValueError(f"'{self.op}' compares numbers; {self.value!r} is not a number")
+            raise ValueError(f"'{self.op}' compares numbers; {_shown(self.value)} is not a number")
         if self.op in ("in", "not_in") and not isinstance(self.value, list):
             raise ValueError(f"'{self.op}' needs a list of values")
         return self
@@ -87,6 +86,11 @@ class Condition(BaseModel):
         return f"{self.attribute} {symbol[self.op]} {json.dumps(self.value)}"
 
 
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def _same(actual: object, expected: object) -> bool:
     left, right = as_number(actual), as_number(expected)
     if left is not None and right is not None and not isinstance(actual, str | bool):
@@ -94,42 +98,122 @@ def _same(actual: object, expected: object) -> bool:
     return str(actual) == str(expected)
 
 
-_CONDITION_TEXT = re.compile(
-    r"^\s*(?P<attr>[A-Za-z_][A-Za-z0-9_.\-]*)\s*"
-    r"(?P<op>==|!=|>=|<=|>|<|\bnot\s+in\b|\bin\b|\bexists\b)\s*(?P<value>.*?)\s*$"
+MAX_CONDITION_LENGTH = 2000
+MAX_CONDITION_NESTING = 4  # brackets in a value; a valid one has at most one list
+_ATTRIBUTE_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_ATTRIBUTE_REST = _ATTRIBUTE_START | frozenset("0123456789.-")
+_SYMBOL_OPERATORS: tuple[tuple[str, Operator], ...] = (
+    ("==", "eq"),
+    ("!=", "ne"),
+    (">=", "gte"),
+    ("<=", "lte"),
+    (">", "gt"),
+    ("<", "lt"),
 )
-_TEXT_OPERATORS: dict[str, Operator] = {
-    "==": "eq",
-    "!=": "ne",
-    ">=": "gte",
-    "<=": "lte",
-    ">": "gt",
-    "<": "lt",
-    "in": "in",
-    "exists": "exists",
-}
+_SHAPE = (
+    "condition: expected '<attribute> <op> <value>' with op one of "
+    "==, !=, >, >=, <, <=, in, not in, exists"
+)
 
 
 def parse_condition(text: str) -> Condition:
-    """`buyer_id == "B17"`, `value >= 50`, `state in ["CA","NY"]`, `offer_id exists`."""
-    match = _CONDITION_TEXT.match(text)
-    if not match:
-        raise ValueError(
-            f"condition {text!r}: expected '<attribute> <op> <value>' with op one of "
-            "==, !=, >, >=, <, <=, in, not in, exists"
-        )
-    op_text = re.sub(r"\s+", " ", match["op"])
-    op: Operator = "not_in" if op_text == "not in" else _TEXT_OPERATORS[op_text]
-    raw_value = match["value"]
+    """`buyer_id == "B17"`, `value >= 50`, `state in ["CA","NY"]`, `offer_id exists`.
+
+    A scan from left to right (no pattern that could backtrack): time linear in the text,
+    which is capped at MAX_CONDITION_LENGTH, and values nest at most MAX_CONDITION_NESTING
+    brackets deep. Errors name the problem, not the text.
+    """
+    if len(text) > MAX_CONDITION_LENGTH:
+        raise ValueError(f"condition: longer than {MAX_CONDITION_LENGTH} characters")
+    text = text.strip()
+    end = 0
+    if text[:1] in _ATTRIBUTE_START:
+        end = 1
+        while end < len(text) and text[end] in _ATTRIBUTE_REST:
+            end += 1
+    if not end:
+        raise ValueError(_SHAPE)
+    operator = _operator(text, _skip_space(text, end))
+    if operator is None:
+        # As the pattern this replaces read it: a word operator right after a "." or "-"
+        # ends the name there ("offer.exists" is "offer." exists).
+        for cut in range(end - 1, 0, -1):
+            if text[cut - 1] in ".-" and (operator := _operator(text, cut)) is not None:
+                end = cut
+                break
+        else:
+            raise ValueError(_SHAPE)
+    attribute = text[:end]
+    op, op_text, after = operator
+    raw_value = text[after:].strip()
+    if "\n" in raw_value:
+        raise ValueError(_SHAPE)
     value: Any = None
     if op != "exists":
         if not raw_value:
-            raise ValueError(f"condition {text!r}: missing value after '{op_text}'")
+            raise ValueError(f"condition: missing value after '{op_text}'")
+        if _nesting(raw_value) > MAX_CONDITION_NESTING:
+            raise ValueError(
+                f"condition: the value nests brackets deeper than {MAX_CONDITION_NESTING} "
+                "levels; give one value or a list of values"
+            )
         try:
             value = json.loads(raw_value)
         except json.JSONDecodeError:
             value = raw_value
-    return Condition(attribute=match["attr"], op=op, value=value)
+    return Condition(attribute=attribute, op=op, value=value)
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+def _word_at(text: str, position: int, word: str) -> bool:
+    """`word` at `position`, not followed by a letter, digit or "_" (a regex `\\bword\\b`)."""
+    if not text.startswith(word, position):
+        return False
+    following = position + len(word)
+    return following == len(text) or not (text[following].isalnum() or text[following] == "_")
+
+
+def _operator(text: str, position: int) -> tuple[Operator, str, int] | None:
+    """(operator, as written, where its value starts), or None."""
+    for symbol, op in _SYMBOL_OPERATORS:
+        if text.startswith(symbol, position):
+            return op, symbol, position + len(symbol)
+    if _word_at(text, position, "in"):
+        return "in", "in", position + 2
+    if _word_at(text, position, "exists"):
+        return "exists", "exists", position + 6
+    if _word_at(text, position, "not"):
+        after_not = _skip_space(text, position + 3)
+        if after_not > position + 3 and _word_at(text, after_not, "in"):
+            return "not_in", "not in", after_not + 2
+    return None
+
+
+def _nesting(value: str) -> int:
+    """How deep brackets nest outside JSON strings (a JSON reader recurses once per level)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in value:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 class PropertyRules(BaseModel):

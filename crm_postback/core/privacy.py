@@ -7,19 +7,31 @@ Rules (TikTok Events API contract §2.1):
 - external_id: trim, lowercase; then SHA-256. (TikTok names no rule; this one is stable.)
 A value that already is a lowercase or uppercase 64-hex SHA-256 is lowercased and kept, never
 hashed twice.
+
+Every check here runs in time linear in its input (string operations, or patterns that cannot
+backtrack), and each key has a length limit checked before anything else: these run on what
+any caller sends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from itertools import pairwise
 
 import phonenumbers
 
-_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_EMAIL_LENGTH = 254  # RFC 5321: the longest address a mail server accepts
+MAX_PHONE_LENGTH = 64  # E.164 is 15 digits; room for spaces, brackets and an extension
+MAX_EXTERNAL_ID_LENGTH = 256
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 # phonenumbers reads letters as keypad digits ("ABCD" -> 2223): a different person's number.
 _LETTER = re.compile(r"[^\W\d_]")
+_DOT_AND_TWO_LETTERS = re.compile(r"\.[A-Za-z]{2}")
+_PHONE_CHARACTERS = frozenset("0123456789 +-.()/")
+_PHONE_SEPARATORS = frozenset(" -.()/")
+_LONGEST_PHONE_SHAPE = 32
 
 
 class MatchKeyError(ValueError):
@@ -36,18 +48,67 @@ def sha256_hex(text: str) -> str:
 
 
 def is_sha256_hex(value: str) -> bool:
-    return bool(_SHA256_HEX.match(value))
+    return bool(_SHA256_HEX.fullmatch(value))
+
+
+def _too_long(field: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise MatchKeyError(field, f"longer than {limit} characters")
+
+
+def _is_address(email: str) -> bool:
+    # local@domain.tld: no whitespace, one "@", a dot inside the domain (not at either end).
+    local, at, domain = email.partition("@")
+    return bool(local and at and "@" not in domain and "." in domain[1:-1]) and (
+        len(email.split()) == 1
+    )
+
+
+def looks_like_email(text: str) -> bool:
+    """Somewhere in `text`, `name@domain.tld` (two letters after the last dot at least)."""
+    if "@" not in text:
+        return False
+    for word in text.split():
+        for before, after in pairwise(word.split("@")):
+            if before and _DOT_AND_TWO_LETTERS.search(after, 1):
+                return True
+    return False
+
+
+def looks_like_phone(text: str, default_region: str) -> bool:
+    """`text` is written like a phone number: only digits and phone punctuation, 7 to 15
+    digits, and either a leading "+" or separators grouping a number that is valid in
+    `default_region`. Bare digits ("123456", a CRM's numeric id) never are."""
+    text = text.strip()
+    if len(text) > _LONGEST_PHONE_SHAPE or not set(text) <= _PHONE_CHARACTERS:
+        return False
+    digits = sum(char.isdigit() for char in text)
+    if not 7 <= digits <= 15:
+        return False
+    if text.startswith("+"):
+        return True
+    if not _PHONE_SEPARATORS & set(text):
+        return False
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(number))
 
 
 def normalize_email(raw: str) -> str:
     email = raw.strip().lower()
-    if not _EMAIL.match(email):
+    _too_long("email", email, MAX_EMAIL_LENGTH)
+    if not _is_address(email):
         raise MatchKeyError("email", "not an email address")
     return email
 
 
 def normalize_phone(raw: str, default_region: str) -> str:
     text = raw.strip()
+    _too_long("phone", text, MAX_PHONE_LENGTH)
     if _LETTER.search(text):
         raise MatchKeyError("phone", "contains letters")
     if text.startswith("00"):
@@ -63,6 +124,7 @@ def normalize_phone(raw: str, default_region: str) -> str:
 
 def normalize_external_id(raw: str) -> str:
     external_id = raw.strip().lower()
+    _too_long("external_id", external_id, MAX_EXTERNAL_ID_LENGTH)
     if not external_id:
         raise MatchKeyError("external_id", "empty")
     return external_id

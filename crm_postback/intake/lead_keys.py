@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,8 @@ from crm_postback.core.privacy import MatchKeyError, hash_email, hash_external_i
 from crm_postback.intake.trigger_schemas import MAX_KEYS_PER_KIND, MatchKeys
 from models import Lead, utcnow
 from models.bulk import bulk_insert, matches_any, planned_for_its_parameters
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,9 +62,14 @@ def hash_match_keys(
                 continue
             try:
                 digest = hasher(raw)
-            except MatchKeyError as error:
+            except Exception as error:  # one bad key fails only itself
                 where = name if isinstance(getattr(keys, name), str) else f"{name}.{index}"
-                errors.append(FieldError(f"{prefix}{where}", error.reason))
+                if isinstance(error, MatchKeyError):
+                    reason = error.reason
+                else:
+                    log.warning("%s while normalising %s", type(error).__name__, name)
+                    reason = "could not be normalised"
+                errors.append(FieldError(f"{prefix}{where}", reason))
                 continue
             if digest not in target:
                 target.append(digest)

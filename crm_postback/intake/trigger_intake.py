@@ -18,6 +18,8 @@ from crm_postback.intake.trigger_schemas import TriggerIn
 from models import EventSet, Trigger, TriggerStatus, utcnow
 from models.bulk import bulk_insert
 
+UNKNOWN_EVENT_SET = "unknown event set: no event set has this name or TikTok event set ID"
+
 
 @dataclass(frozen=True)
 class AcceptedTrigger:
@@ -59,13 +61,8 @@ def accept_triggers(
         try:
             event_set_id = event_sets.get(trigger.event_set)
             if event_set_id is None:
-                raise InputRejected.one("event_set", f"unknown event set {trigger.event_set!r}")
-            size = trigger.attributes_size()
-            if size > settings.max_attribute_bytes:
-                raise InputRejected.one(
-                    "attributes",
-                    f"{size} bytes of JSON; the limit is {settings.max_attribute_bytes}",
-                )
+                # Not named: a caller's mistake here may be an email or phone number.
+                raise InputRejected.one("event_set", UNKNOWN_EVENT_SET)
             if trigger.match_keys is not None:
                 keys = hash_match_keys(trigger.match_keys, settings.default_phone_region)
                 if not keys.is_empty():

@@ -1,17 +1,43 @@
-"""Validated shapes of what routing systems send: triggers and lead match keys."""
+"""Validated shapes of what routing systems send: triggers and lead match keys.
+
+Every check is cheap before it is thorough: lengths and sizes are checked before any pattern
+or per-value work, and no pattern can backtrack, so a hostile body costs time linear in its
+size. Identifier fields (lead ids, event sets, ttclid, ttp, idempotency keys) refuse values
+shaped like an email address or a phone number: those are sent or stored as given, so
+personal data in them would leave unhashed.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
+from itertools import islice
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from crm_postback.core import jsontext
+from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.core.privacy import (
+    MAX_EMAIL_LENGTH,
+    MAX_EXTERNAL_ID_LENGTH,
+    MAX_PHONE_LENGTH,
+    looks_like_email,
+    looks_like_phone,
+)
+from crm_postback.core.settings import get_settings
 from crm_postback.tiktok.event_catalogue import SUPPORTED_CURRENCIES
 from mappings.rules import as_number
 from mappings.validation import TRIGGER_TYPE_PATTERN
@@ -19,13 +45,71 @@ from mappings.validation import TRIGGER_TYPE_PATTERN
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_VALUE_LENGTH = 1000
 MAX_KEYS_PER_KIND = 5
+MAX_REFERENCE_LENGTH = 128  # lead_id, event_set
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_TTCLID_LENGTH = 512
+MAX_TTP_LENGTH = 256
+MAX_TRIGGER_TYPE_INPUT = 128  # the pattern allows 64; longer input is refused before it runs
 FUTURE_TOLERANCE = timedelta(minutes=5)
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
-_LOOKS_LIKE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+UNSTORABLE_MESSAGE = "contains a NUL character or an unpaired surrogate, which cannot be stored"
+
+
+def _no_personal_data(hint: str) -> Callable[[str], str]:
+    """A validator for an identifier field; `hint` says what to send instead."""
+
+    def check(value: str) -> str:
+        if _unstorable(value):
+            raise ValueError(UNSTORABLE_MESSAGE)
+        if looks_like_email(value):
+            raise ValueError(f"looks like an email address; {hint.format(key='email')}")
+        if looks_like_phone(value, get_settings().default_phone_region):
+            raise ValueError(f"looks like a phone number; {hint.format(key='phone')}")
+        return value
+
+    return check
+
+
+_AS_MATCH_KEY = "send it as match_keys.{key}, where it is hashed"
+_NOT_AN_ID = "an id must not be personal data (send it as match_keys.{key}, where it is hashed)"
+_NOT_AN_EVENT_SET = "give the event set's name or its TikTok event set ID"
+
+
+LeadRef = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REFERENCE_LENGTH),
+    AfterValidator(_no_personal_data(_NOT_AN_ID)),
+]
+EventSetRef = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REFERENCE_LENGTH),
+    AfterValidator(_no_personal_data(_NOT_AN_EVENT_SET)),
+]
+IdempotencyKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH),
+    AfterValidator(_no_personal_data(_NOT_AN_ID)),
+]
+Ttclid = Annotated[
+    str,
+    StringConstraints(max_length=MAX_TTCLID_LENGTH),
+    AfterValidator(_no_personal_data(_AS_MATCH_KEY)),
+]
+Ttp = Annotated[
+    str,
+    StringConstraints(max_length=MAX_TTP_LENGTH),
+    AfterValidator(_no_personal_data(_AS_MATCH_KEY)),
+]
+TiktokLeadId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9A-Za-z_\-]{1,64}$"),
+    AfterValidator(_no_personal_data(_AS_MATCH_KEY)),
+]
+Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_LENGTH)]
+Phone = Annotated[str, StringConstraints(max_length=MAX_PHONE_LENGTH)]
+ExternalId = Annotated[str, StringConstraints(max_length=MAX_EXTERNAL_ID_LENGTH)]
 AttributeValue = str | int | float | bool | None
-OneOrMany = str | list[str]
 
 
 class MatchKeys(BaseModel):
@@ -33,18 +117,18 @@ class MatchKeys(BaseModel):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    ttclid: str | None = Field(None, max_length=512)
-    ttp: str | None = Field(None, max_length=256)
-    email: OneOrMany | None = None
-    phone: OneOrMany | None = None
-    external_id: OneOrMany | None = None
+    ttclid: Ttclid | None = None
+    ttp: Ttp | None = None
+    email: Email | list[Email] | None = None
+    phone: Phone | list[Phone] | None = None
+    external_id: ExternalId | list[ExternalId] | None = None
     ip: str | None = Field(None, max_length=64)
     user_agent: str | None = Field(None, max_length=1024)
-    tiktok_lead_id: str | None = Field(None, pattern=r"^[0-9A-Za-z_\-]{1,64}$")
+    tiktok_lead_id: TiktokLeadId | None = None
 
-    @field_validator("email", "phone", "external_id")
+    @field_validator("email", "phone", "external_id", mode="before")
     @classmethod
-    def _at_most_five(cls, value: OneOrMany | None) -> OneOrMany | None:
+    def _at_most_five(cls, value: Any) -> Any:  # before each value is looked at
         if isinstance(value, list) and len(value) > MAX_KEYS_PER_KIND:
             raise ValueError(f"at most {MAX_KEYS_PER_KIND} values")
         return value
@@ -66,15 +150,16 @@ class TriggerIn(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     type: str = Field(
+        max_length=MAX_TRIGGER_TYPE_INPUT,
         description="lead.submitted, lead.sold, offer.click, offer.conversion "
-        "or a custom name such as buyer.accepted"
+        "or a custom name such as buyer.accepted",
     )
-    lead_id: ShortText
-    event_set: ShortText = Field(description="The event set's name or its TikTok event set ID")
+    lead_id: LeadRef
+    event_set: EventSetRef = Field(description="The event set's name or its TikTok event set ID")
     occurred_at: datetime = Field(description="When it happened; without a zone it is UTC")
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     match_keys: MatchKeys | None = None
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    idempotency_key: IdempotencyKey | None = None
 
     @field_validator("type")
     @classmethod
@@ -98,11 +183,27 @@ class TriggerIn(BaseModel):
             raise ValueError("is in the future")
         return value
 
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attribute_count(cls, value: Any) -> Any:  # before each value is looked at
+        if isinstance(value, dict) and len(value) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        return value
+
     @field_validator("attributes")
     @classmethod
     def _attributes(cls, value: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
-        if len(value) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        # Size first: the per-value checks below then never see more than the limit.
+        limit = get_settings().max_attribute_bytes
+        size: int | None = None
+        try:
+            size = len(jsontext.dumps_bytes(value))
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: refused where it is, by unstorable_values
+        except ValueError:  # an integer too long to write (the Python API takes any int)
+            raise ValueError("holds a number too long to store") from None
+        if size is not None and size > limit:
+            raise ValueError(f"{size} bytes of JSON; the limit is {limit}")
         for position, (key, item) in enumerate(value.items()):
             if not _ATTRIBUTE_NAME.fullmatch(key):
                 raise ValueError(
@@ -112,7 +213,7 @@ class TriggerIn(BaseModel):
             if isinstance(item, str):
                 if len(item) > MAX_ATTRIBUTE_VALUE_LENGTH:
                     raise ValueError(f"{key}: longer than {MAX_ATTRIBUTE_VALUE_LENGTH} characters")
-                if _LOOKS_LIKE_EMAIL.search(item):
+                if looks_like_email(item):
                     raise ValueError(
                         f"{key}: looks like an email address; send it as match_keys.email "
                         "so it is hashed"
@@ -120,8 +221,10 @@ class TriggerIn(BaseModel):
         if value.get("value") is not None and as_number(value["value"]) is None:
             raise ValueError("value: not a number")
         currency = value.get("currency")
-        if currency is not None and str(currency).upper() not in SUPPORTED_CURRENCIES:
-            raise ValueError(f"currency: {str(currency)[:8]!r} is not a currency TikTok supports")
+        if currency is not None and (
+            not isinstance(currency, str) or currency.upper() not in SUPPORTED_CURRENCIES
+        ):
+            raise ValueError("currency: not a currency TikTok supports")
         return value
 
     def attributes_size(self) -> int:
@@ -131,18 +234,35 @@ class TriggerIn(BaseModel):
 class LeadUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    lead_id: ShortText
+    lead_id: LeadRef
     match_keys: MatchKeys
 
 
-UNSTORABLE_MESSAGE = "contains a NUL character or an unpaired surrogate, which cannot be stored"
+MAX_REPORTED_PATHS = 20
+
+
+class Unrepresentable:
+    """Stands in a parsed document for a value that could be read but not kept (an integer of
+    thousands of digits, a number beyond float range, NaN, nesting too deep to read), so that
+    the value's own path is refused, not the whole document."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 def unstorable_paths(document: Any) -> list[list[str | int]]:
     """Where a document holds text PostgreSQL cannot store: NUL, or a lone surrogate."""
+    return [path for path, _ in unstorable_values(document)]
+
+
+def unstorable_values(document: Any) -> list[tuple[list[str | int], str]]:
+    """(path, why) of each value that cannot be stored, the first MAX_REPORTED_PATHS of them:
+    text with NUL or a lone surrogate, and Unrepresentable placeholders."""
     if not _may_hold_unstorable(document):
         return []
-    return list(_walk(document, []))
+    return list(islice(_walk(document), MAX_REPORTED_PATHS))
 
 
 def _may_hold_unstorable(document: Any) -> bool:
@@ -156,18 +276,39 @@ def _may_hold_unstorable(document: Any) -> bool:
     return b"\\u0000" in encoded
 
 
-def _walk(node: Any, path: list[str | int]) -> Iterator[list[str | int]]:
-    if isinstance(node, str):
-        if _unstorable(node):
-            yield path
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(key, str) and _unstorable(key):
-                yield [*path, key]
-            yield from _walk(value, [*path, key])
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _walk(value, [*path, index])
+_Link = tuple[Any, str | int] | None  # (parent link, key): a path built only when reported
+
+
+def _walk(document: Any) -> Iterator[tuple[list[str | int], str]]:
+    # With a stack, not recursion (a document may nest deeper than Python's recursion
+    # limit), and paths as parent links, so a deep document costs its size, not size x depth.
+    stack: list[tuple[Any, _Link, bool]] = [(document, None, False)]
+    while stack:
+        node, link, is_key = stack.pop()
+        if isinstance(node, str):
+            if _unstorable(node):
+                yield _path(link), UNSTORABLE_MESSAGE
+        elif isinstance(node, Unrepresentable) and not is_key:
+            yield _path(link), node.message
+        elif isinstance(node, dict) and not is_key:
+            children: list[tuple[Any, _Link, bool]] = []
+            for key, value in node.items():
+                children.append((key, (link, key), True))
+                children.append((value, (link, key), False))
+            stack.extend(reversed(children))
+        elif isinstance(node, list) and not is_key:
+            stack.extend(
+                (value, (link, index), False) for index, value in reversed(list(enumerate(node)))
+            )
+
+
+def _path(link: _Link) -> list[str | int]:
+    path: list[str | int] = []
+    while link is not None:
+        link, key = link
+        path.append(key)
+    path.reverse()
+    return path
 
 
 def _unstorable(text: str) -> bool:
@@ -179,6 +320,22 @@ def _unstorable(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+_LEAD_REF: TypeAdapter[str] = TypeAdapter(LeadRef)
+
+
+def parse_lead_ref(value: str) -> str:
+    """A lead id given on its own (a URL path): the checks of `lead_id` in a body."""
+    try:
+        return _LEAD_REF.validate_python(value)
+    except ValidationError as error:
+        raise InputRejected(
+            [
+                FieldError("lead_id", item["msg"].removeprefix("Value error, "))
+                for item in error.errors(include_input=False, include_url=False)
+            ]
+        ) from None
 
 
 def parse_trigger(data: Any) -> TriggerIn:

@@ -10,9 +10,10 @@ from pydantic import BaseModel
 
 from crm_postback.intake.trigger_schemas import TriggerIn
 from crm_postback.web import health, ingest, prometheus
+from crm_postback.web.access_log import install_access_log_filter
 from crm_postback.web.admin import create_admin_app
 from crm_postback.web.body import BodySizeLimit
-from crm_postback.web.errors import install_error_handlers
+from crm_postback.web.errors import UnexpectedErrors, install_error_handlers
 from crm_postback.web.shapes import LeadKeysIn
 
 DESCRIPTION = """\
@@ -44,8 +45,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app() -> FastAPI:
+    install_access_log_filter()
     app = FastAPI(title="crm-postback", version="1", description=DESCRIPTION)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(UnexpectedErrors)  # added last: the outermost, around everything
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(ingest.router)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from typing import Any
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_postback.core.settings import get_settings
+from crm_postback.intake.trigger_schemas import Unrepresentable
 from crm_postback.web.errors import (
     BodyTooLarge,
     RequestRejected,
@@ -49,23 +52,139 @@ class BodySizeLimit:
         await self.app(scope, limited, send)
 
 
-def _finite(text: str) -> float:
+MAX_READ_DEPTH = 64  # deeper containers are cut out (only when the reader ran out of stack)
+_TOO_DEEP = f"nests deeper than {MAX_READ_DEPTH} levels"
+_NOT_A_NUMBER = "is not a JSON number (NaN and Infinity are not JSON)"
+_TOO_LARGE = "is a number too large to store"
+_TOO_LONG = f"is an integer of more than {sys.get_int_max_str_digits()} digits"
+# What a cut-out container becomes while the text is read again: text that cannot be stored
+# (a NUL and a lone surrogate), so no value a caller sends could be taken for it unseen.
+_CUT_MARK = "\u0000\udfffcut"
+_CUT_LITERAL = '"\\u0000\\udfffcut"'
+_STRUCTURE = re.compile(r'["\[\]{}]')
+
+
+def _strict_float(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):
         raise ValueError("a number too large to store")
     return number
 
 
-def _no_constant(name: str) -> Any:
+def _strict_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def read_json(request: Request) -> Any:
-    """The parsed body; 422 for anything that is not strict JSON (no NaN or Infinity)."""
+def _float_or_placeholder(text: str) -> float | Unrepresentable:
+    number = float(text)
+    return number if math.isfinite(number) else Unrepresentable(_TOO_LARGE)
+
+
+def _int_or_placeholder(text: str) -> int | Unrepresentable:
+    try:
+        return int(text)
+    except ValueError:  # more digits than sys.get_int_max_str_digits()
+        return Unrepresentable(_TOO_LONG)
+
+
+def _constant_placeholder(_: str) -> Unrepresentable:
+    return Unrepresentable(_NOT_A_NUMBER)
+
+
+def parse_json(raw: bytes, keep_bad_values: bool = False) -> Any:
+    """Strict JSON. With `keep_bad_values`, a value that cannot be kept (NaN, Infinity, a
+    float out of range, an integer too long to convert, a container nested too deep to read)
+    becomes an Unrepresentable placeholder, so that the validator names its path and only its
+    item fails; otherwise it fails the whole document (ValueError)."""
+    if not keep_bad_values:
+        return json.loads(raw, parse_float=_strict_float, parse_constant=_strict_constant)
+    hooks: dict[str, Any] = {
+        "parse_float": _float_or_placeholder,
+        "parse_int": _int_or_placeholder,
+        "parse_constant": _constant_placeholder,
+    }
+    try:
+        return json.loads(raw, **hooks)
+    except RecursionError:
+        pass
+    # Only a document nested hundreds of levels deep gets here: read it again with its
+    # too-deep containers cut out, each replaced by a mark that becomes a placeholder.
+    text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    document = json.loads(_cut_deep(text), **hooks)
+    return _placeholders_for_cuts(document)
+
+
+def _cut_deep(text: str) -> str:
+    """`text` with every container opened below MAX_READ_DEPTH replaced by _CUT_LITERAL.
+    One pass; strings are skipped whole. Text that is not JSON stays not JSON."""
+    parts: list[str] = []
+    depth = 0
+    kept_from = 0
+    cut_at: int | None = None
+    position = 0
+    while (found := _STRUCTURE.search(text, position)) is not None:
+        char, at = found.group(), found.start()
+        if char == '"':
+            position = _string_end(text, at + 1)
+            if position < 0:
+                break
+            continue
+        position = at + 1
+        if char in "[{":
+            depth += 1
+            if depth == MAX_READ_DEPTH + 1:
+                cut_at = at
+        else:
+            if depth == MAX_READ_DEPTH + 1 and cut_at is not None:
+                parts += [text[kept_from:cut_at], _CUT_LITERAL]
+                kept_from, cut_at = position, None
+            depth -= 1
+    if cut_at is not None:  # never closed: the JSON reader reports where it ends
+        parts.append(text[kept_from:cut_at] + _CUT_LITERAL)
+        return "".join(parts)
+    parts.append(text[kept_from:])
+    return "".join(parts)
+
+
+def _string_end(text: str, start: int) -> int:
+    """The position after the quote closing a string whose content starts at `start`; -1
+    when it is never closed."""
+    while (quote := text.find('"', start)) >= 0:
+        backslashes = 0
+        while text[quote - 1 - backslashes] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return quote + 1
+        start = quote + 1
+    return -1
+
+
+def _placeholders_for_cuts(document: Any) -> Any:
+    if document == _CUT_MARK:
+        return Unrepresentable(_TOO_DEEP)
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            items: Any = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            continue
+        for key, value in list(items):
+            if isinstance(value, str) and value == _CUT_MARK:
+                node[key] = Unrepresentable(_TOO_DEEP)
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    return document
+
+
+async def read_json(request: Request, keep_bad_values: bool = False) -> Any:
+    """The parsed body; 422 for anything that is not strict JSON (see parse_json)."""
     # Any Content-Type is read as JSON: `curl -d` without -H is a common first try.
     raw = await request.body()
     try:
-        return json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+        return parse_json(raw, keep_bad_values)
     except json.JSONDecodeError as error:
         message = f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
     except (ValueError, RecursionError) as error:

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_postback.core.errors import FieldError
 from crm_postback.web.shapes import Problem
@@ -117,16 +118,48 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.status_code, [problem], getattr(error, "headers", None))
 
 
-async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-    # The traceback goes to the log; the caller learns only that it may retry.
-    log.exception("unhandled %s", type(error).__name__)
-    problem = Problem(pointer=None, field=None, message="internal error; retrying is safe")
-    return error_response(500, [problem])
+class UnexpectedErrors:
+    """500 for an exception nothing else handled, on a connection that stays open.
+
+    Not an exception handler: Starlette runs the handler for Exception in its outermost
+    middleware, which re-raises after answering so that the server logs it, and uvicorn then
+    closes the keep-alive connection under the client. Here the exception ends with the
+    answer. The traceback goes to the log; the caller learns only that it may retry.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = finished = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as error:
+            log.exception("unhandled %s", type(error).__name__)
+            if started and not finished:
+                raise  # half an answer: only closing the connection can tell the client
+            if not started:  # (a mounted app may have answered with its own error page)
+                problem = Problem(
+                    pointer=None, field=None, message="internal error; retrying is safe"
+                )
+                await error_response(500, [problem])(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Handlers for the refusals; UnexpectedErrors (a middleware) answers everything else."""
     app.add_exception_handler(RequestRejected, _rejected)
     app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

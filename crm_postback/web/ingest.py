@@ -16,7 +16,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 
 from crm_postback.api import enqueue_triggers, upsert_lead_keys
 from crm_postback.core.errors import InputRejected
-from crm_postback.intake.trigger_schemas import TriggerIn
+from crm_postback.intake.trigger_schemas import TriggerIn, Unrepresentable, parse_lead_ref
 from crm_postback.operations.postback_reports import LeadHistory, lead_history
 from crm_postback.web.auth import CallerDep
 from crm_postback.web.body import read_json
@@ -162,7 +162,9 @@ def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
 async def post_triggers(request: Request, caller: CallerDep) -> JSONResponse:
     """Each trigger is stored (committed) before the answer; a 202 is never lost, even when
     the queue is down. Answers are per item, in the order sent."""
-    document = await read_json(request)
+    document = await read_json(request, keep_bad_values=True)
+    if isinstance(document, Unrepresentable):
+        raise _root_rejected(document.message)
     if isinstance(document, dict):
         answer = await run_in_threadpool(ingest, [document], "")
     elif isinstance(document, list):
@@ -175,6 +177,18 @@ async def post_triggers(request: Request, caller: CallerDep) -> JSONResponse:
     return JSONResponse(answer.model_dump(exclude_none=True), status_code=status)
 
 
+def _path_problems(lead_id: str) -> list[Problem]:
+    """The checks of a body's lead_id, for the one in the path (pointer null: not the body)."""
+    try:
+        parse_lead_ref(lead_id)
+    except InputRejected as rejected:
+        return [
+            Problem(pointer=None, field=f"path.{e.field}", message=e.message)
+            for e in rejected.errors
+        ]
+    return []
+
+
 def _upsert(lead_id: str, document: Any) -> None:
     body, problems = validate(LeadKeysIn, document, "")
     keys = body.match_keys.model_dump(exclude_none=True) if body is not None else {}
@@ -184,6 +198,7 @@ def _upsert(lead_id: str, document: Any) -> None:
                 pointer="/match_keys", field="match_keys", message="give at least one match key"
             )
         ]
+    problems = _path_problems(lead_id) + problems
     if problems:
         raise RequestRejected(422, problems)
     try:
@@ -209,12 +224,15 @@ def _upsert(lead_id: str, document: Any) -> None:
 async def put_lead(lead_id: LeadId, request: Request, caller: CallerDep) -> LeadStored:
     """Keys that arrive after the first trigger (a ttclid, a TikTok lead id) are merged into
     what is stored; email, phone and external id are hashed before they are stored."""
-    document = await read_json(request)
+    document = await read_json(request, keep_bad_values=True)
     await run_in_threadpool(_upsert, lead_id, document)
     return LeadStored(lead_id=lead_id.strip())
 
 
 def _history(lead_id: str) -> dict[str, Any]:
+    problems = _path_problems(lead_id)
+    if problems:
+        raise RequestRejected(422, problems)
     with session_scope() as session:
         return asdict(lead_history(session, lead_id.strip()))
 

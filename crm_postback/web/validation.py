@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from crm_postback.intake.trigger_schemas import UNSTORABLE_MESSAGE, unstorable_paths
+from crm_postback.intake.trigger_schemas import unstorable_values
 from crm_postback.web.errors import dotted, pointer
 from crm_postback.web.shapes import Problem
 
 Model = TypeVar("Model", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 _MESSAGES = {
     "missing": "is required",
@@ -31,17 +33,58 @@ _EXPECTED = {
 }
 
 
+MAX_PROBLEMS = 20  # per body or batch item: an answer never grows with the input
+
+
 def validate(model: type[Model], document: Any, base: str) -> tuple[Model | None, list[Problem]]:
-    """The model, or the problems found; values that could not be stored count as problems."""
-    problems = unstorable_problems(document, base)
+    """The model, or the problems found; values that could not be stored count as problems.
+
+    Whatever goes wrong while checking the document is its problem: an unexpected error
+    refuses it (at `base`), it never fails the request or the batch it is in."""
     try:
-        parsed = model.model_validate(document)
-    except ValidationError as error:
-        problems += [
-            p for p in problems_from_validation(error, document, base) if p not in problems
-        ]
-        return None, problems
-    return (None, problems) if problems else (parsed, [])
+        problems = unstorable_problems(document, base)
+        try:
+            parsed = model.model_validate(document)
+        except ValidationError as error:
+            checked = problems_from_validation(error, document, base)
+            return None, _merged(problems, checked)[:MAX_PROBLEMS]
+    except Exception as error:
+        log.warning("%s while validating a document", type(error).__name__)
+        field = dotted([])
+        return None, [Problem(pointer=base, field=field, message="could not be validated")]
+    return (None, problems[:MAX_PROBLEMS]) if problems else (parsed, [])
+
+
+def _merged(unstorable: list[Problem], checked: list[Problem]) -> list[Problem]:
+    """One problem per place. A value that cannot be stored is not also "must be a string";
+    one nested inside a field refused whole for its type or name (a list 5,000 levels deep as
+    attributes.value) is reported at that field, with the reason it cannot be kept."""
+    merged: list[Problem] = []
+    used: set[str | None] = set()
+    for problem in unstorable:
+        outer = next(
+            (
+                c
+                for c in checked
+                if _refused_whole(c) and problem.pointer and _inside(problem.pointer, c.pointer)
+            ),
+            None,
+        )
+        if outer is not None:
+            used.add(outer.pointer)
+            problem = Problem(pointer=outer.pointer, field=outer.field, message=problem.message)
+        used.add(problem.pointer)
+        if problem not in merged:
+            merged.append(problem)
+    return merged + [c for c in checked if c.pointer not in used]
+
+
+def _refused_whole(problem: Problem) -> bool:
+    return problem.message.startswith("must be ") or problem.message == _MESSAGES["extra_forbidden"]
+
+
+def _inside(inner: str, outer: str | None) -> bool:
+    return outer is not None and inner.startswith(outer + "/")
 
 
 def problems_from_validation(error: ValidationError, document: Any, base: str) -> list[Problem]:
@@ -70,6 +113,11 @@ def problems_from_validation(error: ValidationError, document: Any, base: str) -
 
 
 def _sentence(kinds: list[tuple[str, str]]) -> str:
+    # A value of the right type for one member of a union that breaks that member's limit
+    # ("at most 254 characters") is about the limit, not the other members' types.
+    constraints = [kind for kind in kinds if kind[0] not in _EXPECTED]
+    if constraints and len(constraints) < len(kinds):
+        kinds = constraints
     types = [error_type for error_type, _ in kinds]
     if all(t in _EXPECTED for t in types):
         expected = list(dict.fromkeys(_EXPECTED[t] for t in types))
@@ -110,11 +158,8 @@ def _document_path(
 
 
 def unstorable_problems(document: Any, base: str) -> list[Problem]:
+    """Text that cannot be stored, and values the body reader could not keep."""
     return [
-        Problem(
-            pointer=pointer(base, path),
-            field=dotted(path),
-            message=UNSTORABLE_MESSAGE,
-        )
-        for path in unstorable_paths(document)
+        Problem(pointer=pointer(base, path), field=dotted(path), message=message)
+        for path, message in unstorable_values(document)
     ]
