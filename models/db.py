@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from crm_postback.core.data_dir import ensure_private_file
+from crm_postback.core.data_dir import PRIVATE_FILE_MODE, ensure_private_file
 from crm_postback.core.settings import get_settings
 from models.bulk import tune_psycopg_connection
 
@@ -23,25 +24,80 @@ Result = TypeVar("Result")
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own BEGIN comes only before INSERT/UPDATE/DELETE, and DEFERRED: a claim's
+    # SELECT ... FOR UPDATE ran outside any transaction, so two workers claimed the same
+    # rows. `_begin_immediate_before_locking` emits the BEGIN instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets the worker write while the CLI or web process reads.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted and overwritten content is zeroed, not left in free space: an erased lead's
+    # raw IP or user agent, or an old copy of a row that held them (docs/operations.md).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
+_WRITING = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT")
+
+
+def _begin_immediate_before_locking(
+    _connection: Any,
+    cursor: Any,
+    statement: str,
+    _parameters: Any,
+    context: Any,
+    _executemany: bool,
+) -> None:
+    """On SQLite, a transaction takes the database's write lock (`BEGIN IMMEDIATE`) at its
+    first write or `SELECT ... FOR UPDATE`, and holds it until it ends.
+
+    SQLite has no row locks: `FOR UPDATE SKIP LOCKED` is dropped from the SQL. Taking the
+    write lock where PostgreSQL would lock rows makes every claim exclusive: a second worker
+    waits (busy_timeout) for the first to commit, then sees the rows already claimed.
+    Statements before that, and transactions that only read, run as they did (no lock).
+    """
+    if cursor.connection.in_transaction:
+        return
+    compiled = getattr(context, "compiled", None)
+    locking = (
+        compiled is not None and getattr(compiled.statement, "_for_update_arg", None) is not None
+    )
+    writing = context is not None and (context.isinsert or context.isupdate or context.isdelete)
+    if locking or writing or statement.lstrip().upper().startswith(_WRITING):
+        cursor.execute("BEGIN IMMEDIATE")
+
+
+def _private_sqlite_file(url: str) -> None:
+    """A SQLite file that does not exist yet is created owner-only before SQLite opens it
+    (its -wal and -shm files take its mode). Its folder is left as it is: for the embedded
+    default, `get_engine` and `postback db upgrade` make the data dir private."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # Already there, or no such folder (SQLite then says so itself).
+    with suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+
+
 def build_engine(url: str, *, one_shot: bool = False) -> Engine:
-    """`one_shot` engines keep no pool: migrations and short CLI runs."""
+    """`one_shot` engines keep no pool: migrations and short CLI runs.
+
+    `hide_parameters`: a database error carries its SQL but never the values bound to it (a
+    lead's raw IP, user agent, ids), in its text or in a log line.
+    """
     pooling: dict[str, Any] = {"poolclass": NullPool} if one_shot else {}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **pooling)
+        _private_sqlite_file(url)
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **pooling)
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "before_cursor_execute", _begin_immediate_before_locking)
         return engine
     if not one_shot:
         pooling = {"pool_size": 5, "max_overflow": 5}
-    engine = create_engine(url, **pooling)
+    engine = create_engine(url, hide_parameters=True, **pooling)
     event.listen(engine, "connect", tune_psycopg_connection)
     if not one_shot:
         _ping_idle_connections(engine)
@@ -141,3 +197,17 @@ def reset_engine() -> None:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def truncate_sqlite_log() -> bool | None:
+    """On SQLite, copies what the write-ahead log holds into the database file and empties
+    the log (`PRAGMA wal_checkpoint(TRUNCATE)`): after an erasure, the old pages that still
+    held the erased values are in no file. Waits (busy_timeout) for other connections'
+    transactions. True when the log was emptied, False when another connection kept it from
+    completing, None on PostgreSQL (nothing to do)."""
+    engine = get_engine()
+    if engine.dialect.name != "sqlite":
+        return None
+    with engine.connect() as connection:
+        busy, _frames, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy

@@ -1,0 +1,122 @@
+"""A claim is exclusive on both backends: while one transaction holds what it claimed (triggers
+to process, outbox rows to send), a second claimer on another connection gets none of it.
+PostgreSQL skips the locked rows; SQLite has no row locks, so the claim takes the database's
+write lock at its `SELECT ... FOR UPDATE`, and the second claimer waits for the first to commit,
+then finds the rows taken. Before, on SQLite, both took the same rows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from crm_postback.api import enqueue_trigger
+from crm_postback.core.settings import get_settings
+from models import Postback, PostbackStatus, utcnow
+from models.db import in_transaction, session_scope
+from worker import delivery, processing
+
+Result = TypeVar("Result")
+# Long enough for the second claimer to have sent its claim before the first commits; the
+# outcome asserted does not depend on it (only whether the bug could show).
+OVERLAP_SECONDS = 0.5
+
+
+@pytest.fixture(params=["sqlite_db", "pg_db"])
+def backend(request: pytest.FixtureRequest, make_event_set: Callable[..., int]) -> Iterator[str]:
+    request.getfixturevalue(request.param)
+    make_event_set()
+    for n in range(5):
+        enqueue_trigger(
+            {
+                "type": "lead.submitted",
+                "lead_id": f"L-{n}",
+                "event_set": "acme",
+                "occurred_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+                "match_keys": {"ttclid": f"E.C.P.{n}"},
+            }
+        )
+    yield request.param
+
+
+def while_held(first: Callable[[Session], Any], second: Callable[[Session], Result]) -> Result:
+    """Runs `first` in a transaction that stays open while `second` runs on another connection
+    (in a thread), then commits it; returns what `second` got."""
+    got: list[Result] = []
+    failed: list[BaseException] = []
+
+    def run_second() -> None:
+        try:
+            got.append(in_transaction(second))
+        except BaseException as error:  # reported by the test
+            failed.append(error)
+
+    with session_scope() as session:
+        first(session)
+        other = threading.Thread(target=run_second)
+        other.start()
+        time.sleep(OVERLAP_SECONDS)
+        session.commit()
+    other.join(timeout=60)
+    assert not failed, failed
+    return got[0]
+
+
+def resolve_and_claim(session: Session) -> list[Any]:
+    settings = get_settings()
+    now = utcnow()
+    resolved = processing.resolve_triggers(session, [], settings, now, also_ready=100)
+    return processing.insert_claimed(session, resolved, settings, now)
+
+
+def test_triggers_taken_by_one_worker_are_not_taken_by_another(backend: str) -> None:
+    assert while_held(resolve_and_claim, resolve_and_claim) == []
+
+
+def test_outbox_rows_claimed_by_one_worker_are_not_claimed_by_another(backend: str) -> None:
+    in_transaction(resolve_and_claim)
+    with session_scope() as session:  # every row due again, as after a failed attempt
+        session.execute(
+            update(Postback).values(
+                status=PostbackStatus.RETRYING,
+                next_attempt_at=utcnow() - timedelta(seconds=1),
+                lease_until=None,
+            )
+        )
+        session.commit()
+        ids = [row.id for row in session.query(Postback.id)]
+    assert len(ids) == 5
+
+    def claim(session: Session) -> list[Any]:
+        return delivery.claim(session, ids, get_settings(), utcnow())
+
+    claimed_by_first: list[Any] = []
+    second = while_held(lambda session: claimed_by_first.extend(claim(session)), claim)
+    assert sum(len(batch.items) for batch in claimed_by_first) == 5
+    assert second == []
+
+
+def test_the_sweepers_reservation_is_exclusive(backend: str) -> None:
+    in_transaction(resolve_and_claim)
+    with session_scope() as session:
+        session.execute(
+            update(Postback).values(
+                status=PostbackStatus.RETRYING,
+                next_attempt_at=utcnow() - timedelta(seconds=1),
+                lease_until=None,
+            )
+        )
+        session.commit()
+
+    def reserve(session: Session) -> list[list[int]]:
+        return delivery.reserve_due(session, get_settings(), utcnow())
+
+    reserved: list[list[int]] = []
+    assert while_held(lambda session: reserved.extend(reserve(session)), reserve) == []
+    assert sum(len(group) for group in reserved) == 5
