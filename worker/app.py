@@ -22,11 +22,13 @@ from models.db import reset_engine
 
 # Longer than any task may run (time limit 120 s), so Redis never re-delivers a running task.
 VISIBILITY_TIMEOUT_SECONDS = 900
+FILESYSTEM_POLLING_SECONDS = 0.1
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith("filesystem://"):
         folder = settings.broker_folder
+        ensure_private_dir(settings.postback_data_dir)
         for sub in ("queue", "processed", "control"):
             ensure_private_dir(folder / sub)
         return {
@@ -35,6 +37,10 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
             "store_processed": False,
+            # How long a worker sleeps when it may not take a message (its prefetch is in
+            # use) or finds none: kombu's 1 s made each task wait up to a second after the
+            # one before it. A look at the folder is one directory listing.
+            "polling_interval": FILESYSTEM_POLLING_SECONDS,
         }
     return {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
 

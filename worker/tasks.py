@@ -62,7 +62,8 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         # Triggers stored while we linger find the flag still set and publish nothing:
         # they ride along in this batch. A wake-up without ids comes from a full batch
         # (`_wake_again`): a backlog is waiting, so there is nothing to wait for.
-        if settings.batch_linger_ms and trigger_ids:
+        # BATCH_LINGER_MS is documented for Redis brokers only.
+        if settings.batch_linger_ms and trigger_ids and wakeups.on_redis(settings):
             time.sleep(settings.batch_linger_ms / 1000)
         wakeups.release_wakeup(settings)
 

@@ -5,14 +5,23 @@ wake-up is already waiting in the queue, a new trigger needs none: that task tak
 trigger ready when it starts. The worker clears the flag as it starts, so a trigger stored
 after that moment wakes another task. The flag expires on its own, and the beat sweeper runs
 any trigger left behind (e.g. the broker lost the message), so a lost flag delays, never loses.
-Only Redis brokers share the flag; other brokers get one message per call, as before.
+
+The flag is a Redis key on a Redis broker, and a file in the broker folder on the filesystem
+broker (the embedded default: a burst of single triggers left one message each there, and
+the sweep that re-sends due retries waited behind all of them). Other brokers (memory://
+in tests) get one message per call.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import time
 from collections.abc import Callable
 from functools import lru_cache
+from hashlib import sha256
+from pathlib import Path
 
 import redis
 
@@ -32,21 +41,65 @@ def _key(settings: Settings) -> str:
     return f"postback:wakeup:{settings.celery_queue}"
 
 
-def shared(settings: Settings) -> bool:
+def on_redis(settings: Settings) -> bool:
     return settings.broker_url.startswith(("redis://", "rediss://"))
+
+
+def _on_filesystem(settings: Settings) -> bool:
+    return settings.broker_url.startswith("filesystem://")
+
+
+def shared(settings: Settings) -> bool:
+    """The broker's publishers and workers share one flag per queue."""
+    return on_redis(settings) or _on_filesystem(settings)
+
+
+def _flag_file(settings: Settings) -> Path:
+    queue = settings.celery_queue
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", queue):
+        queue = sha256(queue.encode()).hexdigest()[:32]
+    return settings.broker_folder / f"wakeup-{queue}.pending"
+
+
+def _claim_flag_file(path: Path) -> bool:
+    """Creates the flag file unless it exists and is younger than the TTL (as the Redis key
+    expires). A flag that cannot be had at all means publishing: a spare message costs a
+    look at the database, a missing one a wait for the sweeper."""
+    for _ in range(2):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return True
+        except FileExistsError:
+            pass
+        except OSError:
+            return True
+        try:
+            if (time.time() - path.stat().st_mtime) * 1000 < WAKEUP_TTL_MS:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            pass  # released meanwhile: take it
+        except OSError:
+            return True
+    return False
 
 
 def claim_wakeup(settings: Settings) -> bool:
     """True when the caller should publish a wake-up (none is pending)."""
-    if not shared(settings):
-        return True
-    return bool(_client(settings.broker_url).set(_key(settings), 1, nx=True, px=WAKEUP_TTL_MS))
+    if on_redis(settings):
+        client = _client(settings.broker_url)
+        return bool(client.set(_key(settings), 1, nx=True, px=WAKEUP_TTL_MS))
+    if _on_filesystem(settings):
+        return _claim_flag_file(_flag_file(settings))
+    return True
 
 
 def release_wakeup(settings: Settings) -> None:
     """A worker starting a wake-up, or a publish that failed: the next trigger wakes again."""
-    if shared(settings):
+    if on_redis(settings):
         _client(settings.broker_url).delete(_key(settings))
+    elif _on_filesystem(settings):
+        _flag_file(settings).unlink(missing_ok=True)
 
 
 def wake(settings: Settings, publish: Callable[[], object], waiting: str) -> None:
