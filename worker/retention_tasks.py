@@ -16,7 +16,7 @@ from crm_postback.operations.retention import (
     retention_cutoff,
 )
 from models import utcnow
-from models.db import session_scope
+from models.db import session_scope, truncate_sqlite_log
 from worker.app import app
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ def purge_expired_data(run_seconds: float = RUN_SECONDS) -> dict[str, Any]:
         more = batch.full(PURGE_BATCH)
     if more:
         purge_expired_data.delay()  # a large backlog: carry on in a fresh task
+    elif (leads or payloads) and truncate_sqlite_log() is False:
+        log.warning(
+            "retention: SQLite's write-ahead log still holds old copies of the cleared rows "
+            "(another connection kept it busy); the next purge empties it"
+        )
     if leads or payloads or more:
         log.info(
             "retention: cleared the match keys of %d lead(s) and %d stored event bod(ies) "

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crm_postback.core.data_dir import ensure_private_dir
+
 if TYPE_CHECKING:
     from crm_postback.simulator import SimulatorControl
 
@@ -26,9 +28,14 @@ def _step(text: str) -> None:
     print(f"\n== {text}")
 
 
+def fresh_data_dir(path: Path = DEMO_DIR) -> Path:
+    """An empty data dir, owner-only like any other (it gets the same SQLite file and keys)."""
+    shutil.rmtree(path, ignore_errors=True)
+    return ensure_private_dir(path)
+
+
 def run_demo() -> int:
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    DEMO_DIR.mkdir(parents=True)
+    fresh_data_dir()
     from crm_postback.simulator import SimulatorControl, SimulatorServer
 
     simulator = SimulatorServer(port=0)

@@ -107,6 +107,11 @@ def purge(
         f"bod(ies) older than {done.cutoff:%Y-%m-%d %H:%M} UTC "
         f"(RETENTION_DAYS={done.retention_days})"
     )
+    if done.log_emptied is False:
+        typer.echo(
+            "note: the database's write-ahead log still holds old copies of the cleared rows "
+            "(another process kept it busy); it is emptied by the next purge"
+        )
 
 
 def flower(

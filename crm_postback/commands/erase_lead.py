@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.operations import retention
 from crm_postback.operations.retention import ErasedLead
+from models.db import truncate_sqlite_log
 
 
 @dataclass(frozen=True)
@@ -32,4 +33,8 @@ def erase_lead(request: EraseLead, actor: Actor) -> ErasedLead:
                 after=retention.describe_counts(result),
                 note=f"lead {request.lead_id!r} erased on request; no match key or event body kept",
             )
+    if result.anything:
+        # The committed erasure is in the database file; the pages it replaced are still in
+        # SQLite's write-ahead log until it is emptied.
+        result.log_emptied = truncate_sqlite_log()
     return result

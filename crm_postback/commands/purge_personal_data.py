@@ -21,6 +21,7 @@ from crm_postback.operations.retention import (
     retention_cutoff,
 )
 from models import utcnow
+from models.db import truncate_sqlite_log
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class PurgeResult:
     retention_days: int
     leads: int  # leads whose match keys were cleared
     payloads: int  # postbacks whose stored event body was cleared
+    # SQLite: the write-ahead log, with the pages the purge replaced, was emptied (False:
+    # another connection kept it busy; None: PostgreSQL, or nothing cleared).
+    log_emptied: bool | None = None
 
 
 def purge(
@@ -64,4 +68,5 @@ def purge(
     leads = payloads = 0
     for batch in purge_in_batches(run_batch, limit=batch_size):
         leads, payloads = leads + batch.leads, payloads + batch.payloads
-    return PurgeResult(cutoff, settings.retention_days, leads, payloads)
+    emptied = truncate_sqlite_log() if leads or payloads else None
+    return PurgeResult(cutoff, settings.retention_days, leads, payloads, emptied)

@@ -10,8 +10,16 @@ PRIVATE_FILE_MODE = 0o600
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and its parents) if missing; the folder itself is made owner-only."""
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    """Create `path` if missing, and each missing folder above it, owner-only (`mkdir -p`
+    would give those the umask's mode); an existing `path` loses group and other access.
+    Folders above it that existed already are left as they are."""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     if path.stat().st_mode & 0o077:
         path.chmod(PRIVATE_DIR_MODE)
     return path

@@ -31,7 +31,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -215,6 +214,9 @@ class ErasedLead:
     # Other leads that carry one of the same hashes or ids: the same person under another
     # lead id? They are not touched; the operator decides.
     shared_with: list[str] = field(default_factory=list)
+    # SQLite: the write-ahead log, which still held the old pages, was emptied after the
+    # commit (False: another connection kept it busy; None: PostgreSQL, or nothing erased).
+    log_emptied: bool | None = None
 
     @property
     def anything(self) -> bool:
@@ -263,9 +265,8 @@ def _text_array() -> Any:
 def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
     """Removes everything personal about one lead (see the module docstring); the caller
     records the erasure in the audit trail."""
-    if session.get_bind().dialect.name == "sqlite":
-        # Overwrite deleted content in the file instead of leaving it in free pages.
-        session.execute(text("PRAGMA secure_delete=ON"))
+    # On SQLite, every connection zeroes what it deletes or overwrites (secure_delete, in
+    # models.db); the command empties the write-ahead log after the commit.
     result = ErasedLead(lead_ref=lead_ref, lead_found=False)
     lead = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref).with_for_update())
     if lead is not None:
@@ -355,6 +356,11 @@ def describe_erased(result: ErasedLead) -> list[str]:
     lines.append(
         "  kept: statuses, attempts, TikTok codes, messages and request ids (no personal data)"
     )
+    if result.log_emptied is False:
+        lines.append(
+            "  note: the database's write-ahead log still holds old copies of the erased rows "
+            "(another process kept it busy); run the erasure again to empty it"
+        )
     if result.shared_with:
         lines.append(
             "  note: other leads carry one of the same hashes or ids (the same person?): "
