@@ -25,6 +25,8 @@ from crm_postback.core.rate_limits import WorkGate
 from crm_postback.core.settings import Settings, get_settings
 from models.db import in_transaction
 
+# A login waiting longer than this for its check is answered busy.
+LOGIN_WAIT_SECONDS = 10.0
 _gate: WorkGate | None = None
 _gate_lock = threading.Lock()
 
@@ -51,9 +53,9 @@ def _login_gate(settings: Settings) -> WorkGate:
     """The process's gate, made again only when its settings change (tests)."""
     global _gate
     with _gate_lock:
-        slots, queue = settings.admin_login_concurrency, settings.admin_login_queue
-        if _gate is None or (_gate.slots, _gate.queue) != (slots, queue):
-            _gate = WorkGate(slots, queue)
+        wanted = (settings.admin_login_concurrency, settings.admin_login_queue, LOGIN_WAIT_SECONDS)
+        if _gate is None or (_gate.slots, _gate.queue, _gate.wait_seconds) != wanted:
+            _gate = WorkGate(*wanted)
         return _gate
 
 

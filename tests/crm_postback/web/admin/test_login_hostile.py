@@ -20,6 +20,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
+from crm_postback.commands import authentication
 from crm_postback.configuration import admin_accounts
 from crm_postback.configuration.admin_accounts import create_user, find_user
 from crm_postback.web.app import create_app
@@ -168,6 +169,7 @@ def test_thirty_parallel_wrong_passwords_check_at_most_five(
     serve: Callable[[], Server], hasher: CountingHasher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     apply_env(monkeypatch, **GENEROUS)
+    monkeypatch.setattr(authentication, "LOGIN_WAIT_SECONDS", 300.0)  # all wait their turn
     alice_hash = add_user("alice")
     server = serve()
     answers = server.parallel([("alice", WRONG)] * 30)
@@ -195,6 +197,7 @@ def test_concurrent_hashing_is_bounded_and_the_excess_answered_at_once(
         ADMIN_LOGIN_CONCURRENCY="2",
         ADMIN_LOGIN_QUEUE="4",
     )
+    monkeypatch.setattr(authentication, "LOGIN_WAIT_SECONDS", 300.0)  # the queue waits
     server = serve()
     hasher.hold.clear()  # the first verifies wait: two slots and four places in the queue fill
     answers: list[httpx.Response] = []
