@@ -14,6 +14,25 @@ from models import EventSet, Mapping
 
 # Our id (the pages' URLs) or a name / TikTok event set ID (the CLI and the JSON API).
 EventSetRef = int | str
+# The largest id a column holds: INTEGER for event sets and mappings, BIGINT for triggers,
+# postbacks and audit entries. A larger number names nothing (and the database would refuse
+# to compare it: OverflowError on SQLite, "out of range" on PostgreSQL).
+MAX_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
+
+
+def is_row_id(value: object, maximum: int = MAX_ID) -> bool:
+    """An int that can be the id of a row (1 to `maximum`); bools are not ids."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= maximum
+
+
+def row_id(text: str, maximum: int = MAX_ID) -> int | None:
+    """A query or form value as an id; None when it cannot be one (not digits, too large)."""
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if is_row_id(value, maximum) else None
 
 
 class NotFound(InputRejected):
@@ -24,11 +43,16 @@ class NotFound(InputRejected):
         return "; ".join(error.message for error in self.errors)
 
 
+def _shown(row: int) -> str:
+    """An id as named in a message: a number too large to be one is not written back."""
+    return str(row) if is_row_id(row) else "with this id"
+
+
 def load_event_set(session: Session, reference: EventSetRef) -> EventSet:
     if isinstance(reference, int):
-        event_set = session.get(EventSet, reference)
+        event_set = session.get(EventSet, reference) if is_row_id(reference) else None
         if event_set is None:
-            raise NotFound([FieldError("event_set", f"there is no event set {reference}")])
+            raise NotFound([FieldError("event_set", f"there is no event set {_shown(reference)}")])
         return event_set
     try:
         return event_set_service.get_event_set(session, reference)
@@ -39,14 +63,18 @@ def load_event_set(session: Session, reference: EventSetRef) -> EventSet:
 def load_mapping(session: Session, mapping_id: int, event_set: EventSetRef | None) -> Mapping:
     """The mapping; with `event_set`, only if it belongs to that event set."""
     if event_set is None:
-        mapping = session.get(Mapping, mapping_id)
+        mapping = session.get(Mapping, mapping_id) if is_row_id(mapping_id) else None
         if mapping is None:
-            raise NotFound([FieldError("mapping_id", f"no mapping {mapping_id}")])
+            raise NotFound([FieldError("mapping_id", f"no mapping {_shown(mapping_id)}")])
         return mapping
     owner = load_event_set(session, event_set)
-    mapping = session.get(Mapping, mapping_id)
+    mapping = session.get(Mapping, mapping_id) if is_row_id(mapping_id) else None
     if mapping is None or mapping.event_set_id != owner.id:
         raise NotFound(
-            [FieldError("mapping_id", f"event set {owner.name!r} has no mapping {mapping_id}")]
+            [
+                FieldError(
+                    "mapping_id", f"event set {owner.name!r} has no mapping {_shown(mapping_id)}"
+                )
+            ]
         )
     return mapping

@@ -114,9 +114,10 @@ def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
 
 def pause_event_set(request: PauseEventSet, actor: Actor) -> EventSet:
     """Holds every postback of the event set; nothing is dropped."""
+    reason = event_set_service.checked_reason(request.reason)
     with unit_of_work(actor) as uow:
         event_set = load_event_set(uow.session, request.event_set)
-        event_set_service.pause(event_set, request.reason, actor=actor.name)
+        event_set_service.pause(event_set, reason, actor=actor.name)
         return event_set
 
 

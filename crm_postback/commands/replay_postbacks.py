@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from crm_postback.commands.lookups import EventSetRef, load_event_set
+from crm_postback.commands.lookups import (
+    MAX_BIG_ID,
+    MAX_ID,
+    EventSetRef,
+    is_row_id,
+    load_event_set,
+)
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations.replay import (
@@ -86,9 +92,15 @@ def replay_postbacks(
     selection = request.selection
     if selection.is_empty() and not request.everything:
         raise InputRejected.one("postback_id", "name the postbacks to replay")
+    if not all(is_row_id(i, MAX_BIG_ID) for i in selection.ids):
+        raise InputRejected.one("postback_id", "must be postback ids (whole numbers from 1)")
+    if selection.code is not None and not -MAX_ID <= selection.code <= MAX_ID:
+        raise InputRejected.one("code", "is not a code TikTok answers with")
     with session_scope() as session:
         if selection.event_set:  # an unknown name is NotFound (a 404 on the web)
             load_event_set(session, selection.event_set)
+        if selection.event_set_id is not None:
+            load_event_set(session, selection.event_set_id)
         event_set_id = selected_event_set_id(session, selection)
         if request.audited_event_set is not None:
             event_set_id = load_event_set(session, request.audited_event_set).id

@@ -7,6 +7,7 @@ Every change records its audit entry in the caller's transaction, as the `actor`
 from __future__ import annotations
 
 import re
+import unicodedata
 from enum import Enum
 
 from sqlalchemy import select
@@ -21,6 +22,55 @@ from crm_postback.tiktok.event_catalogue import SUPPORTED_CURRENCIES
 from models import EventSet, EventSetKind, EventSetStatus, Postback, PostbackStatus
 
 SOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{4,64}$")
+# A token goes into an HTTP header: printable ASCII, no spaces (TikTok's are hex).
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,1024}")
+# Names are written back in messages only when plainly a name (not an email, not a phone).
+_PLAIN_NAME = re.compile(r"\w[\w .\-]{0,99}")
+_CURRENCY_LIKE = re.compile(r"[A-Za-z]{1,8}")
+# Control characters (CR and LF above all: names reach headers and log lines), lone
+# surrogates, and the Unicode line and paragraph separators.
+_NOT_TEXT = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def is_plain_text(text: str) -> bool:
+    return not any(unicodedata.category(char) in _NOT_TEXT for char in text)
+
+
+def _text(field: str, value: str, longest: int, *, required: bool = True) -> str | None:
+    """The value stripped; InputRejected naming `field` if too long, empty when required,
+    or holding a control character."""
+    value = value.strip()
+    if required and not value:
+        raise InputRejected.one(field, f"must be 1 to {longest} characters")
+    if len(value) > longest:
+        raise InputRejected.one(field, f"must be at most {longest} characters")
+    if not is_plain_text(value):
+        raise InputRejected.one(field, "must not contain control characters or line breaks")
+    return value or None
+
+
+def _currency(value: str) -> str:
+    currency = value.strip().upper()
+    if currency not in SUPPORTED_CURRENCIES:
+        shown = f"{value.strip()!r} " if _CURRENCY_LIKE.fullmatch(value.strip()) else ""
+        raise InputRejected.one("currency", f"{shown}is not supported by TikTok")
+    return currency
+
+
+def _token(value: str) -> str:
+    token = value.strip()
+    if not token:
+        raise InputRejected.one("access_token", "must not be empty")
+    if not TOKEN_PATTERN.fullmatch(token):
+        raise InputRejected.one(
+            "access_token", "must be printable ASCII without spaces, at most 1024 characters"
+        )
+    return token
+
+
+def named(reference: str) -> str:
+    """How a name someone typed is written back: quoted if plainly a name, else not at all."""
+    return repr(reference) if _PLAIN_NAME.fullmatch(reference) else "(the name given)"
 
 
 def create_event_set(
@@ -39,18 +89,18 @@ def create_event_set(
 ) -> EventSet:
     if kind not in (EventSetKind.CRM, EventSetKind.WEB):
         raise InputRejected.one("kind", "must be 'crm' (CRM event set) or 'web' (Pixel)")
-    if not name.strip() or len(name) > 100:
-        raise InputRejected.one("name", "must be 1 to 100 characters")
-    if not SOURCE_ID_PATTERN.match(source_id):
+    name = _text("name", name, 100) or ""
+    if not SOURCE_ID_PATTERN.fullmatch(source_id):
         raise InputRejected.one("event_set_id", "must be the TikTok event set ID or pixel code")
-    if not access_token.strip():
-        raise InputRejected.one("access_token", "must not be empty")
+    access_token = _token(access_token)
+    lead_event_source = _text("lead_event_source", lead_event_source, 64) or ""
+    test_event_code = _text("test_event_code", test_event_code or "", 64, required=False)
+    if advertiser_id and not SOURCE_ID_PATTERN.fullmatch(advertiser_id.strip()):
+        raise InputRejected.one("advertiser_id", "must be the TikTok advertiser ID (digits)")
     if default_currency is not None:
-        default_currency = default_currency.upper()
-        if default_currency not in SUPPORTED_CURRENCIES:
-            raise InputRejected.one("currency", f"{default_currency!r} is not supported by TikTok")
+        default_currency = _currency(default_currency)
     if session.scalar(select(EventSet.id).where(EventSet.name == name)) is not None:
-        raise InputRejected.one("name", f"an event set named {name!r} exists")
+        raise InputRejected.one("name", f"an event set named {named(name)} exists")
     if (
         session.scalar(
             select(EventSet.id).where(EventSet.kind == kind, EventSet.source_id == source_id)
@@ -59,13 +109,13 @@ def create_event_set(
     ):
         raise InputRejected.one("event_set_id", f"{source_id} is already configured")
     event_set = EventSet(
-        name=name.strip(),
+        name=name,
         kind=kind,
         source_id=source_id,
-        sealed_token=seal_token(access_token.strip(), settings),
+        sealed_token=seal_token(access_token, settings),
         lead_event_source=lead_event_source,
-        test_event_code=test_event_code or None,
-        advertiser_id=advertiser_id or None,
+        test_event_code=test_event_code,
+        advertiser_id=(advertiser_id or "").strip() or None,
         default_currency=default_currency,
         status=EventSetStatus.ACTIVE,
     )
@@ -111,34 +161,26 @@ def update_event_set(
     lead event source of None is left as it is, as they cannot be cleared)."""
     before = audit.event_set_snapshot(event_set)
     if name is not None:
-        name = name.strip()
-        if not name or len(name) > 100:
-            raise InputRejected.one("name", "must be 1 to 100 characters")
+        name = _text("name", name, 100) or ""
         taken = session.scalar(
             select(EventSet.id).where(EventSet.name == name, EventSet.id != event_set.id)
         )
         if taken is not None:
-            raise InputRejected.one("name", f"an event set named {name!r} exists")
+            raise InputRejected.one("name", f"an event set named {named(name)} exists")
         event_set.name = name
     if advertiser_id is not KEEP:
         advertiser = str(advertiser_id or "").strip() or None
-        if advertiser is not None and not SOURCE_ID_PATTERN.match(advertiser):
+        if advertiser is not None and not SOURCE_ID_PATTERN.fullmatch(advertiser):
             raise InputRejected.one("advertiser_id", "must be the TikTok advertiser ID (digits)")
         event_set.advertiser_id = advertiser
     if lead_event_source is not None:
-        if not lead_event_source.strip() or len(lead_event_source.strip()) > 64:
-            raise InputRejected.one("lead_event_source", "must be 1 to 64 characters")
-        event_set.lead_event_source = lead_event_source.strip()
+        event_set.lead_event_source = _text("lead_event_source", lead_event_source, 64) or ""
     if default_currency is not KEEP:
-        currency = str(default_currency or "").strip().upper() or None
-        if currency is not None and currency not in SUPPORTED_CURRENCIES:
-            raise InputRejected.one("currency", f"{currency!r} is not supported by TikTok")
-        event_set.default_currency = currency
+        given = str(default_currency or "").strip()
+        event_set.default_currency = _currency(given) if given else None
     if test_event_code is not KEEP:
-        code = str(test_event_code or "").strip() or None
-        if code is not None and len(code) > 64:
-            raise InputRejected.one("test_event_code", "must be at most 64 characters")
-        event_set.test_event_code = code
+        code = str(test_event_code or "")
+        event_set.test_event_code = _text("test_event_code", code, 64, required=False)
     session.flush()
     after = audit.event_set_snapshot(event_set)
     if after != before:
@@ -156,9 +198,11 @@ def update_event_set(
 
 
 def get_event_set(session: Session, reference: str) -> EventSet:
-    event_set = find_event_set(session, reference)
+    # Text no name can hold is not looked up (PostgreSQL refuses a NUL in a query).
+    found = len(reference) <= 100 and is_plain_text(reference)
+    event_set = find_event_set(session, reference) if found else None
     if event_set is None:
-        raise InputRejected.one("event_set", f"unknown event set {reference!r}")
+        raise InputRejected.one("event_set", f"unknown event set {named(reference)}")
     return event_set
 
 
@@ -171,10 +215,9 @@ def rotate_token(
     actor: str,
 ) -> None:
     """A new token resumes a set paused for token problems; held postbacks go out again."""
-    if not token.strip():
-        raise InputRejected.one("access_token", "must not be empty")
+    token = _token(token)
     old_hint = token_hint(event_set.sealed_token, settings)
-    event_set.sealed_token = seal_token(token.strip(), settings)
+    event_set.sealed_token = seal_token(token, settings)
     audit.record(
         session,
         actor=actor,
@@ -205,6 +248,11 @@ def _record_status(
             before=before,
             after={"status": event_set.status, "paused_reason": event_set.paused_reason},
         )
+
+
+def checked_reason(reason: str) -> str:
+    """A pause reason typed by someone: one line of at most 500 characters."""
+    return _text("reason", reason, 500) or ""
 
 
 def pause(event_set: EventSet, reason: str, *, actor: str) -> None:

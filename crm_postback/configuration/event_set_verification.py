@@ -1,8 +1,13 @@
-"""Verify an event set with TikTok: GET /open_api/v1.3/crm/list/ with its advertiser and token."""
+"""Verify an event set with TikTok: GET /open_api/v1.3/crm/list/ with its advertiser and token.
+
+The answer is read as untrusted text of any shape (a proxy's JSON list, a 2**70 code, a
+megabyte message): what is shown of it is checked and cut, never assumed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -10,6 +15,10 @@ from crm_postback.core.settings import Settings
 from crm_postback.core.token_vault import TokenUnavailable, open_token
 from crm_postback.tiktok.events_client import EventsApiClient
 from models import EventSet, EventSetKind
+
+MAX_SHOWN = 200  # characters of TikTok's message or an event set's name shown back
+MAX_REQUEST_ID = 128
+NOT_THE_API = "TikTok's answer is not the Events API's (check TIKTOK_API_BASE_URL)"
 
 
 @dataclass(frozen=True)
@@ -19,6 +28,20 @@ class Verification:
     tiktok_name: str | None = None
     code: int | None = None
     request_id: str | None = None
+
+
+def _shown(value: object, longest: int = MAX_SHOWN) -> str | None:
+    """Text of the answer as it may be shown: one line, at most `longest` characters."""
+    if not isinstance(value, str) or not value:
+        return None
+    line = "".join(c if c.isprintable() else " " for c in value[: longest + 1])
+    return line if len(line) <= longest else line[: longest - 1] + "…"
+
+
+def _code(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+        return value
+    return None
 
 
 def verify_event_set(event_set: EventSet, settings: Settings) -> Verification:
@@ -33,25 +56,34 @@ def verify_event_set(event_set: EventSet, settings: Settings) -> Verification:
         return Verification(False, str(error))
     client = EventsApiClient(settings.tiktok_api_base_url, settings.http_timeout)
     try:
-        answer = client.list_crm_event_sets(token, event_set.advertiser_id)
+        answer: Any = client.list_crm_event_sets(token, event_set.advertiser_id)
     except requests.HTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
         return Verification(False, f"TikTok answered HTTP {status}")
-    except (requests.RequestException, ValueError) as error:
+    except (requests.RequestException, ValueError, RecursionError) as error:
         return Verification(False, f"TikTok could not be reached ({type(error).__name__})")
-    code = answer.get("code")
-    request_id = answer.get("request_id")
+    return read_answer(answer, event_set)
+
+
+def read_answer(answer: Any, event_set: EventSet) -> Verification:
+    """The verdict from /crm/list/'s parsed JSON, whatever its shape."""
+    if not isinstance(answer, dict) or "code" not in answer:
+        return Verification(False, NOT_THE_API)
+    code = _code(answer.get("code"))
+    request_id = _shown(answer.get("request_id"), MAX_REQUEST_ID)
     if code != 0:
+        message = _shown(answer.get("message")) or "no message"
+        shown_code = code if code is not None else "with a code out of range"
         return Verification(
-            False,
-            f"TikTok answered {code}: {answer.get('message') or 'no message'}",
-            code=code if isinstance(code, int) else None,
-            request_id=request_id,
+            False, f"TikTok answered {shown_code}: {message}", code=code, request_id=request_id
         )
-    listed = (answer.get("data") or {}).get("crm_event_sets") or []
+    data = answer.get("data")
+    listed = data.get("crm_event_sets") if isinstance(data, dict) else None
+    if not isinstance(listed, list):
+        listed = []
     for item in listed:
-        if str(item.get("event_set_id")) == event_set.source_id:
-            name = item.get("name") or None
+        if isinstance(item, dict) and str(item.get("event_set_id")) == event_set.source_id:
+            name = _shown(item.get("name"))
             return Verification(
                 True,
                 f"verified: TikTok knows event set {event_set.source_id}"

@@ -1,7 +1,9 @@
 """The admin UI (/admin) and its JSON API (/admin/api), mounted into the main FastAPI app.
 
 A sub-application of its own, so that its HTML error pages, session cookie and login
-redirects never touch the ingest API's JSON-only behaviour.
+redirects never touch the ingest API's JSON-only behaviour. Every answer carries the
+protective headers of `SecurityHeaders`; every error is a page, or under /api a JSON answer
+in the ingest API's shape (`{"errors": [{"pointer", "field", "message"}]}`), 500 included.
 """
 
 from __future__ import annotations
@@ -9,12 +11,16 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_postback.commands.lookups import NotFound
 from crm_postback.core.data_dir import ensure_private_dir
@@ -31,12 +37,63 @@ from crm_postback.web.admin import (
     mapping_pages,
     preview_pages,
 )
-from crm_postback.web.admin.json_api_support import DESCRIPTION, install_error_handlers
-from crm_postback.web.admin.page_rendering import flash, render, root
+from crm_postback.web.admin.json_api_support import (
+    DESCRIPTION,
+    install_error_handlers,
+    validation_problems,
+)
+from crm_postback.web.admin.page_rendering import flash, render, root, templates
 from crm_postback.web.admin.security import CsrfRejected, LoginRequired
+from crm_postback.web.errors import BodyTooLarge, error_response, too_large
+from crm_postback.web.shapes import Problem
 
 HERE = Path(__file__).parent
 COOKIE = "crm_postback_admin"
+DOCS_PATH = "/api/docs"
+
+# The pages load only their own script and stylesheet (no inline code, no other host), are
+# never framed and send no form elsewhere.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+# FastAPI's Swagger UI page: its script and stylesheet from jsDelivr and an inline start-up
+# script; nothing on it comes from a caller.
+DOCS_POLICY = (
+    "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+class SecurityHeaders:
+    """Adds the Content-Security-Policy and the headers above to every admin answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = str(scope.get("path", "")).endswith(DOCS_PATH)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", DOCS_POLICY if docs else PAGE_POLICY)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def session_secret(settings: Settings) -> str:
@@ -60,14 +117,16 @@ def _page(request: Request, status: int, title: str, message: str) -> HTMLRespon
     return render(request, "error.html", None, status_code=status, title=title, message=message)
 
 
+def _in_api(request: Request) -> bool:
+    return request.url.path.startswith(root(request) + "/api")
+
+
 async def _login_required(request: Request, _: Exception) -> Response:
     target = root(request) + "/login"
     if request.method == "GET":
         path = request.url.path
         if request.url.query:
             path += "?" + request.url.query
-        from urllib.parse import quote
-
         target += "?next=" + quote(path, safe="")
     else:
         flash(request, "Your session ended; log in again and redo the change.", "error")
@@ -93,13 +152,51 @@ async def _not_found(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    if request.url.path.startswith(root(request) + "/api"):
-        from crm_postback.web.errors import error_response
-        from crm_postback.web.shapes import Problem
-
+    if _in_api(request):
         problem = Problem(pointer=None, field=None, message=str(error.detail))
-        return error_response(error.status_code, [problem])
+        return error_response(error.status_code, [problem], getattr(error, "headers", None))
     return _page(request, error.status_code, "Something is not right", str(error.detail))
+
+
+async def _invalid_request(request: Request, error: Exception) -> Response:
+    """A path or query value of the wrong type (`/event-sets/abc`): 422 naming the parameter
+    on the JSON API, without the value; on the pages such a URL names nothing: 404."""
+    assert isinstance(error, RequestValidationError)
+    if _in_api(request):
+        return error_response(422, validation_problems(error))
+    return _page(request, 404, "Not found", "There is no such page.")
+
+
+async def _too_large(request: Request, error: Exception) -> Response:
+    assert isinstance(error, BodyTooLarge)
+    if _in_api(request):
+        return error_response(413, [too_large(error.limit)])
+    return _page(request, 413, "Too large", f"The form is larger than {error.limit} bytes.")
+
+
+async def _unexpected(request: Request, _: Exception) -> Response:
+    """Anything else: a 500 in the face's own shape. The web app's outermost middleware
+    (web.errors.UnexpectedErrors) logs the traceback and keeps the connection open. The
+    page is rendered without the session: this runs outside its middleware."""
+    if _in_api(request):
+        problem = Problem(pointer=None, field=None, message="internal error; retrying is safe")
+        return error_response(500, [problem], SECURITY_HEADERS)
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {
+            "admin": None,
+            "root": root(request),
+            "flashes": [],
+            "title": "Something went wrong",
+            "message": "The server could not finish this. Nothing is lost; try again, and "
+            "tell the operator if it keeps happening.",
+        },
+        status_code=500,
+        # Starlette answers this outside every middleware: the headers are set here.
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY}
+        | SECURITY_HEADERS,
+    )
 
 
 def create_admin_app(settings: Settings | None = None) -> FastAPI:
@@ -108,7 +205,7 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
         title="crm-postback admin API",
         version="1",
         description=DESCRIPTION,
-        docs_url="/api/docs",
+        docs_url=DOCS_PATH,
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -125,6 +222,10 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
     admin.add_exception_handler(CsrfRejected, _csrf)
     admin.add_exception_handler(NotFound, _not_found)
     admin.add_exception_handler(StarletteHTTPException, _http_error)
+    admin.add_exception_handler(RequestValidationError, _invalid_request)
+    admin.add_exception_handler(BodyTooLarge, _too_large)
+    admin.add_exception_handler(Exception, _unexpected)
+    admin.add_middleware(SecurityHeaders)  # added last: outermost, on every answer
     install_error_handlers(admin)
     admin.mount("/static", StaticFiles(directory=HERE / "static"), name="admin-static")
     for api in (event_set_json_api, mapping_json_api, delivery_json_api, audit_json_api):

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from crm_postback.commands.lookups import load_event_set
+from crm_postback.commands.lookups import MAX_BIG_ID, is_row_id, load_event_set
 from crm_postback.configuration import audit
 from crm_postback.web.admin.json_api_support import ApiAdmin, fail, in_thread
 from models.db import session_scope
@@ -20,6 +20,8 @@ async def audit_api(
 ) -> Any:
     if not 1 <= limit <= 1000:
         raise fail(422, "limit", "must be 1 to 1000")
+    if before is not None and not is_row_id(before, MAX_BIG_ID):
+        raise fail(422, "before", "must be an audit entry id")
 
     def read() -> dict[str, Any]:
         with session_scope() as session:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from crm_postback.commands.lookups import MAX_BIG_ID, row_id
 from crm_postback.configuration import audit
 from crm_postback.web.admin.page_rendering import render
 from crm_postback.web.admin.security import AdminDep
@@ -21,12 +22,13 @@ def audit_page(
     request: Request, admin: AdminDep, event_set: str = "", before: str = ""
 ) -> HTMLResponse:
     with session_scope() as session:
-        selected = int(event_set) if event_set.isdigit() else None
+        # A value that cannot be an id (not a number, too large) filters nothing, like none.
+        selected = row_id(event_set)
         found = audit.entries(
             session,
             event_set_id=selected,
             limit=PAGE_SIZE,
-            before_id=int(before) if before.isdigit() else None,
+            before_id=row_id(before, MAX_BIG_ID),
         )
         names = {es.id: es.name for es in session.scalars(select(EventSet).order_by(EventSet.name))}
         return render(

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from crm_postback.commands.lookups import load_event_set
+from crm_postback.commands.lookups import MAX_BIG_ID, is_row_id, load_event_set
 from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.operations import delivery_overview
@@ -50,9 +50,7 @@ async def replay_api(request: Request, admin: ApiAdmin) -> Any:
     body = await read_object(request)
     reject_unknown(body, {"ids", "event_set"})
     ids = body.get("ids") or []
-    if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in ids
-    ):
+    if not isinstance(ids, list) or not all(is_row_id(i, MAX_BIG_ID) for i in ids):
         raise fail(422, "ids", "must be a list of postback ids")
     wanted = ReplayPostbacks.chosen_or_dead(ids, text_field(body, "event_set"))
     outcome = await in_thread(replay_postbacks, wanted, Actor(admin.actor))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
+from crm_postback.commands.lookups import MAX_BIG_ID, row_id
 from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
 from crm_postback.commands.unit_of_work import Actor
+from crm_postback.configuration.event_set_service import is_plain_text
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import lead_history, status_counts
@@ -25,10 +29,13 @@ router = APIRouter(include_in_schema=False)
 def delivery_page(
     request: Request, admin: AdminDep, lead: str = "", event_set: str = ""
 ) -> HTMLResponse:
+    lead = lead.strip()
+    if len(lead) > 256 or not is_plain_text(lead):
+        lead = ""  # no lead id is like that; PostgreSQL would refuse a NUL in the query
     with session_scope() as session:
-        selected = int(event_set) if event_set.isdigit() else None
+        selected = row_id(event_set)
         names = {es.id: es.name for es in session.scalars(select(EventSet).order_by(EventSet.name))}
-        history = lead_history(session, lead.strip()) if lead.strip() else None
+        history = lead_history(session, lead) if lead else None
         return render(
             request,
             "delivery.html",
@@ -38,7 +45,7 @@ def delivery_page(
             statuses=STATUS_ORDER,
             errors=delivery_overview.last_errors(session, selected),
             selected=selected,
-            lead=lead.strip(),
+            lead=lead,
             history=history,
             replayable=REPLAYABLE,
             dead=delivery_overview.dead_counts(session),
@@ -60,13 +67,17 @@ def delivery_page(
 async def delivery_replay(request: Request, admin: AdminDep) -> Response:
     """The chosen postbacks (dead, failed or expired), or an event set's dead ones."""
     form = await checked_form(request, admin.csrf_token)
-    ids = [int(str(v)) for v in form.getlist("postback_id") if str(v).isdigit()]
-    event_set_id = str(form.get("event_set_id", ""))
+    chosen = [row_id(str(v), MAX_BIG_ID) for v in form.getlist("postback_id")]
+    event_set_text = str(form.get("event_set_id", "")).strip()
+    event_set_id = row_id(event_set_text)
     lead = str(form.get("lead", "")).strip()
-    wanted = ReplayPostbacks.chosen_or_dead(
-        ids, int(event_set_id) if event_set_id.isdigit() else None
-    )
+    ids = [i for i in chosen if i is not None]
     try:
+        if len(ids) != len(chosen):
+            raise InputRejected.one("postback_id", "must be postback ids")
+        if event_set_text and event_set_id is None:
+            raise InputRejected.one("event_set_id", "there is no event set with this id")
+        wanted = ReplayPostbacks.chosen_or_dead(ids, event_set_id)
         outcome = await run_in_threadpool(replay_postbacks, wanted, Actor(admin.actor))
     except InputRejected as error:
         flash(request, str(error), "error")
@@ -75,4 +86,4 @@ async def delivery_replay(request: Request, admin: AdminDep) -> Response:
         if outcome.not_rebuilt:
             message += f" {outcome.not_rebuilt} could not be rebuilt (see the lead's history)."
         flash(request, message, "ok" if outcome.requeued or not outcome.requested else "error")
-    return see_other(request, "/delivery" + (f"?lead={lead}" if lead else ""))
+    return see_other(request, "/delivery" + (f"?{urlencode({'lead': lead})}" if lead else ""))

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from crm_postback.commands.authentication import identify_admin_token, resume_admin_session
@@ -26,7 +27,12 @@ from crm_postback.configuration.admin_accounts import (
 )
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.web.body import read_json
-from crm_postback.web.errors import RequestRejected, error_response, problems_from_fields
+from crm_postback.web.errors import (
+    RequestRejected,
+    dotted,
+    error_response,
+    problems_from_fields,
+)
 from crm_postback.web.shapes import Problem
 
 DESCRIPTION = __doc__ or ""
@@ -63,6 +69,33 @@ async def _api_failure(_: Request, error: Exception) -> Response:
 async def _rejected(_: Request, error: Exception) -> Response:
     assert isinstance(error, RequestRejected)
     return error_response(error.status, error.problems, error.headers)
+
+
+def validation_problems(error: RequestValidationError) -> list[Problem]:
+    """A path or query parameter of the wrong type, named (`path.mapping_id`), never echoed."""
+    problems = []
+    for item in error.errors()[:20]:
+        location, *rest = item["loc"] or ("request",)
+        field = f"{location}.{dotted(rest)}" if rest else str(location)
+        message = (
+            "is required"
+            if item["type"] == "missing"
+            else _TYPE_MESSAGES.get(item["type"], "is not valid here")
+        )
+        if field not in {p.field for p in problems}:
+            problems.append(Problem(pointer=None, field=field, message=message))
+    return problems
+
+
+_TYPE_MESSAGES = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "greater_than_equal": "is too small",
+    "less_than_equal": "is too large",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from crm_postback.commands.lookups import load_event_set, load_mapping
+from crm_postback.commands.lookups import MAX_BIG_ID, is_row_id, load_event_set, load_mapping
 from crm_postback.commands.manage_mappings import (
     AddMapping,
     DeleteMapping,
@@ -165,7 +165,7 @@ def _draft(body: dict[str, Any]) -> DraftMapping | None:
     if entry is None:
         raise ApiFailure(422, errors)
     replaces = body.get("replaces")
-    if replaces is not None and (not isinstance(replaces, int) or isinstance(replaces, bool)):
+    if replaces is not None and not is_row_id(replaces):
         raise fail(422, "replaces", "must be a mapping id")
     return DraftMapping(
         entry.trigger_type,
@@ -190,7 +190,7 @@ async def preview_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
     trigger_id = body.get("trigger_id")
     if trigger is not None and not isinstance(trigger, dict):
         raise fail(422, "trigger", "must be an object (a trigger as the ingest API takes it)")
-    if trigger_id is not None and (not isinstance(trigger_id, int) or isinstance(trigger_id, bool)):
+    if trigger_id is not None and not is_row_id(trigger_id, MAX_BIG_ID):
         raise fail(422, "trigger_id", "must be a trigger id")
 
     def act() -> dict[str, Any]:

@@ -3,6 +3,9 @@ YAML export. Changes go through `commands.manage_mappings`."""
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
@@ -43,6 +46,16 @@ from models import EventSet, Mapping, Trigger
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
+_NOT_IN_FALLBACK = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def attachment(filename: str) -> str:
+    """Content-Disposition for any name (RFC 6266): an ASCII `filename` for old clients and
+    the exact name as `filename*=UTF-8''…` (RFC 5987). Both are escaped, so no text of the
+    name (a line break above all) reaches the header as it is."""
+    fallback = _NOT_IN_FALLBACK.sub("_", filename).strip("_.-") or "mappings.yaml"
+    exact = quote(filename.encode("utf-8", "replace"), safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
 @router.get("/event-sets/{event_set_id}/mappings.yaml")
@@ -50,11 +63,11 @@ def export_yaml(request: Request, event_set_id: int, admin: AdminDep) -> Respons
     with session_scope() as session:
         event_set = load_event_set(session, event_set_id)
         text = export_mappings(event_set, list_mappings(session, event_set))
-        filename = f"{event_set.name}-mappings.yaml".replace('"', "")
+        filename = f"{event_set.name}-mappings.yaml"
     return Response(
         text,
         media_type="application/yaml; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": attachment(filename)},
     )
 
 

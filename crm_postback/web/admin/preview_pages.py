@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from crm_postback.commands.lookups import load_event_set
+from crm_postback.commands.lookups import MAX_BIG_ID, load_event_set, row_id
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_preview import DraftMapping, Preview, preview
 from crm_postback.configuration.mapping_service import list_mappings
@@ -56,11 +56,10 @@ def run_preview(
 ) -> tuple[Preview | None, list[str]]:
     try:
         if given.trigger_id:
-            if not given.trigger_id.isdigit():
-                return None, ["trigger id: must be a number"]
-            result = preview(
-                session, get_settings(), event_set, trigger_id=int(given.trigger_id), draft=draft
-            )
+            trigger_id = row_id(given.trigger_id, MAX_BIG_ID)
+            if trigger_id is None:
+                return None, ["trigger id: must be the id of a stored trigger"]
+            result = preview(session, get_settings(), event_set, trigger_id=trigger_id, draft=draft)
             return result, []
         if given.sample:
             try:

@@ -24,6 +24,7 @@ from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-f
 )
 
 HUGE_ID = 10**23
+LISTED_WITHOUT_A_NAME = {"code": 0, "data": {"crm_event_sets": [{"event_set_id": EVENT_SET_ID}]}}
 ADMIN_SECRET = "the-admin-password-0123"
 
 
@@ -179,3 +180,275 @@ def test_an_alias_bomb_answers_a_small_422_on_the_json_api(
     assert answer.status_code == 422
     assert len(answer.content) < 1000
     assert answer.json()["errors"][0]["field"] == "file"
+
+
+# --- 11. admin input that answered a bare 500 ----------------------------------------------
+
+
+@pytest.fixture(params=["sqlite_db", "pg_db"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(request.param))
+
+
+@pytest.fixture
+def clients(backend: str, make_event_set: Callable[..., int]) -> Iterator[dict[str, Any]]:
+    """On either backend: an API client (admin token), a logged-in page client, an event set."""
+    from crm_postback.configuration.admin_accounts import create_token, create_user
+    from crm_postback.web.app import create_app
+    from tests.crm_postback.web.admin.conftest import PASSWORD, login  # type: ignore[import-not-found]
+
+    with session_scope() as session:
+        user = create_user(session, "alice", PASSWORD)
+        session.flush()
+        token = create_token(session, user, "tests").token
+        session.commit()
+    event_set_id = make_event_set()
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        TestClient(create_app(), headers=headers, raise_server_exceptions=False) as api,
+        TestClient(create_app(), raise_server_exceptions=False) as pages,
+    ):
+        csrf = login(pages)
+        yield {"api": api, "pages": pages, "csrf": csrf, "id": event_set_id}
+
+
+PAGE_GETS = [
+    "/admin/event-sets/{huge}",
+    "/admin/event-sets/{huge}/edit",
+    "/admin/event-sets/{huge}/preview",
+    "/admin/event-sets/{huge}/mappings/new",
+    "/admin/event-sets/{huge}/mappings.yaml",
+    "/admin/event-sets/{id}/mappings/{huge}",
+]
+PAGE_FILTERS = [
+    "/admin/audit?event_set={huge}",
+    "/admin/audit?before={huge}",
+    "/admin/delivery?event_set={huge}",
+    "/admin/delivery?lead=a%00b",
+    "/admin/event-sets/{id}/preview?trigger_id={huge}",
+]
+PAGE_POSTS = [
+    ("/admin/event-sets/{huge}/pause", {}),
+    ("/admin/event-sets/{huge}/edit", {"name": "x"}),
+    ("/admin/event-sets/{id}/mappings/{huge}/toggle", {}),
+    ("/admin/event-sets/{id}/mappings/{huge}", {"trigger": "lead.sold"}),
+]
+API_CALLS = [
+    ("GET", "/admin/api/audit?before={huge}", None, 422),
+    ("GET", "/admin/api/audit?before=-1", None, 422),
+    ("GET", "/admin/api/event-sets/acme/mappings/{huge}", None, 404),
+    ("PUT", "/admin/api/event-sets/acme/mappings/{huge}", {"trigger": "a.b", "event": "Lead"}, 404),
+    ("DELETE", "/admin/api/event-sets/acme/mappings/{huge}", None, 404),
+    ("POST", "/admin/api/postbacks/replay", {"ids": [HUGE_ID]}, 422),
+    ("POST", "/admin/api/event-sets/acme/preview", {"trigger_id": HUGE_ID}, 422),
+    ("GET", "/admin/api/event-sets/a%00b", None, 404),
+    ("GET", "/admin/api/delivery?event_set=a%00b", None, 404),
+]
+
+
+def test_ids_too_large_for_a_column_name_nothing(clients: dict[str, Any]) -> None:
+    """10**23 in a path, a query or a form: 404 (or the filter ignored), never a 500 from
+    the database refusing the number (OverflowError on SQLite, out of range on PostgreSQL)."""
+    pages, api = clients["pages"], clients["api"]
+    values = {"huge": HUGE_ID, "id": clients["id"]}
+    for path in PAGE_GETS:
+        answer = pages.get(path.format(**values))
+        assert answer.status_code == 404, path
+        assert "Not found" in answer.text
+    for path in PAGE_FILTERS:
+        assert pages.get(path.format(**values)).status_code == 200, path
+    for path, data in PAGE_POSTS:
+        answer = pages.post(path.format(**values), data={"csrf_token": clients["csrf"], **data})
+        assert answer.status_code == 404, path
+    replay = pages.post(
+        "/admin/delivery/replay", data={"csrf_token": clients["csrf"], "postback_id": HUGE_ID}
+    )
+    assert "postback_id: must be postback ids" in flashes(replay.text)
+    replay = pages.post(
+        "/admin/delivery/replay", data={"csrf_token": clients["csrf"], "event_set_id": HUGE_ID}
+    )
+    assert "event_set_id: there is no event set with this id" in flashes(replay.text)
+    preview = pages.post(
+        f"/admin/event-sets/{clients['id']}/preview",
+        data={"csrf_token": clients["csrf"], "preview_trigger_id": str(HUGE_ID)},
+    )
+    assert "trigger id: must be the id of a stored trigger" in preview.text
+    for method, path, body, status in API_CALLS:
+        answer = api.request(method, path.format(**values), json=body)
+        assert answer.status_code == status, (method, path, answer.text)
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["errors"][0]["message"]
+        assert str(HUGE_ID) not in answer.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [{"code": 0}],
+        "OK",
+        42,
+        None,
+        {"code": 2**70, "message": "x"},
+        {"code": 40001, "message": "m" * 100_000, "request_id": "r" * 5000},
+        {"code": 40001, "message": ["not", "text"]},
+        {"code": 0, "data": [1, 2]},
+        {"code": 0, "data": {"crm_event_sets": {"a": 1}}},
+        {"code": 0, "data": {"crm_event_sets": [1, "x", None, [EVENT_SET_ID]]}},
+        LISTED_WITHOUT_A_NAME,
+    ],
+)
+def test_a_verify_answer_of_any_shape_is_read_not_trusted(
+    api: TestClient, make_event_set: Callable[..., int], stand_in: StandIn, body: Any
+) -> None:
+    make_event_set(advertiser_id="7000000001")
+    stand_in.body = body
+    verified = api.post("/admin/api/event-sets/acme/verify")
+    assert verified.status_code == 200, verified.text
+    answer = verified.json()
+    assert len(answer["message"]) <= 400
+    assert answer["request_id"] is None or len(answer["request_id"]) <= 128
+    assert answer["code"] is None or abs(answer["code"]) < 2**31
+    assert answer["ok"] is (body is LISTED_WITHOUT_A_NAME)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "acme\r\nX-Injected: 1"),
+        ("name", "a\x00b"),
+        ("name", "a\u2028b"),
+        ("lead_event_source", "crm\nline"),
+        ("test_event_code", "T\x00"),
+        ("access_token", "tok en-with-space"),
+        ("access_token", "tok\r\nen"),
+    ],
+)
+def test_control_characters_and_line_breaks_are_refused_in_event_set_fields(
+    clients: dict[str, Any], field: str, value: str
+) -> None:
+    api = clients["api"]
+    created = api.post(
+        "/admin/api/event-sets",
+        json={"name": "beta", "event_set_id": "7300000000000000009", "access_token": TOKEN}
+        | {field: value},
+    )
+    assert created.status_code == 422, created.text
+    assert [e["field"] for e in created.json()["errors"]] == [field]
+    assert value not in created.text
+    patched = api.patch("/admin/api/event-sets/acme", json={field: value})
+    assert patched.status_code == 422 and value not in patched.text
+    if not value.isprintable():  # a reason may hold spaces, not line breaks
+        paused = api.post("/admin/api/event-sets/acme/pause", json={"reason": value})
+        assert paused.status_code == 422
+        assert paused.json()["errors"][0]["field"] == "reason"
+
+
+def test_a_non_ascii_name_exports_with_an_rfc_5987_filename(
+    admin_client: tuple[TestClient, str], make_event_set: Callable[..., int]
+) -> None:
+    client, _ = admin_client
+    event_set_id = make_event_set(name="日本語-crm")
+    answer = client.get(f"/admin/event-sets/{event_set_id}/mappings.yaml")
+    assert answer.status_code == 200
+    assert answer.headers["content-disposition"] == (
+        "attachment; filename=\"crm-mappings.yaml\"; "
+        "filename*=UTF-8''%E6%97%A5%E6%9C%AC%E8%AA%9E-crm-mappings.yaml"
+    )
+
+
+def test_a_stored_name_with_a_line_break_never_reaches_a_header(
+    alice: int, make_event_set: Callable[..., int]
+) -> None:
+    """A name stored before names were checked: over real HTTP, the export answers and the
+    keep-alive connection carries the next request (a CRLF in a header dropped it)."""
+    import httpx
+
+    from crm_postback.web.app import create_app
+    from tests.conftest import app_in_thread  # type: ignore[import-not-found]
+    from tests.crm_postback.web.admin.conftest import login  # type: ignore[import-not-found]
+
+    event_set_id = make_event_set()
+    with session_scope() as session:
+        session.get(EventSet, event_set_id).name = "acme\r\nSet-Cookie: x=1"  # type: ignore[union-attr]
+        session.commit()
+    with app_in_thread(create_app()) as url, httpx.Client(base_url=url) as client:
+        login(client)  # type: ignore[arg-type]
+        answer = client.get(f"/admin/event-sets/{event_set_id}/mappings.yaml")
+        assert answer.status_code == 200
+        assert "set-cookie" not in {k.lower() for k in answer.headers if k.lower() != "set-cookie"}
+        assert answer.headers["content-disposition"].startswith(
+            'attachment; filename="acme_Set-Cookie_x_1-mappings.yaml"; filename*=UTF-8'
+            "''acme%0D%0ASet-Cookie%3A%20x%3D1"
+        )
+        assert client.get("/admin/event-sets").status_code == 200
+
+
+def test_the_json_api_answers_every_error_in_the_ingest_shape(
+    api: TestClient, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_event_set()
+    cases = [
+        (api.get("/admin/api/no-such-route"), 404),
+        (api.delete("/admin/api/event-sets"), 405),
+        (api.get("/admin/api/event-sets/acme/mappings/jane@example.com"), 422),
+        (api.get("/admin/api/audit?limit=lots"), 422),
+    ]
+    for answer, status in cases:
+        assert answer.status_code == status
+        assert answer.headers["content-type"] == "application/json"
+        [problem] = answer.json()["errors"]
+        assert set(problem) == {"pointer", "field", "message"}
+        assert "jane" not in answer.text and "lots" not in answer.text
+    assert cases[2][0].json()["errors"][0]["field"] == "path.mapping_id"
+
+    from crm_postback.web.admin import event_set_json_api
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("jane@example.com")
+
+    monkeypatch.setattr(event_set_json_api, "status_counts", broken)
+    with TestClient(api.app, headers=dict(api.headers), raise_server_exceptions=False) as client:
+        answer = client.get("/admin/api/event-sets/acme")
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "errors": [{"pointer": None, "field": None, "message": "internal error; retrying is safe"}]
+    }
+
+
+def test_a_page_that_fails_is_an_error_page(
+    admin_client: tuple[TestClient, str],
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crm_postback.web.admin import event_set_pages
+
+    client, _ = admin_client
+    event_set_id = make_event_set()
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("jane@example.com")
+
+    monkeypatch.setattr(event_set_pages, "status_counts", broken)
+    with TestClient(client.app, cookies=client.cookies, raise_server_exceptions=False) as same:
+        answer = same.get(f"/admin/event-sets/{event_set_id}")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in answer.text and "jane" not in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert client.get("/admin/event-sets/abc").status_code == 404  # not a number: no page
+
+
+def test_an_admin_body_over_the_limit_is_413_in_the_api_shape(
+    api: TestClient, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_event_set()
+    apply_env(monkeypatch, MAX_REQUEST_BYTES="1000")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused while it streams
+        for _ in range(10):
+            yield b"# " + b"x" * 200 + b"\n"
+
+    answer = api.put("/admin/api/event-sets/acme/mappings.yaml", content=chunks())
+    assert answer.status_code == 413
+    assert answer.json()["errors"][0]["field"] == "body"

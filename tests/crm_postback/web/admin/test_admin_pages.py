@@ -345,7 +345,9 @@ def test_export_yaml_from_the_page(
     client, _ = admin_client
     set_id = make_event_set()
     response = client.get(f"/admin/event-sets/{set_id}/mappings.yaml")
-    assert response.headers["content-disposition"] == 'attachment; filename="acme-mappings.yaml"'
+    assert response.headers["content-disposition"] == (
+        "attachment; filename=\"acme-mappings.yaml\"; filename*=UTF-8''acme-mappings.yaml"
+    )
     assert [m["event"] for m in yaml.safe_load(response.text)["mappings"]] == ["lead_sold", "Lead"]
 
 
