@@ -106,3 +106,20 @@ def test_a_backlog_longer_than_one_run_continues_in_a_new_task(
     assert answer == {"leads": 0, "payloads": 0, "more": True} and queued == [()]
     answer = retention_tasks.purge_expired_data.apply().get()
     assert answer == {"leads": 3, "payloads": 3, "more": False}
+
+
+def test_the_task_empties_sqlites_write_ahead_log_once_it_cleared_something(
+    ready: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm_postback.core.settings import get_settings
+
+    wal = get_settings().embedded_database_path.with_name("postback.db-wal")
+    _old_lead(1)
+    assert wal.stat().st_size > 0
+    retention_tasks.purge_expired_data.apply().get()
+    assert wal.stat().st_size == 0
+
+    _old_lead(2)
+    monkeypatch.setattr(retention_tasks, "truncate_sqlite_log", lambda: False)
+    retention_tasks.purge_expired_data.apply().get()
+    assert "write-ahead log still holds old copies" in caplog.text

@@ -68,3 +68,73 @@ def test_flag_expires_so_a_lost_wakeup_only_delays(monkeypatch: pytest.MonkeyPat
     assert wakeups.claim_wakeup(settings) is False
     ttl_ms = fake.pttl("postback:wakeup:unit")
     assert 0 < ttl_ms <= wakeups.WAKEUP_TTL_MS
+
+
+@pytest.fixture
+def on_filesystem(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    from worker.app import broker_options
+
+    apply_env(monkeypatch, BROKER_URL="filesystem://")
+    queue = get_settings().broker_folder / "queue"
+    broker_options(get_settings())  # the folders, as the app makes them
+    return lambda: len(list(queue.glob("*.msg")))
+
+
+def test_filesystem_flag_is_taken_once_until_released(on_filesystem: Callable[[], int]) -> None:
+    settings = get_settings()
+    assert wakeups.shared(settings)
+    assert wakeups.claim_wakeup(settings) is True
+    assert wakeups.claim_wakeup(settings) is False
+    wakeups.release_wakeup(settings)
+    assert wakeups.claim_wakeup(settings) is True
+
+
+def test_filesystem_flag_expires_so_a_lost_wakeup_only_delays(
+    on_filesystem: Callable[[], int],
+) -> None:
+    import os
+
+    settings = get_settings()
+    assert wakeups.claim_wakeup(settings) is True
+    flag = next(settings.broker_folder.glob("wakeup-*.pending"))
+    stale = time.time() - wakeups.WAKEUP_TTL_MS / 1000 - 1
+    os.utime(flag, (stale, stale))  # its worker never started the message
+    assert wakeups.claim_wakeup(settings) is True
+    assert wakeups.claim_wakeup(settings) is False
+
+
+def test_a_failed_publish_releases_the_filesystem_flag(on_filesystem: Callable[[], int]) -> None:
+    settings = get_settings()
+
+    def broker_down() -> None:
+        raise OSError("broker folder unwritable")
+
+    wakeups.wake(settings, broker_down, "the test's triggers")
+    assert wakeups.claim_wakeup(settings) is True  # the next trigger publishes again
+
+
+def test_a_burst_on_the_filesystem_broker_queues_one_message(
+    on_filesystem: Callable[[], int], make_event_set: Callable[..., int]
+) -> None:
+    make_event_set()
+    for n in range(20):
+        enqueue_trigger(
+            {
+                "type": "lead.submitted",
+                "lead_id": f"L-{n}",
+                "event_set": "acme",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "match_keys": {"email": f"l{n}@example.com"},
+            }
+        )
+    assert on_filesystem() in (1, 2)  # a second only if the burst outlasted the flag's TTL
+
+
+def test_an_odd_queue_name_gets_a_flag_file_inside_the_broker_folder(
+    on_filesystem: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_env(monkeypatch, BROKER_URL="filesystem://", CELERY_QUEUE="../../etc/x y")
+    settings = get_settings()
+    assert wakeups.claim_wakeup(settings) is True
+    flags = list(settings.broker_folder.glob("wakeup-*.pending"))
+    assert len(flags) == 1 and flags[0].parent == settings.broker_folder

@@ -131,3 +131,27 @@ def test_erasing_an_unknown_lead_records_nothing(ready: None) -> None:
     result = erase_lead(EraseLead("nobody"), Actor("cli:ops"))
     assert not result.anything
     assert erasures() == []
+
+
+def test_the_erasure_empties_sqlites_write_ahead_log_after_its_commit(ready: None) -> None:
+    """The pages the erasure replaced are still in postback.db-wal until it is emptied (the
+    bytes themselves are checked in tests/worker/test_embedded_hostile.py)."""
+    from crm_postback.core.settings import get_settings
+
+    wal = get_settings().embedded_database_path.with_name("postback.db-wal")
+    assert wal.stat().st_size > 0
+    result = erase_lead(EraseLead("L-ERASE"), Actor("cli:ops"))
+    assert result.log_emptied is True
+    assert wal.stat().st_size == 0
+
+
+def test_a_log_another_process_kept_busy_is_reported(
+    ready: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crm_postback.commands.erase_lead as command
+
+    monkeypatch.setattr(command, "truncate_sqlite_log", lambda: False)
+    result = runner.invoke(app, ["erase-lead", "L-ERASE", "--yes"])
+    assert result.exit_code == 0
+    assert "write-ahead log still holds old copies" in result.output
+    assert "run the erasure again" in result.output

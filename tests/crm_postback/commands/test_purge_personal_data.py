@@ -126,3 +126,16 @@ def test_no_match_key_or_hash_in_the_entries_or_the_output(ready: None) -> None:
     assert "retention.purge" in outputs[-1]
     for text in (str(purges()), *outputs):
         assert EMAIL not in text and EMAIL_HASH not in text and "198.51.100.23" not in text
+
+
+def test_a_purge_that_cleared_something_empties_sqlites_write_ahead_log(ready: None) -> None:
+    from crm_postback.core.settings import get_settings
+
+    wal = get_settings().embedded_database_path.with_name("postback.db-wal")
+    assert purge(Actor("cli:ops")).log_emptied is None  # nothing to clear: nothing to do
+    submit("L-OLD", days_ago=400)
+    assert wal.stat().st_size > 0
+    done = purge(Actor("cli:ops"))
+    assert done.leads == 1 and done.log_emptied is True
+    assert wal.stat().st_size == 0
+    assert b"198.51.100.23" not in get_settings().embedded_database_path.read_bytes()
