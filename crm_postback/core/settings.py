@@ -88,6 +88,29 @@ class Settings(BaseSettings):
     )
     api_host: str = Field("127.0.0.1", description="Address `postback serve` listens on.")
     api_port: int = Field(8000, gt=0, lt=65536, description="Port `postback serve` listens on.")
+    # postback serve: time and connection limits
+    api_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A client must send a request's line and headers within this long of "
+        "connecting (or of its first byte after a keep-alive pause); a slower one is "
+        "disconnected.",
+    )
+    api_body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A request's body must have arrived this long after its headers; a "
+        "slower one is disconnected.",
+    )
+    api_keep_alive_seconds: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this long."
+    )
+    api_max_connections: int = Field(
+        1000,
+        gt=0,
+        description="Open connections and running requests `postback serve` allows at once; a "
+        "request beyond them is answered 503.",
+    )
     admin_username: str = Field(
         "",
         description="Bootstrap admin for /admin: this user is created (or its password reset) "
