@@ -93,8 +93,7 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="A client must send a request's line and headers within this long of "
-        "connecting (or of its first byte after a keep-alive pause); a slower one is "
-        "disconnected.",
+        "connecting (or of the answer to its previous request); a slower one is disconnected.",
     )
     api_body_timeout_seconds: float = Field(
         60.0,
