@@ -86,7 +86,7 @@ def parse(text: str) -> Condition:
 @example(shape=Scaled("a", "-", " in [1]"))
 @example(shape=Scaled("a", " not", " in [1]"))
 @example(shape=Scaled('a == "', "\\", '"'))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_parse_condition_returns_or_refuses_in_bounded_work(shape: Scaled) -> None:
     checked = returns_or_refuses(parse, (ValueError,))
     small, large = shape.small(), shape.large()
@@ -113,7 +113,7 @@ def condition_with(place: str, shape: Scaled, count: int) -> dict[str, Any]:
 @pytest.mark.parametrize("place", ["attribute", "op", "value", "value list", "nested list"])
 @given(shape=scaled(), op=st.sampled_from(["eq", "ne", "in", "not_in", "gt", "lte", "exists"]))
 @example(shape=Scaled("a", "a", "@"), op="eq")
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 def test_condition_model_returns_or_refuses_in_bounded_work(
     place: str, shape: Scaled, op: str
 ) -> None:

@@ -42,7 +42,7 @@ def refusal_is_short(check: Callable[[str], str]) -> Callable[[str], str]:
 @example(shape=Scaled("", "a", ""))
 @example(shape=Scaled(" ", "x", "\x00"))
 @example(shape=Scaled("Complete", " ", "Payment"))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 def test_returns_or_refuses_in_bounded_work(check: str, shape: Scaled) -> None:
     checked = returns_or_refuses(refusal_is_short(CHECKS[check]), (MappingError,))
     small, large = shape.small(), shape.large()

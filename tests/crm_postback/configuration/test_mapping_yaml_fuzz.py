@@ -101,7 +101,7 @@ def import_dry(text: str) -> str:
 @example(shape=Scaled("mappings: ", "[", ""))  # nesting: the composer recurses
 @example(shape=Scaled("mappings:\n- trigger: ", "9", "\n"))  # a long integer
 @example(shape=Scaled("mappings:\n- event: '", "x", "'\n"))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_files_are_read_or_refused_in_bounded_work(shape: Scaled) -> None:
     small, large = shape.small(), shape.large()
     import_dry(small)

@@ -1,8 +1,9 @@
 """Property-based fuzzing of the trigger and lead schemas, up to the body limit.
 
 A document grown from a small generated shape (one field's text, a list of keys, many
-attributes, a long number) goes through what the door does with it: TriggerIn, LeadUpsert and
-MatchKeys (model_validate), then hash_match_keys. Each either accepts it or refuses it with
+attributes, a long number) goes through what the door does with it: the storable-text check
+(unstorable_values), the lead id as a URL path gives it (parse_lead_ref), TriggerIn, LeadUpsert
+and MatchKeys (model_validate), then hash_match_keys. Each either accepts it or refuses it with
 ValidationError / InputRejected (never another exception, such as OverflowError), and the work
 grows about linearly with the document (tests/bounded_work.py).
 """
@@ -21,7 +22,13 @@ from pydantic import ValidationError
 
 from crm_postback.core.errors import InputRejected
 from crm_postback.intake.lead_keys import hash_match_keys
-from crm_postback.intake.trigger_schemas import LeadUpsert, MatchKeys, TriggerIn
+from crm_postback.intake.trigger_schemas import (
+    LeadUpsert,
+    MatchKeys,
+    TriggerIn,
+    parse_lead_ref,
+    unstorable_values,
+)
 from tests.bounded_work import (  # type: ignore[import-not-found]
     BODY_LIMIT,
     FACTOR,
@@ -134,6 +141,13 @@ def through_the_door(document: Any) -> str:
     """What intake does with a document; "refused" for the documented refusals."""
     lead = {"lead_id": document.get("lead_id"), "match_keys": document.get("match_keys")}
     outcome = "accepted"
+    if unstorable_values(document):
+        outcome = "refused"
+    if isinstance(lead["lead_id"], str):  # as a URL path gives it
+        try:
+            parse_lead_ref(lead["lead_id"])
+        except InputRejected:
+            outcome = "refused"
     for model, part in ((TriggerIn, document), (LeadUpsert, lead), (MatchKeys, lead["match_keys"])):
         try:
             parsed = model.model_validate(part)
@@ -161,7 +175,7 @@ def through_the_door(document: Any) -> str:
 @example(grown=text_at("type", Scaled("a", ".", "A")))
 @example(grown=many_attributes(Scaled("", "x", "")))
 @example(grown=list_at("match_keys.email", Scaled("", "j@example.com", "")))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_documents_are_accepted_or_refused_in_bounded_work(grown: Grown) -> None:
     small, large = grown.small(), grown.large()
     through_the_door(small)

@@ -94,7 +94,7 @@ def encoded(text: str) -> bytes:
 @example(shape=Scaled("[", "1e309,", "1]"))
 @example(shape=Scaled('"', "\\ud800", '"'))
 @example(shape=Scaled("[", '"a",', '"a"]'))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_bodies_are_read_or_refused_in_bounded_work(shape: Scaled) -> None:
     small, large = encoded(shape.small()), encoded(shape.large())
     read(small)
