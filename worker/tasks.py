@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 def _client() -> EventsApiClient:
     settings = get_settings()
-    return EventsApiClient(settings.tiktok_api_base_url, settings.http_timeout)
+    return EventsApiClient(
+        settings.tiktok_api_base_url, settings.http_timeout, settings.http_total_timeout_seconds
+    )
 
 
 def deliver(postback_ids: list[int]) -> dict[str, int]:
