@@ -73,8 +73,10 @@ def test_no_generated_request_breaks_a_promise(case: Any, fuzz_key: str) -> None
     # an index, a status, a trigger id or errors). Other answers are about the lead named.
     if response.status_code >= 400 or case.path == "/v1/triggers":
         sent = {"body": case.body, **(case.path_parameters or {}), **(case.query or {})}
-        json_answer = response.headers.get("content-type", "").startswith("application/json")
-        answer = response.json() if json_answer else response.text
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = response.text
         assert_echoes_nothing(response.status_code, answer, sent)
     # Every other check runs (status codes, content types, answers matching their schemas,
     # auth, 405 for undeclared methods). Excluded: a JSON schema cannot say "an event set that
