@@ -61,7 +61,8 @@ _TOO_LONG = f"is an integer of more than {sys.get_int_max_str_digits()} digits"
 # (a NUL and a lone surrogate), so no value a caller sends could be taken for it unseen.
 _CUT_MARK = "\u0000\udfffcut"
 _CUT_LITERAL = '"\\u0000\\udfffcut"'
-_STRUCTURE = re.compile(r'["\[\]{}]')
+_JSON_SPACE = " \t\n\r"
+_STRUCTURE = re.compile(r'(?:[\[{][ \t\n\r]*+)++|(?:[\]}][ \t\n\r]*+)++|"')
 
 
 def _strict_float(text: str) -> float:
@@ -116,34 +117,46 @@ def parse_json(raw: bytes, keep_bad_values: bool = False) -> Any:
 
 def _cut_deep(text: str) -> str:
     """`text` with every container opened below MAX_READ_DEPTH replaced by _CUT_LITERAL.
-    One pass; strings are skipped whole. Text that is not JSON stays not JSON."""
+    One pass (a run of brackets is one step); strings are skipped whole. Text that is not
+    JSON stays not JSON."""
+    limit = MAX_READ_DEPTH
     parts: list[str] = []
-    depth = 0
-    kept_from = 0
+    depth = kept_from = position = 0
     cut_at: int | None = None
-    position = 0
     while (found := _STRUCTURE.search(text, position)) is not None:
-        char, at = found.group(), found.start()
-        if char == '"':
-            position = _string_end(text, at + 1)
+        run, at = found.group(), found.start()
+        position = found.end()
+        if run == '"':
+            position = _string_end(text, position)
             if position < 0:
                 break
             continue
-        position = at + 1
-        if char in "[{":
-            depth += 1
-            if depth == MAX_READ_DEPTH + 1:
-                cut_at = at
+        brackets = 1 if len(run) == 1 else len(run) - sum(map(run.count, _JSON_SPACE))
+        if run[0] in "[{":
+            if cut_at is None and depth + brackets > limit:
+                cut_at = at + _nth_bracket(run, limit - depth)  # opens level limit + 1
+            depth += brackets
         else:
-            if depth == MAX_READ_DEPTH + 1 and cut_at is not None:
+            if cut_at is not None and depth - brackets <= limit:
+                closed = at + _nth_bracket(run, depth - limit - 1) + 1  # closes level limit + 1
                 parts += [text[kept_from:cut_at], _CUT_LITERAL]
-                kept_from, cut_at = position, None
-            depth -= 1
+                kept_from, cut_at = closed, None
+            depth -= brackets
     if cut_at is not None:  # never closed: the JSON reader reports where it ends
         parts.append(text[kept_from:cut_at] + _CUT_LITERAL)
         return "".join(parts)
     parts.append(text[kept_from:])
     return "".join(parts)
+
+
+def _nth_bracket(run: str, index: int) -> int:
+    """Where the bracket number `index` (from 0) of a run of brackets and spaces is."""
+    for position, char in enumerate(run):
+        if char not in _JSON_SPACE:
+            if index == 0:
+                return position
+            index -= 1
+    raise AssertionError("fewer brackets in the run than counted")
 
 
 def _string_end(text: str, start: int) -> int:
@@ -182,7 +195,11 @@ def _placeholders_for_cuts(document: Any) -> Any:
 async def read_json(request: Request, keep_bad_values: bool = False) -> Any:
     """The parsed body; 422 for anything that is not strict JSON (see parse_json)."""
     # Any Content-Type is read as JSON: `curl -d` without -H is a common first try.
-    raw = await request.body()
+    return parse_body(await request.body(), keep_bad_values)
+
+
+def parse_body(raw: bytes, keep_bad_values: bool = False) -> Any:
+    """parse_json, with a 422 naming the body for text that is not JSON."""
     try:
         return parse_json(raw, keep_bad_values)
     except json.JSONDecodeError as error:

@@ -19,7 +19,7 @@ from crm_postback.core.errors import InputRejected
 from crm_postback.intake.trigger_schemas import TriggerIn, Unrepresentable, parse_lead_ref
 from crm_postback.operations.postback_reports import LeadHistory, lead_history
 from crm_postback.web.auth import CallerDep
-from crm_postback.web.body import read_json
+from crm_postback.web.body import parse_body
 from crm_postback.web.errors import RequestRejected, problems_from_fields
 from crm_postback.web.examples import LEAD_KEYS_EXAMPLES, TRIGGER_EXAMPLES
 from crm_postback.web.shapes import (
@@ -132,6 +132,19 @@ def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
     )
 
 
+def _ingest_body(raw: bytes) -> TriggersAnswer:
+    document = parse_body(raw, keep_bad_values=True)
+    if isinstance(document, Unrepresentable):
+        raise _root_rejected(document.message)
+    if isinstance(document, dict):
+        return ingest([document], "")
+    if isinstance(document, list):
+        if not 1 <= len(document) <= MAX_BATCH:
+            raise _root_rejected(f"a batch holds 1 to {MAX_BATCH} triggers, not {len(document)}")
+        return ingest(document, None)
+    raise _root_rejected(f"send a trigger object or a list of 1 to {MAX_BATCH} of them")
+
+
 @router.post(
     "/v1/triggers",
     status_code=202,
@@ -162,17 +175,8 @@ def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
 async def post_triggers(request: Request, caller: CallerDep) -> JSONResponse:
     """Each trigger is stored (committed) before the answer; a 202 is never lost, even when
     the queue is down. Answers are per item, in the order sent."""
-    document = await read_json(request, keep_bad_values=True)
-    if isinstance(document, Unrepresentable):
-        raise _root_rejected(document.message)
-    if isinstance(document, dict):
-        answer = await run_in_threadpool(ingest, [document], "")
-    elif isinstance(document, list):
-        if not 1 <= len(document) <= MAX_BATCH:
-            raise _root_rejected(f"a batch holds 1 to {MAX_BATCH} triggers, not {len(document)}")
-        answer = await run_in_threadpool(ingest, document, None)
-    else:
-        raise _root_rejected(f"send a trigger object or a list of 1 to {MAX_BATCH} of them")
+    # Read off the event loop too: parsing megabytes must not hold up other requests.
+    answer = await run_in_threadpool(_ingest_body, await request.body())
     status = 422 if answer.rejected == len(answer.items) else 202
     return JSONResponse(answer.model_dump(exclude_none=True), status_code=status)
 
@@ -189,8 +193,8 @@ def _path_problems(lead_id: str) -> list[Problem]:
     return []
 
 
-def _upsert(lead_id: str, document: Any) -> None:
-    body, problems = validate(LeadKeysIn, document, "")
+def _upsert(lead_id: str, raw: bytes) -> None:
+    body, problems = validate(LeadKeysIn, parse_body(raw, keep_bad_values=True), "")
     keys = body.match_keys.model_dump(exclude_none=True) if body is not None else {}
     if body is not None and not keys:
         problems = [
@@ -224,8 +228,7 @@ def _upsert(lead_id: str, document: Any) -> None:
 async def put_lead(lead_id: LeadId, request: Request, caller: CallerDep) -> LeadStored:
     """Keys that arrive after the first trigger (a ttclid, a TikTok lead id) are merged into
     what is stored; email, phone and external id are hashed before they are stored."""
-    document = await read_json(request, keep_bad_values=True)
-    await run_in_threadpool(_upsert, lead_id, document)
+    await run_in_threadpool(_upsert, lead_id, await request.body())
     return LeadStored(lead_id=lead_id.strip())
 
 

@@ -31,6 +31,7 @@ from crm_postback.core.privacy import normalize_email
 from crm_postback.intake.trigger_schemas import TriggerIn
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
+from crm_postback.web.body import parse_body
 from crm_postback.web.validation import validate
 from mappings.rules import parse_condition
 from models import Lead, Trigger
@@ -198,6 +199,7 @@ def test_a_30_kb_email_costs_no_more_than_a_short_one(
         ("Infinity", "not a JSON number"),
         ("[" * 100_000 + "]" * 100_000, "nests deeper than 64 levels"),
         ('{"a":' * 3_000 + "1" + "}" * 3_000, "nests deeper than 64 levels"),
+        ("[ " * 3_000 + "] " * 3_000, "nests deeper than 64 levels"),
     ],
 )
 def test_a_value_json_cannot_keep_fails_only_its_item_naming_the_field(
@@ -214,6 +216,31 @@ def test_a_value_json_cannot_keep_fails_only_its_item_naming_the_field(
     assert (error["pointer"], error["field"]) == ("/1/attributes/value", "attributes.value")
     assert says in error["message"]
     assert stored_triggers() == 1
+
+
+def test_deeply_nested_items_fail_alone_and_reading_them_is_linear(
+    acme: SimulatorControl, any_client: TestClient
+) -> None:
+    deep = "[" * 2_000 + '"x"' + "]" * 2_000
+    items = [
+        json.dumps(submitted("L-0")),
+        json.dumps({**submitted("L-1"), "match_keys": {"email": "@"}}).replace('"@"', deep),
+        json.dumps(submitted("L-2")),
+        deep,
+        json.dumps({**submitted("L-4"), "colour": "@"}).replace('"@"', deep),
+    ]
+    answer = any_client.post("/v1/triggers", content="[" + ",".join(items) + "]").json()
+    assert [i["status"] for i in answer["items"]] == ["accepted", "rejected"] * 2 + ["rejected"]
+    deeper = "nests deeper than 64 levels"
+    assert item_errors(answer, 1) == {"/1/match_keys/email/0": deeper}  # a list may be there
+    assert item_errors(answer, 3) == {"/3": deeper}
+    assert item_errors(answer, 4) == {"/4/colour": deeper}
+    assert stored_triggers() == 2
+
+    def read(n: int) -> None:
+        parse_body(b"[1," * n + b"]" * n, keep_bad_values=True)
+
+    assert grows_linearly(read, 20_000)
 
 
 def test_a_value_json_cannot_keep_in_lead_keys_names_the_field(
