@@ -148,6 +148,22 @@ def test_secrets_are_required_not_defaulted() -> None:
         assert ":?" in env[name], f"{name} must fail loudly when .env lacks it"
 
 
+def test_web_is_published_on_loopback_with_its_metrics_behind_a_token() -> None:
+    """`postback serve --host 0.0.0.0` refuses to start without METRICS_TOKEN, so compose
+    requires it; the port is published on the host's loopback, for a reverse proxy."""
+    from typer.testing import CliRunner
+
+    web = APP_SERVICES["web"]
+    assert ":?" in web["environment"]["METRICS_TOKEN"]
+    assert web["ports"] and all(str(p).startswith("127.0.0.1:") for p in web["ports"])
+    result = CliRunner().invoke(cli_app, web["command"][1:], env={"METRICS_TOKEN": ""})
+    assert result.exit_code == 2 and "METRICS_TOKEN" in result.output
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            if name != "simulator":  # a stand-in TikTok, behind its profile
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+
+
 def test_beat_schedules_only_tasks_the_worker_has() -> None:
     from worker.app import app as celery_app
 

@@ -73,7 +73,7 @@ async def _rejected(_: Request, error: Exception) -> Response:
 
 def validation_problems(error: RequestValidationError) -> list[Problem]:
     """A path or query parameter of the wrong type, named (`path.mapping_id`), never echoed."""
-    problems = []
+    problems: list[Problem] = []
     for item in error.errors()[:20]:
         location, *rest = item["loc"] or ("request",)
         field = f"{location}.{dotted(rest)}" if rest else str(location)

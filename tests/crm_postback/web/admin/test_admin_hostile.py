@@ -5,6 +5,7 @@ page without its protective headers."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -351,7 +352,7 @@ def test_a_non_ascii_name_exports_with_an_rfc_5987_filename(
     answer = client.get(f"/admin/event-sets/{event_set_id}/mappings.yaml")
     assert answer.status_code == 200
     assert answer.headers["content-disposition"] == (
-        "attachment; filename=\"crm-mappings.yaml\"; "
+        'attachment; filename="crm-mappings.yaml"; '
         "filename*=UTF-8''%E6%97%A5%E6%9C%AC%E8%AA%9E-crm-mappings.yaml"
     )
 
@@ -452,3 +453,103 @@ def test_an_admin_body_over_the_limit_is_413_in_the_api_shape(
     answer = api.put("/admin/api/event-sets/acme/mappings.yaml", content=chunks())
     assert answer.status_code == 413
     assert answer.json()["errors"][0]["field"] == "body"
+
+
+# --- 12. protective headers -------------------------------------------------------------
+
+
+def _assert_protected(answer: Any, where: str) -> None:
+    headers = answer.headers
+    policy = headers.get("content-security-policy", "")
+    assert "frame-ancestors 'none'" in policy, where
+    assert "default-src" in policy and "object-src 'none'" in policy, where
+    assert headers.get("x-frame-options") == "DENY", where
+    assert headers.get("x-content-type-options") == "nosniff", where
+    assert headers.get("referrer-policy") == "same-origin", where
+
+
+def test_every_admin_answer_carries_the_protective_headers(
+    admin_client: tuple[TestClient, str], api: TestClient, make_event_set: Callable[..., int]
+) -> None:
+    client, csrf = admin_client
+    event_set_id = make_event_set()
+    for path in (
+        "/admin/event-sets",
+        f"/admin/event-sets/{event_set_id}",
+        f"/admin/event-sets/{event_set_id}/mappings/new",
+        f"/admin/event-sets/{event_set_id}/preview",
+        f"/admin/event-sets/{event_set_id}/mappings.yaml",
+        "/admin/delivery",
+        "/admin/audit",
+        "/admin/static/admin.js",
+        "/admin/static/admin.css",
+        "/admin/event-sets/999",  # the 404 page
+    ):
+        answer = client.get(path)
+        _assert_protected(answer, path)
+        assert "'unsafe-inline'" not in answer.headers["content-security-policy"], path
+        assert "script-src 'self'" in answer.headers["content-security-policy"], path
+    posted = client.post(
+        f"/admin/event-sets/{event_set_id}/pause", data={"csrf_token": csrf}, follow_redirects=False
+    )
+    _assert_protected(posted, "a redirect")
+    with TestClient(client.app) as anonymous:
+        _assert_protected(anonymous.get("/admin/login"), "the login page")
+        _assert_protected(anonymous.get("/admin/event-sets", follow_redirects=False), "login")
+    for answer in (api.get("/admin/api/event-sets"), api.get("/admin/api/nothing")):
+        _assert_protected(answer, "the JSON API")
+    docs = api.get("/admin/api/docs")
+    _assert_protected(docs, "the API docs")
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+
+
+def test_the_pages_work_under_their_policy_in_chromium(
+    make_event_set: Callable[..., int], alice: int
+) -> None:
+    """Chromium reports every script, style or form the policy refuses; the pages need none
+    (no inline script or style), and their script still runs."""
+    from tests.conftest import app_in_thread, require_service  # type: ignore[import-not-found]
+
+    chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+    def ready() -> None:
+        if not os.path.exists(chromium):
+            raise FileNotFoundError(f"{chromium} (install the Debian package 'chromium')")
+        import playwright.sync_api  # noqa: F401
+
+    require_service("Chromium", ready)
+    from playwright.sync_api import sync_playwright
+
+    from crm_postback.web.app import create_app
+    from tests.crm_postback.web.admin.conftest import PASSWORD  # type: ignore[import-not-found]
+
+    event_set_id = make_event_set()
+    refused: list[str] = []
+    with app_in_thread(create_app()) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        page.on(
+            "console",
+            lambda message: (
+                refused.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
+        page.goto(f"{url}/admin/login")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button:has-text('Log in')")
+        page.wait_for_url(f"{url}/admin/event-sets")
+        for path in (
+            f"/admin/event-sets/{event_set_id}",
+            f"/admin/event-sets/{event_set_id}/preview",
+            "/admin/delivery",
+            "/admin/audit",
+        ):
+            page.goto(url + path)
+        page.goto(f"{url}/admin/event-sets/{event_set_id}/mappings/new")
+        page.select_option("#event-choice", "__custom__")  # admin.js shows the custom box
+        assert page.locator("#custom-event").is_visible()
+        browser.close()
+    assert refused == []
