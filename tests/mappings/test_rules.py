@@ -289,3 +289,52 @@ def test_property_rules_bad_content_type(content_type: str) -> None:
 def test_property_rules_invalid(data: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         PropertyRules.model_validate(data)
+
+
+# --- parse_condition: bounded work ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "attribute", "op"),
+    [
+        ("offer.exists", "offer.", "exists"),  # as the pattern it replaced read it
+        ("a-in [1]", "a-", "in"),
+        ("a-not in [1]", "a-not", "in"),
+        ("not in [1]", "not", "in"),
+        ("xnot in [1]", "xnot", "in"),
+    ],
+)
+def test_parse_condition_reads_names_ending_in_a_separator_as_before(
+    text: str, attribute: str, op: str
+) -> None:
+    condition = parse_condition(text)
+    assert (condition.attribute, condition.op) == (attribute, op)
+
+
+@pytest.mark.parametrize("text", ["xin [1]", "aexists", "a == 1\n2", "a notin [1]"])
+def test_parse_condition_refuses_operators_glued_to_words(text: str) -> None:
+    with pytest.raises(ValueError, match="expected '<attribute> <op> <value>'"):
+        parse_condition(text)
+
+
+def test_parse_condition_caps_length_and_nesting_without_echoing() -> None:
+    secret = "jane@example.com"
+    with pytest.raises(ValueError) as refused:
+        parse_condition(f"{secret} == " + " " * 20_000 + "x")
+    assert str(refused.value) == "condition: longer than 2000 characters"
+    with pytest.raises(ValueError) as refused:
+        parse_condition("x in " + "[" * 1_990)  # was a RecursionError
+    assert "deeper than 4 levels" in str(refused.value)
+    with pytest.raises(ValueError) as refused:
+        parse_condition(f"{secret} garbage")
+    assert secret not in str(refused.value)
+    # Brackets inside a JSON string are text, not nesting.
+    assert parse_condition('x in ["[[[[[[", "]]"]').value == ["[[[[[[", "]]"]
+    with pytest.raises(ValidationError):  # 4 levels: read, then refused as not a list of values
+        parse_condition("x in [[[[1]]]]")
+
+
+def test_a_long_value_is_cut_in_the_numeric_operator_message() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Condition(attribute="value", op="gt", value="x" * 500)
+    assert "x" * 40 not in str(refused.value)

@@ -9,11 +9,16 @@ from collections.abc import Callable
 import pytest
 
 from crm_postback.core.privacy import (
+    MAX_EMAIL_LENGTH,
+    MAX_EXTERNAL_ID_LENGTH,
+    MAX_PHONE_LENGTH,
     MatchKeyError,
     hash_email,
     hash_external_id,
     hash_phone,
     is_sha256_hex,
+    looks_like_email,
+    looks_like_phone,
     normalize_email,
     normalize_external_id,
     normalize_phone,
@@ -198,3 +203,71 @@ def test_near_miss_hex_external_id_is_hashed_not_passed_through() -> None:
 def test_every_hash_is_lowercase_hex(kind: str, hasher: Hasher) -> None:
     raw = {"email": "Bob@Example.org", "phone": "+1 213 373 4253", "external_id": "X-1"}[kind]
     assert HEX64.match(hasher(raw))
+
+
+# --- length limits and the shapes of personal data ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("normalize", "field", "limit"),
+    [
+        (normalize_email, "email", MAX_EMAIL_LENGTH),
+        (lambda raw: normalize_phone(raw, "US"), "phone", MAX_PHONE_LENGTH),
+        (normalize_external_id, "external_id", MAX_EXTERNAL_ID_LENGTH),
+    ],
+)
+def test_each_key_has_a_length_limit_checked_first(
+    normalize: Callable[[str], str], field: str, limit: int
+) -> None:
+    with pytest.raises(MatchKeyError) as refused:
+        normalize("a@" + "." * 30_000 + "@")  # quadratic for the pattern this replaced
+    assert (refused.value.field, refused.value.reason) == (field, f"longer than {limit} characters")
+
+
+def test_an_address_of_254_characters_is_still_an_address() -> None:
+    address = "a" * 242 + "@example.com"
+    assert len(address) == MAX_EMAIL_LENGTH
+    assert normalize_email(address) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("jane@example.com", True),
+        ("sold to Jane@Example.COM today", True),
+        ("a@b@c.de", True),
+        ("a@b.c", False),  # one letter after the dot
+        ("@example.com", False),
+        ("a@.com", False),
+        ("a@b", False),
+        ("example.com", False),
+        ("a@" + "." * 100_000, False),
+    ],
+)
+def test_looks_like_email(text: str, expected: bool) -> None:
+    assert looks_like_email(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("+12133734253", True),
+        ("+1 213 373 4253", True),
+        ("(213) 373-4253", True),
+        ("213-373-4253", True),
+        ("213.373.4253", True),
+        ("0044 20 7946 0958", True),
+        ("2133734253", False),  # bare digits: a numeric id as much as a number
+        ("123456", False),
+        ("7311111111111111111", False),
+        ("L-1001", False),
+        ("2024-11-21", False),
+        ("2024-11-21-0001", False),
+        ("123-456-7890", False),  # not a valid US number
+        ("+1001", False),  # too few digits
+        ("+" + "1" * 16, False),  # too many
+        ("1" * 40, False),
+    ],
+)
+def test_looks_like_phone(text: str, expected: bool) -> None:
+    assert looks_like_phone(text, "US") is expected

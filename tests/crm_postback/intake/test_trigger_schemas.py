@@ -17,8 +17,11 @@ from crm_postback.intake.trigger_schemas import (
     LeadUpsert,
     MatchKeys,
     TriggerIn,
+    Unrepresentable,
+    parse_lead_ref,
     parse_trigger,
     unstorable_paths,
+    unstorable_values,
 )
 from models import Lead
 
@@ -494,3 +497,69 @@ def test_unstorable_paths_names_every_bad_string(
     document: dict[Any, Any], paths: list[list[str | int]]
 ) -> None:
     assert unstorable_paths(document) == paths
+
+
+# --- identifiers carry no personal data; sizes first; deep documents ------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"lead_id": RAW_EMAIL}, "lead_id"),
+        ({"lead_id": RAW_PHONE}, "lead_id"),
+        ({"event_set": RAW_EMAIL}, "event_set"),
+        ({"idempotency_key": RAW_PHONE}, "idempotency_key"),
+        ({"match_keys": {"ttclid": RAW_EMAIL}}, "match_keys.ttclid"),
+        ({"match_keys": {"ttp": RAW_PHONE}}, "match_keys.ttp"),
+        ({"match_keys": {"tiktok_lead_id": "213-373-4253"}}, "match_keys.tiktok_lead_id"),
+        ({"lead_id": "L-\x00"}, "lead_id"),
+    ],
+)
+def test_identifiers_refuse_personal_data_without_echoing_it(
+    change: dict[str, Any], field: str
+) -> None:
+    error, rejected = _rejected(_trigger(**change))
+    assert _fields(rejected) == [field]
+    assert RAW_EMAIL not in str(error) and RAW_PHONE not in str(error)
+
+
+@pytest.mark.parametrize("lead_id", ["L-1001", "123456", "2133734253", "7311111111111111111"])
+def test_ordinary_ids_are_allowed(lead_id: str) -> None:
+    assert TriggerIn.model_validate(_trigger(lead_id=lead_id)).lead_id == lead_id
+    assert parse_lead_ref(f" {lead_id} ") == lead_id
+
+
+def test_parse_lead_ref_names_lead_id() -> None:
+    with pytest.raises(InputRejected) as refused:
+        parse_lead_ref(RAW_EMAIL)
+    assert _fields(refused.value) == ["lead_id"]
+    assert RAW_EMAIL not in str(refused.value)
+
+
+def test_attribute_size_is_checked_before_the_values() -> None:
+    # Each value alone is fine in length; together they pass MAX_ATTRIBUTE_BYTES (16,384).
+    _, rejected = _rejected(
+        _trigger(attributes={f"k{i}": f"{RAW_EMAIL} {i:0900}" for i in range(20)})
+    )
+    assert [e.message for e in rejected.errors] == ["18851 bytes of JSON; the limit is 16384"]
+
+
+def test_match_key_lists_are_counted_before_their_values_are_read() -> None:
+    _, rejected = _rejected(_trigger(match_keys={"email": list(range(100_000))}))
+    assert [(e.field, e.message) for e in rejected.errors] == [
+        ("match_keys.email", "at most 5 values")
+    ]
+
+
+def test_an_unsupported_currency_is_not_echoed() -> None:
+    _, rejected = _rejected(_trigger(attributes={"currency": "ZZZ"}))
+    assert rejected.errors[0].message == "currency: not a currency TikTok supports"
+
+
+def test_unstorable_paths_of_a_deep_document_and_at_most_twenty() -> None:
+    deep: Any = "\x00"
+    for _ in range(5_000):  # deeper than Python's recursion limit
+        deep = [deep]
+    assert unstorable_paths({"a": deep}) == [["a", *[0] * 5_000]]
+    assert len(unstorable_paths({f"k{i}": "\x00" for i in range(1_000)})) == 20
+    assert unstorable_values({"n": Unrepresentable("is too large")}) == [(["n"], "is too large")]
