@@ -8,10 +8,10 @@ from fastapi import APIRouter
 
 from crm_postback.commands.lookups import MAX_BIG_ID, is_row_id, load_event_set
 from crm_postback.configuration import audit
-from crm_postback.web.admin.json_api_support import ApiAdmin, fail, in_thread
+from crm_postback.web.admin.json_api_support import API_ERRORS, ApiAdmin, fail, in_thread
 from models.db import session_scope
 
-router = APIRouter(prefix="/api", tags=["admin"])
+router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
 
 
 @router.get("/audit", summary="The audit trail, newest first")

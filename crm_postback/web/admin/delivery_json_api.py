@@ -13,6 +13,7 @@ from crm_postback.commands.unit_of_work import Actor
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.web.admin.json_api_support import (
+    API_ERRORS,
     ApiAdmin,
     fail,
     in_thread,
@@ -22,7 +23,7 @@ from crm_postback.web.admin.json_api_support import (
 )
 from models.db import session_scope
 
-router = APIRouter(prefix="/api", tags=["admin"])
+router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
 
 
 @router.get("/delivery", summary="Postback counts by event set and status, TikTok's last errors")

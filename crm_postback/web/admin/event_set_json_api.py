@@ -30,6 +30,7 @@ from crm_postback.core.settings import get_settings
 from crm_postback.core.token_vault import token_hint
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.web.admin.json_api_support import (
+    API_ERRORS,
     ApiAdmin,
     fail,
     in_thread,
@@ -41,7 +42,7 @@ from crm_postback.web.admin.mapping_json_api import mapping_json
 from models import EventSet
 from models.db import session_scope
 
-router = APIRouter(prefix="/api", tags=["admin"])
+router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
 
 CREATE_FIELDS = {
     "name",

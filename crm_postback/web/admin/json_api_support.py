@@ -33,9 +33,22 @@ from crm_postback.web.errors import (
     error_response,
     problems_from_fields,
 )
-from crm_postback.web.shapes import Problem
+from crm_postback.web.shapes import ErrorAnswer, Problem
 
 DESCRIPTION = __doc__ or ""
+_ERRORS = {
+    401: "No admin token (or browser session), or not a valid one",
+    403: "A revoked token or disabled user, or a browser session without its CSRF header",
+    404: "No such event set, mapping or route",
+    409: "The mapping changed since the version given",
+    413: "The body is larger than MAX_REQUEST_BYTES",
+    422: "A field, body, path or query parameter is refused; each problem is named",
+    500: "Internal error; retrying is safe",
+}
+# Every route of the JSON API may answer these, always as {"errors": [...]}.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorAnswer, "description": text} for status, text in _ERRORS.items()
+}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 Result = TypeVar("Result")
 Params = ParamSpec("Params")
@@ -55,12 +68,18 @@ def fail(status: int, field: str | None, message: str) -> ApiFailure:
     return ApiFailure(status, [FieldError(field or "", message)])
 
 
+def _named(field: str) -> str:
+    """A dotted field as it may be named back: a part that is not a plain name (a key a
+    caller invented: it may be anything, an email included) is `<redacted>`."""
+    return dotted([int(p) if p.isdigit() else p for p in field.split(".")])
+
+
 async def _api_failure(_: Request, error: Exception) -> Response:
     assert isinstance(error, ApiFailure)
     problems = [
         Problem(pointer=None, field=None, message=e.message)
         if not e.field
-        else problems_from_fields([e], "")[0]
+        else problems_from_fields([FieldError(_named(e.field), e.message)], "")[0]
         for e in error.errors
     ]
     return error_response(error.status, problems, error.headers)
@@ -163,7 +182,7 @@ def reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = [key for key in body if key not in allowed]
     if unknown:
         raise ApiFailure(
-            422, [FieldError(str(key), "is not a known field") for key in unknown[:20]]
+            422, [FieldError(dotted([str(key)]), "is not a known field") for key in unknown[:20]]
         )
 
 

@@ -31,6 +31,7 @@ from crm_postback.configuration.mapping_yaml import (
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.web.admin.json_api_support import (
+    API_ERRORS,
     ApiAdmin,
     ApiFailure,
     fail,
@@ -41,7 +42,7 @@ from crm_postback.web.admin.json_api_support import (
 from models import Mapping
 from models.db import session_scope
 
-router = APIRouter(prefix="/api", tags=["admin"])
+router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
 
 
 def mapping_json(mapping: Mapping) -> dict[str, Any]:
@@ -124,14 +125,22 @@ async def delete_mapping_api(reference: str, mapping_id: int, admin: ApiAdmin) -
     return Response(status_code=204)
 
 
-@router.get("/event-sets/{reference}/mappings.yaml", summary="Export the mappings as YAML")
+class YamlResponse(Response):
+    media_type = "application/yaml"
+
+
+@router.get(
+    "/event-sets/{reference}/mappings.yaml",
+    summary="Export the mappings as YAML",
+    response_class=YamlResponse,  # documented as application/yaml text, not JSON
+)
 async def export_api(reference: str, admin: ApiAdmin) -> Response:
     def read() -> str:
         with session_scope() as session:
             event_set = load_event_set(session, reference)
             return export_mappings(event_set, list_mappings(session, event_set))
 
-    return Response(await in_thread(read), media_type="application/yaml; charset=utf-8")
+    return YamlResponse(await in_thread(read), media_type="application/yaml; charset=utf-8")
 
 
 @router.put(

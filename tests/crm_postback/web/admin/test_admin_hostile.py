@@ -553,3 +553,22 @@ def test_the_pages_work_under_their_policy_in_chromium(
         assert page.locator("#custom-event").is_visible()
         browser.close()
     assert refused == []
+
+
+def test_an_unknown_key_is_named_only_when_it_is_a_plain_name(api: TestClient) -> None:
+    answer = api.post(
+        "/admin/api/event-sets",
+        json={"name": "acme", "jane@example.com": 1, "a key with spaces": 2, "colour": 3},
+    )
+    assert answer.status_code == 422
+    named = {(e["pointer"], e["field"]) for e in answer.json()["errors"]}
+    assert named == {("/<redacted>", "<redacted>"), ("/colour", "colour")}
+    assert "jane" not in answer.text and "spaces" not in answer.text
+
+
+def test_every_json_api_route_documents_its_error_answers(api: TestClient) -> None:
+    document = api.get("/admin/api/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            assert {"401", "404", "422", "500"} <= documented, (method, path)
