@@ -21,6 +21,7 @@ from mappings.validation import MappingError, validate_event_name, validate_trig
 from models import EventSet, Mapping
 
 MAX_CONDITIONS = 100
+MAX_VALUES = 1000  # in one `in` / `not in` list
 
 
 def _not_finite(node: Any, path: str) -> Iterator[str]:
@@ -37,7 +38,11 @@ def _not_finite(node: Any, path: str) -> Iterator[str]:
 def _storable(conditions: list[dict[str, Any]], properties: dict[str, Any]) -> None:
     """What JSONB on PostgreSQL (and the JSON sent to TikTok) can hold: no NaN or infinity
     (YAML and form fields can write them), no NUL or lone surrogate in any text."""
-    errors = []
+    errors = [
+        FieldError(f"when.{i}.value", f"at most {MAX_VALUES} values in one list")
+        for i, condition in enumerate(conditions)
+        if isinstance(condition.get("value"), list) and len(condition["value"]) > MAX_VALUES
+    ]
     for name, document in (("when", conditions), ("properties", properties)):
         for path in _not_finite(document, name):
             errors.append(FieldError(path, "must be a finite number"))

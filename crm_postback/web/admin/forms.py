@@ -31,7 +31,7 @@ def scalar(text: str) -> Any:
     text = text.strip()
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, too deep, or a number too long
         return text
     return value if not isinstance(value, dict | list) else text
 
@@ -61,7 +61,7 @@ def parse_value(op: str, text: str) -> Any:
         if text.startswith("["):
             try:
                 loaded = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return text  # refused by the rules: 'in' needs a list
             return loaded
         return [scalar(part) for part in text.split(",") if part.strip()]

@@ -104,6 +104,13 @@ def _mapping_form_page(
         "properties.content_type",
         "properties.description",
     }
+    by_place: dict[str, str] = {}
+    for name, message in errors.items():
+        parts = name.split(".")
+        # A condition's problem is shown on its row: `when.2.value` on row 2.
+        place = ".".join(parts[:2]) if parts[0] == "when" and len(parts) > 2 else name
+        by_place[place] = f"{by_place[place]}; {message}" if place in by_place else message
+    errors = by_place
     other_errors = [
         message
         for name, message in errors.items()

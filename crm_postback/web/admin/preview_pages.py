@@ -66,6 +66,8 @@ def run_preview(
                 trigger = json.loads(given.sample)
             except json.JSONDecodeError as error:
                 return None, [f"sample trigger: not valid JSON ({error.msg}, line {error.lineno})"]
+            except (ValueError, RecursionError):
+                return None, ["sample trigger: not valid JSON (too deep, or a number too long)"]
             if not isinstance(trigger, dict):
                 return None, ["sample trigger: must be a JSON object like the ingest API takes"]
         else:
@@ -75,6 +77,8 @@ def run_preview(
                 attributes = json.loads(given.attributes or "{}")
             except json.JSONDecodeError as error:
                 return None, [f"attributes: not valid JSON ({error.msg})"]
+            except (ValueError, RecursionError):
+                return None, ["attributes: not valid JSON (too deep, or a number too long)"]
             trigger = {
                 "type": trigger_type or given.trigger_type,
                 "lead_id": given.lead_id,

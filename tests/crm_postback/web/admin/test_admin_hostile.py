@@ -572,3 +572,41 @@ def test_every_json_api_route_documents_its_error_answers(api: TestClient) -> No
         for method, operation in operations.items():
             documented = set(operation["responses"])
             assert {"401", "404", "422", "500"} <= documented, (method, path)
+
+
+def test_form_fields_that_were_a_500_are_refused_on_the_page(clients: dict[str, Any]) -> None:
+    """JSON too deep or a number too long in a form field (RecursionError, ValueError), and
+    numbers or text a mapping cannot store (NaN, infinity, NUL: refused by PostgreSQL)."""
+    pages, csrf, event_set_id = clients["pages"], clients["csrf"], clients["id"]
+    deep = "[" * 100_000
+    preview = f"/admin/event-sets/{event_set_id}/preview"
+    for data, message in (
+        ({"preview_sample": deep}, "sample trigger: not valid JSON"),
+        ({"preview_lead": "L-1", "preview_attributes": deep}, "attributes: not valid JSON"),
+        ({"preview_lead": "L-1", "preview_attributes": "1" * 5000}, "attributes: not valid JSON"),
+    ):
+        answer = pages.post(preview, data={"csrf_token": csrf, **data})
+        assert answer.status_code == 200 and message in answer.text
+    new = f"/admin/event-sets/{event_set_id}/mappings/new"
+    form = {
+        "csrf_token": csrf,
+        "trigger": "lead.sold",
+        "event_choice": "Lead",
+        "value_mode": "none",
+    }
+    condition = {"cond_attribute": "x", "cond_op": "eq"}
+    for data, field in (
+        ({"value_mode": "fixed", "value_fixed": "inf"}, "properties.value"),
+        ({"value_mode": "fixed", "value_fixed": "nan"}, "properties.value"),
+        ({**condition, "cond_value": "NaN"}, "when.0"),
+        ({**condition, "cond_value": "a\x00b"}, "when.0"),
+        ({**condition, "cond_op": "in", "cond_value": deep}, "when.0"),
+        ({**condition, "cond_op": "in", "cond_value": ",".join("x" * 1001)}, "when.0"),
+    ):
+        answer = pages.post(new, data={**form, **data})
+        assert answer.status_code == 400, (data, answer.text[-500:])
+        assert field in field_errors(answer.text), (data, field_errors(answer.text))
+    with session_scope() as session:
+        from models import Mapping
+
+        assert session.query(Mapping).filter_by(event_set_id=event_set_id).count() == 2
