@@ -133,8 +133,18 @@ def mapping_import(
     """Make an event set's mappings equal to the file (create, update, delete), audited."""
     from crm_postback.commands.manage_mappings import ImportMappingYaml, import_mapping_yaml
     from crm_postback.commands.unit_of_work import Actor
+    from crm_postback.configuration.mapping_yaml import MAX_FILE_BYTES
 
-    text = file.read_text(encoding="utf-8")
+    with file.open("rb") as handle:  # never more than the limit in memory
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        typer.secho(f"error: file: is larger than {MAX_FILE_BYTES} bytes", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        typer.secho("error: file: must be UTF-8 YAML", fg="red", err=True)
+        raise typer.Exit(2) from None
     with refused_input_exits():
         result = import_mapping_yaml(
             ImportMappingYaml(text, event_set=event_set, dry_run=dry_run), Actor.cli()

@@ -1,7 +1,9 @@
 """GET /metrics: Prometheus text format (see crm_postback/observability/ for what is in it).
 
 This process's counters (triggers received over the HTTP API) plus the outbox gauges read from
-the database at scrape time. With METRICS_TOKEN set, a scrape needs that bearer token.
+the database at scrape time. With METRICS_TOKEN set, a scrape needs that bearer token; and
+`postback serve` refuses to listen beyond loopback without it (cli.web_commands), so an open
+/metrics is reachable from this machine only.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -189,3 +191,17 @@ def test_pause_resume_and_token_rotation(configured: None) -> None:
     assert run("event-set", "set-token", "acme", input="new-token-9876\n")[0] == 0
     out = run("event-set", "list")[1]
     assert "active" in out and "9876" in out and "new-token-9876" not in out
+
+
+def test_mapping_import_reads_no_more_than_the_file_limit(sqlite_db: str, tmp_path: Path) -> None:
+    from crm_postback.configuration.mapping_yaml import MAX_FILE_BYTES
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * MAX_FILE_BYTES + b"\n")
+    result = runner.invoke(app, ["mapping", "import", str(big), "--event-set", "acme"])
+    assert result.exit_code == 2
+    assert f"file: is larger than {MAX_FILE_BYTES} bytes" in result.output
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"event_set: acme\nmappings: []\n# \xe9\n")
+    result = runner.invoke(app, ["mapping", "import", str(latin)])
+    assert result.exit_code == 2 and "must be UTF-8" in result.output
