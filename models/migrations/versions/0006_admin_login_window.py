@@ -24,5 +24,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("admin_users") as batch:
+    # Not a batch rebuild: on SQLite, dropping the old admin_users table with foreign_keys=ON
+    # cascaded to every admin token and session. ALTER TABLE ... DROP COLUMN (SQLite 3.35+)
+    # changes the table in place.
+    with op.batch_alter_table("admin_users", recreate="never") as batch:
         batch.drop_column("failed_logins_since")
