@@ -1,10 +1,12 @@
 """The embedded default's data dir is its owner's alone: the folder (and the broker folder in it)
 0700, the SQLite file with its -wal and -shm, token.key and session.key 0600, whichever way
 they come to exist: `postback db upgrade`, the first use of the engine, the demo's setup, a
-worker's broker, the admin's session key."""
+worker's broker, the admin's session key. What existed before is the operator's: left as it is,
+with one warning when group or others may read it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -113,13 +115,56 @@ def test_a_migration_creates_any_sqlite_file_private(tmp_path: Path) -> None:
     assert mode(tmp_path / "elsewhere.db") == 0o600
 
 
-def test_existing_open_paths_are_closed(tmp_path: Path) -> None:
-    folder = tmp_path / "open"
-    folder.mkdir(mode=0o755)
-    folder.chmod(0o755)
+def open_data_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """A data dir and postback.db that group and others may read, made before this code ran
+    (by an older version, or by an operator sharing them with a second user)."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o750)
     file = folder / "postback.db"
     file.write_bytes(b"")
-    file.chmod(0o644)
-    ensure_private_file(file)
-    assert (mode(folder), mode(file)) == (0o700, 0o600)
-    assert ensure_private_dir(folder) == folder
+    file.chmod(0o640)
+    return folder, file
+
+
+def test_existing_open_paths_are_left_as_they_are_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, file = open_data_dir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="crm_postback.core.data_dir"):
+        for _ in range(3):  # every process start and engine use calls these
+            assert ensure_private_file(file) == file
+            assert ensure_private_dir(folder) == folder
+    assert (mode(folder), mode(file)) == (0o750, 0o640)
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == 2, warned
+    assert str(folder) in warned[0] and "750" in warned[0]
+    assert str(file) in warned[1] and "640" in warned[1]
+
+
+def test_existing_paths_of_another_owner_do_not_stop_a_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process that does not own the data dir may not chmod it: every process failed to
+    start with PermissionError."""
+    folder, file = open_data_dir(tmp_path)
+
+    def not_the_owner(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", not_the_owner)
+    with caplog.at_level(logging.WARNING, logger="crm_postback.core.data_dir"):
+        ensure_private_file(file)
+        ensure_private_dir(folder / "broker")
+    assert mode(folder / "broker") == 0o700  # what it creates is still private
+    assert (mode(folder), mode(file)) == (0o750, 0o640)
+    assert any(str(file) in record.getMessage() for record in caplog.records)
+
+
+def test_private_paths_raise_no_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="crm_postback.core.data_dir"):
+        file = ensure_private_file(tmp_path / "fresh" / "postback.db")
+        ensure_private_file(file)
+        ensure_private_dir(file.parent)
+    assert (mode(file.parent), mode(file)) == (0o700, 0o600)
+    assert caplog.records == []
