@@ -1,10 +1,11 @@
 """The one place that decides what a TikTok answer means (contract §4.1, §4.2).
 
-Only an answer in TikTok's envelope (a JSON object with an integer `code` and a string
-`message`) speaks for TikTok: only such an answer can reject events. Anything else that comes
-back (an HTML error page, a JSON without the envelope, a body too large to be TikTok's) is a
-delivery problem: the edge's 429/5xx are throttling and transient errors as documented, and
-every other status means the request did not reach TikTok (a wrong base URL, a proxy).
+Only an answer in TikTok's envelope (a JSON object with an integer `code` within the stored
+column's range; `message` optional) speaks for TikTok: only such an answer can reject events.
+Anything else that comes back (an HTML error page, a JSON without the envelope, a body too
+large to be TikTok's) is a delivery problem: a 2xx, the edge's 408/409/425/429/5xx are retried
+(transient, throttled) as documented, and every other status means the request did not reach
+TikTok (a wrong base URL, a proxy).
 
 What an answer leaves in the database and the logs is bounded here, so nothing TikTok (or
 whatever answered) sends can overflow a column: see the *_CHARS and CODE_* constants.
@@ -25,8 +26,9 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"  # retry on the ladder
     AUTH = "auth"  # token or permission problem: pause the event set, keep the events
     INVALID = "invalid"  # TikTok rejected the payload: final for the event
-    # Answered, but not by TikTok (no envelope): retry on the ladder and pause the event set
-    # until an operator fixed the address or the proxy.
+    # Answered, but not by TikTok (no envelope, a non-2xx status TikTok's edge does not use):
+    # retry on the ladder and pause the event set until an operator fixed the address or the
+    # proxy.
     NOT_TIKTOK = "not_tiktok"
 
 
@@ -81,9 +83,11 @@ def classify_status(http_status: int) -> Outcome:
     """An answer without TikTok's envelope, by its HTTP status alone."""
     if http_status == 429:
         return Outcome.THROTTLED
-    if http_status >= 500 or http_status in RETRY_STATUSES:
+    # A 2xx without the envelope may be TikTok's own answer cut or garbled on the way: retried
+    # like an error of the edge, without pausing the set.
+    if 200 <= http_status <= 299 or http_status >= 500 or http_status in RETRY_STATUSES:
         return Outcome.TRANSIENT
-    # 2xx, 3xx and every other 4xx without TikTok's body: something else answered.
+    # 1xx, 3xx and every other 4xx without TikTok's body: something else answered.
     return Outcome.NOT_TIKTOK
 
 
@@ -172,16 +176,25 @@ def _envelope(body: Any) -> tuple[int, str, str | None] | None:
     `body` is not one."""
     if not isinstance(body, dict):
         return None
-    code, message = body.get("code"), body.get("message")
+    code = body.get("code")
     # type() rather than isinstance(): JSON true is not a code.
     if type(code) is not int or not CODE_MIN <= code <= CODE_MAX:
-        return None
-    if not isinstance(message, str):
         return None
     request_id = body.get("request_id")
     # TikTok's request_id is a string; anything else names no request we could quote.
     bounded_id = request_id[:REQUEST_ID_CHARS] if isinstance(request_id, str) else None
-    return code, message[:MESSAGE_CHARS], bounded_id or None
+    return code, _message_text(body.get("message")), bounded_id or None
+
+
+def _message_text(message: Any) -> str:
+    """The envelope's message as stored: a string or a number's text, cut to the column;
+    empty when there is none (missing, null, an array or object)."""
+    if isinstance(message, str):
+        return message[:MESSAGE_CHARS]
+    if isinstance(message, bool | int | float):
+        # Bounded: json.loads refuses integers over 4,300 digits.
+        return json.dumps(message)[:MESSAGE_CHARS]
+    return ""
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -197,7 +210,7 @@ def _describe(body: Any) -> str:
     if body is None:
         return "no JSON body"
     if isinstance(body, dict):
-        return "a JSON object without an integer code and a message"
+        return "a JSON object without an integer code"
     if isinstance(body, list):
         return "a JSON array"
     return f"a JSON {type(body).__name__}"

@@ -291,7 +291,8 @@ def test_an_html_404_is_one_request_and_no_event_fails(
         ("400 Bad Request", True, Outcome.NOT_TIKTOK),
         ("413 Payload Too Large", True, Outcome.NOT_TIKTOK),
         ("401 Unauthorized", True, Outcome.NOT_TIKTOK),
-        ("200 OK", True, Outcome.NOT_TIKTOK),
+        ("302 Found", True, Outcome.NOT_TIKTOK),
+        ("200 OK", False, Outcome.TRANSIENT),  # maybe TikTok's, garbled: retried, no pause
         ("502 Bad Gateway", False, Outcome.TRANSIENT),  # TikTok's edge: retried as documented
         ("429 Too Many Requests", False, Outcome.THROTTLED),
     ],
@@ -336,34 +337,66 @@ def test_tiktoks_own_rejection_is_still_bisected(send_through: SendThrough) -> N
     assert server.events_per_request() == [4, 2, 1, 1, 2]  # depth first
 
 
-@pytest.mark.parametrize(
-    ("body", "why"),
-    [
-        (envelope(code=2**70), "code beyond the INTEGER column"),
-        (envelope(code=-(2**70)), "negative code beyond the INTEGER column"),
-        (envelope(code=1e3), "code not an integer"),
-        (envelope(code=True), "code a boolean"),
-        (envelope(message=None), "no message"),
-        (json.dumps({"code": 0}).encode(), "message missing"),
-        (json.dumps({"message": "OK"}).encode(), "code missing"),
-        (json.dumps([{"code": 0, "message": "OK"}]).encode(), "a JSON list"),
-        (b"\xff\xfe{\x00\x80 not utf-8", "not UTF-8"),
-        (b"[" * 100_000, "nesting deeper than the parser goes"),
-        (b'{"code": ' + b"9" * 5000 + b', "message": "OK"}', "5,000 digits"),
-        (b"", "an empty body"),
-        (b"NaN", "NaN"),
-    ],
-)
-def test_an_answer_without_tiktoks_envelope_is_recorded_and_retried(
+NO_ENVELOPE = [
+    (envelope(code=2**70), "code beyond the INTEGER column"),
+    (envelope(code=-(2**70)), "negative code beyond the INTEGER column"),
+    (envelope(code=1e3), "code not an integer"),
+    (envelope(code=True), "code a boolean"),
+    (json.dumps({"message": "OK"}).encode(), "code missing"),
+    (json.dumps([{"code": 0, "message": "OK"}]).encode(), "a JSON list"),
+    (b"\xff\xfe{\x00\x80 not utf-8", "not UTF-8"),
+    (b"[" * 100_000, "nesting deeper than the parser goes"),
+    (b'{"code": ' + b"9" * 5000 + b', "message": "OK"}', "5,000 digits"),
+    (b"", "an empty body"),
+    (b"NaN", "NaN"),
+]
+
+
+@pytest.mark.parametrize(("body", "why"), NO_ENVELOPE)
+def test_a_2xx_without_tiktoks_envelope_is_recorded_and_retried(
     send_through_both: SendThrough, body: bytes, why: str
 ) -> None:
-    """A code of 2**70 raised OverflowError while recording: the row stayed `sending`."""
+    """A code of 2**70 raised OverflowError while recording: the row stayed `sending`. A 2xx
+    without the envelope may be TikTok's answer garbled: retried, the event set not paused."""
     with ScriptedServer(lambda _: Reply(body=body)) as server:
         outbox = send_through_both(server, 2)
     assert len(server.requests) == 1, why
     assert {row.status for row in outbox} == {PostbackStatus.RETRYING}, why
     assert all(row.last_code is None and row.last_request_id is None for row in outbox)
+    assert {a.outcome for a in attempts()} == {Outcome.TRANSIENT.value}
+    assert event_set().status == "active", why
+
+
+@pytest.mark.parametrize(("body", "why"), NO_ENVELOPE[:3])
+def test_a_4xx_without_tiktoks_envelope_is_retried_and_pauses(
+    send_through: SendThrough, body: bytes, why: str
+) -> None:
+    with ScriptedServer(lambda _: Reply("404 Not Found", body)) as server:
+        outbox = send_through(server, 2)
+    assert len(server.requests) == 1, why
+    assert {row.status for row in outbox} == {PostbackStatus.RETRYING}, why
     assert {a.outcome for a in attempts()} == {Outcome.NOT_TIKTOK.value}
+    assert event_set().status == "paused", why
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (envelope(message=None), ""),
+        (json.dumps({"code": 0}).encode(), ""),
+        (json.dumps({"code": 0, "message": 7, "request_id": "r-7"}).encode(), "7"),
+    ],
+)
+def test_an_envelope_without_a_string_message_is_tiktoks(
+    send_through_both: SendThrough, body: bytes, message: str
+) -> None:
+    """{"code": 0, "message": null} was taken for no envelope: resent, and the set paused."""
+    with ScriptedServer(lambda _: Reply(body=body)) as server:
+        outbox = send_through_both(server, 2)
+    assert len(server.requests) == 1
+    assert {row.status for row in outbox} == {PostbackStatus.DELIVERED}
+    assert all(row.last_code == 0 and row.last_message == message for row in outbox)
+    assert event_set().status == "active"
 
 
 def test_a_huge_request_id_and_message_are_cut_to_their_columns(

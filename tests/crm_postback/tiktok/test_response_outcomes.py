@@ -85,6 +85,8 @@ STATUS_TABLE: list[tuple[int, Outcome]] = [
     (413, Outcome.NOT_TIKTOK),
     (418, Outcome.NOT_TIKTOK),
     (301, Outcome.NOT_TIKTOK),
+    (200, Outcome.TRANSIENT),
+    (204, Outcome.TRANSIENT),
     (408, Outcome.TRANSIENT),
     (409, Outcome.TRANSIENT),
     (425, Outcome.TRANSIENT),
@@ -94,7 +96,7 @@ STATUS_TABLE: list[tuple[int, Outcome]] = [
 @pytest.mark.parametrize(("status", "outcome"), STATUS_TABLE)
 def test_http_status_without_body(status: int, outcome: Outcome) -> None:
     assert classify_status(status) is outcome
-    for body in (None, "<html>Bad Gateway</html>", {}, {"message": "no code"}, [], {"code": 0}):
+    for body in (None, "<html>Bad Gateway</html>", {}, {"message": "no code"}, [], {"code": "0"}):
         answer = classify_response(status, body)
         assert answer.outcome is outcome, body
         assert answer.code is None
@@ -105,13 +107,18 @@ def test_http_status_without_body(status: int, outcome: Outcome) -> None:
 
 @pytest.mark.parametrize("status", [200, 201, 204, 299])
 @pytest.mark.parametrize("body", [None, "", "OK", {}, {"code": "0"}, {"message": "ok"}])
-def test_2xx_without_tiktok_body_is_not_tiktoks(status: int, body: Any) -> None:
-    """Something answered (a catch-all web server at a wrong address): not delivered, and
-    not TikTok's word either."""
+def test_2xx_without_tiktok_body_is_transient(status: int, body: Any) -> None:
+    """Not delivered and not TikTok's word, but a 2xx may be TikTok's own answer garbled on
+    the way: retried on the ladder, the event set not paused."""
     answer = classify_response(status, body)
-    assert answer.outcome is Outcome.NOT_TIKTOK
+    assert answer.outcome is Outcome.TRANSIENT
     assert answer.code is None
     assert "without TikTok's response envelope" in answer.message
+
+
+@pytest.mark.parametrize("status", [100, 301, 302, 304, 400, 401, 403, 404, 405, 413, 451])
+def test_only_a_non_2xx_answer_tiktoks_edge_does_not_use_is_not_tiktoks(status: int) -> None:
+    assert classify_response(status, None).outcome is Outcome.NOT_TIKTOK
 
 
 @pytest.mark.parametrize(
@@ -167,22 +174,51 @@ def test_an_envelope_without_a_usable_request_id_still_counts(body: dict[str, An
 
 
 @pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"code": 0}, ""),
+        ({"code": 0, "message": None}, ""),
+        ({"code": 0, "message": 7}, "7"),
+        ({"code": 0, "message": 2.5}, "2.5"),
+        ({"code": 0, "message": True}, "true"),
+        ({"code": 0, "message": ["a", "b"]}, ""),
+        ({"code": 0, "message": {"text": "OK"}}, ""),
+        ({"code": 0, "message": 10**4000}, "1" + "0" * (MESSAGE_CHARS - 1)),
+    ],
+)
+def test_the_message_is_optional_in_the_envelope(body: dict[str, Any], message: str) -> None:
+    """{"code": 0, "message": null} was no envelope: resent, and the event set paused."""
+    answer = classify_response(200, body)
+    assert answer.outcome is Outcome.DELIVERED
+    assert answer.code == 0
+    assert answer.message == message
+
+
+def test_a_rejection_without_a_message_still_rejects() -> None:
+    answer = classify_response(200, {"code": 40002, "request_id": "r-1"})
+    assert (answer.outcome, answer.message, answer.request_id) == (Outcome.INVALID, "", "r-1")
+
+
+@pytest.mark.parametrize(
     "body",
     [
-        {"code": 0},
-        {"code": 0, "message": None},
-        {"code": 0, "message": 7},
         {"code": CODE_MAX + 1, "message": "OK"},
         {"code": CODE_MIN - 1, "message": "OK"},
         {"code": 2**70, "message": "OK"},
         {"code": 0.0, "message": "OK"},
         {"code": "0", "message": "OK"},
         {"code": None, "message": "OK"},
+        {"message": "OK"},
     ],
 )
-def test_no_envelope_without_an_integer_code_in_range_and_a_message(body: Any) -> None:
-    answer = classify_response(200, body)
-    assert answer.outcome is Outcome.NOT_TIKTOK
+@pytest.mark.parametrize(
+    ("status", "outcome"), [(200, Outcome.TRANSIENT), (404, Outcome.NOT_TIKTOK)]
+)
+def test_no_envelope_without_an_integer_code_in_range(
+    body: Any, status: int, outcome: Outcome
+) -> None:
+    answer = classify_response(status, body)
+    assert answer.outcome is outcome
     assert answer.code is None
 
 
@@ -211,7 +247,7 @@ def test_the_bounds_are_the_columns() -> None:
         (b"\xff\xfe\x00", "application/json", "application/json, 3 bytes, not JSON"),
         (b"", None, "an empty body"),
         (b"[1]", "application/json", "a JSON array"),
-        (b"{}", "application/json", "a JSON object without an integer code and a message"),
+        (b"{}", "application/json", "a JSON object without an integer code"),
         (b"[" * 50_000, None, "no media type, 50,000 bytes, not JSON"),
         (b'{"code": ' + b"9" * 5000 + b"}", None, "not JSON"),
         (b"x", "text/html\r\nSet-Cookie: a=b jane@example.com", "text/html, 1 bytes"),
@@ -233,10 +269,13 @@ def test_an_answer_off_the_wire_in_the_envelope_counts() -> None:
     assert (answer.outcome, answer.code, answer.request_id) == (Outcome.INVALID, 40002, "r-1")
 
 
-def test_an_answer_over_the_cap_is_not_parsed() -> None:
+@pytest.mark.parametrize(
+    ("status", "outcome"), [(200, Outcome.TRANSIENT), (404, Outcome.NOT_TIKTOK)]
+)
+def test_an_answer_over_the_cap_is_not_parsed(status: int, outcome: Outcome) -> None:
     raw = b'{"code": 0, "message": "OK"}'
-    answer = classify_answer(200, raw, content_type="application/json", complete=False)
-    assert answer.outcome is Outcome.NOT_TIKTOK
+    answer = classify_answer(status, raw, content_type="application/json", complete=False)
+    assert answer.outcome is outcome
     assert f"over {MAX_ANSWER_BYTES:,} bytes" in answer.message
 
 
@@ -281,5 +320,5 @@ def test_outcome_values_are_stable_strings() -> None:
 
 def test_boolean_code_is_not_a_tiktok_code() -> None:
     answer = classify_response(200, {"code": False, "message": "OK"})
-    assert answer.outcome is Outcome.NOT_TIKTOK
+    assert answer.outcome is Outcome.TRANSIENT
     assert answer.code is None
