@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A checkpoint that waits for readers holds every new writer back meanwhile.
+CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
+
+
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own BEGIN comes only before INSERT/UPDATE/DELETE, and DEFERRED: a claim's
     # SELECT ... FOR UPDATE ran outside any transaction, so two workers claimed the same
@@ -33,7 +38,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # Deleted and overwritten content is zeroed, not left in free space: an erased lead's
     # raw IP or user agent, or an old copy of a row that held them (docs/operations.md).
     cursor.execute("PRAGMA secure_delete=ON")
@@ -202,12 +207,19 @@ def is_postgres(session: Session) -> bool:
 def truncate_sqlite_log() -> bool | None:
     """On SQLite, copies what the write-ahead log holds into the database file and empties
     the log (`PRAGMA wal_checkpoint(TRUNCATE)`): after an erasure, the old pages that still
-    held the erased values are in no file. Waits (busy_timeout) for other connections'
-    transactions. True when the log was emptied, False when another connection kept it from
-    completing, None on PostgreSQL (nothing to do)."""
+    held the erased values are in no file. Waits up to CHECKPOINT_BUSY_TIMEOUT_MS for other
+    connections' transactions (new writers wait while it does). True when the log was
+    emptied, False when another connection kept it from completing, None on PostgreSQL
+    (nothing to do)."""
     engine = get_engine()
     if engine.dialect.name != "sqlite":
         return None
     with engine.connect() as connection:
-        busy, _frames, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_TIMEOUT_MS}")
+        try:
+            busy, _frames, _copied = connection.exec_driver_sql(
+                "PRAGMA wal_checkpoint(TRUNCATE)"
+            ).one()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     return not busy
