@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from itertools import pairwise
+from itertools import islice, pairwise
 
 import phonenumbers
 
@@ -76,26 +76,28 @@ def looks_like_email(text: str) -> bool:
 
 
 def looks_like_phone(text: str, default_region: str) -> bool:
-    """`text` is written like a phone number: only digits and phone punctuation, 7 to 15
-    digits, and either a leading "+" or separators grouping a number that is valid in
-    `default_region`. Bare digits ("123456", a CRM's numeric id) never are."""
+    """`text` is written like a phone number: at most 32 characters of digits and phone
+    punctuation, and either a valid international number ("+" or "00" first) or, with
+    separators, one valid number in `default_region` spanning the whole text. Bare digits
+    ("123456", a CRM's numeric id) never are, nor are dates, versions or grouped ids that
+    are no valid number ("2024-01-15-0001", "15.01.2024", "3.14159265")."""
     text = text.strip()
-    if not _PHONE_SHAPE.fullmatch(text):
+    if not _PHONE_SHAPE.fullmatch(text):  # bounds what phonenumbers is given
         return False
-    digits = sum(char.isdigit() for char in text)
-    if not 7 <= digits <= 15:
-        return False
-    if text.startswith("+"):
-        return True
+    if text.startswith(("+", "00")):
+        try:
+            number = phonenumbers.parse("+" + text[1 if text[0] == "+" else 2 :], None)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None and phonenumbers.is_valid_number(number):
+            return True
     if not _PHONE_SEPARATORS & set(text):
         return False
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    try:
-        number = phonenumbers.parse(text, None if text.startswith("+") else default_region)
-    except phonenumbers.NumberParseException:
-        return False
-    return bool(phonenumbers.is_valid_number(number))
+    matches = phonenumbers.PhoneNumberMatcher(
+        text, default_region, leniency=phonenumbers.Leniency.VALID
+    )
+    found = [(match.start, match.end) for match in islice(matches, 2)]
+    return found == [(0, len(text))]
 
 
 def normalize_email(raw: str) -> str:

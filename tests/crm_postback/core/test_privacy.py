@@ -271,3 +271,53 @@ def test_looks_like_email(text: str, expected: bool) -> None:
 )
 def test_looks_like_phone(text: str, expected: bool) -> None:
     assert looks_like_phone(text, "US") is expected
+
+
+PHONE_REGIONS = ["US", "DE", "AT", "FR", "NL", "JP"]
+# Dates, versions, timestamps and grouped ids: phonenumbers calls some of them possible
+# numbers in some region; none is a valid number written as one.
+ORDINARY_IDS = [
+    "2024-01-15-0001",
+    "2024.01.15",
+    "2024/01/15",
+    "98765-43210",
+    "1700000000.123",
+    "15.01.2024",
+    "1234-5678",
+    "1.2.3.4567",
+    "3.14159265",
+    "100 200 300",
+    "L-1001",
+    "123456",
+    "2133734253",
+    "E.C.P.abc-123",
+    "550e8400-e29b-41d4-a716-446655440000",
+    "ord_2024-01-15",
+]
+
+
+@pytest.mark.parametrize("region", PHONE_REGIONS)
+@pytest.mark.parametrize("text", ORDINARY_IDS)
+def test_ids_shaped_like_dates_or_groups_are_not_phone_shaped(text: str, region: str) -> None:
+    assert looks_like_phone(text, region) is False
+
+
+@pytest.mark.parametrize(
+    ("text", "region"),
+    [
+        ("+1 213 373 4253", "US"),
+        ("(213) 373-4253", "US"),
+        ("030 1234567", "DE"),
+        ("+49 30 1234567", "DE"),
+        ("0044 20 7946 0958", "DE"),
+        ("+49 30 1234567", "JP"),  # international: the region does not matter
+        ("  +12133734253  ", "FR"),
+    ],
+)
+def test_valid_numbers_written_as_numbers_are_phone_shaped(text: str, region: str) -> None:
+    assert looks_like_phone(text, region) is True
+
+
+@pytest.mark.parametrize("text", ["+1 213 373 4253 " + "0" * 20, "(213) 373-4253" * 3])
+def test_phone_shape_is_not_looked_for_beyond_32_characters(text: str) -> None:
+    assert looks_like_phone(text, "US") is False

@@ -36,7 +36,7 @@ from crm_postback.web.validation import validate
 from mappings.rules import parse_condition
 from models import Lead, Trigger
 from models.db import session_scope
-from tests.conftest import app_in_thread, free_port  # type: ignore[import-not-found]
+from tests.conftest import app_in_thread, apply_env, free_port  # type: ignore[import-not-found]
 from tests.crm_postback.web.conftest import submitted, trigger  # type: ignore[import-not-found]
 
 JANE = "jane.hostile@example.com"
@@ -410,6 +410,78 @@ def test_ordinary_lead_ids_stay_allowed(
     path = f"/v1/leads/{quote(lead_id, safe='')}"
     assert any_client.put(path, json={"match_keys": {"ttclid": "E.C.P.ok"}}).status_code == 200
     assert any_client.get(f"{path}/postbacks").json()["known"] is True
+
+
+# Ids phonenumbers may call possible numbers in some region, and no valid number written as one.
+DATE_LIKE_IDS = [
+    "2024-01-15-0001",
+    "2024.01.15",
+    "2024/01/15",
+    "98765-43210",
+    "1700000000.123",
+    "15.01.2024",
+    "1234-5678",
+    "1.2.3.4567",
+    "3.14159265",
+    "100 200 300",
+    "ord_2024-01-15",
+    "550e8400-e29b-41d4-a716-446655440000",
+]
+
+
+@pytest.mark.parametrize("region", ["US", "DE", "AT", "FR", "NL", "JP"])
+def test_date_and_grouped_ids_are_allowed_in_every_default_region(
+    acme: SimulatorControl, any_client: TestClient, monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
+    apply_env(monkeypatch, DEFAULT_PHONE_REGION=region)
+    batch = [
+        {**submitted(lead_id, phone="+12133734253"), "idempotency_key": lead_id}
+        for lead_id in DATE_LIKE_IDS
+    ]
+    response = any_client.post("/v1/triggers", json=batch)
+    assert response.status_code == 202, response.text
+    assert response.json()["rejected"] == 0, response.text
+    for lead_id in DATE_LIKE_IDS:
+        path = f"/v1/leads/{quote(lead_id, safe='')}"
+        answer = any_client.put(path, json={"match_keys": {"ttclid": lead_id}})
+        assert answer.status_code == 200, (lead_id, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("region", "phone"),
+    [
+        ("US", "(213) 373-4253"),
+        ("DE", "030 1234567"),
+        ("DE", "+49 30 1234567"),
+        ("DE", "0044 20 7946 0958"),
+    ],
+)
+def test_a_number_valid_in_the_default_region_is_refused_as_an_id(
+    acme: SimulatorControl,
+    any_client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    region: str,
+    phone: str,
+) -> None:
+    apply_env(monkeypatch, DEFAULT_PHONE_REGION=region)
+    response = any_client.post(
+        "/v1/triggers",
+        json=[
+            {**submitted(), "lead_id": phone},
+            {**submitted(), "idempotency_key": phone},
+            {**submitted(), "match_keys": {"ttclid": phone}},
+        ],
+    )
+    assert response.status_code == 422
+    assert [list(item_errors(response.json(), i)) for i in range(3)] == [
+        ["/0/lead_id"],
+        ["/1/idempotency_key"],
+        ["/2/match_keys/ttclid"],
+    ]
+    path = f"/v1/leads/{quote(phone, safe='')}"
+    answer = any_client.put(path, json={"match_keys": {"ttclid": "E.C.P.1"}})
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "path.lead_id"
+    assert phone not in response.text + answer.text
 
 
 @pytest.mark.parametrize("lead_id", [JANE, JANE_PHONE, "213.373.4253"])
