@@ -74,7 +74,10 @@ def _claim_flag_file(path: Path) -> bool:
         except OSError:
             return True
         try:
-            if (time.time() - path.stat().st_mtime) * 1000 < WAKEUP_TTL_MS:
+            age_ms = (time.time() - path.stat().st_mtime) * 1000
+            # A flag from the future (the clock was stepped back) is stale, or it would hold
+            # every wake-up back until the clock caught up.
+            if 0 <= age_ms < WAKEUP_TTL_MS:
                 return False
             path.unlink()
         except FileNotFoundError:

@@ -103,6 +103,20 @@ def test_filesystem_flag_expires_so_a_lost_wakeup_only_delays(
     assert wakeups.claim_wakeup(settings) is False
 
 
+def test_a_filesystem_flag_from_the_future_is_stale(on_filesystem: Callable[[], int]) -> None:
+    """The clock was stepped back after the flag was made: it would have counted as fresh
+    until the clock caught up (an hour here), and no trigger would have woken a worker."""
+    import os
+
+    settings = get_settings()
+    assert wakeups.claim_wakeup(settings) is True
+    flag = next(settings.broker_folder.glob("wakeup-*.pending"))
+    ahead = time.time() + 3600
+    os.utime(flag, (ahead, ahead))
+    assert wakeups.claim_wakeup(settings) is True
+    assert wakeups.claim_wakeup(settings) is False  # the new flag is fresh
+
+
 def test_a_failed_publish_releases_the_filesystem_flag(on_filesystem: Callable[[], int]) -> None:
     settings = get_settings()
 
