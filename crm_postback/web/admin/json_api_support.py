@@ -49,6 +49,15 @@ _ERRORS = {
 API_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorAnswer, "description": text} for status, text in _ERRORS.items()
 }
+# For a route whose own answer is not JSON (the YAML export): FastAPI would document a
+# "model" error in the route's media type, yet errors are always JSON.
+API_ERRORS_IN_JSON: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAnswer"}}},
+    }
+    for status, text in _ERRORS.items()
+}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 Result = TypeVar("Result")
 Params = ParamSpec("Params")

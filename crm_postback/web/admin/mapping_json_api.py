@@ -32,6 +32,7 @@ from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.web.admin.json_api_support import (
     API_ERRORS,
+    API_ERRORS_IN_JSON,
     ApiAdmin,
     ApiFailure,
     fail,
@@ -133,6 +134,7 @@ class YamlResponse(Response):
     "/event-sets/{reference}/mappings.yaml",
     summary="Export the mappings as YAML",
     response_class=YamlResponse,  # documented as application/yaml text, not JSON
+    responses=API_ERRORS_IN_JSON,
 )
 async def export_api(reference: str, admin: ApiAdmin) -> Response:
     def read() -> str:

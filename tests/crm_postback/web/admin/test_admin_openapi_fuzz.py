@@ -119,13 +119,15 @@ def test_no_generated_request_breaks_a_promise(
     sent = {**(case.path_parameters or {}), **(case.query or {})}
     assert_refusal_echoes_nothing(response.status_code, response.text, sent)
     # Excluded, as for the ingest API: a JSON schema cannot say "an event set that exists".
-    case.validate_response(
-        response,
-        excluded_checks=[
-            schemathesis.checks.positive_data_acceptance,
-            schemathesis.checks.negative_data_rejection,
-        ],
-    )
+    excluded = [
+        schemathesis.checks.positive_data_acceptance,
+        schemathesis.checks.negative_data_rejection,
+    ]
+    if case.method.upper() == "GET" and case.path.endswith("mappings.yaml"):
+        # The export is documented as YAML text; schemathesis parses YAML and would compare
+        # the parsed mapping with {"type": "string"}.
+        excluded.append(schemathesis.checks.response_schema_conformance)
+    case.validate_response(response, excluded_checks=excluded)
 
 
 PERSONAL = st.sampled_from(
