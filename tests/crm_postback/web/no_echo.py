@@ -41,6 +41,11 @@ def own_wording() -> str:
     return "\n".join(texts)
 
 
+def _our_words(value: str) -> bool:
+    # Short, impersonal and part of our wording (examples in the code hold emails: never those).
+    return len(value) <= 32 and not looks_personal(value) and value in own_wording()
+
+
 def looks_personal(text: str) -> bool:
     """An email address, or a phone number as people write one (bare digits are an id)."""
     if _EMAIL_SHAPE.search(text):
@@ -102,7 +107,7 @@ def assert_echoes_nothing(status: int, document: Any, sent: Any) -> None:
         if field in NAME_FIELDS and not looks_personal(value) and len(value) <= 64
     }
     for field, value in strings:
-        if len(value.strip()) < SHORTEST_CHECKED or value in names or value in own_wording():
+        if len(value.strip()) < SHORTEST_CHECKED or value in names or _our_words(value):
             continue
         for line in said:
             assert value not in line, f"{status} answer holds the {field!r} that was sent"
