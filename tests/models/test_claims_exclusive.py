@@ -76,7 +76,13 @@ def resolve_and_claim(session: Session) -> list[Any]:
 
 
 def test_triggers_taken_by_one_worker_are_not_taken_by_another(backend: str) -> None:
-    assert while_held(resolve_and_claim, resolve_and_claim) == []
+    claimed_by_first: list[Any] = []
+    second = while_held(
+        lambda session: claimed_by_first.extend(resolve_and_claim(session)), resolve_and_claim
+    )
+    # The first took all five triggers' rows (else an empty second claim would prove nothing).
+    assert sum(len(batch.items) for batch in claimed_by_first) == 5
+    assert second == []
 
 
 def test_outbox_rows_claimed_by_one_worker_are_not_claimed_by_another(backend: str) -> None:
