@@ -2,7 +2,7 @@
 
 Every check is cheap before it is thorough: lengths and sizes are checked before any pattern
 or per-value work, and no pattern can backtrack, so a hostile body costs time linear in its
-size. Identifier fields (lead ids, event sets, ttclid, ttp, idempotency keys) refuse values
+size. Identifier fields (lead ids, ttclid, ttp, TikTok lead ids, idempotency keys) refuse values
 shaped like an email address or a phone number: those are sent or stored as given, so
 personal data in them would leave unhashed.
 """
@@ -56,6 +56,12 @@ _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 UNSTORABLE_MESSAGE = "contains a NUL character or an unpaired surrogate, which cannot be stored"
 
 
+def _storable(value: str) -> str:
+    if _unstorable(value):
+        raise ValueError(UNSTORABLE_MESSAGE)
+    return value
+
+
 def _no_personal_data(hint: str) -> Callable[[str], str]:
     """A validator for an identifier field; `hint` says what to send instead."""
 
@@ -73,7 +79,6 @@ def _no_personal_data(hint: str) -> Callable[[str], str]:
 
 _AS_MATCH_KEY = "send it as match_keys.{key}, where it is hashed"
 _NOT_AN_ID = "an id must not be personal data (send it as match_keys.{key}, where it is hashed)"
-_NOT_AN_EVENT_SET = "give the event set's name or its TikTok event set ID"
 
 
 LeadRef = Annotated[
@@ -81,10 +86,12 @@ LeadRef = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REFERENCE_LENGTH),
     AfterValidator(_no_personal_data(_NOT_AN_ID)),
 ]
+# An event set is looked up, never stored or sent, and an unknown one is not named back: no
+# shape rule, only what a lookup cannot take.
 EventSetRef = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REFERENCE_LENGTH),
-    AfterValidator(_no_personal_data(_NOT_AN_EVENT_SET)),
+    AfterValidator(_storable),
 ]
 IdempotencyKey = Annotated[
     str,

@@ -507,7 +507,7 @@ def test_unstorable_paths_names_every_bad_string(
     [
         ({"lead_id": RAW_EMAIL}, "lead_id"),
         ({"lead_id": RAW_PHONE}, "lead_id"),
-        ({"event_set": RAW_EMAIL}, "event_set"),
+        ({"lead_id": "L-17@lead.sold"}, "lead_id"),  # the safe reading (docs/http-api.md)
         ({"idempotency_key": RAW_PHONE}, "idempotency_key"),
         ({"match_keys": {"ttclid": RAW_EMAIL}}, "match_keys.ttclid"),
         ({"match_keys": {"ttp": RAW_PHONE}}, "match_keys.ttp"),
@@ -521,6 +521,17 @@ def test_identifiers_refuse_personal_data_without_echoing_it(
     error, rejected = _rejected(_trigger(**change))
     assert _fields(rejected) == [field]
     assert RAW_EMAIL not in str(error) and RAW_PHONE not in str(error)
+
+
+@pytest.mark.parametrize("event_set", [RAW_EMAIL, RAW_PHONE, "+12133734253"])
+def test_an_event_set_has_no_shape_rule(event_set: str) -> None:
+    # Looked up, never stored or sent; an unknown one is refused without being named.
+    assert TriggerIn.model_validate(_trigger(event_set=event_set)).event_set == event_set
+
+
+def test_an_event_set_still_refuses_what_cannot_be_looked_up() -> None:
+    _, rejected = _rejected(_trigger(event_set="acme\x00"))
+    assert _fields(rejected) == ["event_set"]
 
 
 @pytest.mark.parametrize("lead_id", ["L-1001", "123456", "2133734253", "7311111111111111111"])
