@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -45,7 +46,9 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-_WRITING = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT")
+# Matched at the start only: every statement passes here, and an upper-cased copy of a large
+# one was the whole SQL again.
+_WRITING = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT)", re.IGNORECASE)
 
 
 def _begin_immediate_before_locking(
@@ -71,7 +74,7 @@ def _begin_immediate_before_locking(
         compiled is not None and getattr(compiled.statement, "_for_update_arg", None) is not None
     )
     writing = context is not None and (context.isinsert or context.isupdate or context.isdelete)
-    if locking or writing or statement.lstrip().upper().startswith(_WRITING):
+    if locking or writing or _WRITING.match(statement):
         cursor.execute("BEGIN IMMEDIATE")
 
 

@@ -126,3 +126,56 @@ def test_the_sweepers_reservation_is_exclusive(backend: str) -> None:
     reserved: list[list[int]] = []
     assert while_held(lambda session: reserved.extend(reserve(session)), reserve) == []
     assert sum(len(group) for group in reserved) == 5
+
+
+class _Cursor:
+    """What `_begin_immediate_before_locking` sees of pysqlite's cursor: records what it runs."""
+
+    def __init__(self) -> None:
+        self.connection = type("Connection", (), {"in_transaction": False})()
+        self.ran: list[str] = []
+
+    def execute(self, sql: str) -> None:
+        self.ran.append(sql)
+
+
+@pytest.mark.parametrize(
+    ("statement", "locks"),
+    [
+        ("INSERT INTO t VALUES (1)", True),
+        ("  \n\tupdate t SET n = 1", True),
+        ("Delete FROM t", True),
+        ("REPLACE INTO t VALUES (1)", True),
+        ("SAVEPOINT sa_savepoint_1", True),
+        ("\n" * 40 + "insert into t values (1)", True),
+        ("SELECT * FROM t", False),
+        ("PRAGMA wal_checkpoint(TRUNCATE)", False),
+        ("  -- INSERT\nSELECT 1", False),
+        ("", False),
+    ],
+)
+def test_plain_sql_that_writes_takes_the_write_lock(statement: str, locks: bool) -> None:
+    from models.db import _begin_immediate_before_locking
+
+    cursor = _Cursor()
+    _begin_immediate_before_locking(None, cursor, statement, None, None, False)
+    assert cursor.ran == (["BEGIN IMMEDIATE"] if locks else [])
+
+
+def test_reading_a_statements_verb_copies_nothing_of_it() -> None:
+    """Every statement on SQLite passes through this check: it read the verb from an upper-
+    cased copy of the whole SQL (a 20 MB copy for a 20 MB statement)."""
+    import tracemalloc
+
+    from models.db import _begin_immediate_before_locking
+
+    statement = "SELECT '" + "x" * 20_000_000 + "'"
+    cursor = _Cursor()
+    tracemalloc.start()
+    try:
+        _begin_immediate_before_locking(None, cursor, statement, None, None, False)
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert cursor.ran == []
+    assert peak < 1_000_000
