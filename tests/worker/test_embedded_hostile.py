@@ -145,18 +145,25 @@ def test_a_retry_is_resent_within_its_rung_and_two_sweeps_behind_a_burst_of_wake
         first, second = session.scalars(
             select(DeliveryAttempt.attempted_at).order_by(DeliveryAttempt.id)
         ).all()
-    bound = RUNG_SECONDS * (1 + JITTER) + 2 * SWEEP_SECONDS + 3
+    # Its rung (with jitter) and two sweeps take 3.2 s; uncoalesced, the burst held the retry
+    # back 32 to 46 s. The slack is for two cores shared with other work.
+    bound = RUNG_SECONDS * (1 + JITTER) + 2 * SWEEP_SECONDS + 12
     assert (second - first).total_seconds() <= bound
 
 
-def test_a_burst_of_wakeups_on_the_filesystem_broker_queues_at_most_a_few(
+def test_a_burst_of_wakeups_on_the_filesystem_broker_queues_one_message(
     sqlite_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from worker import wakeups
+
     apply_env(monkeypatch, BROKER_URL="filesystem://")
+    # No worker takes the message, so only the flag's expiry could add one: not within a
+    # burst, however slowly a loaded machine enqueues it.
+    monkeypatch.setattr(wakeups, "WAKEUP_TTL_MS", 600_000)
     make_event_set()
     for n in range(30):
         enqueue_trigger(trigger("lead.submitted", f"L-{n}", match_keys={"ttclid": "E.C.P.b"}))
-    assert 1 <= len(queued_messages()) <= 3
+    assert len(queued_messages()) == 1
 
 
 def test_erase_leaves_the_raw_keys_in_no_file_of_the_database(

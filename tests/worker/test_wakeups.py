@@ -39,8 +39,12 @@ def test_brokers_without_redis_wake_every_time(sqlite_db: str) -> None:
 
 
 def test_a_burst_of_single_triggers_queues_one_message(
-    on_redis: Callable[[], int], sqlite_db: str, make_event_set: Callable[..., int]
+    on_redis: Callable[[], int],
+    sqlite_db: str,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(wakeups, "WAKEUP_TTL_MS", 600_000)  # see the filesystem case below
     make_event_set()
     for n in range(50):
         enqueue_trigger(
@@ -128,8 +132,13 @@ def test_a_failed_publish_releases_the_filesystem_flag(on_filesystem: Callable[[
 
 
 def test_a_burst_on_the_filesystem_broker_queues_one_message(
-    on_filesystem: Callable[[], int], make_event_set: Callable[..., int]
+    on_filesystem: Callable[[], int],
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # No worker takes the message, so only the flag's expiry could add one: not within a
+    # burst, however slowly a loaded machine enqueues it.
+    monkeypatch.setattr(wakeups, "WAKEUP_TTL_MS", 600_000)
     make_event_set()
     for n in range(20):
         enqueue_trigger(
@@ -141,7 +150,7 @@ def test_a_burst_on_the_filesystem_broker_queues_one_message(
                 "match_keys": {"email": f"l{n}@example.com"},
             }
         )
-    assert on_filesystem() in (1, 2)  # a second only if the burst outlasted the flag's TTL
+    assert on_filesystem() == 1
 
 
 def test_an_odd_queue_name_gets_a_flag_file_inside_the_broker_folder(
