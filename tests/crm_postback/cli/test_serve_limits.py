@@ -139,8 +139,10 @@ def test_a_body_sent_slowly_is_cut_off(serve: Callable[..., Served]) -> None:
 def test_requests_beyond_the_connection_limit_are_503(serve: Callable[..., Served]) -> None:
     served = serve(API_MAX_CONNECTIONS="5", API_HEADER_TIMEOUT_SECONDS="60")
     idle = [served.connect() for _ in range(5)]
-    time.sleep(0.5)  # let the server accept them
-    assert requests.get(f"{served.url}/healthz", timeout=5).status_code == 503
+    deadline = time.monotonic() + PATIENCE  # until the server has accepted them all
+    while requests.get(f"{served.url}/healthz", timeout=5).status_code != 503:
+        assert time.monotonic() < deadline, "no 503 with the connection limit taken"
+        time.sleep(0.1)
     for sock in idle:
         sock.close()
     deadline = time.monotonic() + PATIENCE
