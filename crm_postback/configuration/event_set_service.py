@@ -26,7 +26,7 @@ SOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{4,64}$")
 TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,1024}")
 # Names are written back in messages only when plainly a name (not an email, not a phone).
 _PLAIN_NAME = re.compile(r"\w[\w .\-]{0,99}")
-_CURRENCY_LIKE = re.compile(r"[A-Za-z]{1,8}")
+CURRENCY_SHAPED = re.compile(r"[A-Za-z]{1,8}")
 # Control characters (CR and LF above all: names reach headers and log lines), lone
 # surrogates, and the Unicode line and paragraph separators.
 _NOT_TEXT = frozenset({"Cc", "Cs", "Zl", "Zp"})
@@ -52,7 +52,7 @@ def _text(field: str, value: str, longest: int, *, required: bool = True) -> str
 def _currency(value: str) -> str:
     currency = value.strip().upper()
     if currency not in SUPPORTED_CURRENCIES:
-        shown = f"{value.strip()!r} " if _CURRENCY_LIKE.fullmatch(value.strip()) else ""
+        shown = f"{value.strip()!r} " if CURRENCY_SHAPED.fullmatch(value.strip()) else ""
         raise InputRejected.one("currency", f"{shown}is not supported by TikTok")
     return currency
 
@@ -69,8 +69,12 @@ def _token(value: str) -> str:
 
 
 def named(reference: str) -> str:
-    """How a name someone typed is written back: quoted if plainly a name, else not at all."""
-    return repr(reference) if _PLAIN_NAME.fullmatch(reference) else "(the name given)"
+    """How a name someone typed is written back: quoted if plainly a name, else not at all.
+    Digits with separators (`213 373 4253`) may be a phone number; bare digits are an id."""
+    plain = _PLAIN_NAME.fullmatch(reference) and (
+        reference.isdigit() or any(c.isalpha() for c in reference)
+    )
+    return repr(reference) if plain else "(the name given)"
 
 
 def create_event_set(

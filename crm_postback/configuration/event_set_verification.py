@@ -14,10 +14,10 @@ import requests
 from crm_postback.core.settings import Settings
 from crm_postback.core.token_vault import TokenUnavailable, open_token
 from crm_postback.tiktok.events_client import EventsApiClient
+from crm_postback.tiktok.response_outcomes import CODE_MAX, CODE_MIN, REQUEST_ID_CHARS
 from models import EventSet, EventSetKind
 
 MAX_SHOWN = 200  # characters of TikTok's message or an event set's name shown back
-MAX_REQUEST_ID = 128
 NOT_THE_API = "TikTok's answer is not the Events API's (check TIKTOK_API_BASE_URL)"
 
 
@@ -39,7 +39,7 @@ def _shown(value: object, longest: int = MAX_SHOWN) -> str | None:
 
 
 def _code(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+    if isinstance(value, int) and not isinstance(value, bool) and CODE_MIN <= value <= CODE_MAX:
         return value
     return None
 
@@ -54,7 +54,9 @@ def verify_event_set(event_set: EventSet, settings: Settings) -> Verification:
         token = open_token(event_set.sealed_token, settings)
     except TokenUnavailable as error:
         return Verification(False, str(error))
-    client = EventsApiClient(settings.tiktok_api_base_url, settings.http_timeout)
+    client = EventsApiClient(
+        settings.tiktok_api_base_url, settings.http_timeout, settings.http_total_timeout_seconds
+    )
     try:
         answer: Any = client.list_crm_event_sets(token, event_set.advertiser_id)
     except requests.HTTPError as error:
@@ -70,7 +72,7 @@ def read_answer(answer: Any, event_set: EventSet) -> Verification:
     if not isinstance(answer, dict) or "code" not in answer:
         return Verification(False, NOT_THE_API)
     code = _code(answer.get("code"))
-    request_id = _shown(answer.get("request_id"), MAX_REQUEST_ID)
+    request_id = _shown(answer.get("request_id"), REQUEST_ID_CHARS)
     if code != 0:
         message = _shown(answer.get("message")) or "no message"
         shown_code = code if code is not None else "with a code out of range"

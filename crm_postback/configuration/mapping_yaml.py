@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from yaml.events import AliasEvent, CollectionStartEvent, NodeEvent
 from yaml.nodes import Node
 
+from crm_postback.configuration.event_set_service import CURRENCY_SHAPED
 from crm_postback.configuration.mapping_service import (
     MAX_CONDITIONS,
     add_mapping,
@@ -57,7 +58,6 @@ MAX_ERRORS = 50
 MAX_MESSAGE = 300
 # A key named in an error: only plain names (a key can be anything, an email included).
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
-_CURRENCY_LIKE = re.compile(r"[A-Za-z]{1,8}")
 
 
 class FileRefused(yaml.YAMLError):
@@ -255,7 +255,7 @@ def _property_errors(properties: dict[str, Any], where: str) -> list[FieldError]
         # Named back only when it looks like a currency code: the field takes any text.
         shown = (
             f"{currency!r} "
-            if isinstance(currency, str) and _CURRENCY_LIKE.fullmatch(currency)
+            if isinstance(currency, str) and CURRENCY_SHAPED.fullmatch(currency)
             else ""
         )
         errors.append(
