@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, SUPPORTED_CURRENCIES
 
@@ -33,19 +33,25 @@ def as_number(value: object) -> float | None:
 
 
 class Condition(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     attribute: str = Field(pattern=ATTRIBUTE_NAME)
     op: Operator
-    value: Scalar | list[Scalar] = None
+    # Checked even when left out, so that 'gt' without a value is refused as `value`.
+    value: Scalar | list[Scalar] = Field(None, validate_default=True)
 
-    @model_validator(mode="after")
-    def _value_fits_operator(self) -> Condition:
-        if self.op in NUMERIC_OPERATORS and as_number(self.value) is None:
-            raise ValueError(f"'{self.op}' compares numbers; {_shown(self.value)} is not a number")
-        if self.op in ("in", "not_in") and not isinstance(self.value, list):
-            raise ValueError(f"'{self.op}' needs a list of values")
-        return self
+    @field_validator("value")
+    @classmethod
+    def _value_fits_operator(
+        cls, value: Scalar | list[Scalar], info: ValidationInfo
+    ) -> Scalar | list[Scalar]:
+        # Named as `value` and never shown: a condition's value may be anything an admin typed.
+        op = info.data.get("op")  # absent when the operator itself was refused
+        if op in NUMERIC_OPERATORS and as_number(value) is None:
+            raise ValueError(f"'{op}' compares numbers; the value is not a number")
+        if op in ("in", "not_in") and not isinstance(value, list):
+            raise ValueError(f"'{op}' needs a list of values")
+        return value
 
     def matches(self, attributes: dict[str, Any]) -> bool:
         present = self.attribute in attributes and attributes[self.attribute] is not None
@@ -84,11 +90,6 @@ class Condition(BaseModel):
         if self.op == "exists":
             return f"{self.attribute} exists"
         return f"{self.attribute} {symbol[self.op]} {json.dumps(self.value)}"
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _same(actual: object, expected: object) -> bool:
@@ -219,7 +220,7 @@ def _nesting(value: str) -> int:
 class PropertyRules(BaseModel):
     """How `properties` is filled. Attribute names refer to the trigger's attributes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     value_from: str | None = Field("value", pattern=ATTRIBUTE_NAME)
     value: float | None = Field(None, description="A fixed value, used when value_from is absent")

@@ -26,11 +26,11 @@ class MappingError(ValueError):
 
 def validate_trigger_type(trigger_type: str) -> str:
     # The pattern is anchored and bounded: it reads at most 65 characters of any input.
+    # Never shown back: a refused name may be anything (an email address typed in the field).
     if not TRIGGER_TYPE_PATTERN.match(trigger_type):
-        shown = repr(trigger_type) if len(trigger_type) <= 64 else "a longer name"
         raise MappingError(
             "trigger",
-            f"{shown} must be lowercase letters, digits, '.', '_' or '-' "
+            "must be lowercase letters, digits, '.', '_' or '-' "
             "(e.g. lead.sold, buyer.accepted), at most 64 characters",
         )
     return trigger_type

@@ -338,3 +338,30 @@ def test_a_long_value_is_cut_in_the_numeric_operator_message() -> None:
     with pytest.raises(ValidationError) as refused:
         Condition(attribute="value", op="gt", value="x" * 500)
     assert "x" * 40 not in str(refused.value)
+
+
+@pytest.mark.parametrize("op", ["gt", "gte", "lt", "lte"])
+@pytest.mark.parametrize("value", ["jane.doe@example.org", "+1 213 373 4253", ["a"], None])
+def test_a_numeric_operator_refuses_a_non_number_naming_value_without_echoing_it(
+    op: str, value: Any
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Condition.model_validate({"attribute": "buyer", "op": op, "value": value})
+    [error] = refused.value.errors(include_input=False)
+    assert error["loc"] == ("value",)
+    assert error["msg"] == f"Value error, '{op}' compares numbers; the value is not a number"
+    for text in ("jane", "example", "213", "'a'"):
+        assert text not in str(refused.value)
+
+
+def test_parse_condition_does_not_echo_a_non_number() -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_condition('value > "jane.doe@example.org"')
+    assert "jane" not in str(refused.value) and "compares numbers" in str(refused.value)
+
+
+def test_in_without_a_list_names_value() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Condition.model_validate({"attribute": "state", "op": "in", "value": "jane@example.org"})
+    [error] = refused.value.errors(include_input=False)
+    assert error["loc"] == ("value",) and "jane" not in str(refused.value)

@@ -308,3 +308,15 @@ def test_trigger_type_rejected(trigger_type: str) -> None:
 def test_trigger_type_with_trailing_newline_rejected() -> None:
     with pytest.raises(MappingError):
         validate_trigger_type("lead.sold\n")
+
+
+@pytest.mark.parametrize(
+    "trigger_type", ["jane@example.org", "Jane.Doe@Example.org", "+1 213 373 4253", "Lead Sold"]
+)
+def test_a_refused_trigger_type_is_never_echoed(trigger_type: str) -> None:
+    with pytest.raises(MappingError) as refused:
+        validate_trigger_type(trigger_type)
+    assert refused.value.field == "trigger"
+    assert trigger_type not in str(refused.value)
+    assert trigger_type.lower() not in str(refused.value).lower()
+    assert repr(trigger_type) not in str(refused.value)
