@@ -4,7 +4,9 @@ Every request has a total deadline (HTTP_TOTAL_TIMEOUT_SECONDS) on top of reques
 and read timeouts, which bound each socket operation but not their sum: an answer trickling a
 byte at a time would otherwise hold a worker as long as it likes. The body is read in chunks
 against the deadline, at most MAX_ANSWER_BYTES of it, and a watchdog shuts the connection's
-socket when the deadline passes, wherever the exchange waits (headers, a chunk's size line).
+socket when the deadline passes, wherever the exchange waits (a proxy's CONNECT answer, the TLS
+handshake, headers, a chunk's size line). Every connection pool the adapter makes, directly or
+through a proxy (HTTP(S)_PROXY), is watched.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.poolmanager import PoolManager, ProxyManager
 
 from crm_postback.core import jsontext
 from crm_postback.core.settings import get_settings
@@ -46,11 +49,7 @@ def http_session() -> requests.Session:
     global _session, _session_pid
     if _session is None or _session_pid != os.getpid():
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-        adapter.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPPool,
-            "https": _WatchedHTTPSPool,
-        }
+        adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         _session, _session_pid = session, os.getpid()
@@ -241,24 +240,66 @@ def _watched(connection: HTTPConnection) -> None:
         watchdog.watch(connection)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _WatchedConnection(HTTPConnection):
+    """Watched from connect() (a proxy's CONNECT, the TLS handshake) and from request() (a
+    connection reused from the pool). Mixed in before the pool's own connection class."""
+
+    def connect(self) -> None:
+        _watched(self)
+        super().connect()
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         _watched(self)
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watched(self)
-        super().request(*args, **kwargs)
+class _WatchedPool(HTTPConnectionPool):
+    """Mixed in before the manager's pool class: its connections are watched."""
 
 
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+_watched_pools: dict[type[HTTPConnectionPool], type[HTTPConnectionPool]] = {}
+_watched_pools_lock = threading.Lock()
 
 
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
+def _watched_pool(pool_class: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+    """`pool_class` with _WatchedPool and _WatchedConnection mixed in (plain, TLS or SOCKS)."""
+    if issubclass(pool_class, _WatchedPool):
+        return pool_class
+    with _watched_pools_lock:
+        watched = _watched_pools.get(pool_class)
+        if watched is None:
+            connection = type(
+                f"Watched{pool_class.ConnectionCls.__name__}",
+                (_WatchedConnection, pool_class.ConnectionCls),
+                {},
+            )
+            watched = type(
+                f"Watched{pool_class.__name__}",
+                (_WatchedPool, pool_class),
+                {"ConnectionCls": connection},
+            )
+            _watched_pools[pool_class] = watched
+        return watched
+
+
+def _watch_pools(manager: PoolManager) -> None:
+    manager.pool_classes_by_scheme = {
+        scheme: _watched_pool(pool_class)
+        for scheme, pool_class in manager.pool_classes_by_scheme.items()
+    }
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """Every pool it makes is watched: the direct ones and those through a proxy."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> ProxyManager:
+        manager: ProxyManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        _watch_pools(manager)
+        return manager
 
 
 def _elapsed_ms(started: float) -> int:

@@ -11,6 +11,7 @@ deadline (bytes read, never a tight wall-clock threshold).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -473,6 +474,139 @@ def test_a_trickling_answer_ends_at_the_total_deadline(where: str, reply: Reply)
     whole = len(reply.head()) * reply.trickle_head + len(reply.body)
     assert sent < whole / 4, (where, sent)
     assert elapsed < 3 * DEADLINE, where
+
+
+class ForwardProxy:
+    """A tiny HTTP proxy on a real socket: forwards an absolute-URL request to its host, or
+    answers CONNECT and tunnels; with `trickle_connect`, its CONNECT answer comes a byte every
+    `trickle_every` seconds (every byte within the read timeout, the whole far beyond)."""
+
+    def __init__(self, trickle_connect: bool = False, trickle_every: float = 0.05) -> None:
+        self.trickle_connect = trickle_connect
+        self.trickle_every = trickle_every
+        self.connects = 0
+        self.forwarded = 0
+        self.connect_bytes_sent = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> ForwardProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, client: socket.socket) -> None:
+        with client:
+            client.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            method, target, _ = data.split(b"\r\n", 1)[0].split(b" ", 2)
+            try:
+                if method == b"CONNECT":
+                    self.connects += 1
+                    answer = b"HTTP/1.1 200 Connection established\r\n"
+                    if self.trickle_connect:
+                        answer += b"X-Padding: " + b"p" * 1200 + b"\r\n"
+                        for index in range(len(answer)):
+                            if self._stop.is_set():
+                                return
+                            client.sendall(answer[index : index + 1])
+                            self.connect_bytes_sent += 1
+                            time.sleep(self.trickle_every)
+                    client.sendall(answer + b"\r\n")
+                    host, _, port = target.decode().rpartition(":")
+                    upstream, rest = socket.create_connection((host, int(port)), timeout=10), b""
+                else:
+                    self.forwarded += 1
+                    address = target.decode().split("/")[2]
+                    host, _, port = address.rpartition(":")
+                    upstream, rest = socket.create_connection((host, int(port)), timeout=10), data
+            except OSError:
+                return
+            with upstream:
+                upstream.sendall(rest)
+                pump = threading.Thread(target=_pipe, args=(client, upstream), daemon=True)
+                pump.start()
+                _pipe(upstream, client)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def _through_proxy(monkeypatch: pytest.MonkeyPatch, proxy: ForwardProxy) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+
+
+def test_through_a_proxy_a_trickling_answer_ends_at_the_total_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With HTTP_PROXY set, requests takes its pools from the proxy manager, which were
+    urllib3's own: nobody watched the connection, and trickled headers ran their course."""
+    reply = Reply(body=envelope(0), trickle_every=0.05, trickle_head=True)
+    with ScriptedServer(lambda _: reply) as server, ForwardProxy() as proxy:
+        _through_proxy(monkeypatch, proxy)
+        api = client(total=DEADLINE, read=1.0)
+        api.base_url = server.url
+        started = time.monotonic()
+        answer = api.track("token", {"data": []})
+        elapsed = time.monotonic() - started
+        sent = server.body_bytes_sent
+    assert proxy.forwarded == 1  # it did go through the proxy
+    assert answer.outcome is Outcome.TRANSIENT and "deadline" in answer.message
+    whole = len(reply.head()) + len(reply.body)  # over 8 s at 20 bytes a second
+    assert sent < whole / 4, sent
+    assert elapsed < DEADLINE + 10
+
+
+def test_a_proxys_trickling_connect_answer_ends_at_the_total_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """For HTTPS the proxy's CONNECT answer and the TLS handshake come in connect(), before
+    request(): unwatched, a CONNECT answer trickling a byte at a time held the request."""
+    with ForwardProxy(trickle_connect=True) as proxy:
+        _through_proxy(monkeypatch, proxy)
+        api = client(total=DEADLINE, read=1.0)
+        api.base_url = "https://127.0.0.1:9"  # never reached: the tunnel does not open in time
+        started = time.monotonic()
+        answer = api.track("token", {"data": []})
+        elapsed = time.monotonic() - started
+        sent = proxy.connect_bytes_sent
+    assert proxy.connects == 1
+    assert answer.outcome is Outcome.TRANSIENT and "deadline" in answer.message, answer.message
+    assert sent < 1200 / 4, sent  # the whole answer takes over 60 s
+    assert elapsed < DEADLINE + 10
 
 
 def test_an_answer_cut_short_is_a_network_error_for_every_caller() -> None:
