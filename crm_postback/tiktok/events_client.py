@@ -6,12 +6,14 @@ byte at a time would otherwise hold a worker as long as it likes. The body is re
 against the deadline, at most MAX_ANSWER_BYTES of it, and a watchdog shuts the connection's
 socket when the deadline passes, wherever the exchange waits (a proxy's CONNECT answer, the TLS
 handshake, headers, a chunk's size line). Every connection pool the adapter makes, directly or
-through a proxy (HTTP(S)_PROXY), is watched.
+through a proxy (HTTP(S)_PROXY), is watched; one thread per process keeps every deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
 import socket
 import threading
@@ -189,39 +191,97 @@ class _Watchdog:
 
     def __init__(self, seconds: float) -> None:
         self._lock = threading.Lock()
+        self._seconds = seconds
         self._connection: HTTPConnection | None = None
-        self._done = False
+        self.done = False
         self.expired = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def __enter__(self) -> _Watchdog:
         _current.watchdog = self
-        self._timer.start()
+        _deadlines().add(time.monotonic() + self._seconds, self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         _current.watchdog = None
         with self._lock:
-            self._done = True
+            self.done = True
             self._connection = None
-        self._timer.cancel()
 
     def watch(self, connection: HTTPConnection) -> None:
         with self._lock:
-            if self._done:
+            if self.done:
                 return
             self._connection = connection
             if self.expired:
                 _shut(connection)
 
-    def _expire(self) -> None:
+    def release(self, connection: HTTPConnection) -> bool:
+        """`connection` goes back to the pool, where another thread may take it: never shut it
+        from now on. True when the deadline passed (its socket may be shut)."""
         with self._lock:
-            if self._done:
+            if self._connection is connection:
+                self._connection = None
+            return self.expired
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done:
                 return
             self.expired = True
             if self._connection is not None:
                 _shut(self._connection)
+
+
+class _Deadlines:
+    """One thread for the deadlines of every exchange in this process (a heap of them), rather
+    than a timer thread started for each request."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._order = itertools.count()
+        thread = threading.Thread(target=self._run, name="events-api-deadlines", daemon=True)
+        thread.start()
+
+    def add(self, when: float, watchdog: _Watchdog) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (when, next(self._order), watchdog))
+            if self._heap[0][2] is watchdog:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            due: list[_Watchdog] = []
+            with self._wake:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][0] <= now or self._heap[0][2].done):
+                    due.append(heapq.heappop(self._heap)[2])
+                if not due:
+                    self._wake.wait(self._heap[0][0] - now if self._heap else None)
+            for watchdog in due:
+                watchdog.expire()  # a no-op when the exchange is done
+
+
+_deadlines_lock = threading.Lock()
+_deadlines_of: tuple[int, _Deadlines] | None = None
+
+
+def _deadlines() -> _Deadlines:
+    """The process's deadline thread; a forked child starts its own."""
+    global _deadlines_of
+    pid = os.getpid()
+    with _deadlines_lock:
+        if _deadlines_of is None or _deadlines_of[0] != pid:
+            _deadlines_of = (pid, _Deadlines())
+        return _deadlines_of[1]
+
+
+def _after_fork_in_child() -> None:
+    global _deadlines_lock, _deadlines_of
+    _deadlines_lock, _deadlines_of = threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _shut(connection: HTTPConnection) -> None:
@@ -254,7 +314,14 @@ class _WatchedConnection(HTTPConnection):
 
 
 class _WatchedPool(HTTPConnectionPool):
-    """Mixed in before the manager's pool class: its connections are watched."""
+    """Mixed in before the manager's pool class: a connection going back to the pool (urllib3
+    does it at the body's end, before the exchange is over) is no longer watched."""
+
+    def _put_conn(self, conn: Any) -> None:
+        watchdog: _Watchdog | None = getattr(_current, "watchdog", None)
+        if conn is not None and watchdog is not None and watchdog.release(conn):
+            conn.close()  # its socket may be shut: not for the next request
+        super()._put_conn(conn)
 
 
 _watched_pools: dict[type[HTTPConnectionPool], type[HTTPConnectionPool]] = {}
