@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import os
 import socket
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,8 @@ from crm_postback.tiktok.response_outcomes import (
 TRACK_PATH = "/open_api/v1.3/event/track/"
 CRM_LIST_PATH = "/open_api/v1.3/crm/list/"
 _CHUNK_BYTES = 65_536
+
+log = logging.getLogger(__name__)
 
 _session: requests.Session | None = None
 _session_pid: int | None = None
@@ -103,6 +107,19 @@ class EventsApiClient:
             status = error.response.status_code if error.response is not None else None
             return classify_deadline(self.total_timeout, status, _elapsed_ms(started))
         except requests.RequestException as error:
+            return classify_network_error(error, _elapsed_ms(started))
+        except Exception as error:
+            # A bug here or in a library must not end the task with its rows left `sending`
+            # until their lease runs out: no answer, retried like a network error. Named by
+            # its type and where it was raised only; its text may quote the request or answer.
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            log.error(
+                "Events API request failed unexpectedly: %s at %s:%s in %s",
+                type(error).__name__,
+                os.path.basename(where.filename),
+                where.lineno,
+                where.name,
+            )
             return classify_network_error(error, _elapsed_ms(started))
         return classify_answer(
             answer.http_status,

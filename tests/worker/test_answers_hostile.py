@@ -29,6 +29,7 @@ from sqlalchemy import select
 from crm_postback.api import enqueue_trigger
 from crm_postback.core.settings import get_settings
 from crm_postback.observability import metric_definitions
+from crm_postback.tiktok import events_client
 from crm_postback.tiktok.events_client import EventsApiClient
 from crm_postback.tiktok.response_outcomes import (
     MAX_ANSWER_BYTES,
@@ -426,6 +427,29 @@ def test_a_huge_body_is_read_no_further_than_the_cap(
         outbox = send_through(server, 2)
     assert {row.status for row in outbox} == {PostbackStatus.RETRYING}
     assert "not read further" in (outbox[0].last_message or "")
+
+
+def test_a_bug_in_the_client_is_a_transient_failure_not_a_crashed_task(
+    send_through: SendThrough,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anything but a requests error ended the task with its rows `sending` until the lease
+    ran out. It is retried like a network error, logged by its type, never its text."""
+
+    def broken(*args: object) -> tuple[bytes, bool]:
+        raise KeyError("jane@example.com")
+
+    monkeypatch.setattr(events_client, "_read_body", broken)
+    with ScriptedServer(lambda _: Reply(body=envelope(0))) as server, caplog.at_level(logging.INFO):
+        outbox = send_through(server, 2)
+    assert len(server.requests) == 1
+    assert {row.status for row in outbox} == {PostbackStatus.RETRYING}
+    assert all("KeyError" in (row.last_message or "") for row in outbox)
+    assert {a.outcome for a in attempts()} == {Outcome.TRANSIENT.value}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "failed unexpectedly: KeyError" in logged
+    assert "jane" not in logged and all("jane" not in (r.last_message or "") for r in outbox)
 
 
 # --- the client alone, against the real socket server -----------------------------------------

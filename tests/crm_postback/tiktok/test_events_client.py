@@ -123,3 +123,22 @@ def test_a_later_exchange_with_an_earlier_deadline_is_not_kept_waiting() -> None
         time.sleep(0.01)
     assert near.expired and not far.expired
     far.__exit__(None, None, None)
+
+
+def test_the_urllib3_the_client_needs_is_declared() -> None:
+    """The body is read with HTTPResponse.read1, which urllib3 1.26 (allowed by requests)
+    lacks."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from urllib3.response import HTTPResponse
+
+    pyproject = Path(__file__).parents[3] / "pyproject.toml"
+    declared = [
+        Requirement(line)
+        for line in tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    ]
+    urllib3 = next(r for r in declared if r.name == "urllib3")
+    assert not urllib3.specifier.contains("1.26.20") and urllib3.specifier.contains("2.8.0")
+    assert hasattr(HTTPResponse, "read1")
