@@ -99,15 +99,26 @@ def parse_json(raw: bytes, keep_bad_values: bool = False) -> Any:
     item fails; otherwise it fails the whole document (ValueError)."""
     if not keep_bad_values:
         return json.loads(raw, parse_float=_strict_float, parse_constant=_strict_constant)
+    # Integers are read by the reader itself (a Python hook for each would cost every body);
+    # only a body holding one that int() refuses is read again with the hook.
     hooks: dict[str, Any] = {
         "parse_float": _float_or_placeholder,
-        "parse_int": _int_or_placeholder,
         "parse_constant": _constant_placeholder,
     }
     try:
         return json.loads(raw, **hooks)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
     except RecursionError:
-        pass
+        too_deep = True
+    except ValueError:  # an integer of more than sys.get_int_max_str_digits() digits
+        too_deep = False
+    hooks["parse_int"] = _int_or_placeholder
+    if not too_deep:
+        try:
+            return json.loads(raw, **hooks)
+        except RecursionError:
+            pass
     # Only a document nested hundreds of levels deep gets here: read it again with its
     # too-deep containers cut out, each replaced by a mark that becomes a placeholder.
     text = raw.decode(json.detect_encoding(raw), "surrogatepass")

@@ -513,6 +513,10 @@ def test_unstorable_paths_names_every_bad_string(
         ({"match_keys": {"ttp": RAW_PHONE}}, "match_keys.ttp"),
         ({"match_keys": {"tiktok_lead_id": "213-373-4253"}}, "match_keys.tiktok_lead_id"),
         ({"lead_id": "L-\x00"}, "lead_id"),
+        ({"lead_id": "L-\ud800"}, "lead_id"),
+        ({"idempotency_key": "k-\udfff-é"}, "idempotency_key"),
+        ({"match_keys": {"ttclid": "E.C.P.\x00"}}, "match_keys.ttclid"),
+        ({"match_keys": {"ttp": "\ud83d"}}, "match_keys.ttp"),
     ],
 )
 def test_identifiers_refuse_personal_data_without_echoing_it(

@@ -20,6 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from crm_postback.core import jsontext
 from crm_postback.core.errors import InputRejected
 from crm_postback.intake.lead_keys import hash_match_keys
 from crm_postback.intake.trigger_schemas import (
@@ -155,7 +156,7 @@ def through_the_door(document: Any) -> str:
             outcome = "refused"
             continue
         if isinstance(parsed, TriggerIn):
-            parsed.attributes_size()
+            jsontext.dumps_bytes(parsed.attributes)  # what is stored can be written
         keys = parsed if isinstance(parsed, MatchKeys) else parsed.match_keys
         if keys is not None:
             try:

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from crm_postback.api import InputRejected, enqueue_trigger, enqueue_triggers, upsert_lead_keys
 from crm_postback.configuration.api_keys import create_key
 from crm_postback.core.privacy import normalize_email
-from crm_postback.intake.trigger_schemas import TriggerIn
+from crm_postback.intake.trigger_schemas import TriggerIn, Unrepresentable
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
 from crm_postback.web.body import parse_body
@@ -241,6 +241,32 @@ def test_deeply_nested_items_fail_alone_and_reading_them_is_linear(
         parse_body(b"[1," * n + b"]" * n, keep_bad_values=True)
 
     assert grows_linearly(read, 20_000)
+
+
+def test_integers_are_read_by_the_json_reader_itself_unless_one_is_too_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Python hook for every integer of every body is the hot path's cost; only a body with
+    # an integer int() refuses is read again with one, so that only that value is refused.
+    from crm_postback.web import body
+
+    calls: list[str] = []
+    original = body._int_or_placeholder
+
+    def counted(text: str) -> int | Unrepresentable:
+        calls.append(text)
+        return original(text)
+
+    monkeypatch.setattr(body, "_int_or_placeholder", counted)
+    items = [{"attributes": {"value": n, "rank": -n}} for n in range(500)]
+    assert parse_body(json.dumps(items).encode(), keep_bad_values=True) == items
+    assert calls == []
+    long = b'[{"attributes": {"value": ' + b"7" * 5_000 + b', "rank": 1}}, {"n": 2}]'
+    [first, second] = parse_body(long, keep_bad_values=True)
+    assert isinstance(first["attributes"]["value"], Unrepresentable)
+    assert (first["attributes"]["rank"], second) == (1, {"n": 2})
+    assert len(calls) == 3
+    assert isinstance(parse_body(b"[" * 5_000 + b"1" + b"]" * 5_000, keep_bad_values=True), list)
 
 
 def test_a_value_json_cannot_keep_in_lead_keys_names_the_field(
