@@ -75,7 +75,7 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
+    data_dir.mkdir(mode=0o700)
     apply_env(
         monkeypatch,
         POSTBACK_DATA_DIR=str(data_dir),

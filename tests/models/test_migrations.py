@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -82,4 +84,34 @@ def test_sqlite_downgrade_of_0006_keeps_admin_tokens_and_sessions(sqlite_db: str
     upgrade(sqlite_db)
     assert current_revision(engine) == head_revision()
     assert counts() == (1, 1, 1)
+    assert _drift(sqlite_db) == []
+
+
+def test_sqlite_downgrade_of_0002_keeps_event_sets_and_what_hangs_from_them(
+    sqlite_db: str, make_event_set: Any
+) -> None:
+    """0002's downgrade drops a column of event_sets, triggers and postbacks; rebuilding
+    event_sets (batch recreate) with foreign_keys=ON would cascade to every mapping."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from models.migrate import alembic_config
+
+    make_event_set()
+    engine = build_engine(sqlite_db, one_shot=True)
+
+    def counts() -> tuple[int, int]:
+        with engine.connect() as connection:
+            return tuple(  # type: ignore[return-value]
+                connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("event_sets", "mappings")
+            )
+
+    before = counts()
+    assert before[0] == 1 and before[1] >= 1
+    command.downgrade(alembic_config(sqlite_db), "0001")
+    assert current_revision(engine) == "0001"
+    assert counts() == before
+    upgrade(sqlite_db)
+    assert counts() == before
     assert _drift(sqlite_db) == []

@@ -27,9 +27,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("triggers") as batch:
+    # A rebuilt table is dropped, and with foreign_keys=ON that cascades: drop in place.
+    with op.batch_alter_table("triggers", recreate="never") as batch:
         batch.drop_column("attempts")
-    with op.batch_alter_table("postbacks") as batch:
+    with op.batch_alter_table("postbacks", recreate="never") as batch:
         batch.drop_column("replays")
-    with op.batch_alter_table("event_sets") as batch:
+    with op.batch_alter_table("event_sets", recreate="never") as batch:
         batch.drop_column("throttled_until")
