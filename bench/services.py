@@ -83,7 +83,7 @@ def check_services(pg_admin_url: str, redis_url: str) -> dict[str, str]:
         raise ServiceUnavailable(f"PostgreSQL at {pg_admin_url}: {error}") from error
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-        info = client.info("server")
+        info: dict[str, Any] = client.info("server")  # type: ignore[assignment]  # sync client
         client.close()
     except redis.RedisError as error:
         raise ServiceUnavailable(f"Redis at {redis_url}: {error}") from error
