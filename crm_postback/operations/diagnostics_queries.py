@@ -6,11 +6,12 @@ what is still waiting is counted at any age.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import InputRejected
@@ -31,12 +32,13 @@ from crm_postback.operations.diagnostics_report import (
 )
 from crm_postback.operations.retention import has_body
 from crm_postback.tiktok.response_outcomes import Outcome
-from mappings.resolve import missing_attributes
+from mappings.resolve import MissingAttribute, missing_attributes
 from mappings.rules import PropertyRules
 from models import (
     DeliveryAttempt,
     EventSet,
     EventSetKind,
+    Lead,
     Mapping,
     Postback,
     PostbackStatus,
@@ -68,6 +70,8 @@ ATTRIBUTE_SAMPLE = 1000  # a mapping's most recent triggers read for missing att
 _postbacks = Postback.__table__
 _attempts = DeliveryAttempt.__table__
 _triggers = Trigger.__table__
+_leads = Lead.__table__
+_mappings = Mapping.__table__
 
 
 def event_set_state(session: Session, event_set_id: int) -> EventSetState:
@@ -183,33 +187,57 @@ def missing_property_attributes(
 ) -> MissingAttributes:
     """For each enabled mapping whose properties read attributes (`value_from`,
     `order_id_from`), how many of its latest ATTRIBUTE_SAMPLE triggers in the window (made at
-    its current version) lacked each attribute. One query per such mapping."""
+    its current version) lacked each attribute, in one query for all of them. An erased
+    lead's triggers (its lead row deleted, their attributes cleared) are left out: what they
+    lack was erased on purpose."""
     mappings = session.execute(
-        select(Mapping.id, Mapping.event_name, Mapping.properties, Mapping.version)
+        select(Mapping.id, Mapping.event_name, Mapping.properties)
         .where(Mapping.event_set_id == event_set_id, Mapping.enabled.is_(True))
         .order_by(Mapping.id)
     ).all()
-    counts: list[MissingAttributeCount] = []
+    reading: list[tuple[Any, PropertyRules, tuple[MissingAttribute, ...]]] = []
     for mapping in mappings:
         try:
             rules = PropertyRules.model_validate(mapping.properties or {})
         except ValidationError:
             continue  # not a mapping the worker can use either; its events fail with a reason
         reads = missing_attributes(rules, {})  # every attribute the rules read
-        if not reads:
-            continue
-        sampled = session.scalars(
-            select(_triggers.c.attributes)
-            .join(_postbacks, _postbacks.c.trigger_id == _triggers.c.id)
-            .where(
-                _postbacks.c.mapping_id == mapping.id,
-                _postbacks.c.mapping_version == mapping.version,
-                _postbacks.c.created_at >= since,
-            )
-            .order_by(_postbacks.c.id.desc())
-            .limit(ATTRIBUTE_SAMPLE)
-        ).all()
-        lacking = [missing_attributes(rules, attributes or {}) for attributes in sampled]
+        if reads:
+            reading.append((mapping, rules, reads))
+    if not reading:
+        return MissingAttributes(counts=())
+    latest_first = (
+        func.row_number()
+        .over(partition_by=_postbacks.c.mapping_id, order_by=_postbacks.c.id.desc())
+        .label("latest_first")
+    )
+    ranked = (
+        select(_postbacks.c.mapping_id, _triggers.c.attributes, latest_first)
+        .join(_triggers, _triggers.c.id == _postbacks.c.trigger_id)
+        .join(
+            _mappings,
+            and_(
+                _mappings.c.id == _postbacks.c.mapping_id,
+                _mappings.c.version == _postbacks.c.mapping_version,
+            ),
+        )
+        .where(
+            _postbacks.c.mapping_id.in_([mapping.id for mapping, _, _ in reading]),
+            _postbacks.c.created_at >= since,
+            exists().where(_leads.c.lead_ref == _triggers.c.lead_ref),
+        )
+        .subquery()
+    )
+    sampled: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for mapping_id, attributes in session.execute(
+        select(ranked.c.mapping_id, ranked.c.attributes).where(
+            ranked.c.latest_first <= ATTRIBUTE_SAMPLE
+        )
+    ):
+        sampled[mapping_id].append(attributes or {})
+    counts: list[MissingAttributeCount] = []
+    for mapping, rules, reads in reading:
+        lacking = [missing_attributes(rules, attributes) for attributes in sampled[mapping.id]]
         for read in reads:
             missing = sum(1 for found in lacking if read in found)
             if missing:
@@ -220,7 +248,7 @@ def missing_property_attributes(
                         read.property,
                         read.attribute,
                         missing,
-                        len(sampled),
+                        len(lacking),
                     )
                 )
     return MissingAttributes(counts=tuple(counts))

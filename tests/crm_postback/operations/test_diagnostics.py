@@ -15,7 +15,10 @@ from typer.testing import CliRunner
 
 from crm_postback.api import enqueue_trigger
 from crm_postback.cli import app as cli_app
+from crm_postback.commands.erase_lead import EraseLead, erase_lead
+from crm_postback.commands.unit_of_work import Actor
 from crm_postback.core.errors import InputRejected
+from crm_postback.operations import diagnostics_queries
 from crm_postback.operations.diagnostics import diagnose, diagnose_all
 from crm_postback.operations.diagnostics_delivery_findings import outbox_findings
 from crm_postback.operations.diagnostics_queries import (
@@ -668,3 +671,83 @@ def test_a_property_reading_a_missing_attribute_is_counted(
         4,
     )
     json.dumps(report.as_dict())
+
+
+@pytest.mark.parametrize("database", ["sqlite_db", "pg_db"])
+def test_an_erased_leads_triggers_are_not_missing_attributes(
+    database: str,
+    request: pytest.FixtureRequest,
+    simulator: SimulatorControl,
+    eager: None,
+    make_event_set: Callable[..., int],
+) -> None:
+    """erase-lead sets its triggers' attributes to {}: they read as lacking every attribute,
+    a property_attribute_missing finding about data that was erased on purpose."""
+    request.getfixturevalue(database)
+    make_event_set(
+        mappings=(
+            {"trigger_type": "lead.submitted", "event_name": "Lead"},
+            {
+                "trigger_type": "lead.sold",
+                "event_name": "lead_sold",
+                "properties": {"value_from": "payout", "currency": "USD"},
+            },
+            {
+                "trigger_type": "lead.qualified",
+                "event_name": "lead_qualified",
+                "properties": {"order_id_from": "order"},
+            },
+        )
+    )
+    for n in range(4):
+        enqueue_trigger(trigger("lead.submitted", f"L-{n}", match_keys={"ttclid": f"E.C.P.{n}"}))
+        enqueue_trigger(trigger("lead.sold", f"L-{n}", attributes={"payout": 12.5}))
+    enqueue_trigger(trigger("lead.qualified", "L-0", attributes={"order": "O-1"}))
+    enqueue_trigger(trigger("lead.qualified", "L-3", attributes={}))  # really lacks it
+    for lead in ("L-0", "L-1"):
+        erase_lead(EraseLead(lead), Actor("cli:ops"))
+
+    report = report_for()
+    assert [
+        (m.event_name, m.attribute, m.missing, m.sampled) for m in report.missing_attributes
+    ] == [("lead_qualified", "order", 1, 1)]
+    finding = next(f for f in report.findings if f.code == "property_attribute_missing")
+    assert "lead_sold" not in finding.title and "1 of 1" in finding.title
+
+
+def test_each_mapping_samples_its_own_latest_triggers(
+    sqlite_db: str,
+    simulator: SimulatorControl,
+    eager: None,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(diagnostics_queries, "ATTRIBUTE_SAMPLE", 2)
+    make_event_set(
+        mappings=(
+            {"trigger_type": "lead.submitted", "event_name": "Lead"},
+            {
+                "trigger_type": "lead.sold",
+                "event_name": "lead_sold",
+                "properties": {"value_from": "payout", "currency": "USD"},
+            },
+            {
+                "trigger_type": "lead.qualified",
+                "event_name": "lead_qualified",
+                "properties": {"order_id_from": "order"},
+            },
+        )
+    )
+    for n in range(3):
+        enqueue_trigger(trigger("lead.submitted", f"L-{n}", match_keys={"ttclid": f"E.C.P.{n}"}))
+    # The oldest of each mapping falls outside its sample of 2.
+    enqueue_trigger(trigger("lead.sold", "L-0", attributes={}))
+    enqueue_trigger(trigger("lead.qualified", "L-0", attributes={"order": "O-1"}))
+    for n in (1, 2):
+        enqueue_trigger(trigger("lead.sold", f"L-{n}", attributes={"payout": 3}))
+        enqueue_trigger(trigger("lead.qualified", f"L-{n}", attributes={}))
+
+    report = report_for()
+    assert [
+        (m.event_name, m.attribute, m.missing, m.sampled) for m in report.missing_attributes
+    ] == [("lead_qualified", "order", 2, 2)]
