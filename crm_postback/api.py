@@ -68,7 +68,8 @@ def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
         try:
             return parse_trigger(trigger)
         except ValidationError as error:
-            raise InputRejected.from_validation(error) from None
+            document = trigger if isinstance(trigger, Mapping) else None
+            raise InputRejected.from_validation(error, document=document) from None
         except Exception as error:
             # Whatever a validator trips over fails this trigger only, never its batch.
             log.warning("%s while validating a trigger", type(error).__name__)
@@ -132,7 +133,7 @@ def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:
     try:
         upsert = LeadUpsert.model_validate(document)
     except ValidationError as error:
-        raise InputRejected.from_validation(error) from None
+        raise InputRejected.from_validation(error, document=document) from None
     settings = get_settings()
     keys = hash_match_keys(upsert.match_keys, settings.default_phone_region)
     # A merge of keys: repeating it changes nothing.
