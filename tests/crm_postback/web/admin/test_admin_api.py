@@ -116,7 +116,7 @@ def test_bad_mappings_are_422_with_pointers(api: TestClient, make_event_set: Cal
     errors = {e["pointer"]: e["message"] for e in response.json()["errors"]}
     assert errors == {
         "/colour": "is not a known field",
-        "/when/0": "'gt' compares numbers; 'lots' is not a number",
+        "/when/0": "'gt' compares numbers; the value is not a number",
         "/properties/currency": "'XYZ' is not a currency TikTok supports",
         "/event": "standard events are case-sensitive: did you mean 'Purchase'?",
     }

@@ -243,8 +243,8 @@ def test_a_mapping_that_cannot_produce_a_valid_payload_is_not_saved(
     assert "This mapping cannot be saved" in response.text
     errors = field_errors(response.text)
     assert errors["event"] == "standard events are case-sensitive: did you mean 'Purchase'?"
-    assert errors["trigger"].startswith("'Lead Sold' must be lowercase letters")
-    assert errors["when.0"] == "'gt' compares numbers; 'a lot' is not a number"
+    assert errors["trigger"].startswith("must be lowercase letters")
+    assert errors["when.0"] == "'gt' compares numbers; the value is not a number"
     assert errors["when.1"] == "'in' needs a list of values"
     assert errors["properties.currency"] == "'XYZ' is not a currency TikTok supports"
     assert errors["properties.content_type"] == "must be one of product, product_group"
