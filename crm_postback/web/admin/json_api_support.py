@@ -79,8 +79,14 @@ def fail(status: int, field: str | None, message: str) -> ApiFailure:
 
 def _named(field: str) -> str:
     """A dotted field as it may be named back: a part that is not a plain name (a key a
-    caller invented: it may be anything, an email included) is `<redacted>`."""
-    return dotted([int(p) if p.isdigit() else p for p in field.split(".")])
+    caller invented: it may be anything, an email included) is `<redacted>`. Only a short
+    run of ASCII digits is a list index: str.isdigit() also takes "\u00b2" (int() refuses it)
+    and 5,000 digits (past int()'s string limit)."""
+    return dotted([int(p) if _is_index(p) else p for p in field.split(".")])
+
+
+def _is_index(part: str) -> bool:
+    return part.isascii() and part.isdigit() and len(part) <= 9
 
 
 async def _api_failure(_: Request, error: Exception) -> Response:

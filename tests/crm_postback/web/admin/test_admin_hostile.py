@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -564,6 +565,31 @@ def test_an_unknown_key_is_named_only_when_it_is_a_plain_name(api: TestClient) -
     named = {(e["pointer"], e["field"]) for e in answer.json()["errors"]}
     assert named == {("/<redacted>", "<redacted>"), ("/colour", "colour")}
     assert "jane" not in answer.text and "spaces" not in answer.text
+
+
+@pytest.mark.parametrize(
+    "key", ["\u00b2", "7" * 5000, "\u0663"], ids=["superscript", "long", "arabic"]
+)
+def test_a_digit_key_int_cannot_read_is_named_not_a_500(
+    api: TestClient, make_event_set: Callable[..., int], key: str
+) -> None:
+    """str.isdigit() is true for "\u00b2" and for 5,000 digits; int() refuses both. Such a key
+    is a key a caller invented: redacted, not taken for a list index."""
+    make_event_set()
+    answer = api.post(
+        "/admin/api/event-sets/acme/mappings",
+        json={"trigger": "lead.sold", "event": "Lead", "properties": {key: 1}},
+    )
+    assert answer.status_code == 422
+    assert key not in answer.text
+    assert any("<redacted>" in (e["field"] or "") for e in answer.json()["errors"])
+    document = yaml.safe_load(api.get("/admin/api/event-sets/acme/mappings.yaml").text)
+    document["mappings"].append({"trigger": "lead.sold", "event": "Lead", "properties": {key: 1}})
+    imported = api.put(
+        "/admin/api/event-sets/acme/mappings.yaml", content=yaml.safe_dump(document).encode()
+    )
+    assert imported.status_code == 422
+    assert key not in imported.text
 
 
 def test_every_json_api_route_documents_its_error_answers(api: TestClient) -> None:
