@@ -19,9 +19,11 @@ one: someone changed it since the export), entries without one are created, save
 missing from the file are deleted. Everything is validated before anything is written.
 
 A file is read with bounds, as it may come from anyone with an admin token: at most
-MAX_FILE_BYTES and MAX_MAPPINGS entries, no anchors or aliases (a few hundred bytes of nested
-aliases expand to gigabytes), collections nested at most MAX_DEPTH deep; of its problems the
-first MAX_ERRORS are reported, each message at most MAX_MESSAGE characters.
+MAX_FILE_BYTES, MAX_NODES nodes and MAX_MAPPINGS entries (counted while composing), no anchors
+or aliases (a few hundred bytes of nested aliases expand to gigabytes), collections nested at
+most MAX_DEPTH deep, no key twice in one mapping, numbers of at most MAX_NUMBER characters and
+not in base 60, dates as text; of its problems the first MAX_ERRORS are reported, each message
+at most MAX_MESSAGE characters.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 from yaml.events import AliasEvent, CollectionStartEvent, NodeEvent
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from crm_postback.configuration.event_set_service import CURRENCY_SHAPED
 from crm_postback.configuration.mapping_service import (
@@ -54,53 +56,151 @@ ENTRY_FIELDS = ("id", "version", "trigger", "event", "enabled", "when", "propert
 MAX_FILE_BYTES = 1_000_000
 MAX_MAPPINGS = 1000
 MAX_DEPTH = 20
+MAX_NUMBER = 40  # characters of a number (int() of a long one is slow or refused)
+MAX_NODES = 50_000  # lists, mappings and values in one file
 MAX_ERRORS = 50
 MAX_MESSAGE = 300
+MAX_ROW_ID = 2**31 - 1  # the largest id or version an INTEGER column holds
 # A key named in an error: only plain names (a key can be anything, an email included).
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
 
 
 class FileRefused(yaml.YAMLError):
-    """The file uses what this reader does not accept (anchors, aliases, deep nesting)."""
+    """The file uses what this reader does not accept (anchors, aliases, deep nesting, long
+    numbers, a key written twice), or holds more than it may; `line` is None for `mappings`."""
 
-    def __init__(self, reason: str, line: int) -> None:
+    def __init__(self, reason: str, line: int | None, field: str = "file") -> None:
         super().__init__(reason)
         self.reason = reason
         self.line = line
+        self.field = field
+
+
+def _line(mark: Any) -> int:
+    return mark.line + 1 if mark is not None else 0
 
 
 class BoundedLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader without anchors and aliases, and with bounded nesting (its composer
-    recurses once per level). Refused at compose time, before anything is built."""
+    """PyYAML's SafeLoader without anchors and aliases, with bounded nesting (its composer
+    recurses once per level), at most MAX_NODES nodes and MAX_MAPPINGS entries in `mappings`
+    (counted while composing, before anything is built), numbers of at most MAX_NUMBER
+    characters and not in base 60 (PyYAML's int() has no limit, and its base-60 loop is
+    quadratic), no key twice in one mapping, and no timestamps (text, as a mapping needs)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.depth = 0
+        self.nodes = 0
+        self.entries_next = False  # the next collection is the value of the top-level `mappings`
+        self.entries: Node | None = None
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
-        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        line = _line(event.start_mark)
         if isinstance(event, AliasEvent) or (
             isinstance(event, NodeEvent) and event.anchor is not None
         ):
             raise FileRefused("anchors and aliases (&name, *name) are not accepted", line)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise FileRefused(f"at most {MAX_NODES} values in one file", line)
+        if self.entries_next:
+            self.entries_next = False
+            if isinstance(parent, SequenceNode) and index == 0:
+                self.entries = parent
+        if self.entries is not None and parent is self.entries and index >= MAX_MAPPINGS:
+            raise FileRefused(f"at most {MAX_MAPPINGS} mappings in one file", None, "mappings")
         if not isinstance(event, CollectionStartEvent):
             return super().compose_node(parent, index)
         self.depth += 1
+        is_entries = (
+            self.depth == 2
+            and isinstance(parent, MappingNode)
+            and isinstance(index, ScalarNode)
+            and index.value == "mappings"
+        )
         try:
             if self.depth > MAX_DEPTH:
                 raise FileRefused(f"lists and mappings nest at most {MAX_DEPTH} deep", line)
+            self.entries_next = is_entries
             return super().compose_node(parent, index)
         finally:
+            self.entries_next = False
             self.depth -= 1
+
+    def _number(self, node: ScalarNode) -> None:
+        text = node.value
+        if len(text) > MAX_NUMBER:
+            raise FileRefused(
+                f"a number is longer than {MAX_NUMBER} characters", _line(node.start_mark)
+            )
+        if ":" in text:
+            raise FileRefused(
+                "a number with ':' (base 60) is not accepted; quote it for text",
+                _line(node.start_mark),
+            )
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        self._number(node)
+        try:
+            return int(super().construct_yaml_int(node))
+        except (ValueError, IndexError):  # a tagged non-number: !!int "0x", !!int ""
+            raise yaml.MarkedYAMLError(problem_mark=node.start_mark) from None
+
+    def construct_yaml_float(self, node: ScalarNode) -> float:
+        self._number(node)
+        try:
+            return float(super().construct_yaml_float(node))
+        except (ValueError, IndexError):
+            raise yaml.MarkedYAMLError(problem_mark=node.start_mark) from None
+
+    def construct_yaml_timestamp(self, node: ScalarNode) -> str:  # type: ignore[override]
+        return str(self.construct_scalar(node))
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        if len(mapping) < len(node.value):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)  # built once, cached
+                if key in seen:
+                    raise FileRefused(
+                        "a key appears twice in one mapping", _line(key_node.start_mark)
+                    )
+                seen.add(key)
+        return mapping
+
+
+BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+BoundedLoader.add_constructor("tag:yaml.org,2002:float", BoundedLoader.construct_yaml_float)
+# Not resolved implicitly (see yaml_implicit_resolvers); an explicit `!!timestamp` is text too.
+BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", BoundedLoader.construct_yaml_timestamp)
 
 
 def load_bounded(text: str) -> Any:
     loader = BoundedLoader(text)
     try:
         return loader.get_single_data()
+    except (ValueError, OverflowError):
+        # What PyYAML's scanner does not check itself, e.g. chr() of a "\UFFFFFFFF" escape.
+        raise yaml.MarkedYAMLError(problem_mark=loader.get_mark()) from None
     finally:
         loader.dispose()
+
+
+def _shown(number: int) -> str:
+    """An id or version as named in a message: one no column holds is not written back (the
+    bounded form of crm_postback.commands.lookups, which this layer does not import)."""
+    return str(number) if 1 <= number <= MAX_ROW_ID else "with this id"
+
+
+def _version(number: int) -> str:
+    return f"v{number}" if 1 <= number <= MAX_ROW_ID else "another version"
 
 
 def _key_name(key: Any) -> str:
@@ -211,13 +311,12 @@ def read_document(text: str) -> tuple[str | None, list[Any]]:
     try:
         document = load_bounded(text)
     except FileRefused as refused:
-        raise InputRejected.one("file", f"{refused.reason} (line {refused.line})") from None
+        where = f" (line {refused.line})" if refused.line is not None else ""
+        raise InputRejected.one(refused.field, refused.reason + where) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InputRejected.one("file", f"is not valid YAML{where}") from None
-    except ValueError:  # an integer of more than 4,300 digits, from int()
-        raise InputRejected.one("file", "holds a number too long to read") from None
     if not isinstance(document, dict) or not isinstance(document.get("mappings"), list):
         raise InputRejected.one("file", "must be a mapping with a 'mappings' list")
     unknown = [key for key in document if key not in ("event_set", "mappings")]
@@ -383,14 +482,16 @@ def import_mappings(
             continue
         where = f"mappings.{entry.index}"
         if entry.mapping_id in seen:
-            errors.append(FieldError(f"{where}.id", f"mapping {entry.mapping_id} appears twice"))
+            errors.append(
+                FieldError(f"{where}.id", f"mapping {_shown(entry.mapping_id)} appears twice")
+            )
         seen.add(entry.mapping_id)
         current = saved.get(entry.mapping_id)
         if current is None:
             errors.append(
                 FieldError(
                     f"{where}.id",
-                    f"event set {event_set.name!r} has no mapping {entry.mapping_id} "
+                    f"event set {event_set.name!r} has no mapping {_shown(entry.mapping_id)} "
                     "(remove the id to create a new mapping)",
                 )
             )
@@ -399,7 +500,8 @@ def import_mappings(
                 FieldError(
                     f"{where}.version",
                     f"mapping {current.id} is at v{current.version} now, the file has "
-                    f"v{entry.version}: someone changed it since the export; export again",
+                    f"{_version(entry.version)}: someone changed it since the export; "
+                    "export again",
                 )
             )
     if errors:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import yaml
 
 from crm_postback.commands.manage_mappings import ImportMappingYaml, import_mapping_yaml
 from crm_postback.commands.unit_of_work import Actor
@@ -17,6 +19,8 @@ from crm_postback.configuration.mapping_yaml import (
     MAX_FILE_BYTES,
     MAX_MAPPINGS,
     MAX_MESSAGE,
+    MAX_NODES,
+    MAX_NUMBER,
     read_document,
 )
 from crm_postback.core.errors import FieldError, InputRejected
@@ -167,11 +171,6 @@ def test_a_list_or_mapping_where_text_belongs_is_refused(
     assert stored_mappings() == 0
 
 
-def test_an_integer_too_long_to_read_is_refused(acme: int) -> None:
-    text = HEAD + ENTRY + "  when: [{attribute: x, op: eq, value: " + "1" * 5000 + "}]\n"
-    assert refused(text) == [FieldError("file", "holds a number too long to read")]
-
-
 @pytest.mark.parametrize(
     ("line", "field", "message"),
     [
@@ -188,3 +187,166 @@ def test_what_postgresql_cannot_store_is_refused_on_both_backends(
     [error] = refused(HEAD + ENTRY + line + "\n")
     assert error.field == f"mappings.0.{field}" and message in error.message
     assert stored_mappings() == 0
+
+
+# --- 10/11 (review). numbers PyYAML reads without a limit, escapes, counts, duplicates --------
+
+
+def long_number(prefix: str) -> str:
+    return prefix + "f" * 5000 if prefix == "0x" else prefix + "1" * 5000
+
+
+@pytest.mark.parametrize(
+    "number",
+    [long_number("0x"), long_number("0b"), long_number("0"), long_number("-0x"), "1" * 5000],
+    ids=["hex", "binary", "octal", "negative-hex", "decimal"],
+)
+@pytest.mark.parametrize("where", ["id", "condition"])
+def test_a_number_too_long_is_refused_naming_its_line(acme: int, number: str, where: str) -> None:
+    if where == "id":
+        text = HEAD + f"- id: {number}\n  trigger: lead.sold\n  event: Lead\n"
+        line = 3
+    else:
+        text = HEAD + ENTRY + f"  when: [{{attribute: x, op: eq, value: {number}}}]\n"
+        line = 5
+    assert refused(text) == [
+        FieldError("file", f"a number is longer than {MAX_NUMBER} characters (line {line})")
+    ]
+    assert stored_mappings() == 0
+
+
+@pytest.mark.parametrize("number", ["1:30", "-1:0:0", "1:30.5", "190:20:30.15"])
+def test_a_base_60_number_is_refused(acme: int, number: str) -> None:
+    text = HEAD + ENTRY + f"  when: [{{attribute: x, op: eq, value: {number}}}]\n"
+    assert refused(text) == [
+        FieldError(
+            "file", "a number with ':' (base 60) is not accepted; quote it for text (line 5)"
+        )
+    ]
+    assert stored_mappings() == 0
+
+
+def test_a_long_base_60_number_is_refused_in_bounded_work() -> None:
+    # 1:0:0:… of 980 KB took seconds of CPU (PyYAML's base-60 loop is quadratic).
+    text = HEAD + "- id: 1" + ":0" * 490_000 + "\n  trigger: lead.sold\n  event: Lead\n"
+    assert len(text.encode()) < MAX_FILE_BYTES
+    with pytest.raises(InputRejected) as caught:
+        read_document(text)
+    assert caught.value.errors == [
+        FieldError("file", f"a number is longer than {MAX_NUMBER} characters (line 3)")
+    ]
+
+
+def test_numbers_within_the_limit_still_read() -> None:
+    longest = "9" * MAX_NUMBER
+    text = (
+        HEAD + ENTRY + f"  when: [{{attribute: x, op: in, value: [0x1f, 0b11, 017, {longest}]}}]\n"
+    )
+    assert read_document(text)[1][0]["when"][0]["value"] == [31, 3, 15, int(longest)]
+
+
+@pytest.mark.parametrize(
+    "escape",
+    ['"a\\UFFFFFFFF"', '"a\\U00110000"', '!!int ""', '!!int "-"', '!!int "0x"', '!!float ""'],
+)
+def test_an_escape_beyond_unicode_or_a_tagged_non_number_is_not_valid_yaml(
+    acme: int, escape: str
+) -> None:
+    text = HEAD + ENTRY + f"  properties: {{description: {escape}}}\n"
+    [error] = refused(text)
+    assert error == FieldError("file", "is not valid YAML at line 5")
+    assert "ffff" not in str(error).lower()
+
+
+def count_composed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    compose = yaml.composer.Composer.compose_node
+
+    def counting(self: yaml.composer.Composer, parent: Any, index: Any) -> Any:
+        calls[0] += 1
+        return compose(self, parent, index)
+
+    monkeypatch.setattr(yaml.composer.Composer, "compose_node", counting)
+    return calls
+
+
+def test_too_many_mappings_are_refused_while_reading(
+    acme: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 333k empty entries (under 1 MB) were all built before the count was checked.
+    text = "event_set: acme\nmappings: [" + "[]," * 333_000 + "]\n"
+    assert len(text) < MAX_FILE_BYTES
+    composed = count_composed(monkeypatch)
+    assert refused(text) == [FieldError("mappings", f"at most {MAX_MAPPINGS} mappings in one file")]
+    assert composed[0] <= MAX_MAPPINGS + 10
+    assert stored_mappings() == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HEAD + ENTRY + "  when: [" + "1," * 400_000 + "]\n",
+        HEAD + ENTRY + "  properties: {" + "a: [],\n" * 140_000 + "}\n",
+        "[" + "[]," * 333_000 + "]\n",
+    ],
+    ids=["long-list", "long-mapping", "top-level-list"],
+)
+def test_values_in_one_file_are_counted_while_reading(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert len(text) < MAX_FILE_BYTES
+    composed = count_composed(monkeypatch)
+    with pytest.raises(InputRejected) as caught:
+        read_document(text)
+    [error] = caught.value.errors
+    assert error.field == "file" and error.message.startswith(
+        f"at most {MAX_NODES} values in one file (line "
+    )
+    assert composed[0] <= MAX_NODES + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("event_set: acme\nmappings: []\nmappings:\n" + ENTRY, 3),
+        (HEAD + ENTRY + "  event: Purchase\n", 5),
+        (HEAD + ENTRY + "  properties: {currency: USD, currency: EUR}\n", 5),
+        (HEAD + ENTRY + "  properties: {1: a, 0x1: b}\n", 5),
+    ],
+    ids=["top-level", "entry", "properties", "same-number"],
+)
+def test_a_key_written_twice_is_refused_naming_its_line(acme: int, text: str, line: int) -> None:
+    assert refused(text) == [
+        FieldError("file", f"a key appears twice in one mapping (line {line})")
+    ]
+    assert stored_mappings() == 0
+
+
+def test_an_id_out_of_range_is_not_written_back(acme: int) -> None:
+    text = (
+        HEAD + "- id: 100000000000000000000000\n  version: 1\n  trigger: lead.sold\n  event: Lead\n"
+    )
+    [error] = refused(text)
+    assert error.field == "mappings.0.id"
+    assert "100000000000000000000000" not in error.message
+    assert "has no mapping with this id" in error.message
+    twice = HEAD + ("- id: 100000000000000000000000\n" + ENTRY.replace("- ", "  ")) * 2
+    assert "100000000000000000000000" not in " ".join(str(e) for e in refused(twice))
+    import_mapping_yaml(ImportMappingYaml(HEAD + ENTRY, event_set="acme"), Actor("cli:test"))
+    with session_scope() as session:
+        [saved] = session.query(Mapping).all()
+        mapping_id = saved.id
+    stale = HEAD + f"- id: {mapping_id}\n  version: 100000000000000000000000\n"
+    stale += ENTRY.replace("- ", "  ")
+    assert "100000000000000000000000" not in " ".join(str(e) for e in refused(stale))
+
+
+@pytest.mark.parametrize("date", ["2001-13-40", "2001-12-14", "2001-12-14t21:59:43.10-05:00"])
+def test_a_date_is_read_as_text(acme: int, date: str) -> None:
+    # PyYAML read these as dates (a bad one raised ValueError: "a number too long to read").
+    text = HEAD + ENTRY + f"  when: [{{attribute: day, op: eq, value: {date}}}]\n"
+    assert read_document(text)[1][0]["when"][0]["value"] == date
+    import_mapping_yaml(ImportMappingYaml(text, event_set="acme"), Actor("cli:test"))
+    with session_scope() as session:
+        [mapping] = session.query(Mapping).all()
+        assert mapping.conditions[0]["value"] == date
