@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from crm_postback.intake.trigger_schemas import TriggerIn
 from crm_postback.web import health, ingest, prometheus
 from crm_postback.web.access_log import install_access_log_filter
-from crm_postback.web.admin import create_admin_app
+from crm_postback.web.admin import SecurityHeaders, create_admin_app
 from crm_postback.web.body import BodySizeLimit
 from crm_postback.web.errors import UnexpectedErrors, install_error_handlers
 from crm_postback.web.shapes import LeadKeysIn
@@ -48,7 +48,10 @@ def create_app() -> FastAPI:
     install_access_log_filter()
     app = FastAPI(title="crm-postback", version="1", description=DESCRIPTION)
     app.add_middleware(BodySizeLimit)
-    app.add_middleware(UnexpectedErrors)  # added last: the outermost, around everything
+    app.add_middleware(UnexpectedErrors)  # around everything that may raise
+    # Outermost: every answer under /admin carries the admin's protective headers, whatever
+    # made it (the 413 above, the redirect from /admin to /admin/, a 500).
+    app.add_middleware(SecurityHeaders, prefix="/admin")
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(ingest.router)

@@ -74,16 +74,26 @@ SECURITY_HEADERS = {
 
 
 class SecurityHeaders:
-    """Adds the Content-Security-Policy and the headers above to every admin answer."""
+    """Adds the Content-Security-Policy and the headers above to every admin answer (a
+    header an answer already set is kept). With `prefix`, only to answers under that path:
+    the web app wraps everything in it for /admin, so an answer made outside the admin app
+    (the outer 413 for a Content-Length over the limit, the redirect from /admin to /admin/,
+    a 500 answered by Starlette outside the admin's middleware) carries them too."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, prefix: str | None = None) -> None:
         self.app = app
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or (
+            self.prefix is not None
+            and path != self.prefix
+            and not path.startswith(self.prefix + "/")
+        ):
             await self.app(scope, receive, send)
             return
-        docs = str(scope.get("path", "")).endswith(DOCS_PATH)
+        docs = path.endswith(DOCS_PATH)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -174,13 +184,21 @@ async def _too_large(request: Request, error: Exception) -> Response:
     return _page(request, 413, "Too large", f"The form is larger than {error.limit} bytes.")
 
 
+# Starlette answers a 500 outside every middleware of the admin app: the headers are set
+# here (the web app's SecurityHeaders adds them too; the admin app may run on its own).
+_UNEXPECTED_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": PAGE_POLICY,
+} | SECURITY_HEADERS
+
+
 async def _unexpected(request: Request, _: Exception) -> Response:
-    """Anything else: a 500 in the face's own shape. The web app's outermost middleware
+    """Anything else: a 500 in the face's own shape. The web app's middleware
     (web.errors.UnexpectedErrors) logs the traceback and keeps the connection open. The
     page is rendered without the session: this runs outside its middleware."""
     if _in_api(request):
         problem = Problem(pointer=None, field=None, message="internal error; retrying is safe")
-        return error_response(500, [problem], SECURITY_HEADERS)
+        return error_response(500, [problem], _UNEXPECTED_HEADERS)
     return templates.TemplateResponse(
         request,
         "error.html",
@@ -193,9 +211,7 @@ async def _unexpected(request: Request, _: Exception) -> Response:
             "tell the operator if it keeps happening.",
         },
         status_code=500,
-        # Starlette answers this outside every middleware: the headers are set here.
-        headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY}
-        | SECURITY_HEADERS,
+        headers=_UNEXPECTED_HEADERS,
     )
 
 

@@ -473,7 +473,10 @@ def _assert_protected(answer: Any, where: str) -> None:
 
 
 def test_every_admin_answer_carries_the_protective_headers(
-    admin_client: tuple[TestClient, str], api: TestClient, make_event_set: Callable[..., int]
+    admin_client: tuple[TestClient, str],
+    api: TestClient,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, csrf = admin_client
     event_set_id = make_event_set()
@@ -505,6 +508,34 @@ def test_every_admin_answer_carries_the_protective_headers(
     docs = api.get("/admin/api/docs")
     _assert_protected(docs, "the API docs")
     assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    # Answers made outside the admin app: the outer app's 413 (Content-Length over the
+    # limit) and the redirect from /admin to /admin/.
+    apply_env(monkeypatch, MAX_REQUEST_BYTES="1000")
+    too_large = api.post("/admin/api/event-sets", content=b"x" * 2000)
+    assert too_large.status_code == 413
+    _assert_protected(too_large, "the outer 413")
+    bare = api.get("/admin", follow_redirects=False)
+    assert bare.status_code == 307
+    _assert_protected(bare, "the redirect to /admin/")
+
+
+def test_the_json_api_500_carries_the_protective_headers(
+    api: TestClient, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm_postback.web.admin import event_set_json_api
+
+    make_event_set()
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("jane@example.com")
+
+    monkeypatch.setattr(event_set_json_api, "event_set_json", broken)
+    with TestClient(api.app, headers=api.headers, raise_server_exceptions=False) as same:
+        answer = same.get("/admin/api/event-sets")
+    assert answer.status_code == 500
+    assert "jane" not in answer.text
+    _assert_protected(answer, "the JSON API 500")
+    assert answer.headers["cache-control"] == "no-store"
 
 
 def test_the_pages_work_under_their_policy_in_chromium(
