@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from crm_postback.cli.output import refused_input_exits
+from crm_postback.cli.web_commands import is_loopback
 from crm_postback.core.settings import get_settings
 
 
@@ -128,7 +129,7 @@ def flower(
     from worker.app import app as celery_app
 
     basic_auth = get_settings().flower_basic_auth
-    if not basic_auth and address not in ("127.0.0.1", "localhost", "::1"):
+    if not basic_auth and not is_loopback(address):
         typer.secho(
             f"error: Flower can revoke tasks; set FLOWER_BASIC_AUTH=user:password to listen "
             f"on {address}",
