@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         description="Open connections and running requests `postback serve` allows at once; a "
         "request beyond them is answered 503.",
     )
+    # postback serve: behind a reverse proxy
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1",
+        description="Addresses (comma-separated; networks like 172.16.0.0/12, or *) of the "
+        "reverse proxies whose X-Forwarded-For and X-Forwarded-Proto `postback serve` "
+        "believes: the client address (per-client login limits, logs) is then the one the "
+        "proxy saw. Any other connection's own address is the client's.",
+    )
     admin_username: str = Field(
         "",
         description="Bootstrap admin for /admin: this user is created (or its password reset) "
