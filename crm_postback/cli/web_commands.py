@@ -2,8 +2,9 @@
 
 uvicorn with limits on what one client can hold (crm_postback.web.http_limits: deadlines for
 a request's headers and body; idle keep-alive connections closed; at most
-API_MAX_CONNECTIONS at once; headers at most 16 KiB). It still belongs behind a reverse
-proxy for TLS and the rest (docs/operations.md, "Behind a reverse proxy").
+API_MAX_CONNECTIONS at once; a request head over h11's default of 16 KiB is refused). It
+still belongs behind a reverse proxy for TLS and the rest (docs/operations.md, "Behind a
+reverse proxy"); FORWARDED_ALLOW_IPS names the proxies whose X-Forwarded-For it believes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Annotated
 import typer
 
 from crm_postback.core.settings import get_settings
-
-MAX_HEADER_BYTES = 16 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -66,7 +65,11 @@ def serve(
         http=BoundedH11Protocol,
         timeout_keep_alive=settings.api_keep_alive_seconds,  # type: ignore[arg-type]
         limit_concurrency=settings.api_max_connections,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        ws="none",  # no websockets: every request goes through BoundedH11Protocol's timers
+        # The client address (per-client login limits, logs) from X-Forwarded-For, only when
+        # the connection comes from one of these proxies.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

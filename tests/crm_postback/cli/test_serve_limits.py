@@ -15,17 +15,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import h11
 import pytest
 import requests
 from typer.testing import CliRunner
 
 from crm_postback.cli import app as cli_app
-from crm_postback.cli.web_commands import MAX_HEADER_BYTES, is_loopback
+from crm_postback.cli.web_commands import is_loopback
 from crm_postback.web.http_limits import BoundedH11Protocol
 from tests.conftest import free_port  # type: ignore[import-not-found]
 
 # Far longer than any deadline set below: what plain uvicorn lets a client hold.
 PATIENCE = 20.0
+# h11's own limit on a request head it has not read whole; uvicorn keeps it.
+MAX_HEADER_BYTES: int = h11._connection.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 
 
 class Served:
@@ -75,9 +78,12 @@ def serve(sqlite_db: str, tmp_path: Path) -> Iterator[Callable[..., Served]]:
             process.wait()
 
 
-def trickle(sockets: list[socket.socket], first: bytes, within: float) -> list[float]:
+def trickle(
+    sockets: list[socket.socket], first: bytes, within: float, answers: list[bytes] | None = None
+) -> list[float]:
     """Sends `first`, then one byte a socket every 0.25 s; returns when each was closed by
-    the server (seconds after the start), stopping at `within`."""
+    the server (seconds after the start), stopping at `within`. The status line of each
+    answer the server sent goes to `answers`."""
     for sock in sockets:
         sock.sendall(first)
     closed: dict[int, float] = {}
@@ -93,6 +99,8 @@ def trickle(sockets: list[socket.socket], first: bytes, within: float) -> list[f
                 data = sock.recv(65536)
             except (ConnectionResetError, BlockingIOError):
                 data = b""
+            if data.startswith(b"HTTP/") and answers is not None:
+                answers.append(data.split(b"\r\n", 1)[0])
             if not data:
                 closed[sock.fileno()] = time.monotonic() - started
                 selector.unregister(sock)
@@ -126,14 +134,18 @@ def test_a_connection_that_sends_nothing_is_cut_off(serve: Callable[..., Served]
 
 
 def test_a_body_sent_slowly_is_cut_off(serve: Callable[..., Served]) -> None:
-    served = serve(API_BODY_TIMEOUT_SECONDS="1")
+    # Every socket logs in from 127.0.0.1: a limit none of them reaches, so each one waits
+    # for its body (none is answered 429 before it).
+    served = serve(API_BODY_TIMEOUT_SECONDS="1", ADMIN_LOGIN_RATE_LIMIT="1000 per minute")
     sockets = [served.connect() for _ in range(20)]
     first = (
         b"POST /admin/login HTTP/1.1\r\nHost: x\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nu="
     )
-    closed = trickle(sockets, first, PATIENCE)
+    answers: list[bytes] = []
+    closed = trickle(sockets, first, PATIENCE, answers)
     assert len(closed) == 20, "slow-body connections stayed open"
+    assert answers == [], "answered before the body arrived"
 
 
 def test_requests_beyond_the_connection_limit_are_503(serve: Callable[..., Served]) -> None:
@@ -152,8 +164,9 @@ def test_requests_beyond_the_connection_limit_are_503(serve: Callable[..., Serve
 
 
 def test_a_request_head_over_the_limit_is_refused(serve: Callable[..., Served]) -> None:
-    """h11 refuses to buffer more than MAX_HEADER_BYTES of a head that is not complete (a
-    head read whole in one chunk of up to 64 KiB is parsed as it is)."""
+    """h11 refuses to buffer more than its default 16 KiB of a head that is not complete (a
+    head read whole in one chunk of up to 64 KiB is parsed as it is); a head just under it
+    is answered."""
     served = serve()
     sock = socket.create_connection(("127.0.0.1", served.port), timeout=10)
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -166,6 +179,8 @@ def test_a_request_head_over_the_limit_is_refused(serve: Callable[..., Served]) 
     answer = sock.recv(1000)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 400 "), answer
+    under = {f"X-Big-{i}": "a" * 1000 for i in range(MAX_HEADER_BYTES // 1100)}
+    assert requests.get(f"{served.url}/healthz", headers=under, timeout=5).status_code == 200
 
 
 # --- /metrics beyond loopback -----------------------------------------------------------
@@ -235,4 +250,39 @@ def test_serve_gives_uvicorn_its_limits(sqlite_db: str, monkeypatch: pytest.Monk
     assert given["http"] is BoundedH11Protocol
     assert given["timeout_keep_alive"] == 3
     assert given["limit_concurrency"] == 77
-    assert given["h11_max_incomplete_event_size"] == MAX_HEADER_BYTES
+    assert given["ws"] == "none"  # no websocket upgrade around BoundedH11Protocol's timers
+    assert given["proxy_headers"] is True
+    assert given["forwarded_allow_ips"] == "127.0.0.1,::1"
+
+
+# --- the client address behind a reverse proxy -------------------------------------------
+
+
+def _login_answers(served: Served, forwarded_for: str, times: int) -> list[int]:
+    return [
+        requests.post(
+            f"{served.url}/admin/login",
+            data={"username": "nobody", "password": "wrong"},
+            headers={"X-Forwarded-For": forwarded_for},
+            allow_redirects=False,
+            timeout=10,
+        ).status_code
+        for _ in range(times)
+    ]
+
+
+def test_login_limits_count_the_client_a_trusted_proxy_names(
+    serve: Callable[..., Served],
+) -> None:
+    """From a proxy in FORWARDED_ALLOW_IPS (here loopback, the default), each address in
+    X-Forwarded-For has its own count: one client over its limit keeps no one else out."""
+    served = serve(ADMIN_LOGIN_RATE_LIMIT="3 per minute")
+    assert 429 not in _login_answers(served, "203.0.113.1", 3)
+    assert _login_answers(served, "203.0.113.1", 1) == [429]
+    assert 429 not in _login_answers(served, "203.0.113.2", 3)
+
+
+def test_x_forwarded_for_from_anyone_else_is_not_believed(serve: Callable[..., Served]) -> None:
+    served = serve(ADMIN_LOGIN_RATE_LIMIT="3 per minute", FORWARDED_ALLOW_IPS="10.9.9.9")
+    assert 429 not in _login_answers(served, "203.0.113.1", 3)
+    assert _login_answers(served, "203.0.113.2", 1) == [429]  # one client: 127.0.0.1
