@@ -164,6 +164,22 @@ def test_web_is_published_on_loopback_with_its_metrics_behind_a_token() -> None:
                 assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
 
 
+def test_web_believes_x_forwarded_for_from_the_docker_gateway() -> None:
+    """The proxy on the host reaches the published port through Docker's bridge gateway:
+    unless the app believes X-Forwarded-For from there, every client is that one address
+    and shares one login-limit bucket."""
+    import ipaddress
+
+    value = APP_SERVICES["web"]["environment"]["FORWARDED_ALLOW_IPS"]
+    match = re.fullmatch(r"\$\{FORWARDED_ALLOW_IPS:-([^}]+)\}", value)
+    assert match, value
+    networks = [ipaddress.ip_network(n.strip()) for n in match.group(1).split(",")]
+    for gateway in ("172.17.0.1", "172.18.0.1", "192.168.16.1"):  # Docker's default pools
+        assert any(ipaddress.ip_address(gateway) in n for n in networks), gateway
+    assert all(n.is_private for n in networks)
+    assert Settings(forwarded_allow_ips=match.group(1)).forwarded_allow_ips == match.group(1)
+
+
 def test_beat_schedules_only_tasks_the_worker_has() -> None:
     from worker.app import app as celery_app
 
