@@ -5,7 +5,6 @@ page without its protective headers."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -538,56 +537,8 @@ def test_the_json_api_500_carries_the_protective_headers(
     assert answer.headers["cache-control"] == "no-store"
 
 
-def test_the_pages_work_under_their_policy_in_chromium(
-    make_event_set: Callable[..., int], alice: int
-) -> None:
-    """Chromium reports every script, style or form the policy refuses; the pages need none
-    (no inline script or style), and their script still runs."""
-    from tests.conftest import app_in_thread, require_service  # type: ignore[import-not-found]
-
-    chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-
-    def ready() -> None:
-        if not os.path.exists(chromium):
-            raise FileNotFoundError(f"{chromium} (install the Debian package 'chromium')")
-        import playwright.sync_api  # noqa: F401
-
-    require_service("Chromium", ready)
-    from playwright.sync_api import sync_playwright
-
-    from crm_postback.web.app import create_app
-    from tests.crm_postback.web.admin.conftest import PASSWORD  # type: ignore[import-not-found]
-
-    event_set_id = make_event_set()
-    refused: list[str] = []
-    with app_in_thread(create_app()) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page()
-        page.on(
-            "console",
-            lambda message: (
-                refused.append(message.text) if "Content Security Policy" in message.text else None
-            ),
-        )
-        page.goto(f"{url}/admin/login")
-        page.fill("input[name=username]", "alice")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button:has-text('Log in')")
-        page.wait_for_url(f"{url}/admin/event-sets")
-        for path in (
-            f"/admin/event-sets/{event_set_id}",
-            f"/admin/event-sets/{event_set_id}/preview",
-            "/admin/delivery",
-            "/admin/audit",
-        ):
-            page.goto(url + path)
-        page.goto(f"{url}/admin/event-sets/{event_set_id}/mappings/new")
-        page.select_option("#event-choice", "__custom__")  # admin.js shows the custom box
-        assert page.locator("#custom-event").is_visible()
-        browser.close()
-    assert refused == []
+# The pages under their policy in Chromium: tests/browser/test_admin_csp.py (it shares
+# the browser session's Playwright; a second sync Playwright in one thread cannot start).
 
 
 def test_an_unknown_key_is_named_only_when_it_is_a_plain_name(api: TestClient) -> None:
