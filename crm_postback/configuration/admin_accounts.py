@@ -26,6 +26,7 @@ from sqlalchemy import case, delete, literal, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import InputRejected
+from crm_postback.core.jsontext import is_storable_text
 from crm_postback.core.settings import Settings
 from models import AdminSession, AdminToken, AdminUser, AdminUserSource, utcnow
 from models.base import UTCDateTime
@@ -154,13 +155,7 @@ _REFUSED_ANYWAY = LoginAttempt(None, _DUMMY_HASH, False, None)
 
 def _could_be_username(name: str) -> bool:
     """False for what no user can be called (and some databases cannot even compare)."""
-    if not 1 <= len(name) <= MAX_USERNAME_LENGTH or "\x00" in name:
-        return False
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return 1 <= len(name) <= MAX_USERNAME_LENGTH and is_storable_text(name)
 
 
 def _bootstrap_password(settings: Settings, name: str) -> str | None:

@@ -24,3 +24,17 @@ def dumps_bytes(value: Any) -> bytes:
 
 def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
+
+
+def is_storable_text(text: str) -> bool:
+    """Text PostgreSQL can store and UTF-8 can encode: no NUL, no lone surrogate.
+    Cheap for the usual ASCII text (two scans in C, nothing copied)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

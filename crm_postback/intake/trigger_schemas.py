@@ -316,18 +316,8 @@ def _path(link: _Link) -> list[str | int]:
 
 
 def _unstorable(text: str) -> bool:
-    # PostgreSQL text and JSONB refuse NUL; a lone surrogate cannot be encoded as UTF-8.
-    # Cheap for the usual ASCII text (two scans in C, nothing copied): each identifier field
-    # checks itself, so direct model_validate callers are covered too, without a second walk.
-    if "\x00" in text:
-        return True
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    # Each identifier field checks itself, so direct model_validate callers are covered too.
+    return not jsontext.is_storable_text(text)
 
 
 _LEAD_REF: TypeAdapter[str] = TypeAdapter(LeadRef)
