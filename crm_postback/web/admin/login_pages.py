@@ -81,7 +81,7 @@ def _safe_next(request: Request, target: str) -> str:
 @router.post("/login")
 async def login(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
-    verdict = _rate_limit_of(request).hit(client)
+    verdict = await run_in_threadpool(_rate_limit_of(request).hit, client)  # may wait on Redis
     if not verdict.allowed:
         seconds = verdict.retry_after_seconds
         error = f"too many login attempts from your address; try again in {seconds} s"
