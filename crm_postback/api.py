@@ -8,22 +8,28 @@
 
 Each call validates, hashes match keys, stores the trigger and commits; only then is a Celery
 task queued. If the broker is down the trigger is still stored and the sweeper sends it later.
+
+Every call acts in one workspace: `workspace="acme"` names it, and without it the default
+workspace is used (an install that never made one has only that). Event sets are looked up,
+and leads named, inside that workspace only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from crm_postback.configuration.workspaces import get_workspace
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.intake.group_commit import GroupCommit
 from crm_postback.intake.lead_keys import hash_match_keys, upsert_lead
-from crm_postback.intake.trigger_intake import AcceptedTrigger, accept_triggers
+from crm_postback.intake.trigger_intake import AcceptedTrigger, ScopedTrigger, accept_triggers
 from crm_postback.intake.trigger_schemas import (
     LeadUpsert,
     TriggerIn,
@@ -31,7 +37,9 @@ from crm_postback.intake.trigger_schemas import (
     unstorable_values,
 )
 from crm_postback.observability.intake_metrics import record_intake, record_triggers_received
+from models import DEFAULT_WORKSPACE_ID, DEFAULT_WORKSPACE_NAME
 from models.db import in_transaction
+from models.workspace_scope import ALL_WORKSPACES
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +47,37 @@ __all__ = [
     "AcceptedTrigger",
     "BatchItem",
     "InputRejected",
+    "IntakeScope",
     "enqueue_trigger",
     "enqueue_triggers",
     "upsert_lead_keys",
 ]
+
+
+@dataclass(frozen=True)
+class IntakeScope:
+    """Where a caller may send: its workspace, and maybe only some of its event sets. The
+    HTTP API makes one from the API key; the Python API from the `workspace` named."""
+
+    workspace_id: int
+    event_set_ids: Collection[int] | None = None
+
+
+_workspace_ids: dict[str, int] = {DEFAULT_WORKSPACE_NAME: DEFAULT_WORKSPACE_ID}
+
+
+def _scope(workspace: str | IntakeScope) -> IntakeScope:
+    if isinstance(workspace, IntakeScope):
+        return workspace
+    known = _workspace_ids.get(workspace)
+    if known is None:
+        # Workspaces are never renamed, and a deleted one takes its event sets with it: the
+        # id is remembered for the life of the process.
+        known = in_transaction(
+            lambda session: get_workspace(session, workspace).id, workspace=ALL_WORKSPACES
+        )
+        _workspace_ids[workspace] = known
+    return IntakeScope(known)
 
 
 @dataclass(frozen=True)
@@ -79,20 +114,32 @@ def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
         raise
 
 
-def enqueue_trigger(trigger: TriggerIn | Mapping[str, Any]) -> AcceptedTrigger:
+def enqueue_trigger(
+    trigger: TriggerIn | Mapping[str, Any],
+    *,
+    workspace: str | IntakeScope = DEFAULT_WORKSPACE_NAME,
+) -> AcceptedTrigger:
     """Stores one trigger and queues it. Raises InputRejected naming each bad field.
 
     Thread-safe; calls made at the same time from several threads share one transaction
     (group commit), and each returns once its trigger is committed.
     """
-    [outcome] = _GROUP.submit([_validated(trigger)])
+    scope = _scope(workspace)
+    [outcome] = _group(scope.workspace_id).submit(
+        [ScopedTrigger(_validated(trigger), scope.event_set_ids)]
+    )
     if isinstance(outcome, InputRejected):
         raise outcome
     return outcome
 
 
-def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[BatchItem]:
+def enqueue_triggers(
+    triggers: Iterable[TriggerIn | Mapping[str, Any]],
+    *,
+    workspace: str | IntakeScope = DEFAULT_WORKSPACE_NAME,
+) -> list[BatchItem]:
     """Stores a batch in one transaction and queues one task; bad items do not stop good ones."""
+    scope = _scope(workspace)
     items: list[BatchItem] = []
     valid: list[tuple[int, TriggerIn]] = []
     for index, trigger in enumerate(triggers):
@@ -100,7 +147,13 @@ def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[
             valid.append((index, _validated(trigger)))
         except InputRejected as rejected:
             items.append(BatchItem(index, None, rejected.errors))
-    outcomes = _GROUP.submit([trigger for _, trigger in valid]) if valid else []
+    outcomes = (
+        _group(scope.workspace_id).submit(
+            [ScopedTrigger(trigger, scope.event_set_ids) for _, trigger in valid]
+        )
+        if valid
+        else []
+    )
     for (index, _), outcome in zip(valid, outcomes, strict=True):
         if isinstance(outcome, InputRejected):
             items.append(BatchItem(index, None, outcome.errors))
@@ -109,25 +162,52 @@ def enqueue_triggers(triggers: Iterable[TriggerIn | Mapping[str, Any]]) -> list[
     return sorted(items, key=lambda item: item.index)
 
 
-def _store_and_dispatch(triggers: list[TriggerIn]) -> list[AcceptedTrigger | InputRejected]:
+def _store_and_dispatch(
+    workspace_id: int, triggers: list[ScopedTrigger]
+) -> list[AcceptedTrigger | InputRejected]:
     if not triggers:
         return []
     # Repeating after a lost COMMIT answer is safe: the idempotency keys find the stored
     # triggers (then reported as duplicates; the sweeper sends them).
     settings = get_settings()
-    outcomes = in_transaction(lambda session: accept_triggers(session, triggers, settings))
-    record_intake(triggers, [o if isinstance(o, AcceptedTrigger) else None for o in outcomes])
+    outcomes = in_transaction(
+        lambda session: accept_triggers(session, triggers, settings), workspace=workspace_id
+    )
+    record_intake(
+        [item.trigger for item in triggers],
+        [o if isinstance(o, AcceptedTrigger) else None for o in outcomes],
+    )
     _dispatch(
         [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
     )
     return outcomes
 
 
-_GROUP: GroupCommit[TriggerIn, AcceptedTrigger | InputRejected] = GroupCommit(_store_and_dispatch)
+# One group commit per workspace: a transaction is scoped to one workspace.
+_GROUPS: dict[int, GroupCommit[ScopedTrigger, AcceptedTrigger | InputRejected]] = {}
+_GROUPS_LOCK = threading.Lock()
 
 
-def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:
+def _group(workspace_id: int) -> GroupCommit[ScopedTrigger, AcceptedTrigger | InputRejected]:
+    group = _GROUPS.get(workspace_id)
+    if group is None:
+        with _GROUPS_LOCK:
+            group = _GROUPS.get(workspace_id)
+            if group is None:
+                group = _GROUPS[workspace_id] = GroupCommit(
+                    lambda items: _store_and_dispatch(workspace_id, items)
+                )
+    return group
+
+
+def upsert_lead_keys(
+    lead_id: str,
+    match_keys: Mapping[str, Any],
+    *,
+    workspace: str | IntakeScope = DEFAULT_WORKSPACE_NAME,
+) -> None:
     """Adds or merges a lead's match keys without a trigger (e.g. the ttclid arrives later)."""
+    workspace_id = _scope(workspace).workspace_id
     document = {"lead_id": lead_id, "match_keys": match_keys}
     _refuse_unstorable(document)
     try:
@@ -137,7 +217,10 @@ def upsert_lead_keys(lead_id: str, match_keys: Mapping[str, Any]) -> None:
     settings = get_settings()
     keys = hash_match_keys(upsert.match_keys, settings.default_phone_region)
     # A merge of keys: repeating it changes nothing.
-    in_transaction(lambda session: upsert_lead(session, upsert.lead_id, keys))
+    in_transaction(
+        lambda session: upsert_lead(session, workspace_id, upsert.lead_id, keys),
+        workspace=workspace_id,
+    )
     # Triggers waiting for this lead are picked up by the next sweep.
 
 

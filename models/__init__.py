@@ -9,8 +9,18 @@ from models.mappings import Mapping
 from models.postbacks import FINAL_STATUSES, DeliveryAttempt, Postback, PostbackStatus
 from models.triggers import Trigger, TriggerStatus
 from models.users import AdminSession, AdminToken, AdminUser, AdminUserSource
+from models.workspaces import (
+    DEFAULT_WORKSPACE_ID,
+    DEFAULT_WORKSPACE_NAME,
+    Role,
+    Workspace,
+    WorkspaceMember,
+    WorkspaceOwned,
+)
 
 __all__ = [
+    "DEFAULT_WORKSPACE_ID",
+    "DEFAULT_WORKSPACE_NAME",
     "FINAL_STATUSES",
     "AdminSession",
     "AdminToken",
@@ -27,7 +37,11 @@ __all__ = [
     "Mapping",
     "Postback",
     "PostbackStatus",
+    "Role",
     "Trigger",
     "TriggerStatus",
+    "Workspace",
+    "WorkspaceMember",
+    "WorkspaceOwned",
     "utcnow",
 ]

@@ -9,15 +9,21 @@ from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from models.workspaces import WorkspaceFiltered
 
 
-class AuditEntry(Base):
+class AuditEntry(WorkspaceFiltered, Base):
     """One change. No foreign keys: the trail outlives what it describes (a deleted mapping)."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_event_set_id_id", "event_set_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_log_event_set_id_id", "event_set_id", "id"),
+        Index("ix_audit_log_workspace_id_id", "workspace_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    # workspace_id (WorkspaceFiltered): the workspace whose data changed; None for a change of
+    # the instance itself (a workspace made, an admin user added), seen by instance admins.
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))  # web:alice, api:alice, cli:bob, system
     action: Mapped[str] = mapped_column(String(64))  # mapping.update, event_set.pause, ...

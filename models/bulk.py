@@ -41,6 +41,12 @@ from sqlalchemy.sql.elements import ColumnClause, KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 
 from crm_postback.core import jsontext
+from models.workspace_scope import (
+    ALL_WORKSPACES,
+    FILTERED_OPTION,
+    WorkspaceScopeError,
+    scope_of,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -160,6 +166,21 @@ def _row_insert(
     return statement
 
 
+def _workspace_checked(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    if "workspace_id" not in table.c:
+        return {}
+    scope = scope_of(session)
+    if scope is ALL_WORKSPACES:
+        return {FILTERED_OPTION: True}
+    if scope is None or any(row.get("workspace_id") != scope for row in rows):
+        raise WorkspaceScopeError(
+            f"rows inserted into {table.name} must be of the session's workspace ({scope!r})"
+        )
+    return {FILTERED_OPTION: True}
+
+
 def _unnest(column: ColumnClause[Any], values: list[Any]) -> ColumnElement[Any]:
     if isinstance(column.type, JSON):
         # psycopg would read nested lists as a multi-dimensional array: send JSON as text.
@@ -177,15 +198,19 @@ def bulk_insert(
     ignore_conflicts: bool = False,
 ) -> list[Any]:
     """Inserts rows (all with the same keys); returns the `returning` columns of the rows
-    actually inserted, in no guaranteed order: match them back by a unique key."""
+    actually inserted, in no guaranteed order: match them back by a unique key.
+
+    Rows of a workspace table name their workspace; in a session scoped to one workspace,
+    every row must be of that workspace (`models.workspace_scope`)."""
     if not rows:
         return []
+    options = _workspace_checked(session, table, rows)
     # Building the array form costs more than it saves for a few rows.
     if not is_postgres(session) or len(rows) < ARRAY_FORM_FROM_ROWS:
         statement = _row_insert(session, table, ignore_conflicts, tuple(returning))
         if returning:
-            return list(session.execute(statement, rows))
-        session.execute(statement, rows)
+            return list(session.execute(statement, rows, execution_options=options))
+        session.execute(statement, rows, execution_options=options)
         return []
     names = list(rows[0])
     columns = {name: [row[name] for row in rows] for name in names}
@@ -205,6 +230,6 @@ def bulk_insert(
     if ignore_conflicts:
         statement = statement.on_conflict_do_nothing()
     if returning:
-        return list(session.execute(statement.returning(*returning)))
-    session.execute(statement)
+        return list(session.execute(statement.returning(*returning), execution_options=options))
+    session.execute(statement, execution_options=options)
     return []

@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 from crm_postback.core.data_dir import PRIVATE_FILE_MODE, ensure_private_file
 from crm_postback.core.settings import get_settings
 from models.bulk import tune_psycopg_connection
+from models.workspace_scope import WorkspaceScope, scope_session
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -160,9 +161,13 @@ def _session_factory() -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session that rolls back on error and always closes; the caller commits."""
-    session = _session_factory()()
+def session_scope(*, workspace: WorkspaceScope) -> Iterator[Session]:
+    """A session that rolls back on error and always closes; the caller commits.
+
+    `workspace`: the one workspace whose rows it reads and writes (every query is filtered,
+    `models.workspace_scope`), or `ALL_WORKSPACES` for the worker, the beat and maintenance.
+    """
+    session = scope_session(_session_factory()(), workspace)
     try:
         yield session
     except BaseException:
@@ -172,12 +177,12 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def in_transaction(work: Callable[[Session], Result]) -> Result:
+def in_transaction(work: Callable[[Session], Result], *, workspace: WorkspaceScope) -> Result:
     """`work(session)`, then commit. If the pooled connection turned out dead (see
     `_ping_idle_connections`), once more on a fresh one; so `work` must be safe to repeat
     even after a commit whose answer was lost (each caller says why it is)."""
     try:
-        return _commit(work)
+        return _commit(work, workspace)
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
@@ -185,11 +190,11 @@ def in_transaction(work: Callable[[Session], Result]) -> Result:
             "database connection lost (%s); retrying once on a fresh connection",
             type(error.orig).__name__,
         )
-        return _commit(work)
+        return _commit(work, workspace)
 
 
-def _commit(work: Callable[[Session], Result]) -> Result:
-    with session_scope() as session:
+def _commit(work: Callable[[Session], Result], workspace: WorkspaceScope) -> Result:
+    with session_scope(workspace=workspace) as session:
         result = work(session)
         session.commit()
         return result

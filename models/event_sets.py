@@ -7,6 +7,7 @@ from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, StrEnumText, UTCDateTime, utcnow
+from models.workspaces import WorkspaceOwned
 
 
 class EventSetKind(StrEnum):
@@ -19,14 +20,19 @@ class EventSetStatus(StrEnum):
     PAUSED = "paused"
 
 
-class EventSet(Base):
+class EventSet(WorkspaceOwned, Base):
     """One advertiser destination: a CRM event set (or a Pixel) and its access token."""
 
     __tablename__ = "event_sets"
-    __table_args__ = (UniqueConstraint("kind", "source_id"),)
+    # Unique per workspace: two advertisers' names never collide, and adding one that exists
+    # in another workspace must not say so.
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        UniqueConstraint("workspace_id", "kind", "source_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
     kind: Mapped[EventSetKind] = mapped_column(
         StrEnumText(EventSetKind, 8), default=EventSetKind.CRM
     )

@@ -2,19 +2,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
+from models.workspaces import WorkspaceOwned
 
 
-class Lead(Base):
-    """What we know about a lead: only hashes of email/phone/external id, never the raw values."""
+class Lead(WorkspaceOwned, Base):
+    """What we know about a lead: only hashes of email/phone/external id, never the raw values.
+
+    A lead is named by (workspace, lead_ref): every source of one workspace speaks of the same
+    lead by the same id; another workspace's `L-1001` is another lead."""
 
     __tablename__ = "leads"
+    __table_args__ = (UniqueConstraint("workspace_id", "lead_ref"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    lead_ref: Mapped[str] = mapped_column(String(128), unique=True)  # the routing system's id
+    lead_ref: Mapped[str] = mapped_column(String(128))  # the routing system's id
     ttclid: Mapped[str | None] = mapped_column(String(512))
     ttp: Mapped[str | None] = mapped_column(String(256))
     ip: Mapped[str | None] = mapped_column(String(64))

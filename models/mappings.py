@@ -3,16 +3,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
+from models.workspaces import WorkspaceOwned
 
 
-class Mapping(Base):
+class Mapping(WorkspaceOwned, Base):
     """Admin-edited rule: trigger type (+ optional conditions) -> one TikTok event."""
 
     __tablename__ = "mappings"
+    __table_args__ = (Index("ix_mappings_workspace_id", "workspace_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_set_id: Mapped[int] = mapped_column(

@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
+from models.workspaces import WorkspaceOwned
 
 
 class PostbackStatus(StrEnum):
@@ -33,13 +34,14 @@ FINAL_STATUSES = frozenset(
 WAITING_STATUSES = frozenset({PostbackStatus.PENDING, PostbackStatus.RETRYING})
 
 
-class Postback(Base):
+class Postback(WorkspaceOwned, Base):
     """Outbox row: one TikTok event to send, and everything needed to explain it afterwards."""
 
     __tablename__ = "postbacks"
     __table_args__ = (
         UniqueConstraint("event_set_id", "event_id"),
         Index("ix_postbacks_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_postbacks_workspace_id_lead_ref", "workspace_id", "lead_ref"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -47,7 +49,7 @@ class Postback(Base):
         ForeignKey("triggers.id", ondelete="CASCADE"), index=True
     )
     event_set_id: Mapped[int] = mapped_column(ForeignKey("event_sets.id", ondelete="CASCADE"))
-    lead_ref: Mapped[str] = mapped_column(String(128), index=True)
+    lead_ref: Mapped[str] = mapped_column(String(128))
     mapping_id: Mapped[int | None] = mapped_column(ForeignKey("mappings.id", ondelete="SET NULL"))
     mapping_version: Mapped[int | None] = mapped_column(Integer)
     event_name: Mapped[str | None] = mapped_column(String(64))
@@ -71,15 +73,18 @@ class Postback(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class DeliveryAttempt(Base):
+class DeliveryAttempt(WorkspaceOwned, Base):
     """One try at sending one postback: what TikTok (or the network) answered."""
 
     __tablename__ = "delivery_attempts"
+    # Attempts are read by postback (and the cascade from postbacks finds them by it): one
+    # index serves both that and the workspace filter, instead of a second on a hot table.
+    __table_args__ = (
+        Index("ix_delivery_attempts_postback_id_workspace_id", "postback_id", "workspace_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    postback_id: Mapped[int] = mapped_column(
-        ForeignKey("postbacks.id", ondelete="CASCADE"), index=True
-    )
+    postback_id: Mapped[int] = mapped_column(ForeignKey("postbacks.id", ondelete="CASCADE"))
     attempted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # A crm_postback.tiktok Outcome value: the ORM may not import the TikTok contract.
     outcome: Mapped[str] = mapped_column(String(16))

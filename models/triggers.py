@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
+from models.workspaces import WorkspaceOwned
 
 
 class TriggerStatus(StrEnum):
@@ -18,18 +19,19 @@ class TriggerStatus(StrEnum):
     FAILED = "failed"  # cannot be resolved; `error` says why
 
 
-class Trigger(Base):
+class Trigger(WorkspaceOwned, Base):
     """A lifecycle change reported by the routing system, as accepted."""
 
     __tablename__ = "triggers"
     __table_args__ = (
         UniqueConstraint("event_set_id", "idempotency_key"),
         Index("ix_triggers_status_received_at", "status", "received_at"),
+        Index("ix_triggers_workspace_id_lead_ref", "workspace_id", "lead_ref"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     event_set_id: Mapped[int] = mapped_column(ForeignKey("event_sets.id", ondelete="CASCADE"))
-    lead_ref: Mapped[str] = mapped_column(String(128), index=True)
+    lead_ref: Mapped[str] = mapped_column(String(128))
     trigger_type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

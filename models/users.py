@@ -28,6 +28,8 @@ class AdminUser(Base):
         StrEnumText(AdminUserSource, 16), default=AdminUserSource.CLI
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Manages workspaces and their members, and has the owner's role in every workspace.
+    instance_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Failed logins counted since `failed_logins_since`; forgotten a window after it.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     failed_logins_since: Mapped[datetime | None] = mapped_column(UTCDateTime())

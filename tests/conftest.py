@@ -24,6 +24,7 @@ import pytest
 from crm_postback.core.settings import get_settings, reset_settings_cache
 from crm_postback.simulator import SimulatorControl, SimulatorServer
 from models.db import reset_engine
+from models.workspace_scope import ALL_WORKSPACES
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -129,6 +130,7 @@ def make_event_set() -> Callable[..., int]:
     from crm_postback.configuration.audit import SYSTEM_ACTOR
     from crm_postback.configuration.event_set_service import create_event_set
     from crm_postback.configuration.mapping_service import add_mapping
+    from models import DEFAULT_WORKSPACE_ID
     from models.db import session_scope
 
     def make(
@@ -145,7 +147,7 @@ def make_event_set() -> Callable[..., int]:
         ),
         **options: Any,
     ) -> int:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             event_set = create_event_set(
                 session,
                 get_settings(),
@@ -210,6 +212,8 @@ def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # As the migration left it: the default workspace, id 1.
+        connection.execute(text("INSERT INTO workspaces (name, created_at) VALUES ('default', now())"))
     reset_engine()
 
 

@@ -80,6 +80,7 @@ class Item(NamedTuple):
 @dataclass
 class OutgoingBatch:
     event_set_id: int
+    workspace_id: int
     event_set_name: str
     event_source: str
     source_id: str
@@ -187,6 +188,7 @@ def plan_claim(
         if request is None:
             template = OutgoingBatch(
                 event_set_id=event_set.id,
+                workspace_id=event_set.workspace_id,
                 event_set_name=event_set.name,
                 event_source=event_set.event_source,
                 source_id=event_set.source_id,
@@ -218,6 +220,7 @@ def split_batch(batch: OutgoingBatch) -> list[OutgoingBatch]:
 def with_items(batch: OutgoingBatch, items: list[Item]) -> OutgoingBatch:
     return OutgoingBatch(
         event_set_id=batch.event_set_id,
+        workspace_id=batch.workspace_id,
         event_set_name=batch.event_set_name,
         event_source=batch.event_source,
         source_id=batch.source_id,

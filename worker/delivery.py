@@ -53,6 +53,7 @@ class EventResult(NamedTuple):
     # What metrics and logs say about the event, carried so recording needs no query.
     event_set_name: str
     item: Item
+    workspace_id: int
 
     def __repr__(self) -> str:  # without the sealed token
         return (
@@ -211,6 +212,7 @@ def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
             batch.sealed_token,
             batch.event_set_name,
             item,
+            batch.workspace_id,
         )
         for item in batch.items
     ]
@@ -235,6 +237,7 @@ def record(
         attempts.append(
             {
                 "postback_id": result.postback_id,
+                "workspace_id": result.workspace_id,
                 "attempted_at": now,
                 "outcome": answer.outcome.value,
                 "http_status": answer.http_status,

@@ -109,6 +109,7 @@ def begin_attempt(
 _TRIGGER_COLUMNS = (
     TRIGGERS.c.id,
     TRIGGERS.c.event_set_id,
+    TRIGGERS.c.workspace_id,
     TRIGGERS.c.lead_ref,
     TRIGGERS.c.trigger_type,
     TRIGGERS.c.occurred_at,
@@ -118,6 +119,7 @@ _TRIGGER_COLUMNS = (
 )
 LEADS = Lead.__table__
 _LEAD_COLUMNS = (
+    LEADS.c.workspace_id,
     LEADS.c.lead_ref,
     LEADS.c.ttclid,
     LEADS.c.ttp,
@@ -235,11 +237,14 @@ def resolve_triggers(
         wake_early()
         woke_early = True
     with planned_for_its_parameters(session):
+        # A lead is named by (workspace, lead_ref); the same ref in another workspace of the
+        # batch is read too and left aside.
         leads = {
-            lead.lead_ref: lead
+            (lead.workspace_id, lead.lead_ref): lead
             for lead in session.execute(
                 select(*_LEAD_COLUMNS).where(
-                    matches_any(session, Lead.lead_ref, list({t.lead_ref for t in triggers}))
+                    matches_any(session, Lead.lead_ref, list({t.lead_ref for t in triggers})),
+                    Lead.workspace_id.in_({t.workspace_id for t in triggers}),
                 )
             )
         }
@@ -252,7 +257,7 @@ def resolve_triggers(
     new_postbacks: list[NewPostback] = []
     trigger_updates: dict[tuple[str, str | None, bool], list[int]] = defaultdict(list)
     for trigger in triggers:
-        lead = leads.get(trigger.lead_ref)
+        lead = leads.get((trigger.workspace_id, trigger.lead_ref))
         if lead is None:
             status, error = _waiting_for_lead(trigger, settings, now)
             trigger_updates[(status, error, status == TriggerStatus.FAILED)].append(trigger.id)
@@ -358,6 +363,7 @@ def _postbacks_for(
         **_POSTBACK_DEFAULTS,
         "trigger_id": trigger.id,
         "event_set_id": event_set.id,
+        "workspace_id": event_set.workspace_id,
         "lead_ref": trigger.lead_ref,
         "created_at": now,
         "updated_at": now,

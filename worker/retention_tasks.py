@@ -17,6 +17,7 @@ from crm_postback.operations.retention import (
 )
 from models import utcnow
 from models.db import session_scope, truncate_sqlite_log
+from models.workspace_scope import ALL_WORKSPACES
 from worker.app import app
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def purge_expired_data(run_seconds: float = RUN_SECONDS) -> dict[str, Any]:
     deadline = time.monotonic() + run_seconds
 
     def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             batch = purge_batch(
                 session,
                 cutoff,

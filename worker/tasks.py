@@ -17,6 +17,7 @@ from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
 from crm_postback.tiktok.events_client import EventsApiClient
 from models import utcnow
 from models.db import in_transaction, session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from worker import delivery, processing, wakeups
 from worker.app import app
 from worker.claim_planning import OutgoingBatch
@@ -34,7 +35,8 @@ def _client() -> EventsApiClient:
 def deliver(postback_ids: list[int]) -> dict[str, int]:
     settings = get_settings()
     batches = in_transaction(
-        lambda session: delivery.claim(session, postback_ids, settings, utcnow())
+        lambda session: delivery.claim(session, postback_ids, settings, utcnow()),
+        workspace=ALL_WORKSPACES,
     )
     return _send_and_record(batches)
 
@@ -46,7 +48,10 @@ def _send_and_record(batches: list[OutgoingBatch]) -> dict[str, int]:
     results = [result for batch in batches for result in delivery.send(client, batch)]
     # Repeated after a lost COMMIT answer, this writes the same outcomes and at worst lists
     # an attempt twice; not recording would send the events again after the lease.
-    return in_transaction(lambda session: delivery.record(session, results, settings, utcnow()))
+    return in_transaction(
+        lambda session: delivery.record(session, results, settings, utcnow()),
+        workspace=ALL_WORKSPACES,
+    )
 
 
 @app.task(name="postback.process_triggers", bind=True, acks_late=True, ignore_result=True)
@@ -56,7 +61,7 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
     if (self.request.delivery_info or {}).get("redelivered"):
         # A worker died running this message: count the run before trying again, so a
         # trigger that kills workers is capped (the first delivery skips this commit).
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             trigger_ids = processing.begin_attempt(session, trigger_ids, settings, utcnow())
             session.commit()
         also_ready = 0
@@ -85,7 +90,7 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         )
         return resolved, processing.insert_claimed(session, resolved, settings, now)
 
-    resolved, batches = in_transaction(resolve_and_claim)
+    resolved, batches = in_transaction(resolve_and_claim, workspace=ALL_WORKSPACES)
     record_triggers_processed(resolved.taken)
     if resolved.full and not resolved.woke_early:
         _wake_again(settings)
@@ -106,7 +111,7 @@ def deliver_postbacks(postback_ids: list[int]) -> dict[str, Any]:
 def sweep_due_postbacks() -> dict[str, Any]:
     settings = get_settings()
     now = utcnow()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         stale = processing.stale_trigger_ids(
             session,
             now,
@@ -115,11 +120,11 @@ def sweep_due_postbacks() -> dict[str, Any]:
         )
         runnable = processing.begin_attempt(session, stale, settings, now)
         session.commit()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         processed = processing.process_triggers(session, runnable, settings, now)
         session.commit()
     ready = processed.ready
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         groups = delivery.reserve_due(session, settings, now)
         session.commit()
     groups.extend(

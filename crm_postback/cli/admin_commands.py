@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from crm_postback.cli.output import refused_input_exits
+from models import DEFAULT_WORKSPACE_ID
 
 admin_app = typer.Typer(
     no_args_is_help=True, help="Admin users of /admin, their API tokens, audit."
@@ -80,7 +81,7 @@ def user_list() -> None:
     from models import AdminUser
     from models.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for user in session.scalars(select(AdminUser).order_by(AdminUser.id)):
             last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
             state = "active" if user.active else "disabled"
@@ -125,7 +126,7 @@ def audit_list(
     from crm_postback.configuration.event_set_service import get_event_set
     from models.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         with refused_input_exits():
             selected = get_event_set(session, event_set).id if event_set else None
         for entry in audit.entries(session, event_set_id=selected, limit=limit):

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from crm_postback.cli.output import refused_input_exits
+from models import DEFAULT_WORKSPACE_ID
 
 api_key_app = typer.Typer(no_args_is_help=True, help="API keys of source (routing) systems.")
 
@@ -31,7 +32,7 @@ def api_key_list() -> None:
     from crm_postback.configuration.api_keys import list_keys
     from models.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for key in list_keys(session):
             state = (
                 "active" if key.revoked_at is None else f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"

@@ -8,6 +8,7 @@ import typer
 
 from crm_postback.cli.output import refused_input_exits
 from crm_postback.core.settings import get_settings
+from models import DEFAULT_WORKSPACE_ID
 
 event_set_app = typer.Typer(no_args_is_help=True, help="TikTok CRM event sets (or Pixels).")
 
@@ -65,7 +66,7 @@ def event_set_list() -> None:
     from models.db import session_scope
 
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for es in session.scalars(select(EventSet).order_by(EventSet.id)):
             line = (
                 f"{es.id:>3}  {es.name:<24} {es.kind:<4} {es.source_id:<22} "

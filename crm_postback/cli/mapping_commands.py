@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from crm_postback.cli.output import refused_input_exits
+from models import DEFAULT_WORKSPACE_ID
 
 mapping_app = typer.Typer(no_args_is_help=True, help="Trigger-to-event mappings.")
 
@@ -79,7 +80,7 @@ def mapping_list(event_set: str) -> None:
     from crm_postback.configuration.mapping_service import describe_mapping, list_mappings
     from models.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         with refused_input_exits():
             target = get_event_set(session, event_set)
         for m in list_mappings(session, target):
@@ -111,7 +112,7 @@ def mapping_export(
     from crm_postback.configuration.mapping_yaml import export_mappings
     from models.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         with refused_input_exits():
             target = get_event_set(session, event_set)
         text = export_mappings(target, list_mappings(session, target))

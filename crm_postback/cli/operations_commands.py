@@ -9,6 +9,7 @@ import typer
 from crm_postback.cli.output import refused_input_exits
 from crm_postback.cli.web_commands import is_loopback
 from crm_postback.core.settings import get_settings
+from models import DEFAULT_WORKSPACE_ID
 
 
 def diagnose(
@@ -30,7 +31,7 @@ def diagnose(
     from models.db import session_scope
 
     stale_trigger_seconds = max(300, get_settings().stale_trigger_seconds * 2)
-    with session_scope() as session, refused_input_exits():
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session, refused_input_exits():
         if event_set is None:
             reports = diagnose_all(
                 session, window_days=days, stale_trigger_seconds=stale_trigger_seconds
@@ -94,7 +95,7 @@ def purge(
     if dry_run:
         settings = get_settings()
         cutoff = retention_cutoff(settings, utcnow())
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             preview = count_expired(session, cutoff)
         typer.echo(
             f"would clear the match keys of {preview.leads} lead(s) and {preview.payloads} "

@@ -10,6 +10,7 @@ import typer
 
 from crm_postback.cli.output import refused_input_exits
 from crm_postback.core.timestamps import naive_means_utc
+from models import DEFAULT_WORKSPACE_ID
 
 
 def _mapping_label(mapping_id: int | None, version: int | None) -> str:
@@ -80,7 +81,7 @@ def history(lead_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     from crm_postback.operations.postback_reports import lead_history
     from models.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         report = lead_history(session, lead_id)
     if as_json:
         typer.echo(json.dumps(asdict(report), indent=2, default=_json_default))
@@ -113,7 +114,7 @@ def status() -> None:
     from crm_postback.operations.postback_reports import status_counts, trigger_counts
     from models.db import session_scope
 
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         counts = status_counts(session)
         triggers = trigger_counts(session)
     typer.echo(

@@ -24,6 +24,7 @@ from crm_postback.configuration.api_keys import Caller
 from crm_postback.core.rate_limits import WorkGate
 from crm_postback.core.settings import Settings, get_settings
 from models.db import in_transaction
+from models.workspace_scope import ALL_WORKSPACES
 
 # A login waiting longer than this for its check is answered busy.
 LOGIN_WAIT_SECONDS = 10.0
@@ -33,19 +34,24 @@ _gate_lock = threading.Lock()
 
 def identify_api_key(key: str) -> Caller | None:
     """The ingest key's caller, None for an unknown key; `KeyRevoked` for a revoked one."""
-    return in_transaction(lambda session: api_keys.authenticate(session, key))
+    return in_transaction(
+        lambda session: api_keys.authenticate(session, key), workspace=ALL_WORKSPACES
+    )
 
 
 def identify_admin_token(token: str) -> Admin:
     """The admin a `pba_…` token belongs to; `TokenRefused` (with its HTTP status) otherwise."""
-    return in_transaction(lambda session: admin_accounts.authenticate_token(session, token))
+    return in_transaction(
+        lambda session: admin_accounts.authenticate_token(session, token), workspace=ALL_WORKSPACES
+    )
 
 
 def resume_admin_session(session_id: str) -> Admin | None:
     """The admin logged in with this browser session, None once it expired or ended."""
     settings = get_settings()
     return in_transaction(
-        lambda session: admin_accounts.resume_session(session, settings, session_id)
+        lambda session: admin_accounts.resume_session(session, settings, session_id),
+        workspace=ALL_WORKSPACES,
     )
 
 
@@ -66,15 +72,19 @@ def log_in(username: str, password: str) -> str:
     settings = get_settings()
     with _login_gate(settings).slot():
         attempt = in_transaction(
-            lambda session: admin_accounts.count_login_attempt(session, settings, username)
+            lambda session: admin_accounts.count_login_attempt(session, settings, username),
+            workspace=ALL_WORKSPACES,
         )
         check = admin_accounts.check_login_password(attempt, password)
         if not check.accepted:
             raise LoginRefused()
         return in_transaction(
-            lambda session: admin_accounts.complete_login(session, settings, attempt, check)
+            lambda session: admin_accounts.complete_login(session, settings, attempt, check),
+            workspace=ALL_WORKSPACES,
         )
 
 
 def log_out(session_id: str) -> None:
-    in_transaction(lambda session: admin_accounts.end_session(session, session_id))
+    in_transaction(
+        lambda session: admin_accounts.end_session(session, session_id), workspace=ALL_WORKSPACES
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.operations import retention
 from crm_postback.operations.retention import ErasedLead
+from models import Role
 from models.db import truncate_sqlite_log
 
 
@@ -24,7 +25,7 @@ class EraseLead:
 def erase_lead(request: EraseLead, actor: Actor) -> ErasedLead:
     """Deletes the lead row (every hash), clears its triggers' attributes and its postbacks'
     event bodies, stops what of it still waits to be sent. Nothing stored: nothing audited."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         result = retention.erase_lead(uow.session, request.lead_id)
         if result.anything:
             uow.audit(

@@ -93,7 +93,7 @@ def _token_snapshot(token: AdminToken, username: str | None) -> dict[str, Any]:
 
 
 def add_admin_user(request: AddAdminUser, actor: Actor) -> AdminUserResult:
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=None) as uow:
         user = create_user(uow.session, request.username, request.password)
         uow.audit(
             "admin_user.add",
@@ -106,7 +106,7 @@ def add_admin_user(request: AddAdminUser, actor: Actor) -> AdminUserResult:
 
 def change_admin_password(request: ChangeAdminPassword, actor: Actor) -> AdminUserResult:
     """Sets a new password and ends the user's sessions."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=None) as uow:
         user = get_user(uow.session, request.username)
         set_password(uow.session, user, request.password)
         uow.audit(
@@ -120,7 +120,7 @@ def change_admin_password(request: ChangeAdminPassword, actor: Actor) -> AdminUs
 
 def set_admin_user_active(request: SetAdminUserActive, actor: Actor) -> AdminUserResult:
     """Disables (ending their sessions, refusing their tokens) or enables a user."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=None) as uow:
         user = get_user(uow.session, request.username)
         before = _user_snapshot(user)
         set_active(uow.session, user, request.active)
@@ -138,7 +138,7 @@ def set_admin_user_active(request: SetAdminUserActive, actor: Actor) -> AdminUse
 
 def create_admin_token(request: CreateAdminToken, actor: Actor) -> NewAdminToken:
     """A personal token of the user for the admin JSON API."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=None) as uow:
         user = get_user(uow.session, request.username)
         new = create_token(uow.session, user, request.label)
         row = get_token(uow.session, new.id)
@@ -153,7 +153,7 @@ def create_admin_token(request: CreateAdminToken, actor: Actor) -> NewAdminToken
 
 def revoke_admin_token(request: RevokeAdminToken, actor: Actor) -> RevokedAdminToken:
     """The token is refused from now on; revoking a revoked token changes nothing."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=None) as uow:
         row = get_token(uow.session, request.token_id)
         owner = uow.session.get(AdminUser, row.user_id)
         username = owner.username if owner else None

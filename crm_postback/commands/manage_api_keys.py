@@ -12,7 +12,7 @@ from typing import Any
 
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.configuration.api_keys import NewKey, create_key, get_key, revoke_key
-from models import ApiKey
+from models import ApiKey, Role
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _snapshot(row: ApiKey) -> dict[str, Any]:
 
 def create_api_key(request: CreateApiKey, actor: Actor) -> NewKey:
     """A new key; `NewKey.key` is its only copy (the database keeps its SHA-256)."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         new = create_key(uow.session, request.name)
         uow.audit(
             "api_key.create",
@@ -57,7 +57,7 @@ def create_api_key(request: CreateApiKey, actor: Actor) -> NewKey:
 
 def revoke_api_key(request: RevokeApiKey, actor: Actor) -> RevokedApiKey:
     """Requests with the key get 403 from now on; revoking a revoked key changes nothing."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         row = get_key(uow.session, request.key_id)
         before = _snapshot(row)
         revoke_key(uow.session, row.id)

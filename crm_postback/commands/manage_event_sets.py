@@ -17,7 +17,7 @@ from crm_postback.configuration.event_set_verification import (
     verify_event_set as ask_tiktok,
 )
 from crm_postback.core.settings import get_settings
-from models import EventSet, EventSetKind
+from models import DEFAULT_WORKSPACE_ID, EventSet, EventSetKind, Role
 from models.db import session_scope
 
 
@@ -76,7 +76,7 @@ class VerifyEventSet:
 
 
 def add_event_set(request: AddEventSet, actor: Actor) -> EventSet:
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         return event_set_service.create_event_set(
             uow.session,
             get_settings(),
@@ -93,7 +93,7 @@ def add_event_set(request: AddEventSet, actor: Actor) -> EventSet:
 
 
 def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         event_set = load_event_set(uow.session, request.event_set)
         event_set_service.update_event_set(
             uow.session,
@@ -115,7 +115,7 @@ def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
 def pause_event_set(request: PauseEventSet, actor: Actor) -> EventSet:
     """Holds every postback of the event set; nothing is dropped."""
     reason = event_set_service.checked_reason(request.reason)
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         event_set = load_event_set(uow.session, request.event_set)
         event_set_service.pause(event_set, reason, actor=actor.name)
         return event_set
@@ -123,7 +123,7 @@ def pause_event_set(request: PauseEventSet, actor: Actor) -> EventSet:
 
 def resume_event_set(request: ResumeEventSet, actor: Actor) -> EventSet:
     """Held postbacks become due; the next sweep sends them."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         event_set = load_event_set(uow.session, request.event_set)
         event_set_service.resume(uow.session, event_set, actor=actor.name)
         return event_set
@@ -131,7 +131,7 @@ def resume_event_set(request: ResumeEventSet, actor: Actor) -> EventSet:
 
 def replace_token(request: ReplaceToken, actor: Actor) -> EventSet:
     """A new token also resumes a paused event set."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
         event_set = load_event_set(uow.session, request.event_set)
         event_set_service.rotate_token(
             uow.session, get_settings(), event_set, request.access_token, actor=actor.name
@@ -143,6 +143,6 @@ def verify_event_set(request: VerifyEventSet) -> Verification:
     """Asks TikTok whether it knows the event set. The session is closed before the HTTP
     call: no transaction waits on TikTok. Changes nothing, so takes no actor and writes no
     audit entry."""
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, request.event_set)
     return ask_tiktok(event_set, get_settings())

@@ -16,7 +16,7 @@ from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.configuration import mapping_service, mapping_yaml
 from crm_postback.core.errors import FieldError, InputRejected
 from mappings.rules import Condition, PropertyRules
-from models import Mapping
+from models import Mapping, Role
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _saved(mapping: Mapping, outcome: Literal["created", "saved", "unchanged"]) 
 
 
 def add_mapping(request: AddMapping, actor: Actor) -> MappingSaved:
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.EDITOR) as uow:
         owner = load_event_set(uow.session, request.event_set)
         wanted = request.mapping
         created = mapping_service.add_mapping(
@@ -130,7 +130,7 @@ def add_mapping(request: AddMapping, actor: Actor) -> MappingSaved:
 
 
 def update_mapping(request: UpdateMapping, actor: Actor) -> MappingSaved:
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.EDITOR) as uow:
         if request.must_belong:
             saved = load_mapping(uow.session, request.mapping_id, request.event_set)
         else:
@@ -164,7 +164,7 @@ def update_mapping(request: UpdateMapping, actor: Actor) -> MappingSaved:
 
 
 def set_mapping_enabled(request: SetMappingEnabled, actor: Actor) -> MappingSaved:
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.EDITOR) as uow:
         saved = load_mapping(uow.session, request.mapping_id, request.event_set)
         enabled = not saved.enabled if request.enabled is None else request.enabled
         version = saved.version
@@ -174,7 +174,7 @@ def set_mapping_enabled(request: SetMappingEnabled, actor: Actor) -> MappingSave
 
 def delete_mapping(request: DeleteMapping, actor: Actor) -> MappingDeleted:
     """Postbacks the mapping produced are kept and still delivered."""
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.EDITOR) as uow:
         saved = load_mapping(uow.session, request.mapping_id, request.event_set)
         deleted = MappingDeleted(
             saved.id, saved.event_set_id, mapping_service.describe_mapping(saved)
@@ -184,7 +184,7 @@ def delete_mapping(request: DeleteMapping, actor: Actor) -> MappingDeleted:
 
 
 def import_mapping_yaml(request: ImportMappingYaml, actor: Actor) -> MappingImport:
-    with unit_of_work(actor, dry_run=request.dry_run) as uow:
+    with unit_of_work(actor, requires=Role.EDITOR, dry_run=request.dry_run) as uow:
         reference: EventSetRef | None = request.event_set
         if reference is None:
             reference = mapping_yaml.read_document(request.text)[0]

@@ -43,7 +43,7 @@ def purge(
     cutoff = retention_cutoff(settings, now or utcnow())
 
     def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
-        with unit_of_work(actor) as uow:
+        with unit_of_work(actor, requires=None) as uow:
             batch = purge_batch(
                 uow.session,
                 cutoff,

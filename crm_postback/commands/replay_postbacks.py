@@ -26,7 +26,7 @@ from crm_postback.operations.replay import (
     replayable_ids,
     selected_event_set_id,
 )
-from models import PostbackStatus, utcnow
+from models import DEFAULT_WORKSPACE_ID, PostbackStatus, Role, utcnow
 from models.db import session_scope
 from worker.tasks import deliver_postbacks
 
@@ -55,7 +55,7 @@ class ReplayOutcome:
 
 def count_replay(selection: ReplaySelection) -> int:
     """What `replay_postbacks` would re-queue now (the dry run)."""
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         return count_replayable(session, selection)
 
 
@@ -96,7 +96,7 @@ def replay_postbacks(
         raise InputRejected.one("postback_id", "must be postback ids (whole numbers from 1)")
     if selection.code is not None and not -MAX_ID <= selection.code <= MAX_ID:
         raise InputRejected.one("code", "is not a code TikTok answers with")
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         if selection.event_set:  # an unknown name is NotFound (a 404 on the web)
             load_event_set(session, selection.event_set)
         if selection.event_set_id is not None:
@@ -118,7 +118,7 @@ def replay_postbacks(
 
 
 def _replay_chunk(actor: Actor, wanted: list[int], event_set_id: int | None) -> ReplayChunk:
-    with unit_of_work(actor) as uow:
+    with unit_of_work(actor, requires=Role.EDITOR) as uow:
         queued = replay(uow.session, wanted, utcnow())
         uow.audit(
             "postbacks.replay",

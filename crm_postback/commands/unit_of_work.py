@@ -21,22 +21,50 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from crm_postback.configuration import audit
+from crm_postback.core.errors import FieldError, InputRejected
+from models import DEFAULT_WORKSPACE_ID, Role
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES, WorkspaceScope
 from worker.wakeups import publish_or_leave_for_sweeper
+
+
+class NotPermitted(InputRejected):
+    """The actor's role in the workspace does not allow this (403 on the web faces)."""
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asked: `cli:<os user>`, `web:<user>` (a logged-in browser, on a page or calling
-    the JSON API with its session) or `api:<user>` (the JSON API with an admin token); the
-    web faces take it from `Admin.actor`."""
+    """Who asked, in which workspace, with which role.
+
+    `name`: `cli:<os user>`, `web:<user>` (a logged-in browser, on a page or calling the JSON
+    API with its session) or `api:<user>` (the JSON API with an admin token); the web faces
+    take it from `Admin`. Whoever runs the CLI has the database and the token key in reach
+    already: the CLI acts as an instance administrator, in the workspace it names.
+    """
 
     name: str
+    workspace_id: int = DEFAULT_WORKSPACE_ID
+    role: Role = Role.OWNER
+    instance_admin: bool = False
 
     @classmethod
-    def cli(cls) -> Actor:
+    def cli(cls, workspace_id: int = DEFAULT_WORKSPACE_ID) -> Actor:
         """Whoever runs the command: `cli:<login name>`."""
-        return cls(audit.cli_actor())
+        return cls(audit.cli_actor(), workspace_id, Role.OWNER, instance_admin=True)
+
+    def may(self, role: Role) -> bool:
+        return self.instance_admin or self.role.includes(role)
+
+    def require(self, role: Role) -> None:
+        """The one check of every state-changing use case (`unit_of_work(requires=...)`)."""
+        if not self.may(role):
+            raise NotPermitted(
+                [FieldError("role", f"this needs the {role.value} role in this workspace")]
+            )
+
+    def require_instance_admin(self) -> None:
+        if not self.instance_admin:
+            raise NotPermitted([FieldError("role", "this needs an instance administrator")])
 
     def __str__(self) -> str:
         return self.name
@@ -86,11 +114,26 @@ class UnitOfWork:
 
 
 @contextmanager
-def unit_of_work(actor: Actor, *, dry_run: bool = False) -> Iterator[UnitOfWork]:
+def unit_of_work(
+    actor: Actor, *, requires: Role | None, dry_run: bool = False
+) -> Iterator[UnitOfWork]:
     """Commits when the block ends without an error (rolls back otherwise), then publishes.
     With `dry_run` the block's changes are rolled back and nothing is published: build the
-    result inside the block (a rollback expires the loaded rows)."""
-    with session_scope() as session:
+    result inside the block (a rollback expires the loaded rows).
+
+    `requires`: the role the use case needs in the actor's workspace, checked before anything
+    is read; the session is scoped to that workspace. `None`: a change of the instance itself
+    (workspaces, admin users), for instance administrators only, in a session over every
+    workspace.
+    """
+    scope: WorkspaceScope
+    if requires is None:
+        actor.require_instance_admin()
+        scope = ALL_WORKSPACES
+    else:
+        actor.require(requires)
+        scope = actor.workspace_id
+    with session_scope(workspace=scope) as session:
         uow = UnitOfWork(session, actor)
         yield uow
         if dry_run:

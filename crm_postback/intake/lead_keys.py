@@ -98,7 +98,7 @@ def merge_keys(lead: Any, keys: HashedKeys) -> None:
             setattr(lead, name, _merge_list(list(getattr(lead, name) or []), new))
 
 
-def _new_lead(lead_ref: str, keys: list[HashedKeys]) -> dict[str, object]:
+def _new_lead(workspace_id: int, lead_ref: str, keys: list[HashedKeys]) -> dict[str, object]:
     # A plain namespace, not a Lead: an ORM object tracks every assignment, which costs more
     # than the merge itself when a batch creates a thousand leads.
     lead = SimpleNamespace(
@@ -108,6 +108,7 @@ def _new_lead(lead_ref: str, keys: list[HashedKeys]) -> dict[str, object]:
         merge_keys(lead, item)
     now = utcnow()
     return {
+        "workspace_id": workspace_id,
         "lead_ref": lead_ref,
         "created_at": now,
         "updated_at": now,
@@ -127,15 +128,17 @@ LEAD_KEY_COLUMNS = (
 )
 
 
-def merge_lead_keys(session: Session, keys_by_lead: dict[str, list[HashedKeys]]) -> None:
-    """Creates or merges many leads with a fixed number of statements.
+def merge_lead_keys(
+    session: Session, workspace_id: int, keys_by_lead: dict[str, list[HashedKeys]]
+) -> None:
+    """Creates or merges many leads of one workspace with a fixed number of statements.
 
     New leads are inserted first (most keys come with a lead's first trigger); only the refs
     that already existed are read back and merged.
     """
     if not keys_by_lead:
         return
-    values = [_new_lead(ref, keys) for ref, keys in keys_by_lead.items()]
+    values = [_new_lead(workspace_id, ref, keys) for ref, keys in keys_by_lead.items()]
     created = {
         row.lead_ref
         for row in bulk_insert(
@@ -148,7 +151,7 @@ def merge_lead_keys(session: Session, keys_by_lead: dict[str, list[HashedKeys]])
     with planned_for_its_parameters(session):
         found = session.scalars(
             select(Lead)
-            .where(matches_any(session, Lead.lead_ref, existing))
+            .where(Lead.workspace_id == workspace_id, matches_any(session, Lead.lead_ref, existing))
             .order_by(Lead.lead_ref)  # one lock order for every writer: no deadlocks
             .with_for_update()
         ).all()
@@ -158,5 +161,5 @@ def merge_lead_keys(session: Session, keys_by_lead: dict[str, list[HashedKeys]])
     session.flush()
 
 
-def upsert_lead(session: Session, lead_ref: str, keys: HashedKeys) -> None:
-    merge_lead_keys(session, {lead_ref: [keys]})
+def upsert_lead(session: Session, workspace_id: int, lead_ref: str, keys: HashedKeys) -> None:
+    merge_lead_keys(session, workspace_id, {lead_ref: [keys]})

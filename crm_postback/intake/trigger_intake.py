@@ -5,8 +5,9 @@ Set-based: a batch of any size costs a fixed handful of statements, not several 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, or_, select, tuple_
 from sqlalchemy.orm import Session
@@ -17,8 +18,17 @@ from crm_postback.intake.lead_keys import HashedKeys, hash_match_keys, merge_lea
 from crm_postback.intake.trigger_schemas import TriggerIn
 from models import EventSet, Trigger, TriggerStatus, utcnow
 from models.bulk import bulk_insert
+from models.workspace_scope import FILTERED_OPTION, workspace_of
 
 UNKNOWN_EVENT_SET = "unknown event set: no event set has this name or TikTok event set ID"
+
+
+class ScopedTrigger(NamedTuple):
+    """A trigger and the event sets its sender may post to (None: every one of the
+    workspace). An event set outside them is answered exactly as one that does not exist."""
+
+    trigger: TriggerIn
+    event_set_ids: Collection[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,7 @@ class AcceptedTrigger:
 
 
 def find_event_set(session: Session, reference: str) -> EventSet | None:
-    """By our name or by the TikTok event set ID / pixel code."""
+    """By our name or by the TikTok event set ID / pixel code, in the session's workspace."""
     return session.scalars(
         select(EventSet)
         .where(or_(EventSet.name == reference, EventSet.source_id == reference))
@@ -43,24 +53,26 @@ def occurrence_key(trigger: TriggerIn) -> str:
 
 
 def accept_trigger(session: Session, trigger: TriggerIn, settings: Settings) -> AcceptedTrigger:
-    [outcome] = accept_triggers(session, [trigger], settings)
+    [outcome] = accept_triggers(session, [ScopedTrigger(trigger)], settings)
     if isinstance(outcome, InputRejected):
         raise outcome
     return outcome
 
 
 def accept_triggers(
-    session: Session, triggers: Sequence[TriggerIn], settings: Settings
+    session: Session, triggers: Sequence[ScopedTrigger], settings: Settings
 ) -> list[AcceptedTrigger | InputRejected]:
-    """One answer per trigger, in order: accepted (maybe as a duplicate) or rejected."""
+    """One answer per trigger, in order: accepted (maybe as a duplicate) or rejected. The
+    session is scoped to the workspace the triggers are sent to."""
+    workspace_id = workspace_of(session)
     outcomes: list[AcceptedTrigger | InputRejected | None] = [None] * len(triggers)
-    event_sets = _event_set_ids(session, {t.event_set for t in triggers})
+    event_sets = _event_set_ids(session, workspace_id, {t.trigger.event_set for t in triggers})
     keys_by_lead: dict[str, list[HashedKeys]] = {}
     rows: list[tuple[int, dict[str, object]]] = []
-    for index, trigger in enumerate(triggers):
+    for index, (trigger, allowed) in enumerate(triggers):
         try:
             event_set_id = event_sets.get(trigger.event_set)
-            if event_set_id is None:
+            if event_set_id is None or (allowed is not None and event_set_id not in allowed):
                 # Not named: a caller's mistake here may be an email or phone number.
                 raise InputRejected.one("event_set", UNKNOWN_EVENT_SET)
             if trigger.match_keys is not None:
@@ -75,6 +87,7 @@ def accept_triggers(
                 index,
                 {
                     "event_set_id": event_set_id,
+                    "workspace_id": workspace_id,
                     "lead_ref": trigger.lead_id,
                     "trigger_type": trigger.type,
                     "occurred_at": trigger.occurred_at,
@@ -85,7 +98,7 @@ def accept_triggers(
                 },
             )
         )
-    merge_lead_keys(session, keys_by_lead)
+    merge_lead_keys(session, workspace_id, keys_by_lead)
     for index, accepted in _insert_once(session, rows).items():
         outcomes[index] = accepted
     return [o for o in outcomes if o is not None]
@@ -96,18 +109,23 @@ _EVENT_SETS = EventSet.__table__
 _EVENT_SETS_BY_REFERENCE = (
     select(_EVENT_SETS.c.id, _EVENT_SETS.c.name, _EVENT_SETS.c.source_id)
     .where(
+        _EVENT_SETS.c.workspace_id == bindparam("workspace_id"),
         or_(
             _EVENT_SETS.c.name.in_(bindparam("references", expanding=True)),
             _EVENT_SETS.c.source_id.in_(bindparam("references", expanding=True)),
-        )
+        ),
     )
     .order_by(_EVENT_SETS.c.id.desc())
 )
 
 
-def _event_set_ids(session: Session, references: set[str]) -> dict[str, int]:
+def _event_set_ids(session: Session, workspace_id: int, references: set[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for event_set in session.execute(_EVENT_SETS_BY_REFERENCE, {"references": list(references)}):
+    for event_set in session.execute(
+        _EVENT_SETS_BY_REFERENCE,
+        {"references": list(references), "workspace_id": workspace_id},
+        execution_options={FILTERED_OPTION: True},
+    ):
         for reference in (event_set.source_id, event_set.name):
             if reference in references:
                 found[reference] = event_set.id

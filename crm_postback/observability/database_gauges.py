@@ -25,6 +25,7 @@ from models import (
     utcnow,
 )
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class OutboxCollector:
             "postback_database_up", "1 when the outbox gauges could be read from the database."
         )
         try:
-            with session_scope() as session:
+            with session_scope(workspace=ALL_WORKSPACES) as session:
                 families = list(_outbox_families(session, self._now or utcnow()))
         except Exception as error:
             log.warning("metrics: outbox gauges unavailable (%s)", type(error).__name__)

@@ -32,6 +32,7 @@ from crm_postback.web.shapes import (
     TriggersAnswer,
 )
 from crm_postback.web.validation import validate
+from models import DEFAULT_WORKSPACE_ID
 from models.db import session_scope
 
 router = APIRouter(tags=["ingest"])
@@ -236,7 +237,7 @@ def _history(lead_id: str) -> dict[str, Any]:
     problems = _path_problems(lead_id)
     if problems:
         raise RequestRejected(422, problems)
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         return asdict(lead_history(session, lead_id.strip()))
 
 

@@ -22,6 +22,7 @@ from crm_postback.configuration.api_keys import create_key
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread, require_service  # type: ignore[import-not-found]
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -82,7 +83,7 @@ def page(playwright_browser: Any, request: pytest.FixtureRequest) -> Iterator[An
 
 @pytest.fixture
 def server(sqlite_db: str, simulator: SimulatorControl, eager: None) -> Iterator[str]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         create_user(session, "admin", ADMIN_PASSWORD)
         session.commit()
     with app_in_thread(create_app()) as url:
@@ -91,7 +92,7 @@ def server(sqlite_db: str, simulator: SimulatorControl, eager: None) -> Iterator
 
 @pytest.fixture
 def ingest_key(server: str) -> str:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         new = create_key(session, "acme-router")
         session.commit()
     return new.key

@@ -14,6 +14,7 @@ from crm_postback.api import InputRejected, enqueue_trigger, enqueue_triggers, u
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Postback, PostbackStatus, Trigger, TriggerStatus
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 RAW_EMAIL = "Jane.Doe+crm@Example.com"
 RAW_PHONE = "(213) 373-4253"
@@ -36,7 +37,7 @@ def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
 
 
 def postbacks(lead: str = "L-1") -> list[Postback]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(
             session.scalars(select(Postback).where(Postback.lead_ref == lead).order_by(Postback.id))
         )
@@ -122,7 +123,7 @@ def test_bad_input_is_refused_naming_the_field(
         enqueue_trigger({**submitted(), **change})
     assert caught.value.errors[0].field == field
     assert "call me" not in str(caught.value)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(Trigger.id)) is None
         assert session.scalar(select(Lead.id)) is None
 
@@ -155,14 +156,14 @@ def test_trigger_for_unknown_lead_waits_then_fails_naming_lead_id(
     from tests.conftest import apply_env  # type: ignore[import-not-found]
 
     enqueue_trigger(trigger("lead.sold", lead="ghost", attributes={"value": 1}))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         waiting = session.scalars(select(Trigger)).one()
         assert waiting.status == TriggerStatus.WAITING_FOR_LEAD
     apply_env(monkeypatch, LEAD_WAIT_SECONDS="0")
     from worker.tasks import process_triggers
 
     process_triggers([waiting.id])
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         failed = session.get(Trigger, waiting.id)
         assert failed is not None and failed.status == TriggerStatus.FAILED
         assert (failed.error or "").startswith("lead_id:")
@@ -174,7 +175,7 @@ def test_waiting_trigger_is_sent_once_the_lead_arrives(ready: SimulatorControl) 
     upsert_lead_keys("late", {"email": "late@example.com"})
     from worker.tasks import process_triggers
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         trigger_id = session.scalars(select(Trigger.id)).one()
     process_triggers([trigger_id])
     assert [e["event"] for e in ready.events()] == ["lead_sold"]
@@ -188,7 +189,7 @@ def test_broker_down_at_enqueue_keeps_the_trigger(
     make_event_set()
     apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")
     accepted = enqueue_trigger(submitted())
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         stored = session.get(Trigger, accepted.trigger_id)
         assert stored is not None and stored.status == TriggerStatus.RECEIVED
 
@@ -202,6 +203,6 @@ def test_text_that_cannot_be_stored_is_refused_naming_the_field(ready: Simulator
     )
     assert [item.accepted is not None for item in items] == [True, False, True]
     assert [e.field for e in items[1].errors] == ["match_keys.ttclid"]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         refs = set(session.scalars(select(Trigger.lead_ref)))
     assert refs == {"L-ok", "L-ok2"}

@@ -22,6 +22,7 @@ from models.bulk import (
     planned_for_its_parameters,
 )
 from models.db import get_engine, session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 AWKWARD_TEXTS = ['quote " and \\ backslash', "comma, {brace} and 'apostrophe'", "naïve ✓", ""]
 
@@ -63,7 +64,7 @@ def test_bulk_insert_round_trips_every_value(
     database: str, make_event_set: Any, count: int
 ) -> None:
     rows = _trigger_rows(_event_set(make_event_set), count)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         returned = bulk_insert(
             session,
             Trigger.__table__,
@@ -73,7 +74,7 @@ def test_bulk_insert_round_trips_every_value(
         )
         session.commit()
     assert sorted(r.idempotency_key for r in returned) == sorted(r["idempotency_key"] for r in rows)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         stored = {t.idempotency_key: t for t in session.scalars(select(Trigger))}
     for row in rows:
         trigger = stored[row["idempotency_key"]]
@@ -84,7 +85,7 @@ def test_bulk_insert_round_trips_every_value(
 
 def test_conflicting_rows_are_skipped_and_not_returned(database: str, make_event_set: Any) -> None:
     rows = _trigger_rows(_event_set(make_event_set), 200)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         bulk_insert(session, Trigger.__table__, rows[:100])
         again = bulk_insert(
             session,
@@ -111,10 +112,10 @@ def test_json_lists_and_missing_values_in_a_long_insert(database: str) -> None:
         }
         for n in range(120)
     ]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         bulk_insert(session, Lead.__table__, rows)
         session.commit()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         stored = {lead.lead_ref: lead for lead in session.scalars(select(Lead))}
     for row in rows:
         assert stored[row["lead_ref"]].ttclid == row["ttclid"]
@@ -126,7 +127,7 @@ def test_matches_any_finds_exactly_the_given_values(
     database: str, make_event_set: Any, count: int
 ) -> None:
     rows = _trigger_rows(_event_set(make_event_set), 1_000)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         bulk_insert(session, Trigger.__table__, rows)
         session.commit()
         wanted = [f"L-{n}" for n in range(0, 2 * count, 2)]
@@ -162,7 +163,7 @@ def test_lookups_planned_for_their_parameters_are_never_prepared(pg_db: str) -> 
     lookup = select(Lead.lead_ref).where(
         Lead.lead_ref == any_(array_param(refs, Lead.lead_ref.type))
     )
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         with planned_for_its_parameters(session):
             for _ in range(10):
                 session.execute(lookup).all()
@@ -174,5 +175,8 @@ def test_lookups_planned_for_their_parameters_are_never_prepared(pg_db: str) -> 
 
 
 def test_planned_for_its_parameters_is_a_no_op_on_sqlite(sqlite_db: str) -> None:
-    with session_scope() as session, planned_for_its_parameters(session):
+    with (
+        session_scope(workspace=ALL_WORKSPACES) as session,
+        planned_for_its_parameters(session),
+    ):
         assert session.execute(select(Lead.lead_ref)).all() == []

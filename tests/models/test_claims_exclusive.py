@@ -20,6 +20,7 @@ from crm_postback.api import enqueue_trigger
 from crm_postback.core.settings import get_settings
 from models import Postback, PostbackStatus, utcnow
 from models.db import in_transaction, session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from worker import delivery, processing
 
 Result = TypeVar("Result")
@@ -53,11 +54,11 @@ def while_held(first: Callable[[Session], Any], second: Callable[[Session], Resu
 
     def run_second() -> None:
         try:
-            got.append(in_transaction(second))
+            got.append(in_transaction(second, workspace=ALL_WORKSPACES))
         except BaseException as error:  # reported by the test
             failed.append(error)
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         first(session)
         other = threading.Thread(target=run_second)
         other.start()
@@ -86,8 +87,10 @@ def test_triggers_taken_by_one_worker_are_not_taken_by_another(backend: str) -> 
 
 
 def test_outbox_rows_claimed_by_one_worker_are_not_claimed_by_another(backend: str) -> None:
-    in_transaction(resolve_and_claim)
-    with session_scope() as session:  # every row due again, as after a failed attempt
+    in_transaction(resolve_and_claim, workspace=ALL_WORKSPACES)
+    with session_scope(
+        workspace=ALL_WORKSPACES
+    ) as session:  # every row due again, as after a failed attempt
         session.execute(
             update(Postback).values(
                 status=PostbackStatus.RETRYING,
@@ -109,8 +112,8 @@ def test_outbox_rows_claimed_by_one_worker_are_not_claimed_by_another(backend: s
 
 
 def test_the_sweepers_reservation_is_exclusive(backend: str) -> None:
-    in_transaction(resolve_and_claim)
-    with session_scope() as session:
+    in_transaction(resolve_and_claim, workspace=ALL_WORKSPACES)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.execute(
             update(Postback).values(
                 status=PostbackStatus.RETRYING,

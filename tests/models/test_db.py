@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select, text
 import models.db
 from models import Trigger
 from models.db import get_engine, session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 
 def _backend_pid(engine: Engine) -> int:
@@ -93,7 +94,7 @@ def test_intake_retries_once_when_its_connection_died_unpinged(
     second = enqueue_trigger(_trigger("k-2"))
     assert "database connection lost" in caplog.text  # the first try failed, the retry won
     assert not second.duplicate and second.trigger_id != first.trigger_id
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         keys = session.scalars(select(Trigger.idempotency_key).order_by(Trigger.id)).all()
     assert keys == ["k-1", "k-2"]
 

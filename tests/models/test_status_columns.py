@@ -10,9 +10,16 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import StatementError
 
-from models import EventSet, EventSetKind, EventSetStatus, Trigger, TriggerStatus
+from models import (
+    EventSet,
+    EventSetKind,
+    EventSetStatus,
+    Trigger,
+    TriggerStatus,
+)
 from models.bulk import ARRAY_FORM_FROM_ROWS, bulk_insert, matches_any
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -22,8 +29,8 @@ def database(request: pytest.FixtureRequest) -> str:
 
 
 def _event_set() -> int:
-    with session_scope() as session:
-        event_set = EventSet(name="acme", source_id="ES1", sealed_token="env:TOKEN")
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        event_set = EventSet(name="acme", source_id="ES1", sealed_token="env:TOKEN", workspace_id=1)
         session.add(event_set)
         session.commit()
         return event_set.id
@@ -52,11 +59,11 @@ def _trigger_rows(event_set_id: int, count: int) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("count", [3, ARRAY_FORM_FROM_ROWS * 2])
 def test_bulk_inserted_statuses_are_stored_as_their_values(database: str, count: int) -> None:
     rows = _trigger_rows(_event_set(), count)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         bulk_insert(session, Trigger.__table__, rows)
         session.commit()
     expected = {row["idempotency_key"]: str(row["status"]) for row in rows}
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         stored = dict(session.execute(text("select idempotency_key, status from triggers")).all())
         read = {t.idempotency_key: t.status for t in session.scalars(select(Trigger))}
         waiting = session.scalars(
@@ -75,7 +82,7 @@ def test_bulk_inserted_statuses_are_stored_as_their_values(database: str, count:
 
 def test_orm_defaults_and_reads_are_members(database: str) -> None:
     event_set_id = _event_set()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.get_one(EventSet, event_set_id)
         assert event_set.kind is EventSetKind.CRM
         assert event_set.status is EventSetStatus.ACTIVE
@@ -87,13 +94,13 @@ def test_orm_defaults_and_reads_are_members(database: str) -> None:
 
 def test_a_value_outside_the_enum_is_refused(database: str) -> None:
     event_set_id = _event_set()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.get_one(EventSet, event_set_id).status = "asleep"
         with pytest.raises(StatementError, match="'asleep' is not a value of EventSetStatus"):
             session.flush()
     row = _trigger_rows(event_set_id, 1)[0] | {"status": "lost"}
     with (
-        session_scope() as session,
+        session_scope(workspace=ALL_WORKSPACES) as session,
         pytest.raises(StatementError, match="'lost' is not a value of TriggerStatus"),
     ):
         session.execute(insert(Trigger), [row])

@@ -37,8 +37,15 @@ from crm_postback.tiktok.response_outcomes import (
     REQUEST_ID_CHARS,
     Outcome,
 )
-from models import DeliveryAttempt, EventSet, Postback, PostbackStatus, Trigger
+from models import (
+    DeliveryAttempt,
+    EventSet,
+    Postback,
+    PostbackStatus,
+    Trigger,
+)
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 from worker.processing import process_triggers
 from worker.tasks import deliver
@@ -193,17 +200,17 @@ def sold(lead: str) -> dict[str, Any]:
 
 
 def rows() -> list[Postback]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(Postback).order_by(Postback.id)))
 
 
 def attempts() -> list[DeliveryAttempt]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(DeliveryAttempt).order_by(DeliveryAttempt.id)))
 
 
 def event_set() -> EventSet:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         found = session.scalars(select(EventSet)).one()
         session.expunge(found)
         return found
@@ -242,7 +249,7 @@ def _sender(monkeypatch: pytest.MonkeyPatch, make_event_set: Callable[..., int])
         apply_env(monkeypatch, TIKTOK_API_BASE_URL=server.url)
         for n in range(count):
             enqueue_trigger(sold(f"L-{n}"))
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             ids = list(session.scalars(select(Trigger.id)))
             process_triggers(session, ids, get_settings(), datetime.now(UTC))
             session.commit()
@@ -326,7 +333,7 @@ def test_tiktoks_own_rejection_is_still_bisected(send_through: SendThrough) -> N
         return Reply(body=envelope(0, "OK", "r-2"))
 
     def poison(ids: list[int]) -> None:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             row = session.get(Postback, ids[1])
             assert row is not None and row.payload is not None
             row.payload = {**row.payload, "user": {"email": [POISON]}}

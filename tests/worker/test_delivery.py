@@ -14,8 +14,15 @@ from crm_postback.configuration.audit import SYSTEM_ACTOR
 from crm_postback.configuration.event_set_service import get_event_set, rotate_token
 from crm_postback.core.settings import get_settings
 from crm_postback.simulator import SimulatorControl
-from models import DeliveryAttempt, EventSet, Mapping, Postback, PostbackStatus
+from models import (
+    DeliveryAttempt,
+    EventSet,
+    Mapping,
+    Postback,
+    PostbackStatus,
+)
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN, apply_env  # type: ignore[import-not-found]
 from worker.tasks import deliver, sweep_due_postbacks
 
@@ -34,7 +41,7 @@ def sold(lead: str, value: float = 10, minutes_ago: float = 5, **extra: Any) -> 
 
 
 def rows() -> list[Postback]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(Postback).order_by(Postback.id)))
 
 
@@ -43,7 +50,7 @@ def process_all() -> None:
     from models import Trigger
     from worker.processing import process_triggers
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         ids = list(session.scalars(select(Trigger.id)))
         process_triggers(session, ids, get_settings(), datetime.now(UTC))
         session.commit()
@@ -51,7 +58,7 @@ def process_all() -> None:
 
 def make_due() -> None:
     """Moves the clock for the outbox: every waiting row becomes due now."""
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.execute(
             update(Postback)
             .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1), lease_until=None)
@@ -84,7 +91,7 @@ def test_server_errors_are_retried_then_delivered_with_the_same_event_id(
     [row] = rows()
     assert row.status == PostbackStatus.DELIVERED and row.attempts == 2
     assert [e["event_id"] for e in ready.events()] == [row.event_id]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         outcomes = session.scalars(select(DeliveryAttempt.outcome).order_by(DeliveryAttempt.id))
         assert list(outcomes) == ["transient", "delivered"]
 
@@ -119,13 +126,13 @@ def test_token_error_pauses_the_event_set_without_burning_attempts(
     enqueue_trigger(sold("L-1"))
     [row] = rows()
     assert (row.status, row.attempts, row.last_code) == (PostbackStatus.PENDING, 0, 40105)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = get_event_set(session, "acme")
         assert event_set.status == "paused" and "40105" in (event_set.paused_reason or "")
     sweep_due_postbacks()  # paused: nothing is sent
     assert ready.stats()["events_accepted"] == 0
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         rotate_token(
             session,
             get_settings(),
@@ -146,7 +153,7 @@ def test_poison_event_is_isolated_and_the_rest_delivered(ready: SimulatorControl
     for n in range(5):
         enqueue_trigger(sold(f"L-{n}"))
     process_all()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         poison = session.scalars(select(Postback).order_by(Postback.id).offset(2)).first()
         assert poison is not None
         poison.payload = {**poison.payload, "user": {"email": ["NOT-HASHED@example.com"]}}
@@ -172,7 +179,7 @@ def test_events_older_than_the_age_limit_expire_unsent(ready: SimulatorControl) 
 def test_mapping_deleted_while_postback_waits_is_still_delivered(ready: SimulatorControl) -> None:
     ready.set_faults(http_5xx_rate=1.0)
     enqueue_trigger(sold("L-1"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         for mapping in session.scalars(select(Mapping)):
             session.delete(mapping)
         session.commit()
@@ -187,7 +194,9 @@ def test_worker_that_died_mid_call_is_recovered_after_its_lease(ready: Simulator
     ready.set_faults(http_5xx_rate=1.0)
     enqueue_trigger(sold("L-1"))
     ready.set_faults(http_5xx_rate=0.0)
-    with session_scope() as session:  # as if a worker claimed it and was SIGKILLed
+    with session_scope(
+        workspace=ALL_WORKSPACES
+    ) as session:  # as if a worker claimed it and was SIGKILLed
         session.execute(
             update(Postback).values(
                 status="sending", lease_until=datetime.now(UTC) - timedelta(seconds=1)
@@ -202,7 +211,7 @@ def test_worker_that_died_mid_call_is_recovered_after_its_lease(ready: Simulator
 def test_a_message_that_keeps_killing_its_worker_ends_dead(ready: SimulatorControl) -> None:
     ready.set_faults(http_5xx_rate=1.0)
     enqueue_trigger(sold("L-1"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.execute(
             update(Postback).values(
                 status="sending", attempts=99, lease_until=datetime.now(UTC) - timedelta(seconds=1)
@@ -270,13 +279,13 @@ def test_pixel_event_set_sends_web_fields(
 def test_paused_event_set_holds_postbacks_until_resumed(ready: SimulatorControl) -> None:
     from crm_postback.configuration.event_set_service import pause, resume
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         pause(get_event_set(session, "acme"), "operator", actor=SYSTEM_ACTOR)
         session.commit()
     enqueue_trigger(sold("L-1"))
     assert rows()[0].status == PostbackStatus.PENDING
     assert ready.stats()["requests_total"] == 0
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         resume(session, session.scalars(select(EventSet)).one(), actor=SYSTEM_ACTOR)
         session.commit()
     sweep_due_postbacks()
@@ -287,7 +296,7 @@ def test_throttling_slows_the_whole_event_set(ready: SimulatorControl) -> None:
     ready.set_faults(throttle_rate=1.0)
     enqueue_trigger(sold("L-1"))
     ready.set_faults(throttle_rate=0.0)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.scalars(select(EventSet)).one()
         assert event_set.throttled_until is not None
         assert event_set.throttled_until > datetime.now(UTC) + timedelta(seconds=20)
@@ -297,7 +306,7 @@ def test_throttling_slows_the_whole_event_set(ready: SimulatorControl) -> None:
     assert ready.stats()["events_accepted"] == 0
     assert {r.status for r in rows()} == {PostbackStatus.PENDING, PostbackStatus.RETRYING}
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.execute(update(EventSet).values(throttled_until=datetime.now(UTC)))
         session.commit()
     make_due()
@@ -319,20 +328,22 @@ def test_token_rotated_while_a_request_was_in_flight_does_not_pause(
     enqueue_trigger(sold("L-1"))
     process_all()
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         batches = delivery.claim(session, [r.id for r in rows()], settings, utcnow())
         session.commit()
     client = EventsApiClient(settings.tiktok_api_base_url, settings.http_timeout)
     results = [r for b in batches for r in delivery.send(client, b)]  # old token: 40105
-    with session_scope() as session:  # ... meanwhile the operator rotated the token
+    with session_scope(
+        workspace=ALL_WORKSPACES
+    ) as session:  # ... meanwhile the operator rotated the token
         rotate_token(
             session, settings, get_event_set(session, "acme"), "new-token", actor=SYSTEM_ACTOR
         )
         session.commit()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         delivery.record(session, results, settings, utcnow())
         session.commit()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert get_event_set(session, "acme").status == "active"
     app.conf.task_always_eager = True
     sweep_due_postbacks()
@@ -344,7 +355,7 @@ def test_an_admin_edit_of_a_mapping_applies_to_the_next_trigger(ready: Simulator
     from crm_postback.configuration.mapping_service import update_mapping
 
     enqueue_trigger(sold("L-1"))  # compiles and caches the mapping in this process
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         mapping = session.scalars(select(Mapping).where(Mapping.trigger_type == "lead.sold")).one()
         update_mapping(
             session,

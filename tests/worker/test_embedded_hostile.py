@@ -22,6 +22,7 @@ from crm_postback.core.settings import get_settings
 from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, Postback, PostbackStatus
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import WorkerProcess, apply_env  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def status_counts() -> Counter[str]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return Counter(str(s) for s in session.scalars(select(Postback.status)))
 
 
@@ -141,7 +142,7 @@ def test_a_retry_is_resent_within_its_rung_and_two_sweeps_behind_a_burst_of_wake
     wait_for(
         lambda: status_counts()[PostbackStatus.DELIVERED] == 1, 90, "the retry to be delivered"
     )
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         first, second = session.scalars(
             select(DeliveryAttempt.attempted_at).order_by(DeliveryAttempt.id)
         ).all()
@@ -183,7 +184,7 @@ def test_erase_leaves_the_raw_keys_in_no_file_of_the_database(
         trigger("lead.sold", "L-erase", match_keys={**keys, "user_agent": RAW_UA + " (2)"})
     )
     simulator.wait_for_events(3, timeout=30)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(Postback)) == 3
     files = [Path(get_settings().embedded_database_path)]
     files += [files[0].with_name(files[0].name + suffix) for suffix in ("-wal", "-shm")]

@@ -18,6 +18,7 @@ from crm_postback.api import enqueue_trigger
 from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, Postback
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import WorkerProcess, free_port  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 40) -> N
 
 
 def outbox() -> dict[str, int]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return dict(
             session.execute(select(Postback.status, func.count()).group_by(Postback.status)).all()
         )
@@ -87,7 +88,7 @@ def test_worker_metrics_match_the_outbox(
 
     metrics = scrape(url)
     events = metrics["postback_events_total"]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         attempts = session.execute(
             select(
                 DeliveryAttempt.outcome,

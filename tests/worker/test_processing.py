@@ -13,6 +13,7 @@ from crm_postback.api import enqueue_trigger
 from crm_postback.core.settings import get_settings
 from models import Trigger, TriggerStatus
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from worker.processing import begin_attempt
 
 
@@ -31,15 +32,17 @@ def test_trigger_that_keeps_killing_workers_is_failed_at_the_cap(
     )
     settings = get_settings()
     for run in range(settings.max_processing_attempts):
-        with session_scope() as session:  # each run is counted, then the worker "dies"
+        with session_scope(
+            workspace=ALL_WORKSPACES
+        ) as session:  # each run is counted, then the worker "dies"
             assert begin_attempt(session, [accepted.trigger_id], settings, datetime.now(UTC)) == [
                 accepted.trigger_id
             ], run
             session.commit()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert begin_attempt(session, [accepted.trigger_id], settings, datetime.now(UTC)) == []
         session.commit()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         trigger = session.scalars(select(Trigger)).one()
         assert trigger.status == TriggerStatus.FAILED
         assert "did not finish in 5 runs" in (trigger.error or "")
@@ -65,7 +68,7 @@ def test_redelivered_message_counts_the_run_before_processing(
         process_triggers.run([accepted.trigger_id])
     finally:
         process_triggers.pop_request()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         trigger = session.get(Trigger, accepted.trigger_id)
         assert trigger is not None
         assert (trigger.attempts, trigger.status) == (1, TriggerStatus.RESOLVED)
@@ -87,7 +90,7 @@ def test_first_delivery_skips_the_extra_commit(
         }
     )
     process_triggers.run([accepted.trigger_id])
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         trigger = session.get(Trigger, accepted.trigger_id)
         assert trigger is not None
         assert (trigger.attempts, trigger.status) == (0, TriggerStatus.RESOLVED)
@@ -119,25 +122,25 @@ def test_a_full_batch_lets_another_worker_take_the_next_one_before_its_work(
     open_when_woken: list[int] = []
 
     def second_worker() -> None:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             open_when_woken.extend(
                 session.scalars(
                     select(Trigger.id).where(Trigger.status == TriggerStatus.RECEIVED)
                 ).all()
             )
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             done = process_triggers(session, [], settings, datetime.now(UTC), also_ready=2)
             session.commit()
         taken_by_second.append(done.taken)
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         first = process_triggers(
             session, [], settings, datetime.now(UTC), also_ready=2, wake_early=second_worker
         )
         session.commit()
     assert first.taken == 2 and taken_by_second == [2]
     assert sorted(open_when_woken) == stored  # the first batch was not committed yet
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         statuses = {
             row.id: row.status for row in session.execute(select(Trigger.id, Trigger.status))
         }
@@ -150,7 +153,7 @@ def test_a_partial_batch_wakes_nobody(sqlite_db: str, make_event_set: Callable[.
     make_event_set()
     enqueue_trigger(_submitted("L-1"))
     calls: list[int] = []
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         done = process_triggers(
             session, [], get_settings(), datetime.now(UTC), also_ready=2,
             wake_early=lambda: calls.append(1),
@@ -172,7 +175,7 @@ def test_on_sqlite_a_full_batch_wakes_the_next_worker_only_after_commit(
     open_when_woken: list[list[int]] = []
 
     def record_open_triggers(_settings: object) -> None:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             open_when_woken.append(
                 list(
                     session.scalars(
@@ -206,7 +209,7 @@ def test_a_broker_fault_while_waking_the_next_worker_keeps_the_batch(
 
     monkeypatch.setattr(wakeups, "claim_wakeup", broker_down)
     assert tasks.process_triggers.run([])["triggers"] == 2
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         statuses = {
             row.id: row.status for row in session.execute(select(Trigger.id, Trigger.status))
         }
@@ -244,7 +247,7 @@ def test_triggers_inserted_claimed_cost_the_same_statements_whatever_the_batch_s
     stored = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(size)]
     settings = get_settings()
     batches: list[Any] = []
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.expunge_all()
 
         def run() -> None:
@@ -255,7 +258,7 @@ def test_triggers_inserted_claimed_cost_the_same_statements_whatever_the_batch_s
         statements = _statements_of(run)
         session.commit()
     assert statements == ["SELECT"] * 4 + ["UPDATE", "INSERT"]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         rows = {row.id: row for row in session.scalars(select(Postback))}
     assert sorted(item.postback_id for batch in batches for item in batch.items) == sorted(rows)
     assert {(row.status, row.attempts) for row in rows.values()} == {(PostbackStatus.SENDING, 1)}
@@ -270,10 +273,10 @@ def test_triggers_inserted_reserved_are_leased_for_a_delivery_task(
 
     make_event_set()
     stored = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(3)]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         done = process_triggers(session, stored, get_settings(), datetime.now(UTC))
         session.commit()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         rows = list(session.scalars(select(Postback).order_by(Postback.id)))
     assert done.ready == [row.id for row in rows]
     assert {(row.status, row.attempts) for row in rows} == {(PostbackStatus.PENDING, 0)}

@@ -14,6 +14,7 @@ from crm_postback.observability import metric_definitions as metrics
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Postback, Trigger
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from worker import retention_tasks
 from worker.app import app
 
@@ -42,7 +43,7 @@ def _old_lead(n: int, days: float = 120) -> None:
         }
     )
     then = datetime.now(UTC) - timedelta(days=days)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         ref = f"L-{n}"
         session.execute(update(Lead).where(Lead.lead_ref == ref).values(updated_at=then))
         session.execute(update(Trigger).where(Trigger.lead_ref == ref).values(received_at=then))
@@ -76,7 +77,7 @@ def test_the_task_purges_and_counts(ready: None, caplog: pytest.LogCaptureFixtur
     )
     assert after - (before or 0) == 3
     assert "cleared the match keys of 3 lead(s) and 3 stored event bod(ies)" in caplog.text
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         ttclids = dict(session.execute(select(Lead.lead_ref, Lead.ttclid)).all())
     assert ttclids == {"L-0": None, "L-1": None, "L-2": None, "L-9": "E.C.P.9"}
     assert retention_tasks.purge_expired_data.apply().get() == {

@@ -15,6 +15,7 @@ from crm_postback.api import enqueue_trigger
 from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus, Trigger, TriggerStatus
 from models.db import get_engine, session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import WorkerProcess, apply_env  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "")
 
 
 def statuses() -> list[str]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(Postback.status).order_by(Postback.id)))
 
 
@@ -105,7 +106,7 @@ def test_lifecycle_through_real_worker_redis_and_postgres(
     assert purchase["lead"] == {"lead_id": "7399", "lead_event_source": "crm-postback"}
     wait_for(lambda: statuses() == ["delivered"] * 3, what="outbox to record delivery")
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         request_ids = set(session.scalars(select(Postback.last_request_id)))
     assert request_ids == {e["request_id"] for e in received}
     sent = json.dumps([e["payload"] for e in received])
@@ -148,12 +149,12 @@ def test_bad_triggers_end_explained_and_the_worker_keeps_going(
     simulator.wait_for_events(1, timeout=30)
 
     def explained() -> bool:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             ghost = session.scalars(select(Trigger).where(Trigger.lead_ref == "ghost")).one()
             return ghost.status == TriggerStatus.FAILED
 
     wait_for(explained, timeout=30, what="the unknown lead to fail")
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         ghost = session.scalars(select(Trigger).where(Trigger.lead_ref == "ghost")).one()
         by_event = {p.event_name: p for p in session.scalars(select(Postback))}
     assert (ghost.error or "").startswith("lead_id:")

@@ -10,7 +10,7 @@ from crm_postback.commands.lookups import MAX_BIG_ID, row_id
 from crm_postback.configuration import audit
 from crm_postback.web.admin.page_rendering import render
 from crm_postback.web.admin.security import AdminDep
-from models import EventSet
+from models import DEFAULT_WORKSPACE_ID, EventSet
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -21,7 +21,7 @@ PAGE_SIZE = 50
 def audit_page(
     request: Request, admin: AdminDep, event_set: str = "", before: str = ""
 ) -> HTMLResponse:
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         # A value that cannot be an id (not a number, too large) filters nothing, like none.
         selected = row_id(event_set)
         found = audit.entries(

@@ -21,6 +21,7 @@ from crm_postback.web.admin.json_api_support import (
     reject_unknown,
     text_field,
 )
+from models import DEFAULT_WORKSPACE_ID
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
 @router.get("/delivery", summary="Postback counts by event set and status, TikTok's last errors")
 async def delivery_api(admin: ApiAdmin, event_set: str | None = None) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             selected = load_event_set(session, event_set).id if event_set else None
             return {
                 "counts": status_counts(session),

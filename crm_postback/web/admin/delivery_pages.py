@@ -19,7 +19,7 @@ from crm_postback.operations.postback_reports import lead_history, status_counts
 from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.web.admin.page_rendering import STATUS_ORDER, flash, render, see_other
 from crm_postback.web.admin.security import AdminDep, checked_form
-from models import EventSet, Lead, Postback
+from models import DEFAULT_WORKSPACE_ID, EventSet, Lead, Postback
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -32,7 +32,7 @@ def delivery_page(
     lead = lead.strip()
     if len(lead) > 256 or not is_plain_text(lead):
         lead = ""  # no lead id is like that; PostgreSQL would refuse a NUL in the query
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         selected = row_id(event_set)
         names = {es.id: es.name for es in session.scalars(select(EventSet).order_by(EventSet.name))}
         history = lead_history(session, lead) if lead else None

@@ -39,7 +39,7 @@ from crm_postback.web.admin.json_api_support import (
     text_field,
 )
 from crm_postback.web.admin.mapping_json_api import mapping_json
-from models import EventSet
+from models import DEFAULT_WORKSPACE_ID, EventSet
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
@@ -77,7 +77,7 @@ def event_set_json(event_set: EventSet) -> dict[str, Any]:
 @router.get("/event-sets", summary="List event sets (tokens masked)")
 async def list_event_sets(admin: ApiAdmin) -> Any:
     def read() -> list[dict[str, Any]]:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             rows = session.scalars(select(EventSet).order_by(EventSet.name))
             return [event_set_json(es) for es in rows]
 
@@ -108,7 +108,7 @@ async def create_event_set_api(request: Request, admin: ApiAdmin) -> Any:
 @router.get("/event-sets/{reference}", summary="One event set, by name or TikTok ID")
 async def get_event_set_api(reference: str, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             event_set = load_event_set(session, reference)
             return {
                 **event_set_json(event_set),

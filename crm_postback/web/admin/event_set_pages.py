@@ -43,7 +43,7 @@ from crm_postback.web.admin.page_rendering import (
 )
 from crm_postback.web.admin.security import AdminDep, checked_form
 from mappings.rules import Condition, PropertyRules
-from models import EventSet, Mapping
+from models import DEFAULT_WORKSPACE_ID, EventSet, Mapping
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -65,7 +65,7 @@ EVENT_SET_FIELDS = (
 @router.get("/event-sets")
 def event_sets_page(request: Request, admin: AdminDep) -> HTMLResponse:
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         rows = list(session.scalars(select(EventSet).order_by(EventSet.name)))
         mapping_counts = dict(
             session.execute(
@@ -155,7 +155,7 @@ async def event_set_create(request: Request, admin: AdminDep) -> Response:
 @router.get("/event-sets/{event_set_id}")
 def event_set_page(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, event_set_id)
         rows = [
             {
@@ -193,7 +193,7 @@ def _properties_text(mapping: Mapping) -> list[str]:
 @router.get("/event-sets/{event_set_id}/edit")
 def event_set_edit(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
     settings = get_settings()
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, event_set_id)
         return _render_form(
             request,
@@ -224,7 +224,7 @@ async def event_set_save(request: Request, event_set_id: int, admin: AdminDep) -
     except NotFound:
         raise
     except InputRejected as rejected:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             event_set = load_event_set(session, event_set_id)
             hint = token_hint(event_set.sealed_token, get_settings())
             values["event_set_id"], values["kind"] = event_set.source_id, event_set.kind

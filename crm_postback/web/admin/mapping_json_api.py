@@ -40,7 +40,7 @@ from crm_postback.web.admin.json_api_support import (
     read_object,
     reject_unknown,
 )
-from models import Mapping
+from models import DEFAULT_WORKSPACE_ID, Mapping
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
@@ -70,7 +70,7 @@ def _entry(body: dict[str, Any]) -> MappingEntry:
 @router.get("/event-sets/{reference}/mappings", summary="The event set's mappings")
 async def list_mappings_api(reference: str, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             event_set = load_event_set(session, reference)
             return {"mappings": [mapping_json(m) for m in list_mappings(session, event_set)]}
 
@@ -91,7 +91,7 @@ async def create_mapping_api(reference: str, request: Request, admin: ApiAdmin) 
 @router.get("/event-sets/{reference}/mappings/{mapping_id}", summary="One mapping")
 async def get_mapping_api(reference: str, mapping_id: int, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             return mapping_json(load_mapping(session, mapping_id, reference))
 
     return await in_thread(read)
@@ -138,7 +138,7 @@ class YamlResponse(Response):
 )
 async def export_api(reference: str, admin: ApiAdmin) -> Response:
     def read() -> str:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             event_set = load_event_set(session, reference)
             return export_mappings(event_set, list_mappings(session, event_set))
 
@@ -205,7 +205,7 @@ async def preview_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
         raise fail(422, "trigger_id", "must be a trigger id")
 
     def act() -> dict[str, Any]:
-        with session_scope() as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             event_set = load_event_set(session, reference)
             try:
                 shown = preview(

@@ -42,7 +42,7 @@ from crm_postback.web.admin.page_rendering import (
 from crm_postback.web.admin.preview_pages import PreviewInput, run_preview
 from crm_postback.web.admin.security import AdminDep, checked_form
 from mappings.validation import BUILT_IN_TRIGGERS
-from models import EventSet, Mapping, Trigger
+from models import DEFAULT_WORKSPACE_ID, EventSet, Mapping, Trigger
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -60,7 +60,7 @@ def attachment(filename: str) -> str:
 
 @router.get("/event-sets/{event_set_id}/mappings.yaml")
 def export_yaml(request: Request, event_set_id: int, admin: AdminDep) -> Response:
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, event_set_id)
         text = export_mappings(event_set, list_mappings(session, event_set))
         filename = f"{event_set.name}-mappings.yaml"
@@ -141,7 +141,7 @@ def _mapping_form_page(
 
 @router.get("/event-sets/{event_set_id}/mappings/new")
 def mapping_new(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, event_set_id)
         form = MappingForm(trigger="lead.submitted")
         return _mapping_form_page(
@@ -153,7 +153,7 @@ def mapping_new(request: Request, event_set_id: int, admin: AdminDep) -> HTMLRes
 def mapping_edit(
     request: Request, event_set_id: int, mapping_id: int, admin: AdminDep
 ) -> HTMLResponse:
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, event_set_id)
         mapping = load_mapping(session, mapping_id, event_set.id)
         form = MappingForm.from_mapping(
@@ -202,7 +202,7 @@ def _mapping_submit(
         else:
             flash(request, message)
             return see_other(request, f"/event-sets/{event_set_id}")
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, event_set_id)
         mapping = (
             load_mapping(session, mapping_id, event_set.id) if mapping_id is not None else None

@@ -22,7 +22,7 @@ from crm_postback.core.settings import get_settings
 from crm_postback.web.admin.page_rendering import recent_leads, render
 from crm_postback.web.admin.security import AdminDep, checked_form
 from mappings.validation import BUILT_IN_TRIGGERS
-from models import EventSet, Trigger
+from models import DEFAULT_WORKSPACE_ID, EventSet, Trigger
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -92,7 +92,7 @@ def run_preview(
 def _preview_page(
     request: Request, admin: Admin, event_set_id: int, given: PreviewInput, run: bool
 ) -> HTMLResponse:
-    with session_scope() as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = load_event_set(session, event_set_id)
         shown: Preview | None = None
         problems: list[str] = []

@@ -21,6 +21,7 @@ from crm_postback.cli import app
 from crm_postback.configuration.audit import entry_dict
 from models import AuditEntry
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 ACTORS = {"cli": "cli:ops", "page": "web:alice", "api": "api:alice"}
 runner = CliRunner()
@@ -69,13 +70,13 @@ def face(
 
 
 def last_audit_id() -> int:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return session.scalar(select(func.max(AuditEntry.id))) or 0
 
 
 def audit_since(mark: int) -> tuple[list[dict[str, Any]], set[str]]:
     """The entries written after `mark` without id, time and actor; and their actors."""
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         rows = session.scalars(
             select(AuditEntry).where(AuditEntry.id > mark).order_by(AuditEntry.id)
         ).all()

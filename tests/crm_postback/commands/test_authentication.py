@@ -24,6 +24,7 @@ from crm_postback.configuration.admin_accounts import (
 from crm_postback.core.rate_limits import Busy
 from models import AdminSession, AdminUser
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 
 PASSWORD = "correct horse battery"
@@ -38,13 +39,13 @@ def database(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def alice(database: str) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         create_user(session, "alice", PASSWORD)
         session.commit()
 
 
 def stored(username: str) -> AdminUser:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = find_user(session, username)
         assert user is not None
         session.expunge(user)
@@ -52,7 +53,7 @@ def stored(username: str) -> AdminUser:
 
 
 def store(username: str, **values: object) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = find_user(session, username)
         assert user is not None
         for name, value in values.items():
@@ -93,7 +94,7 @@ def test_the_fifth_failure_locks_and_a_locked_account_is_not_counted(alice: None
     assert user.failed_logins == 5 and user.locked_until is not None
     assert refused("alice", PASSWORD)
     assert stored("alice").failed_logins == 5
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(AdminSession)).all() == []
 
 
@@ -158,7 +159,7 @@ def test_a_user_disabled_while_its_password_is_checked_is_refused(
 
     monkeypatch.setattr(admin_accounts, "check_login_password", disabling)
     assert refused("alice", PASSWORD)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(AdminSession)).all() == []
 
 

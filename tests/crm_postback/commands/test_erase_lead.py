@@ -20,6 +20,7 @@ from crm_postback.configuration import audit
 from crm_postback.simulator import SimulatorControl
 from models import AuditEntry, Lead, Postback, Trigger
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 runner = CliRunner()
 EMAIL, PHONE, EXTERNAL_ID = "Erase.Me@Example.com", "+1 (213) 373-4253", "crm-user-77"
@@ -71,7 +72,7 @@ def trigger(kind: str, lead: str, **extra: Any) -> dict[str, Any]:
 
 
 def erasures() -> list[dict[str, Any]]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "lead.erase"))
         return [audit.entry_dict(entry) for entry in entries]
 
@@ -79,7 +80,7 @@ def erasures() -> list[dict[str, Any]]:
 def test_erase_lead_clears_the_lead_and_records_counts_only(ready: None) -> None:
     result = runner.invoke(app, ["erase-lead", "L-ERASE", "--yes"])
     assert result.exit_code == 0, result.output
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(Lead).where(Lead.lead_ref == "L-ERASE")) is None
         assert session.scalar(select(Lead).where(Lead.lead_ref == "L-KEEP")) is not None
         attributes = session.scalars(
@@ -121,7 +122,7 @@ def test_the_erasure_and_its_audit_entry_commit_together(
     monkeypatch.setattr(audit, "record", broken)
     with pytest.raises(RuntimeError):
         erase_lead(EraseLead("L-ERASE"), Actor("cli:ops"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         lead = session.scalar(select(Lead).where(Lead.lead_ref == "L-ERASE"))
         assert lead is not None and lead.email_hashes
     assert erasures() == []

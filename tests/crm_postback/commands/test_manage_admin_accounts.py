@@ -18,6 +18,7 @@ from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from models import AdminSession, AdminToken, AdminUser, AuditEntry
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 runner = CliRunner()
 PASSWORD = "a long password"
@@ -35,7 +36,7 @@ def run(*args: str, input: str | None = None) -> tuple[int, str]:
 
 
 def audit_entries(action: str | None = None) -> list[dict[str, object]]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         query = select(AuditEntry).order_by(AuditEntry.id)
         if action:
             query = query.where(AuditEntry.action == action)
@@ -49,12 +50,12 @@ def add_bob() -> str:
 
 
 def bob() -> AdminUser:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return session.scalars(select(AdminUser).where(AdminUser.username == "bob")).one()
 
 
 def sessions_of_bob() -> int:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = session.scalars(select(AdminUser)).one()
         start_session(session, get_settings(), user)
         session.commit()
@@ -77,7 +78,7 @@ def test_password_change_ends_sessions_and_is_audited(sqlite_db: str) -> None:
     code, out = run("admin", "user-password", "bob", input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
     assert code == 0 and "bob: password set; their sessions ended" in out
     assert bob().password_hash != old_hash
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(AdminSession)) == 0
     [entry] = audit_entries("admin_user.change_password")
     assert entry["actor"] == "cli:ops" and entry["entity_id"] == bob().id
@@ -90,7 +91,7 @@ def test_disable_and_enable_are_audited_when_they_change_something(sqlite_db: st
     assert run("admin", "user-disable", "bob") == (0, "bob: disabled\n")
     assert run("admin", "user-disable", "bob") == (0, "bob: disabled\n")  # no change
     assert not bob().active
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(AdminSession)) == 0
     assert run("admin", "user-disable", "bob", "--enable") == (0, "bob: enabled\n")
     assert bob().active
@@ -111,7 +112,7 @@ def test_token_create_and_revoke_are_audited(sqlite_db: str) -> None:
     token = out.splitlines()[-1]
     assert run("admin", "token-revoke", "1") == (0, "admin token 1 revoked\n")
     assert run("admin", "token-revoke", "1") == (0, "admin token 1 revoked\n")  # no change
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         row = session.scalars(select(AdminToken)).one()
         assert row.revoked_at is not None and row.user_id == bob().id
     [created] = audit_entries("admin_token.create")

@@ -15,6 +15,7 @@ from crm_postback.configuration.audit import entry_dict
 from crm_postback.core.errors import InputRejected
 from models import ApiKey, AuditEntry
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 runner = CliRunner()
 
@@ -30,7 +31,7 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def audit_entries(action: str | None = None) -> list[dict[str, object]]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         query = select(AuditEntry).order_by(AuditEntry.id)
         if action:
             query = query.where(AuditEntry.action == action)
@@ -45,7 +46,7 @@ def create(name: str = "acme-router") -> str:
 
 def test_create_stores_the_key_hashed_and_audits_its_name_and_prefix(sqlite_db: str) -> None:
     key = create()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         row = session.scalars(select(ApiKey)).one()
         assert row.key_sha256 == hashlib.sha256(key.encode()).hexdigest()
         assert row.name == "acme-router" and row.revoked_at is None
@@ -59,7 +60,7 @@ def test_revoke_is_audited_once(sqlite_db: str) -> None:
     create()
     assert run("api-key", "revoke", "1")[0] == 0
     assert run("api-key", "revoke", "1")[0] == 0  # already revoked: nothing changes
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         revoked_at = session.scalars(select(ApiKey.revoked_at)).one()
     assert revoked_at is not None
     [entry] = audit_entries("api_key.revoke")

@@ -29,6 +29,7 @@ from crm_postback.core.token_vault import token_hint
 from crm_postback.simulator import SimulatorControl
 from models import EventSet
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
 from tests.crm_postback.commands.faces import (  # type: ignore[import-not-found]
     Face,
@@ -40,7 +41,7 @@ NEW_TOKEN = "replacement-token-9876"
 
 
 def state(name: str = "acme") -> dict[str, Any]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.scalars(select(EventSet).where(EventSet.name == name)).one()
         return {
             **audit.event_set_snapshot(event_set),
@@ -209,7 +210,7 @@ def test_pause(face: Face, make_event_set: Callable[..., int]) -> None:
 
 def _paused(make_event_set: Callable[..., int]) -> int:
     set_id = make_event_set(mappings=())
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.get(EventSet, set_id)
         assert event_set is not None
         pause(event_set, "billing", actor=audit.SYSTEM_ACTOR)

@@ -24,6 +24,7 @@ from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
 from models import Mapping
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.commands.faces import (  # type: ignore[import-not-found]
     Face,
     audit_since,
@@ -40,7 +41,7 @@ SOLD_STORED = {
 
 
 def mappings() -> list[dict[str, Any]]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         rows = session.scalars(select(Mapping).order_by(Mapping.id))
         return [{"id": m.id, **audit.mapping_snapshot(m)} for m in rows]
 
@@ -169,7 +170,7 @@ def test_update(face: Face, make_event_set: Callable[..., int]) -> None:
 
 def test_disable(face: Face, make_event_set: Callable[..., int]) -> None:
     set_id = _saved_mapping(make_event_set)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.get(Mapping, 1).event_name = "Purchase"  # type: ignore[union-attr]
         session.commit()
     [before] = mappings()

@@ -20,6 +20,7 @@ from crm_postback.configuration import audit
 from crm_postback.simulator import SimulatorControl
 from models import AuditEntry, Lead, Postback, Trigger
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 runner = CliRunner()
 EMAIL = "old.lead@example.com"
@@ -51,7 +52,7 @@ def submit(lead_ref: str, days_ago: float = 0) -> None:
     )
     if days_ago:
         then = datetime.now(UTC) - timedelta(days=days_ago)
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             session.execute(update(Lead).where(Lead.lead_ref == lead_ref).values(updated_at=then))
             session.execute(
                 update(Trigger).where(Trigger.lead_ref == lead_ref).values(received_at=then)
@@ -63,14 +64,14 @@ def submit(lead_ref: str, days_ago: float = 0) -> None:
 
 
 def keys_and_body(lead_ref: str) -> tuple[list[str], Any]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         lead = session.scalars(select(Lead).where(Lead.lead_ref == lead_ref)).one()
         body = session.scalars(select(Postback.payload).where(Postback.lead_ref == lead_ref)).one()
         return list(lead.email_hashes or []), body
 
 
 def purges() -> list[dict[str, Any]]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         query = select(AuditEntry).where(AuditEntry.action == "retention.purge")
         return [audit.entry_dict(entry) for entry in session.scalars(query.order_by(AuditEntry.id))]
 

@@ -20,6 +20,7 @@ from crm_postback.operations.replay import ReplaySelection
 from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 from tests.crm_postback.commands.faces import (  # type: ignore[import-not-found]
     Face,
@@ -30,7 +31,7 @@ from worker.tasks import sweep_due_postbacks
 
 
 def rows() -> list[dict[str, Any]]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         found = session.scalars(select(Postback).order_by(Postback.id))
         return [
             {"id": r.id, "status": r.status, "replays": r.replays, "event_id": r.event_id}

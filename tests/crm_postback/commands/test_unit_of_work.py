@@ -10,15 +10,16 @@ from sqlalchemy import select
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from models import AuditEntry, EventSet
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 
 def audited_actions() -> list[str]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
 
 
 def event_set_names() -> list[str]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(EventSet.name)))
 
 
@@ -30,7 +31,7 @@ def test_messages_go_out_after_the_commit(sqlite_db: str) -> None:
         assert seen == []  # nothing is sent inside the transaction
     assert seen == [["thing.done"]]  # the publisher's own session sees the committed row
     assert uow.unsent == []
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         entry = session.scalars(select(AuditEntry)).one()
         assert (entry.actor, entry.note) == ("cli:ops", "why")
 

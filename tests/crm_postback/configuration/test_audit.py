@@ -25,6 +25,7 @@ from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from models import AuditEntry, EventSet
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import TOKEN  # type: ignore[import-not-found]
 
 
@@ -34,14 +35,14 @@ def acme(sqlite_db: str, make_event_set: Callable[..., int]) -> int:
 
 
 def trail() -> list[AuditEntry]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         found = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
         session.expunge_all()
         return found
 
 
 def test_event_set_changes_are_recorded_without_the_token(acme: int) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.get(EventSet, acme)
         assert event_set is not None
         update_event_set(
@@ -78,7 +79,7 @@ def test_event_set_changes_are_recorded_without_the_token(acme: int) -> None:
 
 
 def test_mapping_changes_are_versioned_and_recorded(acme: int) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = get_event_set(session, "acme")
         mapping = add_mapping(
             session, event_set, trigger_type="lead.sold", event_name="lead_sold", actor="web:a"
@@ -111,7 +112,7 @@ def test_mapping_changes_are_versioned_and_recorded(acme: int) -> None:
 
 def test_a_rejected_change_records_nothing(acme: int) -> None:
     before = len(trail())
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = get_event_set(session, "acme")
         with pytest.raises(InputRejected):
             add_mapping(session, event_set, trigger_type="lead.sold", event_name="lead", actor="x")
@@ -122,7 +123,7 @@ def test_a_rejected_change_records_nothing(acme: int) -> None:
 
 
 def test_entries_filter_and_page(acme: int) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = get_event_set(session, "acme")
         for name in ("A1", "A2", "A3"):
             add_mapping(session, event_set, trigger_type="t.x", event_name=name, actor="x")
@@ -139,7 +140,7 @@ def test_resume_and_resume_all_are_audited_from_the_cli_actor(
 ) -> None:
     monkeypatch.setattr("getpass.getuser", lambda: "ops-bob")
     assert audit.cli_actor() == "cli:ops-bob"
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         resume(session, get_event_set(session, "acme"), actor=audit.cli_actor())
         session.commit()
     assert trail()[-1].actor == "cli:ops-bob"

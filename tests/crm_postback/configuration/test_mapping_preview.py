@@ -18,6 +18,7 @@ from crm_postback.core.settings import get_settings
 from crm_postback.simulator import SimulatorControl
 from models import AuditEntry, Lead, Mapping, Postback, Trigger
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID  # type: ignore[import-not-found]
 
 OCCURRED = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=0).isoformat()
@@ -36,14 +37,14 @@ SOLD = {
 
 
 def run(draft: DraftMapping | None = None, **kwargs: Any) -> Preview:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return preview(
             session, get_settings(), get_event_set(session, "acme"), draft=draft, **kwargs
         )
 
 
 def counts() -> tuple[int, ...]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return tuple(
             session.scalar(select(func.count()).select_from(model)) or 0
             for model in (Lead, Trigger, Postback, Mapping, AuditEntry)
@@ -69,7 +70,7 @@ def test_preview_is_exactly_what_the_simulator_then_receives(
     assert shown.request["event_source_id"] == EVENT_SET_ID
     assert shown.request["event_source"] == "crm"
     # A stored trigger previews to the same bytes too.
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         trigger_id = session.scalars(select(Trigger.id)).one()
     assert run(trigger_id=trigger_id).request == shown.request
 
@@ -92,7 +93,7 @@ def test_stored_lead_keys_are_used(acme: int, simulator: SimulatorControl, eager
 
 
 def test_unsaved_mapping_replaces_the_saved_one(acme: int) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         sold = session.scalars(select(Mapping).where(Mapping.trigger_type == "lead.sold")).one()
         sold_id, sold_version = sold.id, sold.version
     draft = DraftMapping(
@@ -136,7 +137,7 @@ def test_problems_are_explained(acme: int) -> None:
     assert shown.request is None
     assert "would wait for the lead" in (shown.events[0].error or "")
     # value without any currency
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         update_event_set(
             session, get_event_set(session, "acme"), actor="t", test_event_code="TEST1"
         )
@@ -167,7 +168,7 @@ def test_a_property_reading_a_missing_attribute_is_a_note(acme: int) -> None:
     assert note.startswith("lead_sold (the edited mapping): property value reads attribute")
     assert "payout" in " ".join(shown.as_dict()["notes"])
     # Saved, the same mapping is named by its id.
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         mapping = session.get(Mapping, 2)
         assert mapping is not None
         mapping.properties = {"value_from": "payout", "currency": "USD"}

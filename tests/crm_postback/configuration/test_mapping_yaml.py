@@ -26,6 +26,7 @@ from crm_postback.configuration.mapping_yaml import (
 from crm_postback.core.errors import InputRejected
 from models import AuditEntry
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 MAPPINGS = (
     {"trigger_type": "lead.submitted", "event_name": "Lead"},
@@ -55,13 +56,13 @@ def acme(sqlite_db: str, make_event_set: Callable[..., int]) -> int:
 
 
 def export(name: str = "acme") -> str:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = get_event_set(session, name)
         return export_mappings(event_set, list_mappings(session, event_set))
 
 
 def apply(text: str, name: str = "acme", dry_run: bool = False) -> str:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         result = import_mappings(
             session, get_event_set(session, name), text, actor="cli:test", dry_run=dry_run
         )
@@ -70,7 +71,7 @@ def apply(text: str, name: str = "acme", dry_run: bool = False) -> str:
 
 
 def audit_count() -> int:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return len(session.scalars(select(AuditEntry)).all())
 
 
@@ -104,7 +105,7 @@ def test_import_creates_updates_and_deletes_with_audit(acme: int) -> None:
     assert apply(yaml.safe_dump(document)) == "1 created, 1 updated, 1 deleted, 2 unchanged"
     text = export()
     assert 'buyer_id == "B18"' in text and "Contact" in text and "買い手" not in text
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert load_mapping(session, sold["id"], None).version == 2
         actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
         actors = {
@@ -148,7 +149,7 @@ def test_every_problem_is_named_by_its_place_and_nothing_is_written(acme: int) -
 
 def test_stale_version_is_refused(acme: int) -> None:
     text = export()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         mapping = next(m for m in list_mappings(session, get_event_set(session, "acme")))
         update_mapping(session, mapping, event_name="Contact", actor="web:alice")
         session.commit()
@@ -240,7 +241,7 @@ def test_condition_text_always_round_trips(
 
 
 def test_add_mapping_is_visible_in_export(acme: int) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         add_mapping(
             session, get_event_set(session, "acme"), trigger_type="x.y", event_name="Z", actor="t"
         )

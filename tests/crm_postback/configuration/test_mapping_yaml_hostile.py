@@ -26,6 +26,7 @@ from crm_postback.configuration.mapping_yaml import (
 from crm_postback.core.errors import FieldError, InputRejected
 from models import Mapping
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 HEAD = "event_set: acme\nmappings:\n"
 ENTRY = "- trigger: lead.sold\n  event: Lead\n"
@@ -48,7 +49,7 @@ def refused(text: str) -> list[FieldError]:
 
 
 def stored_mappings() -> int:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return session.query(Mapping).count()
 
 
@@ -333,7 +334,7 @@ def test_an_id_out_of_range_is_not_written_back(acme: int) -> None:
     twice = HEAD + ("- id: 100000000000000000000000\n" + ENTRY.replace("- ", "  ")) * 2
     assert "100000000000000000000000" not in " ".join(str(e) for e in refused(twice))
     import_mapping_yaml(ImportMappingYaml(HEAD + ENTRY, event_set="acme"), Actor("cli:test"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         [saved] = session.query(Mapping).all()
         mapping_id = saved.id
     stale = HEAD + f"- id: {mapping_id}\n  version: 100000000000000000000000\n"
@@ -347,6 +348,6 @@ def test_a_date_is_read_as_text(acme: int, date: str) -> None:
     text = HEAD + ENTRY + f"  when: [{{attribute: day, op: eq, value: {date}}}]\n"
     assert read_document(text)[1][0]["when"][0]["value"] == date
     import_mapping_yaml(ImportMappingYaml(text, event_set="acme"), Actor("cli:test"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         [mapping] = session.query(Mapping).all()
         assert mapping.conditions[0]["value"] == date

@@ -16,6 +16,7 @@ from crm_postback.observability.metric_definitions import METRIC_NAMES
 from crm_postback.observability.metrics_exposition import render
 from models import EventSet, Postback
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 
 
@@ -51,7 +52,7 @@ def test_metrics_endpoint_serves_counters_and_outbox_gauges(
     from models import utcnow
     from worker.processing import process_triggers
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         process_triggers(session, [1], get_settings(), utcnow())
         session.commit()
         created = utcnow() - timedelta(minutes=10)
@@ -78,7 +79,7 @@ def test_metrics_endpoint_serves_counters_and_outbox_gauges(
     assert samples[("postback_event_set_paused", (("event_set", "beta"),))] == 1
     assert samples[("postback_event_set_paused", (("event_set", "acme"),))] == 0
     assert samples[("postback_triggers_open", (("status", "received"),))] == 1
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         due = session.scalar(
             select(func.count()).where(Postback.status == "pending", Postback.event_set_id == 1)
         )

@@ -21,6 +21,7 @@ from crm_postback.simulator import SimulatorControl
 from crm_postback.tiktok.response_outcomes import Answer, Outcome
 from models import DeliveryAttempt, Postback, PostbackStatus
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from worker.claim_planning import Item
 from worker.delivery import EventResult
 
@@ -86,7 +87,7 @@ def test_a_delivered_lifecycle_is_counted(ready: SimulatorControl) -> None:
     requests = value(
         "postback_tiktok_requests_total", event_set="acme", outcome="delivered", http_status="200"
     )
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         request_ids = set(session.scalars(select(DeliveryAttempt.request_id)))
     assert requests - before["requests"] == len(request_ids)
     latency = value("postback_delivery_latency_seconds_count", event_set="acme")
@@ -110,14 +111,14 @@ def test_failures_are_counted_by_status_and_code(ready: SimulatorControl) -> Non
     ready.set_faults(http_5xx_rate=1.0)
     before = by("retrying")
     enqueue_trigger(submitted("L-1"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         row = session.scalars(select(Postback)).one()
     assert row.status == PostbackStatus.RETRYING
     code = "none" if row.last_code is None else str(row.last_code)
     assert by("retrying").get(code, 0) - before.get(code, 0) == 1
 
     ready.set_faults(http_5xx_rate=0.0, auth_error_rate=1.0)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.execute(
             update(Postback).values(next_attempt_at=datetime.now(UTC), lease_until=None)
         )
@@ -191,7 +192,7 @@ def test_a_metrics_failure_never_breaks_delivery(
 
     monkeypatch.setattr(metric_definitions, "metrics", broken)
     enqueue_trigger(submitted("L-1"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(Postback.status)) == PostbackStatus.DELIVERED
     assert "metrics: could not record" in caplog.text
 
@@ -229,7 +230,7 @@ def test_recording_sends_no_statement_inside_the_delivery_transaction(
     for n in range(2, 5):
         enqueue_trigger(submitted(f"L-{n}"))
     _process_all()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         poison = session.scalars(
             select(Postback).where(Postback.lead_ref == "L-3", Postback.status == "pending")
         ).one()
@@ -251,7 +252,7 @@ def _process_all() -> None:
     from models import Trigger
     from worker.processing import process_triggers
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         ids = list(session.scalars(select(Trigger.id).where(Trigger.status == "received")))
         process_triggers(session, ids, get_settings(), datetime.now(UTC))
         session.commit()

@@ -15,6 +15,7 @@ from crm_postback.cli import app
 from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 from worker.tasks import sweep_due_postbacks
 
@@ -34,7 +35,7 @@ def sold(lead: str, minutes_ago: float = 5, **extra: Any) -> dict[str, Any]:
 
 
 def rows() -> list[Postback]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(Postback).order_by(Postback.id)))
 
 

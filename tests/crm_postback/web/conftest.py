@@ -13,6 +13,7 @@ from crm_postback.configuration.api_keys import create_key
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread  # type: ignore[import-not-found]
 
 RAW_EMAIL = "Jane.Doe+web@Example.com"
@@ -39,7 +40,7 @@ def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
 @pytest.fixture
 def make_key(sqlite_db: str) -> Callable[[str], str]:
     def make(name: str = "acme-router") -> str:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             new = create_key(session, name)
             session.commit()
         return new.key

@@ -36,6 +36,7 @@ from crm_postback.web.validation import validate
 from mappings.rules import parse_condition
 from models import Lead, Trigger
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread, apply_env, free_port  # type: ignore[import-not-found]
 from tests.crm_postback.web.conftest import submitted, trigger  # type: ignore[import-not-found]
 
@@ -68,7 +69,7 @@ def repeated(function: Callable[[Any], object], argument: Any, times: int = 20) 
 
 
 def stored_triggers() -> int:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return session.scalar(select(func.count()).select_from(Trigger)) or 0
 
 
@@ -84,7 +85,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def any_key(backend: str) -> str:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         new = create_key(session, "hostile-router")
         session.commit()
     return new.key
@@ -355,7 +356,7 @@ def test_unstorable_text_in_the_path_is_422_naming_it(
     assert (put.status_code, put.json()) == (422, expected)
     history = any_client.get(f"/v1/leads/{lead_id}/postbacks")
     assert (history.status_code, history.json()) == (422, expected)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 0
 
 
@@ -522,7 +523,7 @@ def test_an_email_or_phone_as_the_lead_id_in_the_path_is_refused(
         assert error["field"] == "path.lead_id" and error["pointer"] is None
         assert error["message"].startswith(("looks like an email", "looks like a phone"))
         assert lead_id not in response.text and quote(lead_id, safe="") not in response.text
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 0
 
 
@@ -577,7 +578,7 @@ def test_the_python_api_refuses_the_same_values(acme: SimulatorControl) -> None:
     with pytest.raises(InputRejected) as refused:
         upsert_lead_keys("L-1", {"ttclid": "E.C.P.\x00"})
     assert [e.field for e in refused.value.errors] == ["match_keys.ttclid"]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 0
     assert stored_triggers() == 0
 
@@ -585,7 +586,7 @@ def test_the_python_api_refuses_the_same_values(acme: SimulatorControl) -> None:
 def test_the_access_log_of_postback_serve_holds_no_lead_id_or_query(
     sqlite_db: str, tmp_path: Path
 ) -> None:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         key = create_key(session, "log-router").key
         session.commit()
     port = free_port()

@@ -13,6 +13,7 @@ from crm_postback.configuration.api_keys import revoke_key
 from crm_postback.simulator import SimulatorControl
 from models import ApiKey
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.web.conftest import submitted  # type: ignore[import-not-found]
 
 PROTECTED = [
@@ -45,7 +46,7 @@ def test_unknown_or_malformed_credentials_are_401_and_not_echoed(
 def test_revoked_key_is_403(anonymous: TestClient, api_key: str) -> None:
     headers = {"Authorization": f"Bearer {api_key}"}
     assert anonymous.get("/v1/leads/L-1/postbacks", headers=headers).status_code == 200
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         key_id = session.scalars(select(ApiKey.id)).one()
         revoke_key(session, key_id)
         session.commit()
@@ -66,7 +67,7 @@ def test_a_valid_key_is_accepted_and_its_use_recorded(
     ready: SimulatorControl, client: TestClient, api_key: str
 ) -> None:
     assert client.post("/v1/triggers", json=submitted()).status_code == 202
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         row = session.scalars(select(ApiKey)).one()
     assert row.name == "acme-router" and row.revoked_at is None
     assert row.last_used_at is not None
@@ -74,7 +75,7 @@ def test_a_valid_key_is_accepted_and_its_use_recorded(
 
 def test_keys_are_stored_hashed_only(api_key: str, isolated_settings: Path) -> None:
     assert api_key.startswith("pbk_") and len(api_key) > 40
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         row = session.scalars(select(ApiKey)).one()
     assert row.key_sha256 == hashlib.sha256(api_key.encode()).hexdigest()
     assert api_key.startswith(row.key_prefix) and len(row.key_prefix) < len(api_key) // 2

@@ -20,6 +20,7 @@ from crm_postback.http_client import PostbackClient
 from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus, Trigger, TriggerStatus, utcnow
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import WorkerProcess, apply_env, free_port  # type: ignore[import-not-found]
 from tests.crm_postback.web.conftest import (  # type: ignore[import-not-found]
     RAW_FORMS,
@@ -48,7 +49,7 @@ def test_202_with_the_broker_down_is_delivered_by_the_sweeper(
     assert response.status_code == 202, response.text
     assert time.monotonic() - started < 15  # a dead broker does not hang the caller
     ids = [item["trigger_id"] for item in response.json()["items"]]
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         stored = session.scalars(select(Trigger).where(Trigger.id.in_(ids))).all()
         assert {t.status for t in stored} == {TriggerStatus.RECEIVED}
         # Older than STALE_TRIGGER_SECONDS: the broker lost them, as far as the sweeper knows.
@@ -66,7 +67,7 @@ def test_202_with_the_broker_down_is_delivered_by_the_sweeper(
 
 
 def _postbacks() -> list[Postback]:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return list(session.scalars(select(Postback).order_by(Postback.id)))
 
 
@@ -146,7 +147,7 @@ def make_pg_key(pg_db: str) -> Callable[[], str]:
     from crm_postback.configuration.api_keys import create_key
 
     def make() -> str:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             new = create_key(session, "integration-router")
             session.commit()
         return new.key

@@ -15,6 +15,7 @@ from crm_postback.intake.trigger_intake import UNKNOWN_EVENT_SET
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Trigger
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 from tests.crm_postback.web.conftest import (  # type: ignore[import-not-found]
     RAW_EMAIL,
@@ -26,7 +27,7 @@ from tests.crm_postback.web.conftest import (  # type: ignore[import-not-found]
 
 
 def trigger_count() -> int:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         return session.scalar(select(func.count()).select_from(Trigger)) or 0
 
 
@@ -44,7 +45,7 @@ def test_one_trigger_is_accepted_stored_and_delivered(
     assert answer["accepted"] == 1 and answer["rejected"] == 0
     item = answer["items"][0]
     assert item["index"] == 0 and item["status"] == "accepted"
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         stored = session.get(Trigger, item["trigger_id"])
         assert stored is not None and stored.lead_ref == "L-1"
     [event] = ready.events()
@@ -147,7 +148,7 @@ def test_one_bad_trigger_is_422_pointing_at_the_field(
     assert pointer in errors, errors
     assert says in errors[pointer]
     assert trigger_count() == 0
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(Lead.id)) is None
 
 

@@ -9,6 +9,7 @@ from crm_postback.core.privacy import sha256_hex
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Trigger, TriggerStatus
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.web.conftest import (  # type: ignore[import-not-found]
     RAW_EMAIL,
     RAW_FORMS,
@@ -19,7 +20,7 @@ from tests.crm_postback.web.conftest import (  # type: ignore[import-not-found]
 
 
 def lead(lead_ref: str) -> Lead:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         found = session.scalars(select(Lead).where(Lead.lead_ref == lead_ref)).one()
         session.expunge(found)
         return found
@@ -88,7 +89,7 @@ def test_a_waiting_trigger_goes_out_once_its_keys_arrive(
     ready: SimulatorControl, client: TestClient
 ) -> None:
     client.post("/v1/triggers", json=trigger("lead.sold", "late", attributes={"value": 3}))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         waiting = session.scalars(select(Trigger)).one()
     assert waiting.status == TriggerStatus.WAITING_FOR_LEAD
     assert (

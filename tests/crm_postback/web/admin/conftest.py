@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from crm_postback.configuration.admin_accounts import create_token, create_user
 from crm_postback.web.app import create_app
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -53,7 +54,7 @@ def login(client: TestClient, username: str = "alice", password: str = PASSWORD)
 @pytest.fixture
 def make_user(sqlite_db: str) -> Callable[..., int]:
     def make(username: str = "alice", password: str = PASSWORD) -> int:
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             user = create_user(session, username, password)
             session.commit()
             return user.id
@@ -83,7 +84,7 @@ def admin_client(browser: TestClient, alice: int) -> tuple[TestClient, str]:
 def admin_token(alice: int) -> str:
     from crm_postback.configuration.admin_accounts import find_user
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = find_user(session, "alice")
         assert user is not None
         new = create_token(session, user, "tests")

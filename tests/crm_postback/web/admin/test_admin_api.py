@@ -12,6 +12,7 @@ from crm_postback.configuration.admin_accounts import revoke_token
 from crm_postback.simulator import SimulatorControl
 from models import AdminToken, AuditEntry
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
 from tests.crm_postback.web.admin.conftest import login  # type: ignore[import-not-found]
 
@@ -36,7 +37,7 @@ def test_who_may_call(sqlite_db: str, admin_token: str, make_key: Callable[[str]
         )
         assert response.status_code == 401
         assert "ingest API keys (pbk_…) cannot change configuration" in response.text
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             revoke_token(session, session.scalars(select(AdminToken.id)).one())
             session.commit()
         response = anonymous.get(
@@ -168,7 +169,7 @@ def test_a_browser_session_may_use_the_api_with_its_csrf_header(
     assert refused.status_code == 403
     ok = browser.post("/admin/api/event-sets/acme/pause", headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 200
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         actors = {
             e.actor for e in session.scalars(select(AuditEntry)) if e.action.endswith("pause")
         }

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from crm_postback.configuration.admin_accounts import hash_password
 from models import AdminSession, AdminUser, AuditEntry, EventSet
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
     PASSWORD,
@@ -86,7 +87,7 @@ def test_wrong_passwords_are_refused_alike_and_lock_the_account(
         assert status == 401 and "wrong username or password" in text
     status, text = attempt("alice", PASSWORD)
     assert status == 401 and "too many failed attempts" in text
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(AdminSession)).all() == []
 
 
@@ -104,7 +105,7 @@ def test_bootstrap_admin_from_the_environment(
 ) -> None:
     apply_env(monkeypatch, ADMIN_USERNAME="root", ADMIN_PASSWORD="from the environment")
     login(browser, "root", "from the environment")
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = session.scalars(select(AdminUser)).one()
         assert user.username == "root" and user.source == "env"
         assert "from the environment" not in user.password_hash
@@ -129,7 +130,7 @@ def test_forms_without_this_sessions_csrf_token_change_nothing(
         headers={"Origin": "https://evil.example"},
     )
     assert response.status_code == 403
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.get(EventSet, set_id).status == "active"  # type: ignore[union-attr]
         assert all(e.action != "event_set.pause" for e in session.scalars(select(AuditEntry)))
     ok = client.post(
@@ -165,7 +166,7 @@ def test_logout_ends_the_session_on_the_server(admin_client: tuple[TestClient, s
 
 def test_a_disabled_users_session_ends(admin_client: tuple[TestClient, str]) -> None:
     client, _ = admin_client
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.scalars(select(AdminUser)).one().active = False
         session.commit()
     assert client.get("/admin/event-sets", follow_redirects=False).status_code == 303
@@ -177,12 +178,12 @@ def test_idle_sessions_end(
     client, _ = admin_client
     from datetime import timedelta
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         row = session.scalars(select(AdminSession)).one()
         row.last_seen_at = row.last_seen_at - timedelta(minutes=121)
         session.commit()
     assert client.get("/admin/event-sets", follow_redirects=False).status_code == 303
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(AdminSession)).all() == []
 
 

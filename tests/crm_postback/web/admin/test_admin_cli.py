@@ -13,6 +13,7 @@ from crm_postback.cli import app
 from crm_postback.simulator import SimulatorControl
 from models import AdminUser, AuditEntry
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 runner = CliRunner()
 
@@ -26,7 +27,7 @@ def test_users_and_tokens(sqlite_db: str) -> None:
     assert run("admin", "user-add", "bob", input="short\nshort\n")[0] == 2
     code, out = run("admin", "user-add", "bob", input="a long password\na long password\n")
     assert code == 0, out
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = session.scalars(select(AdminUser)).one()
         assert user.password_hash.startswith("$argon2id$")
     code, out = run("admin", "token-create", "bob", "--label", "ci")
@@ -61,7 +62,7 @@ def test_mapping_export_import_round_trip(
         "acme: dry run: would be 0 created, 1 updated, 0 deleted, 1 unchanged\n"
     )
     assert run("mapping", "import", str(target))[0] == 0
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "mapping.update"))
         assert entry.one().actor == "cli:ops"
     code, out = run("admin", "audit", "--event-set", "acme")
@@ -90,6 +91,6 @@ def test_cli_changes_are_audited_as_the_unix_user(
     make_event_set()
     assert run("event-set", "pause", "acme")[0] == 0
     assert run("mapping", "remove", "1")[0] == 0
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         found = [(e.action, e.actor) for e in session.scalars(select(AuditEntry))][-2:]
     assert found == [("event_set.pause", "cli:carol"), ("mapping.delete", "cli:carol")]

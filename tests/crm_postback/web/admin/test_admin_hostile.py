@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from crm_postback.cli import app as cli_app
 from models import EventSet
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN, apply_env  # type: ignore[import-not-found]
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
     field_errors,
@@ -71,7 +72,7 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
 
 def _store_token(name: str, sealed: str) -> None:
     """What a database written before the prefix rule may hold."""
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.query(EventSet).filter_by(name=name).one()
         event_set.sealed_token = sealed
         session.commit()
@@ -134,7 +135,7 @@ def test_cli_refuses_an_env_reference_to_another_variable(sqlite_db: str) -> Non
     )
     assert result.exit_code == 2
     assert "access_token" in result.output and "POSTBACK_TOKEN_" in result.output
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.query(EventSet).count() == 0
 
 
@@ -198,7 +199,7 @@ def clients(backend: str, make_event_set: Callable[..., int]) -> Iterator[dict[s
     from crm_postback.web.app import create_app
     from tests.crm_postback.web.admin.conftest import PASSWORD, login  # type: ignore[import-not-found]
 
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = create_user(session, "alice", PASSWORD)
         session.flush()
         token = create_token(session, user, "tests").token
@@ -369,7 +370,7 @@ def test_a_stored_name_with_a_line_break_never_reaches_a_header(
     from tests.crm_postback.web.admin.conftest import login  # type: ignore[import-not-found]
 
     event_set_id = make_event_set()
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         session.get(EventSet, event_set_id).name = "acme\r\nSet-Cookie: x=1"  # type: ignore[union-attr]
         session.commit()
     with app_in_thread(create_app()) as url, httpx.Client(base_url=url) as client:
@@ -617,7 +618,7 @@ def test_form_fields_that_were_a_500_are_refused_on_the_page(clients: dict[str, 
         answer = pages.post(new, data={**form, **data})
         assert answer.status_code == 400, (data, answer.text[-500:])
         assert field in field_errors(answer.text), (data, field_errors(answer.text))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         from models import Mapping
 
         assert session.query(Mapping).filter_by(event_set_id=event_set_id).count() == 2

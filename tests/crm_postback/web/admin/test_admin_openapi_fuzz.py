@@ -29,6 +29,7 @@ from crm_postback.simulator import SimulatorControl
 from crm_postback.web.admin import COOKIE
 from crm_postback.web.app import create_app
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
     PASSWORD,
     login,
@@ -81,7 +82,7 @@ def signed_in(
     database, how = request.param
     request.getfixturevalue(database)
     make_event_set(name="acme")
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = create_user(session, "alice", PASSWORD)
         token = create_token(session, user, "fuzz").token
         event_set = session.scalars(select(EventSet).filter_by(name="acme")).one()

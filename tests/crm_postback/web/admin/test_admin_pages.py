@@ -16,6 +16,7 @@ from crm_postback.api import enqueue_trigger
 from crm_postback.simulator import SimulatorControl
 from models import AuditEntry, EventSet, Mapping, Postback
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
     field_errors,
@@ -66,7 +67,7 @@ def mapping_form(csrf: str, **fields: Any) -> dict[str, Any]:
 
 
 def only_mapping() -> Mapping:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         mapping = session.scalars(select(Mapping)).one()
         session.expunge(mapping)
         return mapping
@@ -82,7 +83,7 @@ def test_create_an_event_set_token_never_shown(admin_client: Client) -> None:
     assert "Event set &#39;acme&#39; created" in page.text
     listing = client.get("/admin/event-sets").text
     assert EVENT_SET_ID in listing and TOKEN not in listing
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         entry = session.scalars(select(AuditEntry)).one()
         assert (entry.action, entry.actor) == ("event_set.create", "web:alice")
 
@@ -133,12 +134,12 @@ def test_edit_replace_token_pause_resume_and_test_code(
         ("test-code", {"test_event_code": "TEST42"}, "active"),
     ]:
         client.post(f"/admin/event-sets/{set_id}/{action}", data={"csrf_token": csrf, **data})
-        with session_scope() as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             assert session.get(EventSet, set_id).status == expected  # type: ignore[union-attr]
     page = client.get(f"/admin/event-sets/{set_id}")
     assert "test events: TEST42" in page.text
     client.post(f"/admin/event-sets/{set_id}/test-code", data={"csrf_token": csrf, "turn": "off"})
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.get(EventSet, set_id)
         assert event_set is not None and event_set.test_event_code is None
         actions = [
@@ -210,7 +211,7 @@ def test_add_a_conditional_mapping_then_edit_disable_delete(
         f"/admin/event-sets/{set_id}/mappings/{mapping.id}/delete", data={"csrf_token": csrf}
     )
     assert any("deleted" in f for f in flashes(deleted.text))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(Mapping)).all() == []
         actions = [(e.action, e.actor) for e in session.scalars(select(AuditEntry))]
     assert actions[-4:] == [
@@ -258,7 +259,7 @@ def test_a_mapping_that_cannot_produce_a_valid_payload_is_not_saved(
         "event": "'Leed' is not a TikTok standard event",
         "properties.value": "must be a number, e.g. 25 or 9.99",
     }
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(Mapping)).all() == []
 
 
@@ -295,7 +296,7 @@ def test_preview_an_unsaved_mapping_with_a_stored_lead(
     assert event["properties"] == {"value": 80.0, "currency": "EUR", "order_id": "S-1"}
     assert event["user"]["ttclid"] == "E.C.P.click-1"
     assert "this mapping (as edited)" in page.text
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert len(session.scalars(select(Mapping)).all()) == 1  # nothing saved
     assert simulator.count_events() == before  # nothing sent
     # a condition that does not hold is explained
@@ -330,7 +331,7 @@ def test_preview_page_with_a_pasted_sample_or_a_stored_trigger(
     )
     assert "sample trigger: not valid JSON" in bad.text
     enqueue_trigger(submitted("L-3"))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         from models import Trigger
 
         trigger_id = session.scalars(select(Trigger.id)).one()
@@ -386,7 +387,7 @@ def test_delivery_view_counts_errors_lead_history_and_replay(
     enqueue_trigger(submitted("L-1"))
     simulator.set_faults(http_5xx_rate=1.0)
     enqueue_trigger(trigger("lead.sold", "L-1", attributes={"value": 9}))
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         sold = session.scalars(select(Postback).where(Postback.event_name == "lead_sold")).one()
         sold.status = "dead"  # as if the retry ladder had run out
         session.commit()
@@ -405,7 +406,7 @@ def test_delivery_view_counts_errors_lead_history_and_replay(
         data={"csrf_token": csrf, "postback_id": str(sold_id), "lead": "L-1"},
     )
     assert "1 postback(s) re-queued with the same event_id." in flashes(replayed.text)
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.get(Postback, sold_id).status == "delivered"  # type: ignore[union-attr]
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "postbacks.replay"))
         assert entry.one().after["postback_ids"] == [sold_id]

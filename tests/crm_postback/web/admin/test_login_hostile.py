@@ -26,6 +26,7 @@ from crm_postback.configuration.admin_accounts import create_user, find_user
 from crm_postback.web.app import create_app
 from models import AdminSession, AdminUser
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread, apply_env  # type: ignore[import-not-found]
 from tests.crm_postback.web.admin.conftest import PASSWORD, csrf_of  # type: ignore[import-not-found]
 
@@ -80,7 +81,7 @@ def database(request: pytest.FixtureRequest) -> str:
 
 def add_user(username: str, password: str = PASSWORD, active: bool = True) -> str:
     """Creates the user; returns its password hash."""
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = create_user(session, username, password)
         user.active = active
         session.commit()
@@ -88,7 +89,7 @@ def add_user(username: str, password: str = PASSWORD, active: bool = True) -> st
 
 
 def user_row(username: str) -> AdminUser:
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         user = find_user(session, username)
         assert user is not None
         session.expunge(user)
@@ -181,7 +182,7 @@ def test_thirty_parallel_wrong_passwords_check_at_most_five(
     assert row.failed_logins == 5
     assert row.locked_until is not None and row.locked_until > datetime.now(UTC)
     assert server.attempt("alice", PASSWORD).status_code == 401
-    with session_scope() as session:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(AdminSession)).all() == []
 
 
