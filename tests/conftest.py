@@ -24,7 +24,6 @@ import pytest
 from crm_postback.core.settings import get_settings, reset_settings_cache
 from crm_postback.simulator import SimulatorControl, SimulatorServer
 from models.db import reset_engine
-from models.workspace_scope import ALL_WORKSPACES
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -213,7 +212,9 @@ def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with get_engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         # As the migration left it: the default workspace, id 1.
-        connection.execute(text("INSERT INTO workspaces (name, created_at) VALUES ('default', now())"))
+        connection.execute(
+            text("INSERT INTO workspaces (name, created_at) VALUES ('default', now())")
+        )
     reset_engine()
 
 
