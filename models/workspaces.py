@@ -53,9 +53,7 @@ class WorkspaceFiltered:
 class WorkspaceOwned(WorkspaceFiltered):
     """Rows of exactly one workspace. Deleting a workspace deletes them."""
 
-    workspace_id: Mapped[int] = mapped_column(  # type: ignore[assignment]
-        ForeignKey("workspaces.id", ondelete="CASCADE")
-    )
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
 
 
 class WorkspaceMember(WorkspaceOwned, Base):
