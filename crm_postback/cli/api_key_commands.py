@@ -1,4 +1,8 @@
-"""`postback api-key create/list/revoke`: the ingest API keys of source (routing) systems."""
+"""`postback api-key create/list/revoke`: the ingest API keys of source (routing) systems.
+
+Each acts in one workspace: `--workspace NAME`, or the default workspace without it. The CLI
+acts as an instance administrator (whoever runs it has the database already).
+"""
 
 from __future__ import annotations
 
@@ -7,46 +11,122 @@ from typing import Annotated
 import typer
 
 from crm_postback.cli.output import refused_input_exits
-from models import DEFAULT_WORKSPACE_ID
+from models import DEFAULT_WORKSPACE_NAME
 
 api_key_app = typer.Typer(no_args_is_help=True, help="API keys of source (routing) systems.")
+
+WorkspaceOption = Annotated[
+    str,
+    typer.Option(
+        "--workspace",
+        "-w",
+        metavar="NAME",
+        help="The workspace the key belongs to (default: the default workspace).",
+    ),
+]
+
+
+def workspace_id_of(name: str) -> int:
+    """The id of the workspace named; an unknown name exits with status 2, not echoed."""
+    from crm_postback.configuration.workspaces import get_workspace
+    from models.db import in_transaction
+    from models.workspace_scope import ALL_WORKSPACES
+
+    with refused_input_exits():
+        return in_transaction(
+            lambda session: get_workspace(session, name).id, workspace=ALL_WORKSPACES
+        )
 
 
 @api_key_app.command("create")
 def api_key_create(
-    name: Annotated[str, typer.Argument(help="The source system, e.g. acme-router")],
+    name: Annotated[
+        str, typer.Argument(metavar="SOURCE", help="The source system, e.g. acme-router")
+    ],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+    event_sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event-set",
+            metavar="REF",
+            help="Limit the key to this event set (name, id or TikTok event set ID); "
+            "repeatable. Without it: every event set of the workspace, now and later.",
+        ),
+    ] = None,
+    permissions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--permission",
+            metavar="P",
+            help="triggers:send, leads:write or postbacks:read; repeatable. Without it: all.",
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-limit",
+            metavar="RATE",
+            help='Requests this key may make, e.g. "100/second" or "none" '
+            "(default: the INGEST_KEY_RATE_LIMIT setting).",
+        ),
+    ] = None,
 ) -> None:
     """Create a key for a source system. The key is printed once and never stored."""
     from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
     from crm_postback.commands.unit_of_work import Actor
 
+    actor = Actor.cli(workspace_id_of(workspace))
+    request = CreateApiKey(name, event_sets or None, permissions or None, rate_limit)
     with refused_input_exits():
-        new = create_api_key(CreateApiKey(name), Actor.cli())
-    typer.echo(f"api key {new.id} for {new.name!r} ({new.key_prefix}…); shown only now:")
+        new = create_api_key(request, actor)
+    typer.echo(f"api key {new.id} for {new.name!r} ({new.key_prefix}…) in workspace {workspace}")
+    limits = [
+        "event sets: "
+        + ("all" if new.event_set_ids is None else ", ".join(map(str, new.event_set_ids))),
+        "permissions: " + ", ".join(new.permissions),
+        "rate limit: " + (new.rate_limit or "the INGEST_KEY_RATE_LIMIT setting"),
+    ]
+    typer.echo("; ".join(limits))
+    typer.echo("shown only now:")
     typer.echo(new.key)
 
 
 @api_key_app.command("list")
-def api_key_list() -> None:
-    """List keys: id, prefix, source system, state, last use."""
-    from crm_postback.configuration.api_keys import list_keys
+def api_key_list(workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME) -> None:
+    """List the workspace's keys: id, prefix, source system, state, last use, limits."""
+    from crm_postback.configuration.api_keys import PERMISSIONS, event_set_names, list_keys
     from models.db import session_scope
 
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_id_of(workspace)) as session:
         for key in list_keys(session):
             state = (
                 "active" if key.revoked_at is None else f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
             )
             used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
-            typer.echo(f"{key.id:>4}  {key.key_prefix}…  {key.name:<24} {state:<24} used {used}")
+            names = event_set_names(session, key)
+            scope = "all event sets" if names is None else "event sets " + ",".join(names)
+            allowed = (
+                "all permissions"
+                if set(key.permissions) >= set(PERMISSIONS)
+                else ",".join(key.permissions) or "no permissions"
+            )
+            rate = key.rate_limit or "default rate"
+            typer.echo(
+                f"{key.id:>4}  {key.key_prefix}…  {key.name:<24} {state:<24} used {used}"
+                f"  {scope}; {allowed}; {rate}"
+            )
 
 
 @api_key_app.command("revoke")
-def api_key_revoke(key_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
-    """Revoke a key: requests with it get 403 from now on."""
+def api_key_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="ID")],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+) -> None:
+    """Revoke a key of the workspace: requests with it get 403 from now on."""
     from crm_postback.commands.manage_api_keys import RevokeApiKey, revoke_api_key
     from crm_postback.commands.unit_of_work import Actor
 
+    actor = Actor.cli(workspace_id_of(workspace))
     with refused_input_exits():
-        key = revoke_api_key(RevokeApiKey(key_id), Actor.cli())
+        key = revoke_api_key(RevokeApiKey(key_id), actor)
     typer.echo(f"api key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")

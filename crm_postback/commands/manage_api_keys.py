@@ -1,11 +1,14 @@
 """Use cases of the ingest API keys of source (routing) systems: create, revoke.
 
-The audit trail names a key by its id, its source system and its display prefix (`pbk_` and
-8 characters, as listings show it); the key itself exists only in the result of `create_api_key`.
+Both act in the actor's workspace and need its owner role; a key id of another workspace is
+not found. The audit trail (in the workspace) names a key by its id, its source system and its
+display prefix (`pbk_` and 8 characters, as listings show it), with its event sets,
+permissions and rate limit; the key itself exists only in the result of `create_api_key`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +21,11 @@ from models import ApiKey, Role
 @dataclass(frozen=True)
 class CreateApiKey:
     name: str  # the source system, e.g. acme-router
+    # Our ids, names or TikTok event set IDs; None: every event set of the workspace, now and
+    # later.
+    event_sets: Sequence[int | str] | None = None
+    permissions: Sequence[str] | None = None  # None: all of api_keys.PERMISSIONS
+    rate_limit: str | None = None  # None: the INGEST_KEY_RATE_LIMIT setting
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,22 @@ def _snapshot(row: ApiKey) -> dict[str, Any]:
         "name": row.name,
         "key_prefix": row.key_prefix,
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "event_set_ids": row.event_set_ids,
+        "permissions": row.permissions,
+        "rate_limit": row.rate_limit,
     }
 
 
 def create_api_key(request: CreateApiKey, actor: Actor) -> NewKey:
     """A new key; `NewKey.key` is its only copy (the database keeps its SHA-256)."""
     with unit_of_work(actor, requires=Role.OWNER) as uow:
-        new = create_key(uow.session, request.name)
+        new = create_key(
+            uow.session,
+            request.name,
+            event_sets=request.event_sets,
+            permissions=request.permissions,
+            rate_limit=request.rate_limit,
+        )
         uow.audit(
             "api_key.create",
             entity_type="api_key",

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         description="Login attempts one client address may make (`limits` notation, e.g. "
         "10 per minute, 100 per hour, 5/second); more are answered 429 with Retry-After.",
     )
+    ingest_key_rate_limit: str = Field(
+        "3000/second",
+        description="Requests one API key may make to the ingest API, unless the key has its "
+        "own limit (`limits` notation, e.g. 3000/second, 100000 per minute; 0 or none: no "
+        "limit); more are answered 429 with Retry-After. Counted where "
+        "RATE_LIMIT_STORAGE_URL says.",
+    )
     admin_login_concurrency: int = Field(
         2,
         ge=1,
@@ -213,6 +220,17 @@ class Settings(BaseSettings):
     def _rate_in_limits_notation(cls, value: str) -> str:
         from limits import parse
 
+        parse(value)  # ValueError names the setting
+        return value
+
+    @field_validator("ingest_key_rate_limit")
+    @classmethod
+    def _ingest_rate_in_limits_notation(cls, value: str) -> str:
+        from limits import parse
+
+        value = value.strip()
+        if value.lower() in {"0", "none", "off"}:
+            return value.lower()
         parse(value)  # ValueError names the setting
         return value
 

@@ -2,6 +2,10 @@
 
 Bodies are parsed here rather than by FastAPI so that a batch is validated item by item (good
 items are kept when one is bad) and every answer points at fields without echoing values.
+
+Every route acts in the API key's workspace only: a trigger for an event set outside the key
+(of another workspace, or not among the key's event sets) is answered as one for an event set
+that does not exist, and a lead of another workspace is one that does not exist (404).
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
-from crm_postback.api import enqueue_triggers, upsert_lead_keys
+from crm_postback.api import IntakeScope, enqueue_triggers, upsert_lead_keys
+from crm_postback.configuration.api_keys import Caller
 from crm_postback.core.errors import InputRejected
 from crm_postback.intake.trigger_schemas import TriggerIn, Unrepresentable, parse_lead_ref
 from crm_postback.operations.postback_reports import LeadHistory, lead_history
-from crm_postback.web.auth import CallerDep
+from crm_postback.web.auth import HistoryReaderDep, LeadWriterDep, SenderDep
 from crm_postback.web.body import parse_body
 from crm_postback.web.errors import RequestRejected, problems_from_fields
 from crm_postback.web.examples import LEAD_KEYS_EXAMPLES, TRIGGER_EXAMPLES
@@ -32,7 +37,6 @@ from crm_postback.web.shapes import (
     TriggersAnswer,
 )
 from crm_postback.web.validation import validate
-from models import DEFAULT_WORKSPACE_ID
 from models.db import session_scope
 
 router = APIRouter(tags=["ingest"])
@@ -58,11 +62,32 @@ LeadId = Annotated[
     str,
     Path(min_length=1, max_length=128, description="Your id for the lead (URL-encoded)"),
 ]
-_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
-    403: {"model": ErrorAnswer, "description": "The API key has been revoked"},
-    413: {"model": ErrorAnswer, "description": "The body is larger than MAX_REQUEST_BYTES"},
-}
+
+
+def _common_errors(permission: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
+        403: {
+            "model": ErrorAnswer,
+            "description": f"The API key has been revoked, or lacks the {permission} permission",
+        },
+        413: {"model": ErrorAnswer, "description": "The body is larger than MAX_REQUEST_BYTES"},
+        429: {
+            "model": ErrorAnswer,
+            "description": "The API key made more requests than its rate limit allows; "
+            "Retry-After says in how many seconds to try again",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait (a whole number, at least 1)",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+        },
+    }
+
+
+def scope_of(caller: Caller) -> IntakeScope:
+    return IntakeScope(caller.workspace_id, caller.event_set_ids)
 
 
 def _body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +121,7 @@ def _root_rejected(message: str) -> RequestRejected:
     return RequestRejected(422, [Problem(pointer="", field="body", message=message)])
 
 
-def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
+def ingest(documents: list[Any], base: str | None, scope: IntakeScope) -> TriggersAnswer:
     """Validates each item, stores the valid ones in one transaction and answers per item.
 
     `base` is None for a batch (each item's pointers start at /index) or "" for one trigger.
@@ -111,7 +136,7 @@ def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
             continue
         answers[index] = ItemAnswer(index=index, status="rejected", errors=problems)
     if valid:
-        stored = enqueue_triggers([trigger for _, trigger in valid])
+        stored = enqueue_triggers([trigger for _, trigger in valid], workspace=scope)
         for item in stored:
             index = valid[item.index][0]
             if item.accepted is None:
@@ -133,16 +158,16 @@ def ingest(documents: list[Any], base: str | None) -> TriggersAnswer:
     )
 
 
-def _ingest_body(raw: bytes) -> TriggersAnswer:
+def _ingest_body(raw: bytes, scope: IntakeScope) -> TriggersAnswer:
     document = parse_body(raw, keep_bad_values=True)
     if isinstance(document, Unrepresentable):
         raise _root_rejected(document.message)
     if isinstance(document, dict):
-        return ingest([document], "")
+        return ingest([document], "", scope)
     if isinstance(document, list):
         if not 1 <= len(document) <= MAX_BATCH:
             raise _root_rejected(f"a batch holds 1 to {MAX_BATCH} triggers, not {len(document)}")
-        return ingest(document, None)
+        return ingest(document, None, scope)
     raise _root_rejected(f"send a trigger object or a list of 1 to {MAX_BATCH} of them")
 
 
@@ -162,7 +187,7 @@ def _ingest_body(raw: bytes) -> TriggersAnswer:
                 }
             },
         },
-        **_COMMON_ERRORS,
+        **_common_errors("triggers:send"),
     },
     openapi_extra={
         "requestBody": {
@@ -173,11 +198,12 @@ def _ingest_body(raw: bytes) -> TriggersAnswer:
         }
     },
 )
-async def post_triggers(request: Request, caller: CallerDep) -> JSONResponse:
+async def post_triggers(request: Request, caller: SenderDep) -> JSONResponse:
     """Each trigger is stored (committed) before the answer; a 202 is never lost, even when
-    the queue is down. Answers are per item, in the order sent."""
+    the queue is down. Answers are per item, in the order sent. An event set the key may not
+    send to is answered as an unknown one."""
     # Read off the event loop too: parsing megabytes must not hold up other requests.
-    answer = await run_in_threadpool(_ingest_body, await request.body())
+    answer = await run_in_threadpool(_ingest_body, await request.body(), scope_of(caller))
     status = 422 if answer.rejected == len(answer.items) else 202
     return JSONResponse(answer.model_dump(exclude_none=True), status_code=status)
 
@@ -194,7 +220,7 @@ def _path_problems(lead_id: str) -> list[Problem]:
     return []
 
 
-def _upsert(lead_id: str, raw: bytes) -> None:
+def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> None:
     body, problems = validate(LeadKeysIn, parse_body(raw, keep_bad_values=True), "")
     keys = body.match_keys.model_dump(exclude_none=True) if body is not None else {}
     if body is not None and not keys:
@@ -207,7 +233,7 @@ def _upsert(lead_id: str, raw: bytes) -> None:
     if problems:
         raise RequestRejected(422, problems)
     try:
-        upsert_lead_keys(lead_id, keys)
+        upsert_lead_keys(lead_id, keys, workspace=scope)
     except InputRejected as rejected:
         in_body = [e for e in rejected.errors if e.field.startswith("match_keys")]
         problems = problems_from_fields(in_body, "")
@@ -223,31 +249,76 @@ def _upsert(lead_id: str, raw: bytes) -> None:
     "/v1/leads/{lead_id:upsert_lead}",
     summary="Add or merge a lead's match keys",
     response_model=LeadStored,
-    responses={422: {"model": ErrorAnswer, "description": "A bad field"}, **_COMMON_ERRORS},
+    responses={
+        422: {"model": ErrorAnswer, "description": "A bad field"},
+        **_common_errors("leads:write"),
+    },
     openapi_extra=_body("LeadKeysIn", LEAD_KEYS_EXAMPLES),
 )
-async def put_lead(lead_id: LeadId, request: Request, caller: CallerDep) -> LeadStored:
+async def put_lead(lead_id: LeadId, request: Request, caller: LeadWriterDep) -> LeadStored:
     """Keys that arrive after the first trigger (a ttclid, a TikTok lead id) are merged into
-    what is stored; email, phone and external id are hashed before they are stored."""
-    await run_in_threadpool(_upsert, lead_id, await request.body())
+    what is stored; email, phone and external id are hashed before they are stored. The lead
+    is the key's workspace's: every source of a workspace speaks of the same leads."""
+    await run_in_threadpool(_upsert, lead_id, await request.body(), scope_of(caller))
     return LeadStored(lead_id=lead_id.strip())
 
 
-def _history(lead_id: str) -> dict[str, Any]:
+def _history(lead_id: str, workspace_id: int) -> dict[str, Any]:
     problems = _path_problems(lead_id)
     if problems:
         raise RequestRejected(422, problems)
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
-        return asdict(lead_history(session, lead_id.strip()))
+    with session_scope(workspace=workspace_id) as session:
+        history = lead_history(session, lead_id.strip())
+    if not history.known and not history.triggers:
+        # The same answer whether the lead is another workspace's or nobody's.
+        raise RequestRejected(404, [UNKNOWN_LEAD])
+    return without_raw_client_details(asdict(history))
+
+
+# The client details a lead may carry for Pixel (web) events: personal data sent unhashed, so
+# the history shows that they are there, never what they are.
+CLIENT_DETAILS = ("ip", "user_agent")
+PRESENT = "<present>"
+
+
+def without_raw_client_details(history: dict[str, Any]) -> dict[str, Any]:
+    """The history with the lead's IP address and user agent, and those in the event bodies
+    sent, replaced by PRESENT."""
+    keys = history.get("match_keys") or {}
+    for name in CLIENT_DETAILS:
+        if keys.get(name):
+            keys[name] = PRESENT
+    for trigger in history.get("triggers", ()):
+        for postback in trigger.get("postbacks", ()):
+            user = (postback.get("payload") or {}).get("user")
+            if isinstance(user, dict):
+                for name in CLIENT_DETAILS:
+                    if user.get(name):
+                        user[name] = PRESENT
+    return history
+
+
+UNKNOWN_LEAD = Problem(
+    pointer=None, field="path.lead_id", message="no lead of this id in the API key's workspace"
+)
 
 
 @router.get(
     "/v1/leads/{lead_id:lead}/postbacks",
     summary="What was sent for a lead, when, and what TikTok answered",
     response_model=LeadHistory,
-    responses={422: {"model": ErrorAnswer, "description": "A bad lead id"}, **_COMMON_ERRORS},
+    responses={
+        404: {
+            "model": ErrorAnswer,
+            "description": "No lead of this id in the API key's workspace (the same answer "
+            "whether another workspace has one or none has)",
+        },
+        422: {"model": ErrorAnswer, "description": "A bad lead id"},
+        **_common_errors("postbacks:read"),
+    },
 )
-async def get_postbacks(lead_id: LeadId, caller: CallerDep) -> Any:
+async def get_postbacks(lead_id: LeadId, caller: HistoryReaderDep) -> Any:
     """Every trigger of the lead, the postbacks it produced, each attempt with TikTok's code,
-    message and request_id. Match keys are shown hashed."""
-    return await run_in_threadpool(_history, lead_id)
+    message and request_id. Match keys are shown hashed; the IP address and user agent only
+    as present, never as sent."""
+    return await run_in_threadpool(_history, lead_id, caller.workspace_id)

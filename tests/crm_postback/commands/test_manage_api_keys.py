@@ -13,7 +13,7 @@ from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration.audit import entry_dict
 from crm_postback.core.errors import InputRejected
-from models import ApiKey, AuditEntry
+from models import DEFAULT_WORKSPACE_ID, ApiKey, AuditEntry
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -53,7 +53,16 @@ def test_create_stores_the_key_hashed_and_audits_its_name_and_prefix(sqlite_db: 
     [entry] = audit_entries("api_key.create")
     assert entry["actor"] == "cli:ops"
     assert (entry["entity_type"], entry["entity_id"]) == ("api_key", 1)
-    assert entry["after"] == {"name": "acme-router", "key_prefix": key[:12], "revoked_at": None}
+    assert entry["after"] == {
+        "name": "acme-router",
+        "key_prefix": key[:12],
+        "revoked_at": None,
+        "event_set_ids": None,
+        "permissions": ["triggers:send", "leads:write", "postbacks:read"],
+        "rate_limit": None,
+    }
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert session.scalars(select(AuditEntry.workspace_id)).all() == [DEFAULT_WORKSPACE_ID]
 
 
 def test_revoke_is_audited_once(sqlite_db: str) -> None:

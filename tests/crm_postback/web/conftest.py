@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from crm_postback.configuration.api_keys import create_key
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
+from models import DEFAULT_WORKSPACE_ID
 from models.db import session_scope
-from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread  # type: ignore[import-not-found]
 
 RAW_EMAIL = "Jane.Doe+web@Example.com"
@@ -38,10 +38,14 @@ def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_key(sqlite_db: str) -> Callable[[str], str]:
-    def make(name: str = "acme-router") -> str:
-        with session_scope(workspace=ALL_WORKSPACES) as session:
-            new = create_key(session, name)
+def make_key(sqlite_db: str) -> Callable[..., str]:
+    """A key of `workspace_id` (the default one); the options are create_key's."""
+
+    def make(
+        name: str = "acme-router", workspace_id: int = DEFAULT_WORKSPACE_ID, **options: Any
+    ) -> str:
+        with session_scope(workspace=workspace_id) as session:
+            new = create_key(session, name, **options)
             session.commit()
         return new.key
 
@@ -49,7 +53,7 @@ def make_key(sqlite_db: str) -> Callable[[str], str]:
 
 
 @pytest.fixture
-def api_key(make_key: Callable[[str], str]) -> str:
+def api_key(make_key: Callable[..., str]) -> str:
     return make_key("acme-router")
 
 

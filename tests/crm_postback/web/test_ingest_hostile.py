@@ -34,7 +34,7 @@ from crm_postback.web.app import create_app
 from crm_postback.web.body import parse_body
 from crm_postback.web.validation import validate
 from mappings.rules import parse_condition
-from models import Lead, Trigger
+from models import DEFAULT_WORKSPACE_ID, Lead, Trigger
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread, apply_env, free_port  # type: ignore[import-not-found]
@@ -85,7 +85,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def any_key(backend: str) -> str:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         new = create_key(session, "hostile-router")
         session.commit()
     return new.key
@@ -586,7 +586,7 @@ def test_the_python_api_refuses_the_same_values(acme: SimulatorControl) -> None:
 def test_the_access_log_of_postback_serve_holds_no_lead_id_or_query(
     sqlite_db: str, tmp_path: Path
 ) -> None:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         key = create_key(session, "log-router").key
         session.commit()
     port = free_port()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from crm_postback.configuration.api_keys import revoke_key
 from crm_postback.simulator import SimulatorControl
-from models import ApiKey
+from models import DEFAULT_WORKSPACE_ID, ApiKey
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.web.conftest import submitted  # type: ignore[import-not-found]
@@ -45,8 +45,8 @@ def test_unknown_or_malformed_credentials_are_401_and_not_echoed(
 
 def test_revoked_key_is_403(anonymous: TestClient, api_key: str) -> None:
     headers = {"Authorization": f"Bearer {api_key}"}
-    assert anonymous.get("/v1/leads/L-1/postbacks", headers=headers).status_code == 200
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    assert anonymous.get("/v1/leads/L-1/postbacks", headers=headers).status_code == 404
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         key_id = session.scalars(select(ApiKey.id)).one()
         revoke_key(session, key_id)
         session.commit()
@@ -90,7 +90,7 @@ def test_two_source_systems_have_their_own_keys(anonymous: TestClient, make_key:
         response = anonymous.get(
             "/v1/leads/x/postbacks", headers={"Authorization": f"Bearer {key}"}
         )
-        assert response.status_code == 200
+        assert response.status_code == 404  # known keys: an unknown lead, not a refusal
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json"])

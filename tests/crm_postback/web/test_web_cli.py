@@ -26,7 +26,7 @@ def test_create_prints_the_key_once_and_list_shows_only_its_prefix(sqlite_db: st
     assert "acme-router" in out and "active" in out and key[:12] in out and key not in out
     with TestClient(create_app()) as client:
         headers = {"Authorization": f"Bearer {key}"}
-        assert client.get("/v1/leads/L-1/postbacks", headers=headers).status_code == 200
+        assert client.get("/v1/leads/L-1/postbacks", headers=headers).status_code == 404
     code, out = run("api-key", "list")
     assert "used never" not in out
 

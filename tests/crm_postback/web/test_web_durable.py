@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from crm_postback.http_client import PostbackClient
 from crm_postback.simulator import SimulatorControl
-from models import Postback, PostbackStatus, Trigger, TriggerStatus, utcnow
+from models import DEFAULT_WORKSPACE_ID, Postback, PostbackStatus, Trigger, TriggerStatus, utcnow
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import WorkerProcess, apply_env, free_port  # type: ignore[import-not-found]
@@ -147,7 +147,7 @@ def make_pg_key(pg_db: str) -> Callable[[], str]:
     from crm_postback.configuration.api_keys import create_key
 
     def make() -> str:
-        with session_scope(workspace=ALL_WORKSPACES) as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             new = create_key(session, "integration-router")
             session.commit()
         return new.key

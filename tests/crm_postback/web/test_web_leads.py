@@ -124,12 +124,16 @@ def test_history_shows_postbacks_with_tiktok_codes(
         assert raw not in response.text
 
 
-def test_history_of_an_unknown_lead_is_empty(client: TestClient) -> None:
+def test_history_of_an_unknown_lead_is_404_naming_the_path(client: TestClient) -> None:
     response = client.get("/v1/leads/nobody/postbacks")
-    assert response.status_code == 200
+    assert response.status_code == 404
     assert response.json() == {
-        "lead_ref": "nobody",
-        "known": False,
-        "match_keys": {},
-        "triggers": [],
+        "errors": [
+            {
+                "pointer": None,
+                "field": "path.lead_id",
+                "message": "no lead of this id in the API key's workspace",
+            }
+        ]
     }
+    assert "nobody" not in response.text

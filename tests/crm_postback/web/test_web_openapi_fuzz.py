@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from crm_postback.web.app import create_app
-from models.workspace_scope import ALL_WORKSPACES
+from models import DEFAULT_WORKSPACE_ID
 from tests.crm_postback.web.no_echo import (  # type: ignore[import-not-found]
     assert_echoes_nothing,
 )
@@ -55,7 +55,7 @@ def fuzz_key(request: pytest.FixtureRequest, make_event_set: Callable[..., int])
 
     request.getfixturevalue(request.param)
     make_event_set(name="acme-crm")  # the name the examples use
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         new = create_key(session, "fuzz")
         session.commit()
     return new.key
