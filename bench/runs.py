@@ -16,7 +16,7 @@ from bench.profile import Profiler, top_own_time
 from bench.rss import RssSampler
 from bench.workers import WorkerGroup
 from bench.workload import EVENT_NAMES, EVENT_SETS, LEAD_EVENT_SOURCE, MAPPINGS, STAGES, Workload
-from models.workspace_scope import ALL_WORKSPACES
+from models.workspaces import DEFAULT_WORKSPACE_ID
 
 REPO = Path(__file__).resolve().parents[1]
 # The naive design has no event-set table; its event ids use the position + 1, which is also
@@ -209,7 +209,7 @@ def _create_event_sets() -> list[int]:
     from models.db import session_scope
 
     ids = []
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for spec in EVENT_SETS:
             event_set = create_event_set(
                 session,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from models.workspace_scope import ALL_WORKSPACES
+from models.workspaces import DEFAULT_WORKSPACE_ID
 
 log = logging.getLogger("chaos.load")
 
@@ -299,7 +299,7 @@ def configure_event_sets() -> dict[int, int]:
     from models.db import session_scope
 
     ids: dict[int, int] = {}
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for index, plan in enumerate(EVENT_SETS):
             event_set = create_event_set(
                 session,

@@ -14,6 +14,7 @@ from crm_postback.operations.retention import (
     purge_batch,
     purge_in_batches,
     retention_cutoff,
+    workspace_ids,
 )
 from models import utcnow
 from models.db import session_scope, truncate_sqlite_log
@@ -28,34 +29,48 @@ RUN_SECONDS = 60.0
 
 @app.task(name="postback.purge_expired_data", acks_late=True, ignore_result=True)
 def purge_expired_data(run_seconds: float = RUN_SECONDS) -> dict[str, Any]:
-    """Clears match keys and event bodies past RETENTION_DAYS, one short transaction per
-    batch of 1,000, so delivery is never held up by a long lock."""
+    """Clears match keys and event bodies past RETENTION_DAYS, workspace by workspace, one
+    short transaction per batch of 1,000 in a session scoped to that workspace, so delivery
+    is never held up by a long lock and one workspace's purge never touches another's rows."""
     settings = get_settings()
     cutoff = retention_cutoff(settings, utcnow())
     deadline = time.monotonic() + run_seconds
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        workspaces = workspace_ids(session)
 
-    def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
-        with session_scope(workspace=ALL_WORKSPACES) as session:
-            batch = purge_batch(
-                session,
-                cutoff,
-                after_lead_id=after_lead_id,
-                after_postback_id=after_postback_id,
-                limit=PURGE_BATCH,
-            )
-            session.commit()
-        record_purge(batch.leads, batch.payloads)
-        return batch
+    def out_of_time() -> bool:
+        return time.monotonic() >= deadline
 
     leads = payloads = 0
-    more = True  # until a batch comes back not full
-    batches = purge_in_batches(
-        run_batch, limit=PURGE_BATCH, stop=lambda: time.monotonic() >= deadline
-    )
-    for batch in batches:
-        leads += batch.leads
-        payloads += batch.payloads
-        more = batch.full(PURGE_BATCH)
+    more = False  # a batch came back full when time ran out
+    for workspace in workspaces:
+        if out_of_time():
+            more = True
+            break
+
+        def run_batch(
+            after_lead_id: int, after_postback_id: int, workspace: int = workspace
+        ) -> PurgeBatch:
+            with session_scope(workspace=workspace) as session:
+                batch = purge_batch(
+                    session,
+                    cutoff,
+                    after_lead_id=after_lead_id,
+                    after_postback_id=after_postback_id,
+                    limit=PURGE_BATCH,
+                )
+                session.commit()
+            record_purge(batch.leads, batch.payloads, workspace_id=workspace)
+            return batch
+
+        full = True  # until a batch of this workspace comes back not full
+        for batch in purge_in_batches(run_batch, limit=PURGE_BATCH, stop=out_of_time):
+            leads += batch.leads
+            payloads += batch.payloads
+            full = batch.full(PURGE_BATCH)
+        if full:
+            more = True  # stopped by the deadline inside this workspace
+            break
     if more:
         purge_expired_data.delay()  # a large backlog: carry on in a fresh task
     elif (leads or payloads) and truncate_sqlite_log() is False:

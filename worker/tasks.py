@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from crm_postback.core.settings import Settings, get_settings
 from crm_postback.observability.delivery_metrics import record_triggers_processed
 from crm_postback.observability.maintenance_metrics import record_sweep
+from crm_postback.observability.workspace_labels import known_labels
 from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
 from crm_postback.tiktok.events_client import EventsApiClient
 from models import utcnow
@@ -46,6 +47,9 @@ def _send_and_record(batches: list[OutgoingBatch]) -> dict[str, int]:
     settings = get_settings()
     client = _client()
     results = [result for batch in batches for result in delivery.send(client, batch)]
+    # The metrics' workspace labels, read now (once per process and workspace), not inside
+    # the recording transaction.
+    known_labels(batch.workspace_id for batch in batches)
     # Repeated after a lost COMMIT answer, this writes the same outcomes and at worst lists
     # an attempt twice; not recording would send the events again after the lease.
     return in_transaction(

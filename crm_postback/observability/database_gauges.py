@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.timestamps import naive_means_utc
+from crm_postback.observability.workspace_labels import known_labels
 from models import (
     EventSet,
     EventSetStatus,
@@ -62,23 +63,40 @@ _OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 
 def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFamily]:
     sets = session.execute(
-        select(EventSet.id, EventSet.name, EventSet.status, EventSet.throttled_until)
+        select(
+            EventSet.id,
+            EventSet.workspace_id,
+            EventSet.name,
+            EventSet.status,
+            EventSet.throttled_until,
+        )
     ).all()
-    names = {row.id: row.name for row in sets}
+    workspaces = known_labels(row.workspace_id for row in sets)
+    # (workspace label, event set name) per set: the workspaces beyond
+    # METRICS_MAX_WORKSPACES share the label `other`, so their sets of one name share a series.
+    series = {row.id: (workspaces[row.workspace_id], row.name) for row in sets}
+    labels = ["workspace", "event_set"]
     paused = GaugeMetricFamily(
         "postback_event_set_paused",
         "1 while an event set is paused (a token error or an operator); its events are held.",
-        labels=["event_set"],
+        labels=labels,
     )
     throttled = GaugeMetricFamily(
         "postback_event_set_throttled",
         "1 while TikTok's throttling holds an event set back (THROTTLE_PAUSE_SECONDS).",
-        labels=["event_set"],
+        labels=labels,
     )
+    paused_by: dict[tuple[str, str], int] = {}
+    throttled_by: dict[tuple[str, str], int] = {}
     for row in sets:
-        paused.add_metric([row.name], 1 if row.status == EventSetStatus.PAUSED else 0)
+        key = series[row.id]
         held = row.throttled_until is not None and row.throttled_until > now
-        throttled.add_metric([row.name], 1 if held else 0)
+        paused_by[key] = max(paused_by.get(key, 0), 1 if row.status == EventSetStatus.PAUSED else 0)
+        throttled_by[key] = max(throttled_by.get(key, 0), 1 if held else 0)
+    for key, value in paused_by.items():
+        paused.add_metric(list(key), value)
+    for key, value in throttled_by.items():
+        throttled.add_metric(list(key), value)
     yield paused
     yield throttled
 
@@ -98,11 +116,14 @@ def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
         "postback_outbox_due",
         "Events due to be sent now (pending or retrying whose time has come, or sending past "
         "its lease); stays high when workers or beat are not keeping up.",
-        labels=["event_set"],
+        labels=labels,
     )
-    due_by_set: dict[int, int] = {row[0]: row[1] for row in due_rows}
-    for set_id, name in names.items():
-        due.add_metric([name], due_by_set.get(set_id, 0))
+    due_by: dict[tuple[str, str], int] = dict.fromkeys(series.values(), 0)
+    for set_id, count in due_rows:
+        if set_id in series:
+            due_by[series[set_id]] += count
+    for key, value in due_by.items():
+        due.add_metric(list(key), value)
     yield due
 
     open_rows = session.execute(
@@ -113,25 +134,28 @@ def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
     open_family = GaugeMetricFamily(
         "postback_outbox_open",
         "Events not yet final, by status (pending, sending, retrying).",
-        labels=["event_set", "status"],
+        labels=[*labels, "status"],
     )
     oldest = GaugeMetricFamily(
         "postback_outbox_oldest_pending_age_seconds",
         "Age of the oldest event not yet final (0 when none).",
-        labels=["event_set"],
+        labels=labels,
     )
-    counts: dict[tuple[int, str], int] = {}
-    first: dict[int, datetime] = {}
+    counts: dict[tuple[tuple[str, str], str], int] = {}
+    first: dict[tuple[str, str], datetime] = {}
     for set_id, status, count, created in open_rows:
-        counts[(set_id, status)] = count
+        if set_id not in series:
+            continue
+        key = series[set_id]
+        counts[(key, status)] = counts.get((key, status), 0) + count
         created = naive_means_utc(created)
-        if created is not None and (set_id not in first or created < first[set_id]):
-            first[set_id] = created
-    for set_id, name in names.items():
+        if created is not None and (key not in first or created < first[key]):
+            first[key] = created
+    for key in dict.fromkeys(series.values()):
         for status in _OPEN_STATUSES:
-            open_family.add_metric([name, str(status)], counts.get((set_id, status), 0))
-        age = (now - first[set_id]).total_seconds() if set_id in first else 0.0
-        oldest.add_metric([name], max(age, 0.0))
+            open_family.add_metric([*key, str(status)], counts.get((key, status), 0))
+        age = (now - first[key]).total_seconds() if key in first else 0.0
+        oldest.add_metric(list(key), max(age, 0.0))
     yield open_family
     yield oldest
 

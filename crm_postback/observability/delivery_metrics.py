@@ -1,9 +1,11 @@
 """What the worker records about its deliveries, once per batch.
 
-A batch of 1,000 results costs a few dictionary operations: it is grouped by (event set,
-status, code) and each group is one `inc(n)`. Everything recorded comes with the results (the
-event set's name and the row's facts were read when the rows were claimed), so recording
-sends no statement to the database inside the delivery transaction.
+A batch of 1,000 results costs a few dictionary operations: it is grouped by (workspace, event
+set, status, code) and each group is one `inc(n)`. Everything recorded comes with the results
+(the event set's name, its workspace and the row's facts were read when the rows were
+claimed), so recording sends no statement to the database inside the delivery transaction;
+the workspace's label is the process's cached one (`workspace_labels`, which the worker
+fills before it records).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 
 from crm_postback.observability import metric_definitions
 from crm_postback.observability.metric_definitions import never_raises
+from crm_postback.observability.workspace_labels import known_labels
 from crm_postback.tiktok.response_outcomes import Answer
 from models import PostbackStatus
 
@@ -52,6 +55,9 @@ class SentEvent(Protocol):
     def event_set_name(self) -> str: ...
 
     @property
+    def workspace_id(self) -> int: ...
+
+    @property
     def answer(self) -> Answer: ...
 
     @property
@@ -82,32 +88,36 @@ def _label(value: object) -> str:
 
 def _record_delivery(results: Sequence[SentEvent], statuses: Sequence[str], now: datetime) -> None:
     m = metric_definitions.metrics()
-    events: dict[tuple[str, str, str], int] = defaultdict(int)
+    workspaces = known_labels(result.workspace_id for result in results)
+    events: dict[tuple[str, str, str, str], int] = defaultdict(int)
     requests: dict[object, SentEvent] = {}
-    latencies: dict[str, list[float]] = defaultdict(list)
+    latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
     failed: list[tuple[SentEvent, str]] = []
     for result, status in zip(results, statuses, strict=True):
         answer = result.answer
+        workspace = workspaces[result.workspace_id]
         name = result.event_set_name
-        events[(name, _STATUS_LABELS.get(status, str(status)), _label(answer.code))] += 1
+        status_label = _STATUS_LABELS.get(status, str(status))
+        events[(workspace, name, status_label, _label(answer.code))] += 1
         # Events of one request share its answer; TikTok's request_id names the request.
         requests.setdefault(answer.request_id or id(answer), result)
         if status == PostbackStatus.DELIVERED:
             row = result.item
             if row.created_at is not None and not row.replays:
-                latencies[name].append(max((now - row.created_at).total_seconds(), 0.0))
+                latency = max((now - row.created_at).total_seconds(), 0.0)
+                latencies[(workspace, name)].append(latency)
         elif status in (PostbackStatus.FAILED, PostbackStatus.DEAD):
             failed.append((result, str(status)))
-    for (name, status, code), count in events.items():
-        m.events.labels(name, status, code).inc(count)
+    for (workspace, name, status, code), count in events.items():
+        m.events.labels(workspace, name, status, code).inc(count)
     for result in requests.values():
         answer = result.answer
-        name = result.event_set_name
-        m.requests.labels(name, answer.outcome.value, _label(answer.http_status)).inc()
+        workspace, name = workspaces[result.workspace_id], result.event_set_name
+        m.requests.labels(workspace, name, answer.outcome.value, _label(answer.http_status)).inc()
         if answer.duration_ms is not None:
-            m.request_duration.labels(name).observe(answer.duration_ms / 1000)
-    for name, values in latencies.items():
-        observe_many(m.delivery_latency.labels(name), values)
+            m.request_duration.labels(workspace, name).observe(answer.duration_ms / 1000)
+    for (workspace, name), values in latencies.items():
+        observe_many(m.delivery_latency.labels(workspace, name), values)
     _log_failures(failed)
 
 

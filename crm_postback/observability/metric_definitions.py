@@ -1,5 +1,8 @@
 """The Prometheus metric families this service records, created once per process.
 
+Every family with an `event_set` label has a `workspace` label too (event set names are per
+workspace); its values are bounded (`workspace_labels`).
+
 They are created on first use, not at import: a worker's main process must switch
 prometheus_client to multiprocess mode (see `worker_metrics_server`) before any metric exists,
 whatever imported this module first.
@@ -75,7 +78,7 @@ class MetricFamilies:
             "Events after a delivery attempt, by event set, the outbox status the answer led to "
             "(delivered, retrying, failed, dead, held by a token error) and TikTok's code "
             "(`none` for a network error or an answer without a TikTok body).",
-            ["event_set", "status", "code"],
+            ["workspace", "event_set", "status", "code"],
             registry=r,
         )
         self.requests = Counter(
@@ -84,13 +87,13 @@ class MetricFamilies:
             "throttled, transient, auth, invalid; not_tiktok: an answer without TikTok's "
             "envelope, so a wrong address or a proxy, and the event set is paused) and HTTP "
             "status (`none`: no answer).",
-            ["event_set", "outcome", "http_status"],
+            ["workspace", "event_set", "outcome", "http_status"],
             registry=r,
         )
         self.request_duration = Histogram(
             "postback_tiktok_request_duration_seconds",
             "Round trip of one HTTP request to the Events API.",
-            ["event_set"],
+            ["workspace", "event_set"],
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
@@ -98,7 +101,7 @@ class MetricFamilies:
             "postback_delivery_latency_seconds",
             "From the event entering the outbox to TikTok accepting it (delivered events; "
             "an operator's replays are left out).",
-            ["event_set"],
+            ["workspace", "event_set"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -115,8 +118,8 @@ class MetricFamilies:
         self.retention = Counter(
             "postback_retention_purged",
             "Rows whose personal data the retention purge cleared: `lead` (match keys) and "
-            "`payload` (stored event bodies).",
-            ["kind"],
+            "`payload` (stored event bodies), by workspace.",
+            ["workspace", "kind"],
             registry=r,
         )
 

@@ -1,6 +1,7 @@
 """The queries behind a diagnostics report: one per section, each returning its typed result.
 
-Read-only. "In the window" means created (or delivered, or attempted) at or after `since`;
+Read-only; in a session scoped to one workspace, every statement reads only its rows.
+"In the window" means created (or delivered, or attempted) at or after `since`;
 what is still waiting is counted at any age.
 """
 
@@ -11,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, case, exists, func, select
+from sqlalchemy import ColumnElement, Table, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import InputRejected
@@ -45,6 +46,7 @@ from models import (
     Trigger,
     TriggerStatus,
 )
+from models.workspace_scope import FILTERED_OPTION, scope_of
 
 # Where each match key sits in an event (the data[] item as sent).
 CRM_KEYS: dict[str, tuple[str, str]] = {
@@ -72,10 +74,23 @@ _attempts = DeliveryAttempt.__table__
 _triggers = Trigger.__table__
 _leads = Lead.__table__
 _mappings = Mapping.__table__
+# Every Core statement here is limited to the session's workspace by `_in_workspace`.
+FILTERED = {FILTERED_OPTION: True}
+
+
+def _in_workspace(session: Session, *tables: Table) -> list[ColumnElement[bool]]:
+    """The conditions keeping each table to the session's workspace (none in a session over
+    every workspace). The event set's id already does, as an event set is one workspace's;
+    the condition says so where the workspace filter checks it."""
+    scope = scope_of(session)
+    if not isinstance(scope, int):
+        return []
+    return [table.c.workspace_id == scope for table in tables]
 
 
 def event_set_state(session: Session, event_set_id: int) -> EventSetState:
-    """Raises InputRejected for an unknown id."""
+    """Raises InputRejected for an unknown id, and for another workspace's (the session's
+    filter does not find it): the same answer."""
     event_set = session.get(EventSet, event_set_id)
     if event_set is None:
         raise InputRejected.one("event_set", f"no event set with id {event_set_id}")
@@ -104,8 +119,13 @@ def enabled_mappings(session: Session, event_set_id: int) -> EnabledMappings:
 def outbox_statuses(session: Session, event_set_id: int, since: datetime) -> OutboxStatuses:
     rows = session.execute(
         select(_postbacks.c.status, func.count())
-        .where(_postbacks.c.event_set_id == event_set_id, _postbacks.c.created_at >= since)
-        .group_by(_postbacks.c.status)
+        .where(
+            *_in_workspace(session, _postbacks),
+            _postbacks.c.event_set_id == event_set_id,
+            _postbacks.c.created_at >= since,
+        )
+        .group_by(_postbacks.c.status),
+        execution_options=FILTERED,
     ).all()
     return OutboxStatuses(by_status=dict(rows))
 
@@ -121,10 +141,12 @@ def match_key_coverage(
     ]
     row = session.execute(
         select(*columns).where(
+            *_in_workspace(session, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.created_at >= since,
             has_body(dialect),
-        )
+        ),
+        execution_options=FILTERED,
     ).one()
     events = int(row[0] or 0)
     shares = {
@@ -146,12 +168,14 @@ def delivered_volume(session: Session, event_set_id: int, since: datetime) -> De
     rows = session.execute(
         select(_postbacks.c.event_name, func.count())
         .where(
+            *_in_workspace(session, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.status == PostbackStatus.DELIVERED,
             _postbacks.c.delivered_at >= since,
         )
         .group_by(_postbacks.c.event_name)
-        .order_by(func.count().desc())
+        .order_by(func.count().desc()),
+        execution_options=FILTERED,
     )
     return DeliveredVolume(by_event={name or "?": count for name, count in rows})
 
@@ -167,12 +191,14 @@ def tiktok_errors(session: Session, event_set_id: int, since: datetime) -> TikTo
         )
         .join(_postbacks, _postbacks.c.id == _attempts.c.postback_id)
         .where(
+            *_in_workspace(session, _attempts, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _attempts.c.attempted_at >= since,
             _attempts.c.outcome != Outcome.DELIVERED.value,
         )
         .group_by(_attempts.c.code, _attempts.c.outcome, _attempts.c.http_status)
-        .order_by(func.count().desc())
+        .order_by(func.count().desc()),
+        execution_options=FILTERED,
     )
     return TikTokErrors(
         codes=tuple(
@@ -222,9 +248,14 @@ def missing_property_attributes(
             ),
         )
         .where(
+            *_in_workspace(session, _postbacks, _triggers, _mappings),
             _postbacks.c.mapping_id.in_([mapping.id for mapping, _, _ in reading]),
             _postbacks.c.created_at >= since,
-            exists().where(_leads.c.lead_ref == _triggers.c.lead_ref),
+            # The trigger's lead: its lead id in its workspace.
+            exists().where(
+                _leads.c.workspace_id == _triggers.c.workspace_id,
+                _leads.c.lead_ref == _triggers.c.lead_ref,
+            ),
         )
         .subquery()
     )
@@ -232,7 +263,8 @@ def missing_property_attributes(
     for mapping_id, attributes in session.execute(
         select(ranked.c.mapping_id, ranked.c.attributes).where(
             ranked.c.latest_first <= ATTRIBUTE_SAMPLE
-        )
+        ),
+        execution_options=FILTERED,
     ):
         sampled[mapping_id].append(attributes or {})
     counts: list[MissingAttributeCount] = []
@@ -262,12 +294,14 @@ def unmapped_triggers(
         select(_triggers.c.trigger_type, func.count(), func.max(_postbacks.c.last_message))
         .join(_triggers, _triggers.c.id == _postbacks.c.trigger_id)
         .where(
+            *_in_workspace(session, _postbacks, _triggers),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.status == PostbackStatus.UNMAPPED,
             _postbacks.c.created_at >= since,
         )
         .group_by(_triggers.c.trigger_type)
-        .order_by(func.count().desc())
+        .order_by(func.count().desc()),
+        execution_options=FILTERED,
     )
     return UnmappedTriggers(
         types=tuple(
@@ -282,8 +316,13 @@ def open_events(session: Session, event_set_id: int, now: datetime) -> OpenEvent
     oldest: datetime | None = None
     for status, count, first in session.execute(
         select(_postbacks.c.status, func.count(), func.min(_postbacks.c.created_at))
-        .where(_postbacks.c.event_set_id == event_set_id, _postbacks.c.status.in_(OPEN_STATUSES))
-        .group_by(_postbacks.c.status)
+        .where(
+            *_in_workspace(session, _postbacks),
+            _postbacks.c.event_set_id == event_set_id,
+            _postbacks.c.status.in_(OPEN_STATUSES),
+        )
+        .group_by(_postbacks.c.status),
+        execution_options=FILTERED,
     ):
         by_status[status] = count
         if first is not None and (oldest is None or first < oldest):
@@ -301,10 +340,12 @@ def waiting_triggers(session: Session, event_set_id: int, now: datetime) -> Wait
     for status, count, first in session.execute(
         select(_triggers.c.status, func.count(), func.min(_triggers.c.received_at))
         .where(
+            *_in_workspace(session, _triggers),
             _triggers.c.event_set_id == event_set_id,
             _triggers.c.status.in_((TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)),
         )
-        .group_by(_triggers.c.status)
+        .group_by(_triggers.c.status),
+        execution_options=FILTERED,
     ):
         by_status[status] = count
         if status == TriggerStatus.RECEIVED:

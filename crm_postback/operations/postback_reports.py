@@ -1,7 +1,16 @@
-"""Read-only answers for operators: a lead's postback history and status counts."""
+"""Read-only answers for operators: a lead's postback history and status counts.
+
+A lead is named by (workspace, lead id): the history is read in a session scoped to one
+workspace and shows only that workspace's lead. It never shows the raw IP address or user
+agent (sent to TikTok unhashed for Pixel events): the IP is masked to its network
+(`203.0.113.x`, `2001:db8:85a3::/48`), the user agent only said to be there (`<present>`), in
+the lead's keys and in every stored event body alike.
+"""
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,6 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import DeliveryAttempt, EventSet, Lead, Postback, Trigger
+from models.workspace_scope import workspace_of
+
+PRESENT = "<present>"
+# The client details an event body carries unhashed (Pixel events), in its `user` object.
+CLIENT_DETAILS = ("ip", "user_agent")
 
 
 @dataclass
@@ -57,23 +71,75 @@ class TriggerView:
 @dataclass
 class LeadHistory:
     lead_ref: str
-    known: bool
-    match_keys: dict[str, Any]
+    known: bool  # a lead row (match keys) is stored
+    match_keys: dict[str, Any]  # hashes and ids as stored; ip masked, user_agent PRESENT
     triggers: list[TriggerView]
+
+    @property
+    def found(self) -> bool:
+        """The workspace has this lead: its keys, or a trigger for it."""
+        return self.known or bool(self.triggers)
+
+
+def masked_ip(value: str) -> str:
+    """The network an address is in, never the address: IPv4 to its /24 (`203.0.113.x`),
+    IPv6 to its /48 (`2001:db8:85a3::/48`); anything else only `<present>`."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return PRESENT
+    if isinstance(address, ipaddress.IPv4Address):
+        return ".".join(str(address).split(".")[:3]) + ".x"
+    if address.ipv4_mapped is not None:
+        return masked_ip(str(address.ipv4_mapped))
+    return str(ipaddress.ip_network(f"{address}/48", strict=False))
+
+
+def _masked_client_details(details: dict[str, Any]) -> dict[str, Any]:
+    masked = dict(details)
+    if masked.get("ip"):
+        masked["ip"] = masked_ip(str(masked["ip"]))
+    if masked.get("user_agent"):
+        masked["user_agent"] = PRESENT
+    return masked
+
+
+def _masked_payload(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not isinstance(payload, dict):
+        return payload
+    user = payload.get("user")
+    if not isinstance(user, dict) or not any(user.get(name) for name in CLIENT_DETAILS):
+        return copy.deepcopy(payload)
+    masked = copy.deepcopy(payload)
+    masked["user"] = _masked_client_details(user)
+    return masked
+
+
+def find_lead_history(session: Session, lead_ref: str) -> LeadHistory | None:
+    """The lead's history in the session's workspace; None when the workspace has no such
+    lead (no lead row and no trigger): the same whether another workspace has one or none."""
+    history = lead_history(session, lead_ref)
+    return history if history.found else None
 
 
 def lead_history(session: Session, lead_ref: str) -> LeadHistory:
-    lead = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref))
+    """Everything of one lead of the session's workspace (`found` False: nothing)."""
+    workspace = workspace_of(session)
+    lead = session.scalar(
+        select(Lead).where(Lead.workspace_id == workspace, Lead.lead_ref == lead_ref)
+    )
     names: dict[int, str] = {
         row.id: row.name for row in session.execute(select(EventSet.id, EventSet.name))
     }
     triggers = session.scalars(
         select(Trigger)
-        .where(Trigger.lead_ref == lead_ref)
+        .where(Trigger.workspace_id == workspace, Trigger.lead_ref == lead_ref)
         .order_by(Trigger.occurred_at, Trigger.id)
     ).all()
     postbacks = session.scalars(
-        select(Postback).where(Postback.lead_ref == lead_ref).order_by(Postback.id)
+        select(Postback)
+        .where(Postback.workspace_id == workspace, Postback.lead_ref == lead_ref)
+        .order_by(Postback.id)
     ).all()
     attempts = session.scalars(
         select(DeliveryAttempt)
@@ -119,7 +185,7 @@ def lead_history(session: Session, lead_ref: str) -> LeadHistory:
             p.last_request_id,
             p.mapping_id,
             p.mapping_version,
-            p.payload,
+            _masked_payload(p.payload),
             p.delivered_at,
             attempts_by_postback.get(p.id, []),
         )
@@ -137,7 +203,7 @@ def lead_history(session: Session, lead_ref: str) -> LeadHistory:
             "user_agent": lead.user_agent,
             "ttp": lead.ttp,
         }
-        keys = {k: v for k, v in keys.items() if v}
+        keys = _masked_client_details({k: v for k, v in keys.items() if v})
     return LeadHistory(lead_ref, lead is not None, keys, list(views.values()))
 
 

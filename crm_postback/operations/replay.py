@@ -2,7 +2,9 @@
 
 A replayed postback keeps its event_id, so TikTok deduplicates it if an earlier copy did
 arrive. Its match keys are refreshed from the lead (keys may have arrived since), and its
-properties are rebuilt from the mapping when the mapping still exists.
+properties are rebuilt from the mapping when the mapping still exists. The selection runs in
+a session scoped to one workspace (every statement here is ORM, filtered by it); a row's lead
+is its workspace's lead of that id.
 """
 
 from __future__ import annotations
@@ -121,7 +123,9 @@ def _rebuilt_payload(session: Session, row: Postback) -> dict[str, object]:
         raise ValueError("an unmapped trigger has no event to send")
     trigger = session.get(Trigger, row.trigger_id)
     event_set = session.get(EventSet, row.event_set_id)
-    lead = session.scalar(select(Lead).where(Lead.lead_ref == row.lead_ref))
+    lead = session.scalar(
+        select(Lead).where(Lead.workspace_id == row.workspace_id, Lead.lead_ref == row.lead_ref)
+    )
     if trigger is None or event_set is None or lead is None:
         raise ValueError("its trigger, event set or lead no longer exists")
     properties = dict((row.payload or {}).get("properties", {}))

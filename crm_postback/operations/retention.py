@@ -2,6 +2,9 @@
 
 Two operations:
 
+Both run in a session scoped to one workspace and touch only that workspace's rows: the purge
+is run workspace by workspace (`workspace_ids`), each batch in its own transaction.
+
 * **Retention purge** (daily, from beat): RETENTION_DAYS after a lead was last active (its keys
   changed or a trigger for it arrived), its match keys are cleared: ttclid, ttp, ip,
   user_agent, TikTok lead id and the email / phone / external id hashes. Outbox rows that are
@@ -44,6 +47,14 @@ from models import (
     PostbackStatus,
     Trigger,
     TriggerStatus,
+    Workspace,
+)
+from models.workspace_scope import (
+    ALL_WORKSPACES,
+    FILTERED_OPTION,
+    WorkspaceScopeError,
+    scope_of,
+    workspace_of,
 )
 
 LEADS = Lead.__table__
@@ -54,6 +65,8 @@ OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 HASH_COLUMNS = ("email_hashes", "phone_hashes", "external_id_hashes")
 SCALAR_KEYS = ("ttclid", "tiktok_lead_id", "ttp", "ip", "user_agent")
 PURGE_BATCH = 1000
+# Every Core statement here filters by the session's workspace itself.
+FILTERED = {FILTERED_OPTION: True}
 ERASED_REASON = "lead erased on request (data-subject deletion); not sent"
 
 
@@ -82,16 +95,32 @@ def _has_keys() -> Any:
     )
 
 
-def _expired_leads(cutoff: datetime) -> Any:
-    """Leads with keys, inactive since the cutoff, with nothing of theirs still open."""
+def workspace_ids(session: Session) -> list[int]:
+    """Every workspace, in id order: the purge runs one workspace at a time."""
+    return list(session.scalars(select(Workspace.id).order_by(Workspace.id)))
+
+
+def _expired_leads(workspace_id: int, cutoff: datetime) -> Any:
+    """The workspace's leads with keys, inactive since the cutoff, with nothing of theirs
+    still open. A lead is named by (workspace, lead_ref): another workspace's rows of the same
+    lead id are another lead's."""
     recent_or_open_trigger = exists().where(
+        TRIGGERS.c.workspace_id == LEADS.c.workspace_id,
         TRIGGERS.c.lead_ref == LEADS.c.lead_ref,
         or_(TRIGGERS.c.received_at >= cutoff, TRIGGERS.c.status.in_(OPEN_TRIGGERS)),
     )
     open_postback = exists().where(
-        POSTBACKS.c.lead_ref == LEADS.c.lead_ref, POSTBACKS.c.status.in_(OPEN_POSTBACKS)
+        POSTBACKS.c.workspace_id == LEADS.c.workspace_id,
+        POSTBACKS.c.lead_ref == LEADS.c.lead_ref,
+        POSTBACKS.c.status.in_(OPEN_POSTBACKS),
     )
-    return and_(LEADS.c.updated_at < cutoff, _has_keys(), ~recent_or_open_trigger, ~open_postback)
+    return and_(
+        LEADS.c.workspace_id == workspace_id,
+        LEADS.c.updated_at < cutoff,
+        _has_keys(),
+        ~recent_or_open_trigger,
+        ~open_postback,
+    )
 
 
 def has_body(dialect: str) -> Any:
@@ -102,8 +131,9 @@ def has_body(dialect: str) -> Any:
     return and_(column.isnot(None), json_type(column) == "object")
 
 
-def _expired_payloads(dialect: str, cutoff: datetime) -> Any:
+def _expired_payloads(workspace_id: int, dialect: str, cutoff: datetime) -> Any:
     return and_(
+        POSTBACKS.c.workspace_id == workspace_id,
         has_body(dialect),
         POSTBACKS.c.status.in_(FINAL_STATUSES),
         POSTBACKS.c.updated_at < cutoff,
@@ -114,47 +144,60 @@ def purge_batch(
     session: Session,
     cutoff: datetime,
     *,
+    workspace_id: int | None = None,
     after_lead_id: int = 0,
     after_postback_id: int = 0,
     limit: int = PURGE_BATCH,
 ) -> PurgeBatch:
-    """Clears up to `limit` leads and `limit` event bodies past the cutoff, in id order.
+    """Clears up to `limit` leads and `limit` event bodies of one workspace past the cutoff,
+    in id order: `workspace_id`, or the session's workspace (a session over every workspace
+    must name one: the batches of a run go workspace by workspace, see `workspace_ids`).
 
     Rows another transaction holds are skipped (SKIP LOCKED); the next run takes them.
     """
+    workspace = _one_workspace(session, workspace_id)
     batch = PurgeBatch(last_lead_id=after_lead_id, last_postback_id=after_postback_id)
     dialect = session.get_bind().dialect.name
     lead_ids = list(
         session.scalars(
             select(LEADS.c.id)
-            .where(LEADS.c.id > after_lead_id, _expired_leads(cutoff))
+            .where(LEADS.c.id > after_lead_id, _expired_leads(workspace, cutoff))
             .order_by(LEADS.c.id)
             .limit(limit)
-            .with_for_update(skip_locked=True, of=LEADS)
+            .with_for_update(skip_locked=True, of=LEADS),
+            execution_options=FILTERED,
         )
     )
     if lead_ids:
         session.execute(
             update(LEADS)
-            .where(LEADS.c.id.in_(lead_ids))
+            .where(LEADS.c.workspace_id == workspace, LEADS.c.id.in_(lead_ids))
             .values(
                 **dict.fromkeys(SCALAR_KEYS),
                 **{name: [] for name in HASH_COLUMNS},
-            )
+            ),
+            execution_options=FILTERED,
         )
         batch.leads, batch.last_lead_id = len(lead_ids), lead_ids[-1]
     postback_ids = list(
         session.scalars(
             select(POSTBACKS.c.id)
-            .where(POSTBACKS.c.id > after_postback_id, _expired_payloads(dialect, cutoff))
+            .where(
+                POSTBACKS.c.id > after_postback_id,
+                _expired_payloads(workspace, dialect, cutoff),
+            )
             .order_by(POSTBACKS.c.id)
             .limit(limit)
-            .with_for_update(skip_locked=True, of=POSTBACKS)
+            .with_for_update(skip_locked=True, of=POSTBACKS),
+            execution_options=FILTERED,
         )
     )
     if postback_ids:
         session.execute(
-            update(POSTBACKS).where(POSTBACKS.c.id.in_(postback_ids)).values(payload=null())
+            update(POSTBACKS)
+            .where(POSTBACKS.c.workspace_id == workspace, POSTBACKS.c.id.in_(postback_ids))
+            .values(payload=null()),
+            execution_options=FILTERED,
         )
         batch.payloads, batch.last_postback_id = len(postback_ids), postback_ids[-1]
     return batch
@@ -188,14 +231,39 @@ class PurgePreview:
 
 
 def count_expired(session: Session, cutoff: datetime) -> PurgePreview:
-    """What a purge would clear now (for `postback purge --dry-run`)."""
-    leads = session.scalar(select(func.count()).select_from(LEADS).where(_expired_leads(cutoff)))
-    payloads = session.scalar(
-        select(func.count())
-        .select_from(POSTBACKS)
-        .where(_expired_payloads(session.get_bind().dialect.name, cutoff))
-    )
-    return PurgePreview(cutoff, leads or 0, payloads or 0)
+    """What a purge would clear now (for `postback purge --dry-run`): in the session's
+    workspace, or, in a session over every workspace, in all of them (counted one by one)."""
+    scope = scope_of(session)
+    workspaces = workspace_ids(session) if scope is ALL_WORKSPACES else [workspace_of(session)]
+    dialect = session.get_bind().dialect.name
+    leads = payloads = 0
+    for workspace in workspaces:
+        leads += (
+            session.scalar(
+                select(func.count()).select_from(LEADS).where(_expired_leads(workspace, cutoff)),
+                execution_options=FILTERED,
+            )
+            or 0
+        )
+        payloads += (
+            session.scalar(
+                select(func.count())
+                .select_from(POSTBACKS)
+                .where(_expired_payloads(workspace, dialect, cutoff)),
+                execution_options=FILTERED,
+            )
+            or 0
+        )
+    return PurgePreview(cutoff, leads, payloads)
+
+
+def _one_workspace(session: Session, workspace_id: int | None) -> int:
+    if workspace_id is None:
+        return workspace_of(session)
+    scope = scope_of(session)
+    if scope is not ALL_WORKSPACES and scope != workspace_id:
+        raise WorkspaceScopeError(f"workspace {workspace_id}'s purge in another scope's session")
+    return workspace_id
 
 
 # --- erasing one lead -------------------------------------------------------------------
@@ -224,7 +292,8 @@ class ErasedLead:
 
 
 def _sharing(session: Session, lead: Lead) -> list[str]:
-    """Lead refs of other leads holding one of this lead's hashes, ttclid or TikTok lead id."""
+    """Lead refs of other leads of the workspace holding one of this lead's hashes, ttclid or
+    TikTok lead id (another workspace's leads are not named: they are not this one's to know)."""
     conditions: list[ColumnElement[bool]] = []
     dialect = session.get_bind().dialect.name
     for name in HASH_COLUMNS:
@@ -248,9 +317,14 @@ def _sharing(session: Session, lead: Lead) -> list[str]:
     return list(
         session.scalars(
             select(LEADS.c.lead_ref)
-            .where(LEADS.c.id != lead.id, or_(*conditions))
+            .where(
+                LEADS.c.workspace_id == lead.workspace_id,
+                LEADS.c.id != lead.id,
+                or_(*conditions),
+            )
             .order_by(LEADS.c.lead_ref)
-            .limit(20)
+            .limit(20),
+            execution_options=FILTERED,
         )
     )
 
@@ -263,12 +337,18 @@ def _text_array() -> Any:
 
 
 def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
-    """Removes everything personal about one lead (see the module docstring); the caller
-    records the erasure in the audit trail."""
+    """Removes everything personal about one lead of the session's workspace (see the module
+    docstring); the caller records the erasure in the audit trail. Another workspace's lead of
+    the same id is another lead: it is not touched."""
     # On SQLite, every connection zeroes what it deletes or overwrites (secure_delete, in
     # models.db); the command empties the write-ahead log after the commit.
+    workspace = workspace_of(session)
     result = ErasedLead(lead_ref=lead_ref, lead_found=False)
-    lead = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref).with_for_update())
+    lead = session.scalar(
+        select(Lead)
+        .where(Lead.workspace_id == workspace, Lead.lead_ref == lead_ref)
+        .with_for_update()
+    )
     if lead is not None:
         result.lead_found = True
         result.hashes = {
@@ -279,19 +359,21 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
         result.scalar_keys = [name for name in SCALAR_KEYS if getattr(lead, name)]
         result.shared_with = _sharing(session, lead)
         session.delete(lead)
+    of_trigger = and_(TRIGGERS.c.workspace_id == workspace, TRIGGERS.c.lead_ref == lead_ref)
+    of_postback = and_(POSTBACKS.c.workspace_id == workspace, POSTBACKS.c.lead_ref == lead_ref)
     result.triggers_stopped = _count_update(
         session,
         update(TRIGGERS)
-        .where(TRIGGERS.c.lead_ref == lead_ref, TRIGGERS.c.status.in_(OPEN_TRIGGERS))
+        .where(of_trigger, TRIGGERS.c.status.in_(OPEN_TRIGGERS))
         .values(status=TriggerStatus.FAILED, error=ERASED_REASON),
     )
     result.triggers = _count_update(
-        session, update(TRIGGERS).where(TRIGGERS.c.lead_ref == lead_ref).values(attributes={})
+        session, update(TRIGGERS).where(of_trigger).values(attributes={})
     )
     result.postbacks_stopped = _count_update(
         session,
         update(POSTBACKS)
-        .where(POSTBACKS.c.lead_ref == lead_ref, POSTBACKS.c.status.in_(OPEN_POSTBACKS))
+        .where(of_postback, POSTBACKS.c.status.in_(OPEN_POSTBACKS))
         .values(
             status=PostbackStatus.FAILED,
             last_message=ERASED_REASON,
@@ -302,7 +384,7 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
     result.postbacks = _count_update(
         session,
         update(POSTBACKS)
-        .where(POSTBACKS.c.lead_ref == lead_ref, has_body(session.get_bind().dialect.name))
+        .where(of_postback, has_body(session.get_bind().dialect.name))
         .values(payload=null()),
     )
     session.flush()
@@ -310,7 +392,7 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
 
 
 def _count_update(session: Session, statement: Update) -> int:
-    result = session.execute(statement)
+    result = session.execute(statement, execution_options=FILTERED)
     assert isinstance(result, CursorResult)  # an UPDATE answers with a cursor result
     return int(result.rowcount or 0)
 

@@ -11,7 +11,7 @@ from psycopg.adapt import PyFormat
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import any_, select, text
 
-from models import Lead, Trigger
+from models import DEFAULT_WORKSPACE_ID, Lead, Trigger
 from models.bulk import (
     ARRAY_FORM_FROM_ROWS,
     ARRAY_FORM_FROM_VALUES,
@@ -42,6 +42,7 @@ def _trigger_rows(event_set_id: int, count: int) -> list[dict[str, Any]]:
     return [
         {
             "event_set_id": event_set_id,
+            "workspace_id": DEFAULT_WORKSPACE_ID,
             "lead_ref": f"L-{n}",
             "trigger_type": "lead.sold",
             "occurred_at": now - timedelta(seconds=n),
@@ -104,6 +105,7 @@ def test_json_lists_and_missing_values_in_a_long_insert(database: str) -> None:
     now = datetime.now(UTC)
     rows = [
         {
+            "workspace_id": DEFAULT_WORKSPACE_ID,
             "lead_ref": f"L-{n}",
             "created_at": now,
             "updated_at": now,

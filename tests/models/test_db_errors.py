@@ -19,7 +19,7 @@ from crm_postback.api import enqueue_trigger
 from crm_postback.configuration.api_keys import create_key
 from crm_postback.web.app import create_app
 from models.db import get_engine, session_scope
-from models.workspace_scope import ALL_WORKSPACES
+from models import DEFAULT_WORKSPACE_ID
 from tests.conftest import app_in_thread  # type: ignore[import-not-found]
 
 LEAD_ID = "L-hidden-4711"
@@ -107,7 +107,7 @@ def test_http_answer_and_server_log_hold_no_value(
     refusing_database: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         key = create_key(session, "router").key
         session.commit()
     with app_in_thread(create_app()) as url:

@@ -42,6 +42,7 @@ def _trigger_rows(event_set_id: int, count: int) -> list[dict[str, Any]]:
     return [
         {
             "event_set_id": event_set_id,
+            "workspace_id": 1,
             "lead_ref": f"L-{n}",
             "trigger_type": "lead.sold",
             "occurred_at": now,

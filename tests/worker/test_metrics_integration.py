@@ -136,5 +136,27 @@ def test_web_metrics_gauges_match_the_outbox_on_postgresql(
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     assert samples[("postback_database_up", ())] == 1
     assert samples[("postback_triggers_open", (("status", "received"),))] == 3
-    assert samples[("postback_outbox_due", (("event_set", "acme"),))] == 0
-    assert samples[("postback_event_set_paused", (("event_set", "acme"),))] == 0
+    assert (
+        samples[
+            (
+                "postback_outbox_due",
+                (
+                    ("event_set", "acme"),
+                    ("workspace", "default"),
+                ),
+            )
+        ]
+        == 0
+    )
+    assert (
+        samples[
+            (
+                "postback_event_set_paused",
+                (
+                    ("event_set", "acme"),
+                    ("workspace", "default"),
+                ),
+            )
+        ]
+        == 0
+    )

@@ -71,13 +71,73 @@ def test_metrics_endpoint_serves_counters_and_outbox_gauges(
     assert answer.headers["content-type"].startswith("text/plain")
     samples = scrape(answer.text)
     assert samples[("postback_database_up", ())] == 1
-    assert samples[("postback_outbox_due", (("event_set", "acme"),))] == 1
-    assert samples[("postback_outbox_due", (("event_set", "beta"),))] == 0
-    assert samples[("postback_outbox_open", (("event_set", "acme"), ("status", "pending")))] == 1
-    age = samples[("postback_outbox_oldest_pending_age_seconds", (("event_set", "acme"),))]
+    assert (
+        samples[
+            (
+                "postback_outbox_due",
+                (
+                    ("event_set", "acme"),
+                    ("workspace", "default"),
+                ),
+            )
+        ]
+        == 1
+    )
+    assert (
+        samples[
+            (
+                "postback_outbox_due",
+                (
+                    ("event_set", "beta"),
+                    ("workspace", "default"),
+                ),
+            )
+        ]
+        == 0
+    )
+    assert (
+        samples[
+            (
+                "postback_outbox_open",
+                (("event_set", "acme"), ("status", "pending"), ("workspace", "default")),
+            )
+        ]
+        == 1
+    )
+    age = samples[
+        (
+            "postback_outbox_oldest_pending_age_seconds",
+            (
+                ("event_set", "acme"),
+                ("workspace", "default"),
+            ),
+        )
+    ]
     assert 590 < age < 700
-    assert samples[("postback_event_set_paused", (("event_set", "beta"),))] == 1
-    assert samples[("postback_event_set_paused", (("event_set", "acme"),))] == 0
+    assert (
+        samples[
+            (
+                "postback_event_set_paused",
+                (
+                    ("event_set", "beta"),
+                    ("workspace", "default"),
+                ),
+            )
+        ]
+        == 1
+    )
+    assert (
+        samples[
+            (
+                "postback_event_set_paused",
+                (
+                    ("event_set", "acme"),
+                    ("workspace", "default"),
+                ),
+            )
+        ]
+        == 0
+    )
     assert samples[("postback_triggers_open", (("status", "received"),))] == 1
     with session_scope(workspace=ALL_WORKSPACES) as session:
         due = session.scalar(

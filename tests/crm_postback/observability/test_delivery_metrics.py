@@ -19,7 +19,7 @@ from crm_postback.observability.metric_definitions import LATENCY_BUCKETS
 from crm_postback.observability.metrics_exposition import render
 from crm_postback.simulator import SimulatorControl
 from crm_postback.tiktok.response_outcomes import Answer, Outcome
-from models import DeliveryAttempt, Postback, PostbackStatus
+from models import DEFAULT_WORKSPACE_ID, DeliveryAttempt, Postback, PostbackStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from worker.claim_planning import Item
@@ -62,15 +62,26 @@ def test_a_delivered_lifecycle_is_counted(ready: SimulatorControl) -> None:
     before = {
         "accepted": value("postback_triggers_received_total", result="accepted"),
         "duplicate": value("postback_triggers_received_total", result="duplicate"),
-        "delivered": value("postback_events_total", event_set="acme", status="delivered", code="0"),
+        "delivered": value(
+            "postback_events_total",
+            workspace="default",
+            event_set="acme",
+            status="delivered",
+            code="0",
+        ),
         "requests": value(
             "postback_tiktok_requests_total",
+            workspace="default",
             event_set="acme",
             outcome="delivered",
             http_status="200",
         ),
-        "latency": value("postback_delivery_latency_seconds_count", event_set="acme"),
-        "durations": value("postback_tiktok_request_duration_seconds_count", event_set="acme"),
+        "latency": value(
+            "postback_delivery_latency_seconds_count", workspace="default", event_set="acme"
+        ),
+        "durations": value(
+            "postback_tiktok_request_duration_seconds_count", workspace="default", event_set="acme"
+        ),
         "processed": value("postback_triggers_processed_total"),
     }
     for n in range(3):
@@ -82,17 +93,27 @@ def test_a_delivered_lifecycle_is_counted(ready: SimulatorControl) -> None:
     assert value("postback_triggers_received_total", result="accepted") - before["accepted"] == 3
     assert value("postback_triggers_received_total", result="duplicate") - before["duplicate"] == 1
     assert value("postback_triggers_received_total", result="rejected") >= 1
-    delivered = value("postback_events_total", event_set="acme", status="delivered", code="0")
+    delivered = value(
+        "postback_events_total", workspace="default", event_set="acme", status="delivered", code="0"
+    )
     assert delivered - before["delivered"] == 3
     requests = value(
-        "postback_tiktok_requests_total", event_set="acme", outcome="delivered", http_status="200"
+        "postback_tiktok_requests_total",
+        workspace="default",
+        event_set="acme",
+        outcome="delivered",
+        http_status="200",
     )
     with session_scope(workspace=ALL_WORKSPACES) as session:
         request_ids = set(session.scalars(select(DeliveryAttempt.request_id)))
     assert requests - before["requests"] == len(request_ids)
-    latency = value("postback_delivery_latency_seconds_count", event_set="acme")
+    latency = value(
+        "postback_delivery_latency_seconds_count", workspace="default", event_set="acme"
+    )
     assert latency - before["latency"] == 3
-    durations = value("postback_tiktok_request_duration_seconds_count", event_set="acme")
+    durations = value(
+        "postback_tiktok_request_duration_seconds_count", workspace="default", event_set="acme"
+    )
     assert durations - before["durations"] == len(request_ids)
     assert value("postback_triggers_processed_total") - before["processed"] >= 3
 
@@ -135,7 +156,7 @@ def _events() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def _result(postback_id: int, answer: Answer) -> EventResult:
     item = Item(postback_id, {"event_id": f"e-{postback_id}"}, 1, created_at=datetime.now(UTC))
-    return EventResult(postback_id, 1, 1, answer, 1000, "", "acme", item)
+    return EventResult(postback_id, 1, 1, answer, 1000, "", "acme", item, DEFAULT_WORKSPACE_ID)
 
 
 def test_a_batch_of_1000_costs_one_increment_per_group(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,9 +33,8 @@ from crm_postback.configuration.event_set_service import get_event_set, pause, r
 from crm_postback.core.settings import get_settings
 from crm_postback.observability.logging_setup import JsonFormatter, configure_logging
 from crm_postback.simulator import SimulatorControl
-from models import EventSet, Postback
+from models import DEFAULT_WORKSPACE_ID, EventSet, Postback
 from models.db import session_scope
-from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import TOKEN, WorkerProcess, apply_env, free_port  # type: ignore[import-not-found]
 
 RAW_EMAIL = "Jane.Secret+Leads@Example.COM"
@@ -88,7 +87,7 @@ def rejected_items() -> list[dict[str, Any]]:
 
 def poison_next_pending(lead: str) -> None:
     """TikTok will reject this event (40062): its email is not a hash. No PII in it."""
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         row = session.scalars(
             select(Postback).where(Postback.lead_ref == lead, Postback.status == "pending")
         ).one()
@@ -97,7 +96,7 @@ def poison_next_pending(lead: str) -> None:
 
 
 def set_paused(paused: bool) -> None:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = get_event_set(session, "acme")
         if paused:
             pause(event_set, "held for the test", actor=SYSTEM_ACTOR)
@@ -151,7 +150,7 @@ def test_in_process_lifecycle_logs_no_pii(
 
     caplog.set_level(logging.DEBUG)
     make_event_set()  # its token is TOKEN, sealed at rest
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         api_key = create_key(session, "router").key
         session.commit()
 
@@ -178,7 +177,7 @@ def test_in_process_lifecycle_logs_no_pii(
 
     simulator.set_faults(auth_error_rate=1.0)  # a token error pauses the event set
     enqueue_trigger(later("lead.sold", "L-2", 10))
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         statuses = dict(session.execute(select(Postback.id, Postback.status)).all())
         event_set = session.scalars(select(EventSet)).one()
     assert sorted(statuses.values()) == ["delivered", "delivered", "failed", "pending"]
@@ -254,7 +253,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 40) -> N
 
 
 def postback_statuses(lead: str) -> list[str]:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         return list(
             session.scalars(
                 select(Postback.status).where(Postback.lead_ref == lead).order_by(Postback.id)
@@ -271,7 +270,7 @@ def test_real_worker_and_web_processes_log_no_pii(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     make_event_set()
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         api_key = create_key(session, "router").key
         session.commit()
     apply_env(monkeypatch, LOG_FORMAT="json", LOG_LEVEL="DEBUG")
@@ -318,7 +317,7 @@ def test_real_worker_and_web_processes_log_no_pii(
         ).raise_for_status()
 
         def paused() -> bool:
-            with session_scope(workspace=ALL_WORKSPACES) as session:
+            with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
                 return session.scalar(select(EventSet.status)) == "paused"
 
         wait_for(paused, "the token error to pause the event set")
@@ -341,6 +340,8 @@ def test_real_worker_and_web_processes_log_no_pii(
     )
     assert any("pausing event set" in line["message"] for line in worker_lines)
     assert any(line.get("logger") == "crm_postback.api" for line in json_lines(web_log))
-    with session_scope(workspace=ALL_WORKSPACES) as session:  # the poisoned row is the only failure
+    with session_scope(
+        workspace=DEFAULT_WORKSPACE_ID
+    ) as session:  # the poisoned row is the only failure
         session.execute(update(EventSet).values(status="active"))
         session.commit()

@@ -39,9 +39,8 @@ from crm_postback.operations.diagnostics_report import (
 from crm_postback.operations.diagnostics_signal_findings import GUIDANCE_SIGNALS
 from crm_postback.operations.diagnostics_text import render_json, render_text
 from crm_postback.simulator import SimulatorControl
-from models import DeliveryAttempt, EventSet, Postback, Trigger
+from models import DEFAULT_WORKSPACE_ID, DeliveryAttempt, EventSet, Postback, Trigger
 from models.db import session_scope
-from models.workspace_scope import ALL_WORKSPACES
 
 _ids = count(1)
 
@@ -61,7 +60,7 @@ def codes(report: Report) -> dict[str, Severity]:
 
 
 def report_for(name: str = "acme", **options: Any) -> Report:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = session.scalars(select(EventSet).where(EventSet.name == name)).one()
         return diagnose(session, event_set.id, **options)
 
@@ -131,7 +130,7 @@ def add_rows(
     created = datetime.now(UTC) - age
     if payload is None and status not in ("unmapped",):
         payload = {"event": event_name, "user": {"email": ["e" * 64]}}
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for _ in range(n):
             number = next(_ids)
             row = Trigger(
@@ -249,7 +248,7 @@ def test_error_codes_dead_expired_and_failure_rate(acme: int) -> None:
 
 def test_auth_errors_and_a_paused_set_are_critical(acme: int) -> None:
     add_rows(acme, 1, "pending", payload=FULL_EVENT, attempt=("auth", 200, 40001, "no access"))
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         event_set = session.get(EventSet, acme)
         assert event_set is not None
         event_set.status, event_set.paused_reason = "paused", "TikTok code 40001: no access"
@@ -308,7 +307,7 @@ def test_waiting_events_and_triggers(acme: int) -> None:
     add_rows(acme, 1, "pending", payload=FULL_EVENT, age=timedelta(hours=30))
     assert codes(report_for())["old_pending_events"] == Severity.CRITICAL
 
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for status, lead in (("received", "R-1"), ("waiting_for_lead", "W-1")):
             session.add(
                 Trigger(
@@ -334,7 +333,7 @@ def test_diagnose_all_reports_every_set_with_the_same_window_and_threshold(
     acme: int, make_event_set: Callable[..., int]
 ) -> None:
     beta = make_event_set(name="beta", source_id="7300000000000000002")
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         session.add(
             Trigger(
                 event_set_id=beta,
@@ -348,7 +347,7 @@ def test_diagnose_all_reports_every_set_with_the_same_window_and_threshold(
             )
         )
         session.commit()
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         lenient = diagnose_all(session, window_days=30, stale_trigger_seconds=3600)
         default = diagnose_all(session)
     assert [report.event_set for report in lenient] == ["acme", "beta"]
@@ -373,7 +372,7 @@ def test_pixel_sets_check_ip_and_user_agent(
 
 def test_unknown_event_set_is_refused(sqlite_db: str) -> None:
     with (
-        session_scope(workspace=ALL_WORKSPACES) as session,
+        session_scope(workspace=DEFAULT_WORKSPACE_ID) as session,
         pytest.raises(InputRejected, match="no event set"),
     ):
         diagnose(session, 999)
@@ -388,7 +387,7 @@ def test_match_key_coverage_counts_built_events_in_the_window(acme: int) -> None
     add_rows(acme, 2, "unmapped")  # no body: nothing was built
     add_rows(acme, 5, "delivered", payload={"event": "Lead"}, age=timedelta(days=3))
     since = datetime.now(UTC) - timedelta(days=2)
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         coverage = match_key_coverage(session, acme, "crm", since)
         pixel = match_key_coverage(session, acme, "web", since)
     assert coverage.events == 4
@@ -431,7 +430,7 @@ def test_tiktok_errors_group_by_code_most_attempts_first(
         age=timedelta(days=20),
     )
     add_rows(other, 6, "failed", payload=FULL_EVENT, attempt=("auth", 200, 40001, "other set"))
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         errors = tiktok_errors(session, acme, datetime.now(UTC) - timedelta(days=14))
     assert errors.codes == (
         ErrorCode(None, "transient", None, 3, "m" * 300),
@@ -446,7 +445,7 @@ def test_delivered_volume_counts_by_delivery_time(acme: int) -> None:
     add_rows(acme, 2, "delivered", payload=FULL_EVENT, event_name="lead_sold")
     add_rows(acme, 7, "failed", payload=FULL_EVENT)
     add_rows(acme, 9, "delivered", payload=FULL_EVENT, age=timedelta(days=15))
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         volume = delivered_volume(session, acme, datetime.now(UTC) - timedelta(days=14))
     assert list(volume.by_event.items()) == [("Lead", 3), ("lead_sold", 2), ("?", 1)]
     assert volume.total == 6
@@ -456,7 +455,7 @@ def test_unmapped_triggers_tell_a_missing_mapping_from_failed_conditions(acme: i
     add_rows(acme, 2, "unmapped", trigger_type="lead.sold", message="none matched: value >= 50")
     add_rows(acme, 1, "unmapped", trigger_type="buyer.accepted", message="no mapping")
     since = datetime.now(UTC) - timedelta(days=14)
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         unmapped = unmapped_triggers(session, acme, since, frozenset({"lead.sold"}))
         none_mapped = unmapped_triggers(session, acme, since, frozenset())
     assert [(u.trigger_type, u.triggers, u.has_mapping, u.example) for u in unmapped.types] == [
@@ -471,7 +470,7 @@ def test_open_events_and_waiting_triggers_age_from_now(acme: int) -> None:
     add_rows(acme, 1, "sending", payload=FULL_EVENT, age=timedelta(hours=5))
     add_rows(acme, 4, "delivered", payload=FULL_EVENT, age=timedelta(days=30))
     received = datetime.now(UTC) - timedelta(minutes=20)
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         for status, lead in (("received", "R-1"), ("received", "R-2"), ("waiting_for_lead", "W-1")):
             session.add(
                 Trigger(
@@ -487,7 +486,7 @@ def test_open_events_and_waiting_triggers_age_from_now(acme: int) -> None:
             )
         session.commit()
     now = datetime.now(UTC) + timedelta(days=1)  # any clock: ages are measured from `now`
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         events = open_events(session, acme, now)
         triggers = waiting_triggers(session, acme, now)
     assert events.by_status == {"retrying": 2, "sending": 1}
@@ -627,7 +626,7 @@ def test_match_key_coverage_on_postgresql(pg_acme: int) -> None:
     add_rows(pg_acme, 3, "delivered", payload={"event": "Lead", "user": {"ip": "192.0.2.1"}})
     add_rows(pg_acme, 1, "unmapped", trigger_type="buyer.accepted")
     since = datetime.now(UTC) - timedelta(days=14)
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         crm = match_key_coverage(session, pg_acme, "crm", since)
         pixel = match_key_coverage(session, pg_acme, "web", since)
     assert crm.events == 4 and crm.share("tiktok_lead_id") == 0.25 and crm.share("phone") == 0.25

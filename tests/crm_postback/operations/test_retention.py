@@ -29,6 +29,7 @@ from crm_postback.operations.retention import (
 )
 from crm_postback.simulator import SimulatorControl
 from models import (
+    DEFAULT_WORKSPACE_ID,
     AuditEntry,
     DeliveryAttempt,
     Lead,
@@ -37,7 +38,6 @@ from models import (
     Trigger,
 )
 from models.db import session_scope
-from models.workspace_scope import ALL_WORKSPACES
 
 runner = CliRunner()
 EMAIL, PHONE = "Erase.Me@Example.com", "+1 (213) 373-4253"
@@ -79,7 +79,7 @@ def ready(
 def age(lead_ref: str, days: float) -> None:
     """Moves a lead and everything of it `days` into the past."""
     then = datetime.now(UTC) - timedelta(days=days)
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         session.execute(update(Lead).where(Lead.lead_ref == lead_ref).values(updated_at=then))
         session.execute(
             update(Trigger).where(Trigger.lead_ref == lead_ref).values(received_at=then)
@@ -93,12 +93,12 @@ def age(lead_ref: str, days: float) -> None:
 
 
 def lead(lead_ref: str) -> Lead | None:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         return session.scalar(select(Lead).where(Lead.lead_ref == lead_ref))
 
 
 def payloads(lead_ref: str) -> list[Any]:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         return list(
             session.scalars(
                 select(Postback.payload).where(
@@ -112,7 +112,7 @@ def purge_all(limit: int = 1000) -> tuple[int, int]:
     cutoff = retention_cutoff(get_settings(), datetime.now(UTC))
 
     def run_batch(after_lead_id: int, after_postback_id: int) -> PurgeBatch:
-        with session_scope(workspace=ALL_WORKSPACES) as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             batch = purge_batch(
                 session,
                 cutoff,
@@ -163,9 +163,8 @@ def test_purge_clears_old_keys_and_bodies_and_keeps_counts(ready: SimulatorContr
     enqueue_trigger(trigger("buyer.accepted", "OLD"))  # unmapped: no body to clear
     for ref in ("OLD", "OLD-OPEN", "OLD-ACTIVE"):
         age(ref, 91)
-    with session_scope(
-        workspace=ALL_WORKSPACES
-    ) as session:  # still retrying: nothing of it may be purged
+    # still retrying: nothing of it may be purged
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         session.execute(
             update(Postback).where(Postback.lead_ref == "OLD-OPEN").values(status="retrying")
         )
@@ -176,7 +175,7 @@ def test_purge_clears_old_keys_and_bodies_and_keeps_counts(ready: SimulatorContr
             .values(received_at=datetime.now(UTC) - timedelta(days=3))
         )
         session.commit()
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         counts_before = status_counts(session)
         attempts_before = session.scalar(select(func.count()).select_from(DeliveryAttempt))
         preview = count_expired(session, retention_cutoff(get_settings(), datetime.now(UTC)))
@@ -194,7 +193,7 @@ def test_purge_clears_old_keys_and_bodies_and_keeps_counts(ready: SimulatorContr
         assert kept is not None and kept.email_hashes == [EMAIL_HASH], ref
     assert payloads("NEW")[0] is not None and payloads("OLD-OPEN")[0] is not None
     assert payloads("OLD-ACTIVE") == [None]  # delivered 91 days ago: its body goes
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         assert status_counts(session) == counts_before
         assert session.scalar(select(func.count()).select_from(DeliveryAttempt)) == attempts_before
         codes = set(session.scalars(select(Postback.last_code).where(Postback.lead_ref == "OLD")))
@@ -218,7 +217,7 @@ def test_replaying_a_purged_event_explains_why_it_cannot(ready: SimulatorControl
     enqueue_trigger(trigger("lead.submitted", "OLD", match_keys={"email": EMAIL}))
     age("OLD", 100)
     purge_all()
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         session.execute(update(Postback).values(status=PostbackStatus.FAILED))
         assert replay(session, [1], datetime.now(UTC)) == []
         session.commit()
@@ -287,7 +286,7 @@ def test_erase_lead_leaves_no_hash_behind_on_sqlite(
     leaked = [secret for secret in SECRETS if secret in after]
     assert not leaked, f"still stored after erasure: {leaked}"
     assert "buyer_email_note" not in after
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         assert lead("L-ERASE") is None and lead("L-KEEP") is not None
         statuses = list(
             session.scalars(select(Postback.status).where(Postback.lead_ref == "L-ERASE"))
@@ -304,7 +303,7 @@ def test_a_hash_shared_with_another_lead_is_reported_not_erased(ready: Simulator
     enqueue_trigger(trigger("lead.submitted", "L-A", match_keys={"email": EMAIL}))
     enqueue_trigger(trigger("lead.submitted", "L-B", match_keys={"email": EMAIL.upper()}))
     enqueue_trigger(trigger("lead.submitted", "L-C", match_keys={"email": "other@x.org"}))
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         result = erase_lead(session, "L-A")
         session.commit()
     assert result.shared_with == ["L-B"]
@@ -316,7 +315,7 @@ def test_erasing_an_unknown_lead_changes_nothing(ready: SimulatorControl) -> Non
     result = runner.invoke(cli_app, ["erase-lead", "nobody", "--yes"])
     assert result.exit_code == 0
     assert "lead nobody: nothing stored; nothing to erase" in result.output
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         erasures = select(func.count()).where(AuditEntry.action == "lead.erase")
         assert session.scalar(erasures) == 0
 
@@ -341,7 +340,7 @@ def test_erase_lead_leaves_no_hash_behind_on_postgresql(
     make_lifecycle(simulator)
 
     def every_row() -> str:
-        with session_scope(workspace=ALL_WORKSPACES) as session:
+        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
             return "\n".join(
                 str(row)
                 for table in Base.metadata.sorted_tables
@@ -351,7 +350,7 @@ def test_erase_lead_leaves_no_hash_behind_on_postgresql(
             )
 
     assert all(secret in every_row() for secret in SECRETS)
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         result = erase_lead(session, "L-ERASE")
         session.commit()
     assert result.lead_found and result.postbacks == 3 and result.postbacks_stopped == 1
