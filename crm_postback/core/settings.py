@@ -187,6 +187,13 @@ class Settings(BaseSettings):
         "",
         description="When set, GET /metrics on the web app needs `Authorization: Bearer <it>`.",
     )
+    metrics_max_workspaces: int = Field(
+        100,
+        ge=0,
+        description="Metrics carry the workspace's name as the `workspace` label for the "
+        "workspaces with an id up to this number; later ones share the label `other`, so the "
+        "number of series stays bounded.",
+    )
     retention_days: int = Field(
         90,
         gt=0,
