@@ -1,8 +1,17 @@
-"""Use cases of admin users and their API tokens: add a user, change a password, disable or
-enable a user, create and revoke a token.
+"""Use cases of admin users, workspaces, members and API tokens: add a user (optionally a
+member of a workspace, or an instance administrator), change a password, disable or enable a
+user; add a member to a workspace, change their role, remove them; create
+and revoke a token.
+
+Who may: admin users are the instance administrators' (`requires=None`);
+members of a workspace are its owners' (`requires=Role.OWNER`, in that workspace); any
+member may create and revoke their own tokens (`requires=Role.VIEWER`), only an instance
+administrator anyone else's.
 
 Audit entries name users by username and tokens by id, label and display prefix (`pba_` and
-8 characters); a password, its hash or a token never enters one.
+8 characters); a password, its hash or a token never enters one. Member changes are entries
+of their workspace; users, workspaces and other users' tokens are the instance's (no
+workspace).
 """
 
 from __future__ import annotations
@@ -11,23 +20,34 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.commands.unit_of_work import Actor, UnitOfWork, unit_of_work
 from crm_postback.configuration.admin_accounts import (
+    add_member,
+    add_member_in,
+    checked_role,
     create_token,
     create_user,
+    get_member,
     get_token,
     get_user,
+    list_members,
+    remove_member,
     revoke_token,
     set_active,
     set_password,
 )
-from models import AdminToken, AdminUser
+from crm_postback.configuration.workspaces import get_workspace
+from crm_postback.core.errors import InputRejected
+from models import AdminToken, AdminUser, Role, WorkspaceMember
 
 
 @dataclass(frozen=True)
 class AddAdminUser:
     username: str
     password: str  # at least 10 characters; only its argon2 hash is stored
+    workspace: str | None = None  # a workspace they become a member of, with `role`
+    role: Role | str = Role.VIEWER
+    instance_admin: bool = False  # manages workspaces and users; owner in every workspace
 
 
 @dataclass(frozen=True)
@@ -92,16 +112,114 @@ def _token_snapshot(token: AdminToken, username: str | None) -> dict[str, Any]:
     }
 
 
+def _member_snapshot(user: AdminUser, member: WorkspaceMember) -> dict[str, Any]:
+    return {"username": user.username, "role": member.role.value}
+
+
 def add_admin_user(request: AddAdminUser, actor: Actor) -> AdminUserResult:
     with unit_of_work(actor, requires=None) as uow:
-        user = create_user(uow.session, request.username, request.password)
+        role = checked_role(request.role)
+        workspace = get_workspace(uow.session, request.workspace) if request.workspace else None
+        user = create_user(
+            uow.session, request.username, request.password, instance_admin=request.instance_admin
+        )
         uow.audit(
             "admin_user.add",
             entity_type="admin_user",
             entity_id=user.id,
-            after=_user_snapshot(user),
+            after=_user_snapshot(user) | {"instance_admin": user.instance_admin},
         )
+        if workspace is not None:
+            add_member_in(uow.session, workspace.id, user, role)
+            uow.audit(
+                "member.add",
+                entity_type="workspace_member",
+                entity_id=user.id,
+                after={"username": user.username, "role": role.value},
+                workspace_id=workspace.id,
+            )
         return AdminUserResult(user.id, user.username, user.active, changed=True)
+
+
+@dataclass(frozen=True)
+class AddMember:
+    username: str  # an existing admin user
+    role: Role | str
+
+
+@dataclass(frozen=True)
+class ChangeMemberRole:
+    username: str
+    role: Role | str
+
+
+@dataclass(frozen=True)
+class RemoveMember:
+    username: str
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    user_id: int
+    username: str
+    role: Role | None  # None: removed
+    changed: bool
+
+
+def _keeps_an_owner(uow: UnitOfWork, member: WorkspaceMember, new_role: Role | None) -> None:
+    """A workspace keeps at least one owner (an instance administrator can always add one)."""
+    if member.role is not Role.OWNER or new_role is Role.OWNER:
+        return
+    owners = [m for m in list_members(uow.session) if m.role is Role.OWNER]
+    if len(owners) <= 1:
+        raise InputRejected.one("role", "a workspace keeps at least one owner")
+
+
+def add_workspace_member(request: AddMember, actor: Actor) -> MemberResult:
+    """Makes an existing admin user a member of the actor's workspace (owners)."""
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
+        role = checked_role(request.role)
+        user = get_user(uow.session, request.username)
+        member = add_member(uow.session, user, role)
+        uow.audit(
+            "member.add",
+            entity_type="workspace_member",
+            entity_id=user.id,
+            after=_member_snapshot(user, member),
+        )
+        return MemberResult(user.id, user.username, member.role, changed=True)
+
+
+def change_member_role(request: ChangeMemberRole, actor: Actor) -> MemberResult:
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
+        role = checked_role(request.role)
+        user = get_user(uow.session, request.username)
+        member = get_member(uow.session, user)
+        before = _member_snapshot(user, member)
+        _keeps_an_owner(uow, member, role)
+        member.role = role
+        changed = before["role"] != role.value
+        if changed:
+            uow.audit(
+                "member.role",
+                entity_type="workspace_member",
+                entity_id=user.id,
+                before=before,
+                after=_member_snapshot(user, member),
+            )
+        return MemberResult(user.id, user.username, role, changed)
+
+
+def remove_workspace_member(request: RemoveMember, actor: Actor) -> MemberResult:
+    """The user no longer sees the workspace; their account and tokens stay."""
+    with unit_of_work(actor, requires=Role.OWNER) as uow:
+        user = get_user(uow.session, request.username)
+        member = get_member(uow.session, user)
+        before = _member_snapshot(user, member)
+        _keeps_an_owner(uow, member, None)
+        remove_member(uow.session, member)
+        uow.audit("member.remove", entity_type="workspace_member", entity_id=user.id, before=before)
+        return MemberResult(user.id, user.username, None, changed=True)
 
 
 def change_admin_password(request: ChangeAdminPassword, actor: Actor) -> AdminUserResult:
@@ -136,9 +254,21 @@ def set_admin_user_active(request: SetAdminUserActive, actor: Actor) -> AdminUse
         return AdminUserResult(user.id, user.username, user.active, changed)
 
 
+def _own_user(actor: Actor) -> str | None:
+    """The username an admin on the web faces acts as (`web:alice`, `api:alice`)."""
+    via, _, username = actor.name.partition(":")
+    return username if via in ("web", "api") and username else None
+
+
+def _token_role(actor: Actor, username: str) -> Role | None:
+    """Their own tokens: any member of the actor's workspace; anyone else's: an instance
+    administrator (the instance's change)."""
+    return Role.VIEWER if _own_user(actor) == username.strip() else None
+
+
 def create_admin_token(request: CreateAdminToken, actor: Actor) -> NewAdminToken:
     """A personal token of the user for the admin JSON API."""
-    with unit_of_work(actor, requires=None) as uow:
+    with unit_of_work(actor, requires=_token_role(actor, request.username)) as uow:
         user = get_user(uow.session, request.username)
         new = create_token(uow.session, user, request.label)
         row = get_token(uow.session, new.id)
@@ -152,11 +282,16 @@ def create_admin_token(request: CreateAdminToken, actor: Actor) -> NewAdminToken
 
 
 def revoke_admin_token(request: RevokeAdminToken, actor: Actor) -> RevokedAdminToken:
-    """The token is refused from now on; revoking a revoked token changes nothing."""
-    with unit_of_work(actor, requires=None) as uow:
+    """The token is refused from now on; revoking a revoked token changes nothing. An
+    admin who is not an instance administrator may revoke only their own: anyone else's is
+    answered like a token that does not exist."""
+    own = _own_user(actor)
+    with unit_of_work(actor, requires=Role.VIEWER if own else None) as uow:
         row = get_token(uow.session, request.token_id)
         owner = uow.session.get(AdminUser, row.user_id)
         username = owner.username if owner else None
+        if username != own and not actor.instance_admin:
+            raise InputRejected.one("id", f"no admin token {request.token_id}")
         before = _token_snapshot(row, username)
         revoke_token(uow.session, row.id)
         newly_revoked = before["revoked_at"] is None

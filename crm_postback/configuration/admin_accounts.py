@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -28,7 +28,17 @@ from sqlalchemy.orm import Session
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.jsontext import is_storable_text
 from crm_postback.core.settings import Settings
-from models import AdminSession, AdminToken, AdminUser, AdminUserSource, utcnow
+from models import (
+    DEFAULT_WORKSPACE_ID,
+    AdminSession,
+    AdminToken,
+    AdminUser,
+    AdminUserSource,
+    Role,
+    Workspace,
+    WorkspaceMember,
+    utcnow,
+)
 from models.base import UTCDateTime
 from models.bulk import insert_ignoring_conflicts
 
@@ -88,7 +98,14 @@ def get_user(session: Session, username: str) -> AdminUser:
     return user
 
 
-def create_user(session: Session, username: str, password: str, source: str = "cli") -> AdminUser:
+def create_user(
+    session: Session,
+    username: str,
+    password: str,
+    source: str = "cli",
+    *,
+    instance_admin: bool = False,
+) -> AdminUser:
     username = username.strip()
     if not 1 <= len(username) <= 100 or any(c.isspace() for c in username):
         raise InputRejected.one("username", "must be 1 to 100 characters without spaces")
@@ -100,6 +117,7 @@ def create_user(session: Session, username: str, password: str, source: str = "c
         password_hash=hash_password(password),
         source=source,
         active=True,
+        instance_admin=instance_admin,
         failed_logins=0,
     )
     session.add(user)
@@ -179,8 +197,16 @@ def _ensure_bootstrap_user(session: Session, name: str, secret: str, now: dateti
                 password_hash=secret if is_hash else UNUSABLE_HASH,
                 source=AdminUserSource.ENV,
                 active=True,
+                instance_admin=True,
                 failed_logins=0,
                 created_at=now,
+            )
+        )
+        user_id = session.scalar(select(users.c.id).where(users.c.username == name))
+        members = WorkspaceMember.__table__
+        session.execute(
+            insert_ignoring_conflicts(session, members).values(
+                workspace_id=DEFAULT_WORKSPACE_ID, user_id=user_id, role=Role.OWNER, created_at=now
             )
         )
     elif is_hash:
@@ -284,17 +310,146 @@ def complete_login(
 
 
 @dataclass(frozen=True)
+class Membership:
+    """A workspace an admin may act in, and the role they have there."""
+
+    workspace_id: int
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True)
 class Admin:
-    """Who is calling: a logged-in browser or an API token."""
+    """Who is calling: a logged-in browser or an API token, with the workspaces they may
+    act in (every workspace, as owner, for an instance administrator). `workspace` is the
+    one this request acts in, once the face has resolved it."""
 
     user_id: int
     username: str
     csrf_token: str | None  # None for API tokens (no cookies, no CSRF)
     via: str  # "web" or "api"
+    instance_admin: bool = False
+    memberships: tuple[Membership, ...] = ()
+    workspace: Membership | None = None
 
     @property
     def actor(self) -> str:
         return f"{self.via}:{self.username}"
+
+    def membership(self, name: str) -> Membership | None:
+        return next((m for m in self.memberships if m.name == name), None)
+
+    def default_membership(self) -> Membership | None:
+        """The default workspace if a member of it, else the first by name."""
+        for member in self.memberships:
+            if member.workspace_id == DEFAULT_WORKSPACE_ID:
+                return member
+        return min(self.memberships, key=lambda m: m.name, default=None)
+
+    def in_workspace(self, membership: Membership) -> Admin:
+        return replace(self, workspace=membership)
+
+    @property
+    def current(self) -> Membership:
+        if self.workspace is None:
+            raise RuntimeError("the admin's workspace was not resolved")
+        return self.workspace
+
+    def may(self, role: Role) -> bool:
+        """For showing or hiding what a role cannot use; the commands check for real."""
+        return self.instance_admin or (
+            self.workspace is not None and self.workspace.role.includes(role)
+        )
+
+
+def memberships_of(session: Session, user: AdminUser) -> tuple[Membership, ...]:
+    """By workspace name; an instance administrator is owner of every workspace."""
+    if user.instance_admin:
+        rows = session.execute(select(Workspace.id, Workspace.name).order_by(Workspace.name))
+        return tuple(Membership(row.id, row.name, Role.OWNER) for row in rows)
+    found = session.execute(
+        select(Workspace.id, Workspace.name, WorkspaceMember.role)
+        .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+        .where(WorkspaceMember.user_id == user.id)
+        .order_by(Workspace.name)
+    )
+    return tuple(Membership(row.id, row.name, row.role) for row in found)
+
+
+def _admin(session: Session, user: AdminUser, csrf_token: str | None, via: str) -> Admin:
+    return Admin(
+        user.id,
+        user.username,
+        csrf_token,
+        via,
+        instance_admin=user.instance_admin,
+        memberships=memberships_of(session, user),
+    )
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: int
+    username: str
+    role: Role
+    active: bool
+
+
+def list_members(session: Session) -> list[Member]:
+    """The members of the session's workspace (the session's scope filters them)."""
+    rows = session.execute(
+        select(WorkspaceMember.user_id, AdminUser.username, WorkspaceMember.role, AdminUser.active)
+        .join(AdminUser, AdminUser.id == WorkspaceMember.user_id)
+        .order_by(AdminUser.username)
+    )
+    return [Member(row.user_id, row.username, row.role, row.active) for row in rows]
+
+
+def checked_role(role: str | Role) -> Role:
+    try:
+        return Role(str(role).strip().lower())
+    except ValueError:
+        raise InputRejected.one("role", "must be viewer, editor or owner") from None
+
+
+def find_member(session: Session, user: AdminUser) -> WorkspaceMember | None:
+    """The user's membership of the session's workspace."""
+    return session.scalar(select(WorkspaceMember).where(WorkspaceMember.user_id == user.id))
+
+
+def add_member(session: Session, user: AdminUser, role: Role) -> WorkspaceMember:
+    """Makes the user a member of the session's workspace."""
+    if find_member(session, user) is not None:
+        raise InputRejected.one("username", "is a member of this workspace already")
+    member = WorkspaceMember(user_id=user.id, role=role)
+    session.add(member)
+    session.flush()
+    return member
+
+
+def get_member(session: Session, user: AdminUser) -> WorkspaceMember:
+    member = find_member(session, user)
+    if member is None:
+        raise InputRejected.one("username", "is not a member of this workspace")
+    return member
+
+
+def remove_member(session: Session, member: WorkspaceMember) -> None:
+    session.delete(member)
+    session.flush()
+
+
+def add_member_in(session: Session, workspace_id: int, user: AdminUser, role: Role) -> None:
+    """Makes the user a member of a workspace, in a session over every workspace."""
+    exists = session.scalar(
+        select(WorkspaceMember.id).where(
+            WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user.id
+        )
+    )
+    if exists is not None:
+        raise InputRejected.one("username", "is a member of this workspace already")
+    session.add(WorkspaceMember(workspace_id=workspace_id, user_id=user.id, role=role))
+    session.flush()
 
 
 def start_session(
@@ -336,7 +491,7 @@ def resume_session(
         return None
     if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
         row.last_seen_at = now
-    return Admin(user.id, user.username, row.csrf_token, "web")
+    return _admin(session, user, row.csrf_token, "web")
 
 
 def end_session(session: Session, session_id: str) -> None:
@@ -403,4 +558,17 @@ def authenticate_token(session: Session, token: str, now: datetime | None = None
         raise TokenRefused(403, "this admin token has been revoked or its user disabled")
     if row.last_used_at is None or now - row.last_used_at >= LAST_SEEN_RESOLUTION:
         row.last_used_at = now
-    return Admin(user.id, user.username, None, "api")
+    return _admin(session, user, None, "api")
+
+
+def tokens_of(session: Session, user_id: int) -> list[AdminToken]:
+    """A user's tokens, newest first (revoked ones too)."""
+    return list(
+        session.scalars(
+            select(AdminToken).where(AdminToken.user_id == user_id).order_by(AdminToken.id.desc())
+        )
+    )
+
+
+def list_users(session: Session) -> list[AdminUser]:
+    return list(session.scalars(select(AdminUser).order_by(AdminUser.username)))

@@ -23,6 +23,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_postback.commands.lookups import NotFound
+from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.core.data_dir import ensure_private_dir
 from crm_postback.core.settings import Settings, get_settings
 from crm_postback.web.admin import (
@@ -35,6 +36,8 @@ from crm_postback.web.admin import (
     login_pages,
     mapping_json_api,
     mapping_pages,
+    member_json_api,
+    member_pages,
     preview_pages,
 )
 from crm_postback.web.admin.json_api_support import (
@@ -160,6 +163,19 @@ async def _not_found(request: Request, error: Exception) -> Response:
     return _page(request, 404, "Not found", error.message)
 
 
+ROLE_REFUSED = "Your role in this workspace does not allow this. Nothing was changed."
+
+
+async def _not_permitted(request: Request, error: Exception) -> Response:
+    """A change (or preview) the admin's role in the workspace does not allow: 403, from
+    the commands' one check (`unit_of_work(requires=...)`)."""
+    assert isinstance(error, NotPermitted)
+    if _in_api(request):
+        problems = [Problem(pointer=None, field=e.field, message=e.message) for e in error.errors]
+        return error_response(403, problems)
+    return _page(request, 403, "Not allowed", ROLE_REFUSED)
+
+
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     if _in_api(request):
@@ -237,6 +253,7 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
     admin.add_exception_handler(LoginRequired, _login_required)
     admin.add_exception_handler(CsrfRejected, _csrf)
     admin.add_exception_handler(NotFound, _not_found)
+    admin.add_exception_handler(NotPermitted, _not_permitted)
     admin.add_exception_handler(StarletteHTTPException, _http_error)
     admin.add_exception_handler(RequestValidationError, _invalid_request)
     admin.add_exception_handler(BodyTooLarge, _too_large)
@@ -244,7 +261,13 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
     admin.add_middleware(SecurityHeaders)  # added last: outermost, on every answer
     install_error_handlers(admin)
     admin.mount("/static", StaticFiles(directory=HERE / "static"), name="admin-static")
-    for api in (event_set_json_api, mapping_json_api, delivery_json_api, audit_json_api):
+    for api in (
+        event_set_json_api,
+        mapping_json_api,
+        delivery_json_api,
+        audit_json_api,
+        member_json_api,
+    ):
         admin.include_router(api.router)
     for pages in (
         login_pages,
@@ -253,6 +276,7 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
         preview_pages,
         delivery_pages,
         audit_pages,
+        member_pages,
     ):
         admin.include_router(pages.router)
     # Last: `POST /event-sets/{id}/{action}` would shadow the pages' more specific routes.

@@ -1,42 +1,81 @@
-"""The audit trail page: every change, who made it, before and after (tokens masked)."""
+"""The audit trail page: every change of the workspace, who made it, before and after
+(tokens masked; for viewers hidden). Instance administrators also see the instance's own
+entries (workspaces, admin users, other users' tokens: no workspace) at `?scope=instance`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from crm_postback.commands.lookups import MAX_BIG_ID, row_id
 from crm_postback.configuration import audit
+from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.web.admin.page_rendering import render
-from crm_postback.web.admin.security import AdminDep
-from models import DEFAULT_WORKSPACE_ID, EventSet
+from crm_postback.web.admin.security import AdminDep, no_such_workspace, workspace_of
+from crm_postback.web.admin.token_display import shown_changes
+from models import AuditEntry, EventSet
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 
 
+def instance_entries(session: Session, *, limit: int, before_id: int | None) -> list[AuditEntry]:
+    """The entries of no workspace, newest first (a session over every workspace)."""
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.workspace_id.is_(None))
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)
+    return list(session.scalars(query))
+
+
+def read_instance_entries(admin: Admin, limit: int, before_id: int | None) -> list[AuditEntry]:
+    """For instance administrators only; anyone else is answered as if there were none
+    to ask for (404)."""
+    if not admin.instance_admin:
+        raise no_such_workspace()
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        found = instance_entries(session, limit=limit, before_id=before_id)
+        session.expunge_all()
+        return found
+
+
 @router.get("/audit")
 def audit_page(
-    request: Request, admin: AdminDep, event_set: str = "", before: str = ""
+    request: Request, admin: AdminDep, event_set: str = "", before: str = "", scope: str = ""
 ) -> HTMLResponse:
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    before_id = row_id(before, MAX_BIG_ID)
+    if scope == "instance":
+        found = read_instance_entries(admin, PAGE_SIZE, before_id)
+        return render(
+            request,
+            "audit.html",
+            admin,
+            entries=shown_changes(admin, found),
+            names={},
+            selected=None,
+            instance=True,
+            older=found[-1].id if len(found) == PAGE_SIZE else None,
+        )
+    with session_scope(workspace=workspace_of(admin)) as session:
         # A value that cannot be an id (not a number, too large) filters nothing, like none.
         selected = row_id(event_set)
-        found = audit.entries(
-            session,
-            event_set_id=selected,
-            limit=PAGE_SIZE,
-            before_id=row_id(before, MAX_BIG_ID),
-        )
+        found = audit.entries(session, event_set_id=selected, limit=PAGE_SIZE, before_id=before_id)
         names = {es.id: es.name for es in session.scalars(select(EventSet).order_by(EventSet.name))}
         return render(
             request,
             "audit.html",
             admin,
-            entries=[(e, audit.changes(e)) for e in found],
+            entries=shown_changes(admin, found),
             names=names,
             selected=selected,
+            instance=False,
             older=found[-1].id if len(found) == PAGE_SIZE else None,
         )

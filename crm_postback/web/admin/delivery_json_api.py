@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 
 from crm_postback.commands.lookups import MAX_BIG_ID, is_row_id, load_event_set
 from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
-from crm_postback.commands.unit_of_work import Actor
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.web.admin.json_api_support import (
@@ -21,7 +20,7 @@ from crm_postback.web.admin.json_api_support import (
     reject_unknown,
     text_field,
 )
-from models import DEFAULT_WORKSPACE_ID
+from crm_postback.web.admin.security import actor_of, workspace_of
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
@@ -30,7 +29,7 @@ router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
 @router.get("/delivery", summary="Postback counts by event set and status, TikTok's last errors")
 async def delivery_api(admin: ApiAdmin, event_set: str | None = None) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_of(admin)) as session:
             selected = load_event_set(session, event_set).id if event_set else None
             return {
                 "counts": status_counts(session),
@@ -55,5 +54,5 @@ async def replay_api(request: Request, admin: ApiAdmin) -> Any:
     if not isinstance(ids, list) or not all(is_row_id(i, MAX_BIG_ID) for i in ids):
         raise fail(422, "ids", "must be a list of postback ids")
     wanted = ReplayPostbacks.chosen_or_dead(ids, text_field(body, "event_set"))
-    outcome = await in_thread(replay_postbacks, wanted, Actor(admin.actor))
+    outcome = await in_thread(replay_postbacks, wanted, actor_of(admin))
     return {"requested": outcome.requested, "requeued": outcome.requeued}

@@ -11,15 +11,15 @@ from sqlalchemy import func, select
 
 from crm_postback.commands.lookups import MAX_BIG_ID, row_id
 from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
-from crm_postback.commands.unit_of_work import Actor
+from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration.event_set_service import is_plain_text
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import lead_history, status_counts
 from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.web.admin.page_rendering import STATUS_ORDER, flash, render, see_other
-from crm_postback.web.admin.security import AdminDep, checked_form
-from models import DEFAULT_WORKSPACE_ID, EventSet, Lead, Postback
+from crm_postback.web.admin.security import AdminDep, actor_of, checked_form, workspace_of
+from models import EventSet, Lead, Postback
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -32,7 +32,7 @@ def delivery_page(
     lead = lead.strip()
     if len(lead) > 256 or not is_plain_text(lead):
         lead = ""  # no lead id is like that; PostgreSQL would refuse a NUL in the query
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_of(admin)) as session:
         selected = row_id(event_set)
         names = {es.id: es.name for es in session.scalars(select(EventSet).order_by(EventSet.name))}
         history = lead_history(session, lead) if lead else None
@@ -78,7 +78,9 @@ async def delivery_replay(request: Request, admin: AdminDep) -> Response:
         if event_set_text and event_set_id is None:
             raise InputRejected.one("event_set_id", "there is no event set with this id")
         wanted = ReplayPostbacks.chosen_or_dead(ids, event_set_id)
-        outcome = await run_in_threadpool(replay_postbacks, wanted, Actor(admin.actor))
+        outcome = await run_in_threadpool(replay_postbacks, wanted, actor_of(admin))
+    except NotPermitted:
+        raise
     except InputRejected as error:
         flash(request, str(error), "error")
     else:

@@ -22,12 +22,10 @@ from crm_postback.commands.manage_event_sets import (
     update_event_set,
     verify_event_set,
 )
-from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
+from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.event_set_service import KEEP, Keep
 from crm_postback.configuration.mapping_service import list_mappings
-from crm_postback.core.settings import get_settings
-from crm_postback.core.token_vault import token_hint
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.web.admin.json_api_support import (
     API_ERRORS,
@@ -39,7 +37,9 @@ from crm_postback.web.admin.json_api_support import (
     text_field,
 )
 from crm_postback.web.admin.mapping_json_api import mapping_json
-from models import DEFAULT_WORKSPACE_ID, EventSet
+from crm_postback.web.admin.security import actor_of, workspace_of
+from crm_postback.web.admin.token_display import shown_token
+from models import EventSet
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
@@ -64,11 +64,11 @@ PATCH_FIELDS = {
 }
 
 
-def event_set_json(event_set: EventSet) -> dict[str, Any]:
+def event_set_json(admin: Admin, event_set: EventSet) -> dict[str, Any]:
     return {
         "id": event_set.id,
         **audit.event_set_snapshot(event_set),
-        "access_token": token_hint(event_set.sealed_token, get_settings()),
+        "access_token": shown_token(admin, event_set.sealed_token),
         "created_at": event_set.created_at.isoformat(),
         "updated_at": event_set.updated_at.isoformat(),
     }
@@ -77,9 +77,9 @@ def event_set_json(event_set: EventSet) -> dict[str, Any]:
 @router.get("/event-sets", summary="List event sets (tokens masked)")
 async def list_event_sets(admin: ApiAdmin) -> Any:
     def read() -> list[dict[str, Any]]:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_of(admin)) as session:
             rows = session.scalars(select(EventSet).order_by(EventSet.name))
-            return [event_set_json(es) for es in rows]
+            return [event_set_json(admin, es) for es in rows]
 
     return {"event_sets": await in_thread(read)}
 
@@ -101,17 +101,17 @@ async def create_event_set_api(request: Request, admin: ApiAdmin) -> Any:
         advertiser_id=text_field(body, "advertiser_id"),
         default_currency=text_field(body, "default_currency"),
     )
-    created = await in_thread(add_event_set, wanted, Actor(admin.actor))
-    return JSONResponse(event_set_json(created), status_code=201)
+    created = await in_thread(add_event_set, wanted, actor_of(admin))
+    return JSONResponse(event_set_json(admin, created), status_code=201)
 
 
 @router.get("/event-sets/{reference}", summary="One event set, by name or TikTok ID")
 async def get_event_set_api(reference: str, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_of(admin)) as session:
             event_set = load_event_set(session, reference)
             return {
-                **event_set_json(event_set),
+                **event_set_json(admin, event_set),
                 "mappings": [mapping_json(m) for m in list_mappings(session, event_set)],
                 "postbacks": status_counts(session).get(event_set.name, {}),
             }
@@ -140,22 +140,22 @@ async def patch_event_set(reference: str, request: Request, admin: ApiAdmin) -> 
         test_event_code=clearable("test_event_code"),
         access_token=text_field(body, "access_token"),
     )
-    updated = await in_thread(update_event_set, wanted, Actor(admin.actor))
-    return event_set_json(updated.event_set)
+    updated = await in_thread(update_event_set, wanted, actor_of(admin))
+    return event_set_json(admin, updated.event_set)
 
 
 @router.post("/event-sets/{reference}/pause", summary="Hold the event set's postbacks")
 async def pause_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
     body = await read_object(request) if await request.body() else {}
     reason = text_field(body, "reason") or f"paused by {admin.username}"
-    paused = await in_thread(pause_event_set, PauseEventSet(reference, reason), Actor(admin.actor))
-    return event_set_json(paused)
+    paused = await in_thread(pause_event_set, PauseEventSet(reference, reason), actor_of(admin))
+    return event_set_json(admin, paused)
 
 
 @router.post("/event-sets/{reference}/resume", summary="Send held postbacks again")
 async def resume_api(reference: str, admin: ApiAdmin) -> Any:
-    resumed = await in_thread(resume_event_set, ResumeEventSet(reference), Actor(admin.actor))
-    return event_set_json(resumed)
+    resumed = await in_thread(resume_event_set, ResumeEventSet(reference), actor_of(admin))
+    return event_set_json(admin, resumed)
 
 
 @router.post(
@@ -163,4 +163,4 @@ async def resume_api(reference: str, admin: ApiAdmin) -> Any:
     summary="Check the event set ID with TikTok (GET /open_api/v1.3/crm/list/)",
 )
 async def verify_api(reference: str, admin: ApiAdmin) -> Any:
-    return asdict(await in_thread(verify_event_set, VerifyEventSet(reference)))
+    return asdict(await in_thread(verify_event_set, VerifyEventSet(reference), actor_of(admin)))

@@ -24,13 +24,11 @@ from crm_postback.commands.manage_event_sets import (
     update_event_set,
     verify_event_set,
 )
-from crm_postback.commands.unit_of_work import Actor
+from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration import audit
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_service import describe_mapping, list_mappings
 from crm_postback.core.errors import FieldError, InputRejected
-from crm_postback.core.settings import get_settings
-from crm_postback.core.token_vault import token_hint
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.tiktok.event_catalogue import STANDARD_EVENTS, SUPPORTED_CURRENCIES
 from crm_postback.web.admin.forms import error_map
@@ -41,9 +39,10 @@ from crm_postback.web.admin.page_rendering import (
     render,
     see_other,
 )
-from crm_postback.web.admin.security import AdminDep, checked_form
+from crm_postback.web.admin.security import AdminDep, actor_of, checked_form, workspace_of
+from crm_postback.web.admin.token_display import shown_changes, shown_token
 from mappings.rules import Condition, PropertyRules
-from models import DEFAULT_WORKSPACE_ID, EventSet, Mapping
+from models import EventSet, Mapping
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -64,8 +63,7 @@ EVENT_SET_FIELDS = (
 
 @router.get("/event-sets")
 def event_sets_page(request: Request, admin: AdminDep) -> HTMLResponse:
-    settings = get_settings()
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_of(admin)) as session:
         rows = list(session.scalars(select(EventSet).order_by(EventSet.name)))
         mapping_counts = dict(
             session.execute(
@@ -76,7 +74,7 @@ def event_sets_page(request: Request, admin: AdminDep) -> HTMLResponse:
         items = [
             {
                 "event_set": es,
-                "token": token_hint(es.sealed_token, settings),
+                "token": shown_token(admin, es.sealed_token),
                 "mappings": mapping_counts.get(es.id, 0),
                 "counts": counts.get(es.name, {}),
             }
@@ -144,7 +142,9 @@ async def event_set_create(request: Request, admin: AdminDep) -> Response:
         default_currency=values["currency"] or None,
     )
     try:
-        created = await run_in_threadpool(add_event_set, wanted, Actor(admin.actor))
+        created = await run_in_threadpool(add_event_set, wanted, actor_of(admin))
+    except NotPermitted:
+        raise
     except InputRejected as rejected:
         values.pop("access_token", None)  # never sent back, even masked
         return _render_form(request, admin, None, values, error_map(rejected.errors))
@@ -154,8 +154,7 @@ async def event_set_create(request: Request, admin: AdminDep) -> Response:
 
 @router.get("/event-sets/{event_set_id}")
 def event_set_page(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
-    settings = get_settings()
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_of(admin)) as session:
         event_set = load_event_set(session, event_set_id)
         rows = [
             {
@@ -173,11 +172,11 @@ def event_set_page(request: Request, event_set_id: int, admin: AdminDep) -> HTML
             "event_set.html",
             admin,
             event_set=event_set,
-            token=token_hint(event_set.sealed_token, settings),
+            token=shown_token(admin, event_set.sealed_token),
             rows=rows,
             counts=status_counts(session).get(event_set.name, {}),
             statuses=STATUS_ORDER,
-            changes=[(e, audit.changes(e)) for e in changes],
+            changes=shown_changes(admin, changes),
             leads=recent_leads(session, event_set.id),
         )
 
@@ -192,8 +191,7 @@ def _properties_text(mapping: Mapping) -> list[str]:
 
 @router.get("/event-sets/{event_set_id}/edit")
 def event_set_edit(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
-    settings = get_settings()
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_of(admin)) as session:
         event_set = load_event_set(session, event_set_id)
         return _render_form(
             request,
@@ -201,7 +199,7 @@ def event_set_edit(request: Request, event_set_id: int, admin: AdminDep) -> HTML
             event_set,
             _form_values_of(event_set),
             {},
-            token=token_hint(event_set.sealed_token, settings),
+            token=shown_token(admin, event_set.sealed_token),
         )
 
 
@@ -220,13 +218,15 @@ async def event_set_save(request: Request, event_set_id: int, admin: AdminDep) -
         access_token=new_token if new_token.strip() else None,
     )
     try:
-        await run_in_threadpool(update_event_set, wanted, Actor(admin.actor))
+        await run_in_threadpool(update_event_set, wanted, actor_of(admin))
     except NotFound:
         raise
+    except NotPermitted:
+        raise
     except InputRejected as rejected:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_of(admin)) as session:
             event_set = load_event_set(session, event_set_id)
-            hint = token_hint(event_set.sealed_token, get_settings())
+            hint = shown_token(admin, event_set.sealed_token)
             values["event_set_id"], values["kind"] = event_set.source_id, event_set.kind
             errors = error_map(rejected.errors)
             return _render_form(request, admin, event_set, values, errors, hint)
@@ -244,7 +244,7 @@ def _test_code(form: FormData) -> str | None:
 
 
 def _act(action: str, event_set_id: int, form: FormData, admin: Admin) -> tuple[str, str]:
-    actor = Actor(admin.actor)
+    actor = actor_of(admin)
     if action == "pause":
         reason = str(form.get("reason", "")).strip() or f"paused by {admin.username}"
         pause_event_set(PauseEventSet(event_set_id, reason), actor)
@@ -261,7 +261,7 @@ def _act(action: str, event_set_id: int, form: FormData, admin: Admin) -> tuple[
     if action == "token":
         replace_token(ReplaceToken(event_set_id, str(form.get("access_token", ""))), actor)
         return "ok", "Token replaced."
-    result = verify_event_set(VerifyEventSet(event_set_id))
+    result = verify_event_set(VerifyEventSet(event_set_id), actor)
     return ("ok" if result.ok else "error"), result.message
 
 
@@ -275,6 +275,8 @@ async def event_set_action(
     try:
         kind, message = await run_in_threadpool(_act, action, event_set_id, form, admin)
     except NotFound:
+        raise
+    except NotPermitted:
         raise
     except InputRejected as rejected:
         kind, message = "error", "; ".join(e.message for e in rejected.errors)

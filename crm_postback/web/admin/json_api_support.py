@@ -4,6 +4,13 @@ Authentication: `Authorization: Bearer pba_…`, a personal admin token
 (`postback admin token-create USER`), so every change is audited as `api:<user>`. Ingest API
 keys (`pbk_…`) are refused: a routing system's key cannot change configuration. A logged-in
 browser session also works, with its CSRF token in an `X-CSRF-Token` header for writes.
+
+Workspace: `X-Workspace: NAME` (or `?workspace=NAME`); without it the default workspace if
+the token's user is a member of it, else their first by name. A workspace they are not a
+member of is a 404, like one that does not exist. A change their role there does not allow
+is a 403 (viewer: reads; editor: + mappings, preview, replay; owner: + event sets, tokens,
+members); viewers get no token in any form (`"hidden for viewers"`).
+
 Errors are `{"errors": [{"pointer", "field", "message"}]}`, like the ingest API.
 """
 
@@ -20,12 +27,14 @@ from fastapi.responses import Response
 from crm_postback.commands.authentication import identify_admin_token, resume_admin_session
 from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.manage_mappings import VersionConflict
+from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration.admin_accounts import (
     Admin,
     TokenRefused,
     csrf_matches,
 )
 from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.web.admin.security import resolve_workspace
 from crm_postback.web.body import read_json
 from crm_postback.web.errors import (
     RequestRejected,
@@ -38,8 +47,9 @@ from crm_postback.web.shapes import ErrorAnswer, Problem
 DESCRIPTION = __doc__ or ""
 _ERRORS = {
     401: "No admin token (or browser session), or not a valid one",
-    403: "A revoked token or disabled user, or a browser session without its CSRF header",
-    404: "No such event set, mapping or route",
+    403: "A revoked token or disabled user, a browser session without its CSRF header, or "
+    "a change the caller's role in the workspace does not allow",
+    404: "No such workspace (or not the caller's), event set, mapping or route",
     409: "The mapping changed since the version given",
     413: "The body is larger than MAX_REQUEST_BYTES",
     422: "A field, body, path or query parameter is refused; each problem is named",
@@ -138,7 +148,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def api_admin(request: Request) -> Admin:
-    """The token's admin, or a logged-in browser's (with its CSRF header for writes)."""
+    """The token's admin, or a logged-in browser's (with its CSRF header for writes), in the
+    workspace of `X-Workspace` (or `?workspace=`), else the default rule."""
+    wanted = request.headers.get("x-workspace") or request.query_params.get("workspace")
+    try:
+        return resolve_workspace(_api_caller(request), wanted)
+    except NotFound as missing:
+        raise ApiFailure(404, list(missing.errors)) from None
+
+
+def _api_caller(request: Request) -> Admin:
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
@@ -178,6 +197,8 @@ async def in_thread(
         return await run_in_threadpool(function, *args, **kwargs)
     except NotFound as missing:
         raise ApiFailure(404, list(missing.errors)) from None
+    except NotPermitted as refused:
+        raise ApiFailure(403, list(refused.errors)) from None
     except VersionConflict as conflict:
         raise ApiFailure(409, list(conflict.errors)) from None
     except InputRejected as error:

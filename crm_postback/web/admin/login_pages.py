@@ -24,7 +24,13 @@ from crm_postback.configuration.admin_accounts import (
 from crm_postback.core.rate_limits import Busy, RateLimit
 from crm_postback.core.settings import Settings, get_settings
 from crm_postback.web.admin.page_rendering import flash, render, root, see_other
-from crm_postback.web.admin.security import AdminDep, checked_form, login_csrf, same_origin
+from crm_postback.web.admin.security import (
+    AdminDep,
+    LoggedInDep,
+    checked_form,
+    login_csrf,
+    same_origin,
+)
 
 router = APIRouter(include_in_schema=False)
 LOGIN_RATE_LIMIT = "admin-login"
@@ -112,7 +118,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, admin: AdminDep) -> Response:
+async def logout(request: Request, admin: LoggedInDep) -> Response:
     await checked_form(request, admin.csrf_token)
     session_id = request.session.get("sid")
 

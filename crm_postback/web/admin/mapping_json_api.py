@@ -19,7 +19,7 @@ from crm_postback.commands.manage_mappings import (
     import_mapping_yaml,
     update_mapping,
 )
-from crm_postback.commands.unit_of_work import Actor
+from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration.mapping_preview import DraftMapping, preview
 from crm_postback.configuration.mapping_service import describe_mapping, list_mappings
 from crm_postback.configuration.mapping_yaml import (
@@ -40,7 +40,8 @@ from crm_postback.web.admin.json_api_support import (
     read_object,
     reject_unknown,
 )
-from models import DEFAULT_WORKSPACE_ID, Mapping
+from crm_postback.web.admin.security import actor_of, preview_session, workspace_of
+from models import Mapping
 from models.db import session_scope
 
 router = APIRouter(prefix="/api", tags=["admin"], responses=API_ERRORS)
@@ -70,7 +71,7 @@ def _entry(body: dict[str, Any]) -> MappingEntry:
 @router.get("/event-sets/{reference}/mappings", summary="The event set's mappings")
 async def list_mappings_api(reference: str, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_of(admin)) as session:
             event_set = load_event_set(session, reference)
             return {"mappings": [mapping_json(m) for m in list_mappings(session, event_set)]}
 
@@ -84,14 +85,14 @@ async def list_mappings_api(reference: str, admin: ApiAdmin) -> Any:
 )
 async def create_mapping_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
     wanted = MappingInput.from_entry(_entry(await read_object(request)))
-    saved = await in_thread(add_mapping, AddMapping(reference, wanted), Actor(admin.actor))
+    saved = await in_thread(add_mapping, AddMapping(reference, wanted), actor_of(admin))
     return JSONResponse(mapping_json(saved.mapping), status_code=201)
 
 
 @router.get("/event-sets/{reference}/mappings/{mapping_id}", summary="One mapping")
 async def get_mapping_api(reference: str, mapping_id: int, admin: ApiAdmin) -> Any:
     def read() -> dict[str, Any]:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_of(admin)) as session:
             return mapping_json(load_mapping(session, mapping_id, reference))
 
     return await in_thread(read)
@@ -111,7 +112,7 @@ async def put_mapping_api(
         event_set=reference,
         expected_version=entry.version,
     )
-    saved = await in_thread(update_mapping, wanted, Actor(admin.actor))
+    saved = await in_thread(update_mapping, wanted, actor_of(admin))
     return mapping_json(saved.mapping)
 
 
@@ -122,7 +123,7 @@ async def put_mapping_api(
 )
 async def delete_mapping_api(reference: str, mapping_id: int, admin: ApiAdmin) -> Response:
     wanted = DeleteMapping(mapping_id, event_set=reference)
-    await in_thread(delete_mapping, wanted, Actor(admin.actor))
+    await in_thread(delete_mapping, wanted, actor_of(admin))
     return Response(status_code=204)
 
 
@@ -138,7 +139,7 @@ class YamlResponse(Response):
 )
 async def export_api(reference: str, admin: ApiAdmin) -> Response:
     def read() -> str:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_of(admin)) as session:
             event_set = load_event_set(session, reference)
             return export_mappings(event_set, list_mappings(session, event_set))
 
@@ -158,7 +159,7 @@ async def import_api(
     except UnicodeDecodeError:
         raise fail(422, "body", "must be UTF-8 YAML") from None
     wanted = ImportMappingYaml(text, event_set=reference, dry_run=dry_run)
-    result = await in_thread(import_mapping_yaml, wanted, Actor(admin.actor))
+    result = await in_thread(import_mapping_yaml, wanted, actor_of(admin))
     return {
         "dry_run": result.dry_run,
         "summary": result.summary,
@@ -205,7 +206,7 @@ async def preview_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
         raise fail(422, "trigger_id", "must be a trigger id")
 
     def act() -> dict[str, Any]:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with preview_session(admin) as session:
             event_set = load_event_set(session, reference)
             try:
                 shown = preview(
@@ -216,6 +217,8 @@ async def preview_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
                     trigger_id=trigger_id,
                     draft=draft,
                 )
+            except NotPermitted:
+                raise
             except InputRejected as error:
                 raise ApiFailure(422, list(error.errors)) from None
             return shown.as_dict()

@@ -25,7 +25,7 @@ from crm_postback.commands.manage_mappings import (
     set_mapping_enabled,
     update_mapping,
 )
-from crm_postback.commands.unit_of_work import Actor
+from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_preview import DraftMapping, Preview
 from crm_postback.configuration.mapping_service import list_mappings
@@ -40,9 +40,15 @@ from crm_postback.web.admin.page_rendering import (
     see_other,
 )
 from crm_postback.web.admin.preview_pages import PreviewInput, run_preview
-from crm_postback.web.admin.security import AdminDep, checked_form
+from crm_postback.web.admin.security import (
+    AdminDep,
+    actor_of,
+    checked_form,
+    preview_session,
+    workspace_of,
+)
 from mappings.validation import BUILT_IN_TRIGGERS
-from models import DEFAULT_WORKSPACE_ID, EventSet, Mapping, Trigger
+from models import EventSet, Mapping, Trigger
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -60,7 +66,7 @@ def attachment(filename: str) -> str:
 
 @router.get("/event-sets/{event_set_id}/mappings.yaml")
 def export_yaml(request: Request, event_set_id: int, admin: AdminDep) -> Response:
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_of(admin)) as session:
         event_set = load_event_set(session, event_set_id)
         text = export_mappings(event_set, list_mappings(session, event_set))
         filename = f"{event_set.name}-mappings.yaml"
@@ -141,7 +147,7 @@ def _mapping_form_page(
 
 @router.get("/event-sets/{event_set_id}/mappings/new")
 def mapping_new(request: Request, event_set_id: int, admin: AdminDep) -> HTMLResponse:
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_of(admin)) as session:
         event_set = load_event_set(session, event_set_id)
         form = MappingForm(trigger="lead.submitted")
         return _mapping_form_page(
@@ -153,7 +159,7 @@ def mapping_new(request: Request, event_set_id: int, admin: AdminDep) -> HTMLRes
 def mapping_edit(
     request: Request, event_set_id: int, mapping_id: int, admin: AdminDep
 ) -> HTMLResponse:
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_of(admin)) as session:
         event_set = load_event_set(session, event_set_id)
         mapping = load_mapping(session, mapping_id, event_set.id)
         form = MappingForm.from_mapping(
@@ -170,7 +176,7 @@ def mapping_edit(
 
 def _save(admin: Admin, event_set_id: int, mapping_id: int | None, wanted: MappingInput) -> str:
     """Saves through the command; returns the flash message."""
-    actor = Actor(admin.actor)
+    actor = actor_of(admin)
     if mapping_id is None:
         saved = add_mapping(AddMapping(event_set_id, wanted), actor)
     else:
@@ -197,12 +203,16 @@ def _mapping_submit(
             message = _save(admin, event_set_id, mapping_id, MappingInput.from_entry(entry))
         except NotFound:
             raise
+        except NotPermitted:
+            raise
         except InputRejected as rejected:
             errors = error_map(rejected.errors)
         else:
             flash(request, message)
             return see_other(request, f"/event-sets/{event_set_id}")
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    previewing = entry is not None and not errors
+    opened = preview_session(admin) if previewing else session_scope(workspace=workspace_of(admin))
+    with opened as session:
         event_set = load_event_set(session, event_set_id)
         mapping = (
             load_mapping(session, mapping_id, event_set.id) if mapping_id is not None else None
@@ -240,7 +250,7 @@ async def mapping_save(
 
 
 def _toggle_or_delete(admin: Admin, event_set_id: int, mapping_id: int, action: str) -> str:
-    actor = Actor(admin.actor)
+    actor = actor_of(admin)
     if action == "delete":
         deleted = delete_mapping(DeleteMapping(mapping_id, event_set=event_set_id), actor)
         return f"Mapping {mapping_id} deleted ({deleted.summary}). Its postbacks are kept."

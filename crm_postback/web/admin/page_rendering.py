@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.configuration.admin_accounts import Admin
-from models import Trigger
+from models import Role, Trigger
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
@@ -53,7 +53,11 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
+    """The page, with the header's workspace switcher (the admin's workspaces only) and
+    what the admin's role may use (buttons a role cannot use are hidden; the commands
+    refuse them anyway)."""
     messages = request.session.pop("flash", [])
+    workspace = admin.workspace if admin else None
     return templates.TemplateResponse(
         request,
         name,
@@ -62,6 +66,11 @@ def render(
             "csrf": admin.csrf_token if admin else None,
             "root": root(request),
             "flashes": messages,
+            "workspace": workspace,
+            "workspaces": admin.memberships if admin else (),
+            "can_edit": bool(admin and admin.may(Role.EDITOR)),
+            "can_own": bool(admin and admin.may(Role.OWNER)),
+            "sees_tokens": bool(admin and admin.may(Role.EDITOR)),
             **context,
         },
         status_code=status_code,

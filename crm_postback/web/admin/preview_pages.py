@@ -14,15 +14,16 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from crm_postback.commands.lookups import MAX_BIG_ID, load_event_set, row_id
+from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_preview import DraftMapping, Preview, preview
 from crm_postback.configuration.mapping_service import list_mappings
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.web.admin.page_rendering import recent_leads, render
-from crm_postback.web.admin.security import AdminDep, checked_form
+from crm_postback.web.admin.security import AdminDep, checked_form, preview_session, workspace_of
 from mappings.validation import BUILT_IN_TRIGGERS
-from models import DEFAULT_WORKSPACE_ID, EventSet, Trigger
+from models import EventSet, Trigger
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -85,6 +86,8 @@ def run_preview(
                 "attributes": attributes,
             }
         return preview(session, get_settings(), event_set, trigger=trigger, draft=draft), []
+    except NotPermitted:
+        raise
     except InputRejected as rejected:
         return None, [str(e) for e in rejected.errors]
 
@@ -92,7 +95,8 @@ def run_preview(
 def _preview_page(
     request: Request, admin: Admin, event_set_id: int, given: PreviewInput, run: bool
 ) -> HTMLResponse:
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    opened = preview_session(admin) if run else session_scope(workspace=workspace_of(admin))
+    with opened as session:
         event_set = load_event_set(session, event_set_id)
         shown: Preview | None = None
         problems: list[str] = []

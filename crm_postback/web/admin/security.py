@@ -1,16 +1,35 @@
-"""Who is logged in (server-side session behind a signed cookie) and CSRF checks."""
+"""Who is logged in (server-side session behind a signed cookie), in which workspace, and
+CSRF checks.
+
+The workspace of a request is resolved here, once, for every page and JSON API route
+(`page_admin`, and `json_api_support.api_admin` through `resolve_workspace`): the admin must
+be a member of it (any role: reading needs no more) or an instance administrator. A
+workspace they are not a member of is answered exactly like one that does not exist (404).
+What a role may change is checked by the commands (`unit_of_work(requires=...)`), never here.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from crm_postback.commands.authentication import resume_admin_session
-from crm_postback.configuration.admin_accounts import Admin, csrf_matches
+from crm_postback.commands.lookups import NotFound
+from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.configuration.admin_accounts import Admin, Membership, csrf_matches
+from crm_postback.core.errors import FieldError
+from models import Role
+
+# The cookie session's key for the workspace a browser last chose.
+REMEMBERED = "workspace"
+NO_SUCH_WORKSPACE = "there is no workspace of this name"
 
 
 class LoginRequired(Exception):
@@ -21,7 +40,28 @@ class CsrfRejected(Exception):
     """Answered with 403: the form did not carry this session's token, or came from elsewhere."""
 
 
-def page_admin(request: Request) -> Admin:
+def no_such_workspace() -> NotFound:
+    return NotFound([FieldError("workspace", NO_SUCH_WORKSPACE)])
+
+
+def resolve_workspace(admin: Admin, wanted: str | None, remembered: str | None = None) -> Admin:
+    """The admin in the workspace named (`wanted`: 404 if they are not a member, like a
+    workspace that does not exist), else the remembered one if still theirs, else the
+    default workspace if a member, else their first by name."""
+    if wanted is not None:
+        found = admin.membership(wanted.strip())
+        if found is None:
+            raise no_such_workspace()
+        return admin.in_workspace(found)
+    chosen: Membership | None = admin.membership(remembered) if remembered else None
+    chosen = chosen or admin.default_membership()
+    if chosen is None:
+        raise NotFound([FieldError("workspace", "you are not a member of any workspace")])
+    return admin.in_workspace(chosen)
+
+
+def logged_in(request: Request) -> Admin:
+    """The logged-in admin, before any workspace is chosen (logging out needs none)."""
     session_id = request.session.get("sid")
     admin = None
     if isinstance(session_id, str):
@@ -32,7 +72,52 @@ def page_admin(request: Request) -> Admin:
     return admin
 
 
+def page_admin(request: Request) -> Admin:
+    """The logged-in admin in the workspace of `?workspace=NAME` (then remembered in the
+    cookie session), else the remembered one, else the default rule."""
+    admin = logged_in(request)
+    wanted = request.query_params.get("workspace")
+    remembered = request.session.get(REMEMBERED)
+    resolved = resolve_workspace(admin, wanted, remembered if isinstance(remembered, str) else None)
+    if request.session.get(REMEMBERED) != resolved.current.name:
+        request.session[REMEMBERED] = resolved.current.name
+    return resolved
+
+
 AdminDep = Annotated[Admin, Depends(page_admin)]
+LoggedInDep = Annotated[Admin, Depends(logged_in)]
+
+
+def instance_admin_only(admin: Admin) -> None:
+    """What only instance administrators read (every workspace, every user): anyone else
+    is answered as if it did not exist. Changing it is checked by the commands."""
+    if not admin.instance_admin:
+        raise NotFound([FieldError("page", "there is no such page")])
+
+
+def actor_of(admin: Admin) -> Actor:
+    """The commands' actor: who, in the request's workspace, with their role there."""
+    member = admin.current
+    return Actor(
+        admin.actor,
+        workspace_id=member.workspace_id,
+        role=member.role,
+        instance_admin=admin.instance_admin,
+    )
+
+
+def workspace_of(admin: Admin) -> int:
+    """The workspace every session of the request is scoped to."""
+    return admin.current.workspace_id
+
+
+@contextmanager
+def preview_session(admin: Admin) -> Iterator[Session]:
+    """A session for a preview (the exact request TikTok would get): it needs the editor's
+    role, checked where every change is checked, by a unit of work that keeps nothing (a
+    dry run). Use what it loaded inside the block: the rollback expires it."""
+    with unit_of_work(actor_of(admin), requires=Role.EDITOR, dry_run=True) as uow:
+        yield uow.session
 
 
 def same_origin(request: Request) -> bool:

@@ -68,7 +68,12 @@ def test_user_add_is_audited(sqlite_db: str) -> None:
     [entry] = audit_entries("admin_user.add")
     assert entry["actor"] == "cli:ops"
     assert (entry["entity_type"], entry["entity_id"]) == ("admin_user", bob().id)
-    assert entry["after"] == {"username": "bob", "source": "cli", "active": True}
+    assert entry["after"] == {
+        "username": "bob",
+        "source": "cli",
+        "active": True,
+        "instance_admin": False,
+    }
 
 
 def test_password_change_ends_sessions_and_is_audited(sqlite_db: str) -> None:
@@ -142,7 +147,7 @@ def test_no_password_hash_or_token_in_the_audit_trail_or_the_output(sqlite_db: s
     assert out.count(token) == 1 and "shown only now" in out.splitlines()[-2]
     outputs.append(run("admin", "token-revoke", "1")[1])
     outputs.append(run("admin", "user-list")[1])
-    outputs.append(run("admin", "audit", "--limit", "100")[1])
+    outputs.append(run("admin", "audit", "--instance", "--limit", "100")[1])
     assert "admin_token.revoke" in outputs[-1] and "admin_user.add" in outputs[-1]
     secrets = (
         PASSWORD,
@@ -161,7 +166,7 @@ def test_no_password_hash_or_token_in_the_audit_trail_or_the_output(sqlite_db: s
 
 def test_refused_input_names_the_field_and_leaves_no_entry(sqlite_db: str) -> None:
     with pytest.raises(InputRejected) as refused:
-        add_admin_user(AddAdminUser("bob", "short"), Actor("cli:ops"))
+        add_admin_user(AddAdminUser("bob", "short"), Actor("cli:ops", instance_admin=True))
     assert [error.field for error in refused.value.errors] == ["password"]
     code, out = run("admin", "user-disable", "nobody")
     assert code == 2 and "username: no admin user 'nobody'" in out

@@ -2,6 +2,12 @@
 (function () {
   "use strict";
 
+  function autosubmit() {
+    document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    });
+  }
+
   function customEvent() {
     var choice = document.getElementById("event-choice");
     var box = document.getElementById("custom-event");
@@ -62,6 +68,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    autosubmit();
     customEvent();
     conditions();
     confirmations();

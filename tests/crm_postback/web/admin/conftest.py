@@ -1,4 +1,11 @@
-"""Admin fixtures: a user, a logged-in TestClient, CSRF tokens scraped from the pages."""
+"""Admin fixtures: a user (a member of a workspace with a role), a logged-in TestClient,
+CSRF tokens scraped from the pages, admin tokens.
+
+To act as a given user in a given workspace: `make_user("bob", workspace="b", role="viewer")`
+(the workspace is made if missing), then either `login(client, "bob")` and pages with
+`?workspace=b` (remembered afterwards), or `token_for("bob")` and JSON API calls with
+`X-Workspace: b` (`as_user(...)` gives such a client).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from crm_postback.configuration.admin_accounts import create_token, create_user
+from crm_postback.configuration.admin_accounts import add_member_in, create_token, create_user
+from crm_postback.configuration.workspaces import add_workspace, find_workspace
 from crm_postback.web.app import create_app
+from models import DEFAULT_WORKSPACE_NAME, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -51,15 +60,64 @@ def login(client: TestClient, username: str = "alice", password: str = PASSWORD)
     return csrf_of(client.get("/admin/event-sets").text)
 
 
+def ensure_workspace(name: str) -> int:
+    """The workspace's id, made if missing."""
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        found = find_workspace(session, name) or add_workspace(session, name)
+        session.commit()
+        return found.id
+
+
+def make_admin_user(
+    username: str = "alice",
+    password: str = PASSWORD,
+    *,
+    workspace: str | None = DEFAULT_WORKSPACE_NAME,
+    role: Role | str = Role.OWNER,
+    instance_admin: bool = False,
+) -> int:
+    """A user who is `role` of `workspace` (made if missing; None: of no workspace)."""
+    workspace_id = ensure_workspace(workspace) if workspace else None
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        user = create_user(session, username, password, instance_admin=instance_admin)
+        if workspace_id is not None:
+            add_member_in(session, workspace_id, user, Role(role))
+        session.commit()
+        return user.id
+
+
+def add_membership(username: str, workspace: str, role: Role | str) -> None:
+    from crm_postback.configuration.admin_accounts import get_user
+
+    workspace_id = ensure_workspace(workspace)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        add_member_in(session, workspace_id, get_user(session, username), Role(role))
+        session.commit()
+
+
+def token_for(username: str) -> str:
+    """A new admin token of the user (`Authorization: Bearer ...`)."""
+    from crm_postback.configuration.admin_accounts import get_user
+
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        new = create_token(session, get_user(session, username), "tests")
+        session.commit()
+        return new.token
+
+
+def api_client(username: str, workspace: str | None = None) -> TestClient:
+    """A JSON API client with the user's new token, in `workspace` (X-Workspace) if given.
+    Use it as a context manager."""
+    headers = {"Authorization": f"Bearer {token_for(username)}"}
+    if workspace is not None:
+        headers["X-Workspace"] = workspace
+    return TestClient(create_app(), headers=headers)
+
+
 @pytest.fixture
 def make_user(sqlite_db: str) -> Callable[..., int]:
-    def make(username: str = "alice", password: str = PASSWORD) -> int:
-        with session_scope(workspace=ALL_WORKSPACES) as session:
-            user = create_user(session, username, password)
-            session.commit()
-            return user.id
-
-    return make
+    """`make_user(name, password, workspace="default", role="owner", instance_admin=False)`."""
+    return make_admin_user
 
 
 @pytest.fixture

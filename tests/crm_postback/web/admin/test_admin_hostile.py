@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from crm_postback.cli import app as cli_app
-from models import EventSet
+from models import DEFAULT_WORKSPACE_ID, EventSet, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN, apply_env  # type: ignore[import-not-found]
@@ -195,13 +195,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def clients(backend: str, make_event_set: Callable[..., int]) -> Iterator[dict[str, Any]]:
     """On either backend: an API client (admin token), a logged-in page client, an event set."""
-    from crm_postback.configuration.admin_accounts import create_token, create_user
+    from crm_postback.configuration.admin_accounts import add_member_in, create_token, create_user
     from crm_postback.web.app import create_app
     from tests.crm_postback.web.admin.conftest import PASSWORD, login  # type: ignore[import-not-found]
 
     with session_scope(workspace=ALL_WORKSPACES) as session:
         user = create_user(session, "alice", PASSWORD)
-        session.flush()
+        add_member_in(session, DEFAULT_WORKSPACE_ID, user, Role.OWNER)
         token = create_token(session, user, "tests").token
         session.commit()
     event_set_id = make_event_set()

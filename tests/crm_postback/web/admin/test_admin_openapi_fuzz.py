@@ -24,10 +24,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_postback.configuration.admin_accounts import create_token, create_user
+from crm_postback.configuration.admin_accounts import add_member_in, create_token, create_user
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.admin import COOKIE
 from crm_postback.web.app import create_app
+from models import DEFAULT_WORKSPACE_ID, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
@@ -84,6 +85,7 @@ def signed_in(
     make_event_set(name="acme")
     with session_scope(workspace=ALL_WORKSPACES) as session:
         user = create_user(session, "alice", PASSWORD)
+        add_member_in(session, DEFAULT_WORKSPACE_ID, user, Role.OWNER)
         token = create_token(session, user, "fuzz").token
         event_set = session.scalars(select(EventSet).filter_by(name="acme")).one()
         mapping_ids = [m.id for m in list_mappings(session, event_set)]

@@ -22,9 +22,9 @@ from sqlalchemy import select
 
 from crm_postback.commands import authentication
 from crm_postback.configuration import admin_accounts
-from crm_postback.configuration.admin_accounts import create_user, find_user
+from crm_postback.configuration.admin_accounts import add_member_in, create_user, find_user
 from crm_postback.web.app import create_app
-from models import AdminSession, AdminUser
+from models import DEFAULT_WORKSPACE_ID, AdminSession, AdminUser, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread, apply_env  # type: ignore[import-not-found]
@@ -83,6 +83,7 @@ def add_user(username: str, password: str = PASSWORD, active: bool = True) -> st
     """Creates the user; returns its password hash."""
     with session_scope(workspace=ALL_WORKSPACES) as session:
         user = create_user(session, username, password)
+        add_member_in(session, DEFAULT_WORKSPACE_ID, user, Role.OWNER)
         user.active = active
         session.commit()
         return user.password_hash
