@@ -37,19 +37,20 @@ def submitted(lead: str = "L-1", **keys: Any) -> dict[str, Any]:
     return trigger("lead.submitted", lead, minutes_ago=30, match_keys=match_keys)
 
 
+def new_key(
+    name: str = "acme-router", workspace_id: int = DEFAULT_WORKSPACE_ID, **options: Any
+) -> str:
+    """A key of `workspace_id` (the default one) on the configured database; the options are
+    create_key's (event_sets, permissions, rate_limit)."""
+    with session_scope(workspace=workspace_id) as session:
+        new = create_key(session, name, **options)
+        session.commit()
+    return new.key
+
+
 @pytest.fixture
 def make_key(sqlite_db: str) -> Callable[..., str]:
-    """A key of `workspace_id` (the default one); the options are create_key's."""
-
-    def make(
-        name: str = "acme-router", workspace_id: int = DEFAULT_WORKSPACE_ID, **options: Any
-    ) -> str:
-        with session_scope(workspace=workspace_id) as session:
-            new = create_key(session, name, **options)
-            session.commit()
-        return new.key
-
-    return make
+    return new_key
 
 
 @pytest.fixture
@@ -84,3 +85,65 @@ def live_server(sqlite_db: str) -> Iterator[str]:
     """The app on a real uvicorn server in a thread of this process (same settings, same DB)."""
     with app_in_thread(create_app()) as url:
         yield url
+
+
+OTHER_EVENT_SET_ID = "7300000000000000002"
+OTHER_TOKEN = "test-token-globex-654321"
+
+
+@pytest.fixture
+def make_workspace() -> Callable[[str], int]:
+    """A new workspace's id."""
+    from crm_postback.configuration.workspaces import add_workspace
+    from models.workspace_scope import ALL_WORKSPACES
+
+    def make(name: str) -> int:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            workspace = add_workspace(session, name)
+            session.commit()
+            return workspace.id
+
+    return make
+
+
+@pytest.fixture
+def make_event_set_in() -> Callable[..., int]:
+    """An event set of the workspace given, mapping lead.submitted -> Lead, lead.sold ->
+    lead_sold (as the `make_event_set` fixture does in the default workspace)."""
+    from crm_postback.configuration.audit import SYSTEM_ACTOR
+    from crm_postback.configuration.event_set_service import create_event_set
+    from crm_postback.configuration.mapping_service import add_mapping
+    from crm_postback.core.settings import get_settings
+
+    def make(
+        workspace_id: int, name: str, source_id: str, token: str = OTHER_TOKEN, **options: Any
+    ) -> int:
+        with session_scope(workspace=workspace_id) as session:
+            event_set = create_event_set(
+                session,
+                get_settings(),
+                name=name,
+                source_id=source_id,
+                access_token=token,
+                actor=SYSTEM_ACTOR,
+                **options,
+            )
+            for trigger_type, event_name in (
+                ("lead.submitted", "Lead"),
+                ("lead.sold", "lead_sold"),
+            ):
+                add_mapping(
+                    session,
+                    event_set,
+                    trigger_type=trigger_type,
+                    event_name=event_name,
+                    actor=SYSTEM_ACTOR,
+                )
+            session.commit()
+            return event_set.id
+
+    return make
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
