@@ -1,4 +1,4 @@
-"""`postback`: schema, event sets, mappings, sending triggers, history, status, simulator, demo."""
+"""`postback`: schema, workspaces, event sets, mappings, triggers, history, simulator, demo."""
 
 from __future__ import annotations
 
@@ -108,8 +108,10 @@ def _register_groups() -> None:
         operations_commands,
         postback_commands,
         web_commands,
+        workspace_commands,
     )
 
+    app.add_typer(workspace_commands.workspace_app, name="workspace")
     app.add_typer(event_set_commands.event_set_app, name="event-set")
     app.add_typer(mapping_commands.mapping_app, name="mapping")
     postback_commands.register(app)

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from crm_postback.cli.output import refused_input_exits
-from models import DEFAULT_WORKSPACE_ID
+from crm_postback.cli.workspace_option import WorkspaceOption, cli_actor, workspace_id
+from models import DEFAULT_WORKSPACE_NAME
 
 mapping_app = typer.Typer(no_args_is_help=True, help="Trigger-to-event mappings.")
 
@@ -33,6 +34,7 @@ def mapping_set(
     content_type: Annotated[str | None, typer.Option(help="product or product_group")] = None,
     mapping_id: Annotated[int | None, typer.Option("--id", help="Update this mapping")] = None,
     disabled: bool = False,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
     """Create (or with --id, update) a mapping. Invalid mappings are refused with the reason."""
     from crm_postback.commands.manage_mappings import (
@@ -42,7 +44,6 @@ def mapping_set(
         add_mapping,
         update_mapping,
     )
-    from crm_postback.commands.unit_of_work import Actor
     from mappings.rules import parse_condition
 
     try:
@@ -62,25 +63,26 @@ def mapping_set(
     if content_type is not None:
         rules["content_type"] = content_type
     wanted = MappingInput(trigger, event, conditions, rules, enabled=not disabled)
+    actor = cli_actor(workspace)
     with refused_input_exits():
         if mapping_id is None:
-            saved = add_mapping(AddMapping(event_set, wanted), Actor.cli())
+            saved = add_mapping(AddMapping(event_set, wanted), actor)
         else:
             wanted_update = UpdateMapping(
                 mapping_id, wanted, event_set=event_set, must_belong=False
             )
-            saved = update_mapping(wanted_update, Actor.cli())
+            saved = update_mapping(wanted_update, actor)
     typer.echo(f"mapping {saved.mapping.id} v{saved.mapping.version}: {saved.summary}")
 
 
 @mapping_app.command("list")
-def mapping_list(event_set: str) -> None:
+def mapping_list(event_set: str, workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME) -> None:
     """List an event set's mappings."""
     from crm_postback.configuration.event_set_service import get_event_set
     from crm_postback.configuration.mapping_service import describe_mapping, list_mappings
     from models.db import session_scope
 
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_id(workspace)) as session:
         with refused_input_exits():
             target = get_event_set(session, event_set)
         for m in list_mappings(session, target):
@@ -89,13 +91,13 @@ def mapping_list(event_set: str) -> None:
 
 
 @mapping_app.command("remove")
-def mapping_remove(mapping_id: int) -> None:
+def mapping_remove(mapping_id: int, workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME) -> None:
     """Delete a mapping. Postbacks it already produced are kept and still delivered."""
     from crm_postback.commands.manage_mappings import DeleteMapping, delete_mapping
-    from crm_postback.commands.unit_of_work import Actor
 
+    actor = cli_actor(workspace)
     with refused_input_exits():
-        delete_mapping(DeleteMapping(mapping_id), Actor.cli())
+        delete_mapping(DeleteMapping(mapping_id), actor)
     typer.echo(f"mapping {mapping_id} removed")
 
 
@@ -105,6 +107,7 @@ def mapping_export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
     ] = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
     """Write an event set's mappings as YAML (review them in git)."""
     from crm_postback.configuration.event_set_service import get_event_set
@@ -112,7 +115,7 @@ def mapping_export(
     from crm_postback.configuration.mapping_yaml import export_mappings
     from models.db import session_scope
 
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_id(workspace)) as session:
         with refused_input_exits():
             target = get_event_set(session, event_set)
         text = export_mappings(target, list_mappings(session, target))
@@ -130,12 +133,13 @@ def mapping_import(
         str | None, typer.Option(help="Default: the event_set named in the file")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Only say what would change")] = False,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
     """Make an event set's mappings equal to the file (create, update, delete), audited."""
     from crm_postback.commands.manage_mappings import ImportMappingYaml, import_mapping_yaml
-    from crm_postback.commands.unit_of_work import Actor
     from crm_postback.configuration.mapping_yaml import MAX_FILE_BYTES
 
+    actor = cli_actor(workspace)
     with file.open("rb") as handle:  # never more than the limit in memory
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
@@ -148,7 +152,7 @@ def mapping_import(
         raise typer.Exit(2) from None
     with refused_input_exits():
         result = import_mapping_yaml(
-            ImportMappingYaml(text, event_set=event_set, dry_run=dry_run), Actor.cli()
+            ImportMappingYaml(text, event_set=event_set, dry_run=dry_run), actor
         )
     prefix = "dry run: would be " if dry_run else ""
     typer.echo(f"{result.event_set}: {prefix}{result.summary}")

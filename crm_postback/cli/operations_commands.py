@@ -8,8 +8,9 @@ import typer
 
 from crm_postback.cli.output import refused_input_exits
 from crm_postback.cli.web_commands import is_loopback
+from crm_postback.cli.workspace_option import WorkspaceOption, cli_actor, workspace_id
 from crm_postback.core.settings import get_settings
-from models import DEFAULT_WORKSPACE_ID
+from models import DEFAULT_WORKSPACE_NAME
 
 
 def diagnose(
@@ -18,8 +19,10 @@ def diagnose(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document")] = False,
     days: Annotated[int, typer.Option(min=1, max=90, help="Window in days")] = 14,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
-    """Signal diagnostics per event set: findings with a severity and a suggested fix.
+    """Signal diagnostics per event set of the workspace: findings with a severity and a
+    suggested fix.
 
     Match-key coverage, volume against TikTok's guidance (more than 50 signals in 14 days),
     TikTok's error codes, unmapped triggers by type, what is still waiting.
@@ -31,7 +34,8 @@ def diagnose(
     from models.db import session_scope
 
     stale_trigger_seconds = max(300, get_settings().stale_trigger_seconds * 2)
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session, refused_input_exits():
+    scope = workspace_id(workspace)
+    with session_scope(workspace=scope) as session, refused_input_exits():
         if event_set is None:
             reports = diagnose_all(
                 session, window_days=days, stale_trigger_seconds=stale_trigger_seconds
@@ -61,20 +65,26 @@ def diagnose(
 def erase_lead(
     lead_id: Annotated[str, typer.Argument(help="The routing system's lead id")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
-    """Erase one lead on request (data-subject deletion): keys, attributes, event bodies.
+    """Erase one lead of the workspace on request (data-subject deletion): keys, attributes,
+    event bodies.
 
     The lead row (every hash) is deleted, its triggers' attributes and its postbacks' event
-    bodies are cleared; statuses, codes and counts stay.
+    bodies are cleared; statuses, codes and counts stay. Another workspace's lead of the same
+    id is another lead, left alone.
     """
     from crm_postback.commands.erase_lead import EraseLead
     from crm_postback.commands.erase_lead import erase_lead as run
-    from crm_postback.commands.unit_of_work import Actor
     from crm_postback.operations.retention import describe_erased
 
-    if not yes and not typer.confirm(f"Erase everything personal stored for lead {lead_id!r}?"):
+    actor = cli_actor(workspace)
+    if not yes and not typer.confirm(
+        f"Erase everything personal stored for lead {lead_id!r} in workspace {workspace!r}?"
+    ):
         raise typer.Exit(1)
-    result = run(EraseLead(lead_id), Actor.cli())
+    with refused_input_exits():
+        result = run(EraseLead(lead_id), actor)
     for line in describe_erased(result):
         typer.echo(line)
 
@@ -82,7 +92,8 @@ def erase_lead(
 def purge(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be cleared")] = False,
 ) -> None:
-    """Run the retention purge now (beat runs it daily): keys and bodies past RETENTION_DAYS.
+    """Run the retention purge now (beat runs it daily): keys and bodies past RETENTION_DAYS,
+    in every workspace.
 
     Statuses, codes and counts are kept.
     """
@@ -91,11 +102,12 @@ def purge(
     from crm_postback.operations.retention import count_expired, retention_cutoff
     from models import utcnow
     from models.db import session_scope
+    from models.workspace_scope import ALL_WORKSPACES
 
     if dry_run:
         settings = get_settings()
         cutoff = retention_cutoff(settings, utcnow())
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             preview = count_expired(session, cutoff)
         typer.echo(
             f"would clear the match keys of {preview.leads} lead(s) and {preview.payloads} "

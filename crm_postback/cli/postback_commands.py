@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from crm_postback.cli.output import refused_input_exits
+from crm_postback.cli.workspace_option import WorkspaceOption, cli_actor, workspace_id
 from crm_postback.core.timestamps import naive_means_utc
-from models import DEFAULT_WORKSPACE_ID
+from models import DEFAULT_WORKSPACE_NAME
 
 
 def _mapping_label(mapping_id: int | None, version: int | None) -> str:
@@ -37,10 +38,12 @@ def send(
     ip: Annotated[str | None, typer.Option()] = None,
     user_agent: Annotated[str | None, typer.Option()] = None,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
     """Store and queue one trigger (what a routing system does through the Python API)."""
-    from crm_postback.api import enqueue_trigger
+    from crm_postback.api import IntakeScope, enqueue_trigger
 
+    scope = IntakeScope(workspace_id(workspace))
     attributes: dict[str, Any] = {}
     for pair in attr or []:
         key, _, raw = pair.partition("=")
@@ -69,19 +72,23 @@ def send(
     if keys:
         payload["match_keys"] = keys
     with refused_input_exits():
-        accepted = enqueue_trigger(payload)
+        accepted = enqueue_trigger(payload, workspace=scope)
     note = " (duplicate: already accepted, nothing new queued)" if accepted.duplicate else ""
     typer.echo(f"trigger {accepted.trigger_id} accepted{note}")
 
 
-def history(lead_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """What we sent for a lead, when, and what TikTok answered."""
+def history(
+    lead_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+) -> None:
+    """What we sent for a lead of the workspace, when, and what TikTok answered."""
     from dataclasses import asdict
 
     from crm_postback.operations.postback_reports import lead_history
     from models.db import session_scope
 
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_id(workspace)) as session:
         report = lead_history(session, lead_id)
     if as_json:
         typer.echo(json.dumps(asdict(report), indent=2, default=_json_default))
@@ -109,12 +116,12 @@ def history(lead_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
                 typer.echo(f"      reason: {p.last_message}")
 
 
-def status() -> None:
-    """Postback counts by event set and status, and trigger counts."""
+def status(workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME) -> None:
+    """The workspace's postback counts by event set and status, and trigger counts."""
     from crm_postback.operations.postback_reports import status_counts, trigger_counts
     from models.db import session_scope
 
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+    with session_scope(workspace=workspace_id(workspace)) as session:
         counts = status_counts(session)
         triggers = trigger_counts(session)
     typer.echo(
@@ -136,14 +143,15 @@ def replay_command(
     until: Annotated[datetime | None, typer.Option(help="Created before (ISO 8601)")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Every replayable postback")] = False,
     dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed")] = False,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
-    """Re-queue dead, failed or expired postbacks (same event_id, refreshed match keys)."""
+    """Re-queue dead, failed or expired postbacks of the workspace (same event_id, refreshed
+    match keys)."""
     from crm_postback.commands.replay_postbacks import (
         ReplayPostbacks,
         count_replay,
         replay_postbacks,
     )
-    from crm_postback.commands.unit_of_work import Actor
     from crm_postback.operations.replay import REPLAYABLE, ReplaySelection
 
     selection = ReplaySelection(
@@ -163,15 +171,16 @@ def replay_command(
             err=True,
         )
         raise typer.Exit(2)
+    actor = cli_actor(workspace)
     with refused_input_exits():
-        total = count_replay(selection)
+        total = count_replay(selection, actor)
         if dry_run:
             typer.echo(f"{total} postback(s) would be replayed")
             return
         with typer.progressbar(length=total, label="replaying") as progress:
             outcome = replay_postbacks(
                 ReplayPostbacks(selection, everything=everything),
-                Actor.cli(),
+                actor,
                 on_chunk=lambda chunk: progress.update(chunk.requested),
             )
     if outcome.left_for_sweeper:

@@ -4,6 +4,9 @@ The audit entry holds counts and the names of the keys that were stored, never a
 names the lead by the routing system's lead id, as before: that id is what the request to
 erase refers to, and the lead's triggers and postbacks keep it after the erasure (with their
 statuses and codes), so the entry tells nobody more than those rows already do.
+
+A lead is named per workspace: the erasure runs in the actor's workspace (owners), and
+another workspace's lead of the same id is neither touched nor named.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ class EraseLead:
 
 
 def erase_lead(request: EraseLead, actor: Actor) -> ErasedLead:
-    """Deletes the lead row (every hash), clears its triggers' attributes and its postbacks'
-    event bodies, stops what of it still waits to be sent. Nothing stored: nothing audited."""
+    """Deletes the lead row (every hash) of the actor's workspace, clears its triggers'
+    attributes and its postbacks' event bodies, stops what of it still waits to be sent.
+    Nothing stored: nothing audited."""
     with unit_of_work(actor, requires=Role.OWNER) as uow:
         result = retention.erase_lead(uow.session, request.lead_id)
         if result.anything:

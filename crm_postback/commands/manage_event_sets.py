@@ -1,7 +1,13 @@
 """Event set use cases: add, update, pause, resume, replace the token, verify with TikTok.
 
-Each opens one unit of work; `configuration.event_set_service` changes the rows and records
-the audit entry in it. Results hold the event set as saved (detached, its columns loaded).
+Each opens one unit of work in the actor's workspace and needs the owner role there (event
+sets hold the advertiser's token); `configuration.event_set_service` changes the rows and
+records the audit entry in it. An event set of another workspace is not found, with the
+message of one that does not exist. Results hold the event set as saved (detached, its
+columns loaded).
+
+A token given as an `env:` reference is accepted only from the operator (`Actor.operator`,
+the CLI): the environment is shared by every workspace.
 """
 
 from __future__ import annotations
@@ -17,8 +23,7 @@ from crm_postback.configuration.event_set_verification import (
     verify_event_set as ask_tiktok,
 )
 from crm_postback.core.settings import get_settings
-from models import DEFAULT_WORKSPACE_ID, EventSet, EventSetKind, Role
-from models.db import session_scope
+from models import EventSet, EventSetKind, Role
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ def add_event_set(request: AddEventSet, actor: Actor) -> EventSet:
             advertiser_id=request.advertiser_id,
             default_currency=request.default_currency,
             actor=actor.name,
+            references_allowed=actor.operator,
         )
 
 
@@ -107,7 +113,12 @@ def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
         )
         if request.access_token is not None:
             event_set_service.rotate_token(
-                uow.session, get_settings(), event_set, request.access_token, actor=actor.name
+                uow.session,
+                get_settings(),
+                event_set,
+                request.access_token,
+                actor=actor.name,
+                references_allowed=actor.operator,
             )
         return EventSetUpdated(event_set, token_replaced=request.access_token is not None)
 
@@ -134,15 +145,21 @@ def replace_token(request: ReplaceToken, actor: Actor) -> EventSet:
     with unit_of_work(actor, requires=Role.OWNER) as uow:
         event_set = load_event_set(uow.session, request.event_set)
         event_set_service.rotate_token(
-            uow.session, get_settings(), event_set, request.access_token, actor=actor.name
+            uow.session,
+            get_settings(),
+            event_set,
+            request.access_token,
+            actor=actor.name,
+            references_allowed=actor.operator,
         )
         return event_set
 
 
-def verify_event_set(request: VerifyEventSet) -> Verification:
-    """Asks TikTok whether it knows the event set. The session is closed before the HTTP
-    call: no transaction waits on TikTok. Changes nothing, so takes no actor and writes no
-    audit entry."""
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
-        event_set = load_event_set(session, request.event_set)
-    return ask_tiktok(event_set, get_settings())
+def verify_event_set(request: VerifyEventSet, actor: Actor) -> Verification:
+    """Asks TikTok whether it knows the event set, with its token (owners). The session is
+    closed before the HTTP call: no transaction waits on TikTok. Changes nothing and writes
+    no audit entry. A token variable that is not set is named to the operator only."""
+    with unit_of_work(actor, requires=Role.OWNER, dry_run=True) as uow:
+        event_set = load_event_set(uow.session, request.event_set)
+        uow.session.expunge(event_set)  # loaded as it is, kept past the rollback
+    return ask_tiktok(event_set, get_settings(), operator=actor.operator)

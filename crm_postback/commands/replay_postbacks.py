@@ -3,6 +3,10 @@
 The selection is read once; the rows are then re-queued in chunks, each chunk one unit of
 work with its `postbacks.replay` audit entry and, after its commit, one delivery task. A
 broker that is down leaves the re-queued rows (due, in the database) for the sweeper.
+
+Everything (the selection, its count, each chunk) is read and changed in the actor's
+workspace, with the editor role: a postback or event set of another workspace is not found,
+exactly like one that does not exist, and is never re-queued.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from crm_postback.commands.lookups import (
     is_row_id,
     load_event_set,
 )
-from crm_postback.commands.unit_of_work import Actor, unit_of_work
+from crm_postback.commands.unit_of_work import Actor, UnitOfWork, unit_of_work
 from crm_postback.core.errors import InputRejected
 from crm_postback.operations.replay import (
     ReplaySelection,
@@ -26,8 +30,7 @@ from crm_postback.operations.replay import (
     replayable_ids,
     selected_event_set_id,
 )
-from models import DEFAULT_WORKSPACE_ID, PostbackStatus, Role, utcnow
-from models.db import session_scope
+from models import PostbackStatus, Role, utcnow
 from worker.tasks import deliver_postbacks
 
 CHUNK_SIZE = 500
@@ -53,10 +56,22 @@ class ReplayOutcome:
         return self.requested - len(self.requeued)
 
 
-def count_replay(selection: ReplaySelection) -> int:
-    """What `replay_postbacks` would re-queue now (the dry run)."""
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
-        return count_replayable(session, selection)
+REQUIRED_ROLE = Role.EDITOR
+
+
+def count_replay(selection: ReplaySelection, actor: Actor) -> int:
+    """What `replay_postbacks` would re-queue now (the dry run), in the actor's workspace."""
+    with unit_of_work(actor, requires=REQUIRED_ROLE, dry_run=True) as uow:
+        _check_names(uow, selection)
+        return count_replayable(uow.session, selection)
+
+
+def _check_names(uow: UnitOfWork, selection: ReplaySelection) -> None:
+    """An event set named that is not there (or in another workspace) is NotFound."""
+    if selection.event_set:
+        load_event_set(uow.session, selection.event_set)
+    if selection.event_set_id is not None:
+        load_event_set(uow.session, selection.event_set_id)
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,7 @@ def replay_postbacks(
     on_chunk: Callable[[ReplayChunk], None] | None = None,
 ) -> ReplayOutcome:
     """`on_chunk` hears of each committed chunk (the CLI's progress bar)."""
+    actor.require(REQUIRED_ROLE)
     selection = request.selection
     if selection.is_empty() and not request.everything:
         raise InputRejected.one("postback_id", "name the postbacks to replay")
@@ -96,15 +112,13 @@ def replay_postbacks(
         raise InputRejected.one("postback_id", "must be postback ids (whole numbers from 1)")
     if selection.code is not None and not -MAX_ID <= selection.code <= MAX_ID:
         raise InputRejected.one("code", "is not a code TikTok answers with")
-    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
-        if selection.event_set:  # an unknown name is NotFound (a 404 on the web)
-            load_event_set(session, selection.event_set)
-        if selection.event_set_id is not None:
-            load_event_set(session, selection.event_set_id)
-        event_set_id = selected_event_set_id(session, selection)
+    # Read once, changing nothing; each chunk below is its own unit of work.
+    with unit_of_work(actor, requires=REQUIRED_ROLE, dry_run=True) as uow:
+        _check_names(uow, selection)  # an unknown name is NotFound (a 404 on the web)
+        event_set_id = selected_event_set_id(uow.session, selection)
         if request.audited_event_set is not None:
-            event_set_id = load_event_set(session, request.audited_event_set).id
-        ids = replayable_ids(session, selection)
+            event_set_id = load_event_set(uow.session, request.audited_event_set).id
+        ids = replayable_ids(uow.session, selection)
     outcome = ReplayOutcome()
     size = request.chunk_size
     for start in range(0, len(ids), size):
@@ -118,7 +132,7 @@ def replay_postbacks(
 
 
 def _replay_chunk(actor: Actor, wanted: list[int], event_set_id: int | None) -> ReplayChunk:
-    with unit_of_work(actor, requires=Role.EDITOR) as uow:
+    with unit_of_work(actor, requires=REQUIRED_ROLE) as uow:
         queued = replay(uow.session, wanted, utcnow())
         uow.audit(
             "postbacks.replay",

@@ -1,14 +1,18 @@
 """The transaction a use case runs in: its changes, its audit entry, then its broker messages.
 
-Every state-changing command opens one `UnitOfWork`. The services it calls change rows in
-`uow.session` and never commit. Audit entries are written in the same transaction, as the
-command's actor: the event set and mapping services record their own (the command passes
-`actor=actor.name`); the other commands (accounts, keys, replay, erasure, purge) record
-theirs with `uow.audit(...)`. Broker messages are asked for with
-`uow.publish_after_commit(...)`. Leaving the block commits once; only then are the messages
-sent (as pypi/warehouse hooks task sends to the commit), so a worker never looks for a row
-that is not there yet, and a rolled-back change sends nothing. A broker that is down does
-not undo the commit: the rows are due in the database and the beat sweeper sends them.
+Every state-changing command opens one `UnitOfWork`: it checks the actor's role first (the
+one write check of every face), then opens a session scoped to the actor's workspace, so
+every query of the command sees that workspace's rows only (`models.workspace_scope`);
+something of another workspace is not found, exactly like something that does not exist.
+The services it calls change rows in `uow.session` and never commit. Audit entries are
+written in the same transaction, as the command's actor: the event set and mapping services
+record their own (the command passes `actor=actor.name`); the other commands (accounts,
+keys, replay, erasure, purge) record theirs with `uow.audit(...)`. Broker messages are asked
+for with `uow.publish_after_commit(...)`. Leaving the block commits once; only then are the
+messages sent (as pypi/warehouse hooks task sends to the commit), so a worker never looks
+for a row that is not there yet, and a rolled-back change sends nothing. A broker that is
+down does not undo the commit: the rows are due in the database and the beat sweeper sends
+them.
 """
 
 from __future__ import annotations
@@ -38,19 +42,26 @@ class Actor:
 
     `name`: `cli:<os user>`, `web:<user>` (a logged-in browser, on a page or calling the JSON
     API with its session) or `api:<user>` (the JSON API with an admin token); the web faces
-    take it from `Admin`. Whoever runs the CLI has the database and the token key in reach
-    already: the CLI acts as an instance administrator, in the workspace it names.
+    take it from `Admin` and its membership of the request's workspace. `role` is the role in
+    `workspace_id`; an `instance_admin` may do everything in every workspace.
+
+    `operator`: runs on the host, with its environment: only the operator may point an event
+    set's token at an environment variable (`env:POSTBACK_TOKEN_…`, one environment for every
+    workspace) and hear a variable's name in an error. Whoever runs the CLI has the database,
+    the environment and the token key in reach already: the CLI (`Actor.cli`) acts as an
+    instance administrator and the operator, in the workspace it names (`--workspace`).
     """
 
     name: str
     workspace_id: int = DEFAULT_WORKSPACE_ID
     role: Role = Role.OWNER
     instance_admin: bool = False
+    operator: bool = False
 
     @classmethod
     def cli(cls, workspace_id: int = DEFAULT_WORKSPACE_ID) -> Actor:
-        """Whoever runs the command: `cli:<login name>`."""
-        return cls(audit.cli_actor(), workspace_id, Role.OWNER, instance_admin=True)
+        """Whoever runs the command: `cli:<login name>`, in `workspace_id`."""
+        return cls(audit.cli_actor(), workspace_id, Role.OWNER, instance_admin=True, operator=True)
 
     def may(self, role: Role) -> bool:
         return self.instance_admin or self.role.includes(role)
@@ -88,7 +99,10 @@ class UnitOfWork:
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
         note: str | None = None,
+        workspace_id: int | None = None,
     ) -> None:
+        """In the session's workspace; in an instance-level unit of work (`requires=None`)
+        the instance's own entry unless `workspace_id` names one."""
         audit.record(
             self.session,
             actor=self.actor.name,
@@ -99,6 +113,7 @@ class UnitOfWork:
             before=before,
             after=after,
             note=note,
+            workspace_id=workspace_id,
         )
 
     def publish_after_commit(self, publish: Callable[[], object], *, waiting: str) -> None:

@@ -6,6 +6,12 @@ Every change, from the page, the JSON API or the CLI, is one command in
 rows, the other commands through `UnitOfWork.audit`), so a change without its audit entry
 cannot be committed.
 Snapshots are JSON; an access token appears only masked, or as "replaced".
+
+An entry belongs to the workspace whose data changed: in a session scoped to one workspace it
+gets that workspace on flush; the event set and mapping services name it themselves (the
+worker changes event sets in a session over every workspace). An entry recorded without a
+workspace in a session over every workspace is the instance's own (`workspace_id` NULL: a
+workspace made, an admin user changed, the retention purge), seen by instance admins only.
 """
 
 from __future__ import annotations
@@ -68,8 +74,12 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     note: str | None = None,
+    workspace_id: int | None = None,
 ) -> AuditEntry:
+    """`workspace_id`: the workspace whose data changed; None takes the session's (NULL, the
+    instance's own entry, in a session over every workspace)."""
     entry = AuditEntry(
+        workspace_id=workspace_id,
         actor=(actor or SYSTEM_ACTOR)[:200],
         action=action,
         entity_type=entity_type,

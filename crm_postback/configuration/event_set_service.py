@@ -1,7 +1,12 @@
 """Event set administration (no commit here: `commands.manage_event_sets` commits).
 
 Every change records its audit entry in the caller's transaction, as the `actor` it is given
-(a command passes its actor's name; work done by the system passes `audit.SYSTEM_ACTOR`).
+(a command passes its actor's name; work done by the system passes `audit.SYSTEM_ACTOR`), in
+the event set's workspace (also when the worker pauses it in a session over every workspace).
+
+Names and TikTok IDs are unique per workspace: another workspace's "acme" neither blocks nor
+is named by a new one here; the clash checks filter by the workspace themselves, whatever
+the session's scope.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import re
 import unicodedata
 from enum import Enum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
 
 from crm_postback.configuration import audit
@@ -20,6 +25,7 @@ from crm_postback.core.token_vault import seal_token, token_hint
 from crm_postback.intake.trigger_intake import find_event_set
 from crm_postback.tiktok.event_catalogue import SUPPORTED_CURRENCIES
 from models import EventSet, EventSetKind, EventSetStatus, Postback, PostbackStatus
+from models.workspace_scope import workspace_of
 
 SOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{4,64}$")
 # A token goes into an HTTP header: printable ASCII, no spaces (TikTok's are hex).
@@ -90,7 +96,12 @@ def create_event_set(
     advertiser_id: str | None = None,
     default_currency: str | None = None,
     actor: str,
+    references_allowed: bool = False,
+    workspace_id: int | None = None,
 ) -> EventSet:
+    """In `workspace_id`, by default the session's (a session over every workspace must name
+    one). `references_allowed`: the token may be an `env:` reference (the CLI operator's)."""
+    workspace = workspace_id if workspace_id is not None else workspace_of(session)
     if kind not in (EventSetKind.CRM, EventSetKind.WEB):
         raise InputRejected.one("kind", "must be 'crm' (CRM event set) or 'web' (Pixel)")
     name = _text("name", name, 100) or ""
@@ -103,20 +114,20 @@ def create_event_set(
         raise InputRejected.one("advertiser_id", "must be the TikTok advertiser ID (digits)")
     if default_currency is not None:
         default_currency = _currency(default_currency)
-    if session.scalar(select(EventSet.id).where(EventSet.name == name)) is not None:
+    if _name_taken(session, workspace, name):
         raise InputRejected.one("name", f"an event set named {named(name)} exists")
-    if (
-        session.scalar(
-            select(EventSet.id).where(EventSet.kind == kind, EventSet.source_id == source_id)
-        )
-        is not None
-    ):
+    in_workspace = select(EventSet.id).where(
+        EventSet.workspace_id == workspace, EventSet.kind == kind, EventSet.source_id == source_id
+    )
+    if session.scalar(in_workspace) is not None:
         raise InputRejected.one("event_set_id", f"{source_id} is already configured")
+    sealed = seal_token(access_token, settings, references_allowed=references_allowed)
     event_set = EventSet(
+        workspace_id=workspace,
         name=name,
         kind=kind,
         source_id=source_id,
-        sealed_token=seal_token(access_token, settings),
+        sealed_token=sealed,
         lead_event_source=lead_event_source,
         test_event_code=test_event_code,
         advertiser_id=(advertiser_id or "").strip() or None,
@@ -137,8 +148,16 @@ def create_event_set(
         entity_id=event_set.id,
         event_set_id=event_set.id,
         after=after,
+        workspace_id=workspace,
     )
     return event_set
+
+
+def _name_taken(session: Session, workspace: int, name: str, but: int | None = None) -> bool:
+    query = select(EventSet.id).where(EventSet.workspace_id == workspace, EventSet.name == name)
+    if but is not None:
+        query = query.where(EventSet.id != but)
+    return session.scalar(query) is not None
 
 
 class Keep(Enum):
@@ -166,10 +185,7 @@ def update_event_set(
     before = audit.event_set_snapshot(event_set)
     if name is not None:
         name = _text("name", name, 100) or ""
-        taken = session.scalar(
-            select(EventSet.id).where(EventSet.name == name, EventSet.id != event_set.id)
-        )
-        if taken is not None:
+        if _name_taken(session, event_set.workspace_id, name, but=event_set.id):
             raise InputRejected.one("name", f"an event set named {named(name)} exists")
         event_set.name = name
     if advertiser_id is not KEEP:
@@ -197,6 +213,7 @@ def update_event_set(
             event_set_id=event_set.id,
             before=before,
             after=after,
+            workspace_id=event_set.workspace_id,
         )
     return event_set
 
@@ -217,11 +234,13 @@ def rotate_token(
     token: str,
     *,
     actor: str,
+    references_allowed: bool = False,
 ) -> None:
-    """A new token resumes a set paused for token problems; held postbacks go out again."""
+    """A new token resumes a set paused for token problems; held postbacks go out again.
+    `references_allowed`: it may be an `env:` reference (the CLI operator's)."""
     token = _token(token)
     old_hint = token_hint(event_set.sealed_token, settings)
-    event_set.sealed_token = seal_token(token, settings)
+    event_set.sealed_token = seal_token(token, settings, references_allowed=references_allowed)
     audit.record(
         session,
         actor=actor,
@@ -231,6 +250,7 @@ def rotate_token(
         event_set_id=event_set.id,
         before={"access_token": old_hint},
         after={"access_token": "replaced"},
+        workspace_id=event_set.workspace_id,
     )
     if event_set.status == EventSetStatus.PAUSED:
         resume(session, event_set, actor=actor)
@@ -251,6 +271,7 @@ def _record_status(
             event_set_id=event_set.id,
             before=before,
             after={"status": event_set.status, "paused_reason": event_set.paused_reason},
+            workspace_id=event_set.workspace_id,
         )
 
 
@@ -272,11 +293,12 @@ def resume(session: Session, event_set: EventSet, *, actor: str) -> None:
     event_set.paused_reason = None
     # Rows held while paused become due now; their lease is cleared so the sweeper sends them.
     session.execute(
-        Postback.__table__.update()
+        update(Postback)
         .where(
             Postback.event_set_id == event_set.id,
             Postback.status.in_((PostbackStatus.PENDING, PostbackStatus.RETRYING)),
         )
         .values(lease_until=None)
+        .execution_options(synchronize_session=False)
     )
     _record_status(session, event_set, actor, before)

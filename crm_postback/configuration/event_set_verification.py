@@ -44,8 +44,11 @@ def _code(value: object) -> int | None:
     return None
 
 
-def verify_event_set(event_set: EventSet, settings: Settings) -> Verification:
-    """Is the event set ID among the advertiser's CRM event sets, as seen with its token?"""
+def verify_event_set(
+    event_set: EventSet, settings: Settings, *, operator: bool = False
+) -> Verification:
+    """Is the event set ID among the advertiser's CRM event sets, as seen with its token?
+    `operator`: the CLI's operator, who may hear which token variable is not set."""
     if event_set.kind != EventSetKind.CRM:
         return Verification(False, "only CRM event sets can be verified (this one is a Pixel)")
     if not event_set.advertiser_id:
@@ -53,7 +56,7 @@ def verify_event_set(event_set: EventSet, settings: Settings) -> Verification:
     try:
         token = open_token(event_set.sealed_token, settings)
     except TokenUnavailable as error:
-        return Verification(False, str(error))
+        return Verification(False, error.operator_message if operator else str(error))
     client = EventsApiClient(
         settings.tiktok_api_base_url, settings.http_timeout, settings.http_total_timeout_seconds
     )

@@ -134,8 +134,13 @@ def _candidate_records(
     return records, draft_id
 
 
-def _lead_keys(session: Session, lead_ref: str, match_keys: Any, settings: Settings) -> Lead | None:
-    stored = session.scalar(select(Lead).where(Lead.lead_ref == lead_ref))
+def _lead_keys(
+    session: Session, workspace_id: int, lead_ref: str, match_keys: Any, settings: Settings
+) -> Lead | None:
+    # Lead ids are named per workspace: only the event set's workspace's lead is read.
+    stored = session.scalar(
+        select(Lead).where(Lead.workspace_id == workspace_id, Lead.lead_ref == lead_ref)
+    )
     lead = Lead(lead_ref=lead_ref, email_hashes=[], phone_hashes=[], external_id_hashes=[])
     if stored is not None:
         for name in ("ttclid", "ttp", "ip", "user_agent", "tiktok_lead_id"):
@@ -165,7 +170,7 @@ def preview(
     now = now or datetime.now(UTC)
     if trigger_id is not None:
         row = session.get(Trigger, trigger_id)
-        if row is None:
+        if row is None or row.workspace_id != event_set.workspace_id:
             raise InputRejected.one("trigger_id", f"no trigger {trigger_id}")
         trigger_type, lead_ref, occurred_at = row.trigger_type, row.lead_ref, row.occurred_at
         attributes, key, match_keys = dict(row.attributes), row.idempotency_key, None
@@ -185,7 +190,7 @@ def preview(
     compiled = [
         CompiledMapping.from_record(r) for r in sorted(records, key=lambda r: r.id) if r.enabled
     ]
-    lead = _lead_keys(session, lead_ref, match_keys, settings)
+    lead = _lead_keys(session, event_set.workspace_id, lead_ref, match_keys, settings)
     result = Preview(
         event_set=event_set.name,
         trigger_type=trigger_type,

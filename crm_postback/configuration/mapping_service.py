@@ -1,6 +1,7 @@
 """Mapping administration (no commit here: `commands.manage_mappings` commits).
 
 Every change records its audit entry in the caller's transaction, as the `actor` it is given.
+A mapping and its entries belong to its event set's workspace.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def add_mapping(
         trigger_type, event_name, list(conditions), properties or {}
     )
     mapping = Mapping(
+        workspace_id=event_set.workspace_id,
         event_set_id=event_set.id,
         trigger_type=trigger_type,
         event_name=event_name,
@@ -127,6 +129,7 @@ def add_mapping(
         entity_id=mapping.id,
         event_set_id=event_set.id,
         after=audit.mapping_snapshot(mapping),
+        workspace_id=event_set.workspace_id,
     )
     return mapping
 
@@ -172,6 +175,7 @@ def update_mapping(
         event_set_id=mapping.event_set_id,
         before=before,
         after=audit.mapping_snapshot(mapping),
+        workspace_id=mapping.workspace_id,
     )
     return mapping
 
@@ -187,6 +191,7 @@ def delete_mapping(session: Session, mapping: Mapping, *, actor: str) -> None:
         entity_id=mapping.id,
         event_set_id=mapping.event_set_id,
         before=audit.mapping_snapshot(mapping),
+        workspace_id=mapping.workspace_id,
     )
     session.delete(mapping)
     session.flush()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import InputRejected
-from models import Workspace
+from models import ApiKey, EventSet, Workspace, WorkspaceMember
 
 # A name that is safe in a URL, a header, a metric label and a shell command.
 WORKSPACE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -48,3 +51,38 @@ def add_workspace(session: Session, name: str) -> Workspace:
 
 def list_workspaces(session: Session) -> list[Workspace]:
     return list(session.scalars(select(Workspace).order_by(Workspace.name)))
+
+
+@dataclass(frozen=True)
+class WorkspaceSummary:
+    id: int
+    name: str
+    created_at: datetime
+    event_sets: int
+    api_keys: int  # not revoked
+    members: int  # admin users with a role in it (instance admins are in every one)
+
+
+def summarize_workspaces(session: Session) -> list[WorkspaceSummary]:
+    """Every workspace with its counts (a session over every workspace: the instance's view)."""
+
+    def counts(query: Select[Any]) -> dict[int, int]:
+        return {int(ws): int(n) for ws, n in session.execute(query).tuples() if ws is not None}
+
+    def per_workspace(column: Any) -> Select[Any]:
+        return select(column, func.count()).group_by(column)
+
+    event_sets = counts(per_workspace(EventSet.workspace_id))
+    api_keys = counts(per_workspace(ApiKey.workspace_id).where(ApiKey.revoked_at.is_(None)))
+    members = counts(per_workspace(WorkspaceMember.workspace_id))
+    return [
+        WorkspaceSummary(
+            w.id,
+            w.name,
+            w.created_at,
+            event_sets.get(w.id, 0),
+            api_keys.get(w.id, 0),
+            members.get(w.id, 0),
+        )
+        for w in list_workspaces(session)
+    ]

@@ -4,8 +4,15 @@ A token is never logged and never shown back; `mask_token` gives the only displa
 
 An environment reference names a variable of its own: `env:POSTBACK_TOKEN_<NAME>` (capitals,
 digits, `_`). Any other name is refused when it is set and never read when it is opened, so
-an admin cannot make the worker or a verify send another variable (the admin password, a
-database URL) to the Events API host, nor learn which variables exist.
+nobody can make the worker or a verify send another variable (the admin password, a
+database URL) to the Events API host.
+
+The environment is the operator's: one for every workspace of the instance. So a reference is
+set only by the operator, from the CLI (`references_allowed`; the admin faces are refused):
+an owner of one workspace cannot point its event set at another advertiser's variable, nor
+learn from the answers which variables exist. For the same reason a variable that is not set
+is reported without its name (`str(error)`, what the worker's pause reason and the admin show);
+`TokenUnavailable.operator_message` names it, for the CLI.
 """
 
 from __future__ import annotations
@@ -24,10 +31,24 @@ ENV_REFERENCE_PREFIX = "env:"
 ENV_NAME_PREFIX = "POSTBACK_TOKEN_"
 _ENV_NAME = re.compile(r"POSTBACK_TOKEN_[A-Z0-9_]{1,64}")
 REFERENCE_RULE = "an env: reference must name a variable POSTBACK_TOKEN_<NAME> (A-Z, 0-9, _)"
+OPERATOR_ONLY = (
+    "an env: reference (env:POSTBACK_TOKEN_<NAME>) is set only by the operator, from the CLI "
+    "(postback event-set set-token); give the token itself"
+)
+VARIABLE_NOT_SET = (
+    "access_token: the environment variable this event set references is not set "
+    "(the operator sees its name: postback event-set verify)"
+)
 
 
 class TokenUnavailable(RuntimeError):
-    """The event set's token cannot be read (missing env var, wrong key); message names why."""
+    """The event set's token cannot be read (missing env var, wrong key). `str()` says why
+    without naming a variable (it is shown on the admin faces and stored as the pause
+    reason); `operator_message` may name it (the CLI)."""
+
+    def __init__(self, message: str, *, operator_message: str | None = None) -> None:
+        super().__init__(message)
+        self.operator_message = operator_message or message
 
 
 def mask_token(token: str) -> str:
@@ -57,10 +78,18 @@ def allowed_reference(name: str) -> bool:
     return _ENV_NAME.fullmatch(name) is not None
 
 
-def seal_token(token: str, settings: Settings) -> str:
+def is_reference(token: str) -> bool:
+    return token.startswith(ENV_REFERENCE_PREFIX)
+
+
+def seal_token(token: str, settings: Settings, *, references_allowed: bool) -> str:
     """What to store: an `env:POSTBACK_TOKEN_…` reference as given, or the Fernet ciphertext
-    of a token. Another env: name is refused (InputRejected naming access_token)."""
-    if token.startswith(ENV_REFERENCE_PREFIX):
+    of a token. A reference without `references_allowed` (only the operator, on the CLI, may
+    name the environment), or to another name, is refused (InputRejected naming
+    access_token, never echoing the name)."""
+    if is_reference(token):
+        if not references_allowed:
+            raise InputRejected.one("access_token", OPERATOR_ONLY)
         if not allowed_reference(token[len(ENV_REFERENCE_PREFIX) :]):
             raise InputRejected.one("access_token", REFERENCE_RULE)
         return token
@@ -78,7 +107,10 @@ def open_token(stored: str, settings: Settings) -> str:
             )
         value = os.environ.get(name, "")
         if not value:
-            raise TokenUnavailable(f"access_token: environment variable {name} is not set")
+            raise TokenUnavailable(
+                VARIABLE_NOT_SET,
+                operator_message=f"access_token: environment variable {name} is not set",
+            )
         return value
     try:
         return _fernet(settings).decrypt(stored.encode()).decode()

@@ -304,12 +304,12 @@ def test_verify_holds_no_session_during_the_http_call(
     make_event_set(mappings=(), advertiser_id="7000000001")
     seen: list[bool] = []
 
-    def ask(event_set: EventSet, settings: object) -> event_sets.Verification:
+    def ask(event_set: EventSet, settings: object, operator: bool) -> event_sets.Verification:
         seen.append(inspect(event_set).detached)
         return event_sets.Verification(True, "ok")
 
     monkeypatch.setattr(event_sets, "ask_tiktok", ask)
-    assert verify_event_set(VerifyEventSet("acme")).ok
+    assert verify_event_set(VerifyEventSet("acme"), Actor.cli()).ok
     assert seen == [True]
 
 

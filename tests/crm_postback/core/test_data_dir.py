@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from crm_postback.cli import app as cli
 from crm_postback.core.data_dir import ensure_private_dir, ensure_private_file
 from crm_postback.core.settings import Settings, get_settings
-from models.workspace_scope import ALL_WORKSPACES
+from models import DEFAULT_WORKSPACE_ID
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 
 
@@ -47,7 +47,7 @@ def make_event_set_without_fixture() -> None:
     from crm_postback.configuration.event_set_service import create_event_set
     from models.db import session_scope
 
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         create_event_set(
             session,
             get_settings(),

@@ -1,4 +1,5 @@
-"""Tokens at rest: sealed with Fernet, or an `env:POSTBACK_TOKEN_…` reference and no other."""
+"""Tokens at rest: sealed with Fernet, or an `env:POSTBACK_TOKEN_…` reference and no other,
+set by the operator only; a variable that is not set is named to the operator only."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.core.token_vault import (
+    OPERATOR_ONLY,
     REFERENCE_RULE,
+    VARIABLE_NOT_SET,
     TokenUnavailable,
     open_token,
     seal_token,
@@ -17,7 +20,7 @@ from crm_postback.core.token_vault import (
 
 def test_a_token_is_sealed_and_opened() -> None:
     settings = get_settings()
-    sealed = seal_token("secret-token-123456", settings)
+    sealed = seal_token("secret-token-123456", settings, references_allowed=False)
     assert "secret-token" not in sealed
     assert open_token(sealed, settings) == "secret-token-123456"
     assert token_hint(sealed, settings) == "••••••••3456"
@@ -25,14 +28,30 @@ def test_a_token_is_sealed_and_opened() -> None:
 
 def test_a_reference_to_a_token_variable_is_read_at_open(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = get_settings()
-    sealed = seal_token("env:POSTBACK_TOKEN_ACME_1", settings)
+    sealed = seal_token("env:POSTBACK_TOKEN_ACME_1", settings, references_allowed=True)
     assert sealed == "env:POSTBACK_TOKEN_ACME_1"
     assert token_hint(sealed, settings) == "env:POSTBACK_TOKEN_ACME_1"
     monkeypatch.setenv("POSTBACK_TOKEN_ACME_1", "from-the-environment")
     assert open_token(sealed, settings) == "from-the-environment"
     monkeypatch.delenv("POSTBACK_TOKEN_ACME_1")
-    with pytest.raises(TokenUnavailable, match="POSTBACK_TOKEN_ACME_1 is not set"):
+    with pytest.raises(TokenUnavailable) as missing:
         open_token(sealed, settings)
+    # Said to the operator by name; everywhere else (a pause reason, the admin) without it.
+    assert "POSTBACK_TOKEN_ACME_1 is not set" in missing.value.operator_message
+    assert str(missing.value) == VARIABLE_NOT_SET
+    assert "POSTBACK_TOKEN_ACME" not in str(missing.value)
+
+
+@pytest.mark.parametrize(
+    "reference", ["env:POSTBACK_TOKEN_ACME", "env:ADMIN_PASSWORD", "env:", "env:x\nY"]
+)
+def test_only_the_operator_may_reference_the_environment(reference: str) -> None:
+    """The environment is one for every workspace: from an admin face any env: reference is
+    refused, with one message whatever it names (no oracle, no echo)."""
+    with pytest.raises(InputRejected) as refused:
+        seal_token(reference, get_settings(), references_allowed=False)
+    assert str(refused.value) == f"access_token: {OPERATOR_ONLY}"
+    assert str(refused.value).count("POSTBACK_TOKEN_") == 1  # the rule's <NAME>, no name
 
 
 @pytest.mark.parametrize(
@@ -49,7 +68,7 @@ def test_a_reference_to_a_token_variable_is_read_at_open(monkeypatch: pytest.Mon
 )
 def test_any_other_variable_is_refused_naming_the_field_not_the_value(reference: str) -> None:
     with pytest.raises(InputRejected) as refused:
-        seal_token(reference, get_settings())
+        seal_token(reference, get_settings(), references_allowed=True)
     assert [e.field for e in refused.value.errors] == ["access_token"]
     assert str(refused.value) == f"access_token: {REFERENCE_RULE}"  # the name is not echoed
 
