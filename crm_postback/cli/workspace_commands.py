@@ -43,6 +43,4 @@ def workspace_list() -> None:
         summaries = summarize_workspaces(session)
     typer.echo(f"{'id':>4}  {'name':<24} {'event sets':>10} {'api keys':>9} {'members':>8}")
     for w in summaries:
-        typer.echo(
-            f"{w.id:>4}  {w.name:<24} {w.event_sets:>10} {w.api_keys:>9} {w.members:>8}"
-        )
+        typer.echo(f"{w.id:>4}  {w.name:<24} {w.event_sets:>10} {w.api_keys:>9} {w.members:>8}")
