@@ -22,7 +22,7 @@ from crm_postback.api import IntakeScope, enqueue_triggers, upsert_lead_keys
 from crm_postback.configuration.api_keys import Caller
 from crm_postback.core.errors import InputRejected
 from crm_postback.intake.trigger_schemas import TriggerIn, Unrepresentable, parse_lead_ref
-from crm_postback.operations.postback_reports import LeadHistory, lead_history
+from crm_postback.operations.postback_reports import LeadHistory, find_lead_history
 from crm_postback.web.auth import HistoryReaderDep, LeadWriterDep, SenderDep
 from crm_postback.web.body import parse_body
 from crm_postback.web.errors import RequestRejected, problems_from_fields
@@ -268,34 +268,11 @@ def _history(lead_id: str, workspace_id: int) -> dict[str, Any]:
     if problems:
         raise RequestRejected(422, problems)
     with session_scope(workspace=workspace_id) as session:
-        history = lead_history(session, lead_id.strip())
-    if not history.known and not history.triggers:
+        history = find_lead_history(session, lead_id.strip())
+    if history is None:
         # The same answer whether the lead is another workspace's or nobody's.
         raise RequestRejected(404, [UNKNOWN_LEAD])
-    return without_raw_client_details(asdict(history))
-
-
-# The client details a lead may carry for Pixel (web) events: personal data sent unhashed, so
-# the history shows that they are there, never what they are.
-CLIENT_DETAILS = ("ip", "user_agent")
-PRESENT = "<present>"
-
-
-def without_raw_client_details(history: dict[str, Any]) -> dict[str, Any]:
-    """The history with the lead's IP address and user agent, and those in the event bodies
-    sent, replaced by PRESENT."""
-    keys = history.get("match_keys") or {}
-    for name in CLIENT_DETAILS:
-        if keys.get(name):
-            keys[name] = PRESENT
-    for trigger in history.get("triggers", ()):
-        for postback in trigger.get("postbacks", ()):
-            user = (postback.get("payload") or {}).get("user")
-            if isinstance(user, dict):
-                for name in CLIENT_DETAILS:
-                    if user.get(name):
-                        user[name] = PRESENT
-    return history
+    return asdict(history)
 
 
 UNKNOWN_LEAD = Problem(
@@ -319,6 +296,6 @@ UNKNOWN_LEAD = Problem(
 )
 async def get_postbacks(lead_id: LeadId, caller: HistoryReaderDep) -> Any:
     """Every trigger of the lead, the postbacks it produced, each attempt with TikTok's code,
-    message and request_id. Match keys are shown hashed; the IP address and user agent only
-    as present, never as sent."""
+    message and request_id. Match keys are shown hashed; the IP address only as its network
+    (203.0.113.x) and the user agent as `<present>`, in the keys and in the event bodies."""
     return await run_in_threadpool(_history, lead_id, caller.workspace_id)

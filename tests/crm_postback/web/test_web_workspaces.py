@@ -222,6 +222,9 @@ def test_the_history_never_holds_the_raw_ip_or_user_agent(
     for raw in (VICTIM_IP, VICTIM_UA, "VictimBrowser", "VictimOS"):
         assert raw.encode() not in response.content
     history = response.json()
-    assert history["match_keys"]["ip"] and history["match_keys"]["user_agent"]
-    payloads = [p["payload"] for t in history["triggers"] for p in t["postbacks"]]
-    assert any(payload and "ip" in payload.get("user", {}) for payload in payloads)
+    assert history["match_keys"]["ip"] == "203.0.113.x"
+    assert history["match_keys"]["user_agent"] == "<present>"
+    users = [p["payload"]["user"] for t in history["triggers"] for p in t["postbacks"]]
+    assert {"ip": "203.0.113.x", "user_agent": "<present>"}.items() <= next(
+        user for user in users if "ip" in user
+    ).items()
