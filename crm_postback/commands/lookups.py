@@ -2,6 +2,10 @@
 
 What is not there raises `NotFound`, an `InputRejected`: exit status 2 on the CLI, the 404
 page in the admin, a 404 answer from the admin JSON API.
+
+Lookups run in the caller's session, scoped to its workspace: an event set or mapping of
+another workspace is not there, and its message is the one of an id or name nothing has (it
+names only what the caller gave, never whether something exists elsewhere).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def row_id(text: str, maximum: int = MAX_ID) -> int | None:
 
 
 class NotFound(InputRejected):
-    """The event set or mapping named does not exist."""
+    """The event set or mapping named does not exist (in the caller's workspace)."""
 
     @property
     def message(self) -> str:
