@@ -265,7 +265,7 @@ def _sender(monkeypatch: pytest.MonkeyPatch, make_event_set: Callable[..., int])
 def requests_counted(outcome: str) -> float:
     value = metric_definitions.metrics().registry.get_sample_value(
         "postback_tiktok_requests_total",
-        {"event_set": "acme", "outcome": outcome, "http_status": "404"},
+        {"workspace": "default", "event_set": "acme", "outcome": outcome, "http_status": "404"},
     )
     return value or 0.0
 

@@ -67,13 +67,13 @@ def test_the_task_purges_and_counts(ready: None, caplog: pytest.LogCaptureFixtur
         _old_lead(n)
     _old_lead(9, days=10)  # recent: kept
     before = metrics.metrics().registry.get_sample_value(
-        "postback_retention_purged_total", {"kind": "lead"}
+        "postback_retention_purged_total", {"workspace": "default", "kind": "lead"}
     )
     caplog.set_level("INFO")
     answer = retention_tasks.purge_expired_data.apply().get()
     assert answer == {"leads": 3, "payloads": 3, "more": False}
     after = metrics.metrics().registry.get_sample_value(
-        "postback_retention_purged_total", {"kind": "lead"}
+        "postback_retention_purged_total", {"workspace": "default", "kind": "lead"}
     )
     assert after - (before or 0) == 3
     assert "cleared the match keys of 3 lead(s) and 3 stored event bod(ies)" in caplog.text
