@@ -4,9 +4,11 @@
     client = PostbackClient("https://postback.example.com", api_key="pbk_…")
     answer = client.send_trigger({"type": "lead.sold", "lead_id": "L-1001", ...})
 
-Connection errors, timeouts, 429 and 5xx are retried with exponential backoff (Retry-After is
-honoured). A retry resends the same body, so it carries the same idempotency key: the trigger's
-own `idempotency_key`, or the one the server derives from lead, type and occurred_at. The
+Connection errors, timeouts, 429 (a key over its rate limit) and 5xx are retried with
+exponential backoff (Retry-After is honoured, up to MAX_RETRY_AFTER_SECONDS). 401, 403 (a
+revoked key, or one without the route's permission) and 404 are raised at once. A retry
+resends the same body, so it carries the same idempotency key: the trigger's own
+`idempotency_key`, or the one the server derives from lead, type and occurred_at. The
 server answers a retried trigger with its original trigger_id and sends nothing new.
 """
 
@@ -105,7 +107,8 @@ class PostbackClient:
         self._request("PUT", f"/v1/leads/{quote(lead_id, safe='')}", {"match_keys": match_keys})
 
     def postbacks(self, lead_id: str) -> dict[str, Any]:
-        """The lead's history: triggers, postbacks, attempts with TikTok codes."""
+        """The lead's history: triggers, postbacks, attempts with TikTok codes. A lead the key's
+        workspace does not have raises PostbackError with status 404."""
         answer: dict[str, Any] = self._request(
             "GET", f"/v1/leads/{quote(lead_id, safe='')}/postbacks", None
         )

@@ -153,9 +153,9 @@ class Settings(BaseSettings):
         "10 per minute, 100 per hour, 5/second); more are answered 429 with Retry-After.",
     )
     ingest_key_rate_limit: str = Field(
-        "3000/second",
+        "3000 per second",
         description="Requests one API key may make to the ingest API, unless the key has its "
-        "own limit (`limits` notation, e.g. 3000/second, 100000 per minute; 0 or none: no "
+        "own limit (`limits` notation, e.g. 3000 per second, 100000 per minute; 0 or none: no "
         "limit); more are answered 429 with Retry-After. Counted where "
         "RATE_LIMIT_STORAGE_URL says.",
     )

@@ -19,10 +19,13 @@ from crm_postback.web.shapes import LeadKeysIn
 DESCRIPTION = """\
 Lead lifecycle changes in, TikTok Events API (CRM) signals out.
 
-Authenticate with `Authorization: Bearer <key>` (`postback api-key create NAME`). A trigger
-answered 202 is committed to the outbox before the answer and is delivered even if the queue
-is down at that moment. Bad fields are answered with 422, a JSON pointer and a sentence; values
-sent are never echoed.
+Authenticate with `Authorization: Bearer <key>` (`postback api-key create SOURCE`). A key acts
+in its workspace only, on the event sets and with the permissions it was given (a route it may
+not use is 403; an event set or lead outside its workspace is answered as one that does not
+exist), and at most at its rate limit (429 with Retry-After). A trigger answered 202 is
+committed to the outbox before the answer and is delivered even if the queue is down at that
+moment. Bad fields are answered with 422, a JSON pointer and a sentence; values sent are never
+echoed.
 """
 # Bodies are parsed by the routes themselves (item by item), so FastAPI does not see these
 # models; they are added to the published schema here.

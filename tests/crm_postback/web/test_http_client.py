@@ -73,6 +73,23 @@ def test_a_wrong_key_is_not_retried(live_server: str, api_key: str) -> None:
     assert caught.value.status == 401
 
 
+def test_an_unknown_lead_and_a_missing_permission_are_raised_at_once(
+    ready: SimulatorControl, live_server: str
+) -> None:
+    from tests.crm_postback.web.conftest import new_key  # type: ignore[import-not-found]
+
+    sender = new_key("sender", permissions=["triggers:send"])
+    client = PostbackClient(live_server, sender, retries=3, backoff_seconds=5)
+    with pytest.raises(PostbackError) as caught:
+        client.postbacks("L-1")  # would take > 30 s if 403 were retried
+    assert caught.value.status == 403
+    assert "postbacks:read" in caught.value.errors[0]["message"]
+    reader = PostbackClient(live_server, new_key("reader"), retries=3, backoff_seconds=5)
+    with pytest.raises(PostbackError) as caught:
+        reader.postbacks("L-nobody")
+    assert caught.value.status == 404
+
+
 # --- retries, against a server that answers what the test scripts --------------------------
 
 
