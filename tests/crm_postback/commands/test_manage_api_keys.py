@@ -96,3 +96,27 @@ def test_refused_input_names_the_field_and_changes_nothing(sqlite_db: str) -> No
     code, out = run("api-key", "revoke", "99")
     assert code == 2 and "id: no api key 99" in out
     assert audit_entries() == []
+
+
+def test_only_an_owner_of_the_workspace_makes_or_revokes_its_keys(sqlite_db: str) -> None:
+    from crm_postback.commands.manage_api_keys import RevokeApiKey, revoke_api_key
+    from crm_postback.commands.unit_of_work import NotPermitted
+    from crm_postback.configuration.workspaces import add_workspace
+    from models import Role
+
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        other = add_workspace(session, "globex").id
+        session.commit()
+    for role in (Role.VIEWER, Role.EDITOR):
+        with pytest.raises(NotPermitted):
+            create_api_key(CreateApiKey("router"), Actor("web:bob", DEFAULT_WORKSPACE_ID, role))
+    mine = create_api_key(CreateApiKey("router"), Actor("web:ann", DEFAULT_WORKSPACE_ID))
+    with pytest.raises(NotPermitted):
+        revoke_api_key(RevokeApiKey(mine.id), Actor("web:bob", DEFAULT_WORKSPACE_ID, Role.EDITOR))
+    # The owner of another workspace: the key is not found there, and stays active.
+    with pytest.raises(InputRejected) as refused:
+        revoke_api_key(RevokeApiKey(mine.id), Actor("web:eve", other, Role.OWNER))
+    assert [(e.field, e.message) for e in refused.value.errors] == [("id", f"no api key {mine.id}")]
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert session.scalars(select(ApiKey.revoked_at)).all() == [None]
+    assert [entry["action"] for entry in audit_entries()] == ["api_key.create"]
