@@ -237,3 +237,12 @@ def test_a_lead_of_another_workspace_is_not_found(two: Workspaces) -> None:
 )
 def test_an_ip_is_masked_to_its_network(address: str, masked: str) -> None:
     assert masked_ip(address) == masked
+
+
+def test_delivery_metrics_name_each_events_workspace(two: Workspaces) -> None:
+    registry = metric_definitions.metrics().registry
+    for workspace, event_set in (("default", "acme"), ("b", "beta")):
+        labels = {"workspace": workspace, "event_set": event_set, "status": "delivered"}
+        assert (
+            registry.get_sample_value("postback_events_total", {**labels, "code": "0"}) or 0
+        ) >= 1

@@ -1,0 +1,65 @@
+"""The `workspace` label: the workspace's name up to METRICS_MAX_WORKSPACES, `other` beyond,
+read once per process (no query per event)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import event
+
+from crm_postback.configuration.workspaces import add_workspace
+from crm_postback.observability import workspace_labels
+from crm_postback.observability.workspace_labels import OTHER, known_labels, workspace_label
+from models import DEFAULT_WORKSPACE_ID
+from models.db import get_engine, session_scope
+from models.workspace_scope import ALL_WORKSPACES
+from tests.conftest import apply_env  # type: ignore[import-not-found]
+
+
+@pytest.fixture
+def workspaces(sqlite_db: str) -> Iterator[list[int]]:
+    workspace_labels.forget_labels()
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        ids = [add_workspace(session, name).id for name in ("b", "c", "d")]
+        session.commit()
+    yield ids
+    workspace_labels.forget_labels()
+
+
+def statements_during(work: object) -> int:
+    count = 0
+
+    def counted(*_: object) -> None:
+        nonlocal count
+        count += 1
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", counted)
+    try:
+        assert callable(work)
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", counted)
+    return count
+
+
+def test_names_up_to_the_limit_then_other(
+    workspaces: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_env(monkeypatch, METRICS_MAX_WORKSPACES="3")
+    b, c, d = workspaces
+    assert known_labels([DEFAULT_WORKSPACE_ID, b, c, d, b]) == {
+        DEFAULT_WORKSPACE_ID: "default",
+        b: "b",
+        c: "c",
+        d: OTHER,
+    }
+
+
+def test_names_are_read_once_per_process(workspaces: list[int]) -> None:
+    b, c, _ = workspaces
+    assert statements_during(lambda: workspace_label(b)) >= 1
+    assert statements_during(lambda: [workspace_label(b) for _ in range(1000)]) == 0
+    assert statements_during(lambda: workspace_label(c)) == 0  # every name came at once
+    assert statements_during(lambda: workspace_label(DEFAULT_WORKSPACE_ID)) == 0
