@@ -22,9 +22,9 @@ from sqlalchemy import select
 
 from crm_postback.core.settings import get_settings
 from models import DEFAULT_WORKSPACE_ID, Workspace
-from models.workspaces import DEFAULT_WORKSPACE_NAME
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
+from models.workspaces import DEFAULT_WORKSPACE_NAME
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from crm_postback.api import enqueue_trigger
 from crm_postback.configuration.api_keys import create_key
 from crm_postback.web.app import create_app
-from models.db import get_engine, session_scope
 from models import DEFAULT_WORKSPACE_ID
+from models.db import get_engine, session_scope
 from tests.conftest import app_in_thread  # type: ignore[import-not-found]
 
 LEAD_ID = "L-hidden-4711"
