@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from crm_postback.configuration.admin_accounts import create_user
+from crm_postback.configuration.admin_accounts import add_member_in, create_user
 from crm_postback.configuration.api_keys import create_key
 from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
+from models import DEFAULT_WORKSPACE_ID, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import app_in_thread, require_service  # type: ignore[import-not-found]
@@ -84,7 +85,8 @@ def page(playwright_browser: Any, request: pytest.FixtureRequest) -> Iterator[An
 @pytest.fixture
 def server(sqlite_db: str, simulator: SimulatorControl, eager: None) -> Iterator[str]:
     with session_scope(workspace=ALL_WORKSPACES) as session:
-        create_user(session, "admin", ADMIN_PASSWORD)
+        user = create_user(session, "admin", ADMIN_PASSWORD)
+        add_member_in(session, DEFAULT_WORKSPACE_ID, user, Role.OWNER)
         session.commit()
     with app_in_thread(create_app()) as url:
         yield url
@@ -92,7 +94,7 @@ def server(sqlite_db: str, simulator: SimulatorControl, eager: None) -> Iterator
 
 @pytest.fixture
 def ingest_key(server: str) -> str:
-    with session_scope(workspace=ALL_WORKSPACES) as session:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         new = create_key(session, "acme-router")
         session.commit()
     return new.key

@@ -100,6 +100,7 @@ def shown_changes(admin: Admin, entries: list[AuditEntry]) -> list[tuple[ShownEn
 
 def shown_entry_dict(admin: Admin, entry: AuditEntry) -> dict[str, Any]:
     answer = audit.entry_dict(entry)
+    answer["workspace_id"] = entry.workspace_id  # None: the instance's own entry
     answer["before"] = _shown_snapshot(admin, entry.before)
     answer["after"] = _shown_snapshot(admin, entry.after)
     return answer
