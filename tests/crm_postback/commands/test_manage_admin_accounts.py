@@ -175,3 +175,36 @@ def test_refused_input_names_the_field_and_leaves_no_entry(sqlite_db: str) -> No
     code, out = run("admin", "token-revoke", "7")
     assert code == 2 and "id: no admin token 7" in out
     assert audit_entries() == []
+
+
+def test_members_from_the_cli(sqlite_db: str) -> None:
+    code, out = run(
+        "admin",
+        "user-add",
+        "carol",
+        "--workspace",
+        "default",
+        "--role",
+        "editor",
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert code == 0 and "editor of default" in out, out
+    add_bob()
+    assert run("workspace", "add", "acme")[0] == 0
+    code, out = run("admin", "member-add", "bob", "--workspace", "acme", "--role", "viewer")
+    assert code == 0, out
+    assert run("admin", "member-role", "bob", "--workspace", "acme", "--role", "owner")[0] == 0
+    assert run("admin", "members", "--workspace", "acme")[1].split() == ["bob", "owner", "active"]
+    assert "carol" in run("admin", "members")[1]
+    code, out = run("admin", "member-remove", "bob", "--workspace", "acme")
+    assert code == 2 and "at least one owner" in out  # acme's only owner
+    code, out = run("admin", "member-add", "bob", "--workspace", "nope", "--role", "viewer")
+    assert code == 2 and "nope" not in out
+    code, out = run("admin", "member-add", "carol", "--workspace", "acme", "--role", "boss")
+    assert code == 2 and "role: must be viewer, editor or owner" in out
+    actions = [e["action"] for e in audit_entries()]
+    assert actions.count("member.add") == 2 and "member.role" in actions
+    assert "member.role" in run("admin", "audit", "--workspace", "acme")[1]
+    assert "admin_user.add" in run("admin", "audit", "--instance")[1]
+    help_text = run("admin", "--help")[1]
+    assert all(name in help_text for name in ("member-add", "member-remove", "members"))
