@@ -194,3 +194,21 @@ def test_logins_beyond_the_gate_are_busy_and_not_counted(
     first.join(timeout=30)
     assert len(results) == 1 and isinstance(results[0], LoginRefused)
     assert authentication._login_gate(authentication.get_settings()).slots == 1
+
+
+def test_the_bootstrap_user_is_instance_admin_and_owner_of_default(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import DEFAULT_WORKSPACE_ID, DEFAULT_WORKSPACE_NAME, Role
+
+    apply_env(monkeypatch, ADMIN_USERNAME="root", ADMIN_PASSWORD="from the environment")
+    session_id = log_in("root", "from the environment")
+    admin = authentication.resume_admin_session(session_id)
+    assert admin is not None and admin.instance_admin and stored("root").instance_admin
+    assert admin.membership(DEFAULT_WORKSPACE_NAME) == admin_accounts.Membership(
+        DEFAULT_WORKSPACE_ID, DEFAULT_WORKSPACE_NAME, Role.OWNER
+    )
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        assert [(m.username, m.role) for m in admin_accounts.list_members(session)] == [
+            ("root", Role.OWNER)
+        ]
