@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.unit_of_work import Actor, UnitOfWork, unit_of_work
 from crm_postback.configuration.admin_accounts import (
     add_member,
@@ -27,7 +28,8 @@ from crm_postback.configuration.admin_accounts import (
     checked_role,
     create_token,
     create_user,
-    get_member,
+    find_member,
+    find_user,
     get_token,
     get_user,
     list_members,
@@ -37,7 +39,7 @@ from crm_postback.configuration.admin_accounts import (
     set_password,
 )
 from crm_postback.configuration.workspaces import get_workspace
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from models import AdminToken, AdminUser, Role, WorkspaceMember
 
 
@@ -190,11 +192,24 @@ def add_workspace_member(request: AddMember, actor: Actor) -> MemberResult:
         return MemberResult(user.id, user.username, member.role, changed=True)
 
 
+NO_SUCH_MEMBER = "there is no member of this name in this workspace"
+NO_SUCH_TOKEN = "there is no admin token with this id"
+
+
+def _member_named(uow: UnitOfWork, username: str) -> tuple[AdminUser, WorkspaceMember]:
+    """A user of another workspace and a name nobody has are answered alike: an owner
+    learns nothing about the users of other workspaces."""
+    user = find_user(uow.session, username)
+    member = find_member(uow.session, user) if user is not None else None
+    if user is None or member is None:
+        raise NotFound([FieldError("username", NO_SUCH_MEMBER)])
+    return user, member
+
+
 def change_member_role(request: ChangeMemberRole, actor: Actor) -> MemberResult:
     with unit_of_work(actor, requires=Role.OWNER) as uow:
         role = checked_role(request.role)
-        user = get_user(uow.session, request.username)
-        member = get_member(uow.session, user)
+        user, member = _member_named(uow, request.username)
         before = _member_snapshot(user, member)
         _keeps_an_owner(uow, member, role)
         member.role = role
@@ -213,8 +228,7 @@ def change_member_role(request: ChangeMemberRole, actor: Actor) -> MemberResult:
 def remove_workspace_member(request: RemoveMember, actor: Actor) -> MemberResult:
     """The user no longer sees the workspace; their account and tokens stay."""
     with unit_of_work(actor, requires=Role.OWNER) as uow:
-        user = get_user(uow.session, request.username)
-        member = get_member(uow.session, user)
+        user, member = _member_named(uow, request.username)
         before = _member_snapshot(user, member)
         _keeps_an_owner(uow, member, None)
         remove_member(uow.session, member)
@@ -287,11 +301,11 @@ def revoke_admin_token(request: RevokeAdminToken, actor: Actor) -> RevokedAdminT
     answered like a token that does not exist."""
     own = _own_user(actor)
     with unit_of_work(actor, requires=Role.VIEWER if own else None) as uow:
-        row = get_token(uow.session, request.token_id)
-        owner = uow.session.get(AdminUser, row.user_id)
+        row = uow.session.get(AdminToken, request.token_id)
+        owner = uow.session.get(AdminUser, row.user_id) if row is not None else None
         username = owner.username if owner else None
-        if username != own and not actor.instance_admin:
-            raise InputRejected.one("id", f"no admin token {request.token_id}")
+        if row is None or (username != own and not actor.instance_admin):
+            raise NotFound([FieldError("id", NO_SUCH_TOKEN)])
         before = _token_snapshot(row, username)
         revoke_token(uow.session, row.id)
         newly_revoked = before["revoked_at"] is None

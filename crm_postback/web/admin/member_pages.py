@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from crm_postback.commands.lookups import MAX_ID, row_id
+from crm_postback.commands.lookups import MAX_ID, NotFound, row_id
 from crm_postback.commands.manage_admin_accounts import (
+    NO_SUCH_TOKEN,
     AddAdminUser,
     AddMember,
     ChangeAdminPassword,
@@ -37,7 +38,7 @@ from crm_postback.configuration.admin_accounts import (
     tokens_of,
 )
 from crm_postback.configuration.workspaces import list_workspaces
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.web.admin.page_rendering import flash, render, see_other
 from crm_postback.web.admin.security import (
     AdminDep,
@@ -125,9 +126,9 @@ async def token_revoke(request: Request, token_id: str, admin: AdminDep) -> Resp
     chosen = row_id(token_id, MAX_ID)
     try:
         if chosen is None:
-            raise InputRejected.one("id", "there is no admin token with this id")
+            raise NotFound([FieldError("id", NO_SUCH_TOKEN)])
         await run_in_threadpool(revoke_admin_token, RevokeAdminToken(chosen), actor_of(admin))
-    except NotPermitted:
+    except (NotPermitted, NotFound):
         raise
     except InputRejected as rejected:
         flash(request, _refused(rejected), "error")

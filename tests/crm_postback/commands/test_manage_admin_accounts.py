@@ -173,7 +173,7 @@ def test_refused_input_names_the_field_and_leaves_no_entry(sqlite_db: str) -> No
     code, out = run("admin", "token-create", "nobody")
     assert code == 2 and "username: no admin user 'nobody'" in out
     code, out = run("admin", "token-revoke", "7")
-    assert code == 2 and "id: no admin token 7" in out
+    assert code == 2 and "id: there is no admin token with this id" in out
     assert audit_entries() == []
 
 
