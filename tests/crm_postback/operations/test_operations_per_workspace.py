@@ -161,7 +161,7 @@ def test_the_beat_purge_runs_workspace_by_workspace_and_counts_each(two: Workspa
         return registry.get_sample_value("postback_retention_purged_total", labels) or 0.0
 
     before = {name: purged(name) for name in ("default", "b")}
-    answer = retention_tasks.purge_expired_data.apply().get()
+    answer = retention_tasks.purge_expired_data()  # the task's body, run here
     assert answer == {"leads": 2, "payloads": 2, "more": False}
     assert {name: purged(name) - before[name] for name in before} == {"default": 1, "b": 1}
     for workspace in (two.a, two.b):
