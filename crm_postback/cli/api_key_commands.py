@@ -11,31 +11,10 @@ from typing import Annotated
 import typer
 
 from crm_postback.cli.output import refused_input_exits
+from crm_postback.cli.workspace_option import WorkspaceOption, cli_actor, workspace_id
 from models import DEFAULT_WORKSPACE_NAME
 
 api_key_app = typer.Typer(no_args_is_help=True, help="API keys of source (routing) systems.")
-
-WorkspaceOption = Annotated[
-    str,
-    typer.Option(
-        "--workspace",
-        "-w",
-        metavar="NAME",
-        help="The workspace the key belongs to (default: the default workspace).",
-    ),
-]
-
-
-def workspace_id_of(name: str) -> int:
-    """The id of the workspace named; an unknown name exits with status 2, not echoed."""
-    from crm_postback.configuration.workspaces import get_workspace
-    from models.db import in_transaction
-    from models.workspace_scope import ALL_WORKSPACES
-
-    with refused_input_exits():
-        return in_transaction(
-            lambda session: get_workspace(session, name).id, workspace=ALL_WORKSPACES
-        )
 
 
 @api_key_app.command("create")
@@ -73,9 +52,8 @@ def api_key_create(
 ) -> None:
     """Create a key for a source system. The key is printed once and never stored."""
     from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
-    from crm_postback.commands.unit_of_work import Actor
 
-    actor = Actor.cli(workspace_id_of(workspace))
+    actor = cli_actor(workspace)
     request = CreateApiKey(name, event_sets or None, permissions or None, rate_limit)
     with refused_input_exits():
         new = create_api_key(request, actor)
@@ -97,7 +75,7 @@ def api_key_list(workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME) -> None:
     from crm_postback.configuration.api_keys import PERMISSIONS, event_set_names, list_keys
     from models.db import session_scope
 
-    with session_scope(workspace=workspace_id_of(workspace)) as session:
+    with session_scope(workspace=workspace_id(workspace)) as session:
         for key in list_keys(session):
             state = (
                 "active" if key.revoked_at is None else f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
@@ -124,9 +102,8 @@ def api_key_revoke(
 ) -> None:
     """Revoke a key of the workspace: requests with it get 403 from now on."""
     from crm_postback.commands.manage_api_keys import RevokeApiKey, revoke_api_key
-    from crm_postback.commands.unit_of_work import Actor
 
-    actor = Actor.cli(workspace_id_of(workspace))
+    actor = cli_actor(workspace)
     with refused_input_exits():
         key = revoke_api_key(RevokeApiKey(key_id), actor)
     typer.echo(f"api key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")

@@ -22,6 +22,7 @@ WorkspaceOption = Annotated[
     str,
     typer.Option(
         "--workspace",
+        "-w",
         metavar="NAME",
         help="The workspace to act in (`postback workspace list`); default: default",
     ),
