@@ -107,7 +107,7 @@ def _names_workspace_table(state: ORMExecuteState) -> str | None:
 @event.listens_for(Session, "do_orm_execute")
 def _filter_by_workspace(state: ORMExecuteState) -> None:
     scope = state.session.info.get(SCOPE_KEY)
-    if scope is ALL_WORKSPACES or state.execution_options.get(FILTERED_OPTION):
+    if scope is ALL_WORKSPACES:
         return
     if scope is None:
         table = _names_workspace_table(state)
@@ -127,6 +127,10 @@ def _filter_by_workspace(state: ORMExecuteState) -> None:
                 include_aliases=True,
             )
         )
+        return
+    # Honoured for Core statements only: an ORM statement is always filtered here, marked
+    # or not.
+    if state.execution_options.get(FILTERED_OPTION):
         return
     table = _names_workspace_table(state)
     if table is not None:

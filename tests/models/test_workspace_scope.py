@@ -627,6 +627,29 @@ def test_marked_core_statement_that_filters_itself_runs(
         assert sorted(session.scalars(marked)) == two.a.ids[model.__tablename__]
 
 
+@by_model
+def test_the_mark_does_not_lift_the_filter_of_an_orm_statement(
+    b_untouched: TwoWorkspaces, model: type[Any]
+) -> None:
+    """The mark is for Core statements that filter themselves; an ORM statement carrying it
+    (a copy-paste away) is filtered all the same."""
+    two = b_untouched
+    with session_scope(workspace=two.a.workspace_id) as session:
+        marked = select(model).execution_options(**{FILTERED_OPTION: True})
+        rows = session.scalars(marked).all()
+        assert {row.workspace_id for row in rows} == {two.a.workspace_id}
+        passed = session.scalars(select(model.id), execution_options={FILTERED_OPTION: True})
+        assert sorted(passed) == two.a.ids[model.__tablename__]
+
+
+@by_model
+def test_the_mark_does_not_open_an_unscoped_session(
+    b_untouched: TwoWorkspaces, model: type[Any]
+) -> None:
+    with Session(get_engine()) as session, pytest.raises(WorkspaceScopeError):
+        session.execute(select(model.__table__.c.id), execution_options={FILTERED_OPTION: True})
+
+
 def test_core_statement_on_instance_tables_runs_unmarked(b_untouched: TwoWorkspaces) -> None:
     two = b_untouched
     with session_scope(workspace=two.a.workspace_id) as session:
