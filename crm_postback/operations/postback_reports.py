@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -115,32 +116,40 @@ def _masked_payload(payload: dict[str, Any] | None) -> dict[str, Any] | None:
     return masked
 
 
-def find_lead_history(session: Session, lead_ref: str) -> LeadHistory | None:
+def find_lead_history(
+    session: Session, lead_ref: str, event_set_ids: Collection[int] | None = None
+) -> LeadHistory | None:
     """The lead's history in the session's workspace; None when the workspace has no such
-    lead (no lead row and no trigger): the same whether another workspace has one or none."""
-    history = lead_history(session, lead_ref)
+    lead (no lead row and no trigger): the same whether another workspace has one or none.
+    With `event_set_ids`, only the triggers and postbacks of those event sets (an API key
+    limited to them learns nothing of the others)."""
+    history = lead_history(session, lead_ref, event_set_ids)
     return history if history.found else None
 
 
-def lead_history(session: Session, lead_ref: str) -> LeadHistory:
+def lead_history(
+    session: Session, lead_ref: str, event_set_ids: Collection[int] | None = None
+) -> LeadHistory:
     """Everything of one lead of the session's workspace (`found` False: nothing)."""
     workspace = workspace_of(session)
+    only = (lambda column: column.in_(list(event_set_ids))) if event_set_ids is not None else None
     lead = session.scalar(
         select(Lead).where(Lead.workspace_id == workspace, Lead.lead_ref == lead_ref)
     )
     names: dict[int, str] = {
         row.id: row.name for row in session.execute(select(EventSet.id, EventSet.name))
     }
-    triggers = session.scalars(
-        select(Trigger)
-        .where(Trigger.workspace_id == workspace, Trigger.lead_ref == lead_ref)
-        .order_by(Trigger.occurred_at, Trigger.id)
-    ).all()
-    postbacks = session.scalars(
-        select(Postback)
-        .where(Postback.workspace_id == workspace, Postback.lead_ref == lead_ref)
-        .order_by(Postback.id)
-    ).all()
+    trigger_query = select(Trigger).where(
+        Trigger.workspace_id == workspace, Trigger.lead_ref == lead_ref
+    )
+    postback_query = select(Postback).where(
+        Postback.workspace_id == workspace, Postback.lead_ref == lead_ref
+    )
+    if only is not None:
+        trigger_query = trigger_query.where(only(Trigger.event_set_id))
+        postback_query = postback_query.where(only(Postback.event_set_id))
+    triggers = session.scalars(trigger_query.order_by(Trigger.occurred_at, Trigger.id)).all()
+    postbacks = session.scalars(postback_query.order_by(Postback.id)).all()
     attempts = session.scalars(
         select(DeliveryAttempt)
         .where(DeliveryAttempt.postback_id.in_([p.id for p in postbacks]))

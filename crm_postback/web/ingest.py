@@ -10,6 +10,7 @@ that does not exist, and a lead of another workspace is one that does not exist 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -263,12 +264,14 @@ async def put_lead(lead_id: LeadId, request: Request, caller: LeadWriterDep) -> 
     return LeadStored(lead_id=lead_id.strip())
 
 
-def _history(lead_id: str, workspace_id: int) -> dict[str, Any]:
+def _history(
+    lead_id: str, workspace_id: int, event_set_ids: Collection[int] | None
+) -> dict[str, Any]:
     problems = _path_problems(lead_id)
     if problems:
         raise RequestRejected(422, problems)
     with session_scope(workspace=workspace_id) as session:
-        history = find_lead_history(session, lead_id.strip())
+        history = find_lead_history(session, lead_id.strip(), event_set_ids)
     if history is None:
         # The same answer whether the lead is another workspace's or nobody's.
         raise RequestRejected(404, [UNKNOWN_LEAD])
@@ -298,4 +301,4 @@ async def get_postbacks(lead_id: LeadId, caller: HistoryReaderDep) -> Any:
     """Every trigger of the lead, the postbacks it produced, each attempt with TikTok's code,
     message and request_id. Match keys are shown hashed; the IP address only as its network
     (203.0.113.x) and the user agent as `<present>`, in the keys and in the event bodies."""
-    return await run_in_threadpool(_history, lead_id, caller.workspace_id)
+    return await run_in_threadpool(_history, lead_id, caller.workspace_id, caller.event_set_ids)

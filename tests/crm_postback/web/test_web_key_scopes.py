@@ -76,6 +76,25 @@ def test_a_key_limited_to_one_event_set_cannot_post_to_another(two_sets: TestCli
     }
 
 
+def test_a_key_limited_to_one_event_set_reads_only_its_history(two_sets: TestClient) -> None:
+    """The other event set of the workspace is unknown to the key when it posts; its
+    history must not show that set's name, attributes, payloads or TikTok's answers."""
+    router = new_key("acme-router")
+    landing = new_key("acme-landing", event_sets=["acme"])
+    for event_set, secret in (("acme", "mine"), ("second", "not-for-landing-pages")):
+        body = trigger("lead.sold", "L-1", event_set=event_set) | {
+            "attributes": {"value": 1, "currency": "USD", "note": secret}
+        }
+        assert two_sets.post("/v1/triggers", json=body, headers=bearer(router)).status_code == 202
+    everything = two_sets.get("/v1/leads/L-1/postbacks", headers=bearer(router))
+    limited = two_sets.get("/v1/leads/L-1/postbacks", headers=bearer(landing))
+    assert everything.status_code == limited.status_code == 200
+    assert "not-for-landing-pages" in everything.text and "second" in everything.text
+    assert "not-for-landing-pages" not in limited.text and '"second"' not in limited.text
+    assert SECOND_SET_ID not in limited.text
+    assert [t["event_set"] for t in limited.json()["triggers"]] == ["acme"]
+
+
 def test_a_key_without_event_sets_sends_to_every_one_of_its_workspace_even_later_ones(
     two_sets: TestClient, make_event_set: Callable[..., int]
 ) -> None:
