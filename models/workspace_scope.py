@@ -11,7 +11,8 @@ to one workspace:
   another workspace cannot be flushed;
 * a Core statement on a workspace table (`update(Postback.__table__)`, a bulk INSERT) cannot be
   filtered for it: it is refused unless it says it filters by the workspace itself
-  (`execution_options(workspace_filtered=True)`).
+  (`execution_options(workspace_filtered=True)`); so is raw SQL (`text(...)`), whose tables
+  cannot be told.
 
 A session opened without a scope cannot touch a workspace table at all. So a new query can
 forget the filter only by declaring, in code a reviewer sees, that it spans all workspaces.
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 from sqlalchemy import Table, event
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.util import find_tables
 
 from models.base import Base
@@ -52,6 +54,8 @@ WorkspaceScope = int | AllWorkspaces
 SCOPE_KEY = "workspace_scope"
 # Set on a Core statement that filters by workspace_id itself.
 FILTERED_OPTION = "workspace_filtered"
+# `session.execute(statement, execution_options=FILTERED)`
+FILTERED: Final = {FILTERED_OPTION: True}
 
 
 class WorkspaceScopeError(RuntimeError):
@@ -109,6 +113,14 @@ def _filter_by_workspace(state: ORMExecuteState) -> None:
     scope = state.session.info.get(SCOPE_KEY)
     if scope is ALL_WORKSPACES:
         return
+    if isinstance(state.statement, TextClause) and not (
+        scope is not None and state.execution_options.get(FILTERED_OPTION)
+    ):
+        # Nothing tells which tables raw SQL reads: refused unless it says it filters.
+        raise WorkspaceScopeError(
+            "raw SQL in a session of one workspace (or none) cannot be checked: write it "
+            "with SQLAlchemy, or filter it and mark it workspace_filtered"
+        )
     if scope is None:
         table = _names_workspace_table(state)
         if table is not None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from models import (
@@ -648,6 +648,25 @@ def test_the_mark_does_not_open_an_unscoped_session(
 ) -> None:
     with Session(get_engine()) as session, pytest.raises(WorkspaceScopeError):
         session.execute(select(model.__table__.c.id), execution_options={FILTERED_OPTION: True})
+
+
+def test_raw_sql_is_refused_unless_it_says_it_filters(b_untouched: TwoWorkspaces) -> None:
+    """Nothing tells which tables a text() reads: in a session of one workspace it runs only
+    marked; in an unscoped session never; over every workspace always."""
+    two = b_untouched
+    raw = text("SELECT lead_ref FROM leads")
+    with session_scope(workspace=two.a.workspace_id) as session:
+        with pytest.raises(WorkspaceScopeError):
+            session.execute(raw)
+        mine = text("SELECT id FROM leads WHERE workspace_id = :ws")
+        found = session.scalars(
+            mine, {"ws": two.a.workspace_id}, execution_options={FILTERED_OPTION: True}
+        ).all()
+        assert sorted(found) == two.a.ids["leads"]
+    with Session(get_engine()) as session, pytest.raises(WorkspaceScopeError):
+        session.execute(raw, execution_options={FILTERED_OPTION: True})
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert len(session.execute(raw).all()) == len(two.a.ids["leads"]) + len(two.b.ids["leads"])
 
 
 def test_core_statement_on_instance_tables_runs_unmarked(b_untouched: TwoWorkspaces) -> None:
