@@ -8,8 +8,11 @@ Revises: 0006
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from alembic import op
+from alembic.operations import BatchOperations
 
 import models.base
 
@@ -31,14 +34,23 @@ OWNED = (
 )
 
 
-def _sqlite() -> bool:
-    return op.get_bind().dialect.name == "sqlite"
-
-
-def _add_workspace_column(table: str) -> None:
-    with op.batch_alter_table(table) as batch:
+def _add_workspace_column(
+    table: str, also: Callable[[BatchOperations], None] | None = None
+) -> None:
+    # A plain ALTER: the server default fills the rows of before, without copying them.
+    with op.batch_alter_table(table, recreate="never") as batch:
         batch.add_column(
             sa.Column("workspace_id", sa.Integer(), nullable=False, server_default=str(DEFAULT))
+        )
+    # The rest in one step (on SQLite the one rebuild of the table): the foreign key, no
+    # default any more (a new row must name its workspace), and the table's new uniques
+    # and indexes.
+    with op.batch_alter_table(table) as batch:
+        batch.alter_column(
+            "workspace_id",
+            existing_type=sa.Integer(),
+            existing_nullable=False,
+            server_default=None,
         )
         batch.create_foreign_key(
             f"fk_{table}_workspace_id_workspaces",
@@ -47,9 +59,47 @@ def _add_workspace_column(table: str) -> None:
             ["id"],
             ondelete="CASCADE",
         )
-    # The default only moved the existing rows: a new row must name its workspace.
-    with op.batch_alter_table(table) as batch:
-        batch.alter_column("workspace_id", server_default=None)
+        if also is not None:
+            also(batch)
+
+
+def _event_sets(batch: BatchOperations) -> None:
+    batch.drop_constraint("uq_event_sets_name", type_="unique")
+    batch.drop_constraint("uq_event_sets_kind_source_id", type_="unique")
+    batch.create_unique_constraint("uq_event_sets_workspace_id_name", ["workspace_id", "name"])
+    batch.create_unique_constraint(
+        "uq_event_sets_workspace_id_kind_source_id", ["workspace_id", "kind", "source_id"]
+    )
+
+
+def _leads(batch: BatchOperations) -> None:
+    batch.drop_constraint("uq_leads_lead_ref", type_="unique")
+    batch.create_unique_constraint("uq_leads_workspace_id_lead_ref", ["workspace_id", "lead_ref"])
+
+
+def _mappings(batch: BatchOperations) -> None:
+    batch.create_index("ix_mappings_workspace_id", ["workspace_id"])
+
+
+def _triggers(batch: BatchOperations) -> None:
+    batch.drop_index("ix_triggers_lead_ref")
+    batch.create_index("ix_triggers_workspace_id_lead_ref", ["workspace_id", "lead_ref"])
+
+
+def _postbacks(batch: BatchOperations) -> None:
+    batch.drop_index("ix_postbacks_lead_ref")
+    batch.create_index("ix_postbacks_workspace_id_lead_ref", ["workspace_id", "lead_ref"])
+
+
+def _delivery_attempts(batch: BatchOperations) -> None:
+    batch.drop_index("ix_delivery_attempts_postback_id")
+    batch.create_index(
+        "ix_delivery_attempts_postback_id_workspace_id", ["postback_id", "workspace_id"]
+    )
+
+
+def _api_keys(batch: BatchOperations) -> None:
+    batch.create_index("ix_api_keys_workspace_id", ["workspace_id"])
 
 
 def upgrade() -> None:
@@ -89,39 +139,24 @@ def upgrade() -> None:
     )
     op.create_index("ix_workspace_members_user_id", "workspace_members", ["user_id"])
 
-    for table in OWNED:
-        _add_workspace_column(table)
-
-    with op.batch_alter_table("event_sets") as batch:
-        batch.drop_constraint("uq_event_sets_name", type_="unique")
-        batch.drop_constraint("uq_event_sets_kind_source_id", type_="unique")
-        batch.create_unique_constraint("uq_event_sets_workspace_id_name", ["workspace_id", "name"])
-        batch.create_unique_constraint(
-            "uq_event_sets_workspace_id_kind_source_id", ["workspace_id", "kind", "source_id"]
-        )
-    with op.batch_alter_table("leads") as batch:
-        batch.drop_constraint("uq_leads_lead_ref", type_="unique")
-        batch.create_unique_constraint(
-            "uq_leads_workspace_id_lead_ref", ["workspace_id", "lead_ref"]
-        )
-    op.create_index("ix_mappings_workspace_id", "mappings", ["workspace_id"])
-    op.drop_index("ix_triggers_lead_ref", table_name="triggers")
-    op.create_index("ix_triggers_workspace_id_lead_ref", "triggers", ["workspace_id", "lead_ref"])
-    op.drop_index("ix_postbacks_lead_ref", table_name="postbacks")
-    op.create_index("ix_postbacks_workspace_id_lead_ref", "postbacks", ["workspace_id", "lead_ref"])
-    op.drop_index("ix_delivery_attempts_postback_id", table_name="delivery_attempts")
-    op.create_index(
-        "ix_delivery_attempts_postback_id_workspace_id",
-        "delivery_attempts",
-        ["postback_id", "workspace_id"],
-    )
-    op.create_index("ix_api_keys_workspace_id", "api_keys", ["workspace_id"])
+    _add_workspace_column("event_sets", _event_sets)
+    _add_workspace_column("mappings", _mappings)
+    _add_workspace_column("leads", _leads)
+    _add_workspace_column("triggers", _triggers)
+    _add_workspace_column("postbacks", _postbacks)
+    _add_workspace_column("delivery_attempts", _delivery_attempts)
+    _add_workspace_column("api_keys", _api_keys)
 
     # Audit entries have no foreign keys (the trail outlives what it describes); NULL is a
-    # change of the instance itself.
-    op.add_column("audit_log", sa.Column("workspace_id", sa.Integer(), nullable=True))
-    op.execute(f"UPDATE audit_log SET workspace_id = {DEFAULT}")
-    op.create_index("ix_audit_log_workspace_id_id", "audit_log", ["workspace_id", "id"])
+    # change of the instance itself. The default moves the entries of before without an
+    # UPDATE of every row.
+    with op.batch_alter_table("audit_log", recreate="never") as batch:
+        batch.add_column(
+            sa.Column("workspace_id", sa.Integer(), nullable=True, server_default=str(DEFAULT))
+        )
+    with op.batch_alter_table("audit_log") as batch:
+        batch.alter_column("workspace_id", existing_type=sa.Integer(), server_default=None)
+        batch.create_index("ix_audit_log_workspace_id_id", ["workspace_id", "id"])
 
     json_type = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
     with op.batch_alter_table("api_keys", recreate="never") as batch:
