@@ -46,7 +46,7 @@ from models import (
     Trigger,
     TriggerStatus,
 )
-from models.workspace_scope import FILTERED_OPTION, scope_of
+from models.workspace_scope import FILTERED, scope_of
 
 # Where each match key sits in an event (the data[] item as sent).
 CRM_KEYS: dict[str, tuple[str, str]] = {
@@ -74,8 +74,7 @@ _attempts = DeliveryAttempt.__table__
 _triggers = Trigger.__table__
 _leads = Lead.__table__
 _mappings = Mapping.__table__
-# Every Core statement here is limited to the session's workspace by `_in_workspace`.
-FILTERED = {FILTERED_OPTION: True}
+# Every Core statement here is limited to the session's workspace by `_in_workspace` (FILTERED).
 
 
 def _in_workspace(session: Session, *tables: Table) -> list[ColumnElement[bool]]:

@@ -51,7 +51,7 @@ from models import (
 )
 from models.workspace_scope import (
     ALL_WORKSPACES,
-    FILTERED_OPTION,
+    FILTERED,
     WorkspaceScopeError,
     scope_of,
     workspace_of,
@@ -65,8 +65,6 @@ OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 HASH_COLUMNS = ("email_hashes", "phone_hashes", "external_id_hashes")
 SCALAR_KEYS = ("ttclid", "tiktok_lead_id", "ttp", "ip", "user_agent")
 PURGE_BATCH = 1000
-# Every Core statement here filters by the session's workspace itself.
-FILTERED = {FILTERED_OPTION: True}
 ERASED_REASON = "lead erased on request (data-subject deletion); not sent"
 
 
