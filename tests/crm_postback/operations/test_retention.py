@@ -38,6 +38,7 @@ from models import (
     Trigger,
 )
 from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 runner = CliRunner()
 EMAIL, PHONE = "Erase.Me@Example.com", "+1 (213) 373-4253"
@@ -340,7 +341,7 @@ def test_erase_lead_leaves_no_hash_behind_on_postgresql(
     make_lifecycle(simulator)
 
     def every_row() -> str:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
             return "\n".join(
                 str(row)
                 for table in Base.metadata.sorted_tables
