@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,15 @@ def flash(request: Request, message: str, kind: str = "ok") -> None:
     request.session["flash"] = messages
 
 
+def form_fields(csrf: str | None, workspace: str | None) -> Markup:
+    """The hidden fields every form of the pages carries: the session's CSRF token and the
+    workspace the page showed (a post acts there, whatever another tab chose since)."""
+    fields = f'<input type="hidden" name="csrf_token" value="{escape(csrf or "")}">'
+    if workspace:
+        fields += f'<input type="hidden" name="workspace" value="{escape(workspace)}">'
+    return Markup(fields)
+
+
 def render(
     request: Request,
     name: str,
@@ -64,6 +74,9 @@ def render(
         {
             "admin": admin,
             "csrf": admin.csrf_token if admin else None,
+            "form_fields": form_fields(
+                admin.csrf_token if admin else None, workspace.name if workspace else None
+            ),
             "root": root(request),
             "flashes": messages,
             "workspace": workspace,

@@ -17,6 +17,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -29,6 +30,8 @@ from models import Role
 
 # The cookie session's key for the workspace a browser last chose.
 REMEMBERED = "workspace"
+# The hidden field of every form: the workspace of the page that rendered it.
+FORM_WORKSPACE = "workspace"
 NO_SUCH_WORKSPACE = "there is no workspace of this name"
 
 
@@ -72,13 +75,31 @@ def logged_in(request: Request) -> Admin:
     return admin
 
 
-def page_admin(request: Request) -> Admin:
-    """The logged-in admin in the workspace of `?workspace=NAME` (then remembered in the
-    cookie session), else the remembered one, else the default rule."""
-    admin = logged_in(request)
-    wanted = request.query_params.get("workspace")
-    remembered = request.session.get(REMEMBERED)
-    resolved = resolve_workspace(admin, wanted, remembered if isinstance(remembered, str) else None)
+async def page_admin(request: Request) -> Admin:
+    """The logged-in admin in the workspace the request names.
+
+    A page (GET): `?workspace=NAME` (then remembered in the cookie session, for navigation),
+    else the remembered one, else the default rule. A form (POST): the workspace the page
+    that rendered it showed, from its hidden `workspace` field (`page_rendering.form_fields`),
+    never the remembered one: another tab may have switched since. A post without the field
+    (not one of these pages' forms) gets the JSON API's rule: the default workspace, else
+    the admin's first.
+    """
+    admin = await run_in_threadpool(logged_in, request)
+    if request.method in ("GET", "HEAD"):
+        wanted = request.query_params.get("workspace")
+        remembered = request.session.get(REMEMBERED)
+        resolved = resolve_workspace(
+            admin, wanted, remembered if isinstance(remembered, str) else None
+        )
+    else:
+        form = await request.form()
+        field = form.get(FORM_WORKSPACE)
+        wanted = field if isinstance(field, str) and field else None
+        resolved = resolve_workspace(admin, wanted)
+        if wanted is None:
+            return resolved
+    # The answer's redirect shows the workspace the form acted in.
     if request.session.get(REMEMBERED) != resolved.current.name:
         request.session[REMEMBERED] = resolved.current.name
     return resolved
