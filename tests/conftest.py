@@ -54,7 +54,10 @@ def apply_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         monkeypatch.setenv(key, value)
     reset_settings_cache()
     reset_engine()
+    from crm_postback.observability.workspace_labels import forget_labels
     from worker.app import app, apply_settings
+
+    forget_labels()  # another database, other workspace names
 
     apply_settings(app, get_settings())
 

@@ -7,8 +7,10 @@ way and the series stay bounded however many workspaces are created.
 Names are read once per process and kept (a workspace is never renamed): the default
 workspace's is known, the first event of another workspace this process has not labelled yet
 costs one query for every workspace's name (in its own short session), every later one a
-dictionary lookup. The worker asks for its batches'
-labels (`known_labels`) between sending and recording, so recording itself reads nothing.
+dictionary lookup. A workspace created later is read at its first event, so its series carry
+its name from the start; only while the database cannot be read is a name `other` (and the
+next try waits RETRY_SECONDS). The worker asks for its batches' labels (`known_labels`)
+between sending and recording, so recording itself reads nothing.
 """
 
 from __future__ import annotations
@@ -22,20 +24,19 @@ from sqlalchemy import select
 
 from crm_postback.core.settings import get_settings
 from models import DEFAULT_WORKSPACE_ID, Workspace
-from models.db import get_engine, session_scope
+from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from models.workspaces import DEFAULT_WORKSPACE_NAME
 
 log = logging.getLogger(__name__)
 
 OTHER = "other"
-# An id the database did not know (a workspace created since) is looked up again after this.
+# After a failed load (the database unreachable), the next one waits this long.
 RETRY_SECONDS = 30.0
 
 _lock = threading.Lock()
 _names: dict[int, str] = {}
-_loaded_at: float | None = None
-_engine: object | None = None  # the names are of this engine's database
+_failed_at: float | None = None
 
 
 def workspace_label(workspace_id: int) -> str:
@@ -44,12 +45,10 @@ def workspace_label(workspace_id: int) -> str:
         return OTHER
     if workspace_id == DEFAULT_WORKSPACE_ID:
         return DEFAULT_WORKSPACE_NAME  # created by the migration, never renamed
-    if get_engine() is not _engine:
-        forget_labels()
     name = _names.get(workspace_id)
     if name is not None:
         return name
-    _load()
+    _load(workspace_id)
     return _names.get(workspace_id) or OTHER
 
 
@@ -58,10 +57,14 @@ def known_labels(workspace_ids: Iterable[int]) -> dict[int, str]:
     return {workspace_id: workspace_label(workspace_id) for workspace_id in set(workspace_ids)}
 
 
-def _load() -> None:
-    global _loaded_at, _engine
+def _load(missing: int) -> None:
+    """Reads every name again: an id not known yet is of a workspace created since the last
+    load (ids come from rows whose foreign key names an existing workspace)."""
+    global _failed_at
     with _lock:
-        if _loaded_at is not None and time.monotonic() - _loaded_at < RETRY_SECONDS:
+        if missing in _names:
+            return  # another thread loaded it meanwhile
+        if _failed_at is not None and time.monotonic() - _failed_at < RETRY_SECONDS:
             return
         limit = get_settings().metrics_max_workspaces
         try:
@@ -71,16 +74,15 @@ def _load() -> None:
                 ).all()
         except Exception as error:
             log.warning("metrics: workspace names unavailable (%s)", type(error).__name__)
-            rows = []
+            _failed_at = time.monotonic()
+            return
         _names.update({row.id: row.name for row in rows})
-        _loaded_at = time.monotonic()
-        _engine = get_engine()
+        _failed_at = None
 
 
 def forget_labels() -> None:
-    """Forget the names read (tests; a process whose database changed)."""
-    global _loaded_at, _engine
+    """Forget the names read (tests, whose databases differ from one test to the next)."""
+    global _failed_at
     with _lock:
         _names.clear()
-        _loaded_at = None
-        _engine = None
+        _failed_at = None

@@ -63,3 +63,33 @@ def test_names_are_read_once_per_process(workspaces: list[int]) -> None:
     assert statements_during(lambda: [workspace_label(b) for _ in range(1000)]) == 0
     assert statements_during(lambda: workspace_label(c)) == 0  # every name came at once
     assert statements_during(lambda: workspace_label(DEFAULT_WORKSPACE_ID)) == 0
+
+
+def test_a_workspace_created_after_the_first_load_is_named_at_its_first_event(
+    workspaces: list[int],
+) -> None:
+    b, _, _ = workspaces
+    assert workspace_label(b) == "b"  # the names are loaded
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        later = add_workspace(session, "later").id
+        session.commit()
+    assert workspace_label(later) == "later"
+    assert statements_during(lambda: workspace_label(later)) == 0
+
+
+def test_after_a_failed_load_the_next_waits(
+    workspaces: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b, c, _ = workspaces
+
+    def unreachable(**_: object) -> object:
+        raise ConnectionError
+
+    reachable = workspace_labels.session_scope
+    monkeypatch.setattr(workspace_labels, "session_scope", unreachable)
+    assert workspace_label(b) == OTHER
+    monkeypatch.setattr(workspace_labels, "session_scope", reachable)
+    assert statements_during(lambda: workspace_label(c)) == 0  # within RETRY_SECONDS
+    assert workspace_label(c) == OTHER
+    monkeypatch.setattr(workspace_labels, "RETRY_SECONDS", 0.0)
+    assert workspace_label(c) == "c"
