@@ -268,6 +268,52 @@ def set_admin_user_active(request: SetAdminUserActive, actor: Actor) -> AdminUse
         return AdminUserResult(user.id, user.username, user.active, changed)
 
 
+@dataclass(frozen=True)
+class UpdateAdminUser:
+    """What the JSON API's PATCH /users/{username} changes, at least one of them."""
+
+    username: str
+    password: str | None = None
+    active: bool | None = None
+
+
+def update_admin_user(request: UpdateAdminUser, actor: Actor) -> AdminUserResult:
+    """A new password (ending the user's sessions) and/or disabling or enabling them, in one
+    transaction."""
+    with unit_of_work(actor, requires=None) as uow:
+        if request.password is None and request.active is None:
+            raise InputRejected(
+                [
+                    FieldError("password", "give a password or active (or both)"),
+                    FieldError("active", "give a password or active (or both)"),
+                ]
+            )
+        user = get_user(uow.session, request.username)
+        changed = False
+        if request.password is not None:
+            set_password(uow.session, user, request.password)
+            uow.audit(
+                "admin_user.change_password",
+                entity_type="admin_user",
+                entity_id=user.id,
+                after={"username": user.username, "sessions": "ended"},
+            )
+            changed = True
+        if request.active is not None:
+            before = _user_snapshot(user)
+            set_active(uow.session, user, request.active)
+            if before["active"] != user.active:
+                uow.audit(
+                    "admin_user.enable" if request.active else "admin_user.disable",
+                    entity_type="admin_user",
+                    entity_id=user.id,
+                    before=before,
+                    after=_user_snapshot(user),
+                )
+                changed = True
+        return AdminUserResult(user.id, user.username, user.active, changed)
+
+
 def _own_user(actor: Actor) -> str | None:
     """The username an admin on the web faces acts as (`web:alice`, `api:alice`)."""
     via, _, username = actor.name.partition(":")

@@ -12,20 +12,18 @@ from crm_postback.commands.lookups import MAX_ID, is_row_id
 from crm_postback.commands.manage_admin_accounts import (
     AddAdminUser,
     AddMember,
-    ChangeAdminPassword,
     ChangeMemberRole,
     CreateAdminToken,
     RemoveMember,
     RevokeAdminToken,
-    SetAdminUserActive,
+    UpdateAdminUser,
     add_admin_user,
     add_workspace_member,
-    change_admin_password,
     change_member_role,
     create_admin_token,
     remove_workspace_member,
     revoke_admin_token,
-    set_admin_user_active,
+    update_admin_user,
 )
 from crm_postback.commands.manage_workspaces import AddWorkspace, add_workspace
 from crm_postback.configuration.admin_accounts import (
@@ -205,15 +203,12 @@ async def create_user_api(request: Request, admin: ApiAdmin) -> Any:
     "(instance administrators)",
 )
 async def change_user_api(username: str, request: Request, admin: ApiAdmin) -> Any:
+    await in_thread(instance_admin_only, admin)
     body = await read_object(request)
     reject_unknown(body, {"password", "active"})
     active = body.get("active")
     if active is not None and not isinstance(active, bool):
         raise fail(422, "active", "must be true or false")
-    actor = actor_of(admin)
-    password = text_field(body, "password")
-    if password is not None:
-        await in_thread(change_admin_password, ChangeAdminPassword(username, password), actor)
-    if active is not None:
-        await in_thread(set_admin_user_active, SetAdminUserActive(username, active), actor)
+    wanted = UpdateAdminUser(username, text_field(body, "password"), active)
+    await in_thread(update_admin_user, wanted, actor_of(admin))
     return {"username": username}

@@ -145,3 +145,40 @@ def test_a_json_write_never_follows_the_browsers_remembered_workspace(two_owned:
         )
         assert added.status_code == 201, added.text
     assert roles_of("bob") == {"acme": "viewer"}  # olive's first workspace, not the cookie's
+
+
+def audit_rows() -> list[tuple[str, int | None]]:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        return [
+            (e.action, e.workspace_id)
+            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+
+
+def test_changing_a_user_needs_an_instance_admin_and_something_to_change(
+    two_owned: None,
+) -> None:
+    with api_client("olive", "acme") as api:
+        for body in ({}, {"active": False}, {"password": "another long one"}):
+            refused = api.patch("/admin/api/users/bob", json=body)
+            assert refused.status_code == 404, (body, refused.text)
+            assert refused.json()["errors"][0]["message"] == "there is no such page"
+    with api_client("ida") as api:
+        empty = api.patch("/admin/api/users/bob", json={})
+        assert empty.status_code == 422
+        assert {p["field"] for p in empty.json()["errors"]} == {"password", "active"}
+        before = len(audit_rows())
+        both = api.patch(
+            "/admin/api/users/bob", json={"password": "a brand new one!", "active": False}
+        )
+        assert both.status_code == 200, both.text
+        assert [a for a, _ in audit_rows()[before:]] == [
+            "admin_user.change_password",
+            "admin_user.disable",
+        ]
+        # One transaction: a refused password changes nothing, not even `active`.
+        refused = api.patch("/admin/api/users/bob", json={"password": "short", "active": True})
+        assert refused.status_code == 422
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        bob = session.scalar(select(AdminUser).where(AdminUser.username == "bob"))
+        assert bob is not None and bob.active is False
