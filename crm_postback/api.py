@@ -96,7 +96,7 @@ def _refuse_unstorable(document: Mapping[str, Any]) -> None:
         raise InputRejected(unstorable)
 
 
-def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
+def _validated(trigger: TriggerIn | Mapping[str, Any], workspace_id: int) -> TriggerIn:
     try:
         if isinstance(trigger, Mapping):
             _refuse_unstorable(trigger)
@@ -110,7 +110,7 @@ def _validated(trigger: TriggerIn | Mapping[str, Any]) -> TriggerIn:
             log.warning("%s while validating a trigger", type(error).__name__)
             raise InputRejected.one("body", "could not be validated") from None
     except InputRejected:
-        record_triggers_received(rejected=1)
+        record_triggers_received(workspace_id, rejected=1)
         raise
 
 
@@ -126,7 +126,7 @@ def enqueue_trigger(
     """
     scope = _scope(workspace)
     [outcome] = _group(scope.workspace_id).submit(
-        [ScopedTrigger(_validated(trigger), scope.event_set_ids)]
+        [ScopedTrigger(_validated(trigger, scope.workspace_id), scope.event_set_ids)]
     )
     if isinstance(outcome, InputRejected):
         raise outcome
@@ -144,7 +144,7 @@ def enqueue_triggers(
     valid: list[tuple[int, TriggerIn]] = []
     for index, trigger in enumerate(triggers):
         try:
-            valid.append((index, _validated(trigger)))
+            valid.append((index, _validated(trigger, scope.workspace_id)))
         except InputRejected as rejected:
             items.append(BatchItem(index, None, rejected.errors))
     outcomes = (
@@ -174,6 +174,7 @@ def _store_and_dispatch(
         lambda session: accept_triggers(session, triggers, settings), workspace=workspace_id
     )
     record_intake(
+        workspace_id,
         [item.trigger for item in triggers],
         [o if isinstance(o, AcceptedTrigger) else None for o in outcomes],
     )

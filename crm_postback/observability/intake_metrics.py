@@ -1,5 +1,5 @@
-"""What the intake records once a batch of triggers is committed: the counter by result and a
-DEBUG line per trigger with its ids (never its match keys).
+"""What the intake records once a batch of triggers is committed: the counter by workspace
+and result, and a DEBUG line per trigger with its ids (never its match keys).
 
 Takes plain values: the intake's own types stay in `crm_postback.intake`, above this package.
 The DEBUG lines are logged as "crm_postback.api", a face's name, on purpose: it is the intake's
@@ -15,6 +15,7 @@ from typing import Protocol
 
 from crm_postback.observability import metric_definitions
 from crm_postback.observability.metric_definitions import never_raises
+from crm_postback.observability.workspace_labels import workspace_label
 
 # A face's name, on purpose (see the module docstring).
 _intake_log = logging.getLogger("crm_postback.api")
@@ -44,18 +45,25 @@ class StoredTrigger(Protocol):
 
 
 @never_raises("triggers received")
-def record_triggers_received(accepted: int = 0, duplicate: int = 0, rejected: int = 0) -> None:
+def record_triggers_received(
+    workspace_id: int, accepted: int = 0, duplicate: int = 0, rejected: int = 0
+) -> None:
+    """Counts triggers of one workspace (the label is the process's cached name)."""
     counter = metric_definitions.metrics().triggers_received
+    workspace = workspace_label(workspace_id)
     for result, count in (("accepted", accepted), ("duplicate", duplicate), ("rejected", rejected)):
         if count:
-            counter.labels(result).inc(count)
+            counter.labels(workspace, result).inc(count)
 
 
 @never_raises("the intake")
 def record_intake(
-    triggers: Sequence[ReceivedTrigger], stored: Sequence[StoredTrigger | None]
+    workspace_id: int,
+    triggers: Sequence[ReceivedTrigger],
+    stored: Sequence[StoredTrigger | None],
 ) -> None:
-    """After an intake commit. `stored[i]` is what became of triggers[i]; None: rejected."""
+    """After an intake commit in one workspace. `stored[i]` is what became of triggers[i];
+    None: rejected."""
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     debug = _intake_log.isEnabledFor(logging.DEBUG)
     for trigger, outcome in zip(triggers, stored, strict=True):
@@ -78,4 +86,4 @@ def record_intake(
                     "status": result,
                 },
             )
-    record_triggers_received(**counts)
+    record_triggers_received(workspace_id, **counts)

@@ -63,9 +63,10 @@ class MetricFamilies:
         r = self.registry
         self.triggers_received = Counter(
             "postback_triggers_received",
-            "Triggers handed to the intake (HTTP API, Python API, CLI), by result: accepted, "
-            "duplicate (idempotency key seen before) or rejected (a bad field).",
-            ["result"],
+            "Triggers handed to the intake (HTTP API, Python API, CLI), by workspace and result: "
+            "accepted, duplicate (idempotency key seen before) or rejected (a bad field, or an "
+            "event set the caller does not have).",
+            ["workspace", "result"],
             registry=r,
         )
         self.triggers_processed = Counter(

@@ -22,6 +22,7 @@ from crm_postback.core.errors import InputRejected
 from crm_postback.core.privacy import hash_email
 from crm_postback.core.settings import get_settings
 from crm_postback.intake.trigger_intake import UNKNOWN_EVENT_SET
+from crm_postback.observability import metric_definitions
 from crm_postback.simulator import SimulatorControl
 from models import DEFAULT_WORKSPACE_ID, Lead, Postback, Trigger
 from models.db import session_scope
@@ -144,6 +145,31 @@ def test_an_event_set_of_another_workspace_is_an_unknown_event_set(
     assert [(e.field, e.message) for e in item.errors] == [("event_set", UNKNOWN_EVENT_SET)]
     with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(Trigger)) == 0
+
+
+def test_the_intake_counts_triggers_by_workspace(two_workspaces: Workspaces) -> None:
+    def received(workspace: str, result: str) -> float:
+        labels = {"workspace": workspace, "result": result}
+        value = metric_definitions.metrics().registry.get_sample_value(
+            "postback_triggers_received_total", labels
+        )
+        return value or 0.0
+
+    counted = [(w, r) for w in ("default", "b") for r in ("accepted", "rejected")]
+    before = {key: received(*key) for key in counted}
+    enqueue_trigger(submitted("beta", idempotency_key="k-b"), workspace="b")
+    with pytest.raises(InputRejected):
+        enqueue_trigger(submitted("acme"), workspace="b")  # another workspace's event set
+    with pytest.raises(InputRejected):
+        enqueue_trigger({"type": "lead.submitted"}, workspace="b")  # invalid before any lookup
+    enqueue_trigger(submitted("acme", idempotency_key="k-a"))
+    after = {key: received(*key) - before[key] for key in counted}
+    assert after == {
+        ("default", "accepted"): 1,
+        ("default", "rejected"): 0,
+        ("b", "accepted"): 1,
+        ("b", "rejected"): 2,
+    }
 
 
 def test_an_idempotency_key_is_per_workspace(

@@ -144,7 +144,10 @@ def test_metrics_endpoint_serves_counters_and_outbox_gauges(
             select(func.count()).where(Postback.status == "pending", Postback.event_set_id == 1)
         )
     assert due == 1
-    assert ("postback_triggers_received_total", (("result", "accepted"),)) in samples
+    assert (
+        "postback_triggers_received_total",
+        (("result", "accepted"), ("workspace", "default")),
+    ) in samples
     for name in METRIC_NAMES:
         families = {f.name for f in text_string_to_metric_families(answer.text)}
         assert name.removesuffix("_total") in families, name

@@ -60,8 +60,12 @@ def ready(
 
 def test_a_delivered_lifecycle_is_counted(ready: SimulatorControl) -> None:
     before = {
-        "accepted": value("postback_triggers_received_total", result="accepted"),
-        "duplicate": value("postback_triggers_received_total", result="duplicate"),
+        "accepted": value(
+            "postback_triggers_received_total", workspace="default", result="accepted"
+        ),
+        "duplicate": value(
+            "postback_triggers_received_total", workspace="default", result="duplicate"
+        ),
         "delivered": value(
             "postback_events_total",
             workspace="default",
@@ -90,9 +94,17 @@ def test_a_delivered_lifecycle_is_counted(ready: SimulatorControl) -> None:
     with pytest.raises(Exception, match="email"):
         enqueue_trigger(submitted("L-9", match_keys={"email": "not an address"}))
 
-    assert value("postback_triggers_received_total", result="accepted") - before["accepted"] == 3
-    assert value("postback_triggers_received_total", result="duplicate") - before["duplicate"] == 1
-    assert value("postback_triggers_received_total", result="rejected") >= 1
+    assert (
+        value("postback_triggers_received_total", workspace="default", result="accepted")
+        - before["accepted"]
+        == 3
+    )
+    assert (
+        value("postback_triggers_received_total", workspace="default", result="duplicate")
+        - before["duplicate"]
+        == 1
+    )
+    assert value("postback_triggers_received_total", workspace="default", result="rejected") >= 1
     delivered = value(
         "postback_events_total", workspace="default", event_set="acme", status="delivered", code="0"
     )
