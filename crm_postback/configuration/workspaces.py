@@ -16,12 +16,19 @@ from models import ApiKey, EventSet, Workspace, WorkspaceMember
 # A name that is safe in a URL, a header, a metric label and a shell command.
 WORKSPACE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 NAME_RULE = "1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+# The metrics' `workspace` label of every workspace beyond METRICS_MAX_WORKSPACES: a workspace
+# of this name would be indistinguishable from them.
+RESERVED_NAMES = frozenset({"other"})
 
 
 def checked_name(name: str) -> str:
     name = name.strip()
     if not WORKSPACE_NAME.fullmatch(name):
         raise InputRejected.one("workspace", f"a workspace name is {NAME_RULE}")
+    if name in RESERVED_NAMES:
+        raise InputRejected.one(
+            "workspace", "this name is reserved: " + ", ".join(sorted(RESERVED_NAMES))
+        )
     return name
 
 
