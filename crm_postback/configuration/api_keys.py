@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.intake.trigger_intake import find_event_set
-from models import ApiKey, EventSet, Workspace, utcnow
+from models import ApiKey, EventSet, utcnow
 
 KEY_PREFIX = "pbk_"
 DISPLAY_CHARS = 12  # "pbk_" + 8 random characters: enough to tell keys apart in a listing
@@ -54,17 +54,13 @@ class NewKey:
 
 @dataclass(frozen=True)
 class Caller:
+    """What a request's key allows: all of it is on the key's own row (one indexed lookup)."""
+
     key_id: int
-    name: str  # the source system
     workspace_id: int
-    workspace: str  # the workspace's name
     event_set_ids: frozenset[int] | None  # None: every event set of the workspace
     permissions: frozenset[str]
     rate_limit: str | None  # None: the INGEST_KEY_RATE_LIMIT setting
-
-    @property
-    def source(self) -> str:
-        return self.name
 
     def may(self, permission: str) -> bool:
         return permission in self.permissions
@@ -72,7 +68,7 @@ class Caller:
 
 class KeyRevoked(Exception):
     def __init__(self, caller: Caller) -> None:
-        super().__init__(f"api key {caller.key_id} ({caller.name}) is revoked")
+        super().__init__(f"api key {caller.key_id} is revoked")
         self.caller = caller
 
 
@@ -228,19 +224,12 @@ def authenticate(session: Session, key: str, now: datetime | None = None) -> Cal
 
     Runs in a session over all workspaces: the digest names the key, the key its workspace.
     """
-    found = session.execute(
-        select(ApiKey, Workspace.name)
-        .join(Workspace, Workspace.id == ApiKey.workspace_id)
-        .where(ApiKey.key_sha256 == key_digest(key))
-    ).first()
-    if found is None:
+    row = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == key_digest(key)))
+    if row is None:
         return None
-    row, workspace = found
     caller = Caller(
         key_id=row.id,
-        name=row.name,
         workspace_id=row.workspace_id,
-        workspace=workspace,
         event_set_ids=frozenset(row.event_set_ids) if row.event_set_ids is not None else None,
         permissions=frozenset(row.permissions or ()),
         rate_limit=row.rate_limit,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from crm_postback.configuration.api_keys import (
     PERMISSIONS,
@@ -25,7 +25,7 @@ from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from models import DEFAULT_WORKSPACE_ID, ApiKey
-from models.db import session_scope
+from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
 
@@ -129,14 +129,32 @@ def test_permissions_and_rate_limits_are_kept(two_workspaces: tuple[int, int]) -
         caller = authenticate(session, new.key)
     assert caller == Caller(
         key_id=new.id,
-        name="reader",
         workspace_id=DEFAULT_WORKSPACE_ID,
-        workspace="default",
         event_set_ids=None,
         permissions=frozenset({"triggers:send", "postbacks:read"}),
         rate_limit="100 per second",
     )
-    assert caller.source == "reader" and not caller.may("leads:write")
+    assert not caller.may("leads:write")
+
+
+def test_authentication_is_one_lookup_of_the_key_row(backend: str) -> None:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        new = create_key(session, "router")
+        session.commit()
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            assert authenticate(session, new.key) is not None
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    [lookup] = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert "api_keys" in lookup and "workspaces" not in lookup
 
 
 def test_a_key_of_another_workspace_is_not_found_listed_or_revoked(
@@ -159,7 +177,7 @@ def test_a_key_of_another_workspace_is_not_found_listed_or_revoked(
     with session_scope(workspace=ALL_WORKSPACES) as session:
         caller = authenticate(session, theirs.key)  # not revoked
     assert caller is not None
-    assert (caller.workspace_id, caller.workspace) == (other, "globex")
+    assert caller.workspace_id == other
     assert caller.event_set_ids is not None and len(caller.event_set_ids) == 1
 
 
