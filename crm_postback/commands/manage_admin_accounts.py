@@ -4,18 +4,19 @@ user; add a member to a workspace, change their role, remove them; create
 and revoke a token.
 
 Who may: admin users are the instance administrators' (`requires=None`);
-members of a workspace are its owners' (`requires=Role.OWNER`, in that workspace); any
-member may create and revoke their own tokens (`requires=Role.VIEWER`), only an instance
-administrator anyone else's.
+members of a workspace are its owners' (`requires=Role.OWNER`, in that workspace). Personal
+tokens are the instance's, whatever face or workspace the request comes from: their own, any
+admin (the face names the caller: `caller_user_id`); anyone else's, an instance administrator.
 
 Audit entries name users by username and tokens by id, label and display prefix (`pba_` and
 8 characters); a password, its hash or a token never enters one. Member changes are entries
-of their workspace; users, workspaces and other users' tokens are the instance's (no
-workspace).
+of their workspace; users, workspaces and tokens are the instance's (no workspace).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,8 @@ from crm_postback.configuration.admin_accounts import (
 from crm_postback.configuration.workspaces import get_workspace
 from crm_postback.core.errors import FieldError, InputRejected
 from models import AdminToken, AdminUser, Role, WorkspaceMember
+from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,15 @@ class SetAdminUserActive:
 class CreateAdminToken:
     username: str
     label: str  # what uses it, e.g. ci-mappings
+    # The admin asking (the web faces' logged-in admin): their own token needs no more.
+    # None (the CLI): an instance administrator's change.
+    caller_user_id: int | None = None
 
 
 @dataclass(frozen=True)
 class RevokeAdminToken:
     token_id: int
+    caller_user_id: int | None = None  # as in CreateAdminToken
 
 
 @dataclass(frozen=True)
@@ -279,7 +286,7 @@ class UpdateAdminUser:
 
 def update_admin_user(request: UpdateAdminUser, actor: Actor) -> AdminUserResult:
     """A new password (ending the user's sessions) and/or disabling or enabling them, in one
-    transaction."""
+    transaction. Who may is checked before the request is looked at."""
     with unit_of_work(actor, requires=None) as uow:
         if request.password is None and request.active is None:
             raise InputRejected(
@@ -314,21 +321,24 @@ def update_admin_user(request: UpdateAdminUser, actor: Actor) -> AdminUserResult
         return AdminUserResult(user.id, user.username, user.active, changed)
 
 
-def _own_user(actor: Actor) -> str | None:
-    """The username an admin on the web faces acts as (`web:alice`, `api:alice`)."""
-    via, _, username = actor.name.partition(":")
-    return username if via in ("web", "api") and username else None
-
-
-def _token_role(actor: Actor, username: str) -> Role | None:
-    """Their own tokens: any member of the actor's workspace; anyone else's: an instance
-    administrator (the instance's change)."""
-    return Role.VIEWER if _own_user(actor) == username.strip() else None
+@contextmanager
+def _token_unit_of_work(actor: Actor) -> Iterator[UnitOfWork]:
+    """An instance-level unit of work for personal tokens: a session over every workspace,
+    its entries the instance's. Unlike `unit_of_work(requires=None)` it lets in any admin:
+    the command checks that the token is the caller's own, or that the actor is an
+    instance administrator, before it changes anything."""
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        uow = UnitOfWork(session, actor)
+        yield uow
+        session.commit()
 
 
 def create_admin_token(request: CreateAdminToken, actor: Actor) -> NewAdminToken:
     """A personal token of the user for the admin JSON API."""
-    with unit_of_work(actor, requires=_token_role(actor, request.username)) as uow:
+    with _token_unit_of_work(actor) as uow:
+        found = find_user(uow.session, request.username.strip())
+        if found is None or found.id != request.caller_user_id:
+            actor.require_instance_admin()  # before an unknown name is told apart
         user = get_user(uow.session, request.username)
         new = create_token(uow.session, user, request.label)
         row = get_token(uow.session, new.id)
@@ -345,13 +355,13 @@ def revoke_admin_token(request: RevokeAdminToken, actor: Actor) -> RevokedAdminT
     """The token is refused from now on; revoking a revoked token changes nothing. An
     admin who is not an instance administrator may revoke only their own: anyone else's is
     answered like a token that does not exist."""
-    own = _own_user(actor)
-    with unit_of_work(actor, requires=Role.VIEWER if own else None) as uow:
+    with _token_unit_of_work(actor) as uow:
         row = uow.session.get(AdminToken, request.token_id)
-        owner = uow.session.get(AdminUser, row.user_id) if row is not None else None
-        username = owner.username if owner else None
-        if row is None or (username != own and not actor.instance_admin):
+        own = row is not None and row.user_id == request.caller_user_id
+        if row is None or (not own and not actor.instance_admin):
             raise NotFound([FieldError("id", NO_SUCH_TOKEN)])
+        owner = uow.session.get(AdminUser, row.user_id)
+        username = owner.username if owner else None
         before = _token_snapshot(row, username)
         revoke_token(uow.session, row.id)
         newly_revoked = before["revoked_at"] is None

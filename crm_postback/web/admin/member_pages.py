@@ -97,7 +97,10 @@ async def member_action(request: Request, action: str, admin: AdminDep) -> Respo
 def _tokens_page(request: Request, admin: Admin, new_token: str | None = None) -> HTMLResponse:
     with session_scope(workspace=ALL_WORKSPACES) as session:
         tokens = tokens_of(session, admin.user_id)
-        return render(request, "tokens.html", admin, tokens=tokens, new_token=new_token)
+        # Their own tokens' prefixes, whatever their role: they were shown each whole once.
+        return render(
+            request, "tokens.html", admin, tokens=tokens, new_token=new_token, sees_tokens=True
+        )
 
 
 @router.get("/tokens")
@@ -108,7 +111,9 @@ def tokens_page(request: Request, admin: AdminDep) -> HTMLResponse:
 @router.post("/tokens/new")
 async def token_create(request: Request, admin: AdminDep) -> Response:
     form = await checked_form(request, admin.csrf_token)
-    wanted = CreateAdminToken(admin.username, str(form.get("label", "")))
+    wanted = CreateAdminToken(
+        admin.username, str(form.get("label", "")), caller_user_id=admin.user_id
+    )
     try:
         new = await run_in_threadpool(create_admin_token, wanted, actor_of(admin))
     except NotPermitted:
@@ -127,7 +132,9 @@ async def token_revoke(request: Request, token_id: str, admin: AdminDep) -> Resp
     try:
         if chosen is None:
             raise NotFound([FieldError("id", NO_SUCH_TOKEN)])
-        await run_in_threadpool(revoke_admin_token, RevokeAdminToken(chosen), actor_of(admin))
+        await run_in_threadpool(
+            revoke_admin_token, RevokeAdminToken(chosen, admin.user_id), actor_of(admin)
+        )
     except (NotPermitted, NotFound):
         raise
     except InputRejected as rejected:

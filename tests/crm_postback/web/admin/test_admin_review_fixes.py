@@ -11,24 +11,22 @@ of no workspace; vera a viewer of acme.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from crm_postback.web.app import create_app
-from models import AdminToken, AuditEntry, AdminUser, Workspace, WorkspaceMember
+from models import AdminToken, AdminUser, AuditEntry, Workspace, WorkspaceMember
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
     PASSWORD,
     add_membership,
     api_client,
-    csrf_of,
     login,
     make_admin_user,
 )
-from fastapi.testclient import TestClient
 
 HIDDEN_WORKSPACE = re.compile(r'name="workspace" value="([^"]+)"')
 
@@ -161,8 +159,8 @@ def test_changing_a_user_needs_an_instance_admin_and_something_to_change(
     with api_client("olive", "acme") as api:
         for body in ({}, {"active": False}, {"password": "another long one"}):
             refused = api.patch("/admin/api/users/bob", json=body)
-            assert refused.status_code == 404, (body, refused.text)
-            assert refused.json()["errors"][0]["message"] == "there is no such page"
+            assert refused.status_code == 403, (body, refused.text)
+            assert refused.json()["errors"][0]["field"] == "role"
     with api_client("ida") as api:
         empty = api.patch("/admin/api/users/bob", json={})
         assert empty.status_code == 422
@@ -182,3 +180,68 @@ def test_changing_a_user_needs_an_instance_admin_and_something_to_change(
     with session_scope(workspace=ALL_WORKSPACES) as session:
         bob = session.scalar(select(AdminUser).where(AdminUser.username == "bob"))
         assert bob is not None and bob.active is False
+
+
+def test_personal_tokens_are_the_instances_in_every_face(two_owned: None) -> None:
+    """Created and revoked from a page, the JSON API (in any workspace) or the CLI: an entry
+    of no workspace. A viewer sees their own tokens' prefixes."""
+
+    client, _ = browser_as("vera")
+    with client:
+        page = client.get("/admin/tokens?workspace=acme").text
+        made = client.post("/admin/tokens/new", data=form_of(page, "/tokens/new") | {"label": "w"})
+        assert made.status_code == 200 and 'class="new-token">pba_' in made.text
+        listed = client.get("/admin/tokens").text
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            prefix = session.scalars(select(AdminToken.token_prefix)).first()
+        assert prefix and f"{prefix}…" in listed  # their own, though a viewer
+        token_id = re.search(r'action="/admin/tokens/(\d+)/revoke"', listed)
+        assert token_id
+        client.post(
+            f"/admin/tokens/{token_id.group(1)}/revoke",
+            data=form_of(listed, f"/tokens/{token_id.group(1)}/revoke"),
+        )
+    with api_client("olive", "globex") as api:
+        created = api.post("/admin/api/tokens", json={"label": "j"})
+        assert created.status_code == 201
+        assert all(
+            t["prefix"].startswith("pba_") for t in api.get("/admin/api/tokens").json()["tokens"]
+        )
+        assert api.delete(f"/admin/api/tokens/{created.json()['id']}").status_code == 204
+    token_entries = [row for row in audit_rows() if row[0].startswith("admin_token.")]
+    assert [a for a, _ in token_entries] == [
+        "admin_token.create",
+        "admin_token.revoke",
+        "admin_token.create",
+        "admin_token.revoke",
+    ]
+    assert {w for _, w in token_entries} == {None}
+
+
+def test_someone_elses_token_needs_an_instance_admin(two_owned: None) -> None:
+    from crm_postback.commands.lookups import NotFound
+    from crm_postback.commands.manage_admin_accounts import (
+        CreateAdminToken,
+        RevokeAdminToken,
+        create_admin_token,
+        revoke_admin_token,
+    )
+    from crm_postback.commands.unit_of_work import Actor, NotPermitted
+    from models import Role
+
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        ids = {
+            row.username: row.id
+            for row in session.execute(select(AdminUser.username, AdminUser.id))
+        }
+    # An owner whose actor name looks like bob's is still not bob.
+    posing = Actor("web:bob", workspace_id=1, role=Role.OWNER)
+    with pytest.raises(NotPermitted):
+        create_admin_token(CreateAdminToken("bob", "x", caller_user_id=ids["olive"]), posing)
+    with pytest.raises(NotPermitted):  # an unknown name is refused alike
+        create_admin_token(CreateAdminToken("nobody", "x", caller_user_id=ids["olive"]), posing)
+    bobs = create_admin_token(CreateAdminToken("bob", "cli"), Actor.cli())
+    with pytest.raises(NotFound):
+        revoke_admin_token(RevokeAdminToken(bobs.id, caller_user_id=ids["olive"]), posing)
+    assert revoke_admin_token(RevokeAdminToken(bobs.id), Actor.cli()).newly_revoked
+    assert {w for a, w in audit_rows() if a.startswith("admin_token.")} == {None}
