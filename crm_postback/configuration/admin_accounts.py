@@ -91,10 +91,15 @@ def find_user(session: Session, username: str) -> AdminUser | None:
     return session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
 
 
+# Usernames are the instance's: adding a member needs an existing user (made by an instance
+# administrator); the name is not repeated back.
+NO_SUCH_USER = "there is no admin user of this name"
+
+
 def get_user(session: Session, username: str) -> AdminUser:
     user = find_user(session, username)
     if user is None:
-        raise InputRejected.one("username", f"no admin user {username!r}")
+        raise InputRejected.one("username", NO_SUCH_USER)
     return user
 
 

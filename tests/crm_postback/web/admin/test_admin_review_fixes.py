@@ -245,3 +245,21 @@ def test_someone_elses_token_needs_an_instance_admin(two_owned: None) -> None:
         revoke_admin_token(RevokeAdminToken(bobs.id, caller_user_id=ids["olive"]), posing)
     assert revoke_admin_token(RevokeAdminToken(bobs.id), Actor.cli()).newly_revoked
     assert {w for a, w in audit_rows() if a.startswith("admin_token.")} == {None}
+
+
+def test_adding_an_unknown_user_does_not_repeat_the_name(two_owned: None) -> None:
+    with api_client("olive", "acme") as api:
+        refused = api.post("/admin/api/members", json={"username": "nobody-xq", "role": "viewer"})
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"] == "username"
+        assert refused.json()["errors"][0]["message"] == "there is no admin user of this name"
+        assert "nobody-xq" not in refused.text
+    client, _ = browser_as("olive")
+    with client:
+        page = client.get("/admin/members?workspace=acme").text
+        answer = client.post(
+            "/admin/members/add",
+            data=form_of(page, "/members/add") | {"username": "nobody-xq", "role": "viewer"},
+        )
+        assert "there is no admin user of this name" in answer.text
+        assert "nobody-xq" not in answer.text
