@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.core.rate_limits import rate_limit_disabled
 from crm_postback.intake.trigger_intake import find_event_set
 from models import ApiKey, EventSet, utcnow
 
@@ -34,8 +35,6 @@ SEND_TRIGGERS = "triggers:send"
 WRITE_LEADS = "leads:write"
 READ_POSTBACKS = "postbacks:read"
 PERMISSIONS: tuple[str, ...] = (SEND_TRIGGERS, WRITE_LEADS, READ_POSTBACKS)
-# A key's own rate limit or the setting: one of these turns the limit off.
-NO_RATE_LIMIT = frozenset({"0", "none", "off"})
 MAX_RATE_LIMIT_CHARS = 64
 MAX_EVENT_SETS = 100
 UNKNOWN_EVENT_SET = "no event set has this name, id or TikTok event set ID"
@@ -76,12 +75,9 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def rate_limit_disabled(rate: str) -> bool:
-    return rate.strip().lower() in NO_RATE_LIMIT
-
-
 def checked_rate_limit(rate: str, field: str = "rate_limit") -> str:
-    """A rate in `limits` notation ("100/second", "6000 per minute"), or one of NO_RATE_LIMIT."""
+    """A rate in `limits` notation ("100/second", "6000 per minute"), or a word of
+    core.rate_limits.NO_RATE_LIMIT (no limit)."""
     rate = rate.strip()
     if rate_limit_disabled(rate):
         return rate.lower()

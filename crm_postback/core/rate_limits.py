@@ -28,9 +28,15 @@ from limits.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger(__name__)
 
+# A key's own rate limit or INGEST_KEY_RATE_LIMIT: one of these turns the limit off.
+NO_RATE_LIMIT = frozenset({"0", "none", "off"})
 # A limit check must not wait long on a Redis that does not answer.
 REDIS_TIMEOUT_SECONDS = 0.5
 FALLBACK_WARNING_INTERVAL_SECONDS = 60.0
+
+
+def rate_limit_disabled(rate: str) -> bool:
+    return rate.strip().lower() in NO_RATE_LIMIT
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".postback")
@@ -222,21 +222,16 @@ class Settings(BaseSettings):
             raise ValueError("must be empty or a redis://, rediss:// or redis+sentinel:// URL")
         return value
 
-    @field_validator("admin_login_rate_limit")
+    @field_validator("admin_login_rate_limit", "ingest_key_rate_limit")
     @classmethod
-    def _rate_in_limits_notation(cls, value: str) -> str:
+    def _rate_in_limits_notation(cls, value: str, info: ValidationInfo) -> str:
         from limits import parse
 
-        parse(value)  # ValueError names the setting
-        return value
-
-    @field_validator("ingest_key_rate_limit")
-    @classmethod
-    def _ingest_rate_in_limits_notation(cls, value: str) -> str:
-        from limits import parse
+        from crm_postback.core.rate_limits import rate_limit_disabled
 
         value = value.strip()
-        if value.lower() in {"0", "none", "off"}:
+        # The ingest limit may be turned off; the login limit, a guard on passwords, may not.
+        if info.field_name == "ingest_key_rate_limit" and rate_limit_disabled(value):
             return value.lower()
         parse(value)  # ValueError names the setting
         return value

@@ -25,9 +25,8 @@ from crm_postback.configuration.api_keys import (
     WRITE_LEADS,
     Caller,
     KeyRevoked,
-    rate_limit_disabled,
 )
-from crm_postback.core.rate_limits import RateLimit
+from crm_postback.core.rate_limits import RateLimit, rate_limit_disabled
 from crm_postback.core.settings import get_settings
 from crm_postback.web.errors import RequestRejected
 from crm_postback.web.shapes import Problem

@@ -13,6 +13,7 @@ from crm_postback.configuration.api_keys import (
     Caller,
     KeyRevoked,
     authenticate,
+    checked_rate_limit,
     create_key,
     event_set_names,
     get_key,
@@ -23,7 +24,8 @@ from crm_postback.configuration.audit import SYSTEM_ACTOR
 from crm_postback.configuration.event_set_service import create_event_set
 from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.core.errors import InputRejected
-from crm_postback.core.settings import get_settings
+from crm_postback.core.rate_limits import NO_RATE_LIMIT
+from crm_postback.core.settings import Settings, get_settings
 from models import DEFAULT_WORKSPACE_ID, ApiKey
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
@@ -191,3 +193,13 @@ def test_a_revoked_key_raises_with_its_caller(two_workspaces: tuple[int, int]) -
             authenticate(session, new.key)
         assert authenticate(session, new.key + "x") is None
     assert caught.value.caller.key_id == new.id
+
+
+def test_one_list_of_words_turns_a_rate_limit_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    for word in NO_RATE_LIMIT:
+        assert checked_rate_limit(f" {word.upper()} ") == word
+        monkeypatch.setenv("INGEST_KEY_RATE_LIMIT", word.upper())
+        assert Settings().ingest_key_rate_limit == word
+    monkeypatch.setenv("ADMIN_LOGIN_RATE_LIMIT", "off")  # the login limit cannot be turned off
+    with pytest.raises(ValueError, match="admin_login_rate_limit"):
+        Settings()
