@@ -208,25 +208,15 @@ def audit_list(
 ) -> None:
     """The newest audit entries of a workspace (or, with --instance, of the instance itself):
     who changed what, before and after."""
-    from sqlalchemy import select
-
     from crm_postback.configuration import audit
     from crm_postback.configuration.event_set_service import get_event_set
-    from models import AuditEntry
     from models.db import session_scope
     from models.workspace_scope import ALL_WORKSPACES
 
     scope = ALL_WORKSPACES if instance else workspace_id(workspace)
     with session_scope(workspace=scope) as session:
         if instance:
-            found = list(
-                session.scalars(
-                    select(AuditEntry)
-                    .where(AuditEntry.workspace_id.is_(None))
-                    .order_by(AuditEntry.id.desc())
-                    .limit(limit)
-                )
-            )
+            found = audit.instance_entries(session, limit=limit)
         else:
             with refused_input_exits():
                 selected = get_event_set(session, event_set).id if event_set else None

@@ -116,6 +116,22 @@ def entries(
     return list(session.scalars(query))
 
 
+def instance_entries(
+    session: Session, *, limit: int = 100, before_id: int | None = None
+) -> list[AuditEntry]:
+    """The instance's own entries (workspaces, admin users, their tokens: no workspace),
+    newest first; in a session over every workspace."""
+    query = (
+        select(AuditEntry)
+        .where(AuditEntry.workspace_id.is_(None))
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)
+    return list(session.scalars(query))
+
+
 @dataclass(frozen=True)
 class Change:
     field: str

@@ -7,13 +7,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from crm_postback.commands.lookups import MAX_BIG_ID, row_id
 from crm_postback.configuration import audit
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.web.admin.page_rendering import render
-from crm_postback.web.admin.security import AdminDep, no_such_workspace, workspace_of
+from crm_postback.web.admin.security import AdminDep, instance_admin_only, workspace_of
 from crm_postback.web.admin.token_display import shown_changes
 from models import AuditEntry, EventSet
 from models.db import session_scope
@@ -23,26 +22,11 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 
 
-def instance_entries(session: Session, *, limit: int, before_id: int | None) -> list[AuditEntry]:
-    """The entries of no workspace, newest first (a session over every workspace)."""
-    query = (
-        select(AuditEntry)
-        .where(AuditEntry.workspace_id.is_(None))
-        .order_by(AuditEntry.id.desc())
-        .limit(limit)
-    )
-    if before_id is not None:
-        query = query.where(AuditEntry.id < before_id)
-    return list(session.scalars(query))
-
-
 def read_instance_entries(admin: Admin, limit: int, before_id: int | None) -> list[AuditEntry]:
-    """For instance administrators only; anyone else is answered as if there were none
-    to ask for (404)."""
-    if not admin.instance_admin:
-        raise no_such_workspace()
+    """For instance administrators only; anyone else gets the "no such page" 404."""
+    instance_admin_only(admin)
     with session_scope(workspace=ALL_WORKSPACES) as session:
-        found = instance_entries(session, limit=limit, before_id=before_id)
+        found = audit.instance_entries(session, limit=limit, before_id=before_id)
         session.expunge_all()
         return found
 

@@ -263,3 +263,26 @@ def test_adding_an_unknown_user_does_not_repeat_the_name(two_owned: None) -> Non
         )
         assert "there is no admin user of this name" in answer.text
         assert "nobody-xq" not in answer.text
+
+
+def test_the_instance_trail_is_no_such_page_for_others(two_owned: None) -> None:
+    with api_client("olive", "acme") as api:
+        refused = api.get("/admin/api/audit?scope=instance")
+        assert refused.status_code == 404
+        assert refused.json()["errors"][0]["message"] == "there is no such page"
+    client, _ = browser_as("olive")
+    with client:
+        page = client.get("/admin/audit?scope=instance")
+        assert page.status_code == 404 and "there is no such page" in page.text
+    with api_client("ida") as api:
+        api.post("/admin/api/workspaces", json={"name": "initech"})
+        found = api.get("/admin/api/audit?scope=instance").json()["entries"]
+        assert found[0]["action"] == "workspace.create"
+
+
+def test_the_event_set_form_does_not_offer_environment_references(two_owned: None) -> None:
+    client, _ = browser_as("olive")
+    with client:
+        page = client.get("/admin/event-sets/new?workspace=acme").text
+    assert "reads it from the environment" not in page
+    assert "set by the operator only" in page
