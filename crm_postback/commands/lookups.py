@@ -14,29 +14,14 @@ from sqlalchemy.orm import Session
 
 from crm_postback.configuration import event_set_service
 from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.core.row_ids import MAX_BIG_ID as MAX_BIG_ID  # re-exported for the faces
+from crm_postback.core.row_ids import MAX_ID as MAX_ID
+from crm_postback.core.row_ids import is_row_id as is_row_id
+from crm_postback.core.row_ids import row_id as row_id
 from models import EventSet, Mapping
 
 # Our id (the pages' URLs) or a name / TikTok event set ID (the CLI and the JSON API).
 EventSetRef = int | str
-# The largest id a column holds: INTEGER for event sets and mappings, BIGINT for triggers,
-# postbacks and audit entries. A larger number names nothing (and the database would refuse
-# to compare it: OverflowError on SQLite, "out of range" on PostgreSQL).
-MAX_ID = 2**31 - 1
-MAX_BIG_ID = 2**63 - 1
-
-
-def is_row_id(value: object, maximum: int = MAX_ID) -> bool:
-    """An int that can be the id of a row (1 to `maximum`); bools are not ids."""
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= maximum
-
-
-def row_id(text: str, maximum: int = MAX_ID) -> int | None:
-    """A query or form value as an id; None when it cannot be one (not digits, too large)."""
-    text = text.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
-        return None
-    value = int(text)
-    return value if is_row_id(value, maximum) else None
 
 
 class NotFound(InputRejected):

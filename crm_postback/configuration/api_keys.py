@@ -20,9 +20,10 @@ from limits import parse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_postback.configuration import event_set_service
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.rate_limits import rate_limit_disabled
-from crm_postback.intake.trigger_intake import find_event_set
+from crm_postback.core.row_ids import is_row_id, row_id
 from models import ApiKey, EventSet, utcnow
 
 KEY_PREFIX = "pbk_"
@@ -104,18 +105,18 @@ def _permissions(permissions: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _event_set(session: Session, reference: int | str) -> EventSet | None:
-    """By our id (an int, or up to 10 digits), else by name or TikTok event set ID."""
+    """By our id (an int, or digits), else by name or TikTok event set ID."""
     if isinstance(reference, int):
-        valid = not isinstance(reference, bool) and 1 <= reference < 2**31
-        return session.get(EventSet, reference) if valid else None
+        return session.get(EventSet, reference) if is_row_id(reference) else None
     reference = reference.strip()
-    if not 1 <= len(reference) <= 100 or not reference.isprintable():
+    by_id = row_id(reference)
+    found = session.get(EventSet, by_id) if by_id is not None else None
+    if found is not None:
+        return found
+    try:
+        return event_set_service.get_event_set(session, reference)
+    except InputRejected:
         return None
-    if reference.isascii() and reference.isdigit() and len(reference) <= 10:
-        found = session.get(EventSet, int(reference)) if int(reference) < 2**31 else None
-        if found is not None:
-            return found
-    return find_event_set(session, reference)
 
 
 def _event_set_ids(
@@ -190,7 +191,7 @@ def list_keys(session: Session) -> list[ApiKey]:
 
 def get_key(session: Session, key_id: int) -> ApiKey:
     """A key of the session's workspace; one of another workspace is not found."""
-    valid = isinstance(key_id, int) and not isinstance(key_id, bool) and 1 <= key_id < 2**31
+    valid = is_row_id(key_id)
     row = session.get(ApiKey, key_id) if valid else None
     if row is None:
         raise InputRejected.one("id", f"no api key {key_id}" if valid else "no such api key")

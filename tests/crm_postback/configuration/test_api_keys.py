@@ -85,7 +85,8 @@ def test_an_event_set_of_another_workspace_is_refused_as_one_that_does_not_exist
     with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         answers = [
             refused(lambda ref=ref: create_key(session, "router", event_sets=["acme", ref]))
-            for ref in ("hidden", OTHER_SET_ID, "nothing-at-all", "3", "jane@example.com")
+            for ref in ("hidden", OTHER_SET_ID, "nothing-at-all", "3", "jane@example.com", True)
+            + (2**31, "2147483648", "\x00", "x" * 101)
         ]
         session.rollback()
     assert all(answer == [("event_set", UNKNOWN_EVENT_SET)] for answer in answers)
