@@ -45,6 +45,7 @@ from crm_postback.web.admin.security import (
     actor_of,
     checked_form,
     preview_session,
+    require_preview,
     workspace_of,
 )
 from mappings.validation import BUILT_IN_TRIGGERS
@@ -192,6 +193,9 @@ def _mapping_submit(
     mapping_id: int | None,
     data: FormData,
 ) -> Response:
+    # Every answer but a save is the form again, with its errors or a preview: the
+    # preview's role first, before the form is read (a save is checked by its command).
+    require_preview(admin)
     form = MappingForm.from_form(data)
     given = PreviewInput.from_form(data)
     action = str(data.get("action", "save"))

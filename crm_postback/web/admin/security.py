@@ -132,13 +132,23 @@ def workspace_of(admin: Admin) -> int:
     return admin.current.workspace_id
 
 
+PREVIEW_ROLE = Role.EDITOR
+
+
 @contextmanager
 def preview_session(admin: Admin) -> Iterator[Session]:
     """A session for a preview (the exact request TikTok would get): it needs the editor's
     role, checked where every change is checked, by a unit of work that keeps nothing (a
     dry run). Use what it loaded inside the block: the rollback expires it."""
-    with unit_of_work(actor_of(admin), requires=Role.EDITOR, dry_run=True) as uow:
+    with unit_of_work(actor_of(admin), requires=PREVIEW_ROLE, dry_run=True) as uow:
         yield uow.session
+
+
+def require_preview(admin: Admin) -> None:
+    """The preview's role, checked as its unit of work checks it (`Actor.require`), for an
+    answer that shows the form's errors or a preview without opening one: a role that may
+    not preview learns nothing about what it typed (403 before any field error)."""
+    actor_of(admin).require(PREVIEW_ROLE)
 
 
 def same_origin(request: Request) -> bool:

@@ -24,6 +24,7 @@ from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-f
     PASSWORD,
     add_membership,
     api_client,
+    csrf_of,
     login,
     make_admin_user,
 )
@@ -286,3 +287,22 @@ def test_the_event_set_form_does_not_offer_environment_references(two_owned: Non
         page = client.get("/admin/event-sets/new?workspace=acme").text
     assert "reads it from the environment" not in page
     assert "set by the operator only" in page
+
+
+def test_a_viewers_invalid_mapping_form_is_refused_for_the_role_first(two_owned: None) -> None:
+    from tests.crm_postback.web.admin.test_admin_workspaces import (  # type: ignore[import-not-found]
+        make_event_set_in,
+    )
+
+    ids = make_event_set_in("acme", "acme-crm", "7300000000000000001", "tok-acme-1234")
+    client, _ = browser_as("vera")
+    with client:
+        page = client.get(f"/admin/event-sets/{ids['event_set']}?workspace=acme").text
+        fields = {"csrf_token": csrf_of(page), "workspace": "acme"}
+        for action in ("save", "preview"):
+            answer = client.post(
+                f"/admin/event-sets/{ids['event_set']}/mappings/new",
+                data=fields | {"trigger": "", "event_choice": "nonsense", "action": action},
+            )
+            assert answer.status_code == 403, (action, answer.status_code)
+            assert "field-error" not in answer.text
