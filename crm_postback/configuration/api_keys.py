@@ -38,7 +38,7 @@ READ_POSTBACKS = "postbacks:read"
 PERMISSIONS: tuple[str, ...] = (SEND_TRIGGERS, WRITE_LEADS, READ_POSTBACKS)
 MAX_RATE_LIMIT_CHARS = 64
 MAX_EVENT_SETS = 100
-UNKNOWN_EVENT_SET = "no event set has this name, id or TikTok event set ID"
+NO_SUCH_EVENT_SET = "no event set has this name, id or TikTok event set ID"
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def _event_set_ids(
     for reference in references:
         found = _event_set(session, reference)
         if found is None:
-            errors.append(FieldError("event_set", UNKNOWN_EVENT_SET))
+            errors.append(FieldError("event_set", NO_SUCH_EVENT_SET))
         elif found.id not in ids:
             ids.append(found.id)
     if errors:

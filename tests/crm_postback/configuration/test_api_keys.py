@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import event, select
 
 from crm_postback.configuration.api_keys import (
+    NO_SUCH_EVENT_SET,
     PERMISSIONS,
-    UNKNOWN_EVENT_SET,
     Caller,
     KeyRevoked,
     authenticate,
@@ -83,13 +83,16 @@ def test_an_event_set_of_another_workspace_is_refused_as_one_that_does_not_exist
     two_workspaces: tuple[int, int],
 ) -> None:
     with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        references: tuple[int | str, ...] = (
+            *("hidden", OTHER_SET_ID, "nothing-at-all", "3", "jane@example.com"),
+            *(True, 2**31, "2147483648", "\x00", "x" * 101),  # no id, no name
+        )
         answers = [
             refused(lambda ref=ref: create_key(session, "router", event_sets=["acme", ref]))
-            for ref in ("hidden", OTHER_SET_ID, "nothing-at-all", "3", "jane@example.com", True)
-            + (2**31, "2147483648", "\x00", "x" * 101)
+            for ref in references
         ]
         session.rollback()
-    assert all(answer == [("event_set", UNKNOWN_EVENT_SET)] for answer in answers)
+    assert all(answer == [("event_set", NO_SUCH_EVENT_SET)] for answer in answers)
     for text in ("hidden", OTHER_SET_ID, "jane"):
         assert text not in str(answers)
     with session_scope(workspace=ALL_WORKSPACES) as session:
