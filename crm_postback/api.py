@@ -17,6 +17,7 @@ and leads named, inside that workspace only.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -71,8 +72,8 @@ def _scope(workspace: str | IntakeScope) -> IntakeScope:
         return workspace
     known = _workspace_ids.get(workspace)
     if known is None:
-        # Workspaces are never renamed, and a deleted one takes its event sets with it: the
-        # id is remembered for the life of the process.
+        # Workspaces are never renamed or deleted (no command does either): the id is
+        # remembered for the life of the process.
         known = in_transaction(
             lambda session: get_workspace(session, workspace).id, workspace=ALL_WORKSPACES
         )
@@ -187,6 +188,15 @@ def _store_and_dispatch(
 # One group commit per workspace: a transaction is scoped to one workspace.
 _GROUPS: dict[int, GroupCommit[ScopedTrigger, AcceptedTrigger | InputRejected]] = {}
 _GROUPS_LOCK = threading.Lock()
+
+
+def _new_groups_lock() -> None:
+    # A forked child must not inherit the lock held by a parent's thread (as GroupCommit).
+    global _GROUPS_LOCK
+    _GROUPS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_groups_lock)
 
 
 def _group(workspace_id: int) -> GroupCommit[ScopedTrigger, AcceptedTrigger | InputRejected]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from crm_postback import api
 from crm_postback.api import InputRejected, enqueue_trigger, enqueue_triggers, upsert_lead_keys
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Postback, PostbackStatus, Trigger, TriggerStatus
@@ -206,3 +208,14 @@ def test_text_that_cannot_be_stored_is_refused_naming_the_field(ready: Simulator
     with session_scope(workspace=ALL_WORKSPACES) as session:
         refs = set(session.scalars(select(Trigger.lead_ref)))
     assert refs == {"L-ok", "L-ok2"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_does_not_inherit_the_groups_lock_held_in_the_parent() -> None:
+    # A web or worker process forked while another thread was creating a workspace's group.
+    with api._GROUPS_LOCK:
+        pid = os.fork()
+        if pid == 0:  # the child: exit at once, whatever happens
+            os._exit(0 if api._GROUPS_LOCK.acquire(timeout=2) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
