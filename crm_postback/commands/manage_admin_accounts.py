@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.unit_of_work import Actor, UnitOfWork, unit_of_work
 from crm_postback.configuration.admin_accounts import (
@@ -33,7 +35,6 @@ from crm_postback.configuration.admin_accounts import (
     find_user,
     get_token,
     get_user,
-    list_members,
     remove_member,
     revoke_token,
     set_active,
@@ -176,10 +177,20 @@ class MemberResult:
 
 
 def _keeps_an_owner(uow: UnitOfWork, member: WorkspaceMember, new_role: Role | None) -> None:
-    """A workspace keeps at least one owner (an instance administrator can always add one)."""
+    """A workspace keeps at least one owner (an instance administrator can always add one).
+    The owners' rows are locked before they are counted: two owners demoting each other at
+    once would otherwise both count two on PostgreSQL (SQLite has no FOR UPDATE; a writer
+    there takes the whole database). The
+    second waits, then finds the first's change (the row no longer an owner's) and counts one.
+    """
     if member.role is not Role.OWNER or new_role is Role.OWNER:
         return
-    owners = [m for m in list_members(uow.session) if m.role is Role.OWNER]
+    owners = uow.session.scalars(
+        select(WorkspaceMember.user_id)
+        .where(WorkspaceMember.role == Role.OWNER)
+        .order_by(WorkspaceMember.user_id)  # one lock order: no deadlock
+        .with_for_update()
+    ).all()
     if len(owners) <= 1:
         raise InputRejected.one("role", "a workspace keeps at least one owner")
 

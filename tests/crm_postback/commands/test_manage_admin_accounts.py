@@ -208,3 +208,72 @@ def test_members_from_the_cli(sqlite_db: str) -> None:
     assert "admin_user.add" in run("admin", "audit", "--instance")[1]
     help_text = run("admin", "--help")[1]
     assert all(name in help_text for name in ("member-add", "member-remove", "members"))
+
+
+def test_two_owners_demoting_each_other_at_once_leave_one_owner(pg_db: str) -> None:
+    """The owners' rows are locked before they are counted (PostgreSQL, two threads)."""
+    import threading
+
+    from sqlalchemy import event
+
+    from crm_postback.commands.manage_admin_accounts import ChangeMemberRole, change_member_role
+    from crm_postback.configuration.admin_accounts import add_member_in, create_user
+    from crm_postback.configuration.workspaces import add_workspace
+    from models import Role, WorkspaceMember
+    from models.db import get_engine
+
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", seen)
+    try:
+        for round_ in range(4):
+            with session_scope(workspace=ALL_WORKSPACES) as session:
+                workspace = add_workspace(session, f"pair-{round_}")
+                for name in ("olive", "oscar"):
+                    user = create_user(session, f"{name}-{round_}", "a long password!")
+                    add_member_in(session, workspace.id, user, Role.OWNER)
+                session.commit()
+                workspace_id = workspace.id
+            barrier = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def demote(
+                who: str,
+                whom: str,
+                workspace_id: int = workspace_id,
+                barrier: threading.Barrier = barrier,
+                outcomes: list[str] = outcomes,
+            ) -> None:
+                actor = Actor(f"web:{who}", workspace_id=workspace_id, role=Role.OWNER)
+                barrier.wait()
+                try:
+                    change_member_role(ChangeMemberRole(whom, "editor"), actor)
+                    outcomes.append("changed")
+                except InputRejected:
+                    outcomes.append("refused")
+
+            threads = [
+                threading.Thread(target=demote, args=(f"olive-{round_}", f"oscar-{round_}")),
+                threading.Thread(target=demote, args=(f"oscar-{round_}", f"olive-{round_}")),
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert sorted(outcomes) == ["changed", "refused"]
+            with session_scope(workspace=ALL_WORKSPACES) as session:
+                owners = session.scalar(
+                    select(func.count())
+                    .select_from(WorkspaceMember)
+                    .where(
+                        WorkspaceMember.workspace_id == workspace_id,
+                        WorkspaceMember.role == Role.OWNER,
+                    )
+                )
+            assert owners == 1
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", seen)
+    assert any("FOR UPDATE" in s and "workspace_members" in s for s in statements)
