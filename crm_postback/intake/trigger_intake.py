@@ -52,13 +52,6 @@ def occurrence_key(trigger: TriggerIn) -> str:
     return f"{trigger.lead_id}|{trigger.type}|{trigger.occurred_at.isoformat()}"
 
 
-def accept_trigger(session: Session, trigger: TriggerIn, settings: Settings) -> AcceptedTrigger:
-    [outcome] = accept_triggers(session, [ScopedTrigger(trigger)], settings)
-    if isinstance(outcome, InputRejected):
-        raise outcome
-    return outcome
-
-
 def accept_triggers(
     session: Session, triggers: Sequence[ScopedTrigger], settings: Settings
 ) -> list[AcceptedTrigger | InputRejected]:
