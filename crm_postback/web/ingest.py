@@ -87,7 +87,8 @@ def _common_errors(permission: str) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def scope_of(caller: Caller) -> IntakeScope:
+def intake_scope(caller: Caller) -> IntakeScope:
+    """Where the key may send: its workspace, and maybe only some of its event sets."""
     return IntakeScope(caller.workspace_id, caller.event_set_ids)
 
 
@@ -204,7 +205,7 @@ async def post_triggers(request: Request, caller: SenderDep) -> JSONResponse:
     the queue is down. Answers are per item, in the order sent. An event set the key may not
     send to is answered as an unknown one."""
     # Read off the event loop too: parsing megabytes must not hold up other requests.
-    answer = await run_in_threadpool(_ingest_body, await request.body(), scope_of(caller))
+    answer = await run_in_threadpool(_ingest_body, await request.body(), intake_scope(caller))
     status = 422 if answer.rejected == len(answer.items) else 202
     return JSONResponse(answer.model_dump(exclude_none=True), status_code=status)
 
@@ -260,8 +261,13 @@ async def put_lead(lead_id: LeadId, request: Request, caller: LeadWriterDep) -> 
     """Keys that arrive after the first trigger (a ttclid, a TikTok lead id) are merged into
     what is stored; email, phone and external id are hashed before they are stored. The lead
     is the key's workspace's: every source of a workspace speaks of the same leads."""
-    await run_in_threadpool(_upsert, lead_id, await request.body(), scope_of(caller))
+    await run_in_threadpool(_upsert, lead_id, await request.body(), intake_scope(caller))
     return LeadStored(lead_id=lead_id.strip())
+
+
+UNKNOWN_LEAD = Problem(
+    pointer=None, field="path.lead_id", message="no lead of this id in the API key's workspace"
+)
 
 
 def _history(
@@ -276,11 +282,6 @@ def _history(
         # The same answer whether the lead is another workspace's or nobody's.
         raise RequestRejected(404, [UNKNOWN_LEAD])
     return asdict(history)
-
-
-UNKNOWN_LEAD = Problem(
-    pointer=None, field="path.lead_id", message="no lead of this id in the API key's workspace"
-)
 
 
 @router.get(
