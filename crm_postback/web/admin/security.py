@@ -81,9 +81,10 @@ async def page_admin(request: Request) -> Admin:
     A page (GET): `?workspace=NAME` (then remembered in the cookie session, for navigation),
     else the remembered one, else the default rule. A form (POST): the workspace the page
     that rendered it showed, from its hidden `workspace` field (`page_rendering.form_fields`),
-    never the remembered one: another tab may have switched since. A post without the field
-    (not one of these pages' forms) gets the JSON API's rule: the default workspace, else
-    the admin's first.
+    never the remembered one: another tab may have switched since. `?workspace=` on a post
+    must name one of the admin's workspaces (404) and, with the field, the same one (else
+    refused, nothing changed). A post naming none (not one of these pages' forms) gets the
+    JSON API's rule: the default workspace, else the admin's first.
     """
     admin = await run_in_threadpool(logged_in, request)
     if request.method in ("GET", "HEAD"):
@@ -95,7 +96,13 @@ async def page_admin(request: Request) -> Admin:
     else:
         form = await request.form()
         field = form.get(FORM_WORKSPACE)
-        wanted = field if isinstance(field, str) and field else None
+        in_form = field if isinstance(field, str) and field else None
+        in_url = request.query_params.get("workspace")
+        if in_url is not None:
+            resolve_workspace(admin, in_url)  # not theirs: 404, like a page
+        if in_form is not None and in_url is not None and in_form.strip() != in_url.strip():
+            raise CsrfRejected()  # a form of another workspace: nothing is changed
+        wanted = in_form or in_url
         resolved = resolve_workspace(admin, wanted)
         if wanted is None:
             return resolved

@@ -306,3 +306,15 @@ def test_a_viewers_invalid_mapping_form_is_refused_for_the_role_first(two_owned:
             )
             assert answer.status_code == 403, (action, answer.status_code)
             assert "field-error" not in answer.text
+
+
+def test_a_form_whose_field_and_url_name_two_workspaces_changes_nothing(two_owned: None) -> None:
+    client, _ = browser_as("olive")
+    with client:
+        page = client.get("/admin/members?workspace=acme").text
+        answer = client.post(
+            "/admin/members/add?workspace=globex",
+            data=form_of(page, "/members/add") | {"username": "bob", "role": "viewer"},
+        )
+        assert answer.status_code == 403
+    assert roles_of("bob") == {}
