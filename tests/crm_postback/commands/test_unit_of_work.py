@@ -80,7 +80,7 @@ def _workspace(name: str) -> int:
 
 
 def test_the_session_is_scoped_to_the_actors_workspace(sqlite_db: str) -> None:
-    other = _workspace("other")
+    other = _workspace("globex")
     with unit_of_work(Actor("web:ann", other, Role.EDITOR), requires=Role.EDITOR) as uow:
         assert scope_of(uow.session) == other
         uow.audit("thing.done", entity_type="thing")
@@ -104,7 +104,7 @@ def test_the_role_is_checked_before_anything_is_opened(sqlite_db: str) -> None:
 def test_an_instance_change_spans_every_workspace_and_its_entry_is_the_instances(
     sqlite_db: str,
 ) -> None:
-    other = _workspace("other")
+    other = _workspace("globex")
     with unit_of_work(Actor.cli(), requires=None) as uow:
         assert scope_of(uow.session) is ALL_WORKSPACES
         uow.audit("instance.thing", entity_type="thing")
