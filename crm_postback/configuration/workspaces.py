@@ -20,6 +20,8 @@ NAME_RULE = "1 to 64 lowercase letters, digits, '-' or '_', starting with a lett
 # of this name would be indistinguishable from them.
 RESERVED_NAMES = frozenset({"other"})
 
+NO_SUCH_WORKSPACE = "there is no workspace of this name"
+
 
 def checked_name(name: str) -> str:
     name = name.strip()
@@ -42,7 +44,7 @@ def get_workspace(session: Session, name: str) -> Workspace:
     """The workspace of this name; an unknown one is refused without repeating the name."""
     workspace = find_workspace(session, name)
     if workspace is None:
-        raise InputRejected.one("workspace", "there is no workspace of this name")
+        raise InputRejected.one("workspace", NO_SUCH_WORKSPACE)
     return workspace
 
 

@@ -25,6 +25,7 @@ from crm_postback.commands.authentication import resume_admin_session
 from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.configuration.admin_accounts import Admin, Membership, csrf_matches
+from crm_postback.configuration.workspaces import NO_SUCH_WORKSPACE
 from crm_postback.core.errors import FieldError
 from models import Role
 
@@ -32,7 +33,6 @@ from models import Role
 REMEMBERED = "workspace"
 # The hidden field of every form: the workspace of the page that rendered it.
 FORM_WORKSPACE = "workspace"
-NO_SUCH_WORKSPACE = "there is no workspace of this name"
 
 
 class LoginRequired(Exception):
