@@ -53,8 +53,8 @@ class Actor:
     """
 
     name: str
-    workspace_id: int = DEFAULT_WORKSPACE_ID
-    role: Role = Role.OWNER
+    workspace_id: int
+    role: Role
     instance_admin: bool = False
     operator: bool = False
 

@@ -18,7 +18,7 @@ from crm_postback.commands.erase_lead import EraseLead, erase_lead
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
 from crm_postback.simulator import SimulatorControl
-from models import AuditEntry, Lead, Postback, Trigger
+from models import DEFAULT_WORKSPACE_ID, AuditEntry, Lead, Postback, Role, Trigger
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -121,7 +121,7 @@ def test_the_erasure_and_its_audit_entry_commit_together(
 
     monkeypatch.setattr(audit, "record", broken)
     with pytest.raises(RuntimeError):
-        erase_lead(EraseLead("L-ERASE"), Actor("cli:ops"))
+        erase_lead(EraseLead("L-ERASE"), Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER))
     with session_scope(workspace=ALL_WORKSPACES) as session:
         lead = session.scalar(select(Lead).where(Lead.lead_ref == "L-ERASE"))
         assert lead is not None and lead.email_hashes
@@ -129,7 +129,7 @@ def test_the_erasure_and_its_audit_entry_commit_together(
 
 
 def test_erasing_an_unknown_lead_records_nothing(ready: None) -> None:
-    result = erase_lead(EraseLead("nobody"), Actor("cli:ops"))
+    result = erase_lead(EraseLead("nobody"), Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER))
     assert not result.anything
     assert erasures() == []
 
@@ -141,7 +141,7 @@ def test_the_erasure_empties_sqlites_write_ahead_log_after_its_commit(ready: Non
 
     wal = get_settings().embedded_database_path.with_name("postback.db-wal")
     assert wal.stat().st_size > 0
-    result = erase_lead(EraseLead("L-ERASE"), Actor("cli:ops"))
+    result = erase_lead(EraseLead("L-ERASE"), Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER))
     assert result.log_emptied is True
     assert wal.stat().st_size == 0
 

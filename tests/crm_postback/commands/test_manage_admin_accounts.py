@@ -16,7 +16,7 @@ from crm_postback.configuration.admin_accounts import start_session
 from crm_postback.configuration.audit import entry_dict
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
-from models import AdminSession, AdminToken, AdminUser, AuditEntry
+from models import DEFAULT_WORKSPACE_ID, AdminSession, AdminToken, AdminUser, AuditEntry, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -166,7 +166,10 @@ def test_no_password_hash_or_token_in_the_audit_trail_or_the_output(sqlite_db: s
 
 def test_refused_input_names_the_field_and_leaves_no_entry(sqlite_db: str) -> None:
     with pytest.raises(InputRejected) as refused:
-        add_admin_user(AddAdminUser("bob", "short"), Actor("cli:ops", instance_admin=True))
+        add_admin_user(
+            AddAdminUser("bob", "short"),
+            Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER, instance_admin=True),
+        )
     assert [error.field for error in refused.value.errors] == ["password"]
     code, out = run("admin", "user-disable", "nobody")
     assert code == 2 and "username: there is no admin user of this name" in out

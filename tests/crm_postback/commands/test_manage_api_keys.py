@@ -13,7 +13,7 @@ from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration.audit import entry_dict
 from crm_postback.core.errors import InputRejected
-from models import DEFAULT_WORKSPACE_ID, ApiKey, AuditEntry
+from models import DEFAULT_WORKSPACE_ID, ApiKey, AuditEntry, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -91,7 +91,7 @@ def test_no_key_or_key_hash_in_the_audit_trail_or_other_output(sqlite_db: str) -
 
 def test_refused_input_names_the_field_and_changes_nothing(sqlite_db: str) -> None:
     with pytest.raises(InputRejected) as refused:
-        create_api_key(CreateApiKey("  "), Actor("cli:ops"))
+        create_api_key(CreateApiKey("  "), Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER))
     assert [error.field for error in refused.value.errors] == ["name"]
     code, out = run("api-key", "revoke", "99")
     assert code == 2 and "id: no api key 99" in out
@@ -110,7 +110,9 @@ def test_only_an_owner_of_the_workspace_makes_or_revokes_its_keys(sqlite_db: str
     for role in (Role.VIEWER, Role.EDITOR):
         with pytest.raises(NotPermitted):
             create_api_key(CreateApiKey("router"), Actor("web:bob", DEFAULT_WORKSPACE_ID, role))
-    mine = create_api_key(CreateApiKey("router"), Actor("web:ann", DEFAULT_WORKSPACE_ID))
+    mine = create_api_key(
+        CreateApiKey("router"), Actor("web:ann", DEFAULT_WORKSPACE_ID, Role.OWNER)
+    )
     with pytest.raises(NotPermitted):
         revoke_api_key(RevokeApiKey(mine.id), Actor("web:bob", DEFAULT_WORKSPACE_ID, Role.EDITOR))
     # The owner of another workspace: the key is not found there, and stays active.

@@ -27,7 +27,7 @@ from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.core.token_vault import token_hint
 from crm_postback.simulator import SimulatorControl
-from models import EventSet
+from models import DEFAULT_WORKSPACE_ID, EventSet, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
@@ -317,17 +317,19 @@ def test_unknown_event_sets_and_refused_input_name_the_field(
     sqlite_db: str, make_event_set: Callable[..., int]
 ) -> None:
     with pytest.raises(NotFound) as missing:
-        pause_event_set(PauseEventSet("nope", "x"), Actor("cli:ops"))
+        pause_event_set(
+            PauseEventSet("nope", "x"), Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER)
+        )
     assert [str(e) for e in missing.value.errors] == ["event_set: unknown event set 'nope'"]
     with pytest.raises(NotFound) as by_id:
-        pause_event_set(PauseEventSet(99, "x"), Actor("cli:ops"))
+        pause_event_set(PauseEventSet(99, "x"), Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER))
     assert by_id.value.message == "there is no event set 99"
     make_event_set(mappings=())
     mark = last_audit_id()
     with pytest.raises(InputRejected) as refused:
         event_sets.update_event_set(
             event_sets.UpdateEventSet("acme", default_currency="XYZ", name="renamed"),
-            Actor("cli:ops"),
+            Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER),
         )
     assert [e.field for e in refused.value.errors] == ["currency"]
     assert state()["name"] == "acme" and audit_since(mark)[0] == []  # all or nothing

@@ -22,7 +22,7 @@ from crm_postback.commands.manage_mappings import (
 )
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
-from models import Mapping
+from models import DEFAULT_WORKSPACE_ID, Mapping, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.commands.faces import (  # type: ignore[import-not-found]
@@ -302,6 +302,9 @@ def test_a_stale_version_is_a_conflict(sqlite_db: str, make_event_set: Callable[
     _saved_mapping(make_event_set)
     wanted = MappingInput("lead.sold", "Purchase")
     with pytest.raises(VersionConflict) as conflict:
-        update_mapping(UpdateMapping(1, wanted, expected_version=3), Actor("api:alice"))
+        update_mapping(
+            UpdateMapping(1, wanted, expected_version=3),
+            Actor("api:alice", DEFAULT_WORKSPACE_ID, Role.OWNER),
+        )
     assert [e.field for e in conflict.value.errors] == ["version"]
     assert mappings()[0]["event_name"] == "lead_sold"

@@ -18,7 +18,7 @@ from crm_postback.commands.purge_personal_data import purge
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
 from crm_postback.simulator import SimulatorControl
-from models import AuditEntry, Lead, Postback, Trigger
+from models import DEFAULT_WORKSPACE_ID, AuditEntry, Lead, Postback, Role, Trigger
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -100,7 +100,9 @@ def test_purge_clears_what_is_past_retention_and_audits_it(ready: None) -> None:
 def test_each_batch_is_its_own_transaction_with_its_own_entry(ready: None) -> None:
     for ref in ("OLD-1", "OLD-2", "OLD-3"):
         submit(ref, days_ago=100)
-    done = purge(Actor("cli:ops", instance_admin=True), batch_size=2)
+    done = purge(
+        Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER, instance_admin=True), batch_size=2
+    )
     assert (done.leads, done.payloads) == (3, 3)
     cleared = [(e["after"]["leads_cleared"], e["after"]["payloads_cleared"]) for e in purges()]
     assert cleared == [(2, 2), (1, 1)]
@@ -133,11 +135,11 @@ def test_a_purge_that_cleared_something_empties_sqlites_write_ahead_log(ready: N
     from crm_postback.core.settings import get_settings
 
     wal = get_settings().embedded_database_path.with_name("postback.db-wal")
-    ops = Actor("cli:ops", instance_admin=True)
+    ops = Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER, instance_admin=True)
     assert purge(ops).log_emptied is None  # nothing to clear: nothing to do
     submit("L-OLD", days_ago=400)
     assert wal.stat().st_size > 0
-    done = purge(Actor("cli:ops", instance_admin=True))
+    done = purge(Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER, instance_admin=True))
     assert done.leads == 1 and done.log_emptied is True
     assert wal.stat().st_size == 0
     assert b"198.51.100.23" not in get_settings().embedded_database_path.read_bytes()

@@ -18,7 +18,7 @@ from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postb
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.operations.replay import ReplaySelection
 from crm_postback.simulator import SimulatorControl
-from models import Postback, PostbackStatus
+from models import DEFAULT_WORKSPACE_ID, Postback, PostbackStatus, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
@@ -164,7 +164,7 @@ def test_each_chunk_is_one_transaction_with_its_audit_entry(dead: SimulatorContr
     seen: list[list[int]] = []
     outcome = replay_postbacks(
         ReplayPostbacks(ReplaySelection(event_set="acme"), chunk_size=1),
-        Actor("cli:ops"),
+        Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER),
         on_chunk=lambda chunk: seen.append(chunk.requeued),
     )
     assert (outcome.requested, outcome.requeued, seen) == (2, ids, [[ids[0]], [ids[1]]])
@@ -183,7 +183,10 @@ def test_a_dead_broker_keeps_the_commit_and_leaves_the_rows_for_the_sweeper(
     working_delay = deliver_postbacks.delay
     monkeypatch.setattr(deliver_postbacks, "delay", broker_down)
     mark = last_audit_id()
-    outcome = replay_postbacks(ReplayPostbacks(ReplaySelection(lead_ref="L-1")), Actor("cli:ops"))
+    outcome = replay_postbacks(
+        ReplayPostbacks(ReplaySelection(lead_ref="L-1")),
+        Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER),
+    )
     assert (outcome.requested, outcome.left_for_sweeper) == (1, 1)
     by_lead = {r["id"]: r["status"] for r in rows()}
     assert list(by_lead.values()) == [PostbackStatus.PENDING, PostbackStatus.DEAD]
@@ -219,5 +222,7 @@ def test_an_empty_selection_is_refused(sqlite_db: str) -> None:
     from crm_postback.core.errors import InputRejected
 
     with pytest.raises(InputRejected) as refused:
-        replay_postbacks(ReplayPostbacks(ReplaySelection()), Actor("api:alice"))
+        replay_postbacks(
+            ReplayPostbacks(ReplaySelection()), Actor("api:alice", DEFAULT_WORKSPACE_ID, Role.OWNER)
+        )
     assert [e.field for e in refused.value.errors] == ["postback_id"]

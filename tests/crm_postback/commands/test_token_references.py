@@ -25,15 +25,17 @@ from crm_postback.commands.unit_of_work import Actor
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.token_vault import OPERATOR_ONLY, VARIABLE_NOT_SET
 from crm_postback.simulator import SimulatorControl
-from models import EventSet, Role
+from models import DEFAULT_WORKSPACE_ID, EventSet, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
 
 VARIABLE = "POSTBACK_TOKEN_ACME"
 ADMINS = [
-    Actor("web:owner", role=Role.OWNER),
-    Actor("api:root", role=Role.OWNER, instance_admin=True),  # even an instance admin
+    Actor("web:owner", DEFAULT_WORKSPACE_ID, Role.OWNER),
+    Actor(
+        "api:root", DEFAULT_WORKSPACE_ID, Role.OWNER, instance_admin=True
+    ),  # even an instance admin
 ]
 
 
@@ -71,7 +73,9 @@ def test_an_admin_face_cannot_set_an_env_reference(
 def test_the_operator_sets_a_reference_in_the_workspace_it_names(sqlite_db: str) -> None:
     saved = add_event_set(AddEventSet("acme", EVENT_SET_ID, f"env:{VARIABLE}"), Actor.cli())
     assert saved.sealed_token == f"env:{VARIABLE}"
-    replace_token(ReplaceToken("acme", TOKEN), Actor("web:owner"))  # a token itself: anyone
+    replace_token(
+        ReplaceToken("acme", TOKEN), Actor("web:owner", DEFAULT_WORKSPACE_ID, Role.OWNER)
+    )  # a token itself: anyone
     replace_token(ReplaceToken("acme", f"env:{VARIABLE}_2"), Actor.cli())
     assert tokens() == [f"env:{VARIABLE}_2"]
 

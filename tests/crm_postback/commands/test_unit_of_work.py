@@ -26,7 +26,9 @@ def event_set_names() -> list[str]:
 
 def test_messages_go_out_after_the_commit(sqlite_db: str) -> None:
     seen: list[list[str]] = []
-    with unit_of_work(Actor("cli:ops"), requires=Role.EDITOR) as uow:
+    with unit_of_work(
+        Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER), requires=Role.EDITOR
+    ) as uow:
         uow.audit("thing.done", entity_type="thing", entity_id=1, after={"n": 1}, note="why")
         uow.publish_after_commit(lambda: seen.append(audited_actions()), waiting="the thing")
         assert seen == []  # nothing is sent inside the transaction
@@ -39,7 +41,12 @@ def test_messages_go_out_after_the_commit(sqlite_db: str) -> None:
 
 def test_an_error_rolls_back_and_publishes_nothing(sqlite_db: str) -> None:
     published: list[int] = []
-    with pytest.raises(RuntimeError), unit_of_work(Actor("cli:ops"), requires=Role.EDITOR) as uow:
+    with (
+        pytest.raises(RuntimeError),
+        unit_of_work(
+            Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER), requires=Role.EDITOR
+        ) as uow,
+    ):
         uow.audit("thing.done", entity_type="thing")
         uow.publish_after_commit(lambda: published.append(1), waiting="the thing")
         raise RuntimeError("the use case failed")
@@ -51,7 +58,9 @@ def test_a_dry_run_writes_and_publishes_nothing(
 ) -> None:
     set_id = make_event_set(mappings=())
     published: list[int] = []
-    with unit_of_work(Actor("cli:ops"), requires=Role.EDITOR, dry_run=True) as uow:
+    with unit_of_work(
+        Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER), requires=Role.EDITOR, dry_run=True
+    ) as uow:
         event_set = uow.session.get(EventSet, set_id)
         assert event_set is not None
         event_set.name = "renamed"
@@ -66,7 +75,9 @@ def test_a_broker_that_is_down_keeps_the_commit(sqlite_db: str) -> None:
     def broker_down() -> None:
         raise ConnectionError("broker down")
 
-    with unit_of_work(Actor("cli:ops"), requires=Role.EDITOR) as uow:
+    with unit_of_work(
+        Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER), requires=Role.EDITOR
+    ) as uow:
         uow.audit("thing.done", entity_type="thing")
         uow.publish_after_commit(broker_down, waiting="3 rows")
     assert uow.unsent == ["3 rows"] and audited_actions() == ["thing.done"]
@@ -91,9 +102,9 @@ def test_the_session_is_scoped_to_the_actors_workspace(sqlite_db: str) -> None:
 def test_the_role_is_checked_before_anything_is_opened(sqlite_db: str) -> None:
     opened: list[int] = []
     for actor, requires in [
-        (Actor("web:vic", role=Role.VIEWER), Role.EDITOR),
-        (Actor("web:ed", role=Role.EDITOR), Role.OWNER),
-        (Actor("web:own", role=Role.OWNER), None),  # an instance change
+        (Actor("web:vic", DEFAULT_WORKSPACE_ID, Role.VIEWER), Role.EDITOR),
+        (Actor("web:ed", DEFAULT_WORKSPACE_ID, Role.EDITOR), Role.OWNER),
+        (Actor("web:own", DEFAULT_WORKSPACE_ID, Role.OWNER), None),  # an instance change
     ]:
         with pytest.raises(NotPermitted) as refused, unit_of_work(actor, requires=requires):
             opened.append(1)
@@ -121,4 +132,6 @@ def test_the_cli_is_an_instance_admin_and_the_operator_in_the_workspace_it_names
     assert actor.name.startswith("cli:") and actor.workspace_id == 7
     assert actor.instance_admin and actor.operator and actor.may(Role.OWNER)
     assert Actor.cli().workspace_id == DEFAULT_WORKSPACE_ID
-    assert not Actor("web:ann", instance_admin=True).operator  # the admin faces never are
+    assert not Actor(
+        "web:ann", DEFAULT_WORKSPACE_ID, Role.OWNER, instance_admin=True
+    ).operator  # the admin faces never are

@@ -24,7 +24,7 @@ from crm_postback.configuration.mapping_yaml import (
     read_document,
 )
 from crm_postback.core.errors import FieldError, InputRejected
-from models import Mapping
+from models import DEFAULT_WORKSPACE_ID, Mapping, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -44,7 +44,10 @@ def alias_bomb(levels: int) -> str:
 
 def refused(text: str) -> list[FieldError]:
     with pytest.raises(InputRejected) as caught:
-        import_mapping_yaml(ImportMappingYaml(text, event_set="acme"), Actor("cli:test"))
+        import_mapping_yaml(
+            ImportMappingYaml(text, event_set="acme"),
+            Actor("cli:test", DEFAULT_WORKSPACE_ID, Role.OWNER),
+        )
     return caught.value.errors
 
 
@@ -333,7 +336,10 @@ def test_an_id_out_of_range_is_not_written_back(acme: int) -> None:
     assert "has no mapping with this id" in error.message
     twice = HEAD + ("- id: 100000000000000000000000\n" + ENTRY.replace("- ", "  ")) * 2
     assert "100000000000000000000000" not in " ".join(str(e) for e in refused(twice))
-    import_mapping_yaml(ImportMappingYaml(HEAD + ENTRY, event_set="acme"), Actor("cli:test"))
+    import_mapping_yaml(
+        ImportMappingYaml(HEAD + ENTRY, event_set="acme"),
+        Actor("cli:test", DEFAULT_WORKSPACE_ID, Role.OWNER),
+    )
     with session_scope(workspace=ALL_WORKSPACES) as session:
         [saved] = session.query(Mapping).all()
         mapping_id = saved.id
@@ -347,7 +353,10 @@ def test_a_date_is_read_as_text(acme: int, date: str) -> None:
     # PyYAML read these as dates (a bad one raised ValueError: "a number too long to read").
     text = HEAD + ENTRY + f"  when: [{{attribute: day, op: eq, value: {date}}}]\n"
     assert read_document(text)[1][0]["when"][0]["value"] == date
-    import_mapping_yaml(ImportMappingYaml(text, event_set="acme"), Actor("cli:test"))
+    import_mapping_yaml(
+        ImportMappingYaml(text, event_set="acme"),
+        Actor("cli:test", DEFAULT_WORKSPACE_ID, Role.OWNER),
+    )
     with session_scope(workspace=ALL_WORKSPACES) as session:
         [mapping] = session.query(Mapping).all()
         assert mapping.conditions[0]["value"] == date

@@ -39,7 +39,7 @@ from crm_postback.operations.diagnostics_report import (
 from crm_postback.operations.diagnostics_signal_findings import GUIDANCE_SIGNALS
 from crm_postback.operations.diagnostics_text import render_json, render_text
 from crm_postback.simulator import SimulatorControl
-from models import DEFAULT_WORKSPACE_ID, DeliveryAttempt, EventSet, Postback, Trigger
+from models import DEFAULT_WORKSPACE_ID, DeliveryAttempt, EventSet, Postback, Role, Trigger
 from models.db import session_scope
 
 _ids = count(1)
@@ -708,7 +708,7 @@ def test_an_erased_leads_triggers_are_not_missing_attributes(
     enqueue_trigger(trigger("lead.qualified", "L-0", attributes={"order": "O-1"}))
     enqueue_trigger(trigger("lead.qualified", "L-3", attributes={}))  # really lacks it
     for lead in ("L-0", "L-1"):
-        erase_lead(EraseLead(lead), Actor("cli:ops"))
+        erase_lead(EraseLead(lead), Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER))
 
     report = report_for()
     assert [
