@@ -108,11 +108,16 @@ def sqlite_db() -> str:
 @pytest.fixture
 def eager() -> Iterator[None]:
     """Tasks run inline in this process: the same code the worker runs, without a broker."""
+    from celery.result import allow_join_result
+
     from worker.app import app
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
-    yield
+    # A test that started a worker in this process (the CLI's `worker`) leaves Celery
+    # believing it runs inside one, where waiting for a result is refused.
+    with allow_join_result():
+        yield
     app.conf.task_always_eager = False
 
 
