@@ -152,9 +152,10 @@ def make_event_set() -> Callable[..., int]:
                 "properties": {"currency": "USD"},
             },
         ),
+        workspace_id: int = DEFAULT_WORKSPACE_ID,
         **options: Any,
     ) -> int:
-        with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        with session_scope(workspace=workspace_id) as session:
             event_set = create_event_set(
                 session,
                 get_settings(),

@@ -14,13 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from crm_postback.api import enqueue_trigger, enqueue_triggers, upsert_lead_keys
-from crm_postback.configuration.audit import SYSTEM_ACTOR
-from crm_postback.configuration.event_set_service import create_event_set
-from crm_postback.configuration.mapping_service import add_mapping
 from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.privacy import hash_email
-from crm_postback.core.settings import get_settings
 from crm_postback.intake.trigger_intake import UNKNOWN_EVENT_SET
 from crm_postback.observability import metric_definitions
 from crm_postback.simulator import SimulatorControl
@@ -52,19 +48,13 @@ def two_workspaces(
     with session_scope(workspace=ALL_WORKSPACES) as session:
         b = add_workspace(session, "b").id
         session.commit()
-    with session_scope(workspace=b) as session:
-        event_set = create_event_set(
-            session,
-            get_settings(),
-            name="beta",
-            source_id=B_SOURCE_ID,
-            access_token=B_TOKEN,
-            actor=SYSTEM_ACTOR,
-        )
-        add_mapping(
-            session, event_set, trigger_type="lead.submitted", event_name="Lead", actor=SYSTEM_ACTOR
-        )
-        session.commit()
+    make_event_set(
+        "beta",
+        B_SOURCE_ID,
+        B_TOKEN,
+        ({"trigger_type": "lead.submitted", "event_name": "Lead"},),
+        workspace_id=b,
+    )
     return Workspaces(DEFAULT_WORKSPACE_ID, b)
 
 

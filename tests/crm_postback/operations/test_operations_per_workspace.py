@@ -16,9 +16,6 @@ from sqlalchemy import select, update
 from crm_postback.api import enqueue_trigger
 from crm_postback.commands.erase_lead import EraseLead, erase_lead
 from crm_postback.commands.unit_of_work import Actor
-from crm_postback.configuration.audit import SYSTEM_ACTOR
-from crm_postback.configuration.event_set_service import create_event_set
-from crm_postback.configuration.mapping_service import add_mapping
 from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
@@ -65,20 +62,13 @@ def two(
     with session_scope(workspace=ALL_WORKSPACES) as session:
         b = add_workspace(session, "b").id
         session.commit()
-    with session_scope(workspace=b) as session:
-        event_set = create_event_set(
-            session,
-            get_settings(),
-            name="beta",
-            source_id=B_SOURCE_ID,
-            access_token=B_TOKEN,
-            actor=SYSTEM_ACTOR,
-        )
-        add_mapping(
-            session, event_set, trigger_type="lead.submitted", event_name="Lead", actor=SYSTEM_ACTOR
-        )
-        session.commit()
-        b_set = event_set.id
+    b_set = make_event_set(
+        "beta",
+        B_SOURCE_ID,
+        B_TOKEN,
+        ({"trigger_type": "lead.submitted", "event_name": "Lead"},),
+        workspace_id=b,
+    )
     keys = {"email": "same@example.com", "ip": RAW_IP, "user_agent": RAW_UA}
     enqueue_trigger(submitted("acme", match_keys={**keys, "ttclid": "E.C.P.a"}))
     enqueue_trigger(submitted("beta", match_keys={**keys, "ttclid": "E.C.P.b"}), workspace="b")
