@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import Boolean, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime, utcnow
@@ -28,3 +28,5 @@ class ApiKey(WorkspaceOwned, Base):
     permissions: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # A `limits` rate ("100/second"); None: the INGEST_KEY_RATE_LIMIT setting.
     rate_limit: Mapped[str | None] = mapped_column(String(64))
+    # True: a match key that does not normalise refuses the trigger instead of being dropped.
+    strict: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, StrEnumText, UTCDateTime, utcnow
@@ -47,6 +47,10 @@ class EventSet(WorkspaceOwned, Base):
         StrEnumText(EventSetStatus, 16), default=EventSetStatus.ACTIVE
     )
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # Sent as `limited_data_use` on every event unless the lead or the trigger says otherwise.
+    limited_data_use: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # None: the default for the event source (settings).
+    max_event_age_days: Mapped[float | None] = mapped_column(Float)
     # TikTok throttled this set's token: nothing is sent for it before this time.
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Boolean, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, UTCDateTime, utcnow
@@ -28,5 +28,20 @@ class Lead(WorkspaceOwned, Base):
     email_hashes: Mapped[list[str]] = mapped_column(JSONType, default=list)
     phone_hashes: Mapped[list[str]] = mapped_column(JSONType, default=list)
     external_id_hashes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Names and address parts, each normalised and SHA-256 hashed at the door.
+    first_name_hash: Mapped[str | None] = mapped_column(String(64))
+    last_name_hash: Mapped[str | None] = mapped_column(String(64))
+    city_hash: Mapped[str | None] = mapped_column(String(64))
+    state_hash: Mapped[str | None] = mapped_column(String(64))
+    country_hash: Mapped[str | None] = mapped_column(String(64))
+    zip_code_hash: Mapped[str | None] = mapped_column(String(64))
+    # Web event sets only: the landing page the lead came from (no personal data in it).
+    locale: Mapped[str | None] = mapped_column(String(35))
+    page_url: Mapped[str | None] = mapped_column(String(2048))
+    page_referrer: Mapped[str | None] = mapped_column(String(2048))
+    # None: the event set's default (TikTok's limited data use, a US state privacy opt-out).
+    limited_data_use: Mapped[bool | None] = mapped_column(Boolean)
+    # Set once the lead withdrew consent: nothing more is sent for it.
+    consent_withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -20,6 +20,8 @@ class PostbackStatus(StrEnum):
     DEAD = "dead"  # final: the retry ladder is exhausted
     EXPIRED = "expired"  # final: older than the configured event age limit
     UNMAPPED = "unmapped"  # no mapping matched the trigger; nothing to send
+    NO_MATCH_KEY = "no_match_key"  # final: the event would carry nothing TikTok can match
+    CONSENT_WITHDRAWN = "consent_withdrawn"  # final: the lead withdrew consent before it left
 
 
 FINAL_STATUSES = frozenset(
@@ -29,6 +31,8 @@ FINAL_STATUSES = frozenset(
         PostbackStatus.DEAD,
         PostbackStatus.EXPIRED,
         PostbackStatus.UNMAPPED,
+        PostbackStatus.NO_MATCH_KEY,
+        PostbackStatus.CONSENT_WITHDRAWN,
     }
 )
 WAITING_STATUSES = frozenset({PostbackStatus.PENDING, PostbackStatus.RETRYING})
@@ -39,7 +43,8 @@ class Postback(WorkspaceOwned, Base):
 
     __tablename__ = "postbacks"
     __table_args__ = (
-        UniqueConstraint("event_set_id", "event_id"),
+        # TikTok's own identity of an event: its name and id within the event set.
+        UniqueConstraint("event_set_id", "event_name", "event_id"),
         Index("ix_postbacks_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_postbacks_workspace_id_lead_ref", "workspace_id", "lead_ref"),
     )
@@ -55,7 +60,7 @@ class Postback(WorkspaceOwned, Base):
     event_name: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[PostbackStatus] = mapped_column(
-        StrEnumText(PostbackStatus, 16), default=PostbackStatus.PENDING
+        StrEnumText(PostbackStatus, 20), default=PostbackStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # How many times an operator re-queued it (`postback replay`).
@@ -64,6 +69,9 @@ class Postback(WorkspaceOwned, Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The data[] item exactly as sent (hashes only); the envelope comes from the event set.
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Which kinds of match key the event carries (crm_postback.tiktok.match_key_kinds bits),
+    # kept when the body is purged, for the match-quality score.
+    match_key_mask: Mapped[int | None] = mapped_column(Integer)
     last_http_status: Mapped[int | None] = mapped_column(Integer)
     last_code: Mapped[int | None] = mapped_column(Integer)
     last_message: Mapped[str | None] = mapped_column(Text)

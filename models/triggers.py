@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
@@ -35,6 +35,12 @@ class Trigger(WorkspaceOwned, Base):
     trigger_type: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # The event id the caller's Pixel used: sent as given, so TikTok merges the two copies.
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    # None: the lead's choice, else the event set's default.
+    limited_data_use: Mapped[bool | None] = mapped_column(Boolean)
+    # The kinds of match key dropped at the door because they did not normalise (no values).
+    dropped_keys: Mapped[list[str] | None] = mapped_column(JSONType)
     idempotency_key: Mapped[str] = mapped_column(String(200))
     status: Mapped[TriggerStatus] = mapped_column(
         StrEnumText(TriggerStatus, 20), default=TriggerStatus.RECEIVED

@@ -140,7 +140,7 @@ def plan_claim(
     if not rows:
         return ClaimPlan([], [])
     tokens: dict[int, str] = {}
-    oldest_allowed = int((now - timedelta(days=settings.max_event_age_days)).timestamp())
+    age_limits: dict[int, float] = {}
     lease_until = now + timedelta(seconds=settings.dispatch_lease_seconds)
     changes: list[tuple[Row, dict[str, Any]]] = []
     sending: dict[int, tuple[OutgoingBatch, list[tuple[Row, dict[str, Any]]]]] = {}
@@ -158,12 +158,18 @@ def plan_claim(
             changes.append((row, final_values(PostbackStatus.DEAD, message)))
             continue
         payload = row.payload
+        if event_set.id not in age_limits:
+            age_limits[event_set.id] = settings.event_age_limit_days(
+                event_set.event_source, event_set.max_event_age_days
+            )
+        max_age_days = age_limits[event_set.id]
+        oldest_allowed = (now - timedelta(days=max_age_days)).timestamp()
         # An operator's replay is sent whatever its age: they chose to send it.
         too_old = (
             row.replays == 0 and payload is not None and payload["event_time"] < oldest_allowed
         )
         if payload is None or too_old:
-            message = f"event_time older than {settings.max_event_age_days:g} days; not sent"
+            message = f"event_time older than {max_age_days:g} days; not sent"
             changes.append((row, final_values(PostbackStatus.EXPIRED, message)))
             continue
         if event_set.id not in tokens:

@@ -207,9 +207,12 @@ def preview(
             f"the event set is paused ({event_set.paused_reason or 'no reason given'}): "
             "postbacks would be held until it is resumed"
         )
-    if now - occurred_at > timedelta(days=settings.max_event_age_days):
+    max_age_days = settings.event_age_limit_days(
+        event_set.event_source, event_set.max_event_age_days
+    )
+    if now - occurred_at > timedelta(days=max_age_days):
         result.notes.append(
-            f"occurred_at is older than {settings.max_event_age_days:g} days: "
+            f"occurred_at is older than {max_age_days:g} days: "
             "the postback would end expired, unsent"
         )
     if event_set.test_event_code:

@@ -81,7 +81,25 @@ class Settings(BaseSettings):
     lead_wait_seconds: int = Field(
         3600, ge=0, description="How long a trigger for an unknown lead waits for that lead."
     )
-    max_event_age_days: float = Field(7.0, gt=0)
+    max_event_age_days: float | None = Field(
+        None,
+        gt=0,
+        description="When set, the event age limit of every event set that has none of its "
+        "own, for both event sources (instead of CRM_MAX_EVENT_AGE_DAYS and "
+        "WEB_MAX_EVENT_AGE_DAYS).",
+    )
+    crm_max_event_age_days: float = Field(
+        28.0,
+        gt=0,
+        description="CRM event sets without a limit of their own: events older than this when "
+        "due end `expired`, unsent (TikTok's 28-day click-through attribution window).",
+    )
+    web_max_event_age_days: float = Field(
+        7.0,
+        gt=0,
+        description="Pixel (web) event sets without a limit of their own: events older than "
+        "this when due end `expired`, unsent.",
+    )
     max_attribute_bytes: int = Field(16_384, gt=0)
     max_request_bytes: int = Field(
         5_000_000, gt=0, description="Largest HTTP request body the API reads; larger is 413."
@@ -254,6 +272,15 @@ class Settings(BaseSettings):
     @property
     def broker_folder(self) -> Path:
         return (self.postback_data_dir / "broker").resolve()
+
+    def event_age_limit_days(self, event_source: str, own_limit: float | None) -> float:
+        """How old an event may be when due: the event set's own limit, else the default
+        for its event source (`crm` or `web`)."""
+        if own_limit is not None:
+            return own_limit
+        if self.max_event_age_days is not None:
+            return self.max_event_age_days
+        return self.crm_max_event_age_days if event_source == "crm" else self.web_max_event_age_days
 
     @property
     def http_timeout(self) -> tuple[float, float]:

@@ -35,8 +35,6 @@ DESCRIPTIONS_NOT_IN_SETTINGS: dict[str, str] = {
     "retry_jitter_ratio": "Each retry delay is moved by up to this share of it, either way.",
     "sweep_interval_seconds": "How often beat runs the sweeper.",
     "sweep_batch_size": "Rows one sweep claims.",
-    "max_event_age_days": "Events older than this when due end `expired`, unsent "
-    "(an operator's replay is sent anyway).",
     "max_attribute_bytes": "Largest JSON size of a trigger's attributes.",
     "log_level": "Level of the root logger; `sqlalchemy.engine` and `urllib3` stay at WARNING "
     "whatever this says.",

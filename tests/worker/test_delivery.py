@@ -170,7 +170,7 @@ def test_poison_event_is_isolated_and_the_rest_delivered(ready: SimulatorControl
 
 
 def test_events_older_than_the_age_limit_expire_unsent(ready: SimulatorControl) -> None:
-    enqueue_trigger(sold("L-1", minutes_ago=8 * 24 * 60))
+    enqueue_trigger(sold("L-1", minutes_ago=29 * 24 * 60))  # CRM: 28 days by default
     [row] = rows()
     assert row.status == PostbackStatus.EXPIRED
     assert ready.stats()["requests_total"] == 0
