@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_postback.operations.diagnostics_delivery_findings import (
+    not_sent_findings,
     outbox_findings,
     tiktok_error_findings,
     waiting_findings,
@@ -41,10 +42,12 @@ from crm_postback.operations.diagnostics_signal_findings import (
     GUIDANCE_SIGNALS,
     coverage_findings,
     event_set_findings,
+    match_quality_findings,
     missing_attribute_findings,
     unmapped_findings,
     volume_findings,
 )
+from crm_postback.operations.match_quality import MatchQuality, match_quality_of
 from models import EventSet, utcnow
 
 WINDOW_DAYS = 14
@@ -58,11 +61,15 @@ def diagnose(
     now: datetime | None = None,
     window_days: int = WINDOW_DAYS,
     stale_trigger_seconds: int = TRIGGER_STUCK_SECONDS,
+    quality: MatchQuality | None = None,
 ) -> Report:
-    """The diagnostics of one event set. Raises InputRejected for an unknown id."""
+    """The diagnostics of one event set. Raises InputRejected for an unknown id.
+    `quality`: its match quality when the caller computed it already (for every set at once)."""
     state = event_set_state(session, event_set_id)
     now = now or utcnow()
     since = now - timedelta(days=window_days)
+    if quality is None:
+        quality = match_quality_of(session, [state.id], now=now, window_days=window_days)[state.id]
 
     statuses = outbox_statuses(session, state.id, since)
     coverage = match_key_coverage(session, state.id, state.kind, since)
@@ -80,7 +87,9 @@ def diagnose(
         *coverage_findings(state.kind, coverage),
         *missing_attribute_findings(state.name, window_days, missing),
         *tiktok_error_findings(state.name, window_days, errors),
+        *match_quality_findings(state.name, quality),
         *outbox_findings(state.name, window_days, statuses),
+        *not_sent_findings(state.name, window_days, statuses, quality),
         *unmapped_findings(state.name, window_days, unmapped),
         *waiting_findings(state, events, triggers, stale_trigger_seconds),
     ]
@@ -111,6 +120,7 @@ def diagnose(
         enabled_mappings=mappings.count,
         findings=sorted(findings, key=lambda f: f.severity.rank),  # stable: sections' order
         missing_attributes=list(missing.counts),
+        match_quality=quality,
     )
 
 
@@ -122,7 +132,9 @@ def diagnose_all(
     stale_trigger_seconds: int = TRIGGER_STUCK_SECONDS,
 ) -> list[Report]:
     """The diagnostics of every event set, in id order."""
+    now = now or utcnow()
     ids = session.scalars(select(EventSet.id).order_by(EventSet.id)).all()
+    qualities = match_quality_of(session, ids, now=now, window_days=window_days)
     return [
         diagnose(
             session,
@@ -130,6 +142,7 @@ def diagnose_all(
             now=now,
             window_days=window_days,
             stale_trigger_seconds=stale_trigger_seconds,
+            quality=qualities[set_id],
         )
         for set_id in ids
     ]

@@ -1,6 +1,7 @@
 """Findings about delivery: are the signals reaching TikTok, and is anything held up?
 
-TikTok's error codes, events that ended failed, dead or expired, and what is still waiting.
+TikTok's error codes, events that ended failed, dead or expired, events not sent on purpose
+(no match key, consent withdrawn: not failures), and what is still waiting.
 Each function reads one section's result (no database), with the event set's name and the
 window's length for the wording.
 """
@@ -18,6 +19,8 @@ from crm_postback.operations.diagnostics_report import (
     format_duration,
     format_share,
 )
+from crm_postback.operations.match_quality import KEY_NAMES, MatchQuality
+from crm_postback.tiktok.match_key_kinds import IDENTIFYING
 from crm_postback.tiktok.response_outcomes import AUTH_CODES, Outcome
 from models import EventSetStatus, PostbackStatus, TriggerStatus
 
@@ -131,6 +134,48 @@ def outbox_findings(name: str, days: int, statuses: OutboxStatuses) -> list[Find
                 "their turn came, and were not sent.",
                 "Send triggers when the change happens; check for backlogs (workers down, "
                 "the event set paused).",
+            )
+        )
+    return found
+
+
+def not_sent_findings(
+    name: str, days: int, statuses: OutboxStatuses, quality: MatchQuality
+) -> list[Finding]:
+    """Events ended without being sent on purpose: they count in no failure rate."""
+    found: list[Finding] = []
+    no_key = statuses.count(PostbackStatus.NO_MATCH_KEY)
+    if no_key:
+        identifying = [KEY_NAMES[kind] for kind in KEY_NAMES if kind & IDENTIFYING]
+        dropped = {kind: count for kind, count in quality.dropped.items() if kind in identifying}
+        hint = (
+            " Some were sent but dropped at the door as invalid: "
+            + ", ".join(f"{kind} {count}" for kind, count in dropped.items())
+            + " (the intake answers' warnings name each field)."
+            if dropped
+            else ""
+        )
+        found.append(
+            Finding(
+                Severity.WARNING,
+                "no_match_key_events",
+                f"{no_key} event(s) in {days} days carried no key TikTok can match on (none "
+                f"of {', '.join(identifying)}) and were not sent.",
+                "Pass at least one of them with lead.submitted (match_keys.email, "
+                "match_keys.phone, ...), or add them to the lead: PUT /v1/leads/{lead_id}; "
+                f"the lead's later events carry them.{hint}",
+            )
+        )
+    withdrawn = statuses.count(PostbackStatus.CONSENT_WITHDRAWN)
+    if withdrawn:
+        found.append(
+            Finding(
+                Severity.INFO,
+                "consent_withdrawn_events",
+                f"{withdrawn} event(s) in {days} days were not sent: their lead had withdrawn "
+                "consent.",
+                "Nothing to do: a lead's withdrawn consent stops all its later events "
+                "(consent given again is a new lead id).",
             )
         )
     return found

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Table, and_, case, exists, func, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import InputRejected
@@ -31,6 +31,7 @@ from crm_postback.operations.diagnostics_report import (
     UnmappedType,
     WaitingTriggers,
 )
+from crm_postback.operations.diagnostics_scope import in_workspace
 from crm_postback.operations.retention import has_body
 from crm_postback.tiktok.response_outcomes import Outcome
 from mappings.resolve import MissingAttribute, missing_attributes
@@ -46,7 +47,7 @@ from models import (
     Trigger,
     TriggerStatus,
 )
-from models.workspace_scope import FILTERED, scope_of
+from models.workspace_scope import FILTERED
 
 # Where each match key sits in an event (the data[] item as sent).
 CRM_KEYS: dict[str, tuple[str, str]] = {
@@ -74,17 +75,7 @@ _attempts = DeliveryAttempt.__table__
 _triggers = Trigger.__table__
 _leads = Lead.__table__
 _mappings = Mapping.__table__
-# Every Core statement here is limited to the session's workspace by `_in_workspace` (FILTERED).
-
-
-def _in_workspace(session: Session, *tables: Table) -> list[ColumnElement[bool]]:
-    """The conditions keeping each table to the session's workspace (none in a session over
-    every workspace). The event set's id already does, as an event set is one workspace's;
-    the condition says so where the workspace filter checks it."""
-    scope = scope_of(session)
-    if not isinstance(scope, int):
-        return []
-    return [table.c.workspace_id == scope for table in tables]
+# Every Core statement here is limited to the session's workspace by `in_workspace` (FILTERED).
 
 
 def event_set_state(session: Session, event_set_id: int) -> EventSetState:
@@ -119,7 +110,7 @@ def outbox_statuses(session: Session, event_set_id: int, since: datetime) -> Out
     rows = session.execute(
         select(_postbacks.c.status, func.count())
         .where(
-            *_in_workspace(session, _postbacks),
+            *in_workspace(session, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.created_at >= since,
         )
@@ -140,7 +131,7 @@ def match_key_coverage(
     ]
     row = session.execute(
         select(*columns).where(
-            *_in_workspace(session, _postbacks),
+            *in_workspace(session, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.created_at >= since,
             has_body(dialect),
@@ -167,7 +158,7 @@ def delivered_volume(session: Session, event_set_id: int, since: datetime) -> De
     rows = session.execute(
         select(_postbacks.c.event_name, func.count())
         .where(
-            *_in_workspace(session, _postbacks),
+            *in_workspace(session, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.status == PostbackStatus.DELIVERED,
             _postbacks.c.delivered_at >= since,
@@ -190,7 +181,7 @@ def tiktok_errors(session: Session, event_set_id: int, since: datetime) -> TikTo
         )
         .join(_postbacks, _postbacks.c.id == _attempts.c.postback_id)
         .where(
-            *_in_workspace(session, _attempts, _postbacks),
+            *in_workspace(session, _attempts, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _attempts.c.attempted_at >= since,
             _attempts.c.outcome != Outcome.DELIVERED.value,
@@ -247,7 +238,7 @@ def missing_property_attributes(
             ),
         )
         .where(
-            *_in_workspace(session, _postbacks, _triggers, _mappings),
+            *in_workspace(session, _postbacks, _triggers, _mappings),
             _postbacks.c.mapping_id.in_([mapping.id for mapping, _, _ in reading]),
             _postbacks.c.created_at >= since,
             # The trigger's lead: its lead id in its workspace.
@@ -293,7 +284,7 @@ def unmapped_triggers(
         select(_triggers.c.trigger_type, func.count(), func.max(_postbacks.c.last_message))
         .join(_triggers, _triggers.c.id == _postbacks.c.trigger_id)
         .where(
-            *_in_workspace(session, _postbacks, _triggers),
+            *in_workspace(session, _postbacks, _triggers),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.status == PostbackStatus.UNMAPPED,
             _postbacks.c.created_at >= since,
@@ -316,7 +307,7 @@ def open_events(session: Session, event_set_id: int, now: datetime) -> OpenEvent
     for status, count, first in session.execute(
         select(_postbacks.c.status, func.count(), func.min(_postbacks.c.created_at))
         .where(
-            *_in_workspace(session, _postbacks),
+            *in_workspace(session, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
             _postbacks.c.status.in_(OPEN_STATUSES),
         )
@@ -339,7 +330,7 @@ def waiting_triggers(session: Session, event_set_id: int, now: datetime) -> Wait
     for status, count, first in session.execute(
         select(_triggers.c.status, func.count(), func.min(_triggers.c.received_at))
         .where(
-            *_in_workspace(session, _triggers),
+            *in_workspace(session, _triggers),
             _triggers.c.event_set_id == event_set_id,
             _triggers.c.status.in_((TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)),
         )

@@ -9,9 +9,11 @@ touches the database.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
+
+from crm_postback.operations.match_quality import MatchQuality
 
 
 class Severity(StrEnum):
@@ -191,6 +193,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     # properties left out because a trigger lacked the attribute a mapping reads them from
     missing_attributes: list[MissingAttributeCount] = field(default_factory=list)
+    # the match-quality score over the window's calendar days (match_quality)
+    match_quality: MatchQuality | None = None
 
     @property
     def worst(self) -> Severity | None:
@@ -200,6 +204,8 @@ class Report:
         """The report as JSON-ready data (ISO datetimes, enum values), with `worst`."""
         data = asdict(self)
         data["worst"] = self.worst.value if self.worst else None
+        if self.match_quality is not None:
+            data["match_quality"]["summary"] = self.match_quality.summary
         return _jsonable(data)
 
 
@@ -208,7 +214,7 @@ def _jsonable(value: Any) -> Any:
         return {key: _jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(item) for item in value]
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, StrEnum):
         return value.value

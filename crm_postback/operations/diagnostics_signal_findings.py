@@ -1,7 +1,8 @@
 """Findings about the signals themselves: will TikTok's optimiser get enough, and can it match them?
 
-The event set's configuration, delivered volume against TikTok's guidance, match-key coverage
-and triggers no mapping matched. Each function reads one section's result (no database), with
+The event set's configuration, delivered volume against TikTok's guidance, match-key coverage,
+the match-quality score with its one suggested change, keys dropped at the door, and triggers
+no mapping matched. Each function reads one section's result (no database), with
 the event set's name and the window's length for the wording.
 """
 
@@ -18,6 +19,7 @@ from crm_postback.operations.diagnostics_report import (
     UnmappedTriggers,
     format_share,
 )
+from crm_postback.operations.match_quality import MatchQuality
 from models import EventSetKind, EventSetStatus
 
 # TikTok: "send more than 50 signals within 14 days" (reference §6.3, TT-HELP-SIGNAL).
@@ -25,6 +27,7 @@ GUIDANCE_SIGNALS = 50
 LOW_LEAD_ID_SHARE = 0.5  # TikTok: prioritise data with lead_ID for a higher match rate
 LOW_PII_SHARE = 0.5
 LOW_TTCLID_SHARE = 0.3
+LOW_MATCH_QUALITY = 5.0  # of 10: below it, the suggestion is a warning
 
 
 def event_set_findings(state: EventSetState, mappings: EnabledMappings) -> list[Finding]:
@@ -158,6 +161,38 @@ def coverage_findings(kind: str, coverage: MatchKeyCoverage) -> list[Finding]:
                     "Pass match_keys.ip and match_keys.user_agent from the form submission.",
                 )
             )
+    return found
+
+
+def match_quality_findings(name: str, quality: MatchQuality) -> list[Finding]:
+    """The score and the one change that raises it most; the keys dropped at the door."""
+    found: list[Finding] = []
+    days = quality.window_days
+    if quality.score is not None and quality.suggestion is not None:
+        text = quality.suggestion.text
+        found.append(
+            Finding(
+                Severity.WARNING if quality.score < LOW_MATCH_QUALITY else Severity.INFO,
+                "match_quality",
+                f"Match quality {quality.score:.1f}/10 over {quality.events} event(s) in "
+                f"{days} days.",
+                text[0].upper() + text[1:] + ".",
+            )
+        )
+    if quality.dropped:
+        total = sum(quality.dropped.values())
+        listed = ", ".join(f"{kind} {count}" for kind, count in quality.dropped.items())
+        found.append(
+            Finding(
+                Severity.INFO,
+                "match_keys_dropped",
+                f"{total} match key(s) in {days} days did not normalise and were dropped at "
+                f"the door (the triggers were accepted without them): {listed}.",
+                "Fix them where the routing system reads them (each intake answer's warnings "
+                "name the field, e.g. match_keys.phone: not a possible number); a strict API "
+                "key refuses such triggers instead.",
+            )
+        )
     return found
 
 

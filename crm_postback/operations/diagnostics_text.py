@@ -15,6 +15,14 @@ KEY_LABELS = {
     "ip": "ip",
     "user_agent": "user agent",
     "ttp": "ttp",
+    "first_name": "first name",
+    "last_name": "last name",
+    "zip_code": "zip code",
+    "city": "city",
+    "state": "state",
+    "country": "country",
+    "locale": "locale",
+    "page_url": "page url",
 }
 
 
@@ -40,6 +48,7 @@ def render_text(report: Report) -> list[str]:
         )
     else:
         lines.append("  match keys: no event built in the window")
+    lines.extend(_match_quality_lines(report))
     if report.error_codes:
         lines.append(
             "  TikTok answers other than delivered: "
@@ -70,6 +79,44 @@ def render_text(report: Report) -> list[str]:
     for finding in report.findings:
         lines.append(f"    {finding.severity.value.upper():<8} {finding.title}")
         lines.append(f"    {'':<8} fix: {finding.fix}")
+    return lines
+
+
+def _match_quality_lines(report: Report) -> list[str]:
+    quality = report.match_quality
+    if quality is None:
+        return []
+    since = f"since {quality.since:%Y-%m-%d} UTC"
+    if quality.score is None:
+        return [f"  match quality: no events {since}; nothing to score"]
+    lines = [
+        f"  match quality: {quality.score:.1f}/10 over {quality.events} event(s) {since}"
+        + (f" ({quality.no_match_key} not sent: no match key)" if quality.no_match_key else "")
+    ]
+    lines.append(
+        "    weighted: "
+        + ", ".join(
+            f"{c.label} {format_share(c.share)} (x{c.weight:g})" for c in quality.components
+        )
+    )
+    lines.append(
+        "    keys: "
+        + ", ".join(f"{KEY_LABELS[k]} {format_share(v)}" for k, v in quality.coverage.items())
+    )
+    if len(quality.by_event) > 1:
+        lines.append(
+            "    by event: "
+            + ", ".join(f"{e.event_name} {e.events} ({e.score:.1f})" for e in quality.by_event)
+        )
+    if quality.dropped:
+        lines.append(
+            "    dropped at the door: "
+            + ", ".join(f"{kind} {count}" for kind, count in quality.dropped.items())
+        )
+    if quality.unrecorded:
+        lines.append(f"    {quality.unrecorded} older event(s) without recorded keys left out")
+    if quality.suggestion is not None:
+        lines.append(f"    to raise it most: {quality.suggestion.text}")
     return lines
 
 
