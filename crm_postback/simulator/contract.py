@@ -2,12 +2,13 @@
 
 Like TikTok, validation stops at the first problem and reports one code and one message.
 Field messages follow TikTok's style, e.g. `Batch.0.event_time: Not a valid integer.`
+Where the reference is loose the stricter reading is taken (a `lead` object must carry its
+`lead_id`), so the simulator refuses whatever TikTok might; docs/testing.md lists the rules.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,10 +35,20 @@ SYS_TIMEOUT = 50002
 
 MAX_FUTURE_SECONDS = 86_400
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_HASHED_USER_KEYS = ("email", "phone", "external_id")
-_PLAIN_USER_KEYS = ("ttclid", "ttp", "ip", "user_agent")
+# Removes lowercase hex digits: a SHA-256 hex value is 64 characters that leave nothing.
+_DELETE_HEX = str.maketrans("", "", "0123456789abcdef")
 _STRING_PROPERTIES = ("order_id", "description")
+_HASH_LIST = "hash or list of hashes"
+_HASH = "hash"
+_PLAIN = "string"
+_USER_KEY_KINDS: dict[str, str] = {
+    **dict.fromkeys(("email", "phone", "external_id"), _HASH_LIST),
+    **dict.fromkeys(("first_name", "last_name", "city", "state", "country", "zip_code"), _HASH),
+    **dict.fromkeys(("ttclid", "ttp", "ip", "user_agent", "locale"), _PLAIN),
+}
+# Without a `lead` object a CRM event must name the person or click through one of these.
+_CRM_USER_MATCH_KEYS = ("email", "phone", "external_id", "ttclid")
+_NO_USER: dict[str, Any] = {}
 _MISSING = "Missing data for required field."
 _NOT_STRING = "Not a valid string."
 _NOT_OBJECT = "Not a valid object."
@@ -76,8 +87,19 @@ def validate_track_request(
         return error
     latest_event_time = (time.time() if now is None else now) + MAX_FUTURE_SECONDS
     is_crm = body["event_source"] == "crm"
+    # First pass: every rule but the hashes' characters, which are checked at once for the
+    # whole batch. Any failure is reported by a second, exact pass, so the first problem
+    # in batch order is the one named.
+    hashes: list[str] = []
     for index, event in enumerate(body["data"]):
-        error = _check_event(event, f"Batch.{index}", is_crm=is_crm, latest=latest_event_time)
+        error = _check_event(event, index, is_crm=is_crm, latest=latest_event_time, hashes=hashes)
+        if error is not None:
+            break
+    else:
+        if not "".join(hashes).translate(_DELETE_HEX):
+            return None
+    for index, event in enumerate(body["data"]):
+        error = _check_event(event, index, is_crm=is_crm, latest=latest_event_time, hashes=None)
         if error is not None:
             return error
     return None
@@ -139,7 +161,12 @@ def _check_envelope(
     return None
 
 
-def _check_event(event: object, where: str, *, is_crm: bool, latest: float) -> ContractError | None:
+def _check_event(
+    event: object, index: int, *, is_crm: bool, latest: float, hashes: list[str] | None
+) -> ContractError | None:
+    """The event's first problem; with `hashes` given, hash values are only length-checked
+    and collected there (their characters are the caller's to check)."""
+    where = f"Batch.{index}"
     if not isinstance(event, dict):
         return _param(f"{where}: {_NOT_OBJECT}")
 
@@ -163,15 +190,29 @@ def _check_event(event: object, where: str, *, is_crm: bool, latest: float) -> C
     if "event_id" in event and not isinstance(event["event_id"], str):
         return _param(f"{where}.event_id: not a valid string.")
 
-    user = event.get("user", {})
+    if "limited_data_use" in event and type(event["limited_data_use"]) is not bool:
+        return _param(f"{where}.limited_data_use: Not a valid boolean.")
+
+    user = event.get("user", _NO_USER)
     if not isinstance(user, dict):
         return _param(f"{where}.user: {_NOT_OBJECT}")
-    error = _check_user(user, f"{where}.user")
-    if error is not None:
-        return error
+    if user:
+        error = _check_user(user, where, hashes)
+        if error is not None:
+            return error
 
-    if is_crm:
-        error = _check_lead(event, user, where)
+    if "lead" in event:
+        error = _check_lead(event["lead"], f"{where}.lead")
+        if error is not None:
+            return error
+    elif is_crm and not any(user.get(key) for key in _CRM_USER_MATCH_KEYS):
+        return _param(
+            f"{where}: no match key "
+            "(lead.lead_id, user.email, user.phone, user.external_id or user.ttclid)."
+        )
+
+    if "page" in event:
+        error = _check_page(event["page"], f"{where}.page")
         if error is not None:
             return error
 
@@ -180,58 +221,68 @@ def _check_event(event: object, where: str, *, is_crm: bool, latest: float) -> C
     return None
 
 
-def _check_user(user: dict[str, Any], where: str) -> ContractError | None:
-    for key in _HASHED_USER_KEYS:
-        if key in user:
-            error = _check_hashes(user[key], f"{where}.{key}")
-            if error is not None:
-                return error
-    for key in _PLAIN_USER_KEYS:
-        if key in user and not isinstance(user[key], str):
-            return _param(f"{where}.{key}: {_NOT_STRING}")
+def _check_user(user: dict[str, Any], where: str, hashes: list[str] | None) -> ContractError | None:
+    # Driven by the keys present (a few), not by every key TikTok knows; unknown keys are
+    # ignored.
+    for key, value in user.items():
+        kind = _USER_KEY_KINDS.get(key)
+        if kind is None:
+            continue
+        if type(value) is str:
+            if kind is _PLAIN:
+                continue
+            values: list[Any] = [value]
+        elif kind is not _HASH_LIST:
+            return _param(f"{where}.user.{key}: {_NOT_STRING}")
+        elif type(value) is not list:
+            return _param(f"{where}.user.{key}: Not a valid string or list of strings.")
+        elif not value:
+            return _param(f"{where}.user.{key}: {_EMPTY}")
+        else:
+            values = value
+        for item in values:
+            if type(item) is not str:
+                return _param(f"{where}.user.{key}: {_NOT_STRING}")
+            if len(item) != 64:
+                return _not_hashed(where, key)
+            if hashes is not None:
+                hashes.append(item)
+            elif item.translate(_DELETE_HEX):
+                return _not_hashed(where, key)
     return None
 
 
-def _check_hashes(value: object, where: str) -> ContractError | None:
-    if isinstance(value, str):
-        values: list[Any] = [value]
-    elif isinstance(value, list):
-        if not value:
-            return _param(f"{where}: {_EMPTY}")
-        values = value
-    else:
-        return _param(f"{where}: Not a valid string or list of strings.")
-    for item in values:
-        if not isinstance(item, str):
-            return _param(f"{where}: {_NOT_STRING}")
-        if _SHA256_HEX.fullmatch(item) is None:
-            return ContractError(PII_NOT_HASHED, f"{where}: PII must be SHA-256 hashed.")
-    return None
+def _not_hashed(where: str, key: str) -> ContractError:
+    return ContractError(PII_NOT_HASHED, f"{where}.user.{key}: PII must be SHA-256 hashed.")
 
 
-def _check_lead(event: dict[str, Any], user: dict[str, Any], where: str) -> ContractError | None:
-    if "lead" not in event:
-        return _param(f"{where}.lead: {_MISSING}")
-    lead = event["lead"]
+def _check_lead(lead: object, where: str) -> ContractError | None:
+    """A `lead` object, when sent, names the TikTok lead: `lead_id` is required in it."""
     if not isinstance(lead, dict):
-        return _param(f"{where}.lead: {_NOT_OBJECT}")
+        return _param(f"{where}: {_NOT_OBJECT}")
+    if "lead_id" not in lead:
+        return _param(f"{where}.lead_id: {_MISSING}")
+    lead_id = lead["lead_id"]
+    if not isinstance(lead_id, str):
+        return _param(f"{where}.lead_id: {_NOT_STRING}")
+    if not lead_id:
+        return _param(f"{where}.lead_id: {_EMPTY}")
     if "lead_event_source" not in lead:
-        return _param(f"{where}.lead.lead_event_source: {_MISSING}")
+        return _param(f"{where}.lead_event_source: {_MISSING}")
     source = lead["lead_event_source"]
     if not isinstance(source, str):
-        return _param(f"{where}.lead.lead_event_source: {_NOT_STRING}")
+        return _param(f"{where}.lead_event_source: {_NOT_STRING}")
     if not source:
-        return _param(f"{where}.lead.lead_event_source: {_EMPTY}")
-    if "lead_id" in lead and not isinstance(lead["lead_id"], str):
-        return _param(f"{where}.lead.lead_id: {_NOT_STRING}")
-    has_match_key = bool(lead.get("lead_id")) or any(
-        user.get(key) for key in ("email", "phone", "external_id", "ttclid")
-    )
-    if not has_match_key:
-        return _param(
-            f"{where}: no match key "
-            "(lead.lead_id, user.email, user.phone, user.external_id or user.ttclid)."
-        )
+        return _param(f"{where}.lead_event_source: {_EMPTY}")
+    return None
+
+
+def _check_page(page: object, where: str) -> ContractError | None:
+    if not isinstance(page, dict):
+        return _param(f"{where}: {_NOT_OBJECT}")
+    for key in ("url", "referrer"):
+        if key in page and not isinstance(page[key], str):
+            return _param(f"{where}.{key}: {_NOT_STRING}")
     return None
 
 

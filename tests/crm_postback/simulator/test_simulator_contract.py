@@ -119,8 +119,16 @@ def _events(count: int) -> Mutation:
 
 
 def _drop_all_match_keys(body: dict[str, Any]) -> None:
-    del _event(body)["lead"]["lead_id"]
+    del _event(body)["lead"]
+    _event(body)["user"] = {key: sha256(key) for key in NARROWING_KEYS}
+
+
+def _drop_lead_and_user(body: dict[str, Any]) -> None:
+    del _event(body)["lead"]
     del _event(body)["user"]
+
+
+NARROWING_KEYS = ("first_name", "last_name", "city", "state", "country", "zip_code")
 
 
 def _break_second_event(body: dict[str, Any]) -> None:
@@ -175,12 +183,58 @@ RULES: list[tuple[str, Mutation, int, str]] = [
     ("email-number", _set("event.user.email", [42]), 40002,
      "Batch.0.user.email: Not a valid string."),
     ("user-not-an-object", _set("event.user", ["x"]), 40002, "Batch.0.user: Not a valid object."),
+    ("user-null", _set("event.user", None), 40002, "Batch.0.user: Not a valid object."),
+    ("email-object", _set("event.user.email", {"sha256": "x"}), 40002,
+     "Batch.0.user.email: Not a valid string or list of strings."),
+    ("email-63-hex", _set("event.user.email", [sha256("a")[:63]]), 40062,
+     "Batch.0.user.email: PII must be SHA-256 hashed."),
+    ("email-hex-with-newline", _set("event.user.email", [sha256("a")[:63] + "\n"]), 40062,
+     "Batch.0.user.email: PII must be SHA-256 hashed."),
+    ("email-64-non-hex", _set("event.user.email", ["g" * 64]), 40062,
+     "Batch.0.user.email: PII must be SHA-256 hashed."),
+    ("email-64-non-ascii", _set("event.user.email", ["\u00e9" * 64]), 40062,
+     "Batch.0.user.email: PII must be SHA-256 hashed."),
+    ("email-65-hex", _set("event.user.email", [sha256("a") + "0"]), 40062,
+     "Batch.0.user.email: PII must be SHA-256 hashed."),
+    ("first_name-plain", _set("event.user.first_name", "Alice"), 40062,
+     "Batch.0.user.first_name: PII must be SHA-256 hashed."),
+    ("last_name-uppercase-hex", _set("event.user.last_name", sha256("smith").upper()), 40062,
+     "Batch.0.user.last_name: PII must be SHA-256 hashed."),
+    ("city-plain", _set("event.user.city", "springfield"), 40062,
+     "Batch.0.user.city: PII must be SHA-256 hashed."),
+    ("state-plain", _set("event.user.state", "ca"), 40062,
+     "Batch.0.user.state: PII must be SHA-256 hashed."),
+    ("country-plain", _set("event.user.country", "us"), 40062,
+     "Batch.0.user.country: PII must be SHA-256 hashed."),
+    ("zip_code-plain", _set("event.user.zip_code", "94103"), 40062,
+     "Batch.0.user.zip_code: PII must be SHA-256 hashed."),
+    ("zip_code-number", _set("event.user.zip_code", 94103), 40002,
+     "Batch.0.user.zip_code: Not a valid string."),
+    ("first_name-list", _set("event.user.first_name", [sha256("alice")]), 40002,
+     "Batch.0.user.first_name: Not a valid string."),
+    ("country-null", _set("event.user.country", None), 40002,
+     "Batch.0.user.country: Not a valid string."),
+    ("locale-not-a-string", _set("event.user.locale", ["en-US"]), 40002,
+     "Batch.0.user.locale: Not a valid string."),
+    ("page-not-an-object", _set("event.page", "https://example.com/"), 40002,
+     "Batch.0.page: Not a valid object."),
+    ("page-null", _set("event.page", None), 40002, "Batch.0.page: Not a valid object."),
+    ("page-url-not-a-string", _set("event.page", {"url": ["https://example.com/"]}), 40002,
+     "Batch.0.page.url: Not a valid string."),
+    ("page-referrer-not-a-string", _set("event.page", {"url": "https://a.example/",
+     "referrer": 1}), 40002, "Batch.0.page.referrer: Not a valid string."),
+    ("limited_data_use-string", _set("event.limited_data_use", "false"), 40002,
+     "Batch.0.limited_data_use: Not a valid boolean."),
+    ("limited_data_use-number", _set("event.limited_data_use", 0), 40002,
+     "Batch.0.limited_data_use: Not a valid boolean."),
+    ("limited_data_use-null", _set("event.limited_data_use", None), 40002,
+     "Batch.0.limited_data_use: Not a valid boolean."),
+    ("event_id-null", _set("event.event_id", None), 40002,
+     "Batch.0.event_id: not a valid string."),
     ("ip-not-a-string", _set("event.user.ip", 2130706433), 40002,
      "Batch.0.user.ip: Not a valid string."),
     ("ttclid-not-a-string", _set("event.user.ttclid", ["E.C.P.x"]), 40002,
      "Batch.0.user.ttclid: Not a valid string."),
-    ("crm-lead-missing", _delete("event.lead"), 40002,
-     "Batch.0.lead: Missing data for required field."),
     ("crm-lead-not-an-object", _set("event.lead", "7300000000000000000"), 40002,
      "Batch.0.lead: Not a valid object."),
     ("crm-lead_event_source-missing", _delete("event.lead.lead_event_source"), 40002,
@@ -189,6 +243,18 @@ RULES: list[tuple[str, Mutation, int, str]] = [
      "Batch.0.lead.lead_event_source: Field may not be empty."),
     ("crm-lead_id-number", _set("event.lead.lead_id", 7300000000000000000), 40002,
      "Batch.0.lead.lead_id: Not a valid string."),
+    ("crm-lead_id-missing", _delete("event.lead.lead_id"), 40002,
+     "Batch.0.lead.lead_id: Missing data for required field."),
+    ("crm-lead_id-empty", _set("event.lead.lead_id", ""), 40002,
+     "Batch.0.lead.lead_id: Field may not be empty."),
+    ("crm-lead_id-null", _set("event.lead.lead_id", None), 40002,
+     "Batch.0.lead.lead_id: Not a valid string."),
+    ("crm-lead-null", _set("event.lead", None), 40002, "Batch.0.lead: Not a valid object."),
+    ("crm-lead-only-source", _set("event.lead", {"lead_event_source": "AcmeCRM"}), 40002,
+     "Batch.0.lead.lead_id: Missing data for required field."),
+    ("crm-no-lead-no-user", _drop_lead_and_user, 40002,
+     "Batch.0: no match key (lead.lead_id, user.email, user.phone, user.external_id or "
+     "user.ttclid)."),
     ("crm-no-match-key", _drop_all_match_keys, 40002,
      "Batch.0: no match key (lead.lead_id, user.email, user.phone, user.external_id or "
      "user.ttclid)."),
@@ -229,12 +295,12 @@ def test_contract_rule(
 
 
 @pytest.mark.parametrize("key", ["email", "phone", "external_id", "ttclid"])
-def test_any_one_match_key_is_enough_without_lead_id(
+def test_without_a_lead_object_any_one_user_match_key_is_enough(
     crm_body: BodyFactory, registry: Registry, key: str
 ) -> None:
     body = crm_body()
     event = _event(body)
-    del event["lead"]["lead_id"]
+    del event["lead"]
     event["user"] = {key: "E.C.P.abc" if key == "ttclid" else [sha256("someone")]}
     assert check(body, registry) is None
 
@@ -243,6 +309,81 @@ def test_lead_id_alone_is_enough(crm_body: BodyFactory, registry: Registry) -> N
     body = crm_body()
     del _event(body)["user"]
     assert check(body, registry) is None
+
+
+def test_an_empty_user_object_is_accepted_beside_a_lead_id(
+    crm_body: BodyFactory, registry: Registry
+) -> None:
+    # TikTok takes it (Segment sends empty values and passes); our payload never has one.
+    body = crm_body()
+    _event(body)["user"] = {}
+    assert check(body, registry) is None
+
+
+def test_every_match_key_hashed_with_consent_flag_is_accepted(
+    crm_body: BodyFactory, registry: Registry
+) -> None:
+    body = crm_body(2)
+    for event, flag in zip(body["data"], (True, False), strict=True):
+        event["user"].update({key: sha256(key) for key in NARROWING_KEYS})
+        event["user"]["ttclid"] = "E.C.P.abc123"
+        event["limited_data_use"] = flag
+    assert check(body, registry) is None
+
+
+def test_web_event_with_locale_page_and_every_key_is_accepted(
+    web_body: BodyFactory, registry: Registry
+) -> None:
+    body = web_body()
+    event = _event(body)
+    event["user"].update({key: sha256(key) for key in NARROWING_KEYS})
+    event["user"]["locale"] = "en-US"
+    event["page"] = {"url": "https://example.com/form?x=1", "referrer": "https://www.tiktok.com/"}
+    event["limited_data_use"] = True
+    assert check(body, registry, token="web-token-1") is None
+
+
+@pytest.mark.parametrize("page", [{}, {"url": ""}, {"referrer": "https://www.tiktok.com/"}])
+def test_page_fields_are_optional_strings(
+    web_body: BodyFactory, registry: Registry, page: dict[str, str]
+) -> None:
+    body = web_body()
+    _event(body)["page"] = page
+    assert check(body, registry, token="web-token-1") is None
+
+
+def test_unknown_user_keys_are_ignored(crm_body: BodyFactory, registry: Registry) -> None:
+    body = crm_body()
+    _event(body)["user"]["favourite_colour"] = ["blue"]
+    assert check(body, registry) is None
+
+
+def test_a_hash_problem_is_named_before_a_later_events_problem(
+    crm_body: BodyFactory, registry: Registry
+) -> None:
+    body = crm_body(3)
+    body["data"][1]["user"]["zip_code"] = "9410" + sha256("x")[4:].upper()
+    body["data"][2]["event_time"] = "soon"
+    assert check(body, registry) == ContractError(
+        40062, "Batch.1.user.zip_code: PII must be SHA-256 hashed."
+    )
+
+
+def test_a_later_events_problem_is_named_before_a_hash_problem_after_it(
+    crm_body: BodyFactory, registry: Registry
+) -> None:
+    body = crm_body(3)
+    body["data"][1]["event_time"] = "soon"
+    body["data"][2]["user"]["email"] = ["A" * 64]
+    assert check(body, registry) == ContractError(40002, "Batch.1.event_time: Not a valid integer.")
+
+
+def test_one_bad_hash_in_a_full_batch_is_found(crm_body: BodyFactory, registry: Registry) -> None:
+    body = crm_body(1000)
+    body["data"][999]["user"]["first_name"] = "z" * 64
+    assert check(body, registry) == ContractError(
+        40062, "Batch.999.user.first_name: PII must be SHA-256 hashed."
+    )
 
 
 def test_web_events_need_no_lead(web_body: BodyFactory, registry: Registry) -> None:

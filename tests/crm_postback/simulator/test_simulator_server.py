@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from crm_postback.simulator import RegisteredEventSet, SimulatorControl, SimulatorServer
+from crm_postback.simulator import (
+    RegisteredEventSet,
+    SimulatorControl,
+    SimulatorServer,
+    SimulatorState,
+)
 
 BodyFactory = Callable[..., dict[str, Any]]
 Track = Callable[..., requests.Response]
 TRACK_PATH = "/open_api/v1.3/event/track/"
 CRM_LIST_PATH = "/open_api/v1.3/crm/list/"
+NARROWING_KEYS = ("first_name", "last_name", "city", "state", "country", "zip_code")
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def test_accepted_events_are_recorded_and_visible(
@@ -47,6 +59,46 @@ def test_accepted_events_are_recorded_and_visible(
     only = control.events(event_id=body["data"][1]["event_id"])
     assert [e["payload"] for e in only] == [body["data"][1]]
     assert control.events(event="nothing-like-this") == []
+
+
+def test_every_field_is_kept_verbatim_for_the_control_api_and_the_record(
+    tmp_path: Path,
+    registry: dict[str, RegisteredEventSet],
+    crm_body: BodyFactory,
+    web_body: BodyFactory,
+) -> None:
+    hashed = {key: sha256(key) for key in NARROWING_KEYS}
+    crm = crm_body(2)
+    crm["data"][0]["user"].update(hashed)
+    crm["data"][0]["limited_data_use"] = True
+    crm["data"][1] = {  # a lead known only by its TikTok lead id: no user object
+        "event": "lead_sold",
+        "event_time": crm["data"][1]["event_time"],
+        "event_id": "pixel-evt-0001",
+        "lead": {"lead_id": "7300000000000000099", "lead_event_source": "AcmeCRM"},
+        "limited_data_use": False,
+    }
+    web = web_body()
+    web["data"][0]["user"].update({**hashed, "locale": "pt-BR"})
+    web["data"][0]["page"] = {"url": "https://example.com/f?a=1", "referrer": "https://t.co/"}
+    web["data"][0]["limited_data_use"] = False
+    record = tmp_path / "events.jsonl"
+    state = SimulatorState(event_sets=registry.values(), record_path=record)
+
+    with SimulatorServer(state=state) as server:
+        for body, token in ((crm, "crm-token-1"), (web, "web-token-1")):
+            reply = requests.post(
+                server.url + TRACK_PATH, json=body, headers={"Access-Token": token}, timeout=5
+            ).json()
+            assert reply["code"] == 0, reply
+        control = SimulatorControl(server.url)
+        seen = [event["payload"] for event in control.events()]
+        control.close()
+
+    assert seen == crm["data"] + web["data"]
+    assert "user" not in seen[1]
+    recorded = [json.loads(line)["payload"] for line in record.read_text().splitlines()]
+    assert recorded == seen
 
 
 def test_request_ids_are_unique(track: Track, crm_body: BodyFactory) -> None:
