@@ -36,8 +36,22 @@ def validate_trigger_type(trigger_type: str) -> str:
     return trigger_type
 
 
-def validate_event_name(name: str) -> str:
-    """A standard event with its exact casing, or a custom (CRM: any language) name."""
+# The event set kinds whose rules differ (models.EventSetKind's values; None: not known yet).
+CRM = "crm"
+WEB = "web"
+OTHER_LANGUAGES_ONLY_CRM = (
+    "TikTok accepts event names in other languages (characters beyond ASCII) only for CRM "
+    "event sets; a Pixel needs an English name"
+)
+
+
+def validate_event_name(name: str, kind: str | None) -> str:
+    """A standard event with its exact casing, or a custom name, for an event set of `kind`.
+
+    Legacy names (SubmitForm, ...) pass for CRM event sets (`event_name_warning` suggests
+    the current one) and are refused for web; custom names beyond ASCII pass only for CRM.
+    `kind` None: the event set is not known yet (a form read before it is saved); both pass
+    here and are checked again, with the kind, when the mapping is saved."""
     stripped = name.strip()
     if not stripped:
         raise MappingError("event", "must not be empty")
@@ -46,10 +60,13 @@ def validate_event_name(name: str) -> str:
     if stripped in APP_ONLY_EVENTS:
         raise MappingError("event", f"{stripped!r} is an app-only event; use a web/CRM event")
     if stripped in LEGACY_EVENTS:
-        raise MappingError(
-            "event",
-            f"{stripped!r} is a legacy name; use {LEGACY_EVENTS[stripped]!r} or a custom name",
-        )
+        if kind == WEB:
+            raise MappingError(
+                "event",
+                f"{stripped!r} is a legacy name a Pixel no longer takes; use "
+                f"{LEGACY_EVENTS[stripped]!r} or a custom name",
+            )
+        return stripped
     standard = standard_event_named(stripped)
     if standard is not None:
         suggestion = LEGACY_EVENTS.get(standard, standard)
@@ -62,7 +79,20 @@ def validate_event_name(name: str) -> str:
         )
     if any(unicodedata.category(char).startswith("C") for char in stripped):
         raise MappingError("event", "must not contain control characters")
+    if kind == WEB and not stripped.isascii():
+        raise MappingError("event", OTHER_LANGUAGES_ONLY_CRM)
     return stripped
+
+
+def event_name_warning(name: str, kind: str | None) -> str | None:
+    """What to say about a name `validate_event_name` accepted for `kind`: a legacy name on a
+    CRM event set is sent as it is, with the current name suggested."""
+    if name in LEGACY_EVENTS and kind == CRM:
+        return (
+            f"{name!r} is a legacy name TikTok still accepts for CRM event sets; "
+            f"the current standard event is {LEGACY_EVENTS[name]!r}"
+        )
+    return None
 
 
 def is_standard_event(name: str) -> bool:

@@ -1,8 +1,9 @@
-"""`postback mapping set/list/remove/export/import`: trigger-to-event mappings."""
+"""`postback mapping set/list/remove/export/import/preset`: trigger-to-event mappings."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,9 +11,16 @@ import typer
 
 from crm_postback.cli.output import refused_input_exits
 from crm_postback.cli.workspace_option import WorkspaceOption, cli_actor, workspace_id
+from crm_postback.core.errors import FieldError
 from models import DEFAULT_WORKSPACE_NAME
 
 mapping_app = typer.Typer(no_args_is_help=True, help="Trigger-to-event mappings.")
+
+
+def warn(warnings: Sequence[FieldError]) -> None:
+    """Saved, with something to say (a legacy name on a CRM event set): on stderr, exit 0."""
+    for item in warnings:
+        typer.secho(f"warning: {item}", fg="yellow", err=True)
 
 
 @mapping_app.command("set")
@@ -73,6 +81,7 @@ def mapping_set(
             )
             saved = update_mapping(wanted_update, actor)
     typer.echo(f"mapping {saved.mapping.id} v{saved.mapping.version}: {saved.summary}")
+    warn(saved.warnings)
 
 
 @mapping_app.command("list")
@@ -156,3 +165,25 @@ def mapping_import(
         )
     prefix = "dry run: would be " if dry_run else ""
     typer.echo(f"{result.event_set}: {prefix}{result.summary}")
+    warn(result.warnings)
+
+
+@mapping_app.command("preset")
+def mapping_preset(
+    preset: Annotated[str, typer.Argument(help="lead-generation")],
+    event_set: Annotated[str, typer.Option(help="Event set name or ID")],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+) -> None:
+    """Create the mappings TikTok recommends for a funnel (lead-generation: submitted,
+    qualified, sold, offer conversion). Running it again creates nothing; a trigger of the
+    preset already mapped to another event is refused (nothing is created)."""
+    from crm_postback.commands.manage_mappings import ApplyPreset, apply_preset
+
+    actor = cli_actor(workspace)
+    with refused_input_exits():
+        result = apply_preset(ApplyPreset(event_set, preset), actor)
+    for saved in result.created:
+        typer.echo(f"mapping {saved.mapping.id} v{saved.mapping.version}: {saved.summary}")
+    for saved in result.present:
+        typer.echo(f"mapping {saved.mapping.id} already there: {saved.summary}")
+    typer.echo(f"{result.event_set}: preset {result.preset}: {result.summary}")

@@ -1,4 +1,5 @@
-"""Mapping use cases: add, update, enable/disable, delete, import YAML (with a dry run).
+"""Mapping use cases: add, update, enable/disable, delete, import YAML (with a dry run), apply
+a preset (`configuration.mapping_presets`).
 
 Each opens one unit of work; `configuration.mapping_service` (and `mapping_yaml` for imports)
 changes the rows and records the audit entries in it. A mapping can be named with the event
@@ -11,12 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlalchemy.orm import Session
+
 from crm_postback.commands.lookups import EventSetRef, load_event_set, load_mapping
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
-from crm_postback.configuration import mapping_service, mapping_yaml
+from crm_postback.configuration import mapping_presets, mapping_service, mapping_yaml
 from crm_postback.core.errors import FieldError, InputRejected
 from mappings.rules import Condition, PropertyRules
-from models import Mapping, Role
+from models import EventSet, Mapping, Role
 
 
 @dataclass(frozen=True)
@@ -79,15 +82,28 @@ class ImportMappingYaml:
     dry_run: bool = False
 
 
+@dataclass(frozen=True)
+class ApplyPreset:
+    """Creates the preset's mappings the event set lacks (`mapping_presets.apply_preset`)."""
+
+    event_set: EventSetRef
+    preset: str = mapping_presets.LEAD_GENERATION
+
+
 class VersionConflict(InputRejected):
     """The mapping changed since the caller read it (the JSON API answers 409)."""
+
+
+Outcome = Literal["created", "saved", "unchanged"]
 
 
 @dataclass(frozen=True)
 class MappingSaved:
     mapping: Mapping  # detached, columns loaded
-    outcome: Literal["created", "saved", "unchanged"]
+    outcome: Outcome
     summary: str  # `describe_mapping`, e.g. "lead.sold -> Purchase when ... [currency=USD]"
+    # Saved, with something to say (a legacy name on a CRM event set): shown as a notice.
+    warnings: tuple[FieldError, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,10 +122,29 @@ class MappingImport:
     deleted: list[int]
     unchanged: list[int]
     summary: str  # "1 created, 0 updated, 0 deleted, 2 unchanged"
+    warnings: tuple[FieldError, ...] = ()  # `mappings.2.event: ...`
 
 
-def _saved(mapping: Mapping, outcome: Literal["created", "saved", "unchanged"]) -> MappingSaved:
-    return MappingSaved(mapping, outcome, mapping_service.describe_mapping(mapping))
+@dataclass(frozen=True)
+class PresetApplied:
+    event_set: str  # its name
+    preset: str
+    created: list[MappingSaved]
+    present: list[MappingSaved]  # already there, left as they are
+
+    @property
+    def summary(self) -> str:
+        return f"{len(self.created)} created, {len(self.present)} already there"
+
+
+def _saved(mapping: Mapping, outcome: Outcome, kind: str) -> MappingSaved:
+    warnings = tuple(mapping_service.event_name_warnings(mapping.event_name, kind))
+    return MappingSaved(mapping, outcome, mapping_service.describe_mapping(mapping), warnings)
+
+
+def _kind_of(session: Session, mapping: Mapping) -> str:
+    owner = session.get(EventSet, mapping.event_set_id)
+    return str(owner.kind) if owner is not None else ""
 
 
 def add_mapping(request: AddMapping, actor: Actor) -> MappingSaved:
@@ -126,7 +161,7 @@ def add_mapping(request: AddMapping, actor: Actor) -> MappingSaved:
             enabled=wanted.enabled,
             actor=actor.name,
         )
-        return _saved(created, "created")
+        return _saved(created, "created", owner.kind)
 
 
 def update_mapping(request: UpdateMapping, actor: Actor) -> MappingSaved:
@@ -160,7 +195,8 @@ def update_mapping(request: UpdateMapping, actor: Actor) -> MappingSaved:
             enabled=wanted.enabled,
             actor=actor.name,
         )
-        return _saved(saved, "saved" if saved.version != version else "unchanged")
+        outcome: Outcome = "saved" if saved.version != version else "unchanged"
+        return _saved(saved, outcome, _kind_of(uow.session, saved))
 
 
 def set_mapping_enabled(request: SetMappingEnabled, actor: Actor) -> MappingSaved:
@@ -169,7 +205,8 @@ def set_mapping_enabled(request: SetMappingEnabled, actor: Actor) -> MappingSave
         enabled = not saved.enabled if request.enabled is None else request.enabled
         version = saved.version
         mapping_service.update_mapping(uow.session, saved, enabled=enabled, actor=actor.name)
-        return _saved(saved, "saved" if saved.version != version else "unchanged")
+        outcome: Outcome = "saved" if saved.version != version else "unchanged"
+        return _saved(saved, outcome, _kind_of(uow.session, saved))
 
 
 def delete_mapping(request: DeleteMapping, actor: Actor) -> MappingDeleted:
@@ -202,4 +239,18 @@ def import_mapping_yaml(request: ImportMappingYaml, actor: Actor) -> MappingImpo
             deleted=list(result.deleted),
             unchanged=[m.id for m in result.unchanged],
             summary=result.summary(),
+            warnings=tuple(result.warnings),
+        )
+
+
+def apply_preset(request: ApplyPreset, actor: Actor) -> PresetApplied:
+    """Idempotent: a second run creates nothing and writes no audit entry."""
+    with unit_of_work(actor, requires=Role.EDITOR) as uow:
+        target = load_event_set(uow.session, request.event_set)
+        result = mapping_presets.apply_preset(uow.session, target, request.preset, actor=actor.name)
+        return PresetApplied(
+            event_set=target.name,
+            preset=request.preset,
+            created=[_saved(m, "created", target.kind) for m in result.created],
+            present=[_saved(m, "unchanged", target.kind) for m in result.present],
         )

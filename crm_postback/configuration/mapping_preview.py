@@ -16,7 +16,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_postback.configuration.mapping_service import list_mappings, validate_mapping
+from crm_postback.configuration.mapping_service import (
+    event_name_warnings,
+    list_mappings,
+    validate_mapping,
+)
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import Settings
 from crm_postback.intake.lead_keys import hash_match_keys, merge_keys
@@ -117,13 +121,18 @@ def _candidate_records(
     ]
     if draft is None:
         return records, None
+    current = next((r for r in records if r.id == draft.replaces), None)
+    if draft.replaces is not None and current is None:
+        raise InputRejected.one("mapping_id", f"no mapping {draft.replaces} on this event set")
     trigger_type, event_name, conditions, properties = validate_mapping(
-        draft.trigger_type, draft.event_name, draft.conditions, draft.properties
+        draft.trigger_type,
+        draft.event_name,
+        draft.conditions,
+        draft.properties,
+        kind=event_set.kind,
+        kept_name=current.event_name if current is not None else None,
     )
-    if draft.replaces is not None:
-        current = next((r for r in records if r.id == draft.replaces), None)
-        if current is None:
-            raise InputRejected.one("mapping_id", f"no mapping {draft.replaces} on this event set")
+    if current is not None:
         records.remove(current)
         draft_id, version = current.id, current.version + 1
     else:
@@ -148,7 +157,7 @@ def _lead_keys(
         for name in ("email_hashes", "phone_hashes", "external_id_hashes"):
             setattr(lead, name, list(getattr(stored, name) or []))
     if match_keys is not None:
-        merge_keys(lead, hash_match_keys(match_keys, settings.default_phone_region))
+        merge_keys(lead, hash_match_keys(match_keys, settings.default_phone_region)[0])
     elif stored is None:
         return None
     return lead
@@ -222,6 +231,11 @@ def preview(
         )
     if draft is not None and not draft.enabled:
         result.notes.append("the edited mapping is disabled: it produces no event")
+    if draft is not None:
+        result.notes.extend(
+            f"the edited mapping: {w.message}"
+            for w in event_name_warnings(draft.event_name.strip(), event_set.kind)
+        )
 
     resolved = resolve(trigger_type, attributes, compiled, event_set.default_currency)
     if not resolved:

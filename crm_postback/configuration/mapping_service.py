@@ -18,7 +18,12 @@ from crm_postback.configuration import audit
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.intake.trigger_schemas import UNSTORABLE_MESSAGE, unstorable_paths
 from mappings.rules import Condition, PropertyRules
-from mappings.validation import MappingError, validate_event_name, validate_trigger_type
+from mappings.validation import (
+    MappingError,
+    event_name_warning,
+    validate_event_name,
+    validate_trigger_type,
+)
 from models import EventSet, Mapping
 
 MAX_CONDITIONS = 100
@@ -54,17 +59,45 @@ def _storable(conditions: list[dict[str, Any]], properties: dict[str, Any]) -> N
         raise InputRejected(errors[:20])
 
 
+def checked_event_name(event_name: str, kind: str | None, *, kept: str | None = None) -> str:
+    """The name as saved for an event set of `kind`, or InputRejected. `kept` is the name the
+    mapping has now: a name saved before today's rules (a non-English name on a Pixel) stays
+    as long as it is not changed, so the mapping can still be edited, disabled or exported
+    and imported back (`event_name_warnings` says it should be renamed)."""
+    try:
+        return validate_event_name(event_name, kind)
+    except MappingError as error:
+        if kept is not None and event_name.strip() == kept:
+            return kept
+        raise InputRejected.one(error.field, error.reason) from None
+
+
+def event_name_warnings(event_name: str, kind: str | None) -> list[FieldError]:
+    """What saving `event_name` on an event set of `kind` should say besides "saved": a
+    legacy name on a CRM event set, or a name kept from before that its kind now refuses."""
+    warning = event_name_warning(event_name, kind)
+    if warning is not None:
+        return [FieldError("event", warning)]
+    try:
+        validate_event_name(event_name, kind)
+    except MappingError as error:
+        return [FieldError("event", f"{error.reason} (kept as saved before this rule; rename it)")]
+    return []
+
+
 def _checked(
     trigger_type: str,
     event_name: str,
     conditions: Sequence[Condition | dict[str, Any]],
     properties: PropertyRules | dict[str, Any],
+    kind: str | None,
+    kept_name: str | None = None,
 ) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
     try:
         trigger_type = validate_trigger_type(trigger_type)
-        event_name = validate_event_name(event_name)
     except MappingError as error:
         raise InputRejected.one(error.field, error.reason) from None
+    event_name = checked_event_name(event_name, kind, kept=kept_name)
     if len(conditions) > MAX_CONDITIONS:
         raise InputRejected.one("when", f"at most {MAX_CONDITIONS} conditions in one mapping")
     try:
@@ -89,10 +122,15 @@ def validate_mapping(
     event_name: str,
     conditions: Sequence[Condition | dict[str, Any]],
     properties: PropertyRules | dict[str, Any],
+    *,
+    kind: str | None,
+    kept_name: str | None = None,
 ) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
-    """What `add_mapping` would store (trigger, event, conditions, properties), or
-    InputRejected: for previews of a mapping that is not saved."""
-    return _checked(trigger_type, event_name, list(conditions), properties)
+    """What `add_mapping` would store (trigger, event, conditions, properties) on an event set
+    of `kind`, or InputRejected: for previews of a mapping that is not saved. `kind` None:
+    the checks every kind shares (see `validate_event_name`); `kept_name`: see
+    `checked_event_name`."""
+    return _checked(trigger_type, event_name, list(conditions), properties, kind, kept_name)
 
 
 def add_mapping(
@@ -107,7 +145,7 @@ def add_mapping(
     actor: str,
 ) -> Mapping:
     trigger_type, event_name, checked_conditions, rules = _checked(
-        trigger_type, event_name, list(conditions), properties or {}
+        trigger_type, event_name, list(conditions), properties or {}, event_set.kind
     )
     mapping = Mapping(
         workspace_id=event_set.workspace_id,
@@ -145,13 +183,18 @@ def update_mapping(
     enabled: bool | None = None,
     actor: str,
 ) -> Mapping:
-    """Saves what changed and bumps the version; an edit that changes nothing is a no-op."""
+    """Saves what changed and bumps the version; an edit that changes nothing is a no-op.
+    The event name is checked for the event set's kind; one it refuses that the mapping
+    already has is kept (see `checked_event_name`)."""
     before = audit.mapping_snapshot(mapping)
+    owner = session.get(EventSet, mapping.event_set_id)
     checked = _checked(
         trigger_type or mapping.trigger_type,
         event_name or mapping.event_name,
         list(conditions) if conditions is not None else mapping.conditions,
         properties if properties is not None else mapping.properties,
+        owner.kind if owner is not None else None,
+        kept_name=mapping.event_name,
     )
     unchanged = checked == (
         mapping.trigger_type,

@@ -41,7 +41,9 @@ from crm_postback.configuration.event_set_service import CURRENCY_SHAPED
 from crm_postback.configuration.mapping_service import (
     MAX_CONDITIONS,
     add_mapping,
+    checked_event_name,
     delete_mapping,
+    event_name_warnings,
     list_mappings,
     update_mapping,
     validate_mapping,
@@ -49,7 +51,7 @@ from crm_postback.configuration.mapping_service import (
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, SUPPORTED_CURRENCIES
 from mappings.rules import Condition, parse_condition
-from mappings.validation import MappingError, validate_event_name, validate_trigger_type
+from mappings.validation import MappingError, validate_trigger_type
 from models import EventSet, Mapping
 
 ENTRY_FIELDS = ("id", "version", "trigger", "event", "enabled", "when", "properties")
@@ -269,6 +271,8 @@ class ImportResult:
     updated: list[Mapping] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     unchanged: list[Mapping] = field(default_factory=list)
+    # Saved, with something to say: `mappings.2.event: 'SubmitForm' is a legacy name ...`
+    warnings: list[FieldError] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -374,16 +378,26 @@ def _property_errors(properties: dict[str, Any], where: str) -> list[FieldError]
 
 
 def parse_mapping_entry(
-    raw: Any, where: str = "", index: int = 0
+    raw: Any, where: str = "", index: int = 0, *, kind: str | None
 ) -> tuple[MappingEntry | None, list[FieldError]]:
     """Validates one entry ({trigger, event, enabled, when, properties, id, version}) as
-    saving would; errors name fields below `where` (e.g. "mappings.2." or "")."""
+    saving on an event set of `kind` would (None: not known yet, the save checks the event
+    name for its kind); errors name fields below `where` (e.g. "mappings.2." or "")."""
     errors: list[FieldError] = []
-    entry = _parse_entry(raw, where, index, errors)
+    entry = _parse_entry(raw, where, index, errors, kind)
     return (None if errors else entry), bounded(errors)
 
 
-def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> MappingEntry | None:
+def _parse_entry(
+    raw: Any,
+    where: str,
+    index: int,
+    errors: list[FieldError],
+    kind: str | None,
+    saved_names: dict[int, str] | None = None,
+) -> MappingEntry | None:
+    """`saved_names`: the event names the event set's mappings have now, by id (an entry
+    naming one keeps a name saved before its kind refused it: `checked_event_name`)."""
     if not isinstance(raw, dict):
         errors.append(
             FieldError(where.rstrip(".") or "body", "must be a mapping with trigger and event")
@@ -431,20 +445,25 @@ def _parse_entry(raw: Any, where: str, index: int, errors: list[FieldError]) -> 
             break
     errors.extend(_property_errors(properties, where))
     trigger, event = raw.get("trigger"), raw.get("event")
-    checks = (("trigger", trigger, validate_trigger_type), ("event", event, validate_event_name))
-    for name, value, check in checks:
+    kept = (saved_names or {}).get(mapping_id) if isinstance(mapping_id, int) else None
+    for name, value in (("trigger", trigger), ("event", event)):
         if not isinstance(value, str) or not value.strip():
             errors.append(FieldError(f"{where}{name}", "is required"))
             continue
         try:
-            check(value.strip())
+            if name == "trigger":
+                validate_trigger_type(value.strip())
+            else:
+                checked_event_name(value.strip(), kind, kept=kept)
         except MappingError as error:
             errors.append(FieldError(f"{where}{name}", error.reason))
+        except InputRejected as rejected:
+            errors.extend(FieldError(f"{where}{e.field}", e.message) for e in rejected.errors)
     if len(errors) > found_before or not isinstance(trigger, str) or not isinstance(event, str):
         return None
     try:
         trigger, event, conditions, properties = validate_mapping(
-            trigger.strip(), event, conditions, properties
+            trigger.strip(), event, conditions, properties, kind=kind, kept_name=kept
         )
     except InputRejected as rejected:
         for problem in rejected.errors:
@@ -474,8 +493,12 @@ def import_mappings(
             "another event set, change the event_set line and remove the ids and versions",
         )
     errors: list[FieldError] = []
-    entries = [_parse_entry(raw, f"mappings.{i}.", i, errors) for i, raw in enumerate(raw_entries)]
     saved = {m.id: m for m in list_mappings(session, event_set)}
+    saved_names = {m.id: m.event_name for m in saved.values()}
+    entries = [
+        _parse_entry(raw, f"mappings.{i}.", i, errors, event_set.kind, saved_names)
+        for i, raw in enumerate(raw_entries)
+    ]
     seen: set[int] = set()
     for entry in entries:
         if entry is None or entry.mapping_id is None:
@@ -510,6 +533,10 @@ def import_mappings(
     result = ImportResult()
     for entry in entries:
         assert entry is not None
+        result.warnings.extend(
+            FieldError(f"mappings.{entry.index}.{w.field}", w.message)
+            for w in event_name_warnings(entry.event_name, event_set.kind)
+        )
         current = saved.get(entry.mapping_id) if entry.mapping_id is not None else None
         if current is None:
             if not dry_run:

@@ -28,7 +28,9 @@ STANDARD_EVENTS: frozenset[str] = frozenset(
     }
 )
 
-# Older names integrations still send; accepted, but the mapping layer suggests the current one.
+# Older names integrations still send, and TikTok's own CRM pages still show (SubmitForm).
+# Accepted for CRM event sets, with a warning suggesting the current name; refused for web
+# event sets (Pixels), with that suggestion (mappings.validation.validate_event_name).
 LEGACY_EVENTS: dict[str, str] = {
     "SubmitForm": "Lead",
     "CompletePayment": "Purchase",

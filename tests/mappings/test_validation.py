@@ -17,6 +17,7 @@ from mappings.validation import (
     BUILT_IN_TRIGGERS,
     TRIGGER_TYPE_PATTERN,
     MappingError,
+    event_name_warning,
     is_standard_event,
     validate_event_name,
     validate_trigger_type,
@@ -136,9 +137,12 @@ CONTRACT_CURRENCIES = [
 ]
 
 
-def _error(name: str) -> MappingError:
+KINDS = ("crm", "web", None)
+
+
+def _error(name: str, kind: str | None = "crm") -> MappingError:
     with pytest.raises(MappingError) as info:
-        validate_event_name(name)
+        validate_event_name(name, kind)
     return info.value
 
 
@@ -171,15 +175,18 @@ def test_standard_event_named(name: str, expected: str | None) -> None:
 # --- validate_event_name ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", CONTRACT_STANDARD_EVENTS)
-def test_standard_event_accepted_verbatim(name: str) -> None:
-    assert validate_event_name(name) == name
+def test_standard_event_accepted_verbatim(name: str, kind: str | None) -> None:
+    assert validate_event_name(name, kind) == name
+    assert event_name_warning(name, kind) is None
     assert is_standard_event(name)
 
 
-def test_event_name_is_stripped() -> None:
-    assert validate_event_name("  Purchase ") == "Purchase"
-    assert validate_event_name(" lead_sold\n") == "lead_sold"
+@pytest.mark.parametrize("kind", KINDS)
+def test_event_name_is_stripped(kind: str | None) -> None:
+    assert validate_event_name("  Purchase ", kind) == "Purchase"
+    assert validate_event_name(" lead_sold\n", kind) == "lead_sold"
 
 
 @pytest.mark.parametrize(
@@ -194,11 +201,42 @@ def test_wrong_case_standard_event_rejected_with_suggestion(name: str, suggestio
 
 
 @pytest.mark.parametrize(("legacy", "replacement"), sorted(CONTRACT_LEGACY.items()))
-def test_legacy_name_rejected_suggesting_replacement(legacy: str, replacement: str) -> None:
-    error = _error(legacy)
+def test_legacy_name_refused_for_web_suggesting_replacement(legacy: str, replacement: str) -> None:
+    error = _error(legacy, "web")
     assert error.field == "event"
     assert "legacy" in error.reason
     assert f"'{replacement}'" in error.reason
+
+
+@pytest.mark.parametrize(("legacy", "replacement"), sorted(CONTRACT_LEGACY.items()))
+def test_legacy_name_accepted_for_crm_with_a_warning(legacy: str, replacement: str) -> None:
+    assert validate_event_name(f" {legacy} ", "crm") == legacy
+    warning = event_name_warning(legacy, "crm")
+    assert warning is not None
+    assert "legacy" in warning
+    assert f"'{replacement}'" in warning
+    assert event_name_warning(legacy, "web") is None  # refused there, not warned
+
+
+def test_legacy_name_passes_while_the_kind_is_unknown() -> None:
+    assert validate_event_name("SubmitForm", None) == "SubmitForm"
+
+
+@pytest.mark.parametrize(
+    "name", ["リード成約", "Venta de lead cualificada ñ", "صفقة", "Lead-Qualifiziert-ä"]
+)
+def test_non_ascii_custom_names_only_for_crm(name: str) -> None:
+    assert validate_event_name(name, "crm") == name
+    assert validate_event_name(name, None) == name
+    error = _error(name, "web")
+    assert error.field == "event"
+    assert "only for CRM" in error.reason
+    assert name not in error.reason
+
+
+@pytest.mark.parametrize("name", ["lead_sold", "Lead Sold", "Venta de lead", "a" * 50])
+def test_ascii_custom_names_for_web(name: str) -> None:
+    assert validate_event_name(name, "web") == name
 
 
 @pytest.mark.parametrize(
@@ -232,8 +270,8 @@ def test_app_only_event_rejected(name: str) -> None:
         "a" * MAX_CUSTOM_EVENT_NAME_LENGTH,
     ],
 )
-def test_custom_and_non_english_names_accepted(name: str) -> None:
-    assert validate_event_name(name) == name
+def test_custom_and_non_english_names_accepted_for_crm(name: str) -> None:
+    assert validate_event_name(name, "crm") == name
     assert not is_standard_event(name)
 
 

@@ -7,6 +7,7 @@ Each returns or refuses with MappingError, in work growing about linearly with t
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import example, given, settings
@@ -21,7 +22,8 @@ from tests.bounded_work import (  # type: ignore[import-not-found]
 
 CHECKS: dict[str, Callable[[str], str]] = {
     "validate_trigger_type": validate_trigger_type,
-    "validate_event_name": validate_event_name,
+    "validate_event_name (crm)": partial(validate_event_name, kind="crm"),
+    "validate_event_name (web)": partial(validate_event_name, kind="web"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,6 +14,7 @@ from crm_postback.commands.manage_mappings import (
     DeleteMapping,
     ImportMappingYaml,
     MappingInput,
+    MappingSaved,
     UpdateMapping,
     add_mapping,
     delete_mapping,
@@ -28,7 +30,7 @@ from crm_postback.configuration.mapping_yaml import (
     export_mappings,
     parse_mapping_entry,
 )
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.web.admin.json_api_support import (
     API_ERRORS,
@@ -61,8 +63,18 @@ def mapping_json(mapping: Mapping) -> dict[str, Any]:
     }
 
 
+def saved_json(saved: MappingSaved) -> dict[str, Any]:
+    """A saved mapping, with what saving it had to say (`warnings`, often empty)."""
+    return {**mapping_json(saved.mapping), "warnings": _warnings_json(saved.warnings)}
+
+
+def _warnings_json(warnings: Sequence[FieldError]) -> list[dict[str, str]]:
+    return [{"field": w.field, "message": w.message} for w in warnings]
+
+
 def _entry(body: dict[str, Any]) -> MappingEntry:
-    entry, errors = parse_mapping_entry(body)
+    # The event name is checked for the event set's kind by the command (or the preview).
+    entry, errors = parse_mapping_entry(body, kind=None)
     if entry is None:
         raise ApiFailure(422, errors)
     return entry
@@ -86,7 +98,7 @@ async def list_mappings_api(reference: str, admin: ApiAdmin) -> Any:
 async def create_mapping_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
     wanted = MappingInput.from_entry(_entry(await read_object(request)))
     saved = await in_thread(add_mapping, AddMapping(reference, wanted), actor_of(admin))
-    return JSONResponse(mapping_json(saved.mapping), status_code=201)
+    return JSONResponse(saved_json(saved), status_code=201)
 
 
 @router.get("/event-sets/{reference}/mappings/{mapping_id}", summary="One mapping")
@@ -113,7 +125,7 @@ async def put_mapping_api(
         expected_version=entry.version,
     )
     saved = await in_thread(update_mapping, wanted, actor_of(admin))
-    return mapping_json(saved.mapping)
+    return saved_json(saved)
 
 
 @router.delete(
@@ -167,13 +179,14 @@ async def import_api(
         "updated": result.updated,
         "deleted": result.deleted,
         "unchanged": result.unchanged,
+        "warnings": _warnings_json(result.warnings),
     }
 
 
 def _draft(body: dict[str, Any]) -> DraftMapping | None:
     if body.get("mapping") is None:
         return None
-    entry, errors = parse_mapping_entry(body["mapping"], "mapping.")
+    entry, errors = parse_mapping_entry(body["mapping"], "mapping.", kind=None)
     if entry is None:
         raise ApiFailure(422, errors)
     replaces = body.get("replaces")

@@ -28,7 +28,7 @@ from crm_postback.commands.manage_mappings import (
 from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration.admin_accounts import Admin
 from crm_postback.configuration.mapping_preview import DraftMapping, Preview
-from crm_postback.configuration.mapping_service import list_mappings
+from crm_postback.configuration.mapping_service import checked_event_name, list_mappings
 from crm_postback.configuration.mapping_yaml import export_mappings, parse_mapping_entry
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.tiktok.event_catalogue import CONTENT_TYPES, STANDARD_EVENTS, SUPPORTED_CURRENCIES
@@ -175,15 +175,18 @@ def mapping_edit(
         )
 
 
-def _save(admin: Admin, event_set_id: int, mapping_id: int | None, wanted: MappingInput) -> str:
-    """Saves through the command; returns the flash message."""
+def _save(
+    admin: Admin, event_set_id: int, mapping_id: int | None, wanted: MappingInput
+) -> tuple[str, list[str]]:
+    """Saves through the command; returns the flash message and the warnings to show."""
     actor = actor_of(admin)
     if mapping_id is None:
         saved = add_mapping(AddMapping(event_set_id, wanted), actor)
     else:
         saved = update_mapping(UpdateMapping(mapping_id, wanted, event_set=event_set_id), actor)
     mapping = saved.mapping
-    return f"Mapping {mapping.id} {saved.outcome} (v{mapping.version}): {saved.summary}"
+    message = f"Mapping {mapping.id} {saved.outcome} (v{mapping.version}): {saved.summary}"
+    return message, [f"{w.field}: {w.message}" for w in saved.warnings]
 
 
 def _mapping_submit(
@@ -200,11 +203,14 @@ def _mapping_submit(
     given = PreviewInput.from_form(data)
     action = str(data.get("action", "save"))
     entry_dict, form_errors = form.entry()
-    entry, entry_errors = parse_mapping_entry(entry_dict)
+    # The event name is checked for the event set's kind by the save, or below for a preview.
+    entry, entry_errors = parse_mapping_entry(entry_dict, kind=None)
     errors = error_map(form_errors + entry_errors)
     if entry is not None and not errors and action != "preview":
         try:
-            message = _save(admin, event_set_id, mapping_id, MappingInput.from_entry(entry))
+            message, warnings = _save(
+                admin, event_set_id, mapping_id, MappingInput.from_entry(entry)
+            )
         except NotFound:
             raise
         except NotPermitted:
@@ -213,6 +219,8 @@ def _mapping_submit(
             errors = error_map(rejected.errors)
         else:
             flash(request, message)
+            for warning in warnings:
+                flash(request, warning, "warn")
             return see_other(request, f"/event-sets/{event_set_id}")
     previewing = entry is not None and not errors
     opened = preview_session(admin) if previewing else session_scope(workspace=workspace_of(admin))
@@ -221,6 +229,12 @@ def _mapping_submit(
         mapping = (
             load_mapping(session, mapping_id, event_set.id) if mapping_id is not None else None
         )
+        if entry is not None and not errors:
+            kept = mapping.event_name if mapping is not None else None
+            try:
+                checked_event_name(entry.event_name, event_set.kind, kept=kept)
+            except InputRejected as rejected:
+                errors = error_map(rejected.errors)
         if errors or entry is None:
             return _mapping_form_page(
                 request, admin, session, event_set, mapping, form, errors, given, status_code=400

@@ -192,7 +192,8 @@ def test_bad_files(acme: int, text: str, field: str) -> None:
 
 def test_entry_checks_beyond_the_rules() -> None:
     entry, errors = parse_mapping_entry(
-        {"trigger": "lead.sold", "event": "X", "when": ["a == [1, 2]", "b exists 3", "c != null"]}
+        {"trigger": "lead.sold", "event": "X", "when": ["a == [1, 2]", "b exists 3", "c != null"]},
+        kind=None,
     )
     assert entry is None
     assert {e.field: e.message for e in errors} == {
@@ -233,7 +234,9 @@ def test_condition_text_always_round_trips(
     condition = Condition.model_validate(raw)
     written = condition_text(condition.model_dump())
     dumped = yaml.safe_load(yaml.safe_dump({"when": [written]}, allow_unicode=True))["when"][0]
-    entry, errors = parse_mapping_entry({"trigger": "t.x", "event": "X", "when": [dumped]})
+    entry, errors = parse_mapping_entry(
+        {"trigger": "t.x", "event": "X", "when": [dumped]}, kind="crm"
+    )
     if op in ("eq", "ne") and value is None:
         return
     assert errors == [], errors

@@ -89,7 +89,7 @@ def import_dry(text: str) -> str:
         assert_short(refused.errors)
         return "refused"
     for index, raw in enumerate(entries):
-        _, errors = parse_mapping_entry(raw, f"mappings.{index}.", index)
+        _, errors = parse_mapping_entry(raw, f"mappings.{index}.", index, kind="web")
         assert_short(errors)
     return "read"
 
@@ -144,7 +144,7 @@ ENTRIES = st.fixed_dictionaries(
 @example(raw={"trigger": "lead.sold", "event": "Purchase", "when": "value >= 1"})
 @settings(max_examples=300, deadline=None)
 def test_entries_are_checked_without_raising(raw: Any) -> None:
-    _, errors = parse_mapping_entry(raw, "mappings.0.", 0)
+    _, errors = parse_mapping_entry(raw, "mappings.0.", 0, kind="crm")
     assert_short(errors)
 
 
@@ -169,7 +169,7 @@ def grown_entry(place: str, shape: Scaled, count: int) -> dict[str, Any]:
 @settings(max_examples=30, deadline=None)
 def test_large_entries_are_checked_in_bounded_work(place: str, shape: Scaled) -> None:
     def check(count: int) -> None:
-        _, errors = parse_mapping_entry(grown_entry(place, shape, count))
+        _, errors = parse_mapping_entry(grown_entry(place, shape, count), kind="crm")
         assert_short(errors)
 
     small = max(1, shape.count_for(2_000) // 8)
