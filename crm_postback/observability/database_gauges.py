@@ -1,5 +1,7 @@
 """Gauges about the outbox read from the database when the web app is scraped: due rows,
-open rows and their age, paused and throttled event sets, open triggers.
+open rows and their age, paused and throttled event sets, open triggers; and the gauges per
+event set a higher layer adds (`SeriesGauges`: the match-quality score of
+crm_postback.operations.match_quality_metrics), in the same session with the same labels.
 
 Read at scrape time, they are right whichever process changed the rows.
 """
@@ -7,8 +9,9 @@ Read at scrape time, they are right whichever process changed the rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, or_, select
@@ -31,14 +34,29 @@ from models.workspace_scope import ALL_WORKSPACES
 log = logging.getLogger(__name__)
 
 
+# (workspace label, event set name) per event set id
+Series = dict[int, tuple[str, str]]
+
+
+class SeriesGauges(Protocol):
+    """More gauges per event set, read in the scrape's session, labelled by `series`."""
+
+    def __call__(
+        self, session: Session, series: Series, now: datetime
+    ) -> Iterable[GaugeMetricFamily]: ...
+
+
 class OutboxCollector:
     """The outbox gauges, one scrape's worth of queries.
 
     Each query reads only open rows through the (status, ...) indexes; no full-table count.
     """
 
-    def __init__(self, now: datetime | None = None) -> None:
+    def __init__(
+        self, now: datetime | None = None, per_event_set: Sequence[SeriesGauges] = ()
+    ) -> None:
         self._now = now
+        self._per_event_set = tuple(per_event_set)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(
@@ -46,7 +64,9 @@ class OutboxCollector:
         )
         try:
             with session_scope(workspace=ALL_WORKSPACES) as session:
-                families = list(_outbox_families(session, self._now or utcnow()))
+                families = list(
+                    _outbox_families(session, self._now or utcnow(), self._per_event_set)
+                )
         except Exception as error:
             log.warning("metrics: outbox gauges unavailable (%s)", type(error).__name__)
             up.add_metric([], 0)
@@ -61,7 +81,9 @@ _OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatu
 _OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 
 
-def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFamily]:
+def _outbox_families(
+    session: Session, now: datetime, per_event_set: Sequence[SeriesGauges] = ()
+) -> Iterator[GaugeMetricFamily]:
     sets = session.execute(
         select(
             EventSet.id,
@@ -185,3 +207,6 @@ def _outbox_families(session: Session, now: datetime) -> Iterator[GaugeMetricFam
         trigger_age.add_metric([str(status)], max(age, 0.0))
     yield open_triggers
     yield trigger_age
+
+    for gauges in per_event_set:
+        yield from gauges(session, series, now)

@@ -35,6 +35,7 @@ METRIC_NAMES = (
     "postback_sweeper_stale_triggers_total",
     "postback_sweeper_tasks_queued_total",
     "postback_retention_purged_total",
+    "postback_match_keys_dropped_total",
     # read from the database when the web app is scraped (see `database_gauges`)
     "postback_outbox_due",
     "postback_outbox_open",
@@ -120,6 +121,14 @@ class MetricFamilies:
             "postback_retention_purged",
             "Rows whose personal data the retention purge cleared: `lead` (match keys) and "
             "`payload` (stored event bodies), by workspace.",
+            ["workspace", "kind"],
+            registry=r,
+        )
+        self.match_keys_dropped = Counter(
+            "postback_match_keys_dropped",
+            "Match keys dropped at the door because they did not normalise (the trigger or "
+            "lead upsert was accepted without them), by workspace and kind (email, phone, "
+            "ttclid, first_name, page_url, ...).",
             ["workspace", "kind"],
             registry=r,
         )

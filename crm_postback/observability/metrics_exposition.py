@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from crm_postback.observability.database_gauges import OutboxCollector
+from crm_postback.observability.database_gauges import OutboxCollector, SeriesGauges
 from crm_postback.observability.metric_definitions import MULTIPROC_ENV, metrics
 
 if TYPE_CHECKING:
@@ -27,14 +28,19 @@ def _counter_registry() -> CollectorRegistry:
     return metrics().registry
 
 
-def render(include_outbox: bool = True, now: datetime | None = None) -> tuple[bytes, str]:
-    """The text exposition: counters and histograms, then the outbox gauges."""
+def render(
+    include_outbox: bool = True,
+    now: datetime | None = None,
+    per_event_set: Sequence[SeriesGauges] = (),
+) -> tuple[bytes, str]:
+    """The text exposition: counters and histograms, then the outbox gauges (and
+    `per_event_set`'s, read with them)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     metrics()  # the families exist (at zero) before anything was recorded
     body = generate_latest(_counter_registry())
     if include_outbox:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(OutboxCollector(now))
+        registry.register(OutboxCollector(now, per_event_set))
         body += generate_latest(registry)
     return body, CONTENT_TYPE_LATEST
