@@ -36,6 +36,7 @@ from crm_postback.web.admin import (
     login_pages,
     mapping_json_api,
     mapping_pages,
+    match_quality_pages,
     member_json_api,
     member_pages,
     preview_pages,
@@ -272,6 +273,7 @@ def create_admin_app(settings: Settings | None = None) -> FastAPI:
     for pages in (
         login_pages,
         event_set_pages,
+        match_quality_pages,
         mapping_pages,
         preview_pages,
         delivery_pages,
