@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from crm_postback.core.settings import get_settings
 from crm_postback.observability.metrics_exposition import render
+from crm_postback.operations.match_quality_metrics import match_quality_gauges
 from crm_postback.web.errors import RequestRejected
 from crm_postback.web.shapes import Problem
 
@@ -37,5 +38,5 @@ def get_metrics(request: Request) -> Response:
             message="metrics need Authorization: Bearer <METRICS_TOKEN>",
         )
         raise RequestRejected(401, [problem], {"WWW-Authenticate": 'Bearer realm="metrics"'})
-    body, content_type = render()
+    body, content_type = render(per_event_set=(match_quality_gauges,))
     return Response(body, media_type=content_type)

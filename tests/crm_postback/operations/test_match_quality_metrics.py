@@ -112,7 +112,6 @@ def test_a_scrape_within_the_refresh_reads_no_postbacks(
     assert scrape()[("postback_match_quality_events", labels("default", "acme"))] == 4
 
 
-@pytest.mark.xfail(strict=True, reason="web/prometheus.py passes the gauges (asked of the lead)")
 def test_the_http_metrics_serve_the_score(
     sqlite_db: str, make_event_set: Callable[..., int]
 ) -> None:
