@@ -149,7 +149,8 @@ def not_sent_findings(
         identifying = [KEY_NAMES[kind] for kind in KEY_NAMES if kind & IDENTIFYING]
         dropped = {kind: count for kind, count in quality.dropped.items() if kind in identifying}
         hint = (
-            " Some were sent but dropped at the door as invalid: "
+            " Keys that would have identified a lead were dropped at the door as invalid in "
+            "the window, perhaps these events': "
             + ", ".join(f"{kind} {count}" for kind, count in dropped.items())
             + " (the intake answers' warnings name each field)."
             if dropped

@@ -97,7 +97,12 @@ def test_a_real_lifecycle(
         "volume_below_guidance": Severity.WARNING,
         "few_lead_ids": Severity.WARNING,
         "mapping_missing": Severity.WARNING,
+        "match_quality": Severity.WARNING,
     }
+    # the worker's key masks: lead id + ttclid + email + phone 8, email 2, ttclid 4, email 2
+    assert report.match_quality is not None and report.match_quality.score == 4.0
+    assert report.match_quality.suggestion is not None
+    assert report.match_quality.suggestion.component == "lead_or_click"
     missing = next(f for f in report.findings if f.code == "mapping_missing")
     assert "--trigger buyer.accepted" in missing.fix
     volume = next(f for f in report.findings if f.code == "volume_below_guidance")

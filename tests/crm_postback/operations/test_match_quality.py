@@ -313,7 +313,9 @@ def test_diagnose_shows_the_section_and_treats_not_sent_events_as_no_failures(
     assert "high_failure_rate" not in found
     no_key = found["no_match_key_events"]
     assert "4 event(s)" in no_key.title and "tiktok_lead_id" in no_key.title
-    assert "dropped at the door as invalid: phone 4" in no_key.fix
+    assert "dropped at the door as invalid in the window, perhaps these events': phone 4" in (
+        no_key.fix
+    )
     assert found["consent_withdrawn_events"].severity.value == "info"
     score = found["match_quality"]
     assert score.severity.value == "warning"  # 17 events, (10 * 2 + 3 * 4) / 17 < 5
