@@ -145,7 +145,6 @@ def build_body(postback: dict[str, Any], config: dict[str, Any], lead: Any) -> d
         "event_time": postback["utc_timestamp"],
         "event_id": postback["transaction_id"],
         "user": user,
-        "lead": {"lead_event_source": config["lead_event_source"]},
     }
     if postback.get("revenue") is not None:
         event["properties"] = {"value": postback["revenue"], "currency": postback["currency"]}
