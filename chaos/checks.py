@@ -335,7 +335,11 @@ def _payload_mismatches(plan: LoadPlan, records: list[dict[str, Any]]) -> Iterat
             ),
             "user.ttclid": (user.get("ttclid"), exp.ttclid),
             "lead.lead_id": (lead.get("lead_id"), exp.tiktok_lead_id),
-            "lead.lead_event_source": (lead.get("lead_event_source"), LEAD_EVENT_SOURCE),
+            # `lead` goes only with a TikTok lead id.
+            "lead.lead_event_source": (
+                lead.get("lead_event_source"),
+                LEAD_EVENT_SOURCE if exp.tiktok_lead_id else None,
+            ),
         }
         for name, (got, want) in wanted.items():
             if got != want:
