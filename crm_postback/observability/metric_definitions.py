@@ -45,6 +45,8 @@ METRIC_NAMES = (
     "postback_triggers_open",
     "postback_triggers_oldest_open_age_seconds",
     "postback_database_up",
+    "postback_match_quality_score",
+    "postback_match_quality_events",
 )
 
 
