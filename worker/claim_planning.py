@@ -103,21 +103,27 @@ class ClaimPlan(Generic[Row]):
     # Per event set: the request without its items, and the rows (with payload) to put in it.
     sending: list[tuple[OutgoingBatch, list[tuple[Row, dict[str, Any]]]]]
 
-    def batches(self, postback_id: Callable[[Row], int]) -> list[OutgoingBatch]:
-        """The requests to send, once every row to send has an id (`postback_id(row)`)."""
+    def batches(self, postback_id: Callable[[Row], int | None]) -> list[OutgoingBatch]:
+        """The requests to send, once every row to send has an id (`postback_id(row)`); a
+        row without one (None: not inserted, another worker stored the same event) is left
+        out."""
         batches = []
         for request, rows in self.sending:
-            items = [
-                Item(
-                    postback_id(row),
-                    payload,
-                    row.attempts + 1,
-                    replays=row.replays,
-                    created_at=row.created_at,
-                    lead_ref=row.lead_ref,
+            items = []
+            for row, payload in rows:
+                row_id = postback_id(row)
+                if row_id is None:
+                    continue
+                items.append(
+                    Item(
+                        row_id,
+                        payload,
+                        row.attempts + 1,
+                        replays=row.replays,
+                        created_at=row.created_at,
+                        lead_ref=row.lead_ref,
+                    )
                 )
-                for row, payload in rows
-            ]
             batches.extend(split_batch(with_items(request, items)))
         return batches
 
@@ -205,6 +211,11 @@ def plan_claim(
             request = sending[event_set.id] = (template, [])
         request[1].append((row, payload))
     return ClaimPlan(changes, list(sending.values()))
+
+
+def consent_withdrawn_message(withdrawn_at: datetime) -> str:
+    """Why a postback of a lead that withdrew consent was not sent (its history's text)."""
+    return f"the lead withdrew consent at {withdrawn_at.isoformat(timespec='seconds')}; not sent"
 
 
 def final_values(status: PostbackStatus, message: str) -> dict[str, Any]:

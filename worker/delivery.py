@@ -24,6 +24,7 @@ from models import (
     DeliveryAttempt,
     EventSet,
     EventSetStatus,
+    Lead,
     Postback,
     PostbackStatus,
 )
@@ -32,6 +33,7 @@ from worker.claim_planning import (
     Item,
     OutgoingBatch,
     StoredRow,
+    consent_withdrawn_message,
     final_values,
     load_event_sets,
     pause_event_set,
@@ -130,6 +132,10 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
 
 
 POSTBACKS = Postback.__table__
+LEADS = Lead.__table__
+_its_lead = and_(
+    LEADS.c.workspace_id == POSTBACKS.c.workspace_id, LEADS.c.lead_ref == POSTBACKS.c.lead_ref
+)
 _ATTEMPT_GIVEN_BACK = POSTBACKS.c.attempts - 1
 
 
@@ -167,15 +173,27 @@ def claim(
             POSTBACKS.c.last_message,
             POSTBACKS.c.created_at,
             POSTBACKS.c.lead_ref,
+            LEADS.c.consent_withdrawn_at,
         )
+        .select_from(POSTBACKS.outerjoin(LEADS, _its_lead))
         .where(matches_any(session, POSTBACKS.c.id, postback_ids), _due(now))
         .order_by(POSTBACKS.c.id)
         .with_for_update(skip_locked=True, of=POSTBACKS)
     ).all()
-    stored = [StoredRow(**row._mapping) for row in rows]
+    changes = GroupedUpdates()
+    stored = []
+    for found in rows:
+        values = dict(found._mapping)
+        withdrawn_at = values.pop("consent_withdrawn_at")
+        if withdrawn_at is not None:
+            # Withdrawn after the row was planned (the command stops what waits; this is a
+            # row planned meanwhile, a replay, or a dead worker's): it is never sent.
+            message = consent_withdrawn_message(withdrawn_at)
+            changes.add(found.id, **final_values(PostbackStatus.CONSENT_WITHDRAWN, message))
+            continue
+        stored.append(StoredRow(**values))
     event_sets = load_event_sets(session, {row.event_set_id for row in stored})
     plan = plan_claim(stored, event_sets, settings, now)
-    changes = GroupedUpdates()
     for row, values in plan.changes:
         changes.add(row.id, **values)
     changes.execute(session)

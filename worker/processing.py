@@ -19,11 +19,17 @@ from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
-from crm_postback.tiktok.events_payload import NoMatchKey, build_event, make_event_id
+from crm_postback.tiktok.events_payload import (
+    NoMatchKey,
+    build_event,
+    make_event_id,
+    match_key_mask,
+    resolve_limited_data_use,
+)
 from mappings.resolve import CompiledMapping, compile_mappings, explain_unmapped, resolve
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
-from worker.claim_planning import OutgoingBatch, plan_claim
+from worker.claim_planning import OutgoingBatch, consent_withdrawn_message, plan_claim
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 TRIGGERS = Trigger.__table__
@@ -39,6 +45,7 @@ _POSTBACK_DEFAULTS: dict[str, Any] = {
     "next_attempt_at": None,
     "lease_until": None,
     "payload": None,
+    "match_key_mask": None,
     "last_message": None,
 }
 
@@ -116,6 +123,8 @@ _TRIGGER_COLUMNS = (
     TRIGGERS.c.attributes,
     TRIGGERS.c.idempotency_key,
     TRIGGERS.c.received_at,
+    TRIGGERS.c.event_id,
+    TRIGGERS.c.limited_data_use,
 )
 LEADS = Lead.__table__
 _LEAD_COLUMNS = (
@@ -129,7 +138,21 @@ _LEAD_COLUMNS = (
     LEADS.c.email_hashes,
     LEADS.c.phone_hashes,
     LEADS.c.external_id_hashes,
+    LEADS.c.first_name_hash,
+    LEADS.c.last_name_hash,
+    LEADS.c.city_hash,
+    LEADS.c.state_hash,
+    LEADS.c.country_hash,
+    LEADS.c.zip_code_hash,
+    LEADS.c.locale,
+    LEADS.c.page_url,
+    LEADS.c.page_referrer,
+    LEADS.c.limited_data_use,
+    LEADS.c.consent_withdrawn_at,
 )
+
+
+PostbackKey = tuple[int, str | None, str | None]  # event set, event name, event id
 
 
 class NewPostback:
@@ -168,8 +191,14 @@ class NewPostback:
         return lead_ref
 
     @property
-    def key(self) -> tuple[int, str | None]:
-        return self.values["event_set_id"], self.values["event_id"]
+    def key(self) -> PostbackKey:
+        """TikTok's identity of the event (and the outbox's unique key)."""
+        return self.values["event_set_id"], self.values["event_name"], self.values["event_id"]
+
+    @property
+    def trigger_id(self) -> int:
+        trigger_id: int = self.values["trigger_id"]
+        return trigger_id
 
     @property
     def pending(self) -> bool:
@@ -255,20 +284,28 @@ def resolve_triggers(
     mappings = load_mappings(session, set_ids)
 
     new_postbacks: list[NewPostback] = []
-    trigger_updates: dict[tuple[str, str | None, bool], list[int]] = defaultdict(list)
+    outcomes: dict[int, tuple[str, str | None, bool]] = {}
     for trigger in triggers:
         lead = leads.get((trigger.workspace_id, trigger.lead_ref))
         if lead is None:
             status, error = _waiting_for_lead(trigger, settings, now)
-            trigger_updates[(status, error, status == TriggerStatus.FAILED)].append(trigger.id)
+            outcomes[trigger.id] = (status, error, status == TriggerStatus.FAILED)
             continue
         event_set = event_sets[trigger.event_set_id]
         postbacks, status, error = _postbacks_for(
             trigger, lead, event_set, mappings.get(event_set.id, []), now
         )
         new_postbacks.extend(NewPostback(values) for values in postbacks)
-        trigger_updates[(status, error, True)].append(trigger.id)
+        outcomes[trigger.id] = (status, error, True)
+    callers = {trigger.id for trigger in triggers if trigger.event_id}
+    notes: dict[int, list[str]] = defaultdict(list)
+    new_postbacks = _without_duplicates(session, new_postbacks, callers, notes)
 
+    trigger_updates: dict[tuple[str, str | None, bool], list[int]] = defaultdict(list)
+    for trigger_id, (status, error, processed) in outcomes.items():
+        trigger_updates[(status, _with_notes(error, notes.get(trigger_id)), processed)].append(
+            trigger_id
+        )
     for (status, error, processed), ids in trigger_updates.items():
         session.execute(
             update(TRIGGERS)
@@ -290,7 +327,7 @@ def insert_claimed(
     for row, values in plan.changes:
         row.values.update(values)
     row_ids = _insert(session, resolved.new_postbacks)
-    return plan.batches(lambda row: row_ids[row.key])
+    return plan.batches(lambda row: row_ids.get(row.key))
 
 
 def insert_reserved(
@@ -305,18 +342,111 @@ def insert_reserved(
     for row in sendable:
         row.values["lease_until"] = lease_until
     row_ids = _insert(session, resolved.new_postbacks)
-    return [row_ids[row.key] for row in sendable]
+    return [row_ids[row.key] for row in sendable if row.key in row_ids]
 
 
-def _insert(session: Session, rows: list[NewPostback]) -> dict[tuple[int, str | None], int]:
-    """One multi-row INSERT; the new ids by (event set, event id)."""
+def _insert(session: Session, rows: list[NewPostback]) -> dict[PostbackKey, int]:
+    """One multi-row INSERT; the new ids by (event set, event name, event id).
+
+    A row another worker stored meanwhile (the same caller event id, from another trigger
+    resolved at the same time) is not inserted and has no id here; its trigger says why.
+    """
     inserted = bulk_insert(
         session,
         POSTBACKS,
         [row.values for row in rows],
-        returning=(POSTBACKS.c.id, POSTBACKS.c.event_set_id, POSTBACKS.c.event_id),
+        returning=(
+            POSTBACKS.c.id,
+            POSTBACKS.c.event_set_id,
+            POSTBACKS.c.event_name,
+            POSTBACKS.c.event_id,
+        ),
+        ignore_conflicts=True,
     )
-    return {(row.event_set_id, row.event_id): row.id for row in inserted}
+    row_ids = {(row.event_set_id, row.event_name, row.event_id): row.id for row in inserted}
+    lost = [row for row in rows if row.values["event_name"] is not None and row.key not in row_ids]
+    if lost:
+        notes: dict[int, list[str]] = defaultdict(list)
+        stored = _stored_ids(session, [row.key for row in lost])
+        for row in lost:
+            notes[row.trigger_id].append(_duplicate_note(row.key, stored.get(row.key)))
+        for trigger_id, texts in notes.items():
+            error = session.scalar(select(TRIGGERS.c.error).where(TRIGGERS.c.id == trigger_id))
+            session.execute(
+                update(TRIGGERS)
+                .where(TRIGGERS.c.id == trigger_id)
+                .values(error=_with_notes(error, texts))
+            )
+    return row_ids
+
+
+def _stored_ids(session: Session, keys: Sequence[PostbackKey]) -> dict[PostbackKey, int]:
+    """The outbox rows that already hold these events (one statement)."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    rows = session.execute(
+        select(
+            POSTBACKS.c.id, POSTBACKS.c.event_set_id, POSTBACKS.c.event_name, POSTBACKS.c.event_id
+        ).where(
+            POSTBACKS.c.event_set_id.in_({key[0] for key in wanted}),
+            matches_any(session, POSTBACKS.c.event_id, list({key[2] for key in wanted})),
+        )
+    )
+    found = {}
+    for row in rows:
+        key = (row.event_set_id, row.event_name, row.event_id)
+        if key in wanted:
+            found[key] = row.id
+    return found
+
+
+def _without_duplicates(
+    session: Session,
+    rows: list[NewPostback],
+    callers: set[int],
+    notes: dict[int, list[str]],
+) -> list[NewPostback]:
+    """Drops the events TikTok would drop as duplicates: the same (event set, name, caller's
+    event id) already in the outbox, or made twice in this run. The trigger that made the
+    dropped one gets a note in `notes` (by trigger id)."""
+    if not callers:
+        return rows  # a deterministic id is unique to its trigger occurrence
+    candidates = [row.key for row in rows if row.trigger_id in callers and row.key[1] is not None]
+    stored = _stored_ids(session, candidates)
+    made: dict[PostbackKey, int] = {}
+    kept = []
+    for row in rows:
+        key = row.key
+        if key[1] is None:
+            kept.append(row)
+            continue
+        if key in stored:
+            notes[row.trigger_id].append(_duplicate_note(key, stored[key]))
+            continue
+        if key in made:
+            notes[row.trigger_id].append(
+                f"event {key[1]} with event_id {key[2]!r} is also made by trigger {made[key]} "
+                "of the same run: TikTok would drop it as a duplicate; stored once"
+            )
+            continue
+        made[key] = row.trigger_id
+        kept.append(row)
+    return kept
+
+
+def _duplicate_note(key: PostbackKey, postback_id: int | None) -> str:
+    where = f" (postback {postback_id})" if postback_id is not None else ""
+    return (
+        f"event {key[1]} with event_id {key[2]!r} is already in the outbox{where}: "
+        "TikTok would drop it as a duplicate; not stored again"
+    )
+
+
+def _with_notes(error: str | None, notes: list[str] | None) -> str | None:
+    if not notes:
+        return error
+    return "; ".join([*([error] if error else []), *notes])[:4000]
 
 
 def process_triggers(
@@ -373,9 +503,19 @@ def _postbacks_for(
         row = {**base, "status": PostbackStatus.UNMAPPED, "last_message": reason}
         return [row], TriggerStatus.UNMAPPED, reason
 
+    limited_data_use = resolve_limited_data_use(
+        trigger.limited_data_use, lead.limited_data_use, event_set.limited_data_use
+    )
+    withdrawn = (
+        consent_withdrawn_message(lead.consent_withdrawn_at) if lead.consent_withdrawn_at else None
+    )
     postbacks = []
     for event in resolved:
-        event_id = make_event_id(event_set.id, trigger.idempotency_key, event.event_name)
+        # Every event of the trigger keeps the caller's (Pixel's) id: TikTok's identity of an
+        # event is its name and id, so two events of one trigger never collide.
+        event_id = trigger.event_id or make_event_id(
+            event_set.id, trigger.idempotency_key, event.event_name
+        )
         row = {
             **base,
             "mapping_id": event.mapping_id,
@@ -385,9 +525,8 @@ def _postbacks_for(
             "status": PostbackStatus.PENDING,
             "next_attempt_at": now,
         }
+        no_match_key = None
         try:
-            if event.error:
-                raise ValueError(event.error)
             row["payload"] = build_event(
                 event_source=event_set.event_source,
                 lead_event_source=event_set.lead_event_source,
@@ -396,11 +535,32 @@ def _postbacks_for(
                 event_id=event_id,
                 occurred_at=trigger.occurred_at,
                 properties=event.properties,
+                limited_data_use=limited_data_use,
             )
-        except (ValueError, NoMatchKey) as error:
-            row.update(status=PostbackStatus.FAILED, last_message=str(error), next_attempt_at=None)
+            row["match_key_mask"] = int(match_key_mask(row["payload"]))
+        except NoMatchKey as error:
+            no_match_key = str(error)
+            row["match_key_mask"] = int(error.mask)
+        if withdrawn:
+            row.update(_final(PostbackStatus.CONSENT_WITHDRAWN, withdrawn))
+        elif event.error:
+            row.update(_final(PostbackStatus.FAILED, event.error))
+        elif no_match_key:
+            row.update(_final(PostbackStatus.NO_MATCH_KEY, no_match_key))
         postbacks.append(row)
+    if withdrawn:
+        return postbacks, TriggerStatus.RESOLVED, withdrawn
     return postbacks, TriggerStatus.RESOLVED, None
+
+
+def _final(status: PostbackStatus, message: str) -> dict[str, Any]:
+    """A planned row that ends at once: nothing of the lead is kept for an unsent event."""
+    return {
+        "status": status,
+        "last_message": message[:2000],
+        "next_attempt_at": None,
+        "payload": None,
+    }
 
 
 def stale_trigger_ids(

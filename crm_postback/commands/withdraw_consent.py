@@ -23,13 +23,9 @@ from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.core.errors import FieldError
 from models import Lead, Postback, PostbackStatus, Role, utcnow
+from worker.claim_planning import consent_withdrawn_message
 
 UNKNOWN_LEAD = "no lead of this id in this workspace"
-
-
-def withdrawn_message(withdrawn_at: datetime) -> str:
-    """The reason a postback of a lead that withdrew consent gives in history."""
-    return f"the lead withdrew consent at {withdrawn_at.isoformat(timespec='seconds')}; not sent"
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,7 @@ def withdraw_consent(request: WithdrawConsent, actor: Actor) -> ConsentWithdrawn
             .where(of_lead, Postback.status.in_((PostbackStatus.PENDING, PostbackStatus.RETRYING)))
             .values(
                 status=PostbackStatus.CONSENT_WITHDRAWN,
-                last_message=withdrawn_message(withdrawn_at),
+                last_message=consent_withdrawn_message(withdrawn_at),
                 next_attempt_at=None,
                 lease_until=None,
             ),

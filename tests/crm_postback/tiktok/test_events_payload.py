@@ -17,7 +17,10 @@ from crm_postback.tiktok.events_payload import (
     build_request,
     build_user,
     make_event_id,
+    match_key_mask,
+    resolve_limited_data_use,
 )
+from crm_postback.tiktok.match_key_kinds import IDENTIFYING, MatchKeyKind
 
 ALICE_SHA = "ff8d9819fc0e12bf0d24892e45987e249a28dce836a85cad60e28eaaa8c6d976"
 PHONE_SHA = "9f7ec22d72092cd3c0b58726ed9c2d91b92e51a3f29837508fb2948bb22dd2fd"
@@ -43,6 +46,30 @@ class Keys:
     email_hashes: list[str] = field(default_factory=list)
     phone_hashes: list[str] = field(default_factory=list)
     external_id_hashes: list[str] = field(default_factory=list)
+    first_name_hash: str | None = None
+    last_name_hash: str | None = None
+    city_hash: str | None = None
+    state_hash: str | None = None
+    country_hash: str | None = None
+    zip_code_hash: str | None = None
+    locale: str | None = None
+    page_url: str | None = None
+    page_referrer: str | None = None
+
+
+NAMES: dict[str, Any] = {
+    "first_name_hash": _sha("alice"),
+    "last_name_hash": _sha("smith"),
+    "city_hash": _sha("paris"),
+    "state_hash": _sha("idf"),
+    "country_hash": _sha("fr"),
+    "zip_code_hash": _sha("75001"),
+}
+LANDING: dict[str, Any] = {
+    "locale": "fr-FR",
+    "page_url": "https://shop.example/landing?utm_source=tiktok",
+    "page_referrer": "https://www.tiktok.com/",
+}
 
 
 FULL = Keys(
@@ -64,6 +91,7 @@ def _event(
     properties: dict[str, Any] | None = None,
     occurred_at: datetime = OCCURRED,
     event_id: str = "evt-1",
+    limited_data_use: bool = False,
 ) -> dict[str, Any]:
     return build_event(
         event_source=event_source,
@@ -73,6 +101,7 @@ def _event(
         event_id=event_id,
         occurred_at=occurred_at,
         properties=properties if properties is not None else {},
+        limited_data_use=limited_data_use,
     )
 
 
@@ -98,6 +127,7 @@ def test_crm_event_shape() -> None:
         },
         "lead": {"lead_id": "7300000000000000000", "lead_event_source": "AcmeCRM"},
         "properties": {"value": 42.5, "currency": "USD"},
+        "limited_data_use": False,
     }
 
 
@@ -129,9 +159,87 @@ def test_event_id_passed_through_as_string() -> None:
     assert isinstance(event["event_id"], str)
 
 
-def test_lead_object_without_tiktok_lead_id() -> None:
-    event = _event(Keys(email_hashes=[ALICE_SHA]))
-    assert event["lead"] == {"lead_event_source": "AcmeCRM"}
+def test_no_lead_object_without_tiktok_lead_id() -> None:
+    """Segment sends `lead` only with a lead_id; lead_event_source alone tells TikTok nothing."""
+    for lead_id in (None, ""):
+        event = _event(Keys(email_hashes=[ALICE_SHA], tiktok_lead_id=lead_id))
+        assert "lead" not in event
+
+
+@pytest.mark.parametrize("event_source", ["crm", "web"])
+def test_names_and_address_parts_go_hashed_under_user(event_source: str) -> None:
+    event = _event(Keys(email_hashes=[ALICE_SHA], **NAMES, **LANDING), event_source=event_source)
+    user = event["user"]
+    for key in ("first_name", "last_name", "city", "state", "country", "zip_code"):
+        assert isinstance(user[key], str) and HEX64.match(user[key]), key
+        assert user[key] == NAMES[f"{key}_hash"]
+
+
+def test_locale_and_page_only_for_web() -> None:
+    keys = Keys(ttclid="E.C.P.x", **LANDING)
+    web = _event(keys, event_source="web")
+    assert web["user"]["locale"] == "fr-FR"
+    assert web["page"] == {
+        "url": "https://shop.example/landing?utm_source=tiktok",
+        "referrer": "https://www.tiktok.com/",
+    }
+    crm = _event(keys, event_source="crm")
+    assert "locale" not in crm["user"]
+    assert "page" not in crm
+
+
+def test_page_carries_only_what_is_known() -> None:
+    event = _event(Keys(ttclid="E.C.P.x", page_referrer="https://r.example/"), event_source="web")
+    assert event["page"] == {"referrer": "https://r.example/"}
+    assert "page" not in _event(Keys(ttclid="E.C.P.x"), event_source="web")
+
+
+@pytest.mark.parametrize("event_source", ["crm", "web"])
+@pytest.mark.parametrize("value", [True, False])
+def test_limited_data_use_is_a_boolean_on_every_event(event_source: str, value: bool) -> None:
+    event = _event(FULL, event_source=event_source, limited_data_use=value)
+    assert event["limited_data_use"] is value
+    assert f'"limited_data_use": {json.dumps(value)}' in json.dumps(event)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "lead", "event_set", "expected"),
+    [
+        (None, None, False, False),
+        (None, None, True, True),
+        (None, True, False, True),
+        (None, False, True, False),
+        (True, False, False, True),
+        (False, True, True, False),
+    ],
+)
+def test_limited_data_use_trigger_over_lead_over_event_set(
+    trigger: bool | None, lead: bool | None, event_set: bool, expected: bool
+) -> None:
+    assert resolve_limited_data_use(trigger, lead, event_set) is expected
+
+
+def test_match_key_mask_names_every_kind_carried() -> None:
+    keys = Keys(
+        ttclid="E.C.P.abc",
+        ttp="t",
+        ip="203.0.113.9",
+        user_agent="UA",
+        tiktok_lead_id="7300000000000000000",
+        email_hashes=[ALICE_SHA],
+        phone_hashes=[PHONE_SHA],
+        external_id_hashes=[ALICE_SHA],
+        **NAMES,
+        **LANDING,
+    )
+    assert match_key_mask(_event(keys, event_source="web")) == (
+        MatchKeyKind(~MatchKeyKind.LEAD_ID & sum(MatchKeyKind))  # web: no lead object
+    )
+    crm = match_key_mask(_event(keys, event_source="crm"))
+    assert MatchKeyKind.LEAD_ID in crm
+    for web_only in (MatchKeyKind.TTP, MatchKeyKind.IP, MatchKeyKind.LOCALE, MatchKeyKind.PAGE_URL):
+        assert web_only not in crm
+    assert match_key_mask(_event(Keys(tiktok_lead_id="7"))) == MatchKeyKind.LEAD_ID
 
 
 def test_crm_with_only_tiktok_lead_id_is_enough() -> None:
@@ -220,6 +328,22 @@ def test_no_match_key(keys: Keys, event_source: str) -> None:
 
 def test_no_match_key_is_a_value_error() -> None:
     assert issubclass(NoMatchKey, ValueError)
+
+
+@pytest.mark.parametrize("event_source", ["crm", "web"])
+def test_names_and_address_alone_are_no_match_key_and_say_what_is_missing(
+    event_source: str,
+) -> None:
+    keys = Keys(ip="10.0.0.1", **NAMES, **LANDING)
+    with pytest.raises(NoMatchKey) as raised:
+        _event(keys, event_source=event_source)
+    message = str(raised.value)
+    assert "email, phone, external_id, ttclid or" in message
+    assert ("ttp" if event_source == "web" else "tiktok_lead_id") in message
+    assert "first_name" in message and "zip_code" in message
+    assert ALICE_SHA not in message and NAMES["first_name_hash"] not in message
+    assert not raised.value.mask & IDENTIFYING
+    assert MatchKeyKind.FIRST_NAME in raised.value.mask
 
 
 # --- make_event_id ---------------------------------------------------------------------------
