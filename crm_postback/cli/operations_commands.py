@@ -1,4 +1,5 @@
-"""Operations commands: `postback diagnose`, `erase-lead`, `purge`, `flower`."""
+"""Operations commands: `postback diagnose`, `erase-lead`, `withdraw-consent`, `purge`,
+`flower`."""
 
 from __future__ import annotations
 
@@ -89,6 +90,26 @@ def erase_lead(
         typer.echo(line)
 
 
+def withdraw_consent(
+    lead_id: Annotated[str, typer.Argument(help="The routing system's lead id")],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+) -> None:
+    """Record that a lead of the workspace withdrew consent: nothing more is sent for it.
+
+    Its postbacks still waiting (pending, on the retry ladder) end consent_withdrawn; triggers
+    that arrive later end the same way, unsent. One a worker is sending at that moment may
+    still arrive. Running it again changes nothing. Not reversible (a lead who consents again
+    comes back under a new lead id); erase-lead erases its keys.
+    """
+    from crm_postback.commands.withdraw_consent import WithdrawConsent
+    from crm_postback.commands.withdraw_consent import withdraw_consent as run
+
+    actor = cli_actor(workspace)
+    with refused_input_exits():
+        result = run(WithdrawConsent(lead_id), actor)
+    typer.echo(result.message)
+
+
 def purge(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be cleared")] = False,
 ) -> None:
@@ -166,5 +187,6 @@ def flower(
 def register(app: typer.Typer) -> None:
     app.command("diagnose")(diagnose)
     app.command("erase-lead")(erase_lead)
+    app.command("withdraw-consent")(withdraw_consent)
     app.command("purge")(purge)
     app.command("flower")(flower)

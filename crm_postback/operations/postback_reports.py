@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_postback.tiktok.match_key_kinds import MatchKeyKind
 from models import DeliveryAttempt, EventSet, Lead, Postback, Trigger
 from models.workspace_scope import workspace_of
 
@@ -54,6 +55,8 @@ class PostbackView:
     payload: dict[str, Any] | None
     delivered_at: datetime | None
     history: list[AttemptView] = field(default_factory=list)
+    # The kinds of match key the event carries (or would have: no_match_key, consent_withdrawn)
+    match_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class TriggerView:
     error: str | None
     attributes: dict[str, Any]
     postbacks: list[PostbackView] = field(default_factory=list)
+    event_id: str | None = None  # the caller's (Pixel's) event id, when it gave one
+    dropped_keys: list[str] = field(default_factory=list)  # match keys dropped at the door
 
 
 @dataclass
@@ -75,6 +80,8 @@ class LeadHistory:
     known: bool  # a lead row (match keys) is stored
     match_keys: dict[str, Any]  # hashes and ids as stored; ip masked, user_agent PRESENT
     triggers: list[TriggerView]
+    # Set once the lead withdrew consent: nothing of it is sent after this.
+    consent_withdrawn_at: datetime | None = None
 
     @property
     def found(self) -> bool:
@@ -178,6 +185,8 @@ def lead_history(
             t.status,
             t.error,
             dict(t.attributes),
+            event_id=t.event_id,
+            dropped_keys=list(t.dropped_keys or []),
         )
         for t in triggers
     }
@@ -197,6 +206,7 @@ def lead_history(
             _masked_payload(p.payload),
             p.delivered_at,
             attempts_by_postback.get(p.id, []),
+            match_key_names(p.match_key_mask),
         )
         if p.trigger_id in views:
             views[p.trigger_id].postbacks.append(view)
@@ -211,9 +221,33 @@ def lead_history(
             "ip": lead.ip,
             "user_agent": lead.user_agent,
             "ttp": lead.ttp,
+            "first_name_sha256": lead.first_name_hash,
+            "last_name_sha256": lead.last_name_hash,
+            "city_sha256": lead.city_hash,
+            "state_sha256": lead.state_hash,
+            "country_sha256": lead.country_hash,
+            "zip_code_sha256": lead.zip_code_hash,
+            "locale": lead.locale,
+            "page_url": lead.page_url,
+            "page_referrer": lead.page_referrer,
+            "limited_data_use": lead.limited_data_use,
         }
-        keys = _masked_client_details({k: v for k, v in keys.items() if v})
-    return LeadHistory(lead_ref, lead is not None, keys, list(views.values()))
+        keys = _masked_client_details({k: v for k, v in keys.items() if v is not None and v != []})
+        keys = {k: v for k, v in keys.items() if v != ""}
+    return LeadHistory(
+        lead_ref,
+        lead is not None,
+        keys,
+        list(views.values()),
+        consent_withdrawn_at=lead.consent_withdrawn_at if lead is not None else None,
+    )
+
+
+def match_key_names(mask: int | None) -> list[str]:
+    """`postbacks.match_key_mask` as key kind names (`email`, `lead_id`, ...)."""
+    if not mask:
+        return []
+    return [kind.name.lower() for kind in MatchKeyKind if kind in MatchKeyKind(mask) and kind.name]
 
 
 def status_counts(session: Session) -> dict[str, dict[str, int]]:

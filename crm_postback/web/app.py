@@ -9,7 +9,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from crm_postback.intake.trigger_schemas import TriggerIn
-from crm_postback.web import health, ingest, prometheus
+from crm_postback.web import health, ingest, lead_consent, prometheus
 from crm_postback.web.access_log import install_access_log_filter
 from crm_postback.web.admin import SecurityHeaders, create_admin_app
 from crm_postback.web.body import BodySizeLimit
@@ -58,6 +58,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(ingest.router)
+    app.include_router(lead_consent.router)
     app.include_router(prometheus.router)
     # The admin UI and its JSON API: a sub-app with its own session cookie and HTML errors.
     app.mount("/admin", create_admin_app())

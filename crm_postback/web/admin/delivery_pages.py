@@ -1,4 +1,5 @@
-"""The delivery page: counts by status, TikTok's last errors, one lead's postbacks, replay."""
+"""The delivery page: counts by status, TikTok's last errors, one lead's postbacks, replay,
+and recording that a lead withdrew consent."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
-from crm_postback.commands.lookups import MAX_BIG_ID, row_id
+from crm_postback.commands.lookups import MAX_BIG_ID, NotFound, row_id
 from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
 from crm_postback.commands.unit_of_work import NotPermitted
+from crm_postback.commands.withdraw_consent import (
+    UNKNOWN_LEAD,
+    WithdrawConsent,
+    withdraw_consent,
+)
 from crm_postback.configuration.event_set_service import is_plain_text
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import lead_history, status_counts
 from crm_postback.operations.replay import REPLAYABLE
@@ -89,3 +95,16 @@ async def delivery_replay(request: Request, admin: AdminDep) -> Response:
             message += f" {outcome.not_rebuilt} could not be rebuilt (see the lead's history)."
         flash(request, message, "ok" if outcome.requeued or not outcome.requested else "error")
     return see_other(request, "/delivery" + (f"?{urlencode({'lead': lead})}" if lead else ""))
+
+
+@router.post("/delivery/withdraw-consent")
+async def delivery_withdraw_consent(request: Request, admin: AdminDep) -> Response:
+    """Editors and owners: the lead withdrew consent; nothing more is sent for it."""
+    form = await checked_form(request, admin.csrf_token)
+    lead = str(form.get("lead", "")).strip()
+    if not lead or len(lead) > 256 or not is_plain_text(lead):
+        raise NotFound([FieldError("lead_id", UNKNOWN_LEAD)])
+    # An unknown lead is the 404 page, a viewer the 403 one (the command's own checks).
+    outcome = await run_in_threadpool(withdraw_consent, WithdrawConsent(lead), actor_of(admin))
+    flash(request, outcome.message, "ok")
+    return see_other(request, "/delivery?" + urlencode({"lead": lead}))

@@ -30,6 +30,8 @@ STATUS_ORDER = (
     "dead",
     "expired",
     "unmapped",
+    "no_match_key",
+    "consent_withdrawn",
 )
 
 
