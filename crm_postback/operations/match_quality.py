@@ -299,10 +299,13 @@ def match_quality_of(
     now: datetime | None = None,
     window_days: int = WINDOW_DAYS,
     detail: bool = True,
+    dropped_keys: bool = True,
 ) -> dict[int, MatchQuality]:
     """The reports of these event sets (None: every one the session sees), in three
     statements however many there are. Without `detail`, only the totals (no days, no event
-    names, no suggestion's event name: the one change is over every event): /metrics."""
+    names, no suggestion's event name: the one change is over every event); without
+    `dropped_keys`, no read of the triggers (`dropped` stays empty): /metrics, where the
+    counter postback_match_keys_dropped covers them."""
     if window_days < 1:
         raise ValueError("window_days must be at least 1")
     now = now or utcnow()
@@ -314,7 +317,7 @@ def match_quality_of(
     if not kinds:
         return {}
     counts = _postback_counts(session, list(kinds), since, window_days, detail)
-    dropped = _dropped_keys(session, list(kinds), since)
+    dropped = _dropped_keys(session, list(kinds), since) if dropped_keys else {}
     return {
         set_id: _report(
             set_id,

@@ -75,7 +75,7 @@ def _summaries(session: Session, now: datetime) -> dict[int, MatchQuality]:
             and time.monotonic() - cached[1] < REFRESH_SECONDS
         ):
             return cached[2]
-        reports = match_quality_of(session, now=now, detail=False)
+        reports = match_quality_of(session, now=now, detail=False, dropped_keys=False)
         _cache = (url, time.monotonic(), reports)
         return reports
 

@@ -275,6 +275,10 @@ def test_many_event_sets_cost_a_bounded_number_of_statements(
         with statements() as seen:
             match_quality_of(session, now=NOW, detail=False)
         assert len(seen) == 3
+        with statements() as seen:
+            summaries = match_quality_of(session, now=NOW, detail=False, dropped_keys=False)
+        assert len(seen) == 2 and not any("dropped_keys" in s for s in seen)  # /metrics
+        assert all(summary.dropped == {} for summary in summaries.values())
         with statements() as few:
             diagnose_all(session, now=NOW)
         with statements() as one:
