@@ -47,8 +47,6 @@ class Postback(WorkspaceOwned, Base):
         UniqueConstraint("event_set_id", "event_name", "event_id"),
         Index("ix_postbacks_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_postbacks_workspace_id_lead_ref", "workspace_id", "lead_ref"),
-        # The match-quality score and the diagnostics read one event set's recent days.
-        Index("ix_postbacks_event_set_id_created_at", "event_set_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

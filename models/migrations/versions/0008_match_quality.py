@@ -1,7 +1,7 @@
 """match quality: hashed names and address parts, the landing page and locale of a lead,
 consent (limited data use per event set, lead and trigger; withdrawn consent), the caller's
 event id, the match keys dropped at the door, strict API keys, an event age limit per event
-set, which match keys each postback carries (and an index to read a set's recent days),
+set, which match keys each postback carries,
 and postbacks unique by TikTok's own identity of an event (set, name, id).
 
 Revision ID: 0008
@@ -71,14 +71,12 @@ def upgrade() -> None:
             "uq_postbacks_event_set_id_event_name_event_id",
             ["event_set_id", "event_name", "event_id"],
         )
-        batch.create_index("ix_postbacks_event_set_id_created_at", ["event_set_id", "created_at"])
 
 
 def downgrade() -> None:
     # Fails on rows the old schema cannot hold (a status longer than 16 characters, two
     # events of one trigger sharing a caller's event id): delete or rewrite those first.
     with op.batch_alter_table("postbacks") as batch:
-        batch.drop_index("ix_postbacks_event_set_id_created_at")
         batch.drop_constraint("uq_postbacks_event_set_id_event_name_event_id", type_="unique")
         batch.create_unique_constraint(
             "uq_postbacks_event_set_id_event_id", ["event_set_id", "event_id"]
