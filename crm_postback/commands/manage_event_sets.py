@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from crm_postback.commands.lookups import EventSetRef, load_event_set
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
-from crm_postback.configuration import event_set_service
+from crm_postback.configuration import event_set_service, mapping_presets
 from crm_postback.configuration.event_set_service import KEEP, Keep
 from crm_postback.configuration.event_set_verification import Verification
 from crm_postback.configuration.event_set_verification import (
@@ -36,6 +36,10 @@ class AddEventSet:
     test_event_code: str | None = None
     advertiser_id: str | None = None
     default_currency: str | None = None
+    limited_data_use: bool = False
+    max_event_age_days: float | None = None  # None: the event source's default
+    # A mapping preset made in the same transaction (`mapping_presets.PRESETS`), or none.
+    preset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class UpdateEventSet:
     default_currency: str | Keep | None = KEEP
     test_event_code: str | Keep | None = KEEP
     access_token: str | None = None
+    limited_data_use: bool | None = None  # None: unchanged
+    max_event_age_days: float | Keep | None = KEEP  # None: the event source's default
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,9 @@ class VerifyEventSet:
 
 
 def add_event_set(request: AddEventSet, actor: Actor) -> EventSet:
+    """With `preset`, the event set and the preset's mappings are made together, or neither."""
     with unit_of_work(actor, requires=Role.OWNER) as uow:
-        return event_set_service.create_event_set(
+        created = event_set_service.create_event_set(
             uow.session,
             get_settings(),
             name=request.name,
@@ -95,7 +102,12 @@ def add_event_set(request: AddEventSet, actor: Actor) -> EventSet:
             default_currency=request.default_currency,
             actor=actor.name,
             references_allowed=actor.operator,
+            limited_data_use=request.limited_data_use,
+            max_event_age_days=request.max_event_age_days,
         )
+        if request.preset is not None:
+            mapping_presets.apply_preset(uow.session, created, request.preset, actor=actor.name)
+        return created
 
 
 def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
@@ -110,6 +122,8 @@ def update_event_set(request: UpdateEventSet, actor: Actor) -> EventSetUpdated:
             lead_event_source=request.lead_event_source,
             default_currency=request.default_currency,
             test_event_code=request.test_event_code,
+            limited_data_use=request.limited_data_use,
+            max_event_age_days=request.max_event_age_days,
         )
         if request.access_token is not None:
             event_set_service.rotate_token(

@@ -11,9 +11,11 @@ the session's scope.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from enum import Enum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
@@ -36,6 +38,47 @@ CURRENCY_SHAPED = re.compile(r"[A-Za-z]{1,8}")
 # Control characters (CR and LF above all: names reach headers and log lines), lone
 # surrogates, and the Unicode line and paragraph separators.
 _NOT_TEXT = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# An event set's own event age limit: past a year nothing is matched to an ad any more (TikTok's
+# attribution windows are 28 days at most), and the bound keeps the worker's cutoff a date.
+MAX_EVENT_AGE_DAYS = 365
+
+
+def event_set_snapshot(event_set: EventSet) -> dict[str, Any]:
+    """`audit.event_set_snapshot` and the event set's consent and age settings: what its audit
+    entries and the admin JSON API show."""
+    return {
+        **audit.event_set_snapshot(event_set),
+        "limited_data_use": bool(event_set.limited_data_use),
+        "max_event_age_days": event_set.max_event_age_days,
+    }
+
+
+def event_age_limit(event_set: EventSet, settings: Settings) -> float:
+    """The age past which the event set's events end `expired`: its own, else its event
+    source's default."""
+    return settings.event_age_limit_days(event_set.event_source, event_set.max_event_age_days)
+
+
+def checked_event_age(value: object) -> float | None:
+    """An event set's own age limit in days (None: the event source's default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputRejected.one("max_event_age_days", "must be a number of days")
+    days = float(value)
+    if not math.isfinite(days) or days <= 0 or days > MAX_EVENT_AGE_DAYS:
+        raise InputRejected.one(
+            "max_event_age_days",
+            f"must be more than 0 and at most {MAX_EVENT_AGE_DAYS} days "
+            "(or none: the event source's default)",
+        )
+    return days
+
+
+def _flag(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InputRejected.one(field, "must be true or false")
+    return value
 
 
 def is_plain_text(text: str) -> bool:
@@ -98,9 +141,13 @@ def create_event_set(
     actor: str,
     references_allowed: bool = False,
     workspace_id: int | None = None,
+    limited_data_use: bool = False,
+    max_event_age_days: float | None = None,
 ) -> EventSet:
     """In `workspace_id`, by default the session's (a session over every workspace must name
-    one). `references_allowed`: the token may be an `env:` reference (the CLI operator's)."""
+    one). `references_allowed`: the token may be an `env:` reference (the CLI operator's).
+    `limited_data_use`: sent on the set's events unless a lead or trigger says otherwise;
+    `max_event_age_days` None: the event source's default (settings)."""
     workspace = workspace_id if workspace_id is not None else workspace_of(session)
     if kind not in (EventSetKind.CRM, EventSetKind.WEB):
         raise InputRejected.one("kind", "must be 'crm' (CRM event set) or 'web' (Pixel)")
@@ -114,6 +161,8 @@ def create_event_set(
         raise InputRejected.one("advertiser_id", "must be the TikTok advertiser ID (digits)")
     if default_currency is not None:
         default_currency = _currency(default_currency)
+    limited_data_use = _flag("limited_data_use", limited_data_use)
+    max_event_age_days = checked_event_age(max_event_age_days)
     if _name_taken(session, workspace, name):
         raise InputRejected.one("name", f"an event set named {named(name)} exists")
     in_workspace = select(EventSet.id).where(
@@ -133,11 +182,13 @@ def create_event_set(
         advertiser_id=(advertiser_id or "").strip() or None,
         default_currency=default_currency,
         status=EventSetStatus.ACTIVE,
+        limited_data_use=limited_data_use,
+        max_event_age_days=max_event_age_days,
     )
     session.add(event_set)
     session.flush()
     after = {
-        **audit.event_set_snapshot(event_set),
+        **event_set_snapshot(event_set),
         "access_token": token_hint(event_set.sealed_token, settings),
     }
     audit.record(
@@ -179,10 +230,13 @@ def update_event_set(
     lead_event_source: str | None = None,
     default_currency: str | Keep | None = KEEP,
     test_event_code: str | Keep | None = KEEP,
+    limited_data_use: bool | None = None,
+    max_event_age_days: float | Keep | None = KEEP,
 ) -> EventSet:
-    """Changes what is given (None clears advertiser id, currency or test code; a name or
-    lead event source of None is left as it is, as they cannot be cleared)."""
-    before = audit.event_set_snapshot(event_set)
+    """Changes what is given (None clears advertiser id, currency, test code or the age limit,
+    which then is the event source's default; a name, lead event source or limited data use
+    of None is left as it is, as they cannot be cleared)."""
+    before = event_set_snapshot(event_set)
     if name is not None:
         name = _text("name", name, 100) or ""
         if _name_taken(session, event_set.workspace_id, name, but=event_set.id):
@@ -201,8 +255,12 @@ def update_event_set(
     if test_event_code is not KEEP:
         code = str(test_event_code or "")
         event_set.test_event_code = _text("test_event_code", code, 64, required=False)
+    if limited_data_use is not None:
+        event_set.limited_data_use = _flag("limited_data_use", limited_data_use)
+    if max_event_age_days is not KEEP:
+        event_set.max_event_age_days = checked_event_age(max_event_age_days)
     session.flush()
-    after = audit.event_set_snapshot(event_set)
+    after = event_set_snapshot(event_set)
     if after != before:
         audit.record(
             session,

@@ -1,4 +1,4 @@
-"""/admin/api/event-sets: list, read, create, change, pause, resume, verify."""
+"""/admin/api/event-sets: list, read, create, change, pause, resume, verify, apply a preset."""
 
 from __future__ import annotations
 
@@ -22,10 +22,17 @@ from crm_postback.commands.manage_event_sets import (
     update_event_set,
     verify_event_set,
 )
-from crm_postback.configuration import audit
+from crm_postback.commands.manage_mappings import ApplyPreset, apply_preset
 from crm_postback.configuration.admin_accounts import Admin
-from crm_postback.configuration.event_set_service import KEEP, Keep
+from crm_postback.configuration.event_set_service import (
+    KEEP,
+    Keep,
+    event_age_limit,
+    event_set_snapshot,
+)
+from crm_postback.configuration.mapping_presets import LEAD_GENERATION
 from crm_postback.configuration.mapping_service import list_mappings
+from crm_postback.core.settings import get_settings
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.web.admin.json_api_support import (
     API_ERRORS,
@@ -36,7 +43,7 @@ from crm_postback.web.admin.json_api_support import (
     reject_unknown,
     text_field,
 )
-from crm_postback.web.admin.mapping_json_api import mapping_json
+from crm_postback.web.admin.mapping_json_api import mapping_json, saved_json
 from crm_postback.web.admin.security import actor_of, workspace_of
 from crm_postback.web.admin.token_display import shown_token
 from models import EventSet
@@ -53,6 +60,9 @@ CREATE_FIELDS = {
     "lead_event_source",
     "default_currency",
     "test_event_code",
+    "limited_data_use",
+    "max_event_age_days",
+    "preset",
 }
 PATCH_FIELDS = {
     "name",
@@ -61,13 +71,33 @@ PATCH_FIELDS = {
     "default_currency",
     "test_event_code",
     "access_token",
+    "limited_data_use",
+    "max_event_age_days",
 }
 
 
+def _flag(body: dict[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise fail(422, name, "must be true or false")
+    return value
+
+
+def _days(body: dict[str, Any]) -> float | None:
+    """A number of days or null (the event source's default); the range is the command's."""
+    value = body.get("max_event_age_days")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise fail(422, "max_event_age_days", "must be a number of days, or null")
+    return value
+
+
 def event_set_json(admin: Admin, event_set: EventSet) -> dict[str, Any]:
+    """`max_event_age_days` is the set's own limit (null: the default), and
+    `effective_max_event_age_days` the one applied."""
     return {
         "id": event_set.id,
-        **audit.event_set_snapshot(event_set),
+        **event_set_snapshot(event_set),
+        "effective_max_event_age_days": event_age_limit(event_set, get_settings()),
         "access_token": shown_token(admin, event_set.sealed_token),
         "created_at": event_set.created_at.isoformat(),
         "updated_at": event_set.updated_at.isoformat(),
@@ -100,6 +130,9 @@ async def create_event_set_api(request: Request, admin: ApiAdmin) -> Any:
         test_event_code=text_field(body, "test_event_code"),
         advertiser_id=text_field(body, "advertiser_id"),
         default_currency=text_field(body, "default_currency"),
+        limited_data_use=bool(_flag(body, "limited_data_use")),
+        max_event_age_days=_days(body),
+        preset=text_field(body, "preset"),
     )
     created = await in_thread(add_event_set, wanted, actor_of(admin))
     return JSONResponse(event_set_json(admin, created), status_code=201)
@@ -122,7 +155,8 @@ async def get_event_set_api(reference: str, admin: ApiAdmin) -> Any:
 @router.patch(
     "/event-sets/{reference}",
     summary="Change name, advertiser_id, lead_event_source, default_currency, "
-    "test_event_code (null turns test events off) or replace access_token",
+    "test_event_code (null turns test events off), limited_data_use, max_event_age_days "
+    "(null: the event source's default) or replace access_token",
 )
 async def patch_event_set(reference: str, request: Request, admin: ApiAdmin) -> Any:
     body = await read_object(request)
@@ -139,6 +173,8 @@ async def patch_event_set(reference: str, request: Request, admin: ApiAdmin) -> 
         default_currency=clearable("default_currency"),
         test_event_code=clearable("test_event_code"),
         access_token=text_field(body, "access_token"),
+        limited_data_use=_flag(body, "limited_data_use"),
+        max_event_age_days=_days(body) if "max_event_age_days" in body else KEEP,
     )
     updated = await in_thread(update_event_set, wanted, actor_of(admin))
     return event_set_json(admin, updated.event_set)
@@ -164,3 +200,20 @@ async def resume_api(reference: str, admin: ApiAdmin) -> Any:
 )
 async def verify_api(reference: str, admin: ApiAdmin) -> Any:
     return asdict(await in_thread(verify_event_set, VerifyEventSet(reference), actor_of(admin)))
+
+
+@router.post(
+    "/event-sets/{reference}/preset",
+    summary="Create a preset's mappings the event set lacks: {preset: lead-generation}",
+)
+async def preset_api(reference: str, request: Request, admin: ApiAdmin) -> Any:
+    body = await read_object(request) if await request.body() else {}
+    reject_unknown(body, {"preset"})
+    wanted = ApplyPreset(reference, text_field(body, "preset") or LEAD_GENERATION)
+    applied = await in_thread(apply_preset, wanted, actor_of(admin))
+    return {
+        "preset": applied.preset,
+        "summary": applied.summary,
+        "created": [saved_json(saved) for saved in applied.created],
+        "present": [saved_json(saved) for saved in applied.present],
+    }

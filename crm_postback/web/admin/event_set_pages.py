@@ -1,5 +1,6 @@
 """The event set pages: list, create, show, edit, and the actions (pause, resume, test code,
-verify, replace token). Changes go through `commands.manage_event_sets`."""
+verify, replace token, mapping preset). Changes go through `commands.manage_event_sets` (the
+preset: `commands.manage_mappings`)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,19 @@ from crm_postback.commands.manage_event_sets import (
     update_event_set,
     verify_event_set,
 )
+from crm_postback.commands.manage_mappings import ApplyPreset, apply_preset
 from crm_postback.commands.unit_of_work import NotPermitted
 from crm_postback.configuration import audit
 from crm_postback.configuration.admin_accounts import Admin
-from crm_postback.configuration.mapping_service import describe_mapping, list_mappings
+from crm_postback.configuration.event_set_service import event_age_limit
+from crm_postback.configuration.mapping_presets import LEAD_GENERATION, PRESETS, preset_mappings
+from crm_postback.configuration.mapping_service import (
+    describe_mapping,
+    event_name_warnings,
+    list_mappings,
+)
 from crm_postback.core.errors import FieldError, InputRejected
+from crm_postback.core.settings import get_settings
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.tiktok.event_catalogue import STANDARD_EVENTS, SUPPORTED_CURRENCIES
 from crm_postback.web.admin.forms import error_map
@@ -58,7 +67,9 @@ EVENT_SET_FIELDS = (
     "lead_event_source",
     "currency",
     "test_event_code",
+    "max_event_age_days",
 )
+CHECKBOXES = ("limited_data_use", "preset")
 
 
 @router.get("/event-sets")
@@ -86,7 +97,10 @@ def event_sets_page(request: Request, admin: AdminDep) -> HTMLResponse:
 def _form_values_of(event_set: EventSet | None) -> dict[str, str]:
     if event_set is None:
         return {"kind": "crm", "lead_event_source": "crm-postback"}
+    age = event_set.max_event_age_days
     return {
+        "limited_data_use": "on" if event_set.limited_data_use else "",
+        "max_event_age_days": f"{age:g}" if age is not None else "",
         "name": event_set.name,
         "event_set_id": event_set.source_id,
         "kind": event_set.kind,
@@ -115,7 +129,24 @@ def _render_form(
         errors=errors,
         token=token,
         currencies=sorted(SUPPORTED_CURRENCIES),
+        age_defaults=_age_defaults(),
+        presets=PRESETS,
     )
+
+
+def _age_defaults() -> dict[str, str]:
+    settings = get_settings()
+    return {kind: f"{settings.event_age_limit_days(kind, None):g}" for kind in ("crm", "web")}
+
+
+def _age(text: str) -> float | None:
+    """The form's age field: empty is the event source's default."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputRejected.one("max_event_age_days", "must be a number of days") from None
 
 
 @router.get("/event-sets/new")
@@ -124,31 +155,40 @@ def event_set_new(request: Request, admin: AdminDep) -> HTMLResponse:
 
 
 def _typed_values(form: FormData) -> dict[str, str]:
-    return {name: str(form.get(name, "")).strip() for name in EVENT_SET_FIELDS}
+    values = {name: str(form.get(name, "")).strip() for name in EVENT_SET_FIELDS}
+    for name in CHECKBOXES:
+        values[name] = "on" if form.get(name) else ""
+    return values
 
 
 @router.post("/event-sets/new")
 async def event_set_create(request: Request, admin: AdminDep) -> Response:
     form = await checked_form(request, admin.csrf_token)
     values = _typed_values(form)
-    wanted = AddEventSet(
-        name=values["name"],
-        source_id=values["event_set_id"],
-        access_token=str(form.get("access_token", "")),
-        kind=values["kind"] or "crm",
-        lead_event_source=values["lead_event_source"] or "crm-postback",
-        test_event_code=values["test_event_code"] or None,
-        advertiser_id=values["advertiser_id"] or None,
-        default_currency=values["currency"] or None,
-    )
     try:
+        wanted = AddEventSet(
+            name=values["name"],
+            source_id=values["event_set_id"],
+            access_token=str(form.get("access_token", "")),
+            kind=values["kind"] or "crm",
+            lead_event_source=values["lead_event_source"] or "crm-postback",
+            test_event_code=values["test_event_code"] or None,
+            advertiser_id=values["advertiser_id"] or None,
+            default_currency=values["currency"] or None,
+            limited_data_use=bool(values["limited_data_use"]),
+            max_event_age_days=_age(values["max_event_age_days"]),
+            preset=LEAD_GENERATION if values["preset"] else None,
+        )
         created = await run_in_threadpool(add_event_set, wanted, actor_of(admin))
     except NotPermitted:
         raise
     except InputRejected as rejected:
         values.pop("access_token", None)  # never sent back, even masked
         return _render_form(request, admin, None, values, error_map(rejected.errors))
-    flash(request, f"Event set {values['name']!r} created. Now add its mappings.")
+    if values["preset"]:
+        flash(request, f"Event set {values['name']!r} created with the lead-generation mappings.")
+    else:
+        flash(request, f"Event set {values['name']!r} created. Now add its mappings.")
     return see_other(request, f"/event-sets/{created.id}")
 
 
@@ -163,6 +203,7 @@ def event_set_page(request: Request, event_set_id: int, admin: AdminDep) -> HTML
                 "conditions": [Condition.model_validate(c).describe() for c in m.conditions],
                 "properties": _properties_text(m),
                 "summary": describe_mapping(m),
+                "warnings": [w.message for w in event_name_warnings(m.event_name, event_set.kind)],
             }
             for m in list_mappings(session, event_set)
         ]
@@ -178,6 +219,11 @@ def event_set_page(request: Request, event_set_id: int, admin: AdminDep) -> HTML
             statuses=STATUS_ORDER,
             changes=shown_changes(admin, changes),
             leads=recent_leads(session, event_set.id),
+            age_limit=f"{event_age_limit(event_set, get_settings()):g}",
+            preset_names=[
+                (m.trigger_type, m.event_name)
+                for m in preset_mappings(LEAD_GENERATION, event_set.kind)
+            ],
         )
 
 
@@ -208,16 +254,18 @@ async def event_set_save(request: Request, event_set_id: int, admin: AdminDep) -
     form = await checked_form(request, admin.csrf_token)
     values = _typed_values(form)
     new_token = str(form.get("access_token", ""))
-    wanted = UpdateEventSet(
-        event_set_id,
-        name=values["name"],
-        advertiser_id=values["advertiser_id"],
-        lead_event_source=values["lead_event_source"],
-        default_currency=values["currency"],
-        test_event_code=values["test_event_code"],
-        access_token=new_token if new_token.strip() else None,
-    )
     try:
+        wanted = UpdateEventSet(
+            event_set_id,
+            name=values["name"],
+            advertiser_id=values["advertiser_id"],
+            lead_event_source=values["lead_event_source"],
+            default_currency=values["currency"],
+            test_event_code=values["test_event_code"],
+            access_token=new_token if new_token.strip() else None,
+            limited_data_use=bool(values["limited_data_use"]),
+            max_event_age_days=_age(values["max_event_age_days"]),
+        )
         await run_in_threadpool(update_event_set, wanted, actor_of(admin))
     except NotFound:
         raise
@@ -261,6 +309,9 @@ def _act(action: str, event_set_id: int, form: FormData, admin: Admin) -> tuple[
     if action == "token":
         replace_token(ReplaceToken(event_set_id, str(form.get("access_token", ""))), actor)
         return "ok", "Token replaced."
+    if action == "preset":
+        applied = apply_preset(ApplyPreset(event_set_id, LEAD_GENERATION), actor)
+        return "ok", f"Lead-generation preset: {applied.summary}. Edit them like any mapping."
     result = verify_event_set(VerifyEventSet(event_set_id), actor)
     return ("ok" if result.ok else "error"), result.message
 
@@ -269,7 +320,7 @@ def _act(action: str, event_set_id: int, form: FormData, admin: Admin) -> tuple[
 async def event_set_action(
     request: Request, event_set_id: int, action: str, admin: AdminDep
 ) -> Response:
-    if action not in ("pause", "resume", "test-code", "verify", "token"):
+    if action not in ("pause", "resume", "test-code", "verify", "token", "preset"):
         raise NotFound([FieldError("action", f"no action {action!r}")])
     form = await checked_form(request, admin.csrf_token)
     try:

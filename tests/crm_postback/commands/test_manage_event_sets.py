@@ -1,7 +1,7 @@
 """Event set use cases through every face that offers them: same state, same audit entry.
 
-The CLI adds, pauses, resumes, replaces tokens and verifies; it has no command to change
-name, advertiser, source, currency or test code, so `update` is tested on the page and the API.
+The CLI adds, pauses, resumes, replaces tokens and verifies; its `edit` changes no test code,
+so `update` is tested on the page and the API (the CLI's `edit`: test_event_set_settings.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from crm_postback.commands.manage_event_sets import (
 )
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.configuration import audit
-from crm_postback.configuration.event_set_service import pause
+from crm_postback.configuration.event_set_service import event_set_snapshot, pause
 from crm_postback.core.errors import InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.core.token_vault import token_hint
@@ -44,7 +44,7 @@ def state(name: str = "acme") -> dict[str, Any]:
     with session_scope(workspace=ALL_WORKSPACES) as session:
         event_set = session.scalars(select(EventSet).where(EventSet.name == name)).one()
         return {
-            **audit.event_set_snapshot(event_set),
+            **event_set_snapshot(event_set),
             "access_token": token_hint(event_set.sealed_token, get_settings()),
         }
 
@@ -108,6 +108,8 @@ def test_add(face: Face) -> None:
         "test_event_code": None,
         "status": "active",
         "paused_reason": None,
+        "limited_data_use": False,
+        "max_event_age_days": None,
         "access_token": masked(TOKEN),
     }
     assert state() == expected
