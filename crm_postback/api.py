@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -29,29 +29,40 @@ from crm_postback.configuration.workspaces import get_workspace
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.intake.group_commit import GroupCommit
-from crm_postback.intake.lead_keys import hash_match_keys, upsert_lead
+from crm_postback.intake.lead_keys import dropped_kinds, hash_match_keys, upsert_lead
 from crm_postback.intake.trigger_intake import AcceptedTrigger, ScopedTrigger, accept_triggers
 from crm_postback.intake.trigger_schemas import (
     LeadUpsert,
     TriggerIn,
+    parse_lead_ref,
     parse_trigger,
     unstorable_values,
 )
-from crm_postback.observability.intake_metrics import record_intake, record_triggers_received
-from models import DEFAULT_WORKSPACE_ID, DEFAULT_WORKSPACE_NAME
+from crm_postback.observability.intake_metrics import (
+    record_intake,
+    record_keys_dropped,
+    record_triggers_received,
+)
+from models import DEFAULT_WORKSPACE_ID, DEFAULT_WORKSPACE_NAME, Role
 from models.db import in_transaction
 from models.workspace_scope import ALL_WORKSPACES
 
+if TYPE_CHECKING:
+    from crm_postback.commands.withdraw_consent import ConsentWithdrawn
+
 log = logging.getLogger(__name__)
+PYTHON_API_ACTOR = "python-api"  # the audit trail's name for calls of this module
 
 __all__ = [
     "AcceptedTrigger",
     "BatchItem",
     "InputRejected",
     "IntakeScope",
+    "LeadKeysStored",
     "enqueue_trigger",
     "enqueue_triggers",
     "upsert_lead_keys",
+    "withdraw_consent",
 ]
 
 
@@ -62,6 +73,7 @@ class IntakeScope:
 
     workspace_id: int
     event_set_ids: Collection[int] | None = None
+    strict: bool = False  # the API key's: a bad match key refuses instead of being dropped
 
 
 _workspace_ids: dict[str, int] = {DEFAULT_WORKSPACE_NAME: DEFAULT_WORKSPACE_ID}
@@ -86,6 +98,17 @@ class BatchItem:
     index: int
     accepted: AcceptedTrigger | None
     errors: list[FieldError]
+
+    @property
+    def warnings(self) -> tuple[FieldError, ...]:
+        """Match keys dropped from an accepted trigger (never their values)."""
+        return self.accepted.warnings if self.accepted is not None else ()
+
+
+@dataclass(frozen=True)
+class LeadKeysStored:
+    lead_id: str
+    warnings: tuple[FieldError, ...] = ()  # match keys dropped (never their values)
 
 
 def _refuse_unstorable(document: Mapping[str, Any]) -> None:
@@ -119,15 +142,24 @@ def enqueue_trigger(
     trigger: TriggerIn | Mapping[str, Any],
     *,
     workspace: str | IntakeScope = DEFAULT_WORKSPACE_NAME,
+    strict: bool = False,
 ) -> AcceptedTrigger:
     """Stores one trigger and queues it. Raises InputRejected naming each bad field.
 
-    Thread-safe; calls made at the same time from several threads share one transaction
-    (group commit), and each returns once its trigger is committed.
+    A match key that does not normalise is dropped and named in `warnings` of the answer;
+    with `strict=True` it refuses the trigger instead. Thread-safe; calls made at the same
+    time from several threads share one transaction (group commit), and each returns once
+    its trigger is committed.
     """
     scope = _scope(workspace)
     [outcome] = _group(scope.workspace_id).submit(
-        [ScopedTrigger(_validated(trigger, scope.workspace_id), scope.event_set_ids)]
+        [
+            ScopedTrigger(
+                _validated(trigger, scope.workspace_id),
+                scope.event_set_ids,
+                strict or scope.strict,
+            )
+        ]
     )
     if isinstance(outcome, InputRejected):
         raise outcome
@@ -138,9 +170,12 @@ def enqueue_triggers(
     triggers: Iterable[TriggerIn | Mapping[str, Any]],
     *,
     workspace: str | IntakeScope = DEFAULT_WORKSPACE_NAME,
+    strict: bool = False,
 ) -> list[BatchItem]:
-    """Stores a batch in one transaction and queues one task; bad items do not stop good ones."""
+    """Stores a batch in one transaction and queues one task; bad items do not stop good ones.
+    Dropped match keys are in each item's `warnings` (`strict=True`: they refuse the item)."""
     scope = _scope(workspace)
+    strict = strict or scope.strict
     items: list[BatchItem] = []
     valid: list[tuple[int, TriggerIn]] = []
     for index, trigger in enumerate(triggers):
@@ -150,7 +185,7 @@ def enqueue_triggers(
             items.append(BatchItem(index, None, rejected.errors))
     outcomes = (
         _group(scope.workspace_id).submit(
-            [ScopedTrigger(trigger, scope.event_set_ids) for _, trigger in valid]
+            [ScopedTrigger(trigger, scope.event_set_ids, strict) for _, trigger in valid]
         )
         if valid
         else []
@@ -178,6 +213,15 @@ def _store_and_dispatch(
         workspace_id,
         [item.trigger for item in triggers],
         [o if isinstance(o, AcceptedTrigger) else None for o in outcomes],
+    )
+    record_keys_dropped(
+        workspace_id,
+        [
+            kind
+            for o in outcomes
+            if isinstance(o, AcceptedTrigger) and not o.duplicate
+            for kind in dropped_kinds(o.warnings)
+        ],
     )
     _dispatch(
         [o.trigger_id for o in outcomes if isinstance(o, AcceptedTrigger) and not o.duplicate]
@@ -213,26 +257,56 @@ def _group(workspace_id: int) -> GroupCommit[ScopedTrigger, AcceptedTrigger | In
 
 def upsert_lead_keys(
     lead_id: str,
-    match_keys: Mapping[str, Any],
+    match_keys: Mapping[str, Any] | None = None,
     *,
     workspace: str | IntakeScope = DEFAULT_WORKSPACE_NAME,
-) -> None:
-    """Adds or merges a lead's match keys without a trigger (e.g. the ttclid arrives later)."""
-    workspace_id = _scope(workspace).workspace_id
-    document = {"lead_id": lead_id, "match_keys": match_keys}
+    limited_data_use: bool | None = None,
+    strict: bool = False,
+) -> LeadKeysStored:
+    """Adds or merges a lead's match keys without a trigger (e.g. the ttclid arrives later).
+
+    `limited_data_use` (True/False) is the lead's own choice for its events, above the event
+    set's; None leaves it as it is. A match key that does not normalise is dropped and named in
+    the answer's `warnings`; with `strict=True` it refuses the call instead."""
+    scope = _scope(workspace)
+    document: dict[str, Any] = {"lead_id": lead_id, "match_keys": match_keys or {}}
+    if limited_data_use is not None:
+        document["limited_data_use"] = limited_data_use
     _refuse_unstorable(document)
     try:
         upsert = LeadUpsert.model_validate(document)
     except ValidationError as error:
         raise InputRejected.from_validation(error, document=document) from None
     settings = get_settings()
-    keys = hash_match_keys(upsert.match_keys, settings.default_phone_region)
-    # A merge of keys: repeating it changes nothing.
-    in_transaction(
-        lambda session: upsert_lead(session, workspace_id, upsert.lead_id, keys),
-        workspace=workspace_id,
+    keys, warnings = hash_match_keys(
+        upsert.match_keys, settings.default_phone_region, strict=strict or scope.strict
     )
+    keys.limited_data_use = upsert.limited_data_use
+    if not keys.is_empty():
+        # A merge of keys: repeating it changes nothing.
+        in_transaction(
+            lambda session: upsert_lead(session, scope.workspace_id, upsert.lead_id, keys),
+            workspace=scope.workspace_id,
+        )
+    record_keys_dropped(scope.workspace_id, dropped_kinds(warnings))
     # Triggers waiting for this lead are picked up by the next sweep.
+    return LeadKeysStored(upsert.lead_id, tuple(warnings))
+
+
+def withdraw_consent(
+    lead_id: str, *, workspace: str | IntakeScope = DEFAULT_WORKSPACE_NAME
+) -> ConsentWithdrawn:
+    """Records that the lead withdrew consent: its postbacks still waiting end
+    `consent_withdrawn`, and nothing more is sent for it (one already being sent may still
+    arrive). Not reversible: a lead who consents again comes back under a new lead id. An
+    unknown lead of the workspace raises NotFound (an InputRejected)."""
+    from crm_postback.commands.unit_of_work import Actor
+    from crm_postback.commands.withdraw_consent import WithdrawConsent
+    from crm_postback.commands.withdraw_consent import withdraw_consent as withdraw
+
+    scope = _scope(workspace)
+    actor = Actor(PYTHON_API_ACTOR, scope.workspace_id, Role.EDITOR)
+    return withdraw(WithdrawConsent(lead_id=parse_lead_ref(lead_id)), actor)
 
 
 def _dispatch(trigger_ids: list[int]) -> None:

@@ -1,4 +1,4 @@
-"""`postback api-key create/list/revoke`: the ingest API keys of source (routing) systems.
+"""`postback api-key create/list/revoke/strict`: the ingest API keys of source (routing) systems.
 
 Each acts in one workspace: `--workspace NAME`, or the default workspace without it. The CLI
 acts as an instance administrator (whoever runs it has the database already).
@@ -49,12 +49,20 @@ def api_key_create(
             "(default: the INGEST_KEY_RATE_LIMIT setting).",
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="A match key that does not normalise refuses the trigger (default: it is "
+            "dropped and the answer warns).",
+        ),
+    ] = False,
 ) -> None:
     """Create a key for a source system. The key is printed once and never stored."""
     from crm_postback.commands.manage_api_keys import CreateApiKey, create_api_key
 
     actor = cli_actor(workspace)
-    request = CreateApiKey(name, event_sets or None, permissions or None, rate_limit)
+    request = CreateApiKey(name, event_sets or None, permissions or None, rate_limit, strict)
     with refused_input_exits():
         new = create_api_key(request, actor)
     typer.echo(f"api key {new.id} for {new.name!r} ({new.key_prefix}…) in workspace {workspace}")
@@ -63,6 +71,7 @@ def api_key_create(
         + ("all" if new.event_set_ids is None else ", ".join(map(str, new.event_set_ids))),
         "permissions: " + ", ".join(new.permissions),
         "rate limit: " + (new.rate_limit or "the INGEST_KEY_RATE_LIMIT setting"),
+        "bad match keys: " + ("refused (strict)" if new.strict else "dropped with a warning"),
     ]
     typer.echo("; ".join(limits))
     typer.echo("shown only now:")
@@ -89,9 +98,10 @@ def api_key_list(workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME) -> None:
                 else ",".join(key.permissions) or "no permissions"
             )
             rate = key.rate_limit or "default rate"
+            strictness = "strict" if key.strict else "lenient"
             typer.echo(
                 f"{key.id:>4}  {key.key_prefix}…  {key.name:<24} {state:<24} used {used}"
-                f"  {scope}; {allowed}; {rate}"
+                f"  {scope}; {allowed}; {rate}; {strictness}"
             )
 
 
@@ -107,3 +117,27 @@ def api_key_revoke(
     with refused_input_exits():
         key = revoke_api_key(RevokeApiKey(key_id), actor)
     typer.echo(f"api key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")
+
+
+@api_key_app.command("strict")
+def api_key_strict(
+    key_id: Annotated[int, typer.Argument(metavar="ID")],
+    on: Annotated[
+        bool,
+        typer.Option(
+            "--on/--off",
+            help="--on: a match key that does not normalise refuses the key's triggers; "
+            "--off: it is dropped with a warning (the default of a new key).",
+        ),
+    ],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+) -> None:
+    """Make a key of the workspace strict, or lenient again (from its next request)."""
+    from crm_postback.commands.manage_api_keys import SetApiKeyStrict, set_api_key_strict
+
+    actor = cli_actor(workspace)
+    with refused_input_exits():
+        key = set_api_key_strict(SetApiKeyStrict(key_id, on), actor)
+    state = "strict" if key.strict else "lenient"
+    suffix = "" if key.changed else " already; nothing changed"
+    typer.echo(f"api key {key.id} ({key.name}) is {state}{suffix}")

@@ -3,9 +3,11 @@
 A key belongs to one workspace and one source system (its `name`). It may be limited to some
 of the workspace's event sets (`event_set_ids`; None: all of them, present and future) and to
 some permissions (`PERMISSIONS`; all of them unless told otherwise), and may have its own rate
-limit (None: the INGEST_KEY_RATE_LIMIT setting). Create, list, get and revoke run in a session
-scoped to the workspace, so a key of another workspace is one that does not exist; only
-`authenticate` looks a digest up across all workspaces.
+limit (None: the INGEST_KEY_RATE_LIMIT setting), and may be strict (a match key that does not
+normalise refuses the trigger instead of being dropped with a warning). Create, list, get,
+revoke and set_key_strict run in a session scoped to the workspace, so a key of another
+workspace is one that does not exist; only `authenticate` looks a digest up across all
+workspaces.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class NewKey:
     event_set_ids: tuple[int, ...] | None = None
     permissions: tuple[str, ...] = PERMISSIONS
     rate_limit: str | None = None
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Caller:
     event_set_ids: frozenset[int] | None  # None: every event set of the workspace
     permissions: frozenset[str]
     rate_limit: str | None  # None: the INGEST_KEY_RATE_LIMIT setting
+    strict: bool = False  # a bad match key refuses the trigger instead of being dropped
 
     def may(self, permission: str) -> bool:
         return permission in self.permissions
@@ -147,9 +151,11 @@ def create_key(
     event_sets: Sequence[int | str] | None = None,
     permissions: Sequence[str] | None = None,
     rate_limit: str | None = None,
+    strict: bool = False,
 ) -> NewKey:
     """A new key in the session's workspace. `event_sets`: our ids, names or TikTok event set
-    IDs (None: all, present and future); `permissions`: some of PERMISSIONS (None: all)."""
+    IDs (None: all, present and future); `permissions`: some of PERMISSIONS (None: all);
+    `strict`: a match key that does not normalise refuses the trigger (else it is dropped)."""
     name = name.strip()
     errors: list[FieldError] = []
     if not 1 <= len(name) <= 100 or not name.isprintable():
@@ -178,10 +184,18 @@ def create_key(
         event_set_ids=list(event_set_ids) if event_set_ids is not None else None,
         permissions=list(allowed),
         rate_limit=rate,
+        strict=strict,
     )
     session.add(row)
     session.flush()
-    return NewKey(row.id, row.name, key, row.key_prefix, event_set_ids, allowed, rate)
+    return NewKey(row.id, row.name, key, row.key_prefix, event_set_ids, allowed, rate, strict)
+
+
+def set_key_strict(session: Session, key_id: int, strict: bool) -> ApiKey:
+    """Makes a key of the session's workspace strict or lenient (from its next request)."""
+    row = get_key(session, key_id)
+    row.strict = strict
+    return row
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -230,6 +244,7 @@ def authenticate(session: Session, key: str, now: datetime | None = None) -> Cal
         event_set_ids=frozenset(row.event_set_ids) if row.event_set_ids is not None else None,
         permissions=frozenset(row.permissions or ()),
         rate_limit=row.rate_limit,
+        strict=bool(row.strict),
     )
     if row.revoked_at is not None:
         raise KeyRevoked(caller)

@@ -5,6 +5,10 @@ Rules (TikTok Events API contract §2.1):
 - phone: parsed with `phonenumbers` (default region for numbers without +country), written
   in E.164 (`+12133734253`); then SHA-256.
 - external_id: trim, lowercase; then SHA-256. (TikTok names no rule; this one is stable.)
+- first_name, last_name: lowercase, without whitespace or punctuation; then SHA-256.
+- city, state: lowercase letters and digits only; country: ISO 3166-1 alpha-2, lowercase;
+  zip_code: lowercase without whitespace, a US ZIP+4 cut to five digits; each then SHA-256.
+- locale (BCP 47) and page URLs are not personal and stay as given, the URLs sanitised.
 A value that already is a lowercase or uppercase 64-hex SHA-256 is lowercased and kept, never
 hashed twice.
 
@@ -17,7 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
+from collections.abc import Callable
 from itertools import islice, pairwise
+from typing import NamedTuple
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import phonenumbers
 
@@ -148,3 +156,146 @@ def hash_external_id(raw: str) -> str:
     if is_sha256_hex(raw.strip()):
         return raw.strip().lower()
     return sha256_hex(normalize_external_id(raw))
+
+
+# Names and address parts (see docs/match-keys.md for the rule of each and where it comes from).
+MAX_NAME_LENGTH = 128
+MAX_CITY_LENGTH = 128
+MAX_STATE_LENGTH = 64
+MAX_COUNTRY_LENGTH = 64
+MAX_ZIP_CODE_LENGTH = 32
+MAX_LOCALE_LENGTH = 35  # the longest BCP 47 tag a caller sends in practice (RFC 5646 §4.4.1)
+MAX_URL_LENGTH = 2048
+
+_US_ZIP_PLUS_FOUR = re.compile(r"[0-9]{5}-[0-9]{4}")
+_COUNTRY_CODE = re.compile(r"[a-z]{2}")
+_LOCALE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8}){0,7}")
+
+
+def _nfc_lower(field: str, raw: str, limit: int) -> str:
+    text = raw.strip()
+    _too_long(field, text, limit)  # before the normalisation, which may lengthen it
+    return unicodedata.normalize("NFC", text).lower()
+
+
+def _name_letter(char: str) -> bool:
+    # Punctuation (P*), separators (Z*), whitespace and control characters go; letters of any
+    # script, digits, marks and symbols stay (TikTok: "lowercase without any punctuation;
+    # special characters are allowed").
+    return not char.isspace() and unicodedata.category(char)[0] not in "PZC"
+
+
+def normalize_name(field: str, raw: str) -> str:
+    """first_name / last_name: lowercase, without whitespace or punctuation."""
+    name = "".join(filter(_name_letter, _nfc_lower(field, raw, MAX_NAME_LENGTH)))
+    if not name:
+        raise MatchKeyError(field, "no letters left once spaces and punctuation are removed")
+    return name
+
+
+def normalize_place(field: str, raw: str, limit: int) -> str:
+    """city / state: lowercase letters and digits only (of any script)."""
+    place = "".join(filter(str.isalnum, _nfc_lower(field, raw, limit)))
+    if not place:
+        raise MatchKeyError(field, "no letters or digits left once the rest is removed")
+    return place
+
+
+def normalize_country(raw: str) -> str:
+    """An ISO 3166-1 alpha-2 code, lowercase ("US", " de " -> "us", "de")."""
+    text = raw.strip()
+    _too_long("country", text, MAX_COUNTRY_LENGTH)
+    code = text.replace(".", "").lower()
+    if not _COUNTRY_CODE.fullmatch(code):
+        raise MatchKeyError("country", "not an ISO 3166-1 alpha-2 code (e.g. us, de, gb)")
+    return code
+
+
+def normalize_zip_code(raw: str) -> str:
+    """Lowercase, without whitespace; a US ZIP+4 ("94105-1234") keeps its five digits."""
+    text = raw.strip()
+    _too_long("zip_code", text, MAX_ZIP_CODE_LENGTH)
+    zip_code = "".join(char for char in text.lower() if not char.isspace())
+    if _US_ZIP_PLUS_FOUR.fullmatch(zip_code):
+        zip_code = zip_code[:5]
+    if not zip_code:
+        raise MatchKeyError("zip_code", "empty")
+    return zip_code
+
+
+def normalize_locale(raw: str) -> str:
+    """A BCP 47 language tag as given ("en-US"; "en_US" is written "en-US")."""
+    text = raw.strip()
+    _too_long("locale", text, MAX_LOCALE_LENGTH)
+    locale = text.replace("_", "-")
+    if not _LOCALE.fullmatch(locale):
+        raise MatchKeyError("locale", "not a BCP 47 language tag (e.g. en-US)")
+    return locale
+
+
+def _hashed(raw: str, normalize: Callable[[str], str]) -> str:
+    text = raw.strip()
+    if is_sha256_hex(text):
+        return text.lower()
+    return sha256_hex(normalize(raw))
+
+
+def hash_name(field: str, raw: str) -> str:
+    return _hashed(raw, lambda text: normalize_name(field, text))
+
+
+def hash_city(raw: str) -> str:
+    return _hashed(raw, lambda text: normalize_place("city", text, MAX_CITY_LENGTH))
+
+
+def hash_state(raw: str) -> str:
+    return _hashed(raw, lambda text: normalize_place("state", text, MAX_STATE_LENGTH))
+
+
+def hash_country(raw: str) -> str:
+    return _hashed(raw, normalize_country)
+
+
+def hash_zip_code(raw: str) -> str:
+    return _hashed(raw, normalize_zip_code)
+
+
+def _personal_query_value(value: str, default_region: str) -> bool:
+    return looks_like_email(value) or looks_like_phone(value, default_region)
+
+
+class PageUrl(NamedTuple):
+    url: str
+    ttclid: str | None  # the query's ttclid, when it has one
+
+
+def sanitize_page_url(field: str, raw: str, default_region: str) -> PageUrl:
+    """An http(s) URL without userinfo, fragment, or query parameters whose value looks like an
+    email address or a phone number; the other parameters are kept as written."""
+    text = raw.strip()
+    _too_long(field, text, MAX_URL_LENGTH)
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise MatchKeyError(field, "not a URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
+        raise MatchKeyError(field, "not an http or https URL")
+    netloc = parts.netloc.rpartition("@")[2]  # no user:password@
+    kept: list[str] = []
+    ttclid: str | None = None
+    for item in parts.query.split("&") if parts.query else ():
+        name, _, value = item.partition("=")
+        value_text = unquote_plus(value)
+        if _personal_query_value(value_text, default_region) or _personal_query_value(
+            unquote_plus(name), default_region
+        ):
+            continue
+        if unquote_plus(name) == "ttclid" and value_text:
+            ttclid = value_text
+        kept.append(item)
+    url = urlunsplit((parts.scheme.lower(), netloc, parts.path, "&".join(kept), ""))
+    if not url.isprintable():  # control characters (NUL among them) are never left unescaped
+        raise MatchKeyError(field, "not a URL")
+    return PageUrl(url, ttclid)

@@ -3,25 +3,54 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from ipaddress import ip_address
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_postback.core import jsontext
 from crm_postback.core.errors import FieldError, InputRejected
-from crm_postback.core.privacy import MatchKeyError, hash_email, hash_external_id, hash_phone
-from crm_postback.intake.trigger_schemas import MAX_KEYS_PER_KIND, MatchKeys
+from crm_postback.core.privacy import (
+    MatchKeyError,
+    PageUrl,
+    hash_city,
+    hash_country,
+    hash_email,
+    hash_external_id,
+    hash_name,
+    hash_phone,
+    hash_state,
+    hash_zip_code,
+    normalize_locale,
+    sanitize_page_url,
+)
+from crm_postback.intake.trigger_schemas import (
+    AS_MATCH_KEY,
+    MAX_KEYS_PER_KIND,
+    MAX_TIKTOK_LEAD_ID_LENGTH,
+    MAX_TTCLID_LENGTH,
+    MAX_TTP_LENGTH,
+    MAX_USER_AGENT_LENGTH,
+    UNSTORABLE_MESSAGE,
+    MatchKeys,
+    personal_data_reason,
+)
 from models import Lead, utcnow
 from models.bulk import bulk_insert, matches_any, planned_for_its_parameters
 
 log = logging.getLogger(__name__)
+Value = TypeVar("Value")
 
 
 @dataclass
 class HashedKeys:
-    """Match keys as they may be stored: email/phone/external id only as SHA-256 hex."""
+    """Match keys as they may be stored: personal data only as SHA-256 hex."""
 
     ttclid: str | None = None
     ttp: str | None = None
@@ -31,24 +60,129 @@ class HashedKeys:
     email_hashes: list[str] = field(default_factory=list)
     phone_hashes: list[str] = field(default_factory=list)
     external_id_hashes: list[str] = field(default_factory=list)
+    first_name_hash: str | None = None
+    last_name_hash: str | None = None
+    city_hash: str | None = None
+    state_hash: str | None = None
+    country_hash: str | None = None
+    zip_code_hash: str | None = None
+    locale: str | None = None
+    page_url: str | None = None
+    page_referrer: str | None = None
+    limited_data_use: bool | None = None  # None: unchanged (the lead's, else the event set's)
 
     def is_empty(self) -> bool:
-        return not any(vars(self).values())
+        return all(value is None or value == [] for value in vars(self).values())
+
+
+_NAMES_AND_PLACES: dict[str, Callable[[str], str]] = {
+    "first_name": lambda raw: hash_name("first_name", raw),
+    "last_name": lambda raw: hash_name("last_name", raw),
+    "city": hash_city,
+    "state": hash_state,
+    "country": hash_country,
+    "zip_code": hash_zip_code,
+}
+_IDENTIFIER_LIMITS = {
+    "ttclid": MAX_TTCLID_LENGTH,
+    "ttp": MAX_TTP_LENGTH,
+    "tiktok_lead_id": MAX_TIKTOK_LEAD_ID_LENGTH,
+}
+_TIKTOK_LEAD_ID = re.compile(r"[0-9A-Za-z_\-]{1,64}")
+DROPPED = "dropped"
+
+
+class _Door:
+    """Collects what is wrong with each key: dropped with a warning, or refused (strict)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.problems: list[FieldError] = []
+        self.kinds: list[str] = []
+
+    def bad(self, where: str, reason: str, kind: str | None = None) -> None:
+        self.problems.append(FieldError(f"{self.prefix}{where}", reason))
+        kind = kind or where.split(".")[0]
+        if kind not in self.kinds:
+            self.kinds.append(kind)
+
+    def normalised(self, where: str, kind: str, work: Callable[[], Value]) -> Value | None:
+        try:
+            return work()
+        except MatchKeyError as error:
+            self.bad(where, error.reason, kind)
+        except Exception as error:  # one bad key fails only itself
+            log.warning("%s while normalising %s", type(error).__name__, kind)
+            self.bad(where, "could not be normalised", kind)
+        return None
+
+
+def _identifier(door: _Door, name: str, raw: str | None) -> str | None:
+    value = (raw or "").strip()
+    if not value:
+        return None
+    limit = _IDENTIFIER_LIMITS[name]
+    if len(value) > limit:
+        door.bad(name, f"longer than {limit} characters")
+        return None
+    if not jsontext.is_storable_text(value):
+        door.bad(name, UNSTORABLE_MESSAGE)
+        return None
+    if name == "tiktok_lead_id" and not _TIKTOK_LEAD_ID.fullmatch(value):
+        door.bad(name, "must be 1 to 64 letters, digits, '_' or '-'")
+        return None
+    reason = personal_data_reason(value, AS_MATCH_KEY)
+    if reason is not None:
+        door.bad(name, reason)
+        return None
+    return value
+
+
+def _page(door: _Door, keys: MatchKeys, default_region: str) -> tuple[str | None, ...]:
+    """(url, referrer, the url's ttclid), each sanitised; a bad one is dropped."""
+    found: dict[str, PageUrl | None] = {"url": None, "referrer": None}
+    for part in found:
+        raw = getattr(keys.page, part) if keys.page is not None else None
+        if raw is not None and raw.strip():
+            where = f"page.{part}"
+            found[part] = door.normalised(
+                where,
+                f"page_{part}",
+                partial(sanitize_page_url, where, raw, default_region),
+            )
+    url, referrer = found["url"], found["referrer"]
+    ttclid = url.ttclid if url is not None else None
+    if ttclid is not None and (
+        len(ttclid) > MAX_TTCLID_LENGTH or personal_data_reason(ttclid, AS_MATCH_KEY) is not None
+    ):
+        ttclid = None
+    return (
+        url.url if url is not None else None,
+        referrer.url if referrer is not None else None,
+        ttclid,
+    )
 
 
 def hash_match_keys(
-    keys: MatchKeys, default_region: str, prefix: str = "match_keys."
-) -> HashedKeys:
-    """Raises InputRejected naming each bad key; the raw values are dropped here."""
-    errors: list[FieldError] = []
+    keys: MatchKeys, default_region: str, prefix: str = "match_keys.", strict: bool = False
+) -> tuple[HashedKeys, list[FieldError]]:
+    """The keys as they may be stored, and a warning for each key dropped because it could not
+    be normalised (the raw values are dropped here; no warning names a value). With `strict`,
+    raises InputRejected naming each bad key instead."""
+    door = _Door(prefix)
     hashed = HashedKeys(
-        ttclid=(keys.ttclid or "").strip() or None,
-        ttp=(keys.ttp or "").strip() or None,
-        ip=keys.ip,
-        user_agent=(keys.user_agent or "").strip() or None,
-        tiktok_lead_id=keys.tiktok_lead_id,
+        ttclid=_identifier(door, "ttclid", keys.ttclid),
+        ttp=_identifier(door, "ttp", keys.ttp),
+        tiktok_lead_id=_identifier(door, "tiktok_lead_id", keys.tiktok_lead_id),
     )
-    hashers = {
+    if keys.ip is not None and keys.ip.strip():
+        hashed.ip = door.normalised("ip", "ip", lambda: _ip(keys.ip or ""))
+    user_agent = (keys.user_agent or "").strip()
+    if len(user_agent) > MAX_USER_AGENT_LENGTH:
+        door.bad("user_agent", f"longer than {MAX_USER_AGENT_LENGTH} characters")
+    elif user_agent:
+        hashed.user_agent = user_agent
+    hashers: dict[str, Callable[[str], str]] = {
         "email": hash_email,
         "phone": lambda raw: hash_phone(raw, default_region),
         "external_id": hash_external_id,
@@ -57,25 +191,49 @@ def hash_match_keys(
         target: list[str] = getattr(hashed, f"{name}_hashes")
         given = getattr(keys, name)
         values = [] if given is None else [given] if isinstance(given, str) else given
+        if len(values) > MAX_KEYS_PER_KIND:
+            door.bad(name, f"at most {MAX_KEYS_PER_KIND} values")
+            continue
         for index, raw in enumerate(values):
             if not raw.strip():
                 continue
-            try:
-                digest = hasher(raw)
-            except Exception as error:  # one bad key fails only itself
-                where = name if isinstance(getattr(keys, name), str) else f"{name}.{index}"
-                if isinstance(error, MatchKeyError):
-                    reason = error.reason
-                else:
-                    log.warning("%s while normalising %s", type(error).__name__, name)
-                    reason = "could not be normalised"
-                errors.append(FieldError(f"{prefix}{where}", reason))
-                continue
-            if digest not in target:
+            where = name if isinstance(given, str) else f"{name}.{index}"
+            digest = door.normalised(where, name, partial(hasher, raw))
+            if digest is not None and digest not in target:
                 target.append(digest)
-    if errors:
-        raise InputRejected(errors)
-    return hashed
+    for name, hasher in _NAMES_AND_PLACES.items():
+        raw = getattr(keys, name)
+        if raw is not None and raw.strip():
+            digest = door.normalised(name, name, partial(hasher, raw))
+            setattr(hashed, f"{name}_hash", digest)
+    if keys.locale is not None and keys.locale.strip():
+        hashed.locale = door.normalised(
+            "locale", "locale", lambda: normalize_locale(keys.locale or "")
+        )
+    hashed.page_url, hashed.page_referrer, url_ttclid = _page(door, keys, default_region)
+    if url_ttclid is not None:
+        hashed.ttclid = url_ttclid  # the landing page's own click id wins (as Segment's)
+    if strict and door.problems:
+        raise InputRejected(door.problems)
+    return hashed, [FieldError(p.field, f"{p.message}; {DROPPED}") for p in door.problems]
+
+
+def dropped_kinds(warnings: Sequence[FieldError], prefix: str = "match_keys.") -> list[str]:
+    """The kinds of key the warnings of `hash_match_keys` dropped, each once, in order."""
+    kinds: list[str] = []
+    for warning in warnings:
+        where = warning.field.removeprefix(prefix)
+        kind = "page_" + where.split(".")[1] if where.startswith("page.") else where.split(".")[0]
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
+
+
+def _ip(raw: str) -> str:
+    try:
+        return str(ip_address(raw.strip()))
+    except ValueError:
+        raise MatchKeyError("ip", "not an IPv4 or IPv6 address") from None
 
 
 _HASH_COLUMNS = ("email_hashes", "phone_hashes", "external_id_hashes")
@@ -87,11 +245,14 @@ def _merge_list(current: list[str], new: list[str]) -> list[str]:
 
 
 def merge_keys(lead: Any, keys: HashedKeys) -> None:
-    """Newer scalar keys replace older ones; hashes accumulate (newest kept, at most five)."""
-    for name in ("ttclid", "ttp", "ip", "user_agent", "tiktok_lead_id"):
+    """Newer scalar keys (names and address parts too) replace older ones; hashes of email,
+    phone and external id accumulate (newest kept, at most five)."""
+    for name in _SCALAR_COLUMNS:
         value = getattr(keys, name)
         if value:
             setattr(lead, name, value)
+    if keys.limited_data_use is not None:
+        lead.limited_data_use = keys.limited_data_use
     for name in _HASH_COLUMNS:
         new = getattr(keys, name)
         if new:
@@ -116,16 +277,23 @@ def _new_lead(workspace_id: int, lead_ref: str, keys: list[HashedKeys]) -> dict[
     }
 
 
-LEAD_KEY_COLUMNS = (
+_SCALAR_COLUMNS = (
     "ttclid",
     "ttp",
     "ip",
     "user_agent",
     "tiktok_lead_id",
-    "email_hashes",
-    "phone_hashes",
-    "external_id_hashes",
+    "first_name_hash",
+    "last_name_hash",
+    "city_hash",
+    "state_hash",
+    "country_hash",
+    "zip_code_hash",
+    "locale",
+    "page_url",
+    "page_referrer",
 )
+LEAD_KEY_COLUMNS = (*_SCALAR_COLUMNS, *_HASH_COLUMNS, "limited_data_use")
 
 
 def merge_lead_keys(

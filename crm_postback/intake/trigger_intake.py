@@ -6,15 +6,20 @@ Set-based: a batch of any size costs a fixed handful of statements, not several 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import Settings
-from crm_postback.intake.lead_keys import HashedKeys, hash_match_keys, merge_lead_keys
+from crm_postback.intake.lead_keys import (
+    HashedKeys,
+    dropped_kinds,
+    hash_match_keys,
+    merge_lead_keys,
+)
 from crm_postback.intake.trigger_schemas import TriggerIn
 from models import EventSet, Trigger, TriggerStatus, utcnow
 from models.bulk import bulk_insert
@@ -29,12 +34,15 @@ class ScopedTrigger(NamedTuple):
 
     trigger: TriggerIn
     event_set_ids: Collection[int] | None = None
+    strict: bool = False  # a bad match key refuses the trigger instead of being dropped
 
 
 @dataclass(frozen=True)
 class AcceptedTrigger:
     trigger_id: int
     duplicate: bool  # True when the idempotency key was seen before: nothing new to send
+    # One per match key dropped because it did not normalise (never its value).
+    warnings: tuple[FieldError, ...] = ()
 
 
 def find_event_set(session: Session, reference: str) -> EventSet | None:
@@ -62,14 +70,21 @@ def accept_triggers(
     event_sets = _event_set_ids(session, workspace_id, {t.trigger.event_set for t in triggers})
     keys_by_lead: dict[str, list[HashedKeys]] = {}
     rows: list[tuple[int, dict[str, object]]] = []
-    for index, (trigger, allowed) in enumerate(triggers):
+    warnings: dict[int, tuple[FieldError, ...]] = {}
+    for index, (trigger, allowed, strict) in enumerate(triggers):
+        dropped: list[str] | None = None
         try:
             event_set_id = event_sets.get(trigger.event_set)
             if event_set_id is None or (allowed is not None and event_set_id not in allowed):
                 # Not named: a caller's mistake here may be an email or phone number.
                 raise InputRejected.one("event_set", UNKNOWN_EVENT_SET)
             if trigger.match_keys is not None:
-                keys = hash_match_keys(trigger.match_keys, settings.default_phone_region)
+                keys, dropped_warnings = hash_match_keys(
+                    trigger.match_keys, settings.default_phone_region, strict=strict
+                )
+                if dropped_warnings:
+                    warnings[index] = tuple(dropped_warnings)
+                    dropped = dropped_kinds(dropped_warnings)
                 if not keys.is_empty():
                     keys_by_lead.setdefault(trigger.lead_id, []).append(keys)
         except InputRejected as rejected:
@@ -86,6 +101,9 @@ def accept_triggers(
                     "occurred_at": trigger.occurred_at,
                     "attributes": dict(trigger.attributes),
                     "idempotency_key": occurrence_key(trigger),
+                    "event_id": trigger.event_id,
+                    "limited_data_use": trigger.limited_data_use,
+                    "dropped_keys": dropped,
                     "status": TriggerStatus.RECEIVED,
                     "attempts": 0,
                 },
@@ -93,7 +111,7 @@ def accept_triggers(
         )
     merge_lead_keys(session, workspace_id, keys_by_lead)
     for index, accepted in _insert_once(session, rows).items():
-        outcomes[index] = accepted
+        outcomes[index] = replace(accepted, warnings=warnings.get(index, ()))
     return [o for o in outcomes if o is not None]
 
 

@@ -2,9 +2,11 @@
 
 Every check is cheap before it is thorough: lengths and sizes are checked before any pattern
 or per-value work, and no pattern can backtrack, so a hostile body costs time linear in its
-size. Identifier fields (lead ids, ttclid, ttp, TikTok lead ids, idempotency keys) refuse values
-shaped like an email address or a phone number: those are sent or stored as given, so
-personal data in them would leave unhashed.
+size. Identity fields (lead ids, idempotency keys, event ids) refuse values shaped like an
+email address or a phone number: those are sent or stored as given, so personal data in them
+would leave unhashed. Match keys are only typed here; `lead_keys.hash_match_keys` checks each
+one and drops (or, strict, refuses) a bad one, the identifier keys (ttclid, ttp, TikTok lead
+id) by the same personal-data rule.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from ipaddress import ip_address
 from itertools import islice
 from typing import Annotated, Any
 
@@ -30,13 +31,7 @@ from pydantic import (
 
 from crm_postback.core import jsontext
 from crm_postback.core.errors import FieldError, InputRejected
-from crm_postback.core.privacy import (
-    MAX_EMAIL_LENGTH,
-    MAX_EXTERNAL_ID_LENGTH,
-    MAX_PHONE_LENGTH,
-    looks_like_email,
-    looks_like_phone,
-)
+from crm_postback.core.privacy import looks_like_email, looks_like_phone
 from crm_postback.core.settings import get_settings
 from crm_postback.tiktok.event_catalogue import SUPPORTED_CURRENCIES
 from mappings.rules import as_number
@@ -47,8 +42,13 @@ MAX_ATTRIBUTE_VALUE_LENGTH = 1000
 MAX_KEYS_PER_KIND = 5
 MAX_REFERENCE_LENGTH = 128  # lead_id, event_set
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_EVENT_ID_LENGTH = 64  # triggers.event_id; TikTok names no limit
+MAX_LIST_INPUT = 100  # values of one kind read at all (a longer list is refused)
+MAX_USER_AGENT_LENGTH = 1024
+MAX_IP_INPUT = 64
 MAX_TTCLID_LENGTH = 512
 MAX_TTP_LENGTH = 256
+MAX_TIKTOK_LEAD_ID_LENGTH = 64
 MAX_TRIGGER_TYPE_INPUT = 128  # the pattern allows 64; longer input is refused before it runs
 FUTURE_TOLERANCE = timedelta(minutes=5)
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
@@ -62,22 +62,31 @@ def _storable(value: str) -> str:
     return value
 
 
+def personal_data_reason(value: str, hint: str) -> str | None:
+    """Why an identifier must not be `value` (None: it may be): `hint` says what to send
+    instead, with `{key}` for email or phone."""
+    if looks_like_email(value):
+        return f"looks like an email address; {hint.format(key='email')}"
+    if looks_like_phone(value, get_settings().default_phone_region):
+        return f"looks like a phone number; {hint.format(key='phone')}"
+    return None
+
+
 def _no_personal_data(hint: str) -> Callable[[str], str]:
-    """A validator for an identifier field; `hint` says what to send instead."""
+    """A validator for an identity field; `hint` says what to send instead."""
 
     def check(value: str) -> str:
         if _unstorable(value):
             raise ValueError(UNSTORABLE_MESSAGE)
-        if looks_like_email(value):
-            raise ValueError(f"looks like an email address; {hint.format(key='email')}")
-        if looks_like_phone(value, get_settings().default_phone_region):
-            raise ValueError(f"looks like a phone number; {hint.format(key='phone')}")
+        reason = personal_data_reason(value, hint)
+        if reason is not None:
+            raise ValueError(reason)
         return value
 
     return check
 
 
-_AS_MATCH_KEY = "send it as match_keys.{key}, where it is hashed"
+AS_MATCH_KEY = "send it as match_keys.{key}, where it is hashed"
 _NOT_AN_ID = "an id must not be personal data (send it as match_keys.{key}, where it is hashed)"
 
 
@@ -98,25 +107,25 @@ IdempotencyKey = Annotated[
     StringConstraints(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH),
     AfterValidator(_no_personal_data(_NOT_AN_ID)),
 ]
-Ttclid = Annotated[
+EventId = Annotated[
     str,
-    StringConstraints(max_length=MAX_TTCLID_LENGTH),
-    AfterValidator(_no_personal_data(_AS_MATCH_KEY)),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_ID_LENGTH),
+    AfterValidator(_no_personal_data(_NOT_AN_ID)),
 ]
-Ttp = Annotated[
-    str,
-    StringConstraints(max_length=MAX_TTP_LENGTH),
-    AfterValidator(_no_personal_data(_AS_MATCH_KEY)),
-]
-TiktokLeadId = Annotated[
-    str,
-    StringConstraints(pattern=r"^[0-9A-Za-z_\-]{1,64}$"),
-    AfterValidator(_no_personal_data(_AS_MATCH_KEY)),
-]
-Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_LENGTH)]
-Phone = Annotated[str, StringConstraints(max_length=MAX_PHONE_LENGTH)]
-ExternalId = Annotated[str, StringConstraints(max_length=MAX_EXTERNAL_ID_LENGTH)]
+# Match keys are only typed here: what each may hold is checked by lead_keys.hash_match_keys,
+# which drops a bad key with a warning (or refuses it, strict). A list is bounded before its
+# items are looked at; a long string costs nothing until then (its length is checked first).
+KeyValues = str | list[str]
 AttributeValue = str | int | float | bool | None
+
+
+class PageIn(BaseModel):
+    """The landing page (web event sets): sent as TikTok's `page` object."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    url: str | None = None
+    referrer: str | None = None
 
 
 class MatchKeys(BaseModel):
@@ -124,31 +133,31 @@ class MatchKeys(BaseModel):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    ttclid: Ttclid | None = None
-    ttp: Ttp | None = None
-    email: Email | list[Email] | None = None
-    phone: Phone | list[Phone] | None = None
-    external_id: ExternalId | list[ExternalId] | None = None
-    ip: str | None = Field(None, max_length=64)
-    user_agent: str | None = Field(None, max_length=1024)
-    tiktok_lead_id: TiktokLeadId | None = None
+    ttclid: str | None = None
+    ttp: str | None = None
+    email: KeyValues | None = None
+    phone: KeyValues | None = None
+    external_id: KeyValues | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    tiktok_lead_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    zip_code: str | None = None
+    locale: str | None = None
+    page: PageIn | None = None
 
     @field_validator("email", "phone", "external_id", mode="before")
     @classmethod
-    def _at_most_five(cls, value: Any) -> Any:  # before each value is looked at
-        if isinstance(value, list) and len(value) > MAX_KEYS_PER_KIND:
-            raise ValueError(f"at most {MAX_KEYS_PER_KIND} values")
+    def _bounded_list(cls, value: Any) -> Any:  # before each value is looked at
+        if isinstance(value, list) and len(value) > MAX_LIST_INPUT:
+            raise ValueError(
+                f"at most {MAX_LIST_INPUT} values can be read ({MAX_KEYS_PER_KIND} are used)"
+            )
         return value
-
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(ip_address(value.strip()))
-        except ValueError as exc:
-            raise ValueError("not an IPv4 or IPv6 address") from exc
 
 
 class TriggerIn(BaseModel):
@@ -167,6 +176,17 @@ class TriggerIn(BaseModel):
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     match_keys: MatchKeys | None = None
     idempotency_key: IdempotencyKey | None = None
+    event_id: EventId | None = Field(
+        None,
+        description="The event id your Pixel used for the same conversion: every event of the "
+        "trigger is sent with it, so TikTok counts the two copies once",
+    )
+    limited_data_use: bool | None = Field(
+        None,
+        strict=True,
+        description="TikTok's limited data use for this trigger's events (None: the lead's, "
+        "else the event set's)",
+    )
 
     @field_validator("type")
     @classmethod
@@ -239,7 +259,8 @@ class LeadUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     lead_id: LeadRef
-    match_keys: MatchKeys
+    match_keys: MatchKeys = Field(default_factory=MatchKeys)
+    limited_data_use: bool | None = Field(None, strict=True)
 
 
 MAX_REPORTED_PATHS = 20

@@ -87,3 +87,17 @@ def record_intake(
                 },
             )
     record_triggers_received(workspace_id, **counts)
+
+
+@never_raises("dropped match keys")
+def record_keys_dropped(workspace_id: int, kinds: Sequence[str]) -> None:
+    """Counts match keys dropped at the door (kinds such as phone or ttclid, never values)."""
+    if not kinds:
+        return
+    # getattr: a process whose metric families predate the counter records nothing.
+    counter = getattr(metric_definitions.metrics(), "match_keys_dropped", None)
+    if counter is None:
+        return
+    workspace = workspace_label(workspace_id)
+    for kind in kinds:
+        counter.labels(workspace, kind).inc()

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -87,9 +87,20 @@ def _common_errors(permission: str) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def intake_scope(caller: Caller) -> IntakeScope:
-    """Where the key may send: its workspace, and maybe only some of its event sets."""
-    return IntakeScope(caller.workspace_id, caller.event_set_ids)
+def intake_scope(caller: Caller, strict: bool = False) -> IntakeScope:
+    """Where the key may send: its workspace, and maybe only some of its event sets; strict
+    when the key is or the request asks for it (?strict=true)."""
+    return IntakeScope(caller.workspace_id, caller.event_set_ids, strict or caller.strict)
+
+
+StrictQuery = Annotated[
+    bool,
+    Query(
+        description="true: a match key that does not normalise refuses the trigger (or the "
+        "lead's keys) instead of being dropped with a warning. An API key created with "
+        "--strict is always strict"
+    ),
+]
 
 
 def _body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
@@ -146,10 +157,12 @@ def ingest(documents: list[Any], base: str | None, scope: IntakeScope) -> Trigge
                 problems = problems_from_fields(item.errors, prefix)
                 answers[index] = ItemAnswer(index=index, status="rejected", errors=problems)
             else:
+                prefix = f"/{index}" if base is None else base
                 answers[index] = ItemAnswer(
                     index=index,
                     status="duplicate" if item.accepted.duplicate else "accepted",
                     trigger_id=item.accepted.trigger_id,
+                    warnings=problems_from_fields(item.warnings, prefix) or None,
                 )
     items = [answers[i] for i in sorted(answers)]
     return TriggersAnswer(
@@ -200,12 +213,17 @@ def _ingest_body(raw: bytes, scope: IntakeScope) -> TriggersAnswer:
         }
     },
 )
-async def post_triggers(request: Request, caller: SenderDep) -> JSONResponse:
+async def post_triggers(
+    request: Request, caller: SenderDep, strict: StrictQuery = False
+) -> JSONResponse:
     """Each trigger is stored (committed) before the answer; a 202 is never lost, even when
     the queue is down. Answers are per item, in the order sent. An event set the key may not
-    send to is answered as an unknown one."""
+    send to is answered as an unknown one. A match key that does not normalise is dropped and
+    named in the item's `warnings` (the trigger is accepted), unless strict."""
     # Read off the event loop too: parsing megabytes must not hold up other requests.
-    answer = await run_in_threadpool(_ingest_body, await request.body(), intake_scope(caller))
+    answer = await run_in_threadpool(
+        _ingest_body, await request.body(), intake_scope(caller, strict)
+    )
     status = 422 if answer.rejected == len(answer.items) else 202
     return JSONResponse(answer.model_dump(exclude_none=True), status_code=status)
 
@@ -222,20 +240,27 @@ def _path_problems(lead_id: str) -> list[Problem]:
     return []
 
 
-def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> None:
+def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> LeadStored:
     body, problems = validate(LeadKeysIn, parse_body(raw, keep_bad_values=True), "")
-    keys = body.match_keys.model_dump(exclude_none=True) if body is not None else {}
-    if body is not None and not keys:
-        problems = [
-            Problem(
-                pointer="/match_keys", field="match_keys", message="give at least one match key"
-            )
-        ]
+    keys: dict[str, Any] = {}
+    if body is not None:
+        keys = body.match_keys.model_dump(exclude_none=True) if body.match_keys else {}
+        if not keys and body.limited_data_use is None:
+            problems = [
+                Problem(
+                    pointer="/match_keys",
+                    field="match_keys",
+                    message="give at least one match key (or limited_data_use)",
+                )
+            ]
     problems = _path_problems(lead_id) + problems
     if problems:
         raise RequestRejected(422, problems)
+    assert body is not None
     try:
-        upsert_lead_keys(lead_id, keys, workspace=scope)
+        stored = upsert_lead_keys(
+            lead_id, keys, workspace=scope, limited_data_use=body.limited_data_use
+        )
     except InputRejected as rejected:
         in_body = [e for e in rejected.errors if e.field.startswith("match_keys")]
         problems = problems_from_fields(in_body, "")
@@ -245,6 +270,7 @@ def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> None:
             if e not in in_body
         ]
         raise RequestRejected(422, problems) from None
+    return LeadStored(lead_id=stored.lead_id, warnings=problems_from_fields(stored.warnings, ""))
 
 
 @router.put(
@@ -257,12 +283,17 @@ def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> None:
     },
     openapi_extra=_body("LeadKeysIn", LEAD_KEYS_EXAMPLES),
 )
-async def put_lead(lead_id: LeadId, request: Request, caller: LeadWriterDep) -> LeadStored:
+async def put_lead(
+    lead_id: LeadId, request: Request, caller: LeadWriterDep, strict: StrictQuery = False
+) -> LeadStored:
     """Keys that arrive after the first trigger (a ttclid, a TikTok lead id) are merged into
-    what is stored; email, phone and external id are hashed before they are stored. The lead
-    is the key's workspace's: every source of a workspace speaks of the same leads."""
-    await run_in_threadpool(_upsert, lead_id, await request.body(), intake_scope(caller))
-    return LeadStored(lead_id=lead_id.strip())
+    what is stored; personal keys (email, phone, external id, names, address parts) are
+    hashed before they are stored. A key that does not normalise is dropped and named in
+    `warnings` (unless strict). The lead is the key's workspace's: every source of a
+    workspace speaks of the same leads."""
+    return await run_in_threadpool(
+        _upsert, lead_id, await request.body(), intake_scope(caller, strict)
+    )
 
 
 UNKNOWN_LEAD = Problem(

@@ -33,6 +33,11 @@ class ItemAnswer(BaseModel):
     )
     trigger_id: int | None = None
     errors: list[Problem] | None = None
+    warnings: list[Problem] | None = Field(
+        None,
+        description="Match keys dropped because they did not normalise (the trigger was "
+        "accepted without them); absent when none was. ?strict=true refuses them instead",
+    )
 
 
 class TriggersAnswer(BaseModel):
@@ -45,12 +50,21 @@ class TriggersAnswer(BaseModel):
 class LeadKeysIn(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    match_keys: MatchKeys
+    match_keys: MatchKeys | None = None
+    limited_data_use: bool | None = Field(
+        None,
+        strict=True,
+        description="The lead's own limited data use, above the event set's (null: unchanged)",
+    )
 
 
 class LeadStored(BaseModel):
     lead_id: str
     status: Literal["stored"] = "stored"
+    warnings: list[Problem] = Field(
+        default_factory=list,
+        description="Match keys dropped because they did not normalise (the others were stored)",
+    )
 
 
 class Health(BaseModel):

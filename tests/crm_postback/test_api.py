@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -108,8 +109,8 @@ def test_later_trigger_merges_keys_into_the_lead(ready: SimulatorControl) -> Non
     ("change", "field"),
     [
         ({"event_set": "nobody"}, "event_set"),
-        ({"match_keys": {"phone": "call me"}}, "match_keys.phone"),
-        ({"match_keys": {"email": "not-an-email"}}, "match_keys.email"),
+        ({"match_keys": {"phone": 2133734253}}, "match_keys.phone"),  # a type, not a value
+        ({"event_id": RAW_EMAIL}, "event_id"),
         ({"attributes": {"value": "lots"}}, "attributes"),
         ({"attributes": {"currency": "XBT", "value": 1}}, "attributes"),
         ({"attributes": {f"k{i}": i for i in range(60)}}, "attributes"),
@@ -134,13 +135,96 @@ def test_batch_keeps_good_items_when_one_is_bad(ready: SimulatorControl) -> None
     items = enqueue_triggers(
         [
             submitted("L-1"),
-            {**submitted("L-2"), "match_keys": {"phone": "12"}},
+            {**submitted("L-2"), "match_keys": {"phone": ["+12133734253"] * 101}},
             submitted("L-3"),
         ]
     )
     assert [bool(i.accepted) for i in items] == [True, False, True]
     assert items[1].errors[0].field == "match_keys.phone"
     assert ready.stats()["events_unique"] == 2
+
+
+@pytest.mark.parametrize("phone", ["+2132435345", "12345678901234"])
+def test_a_bad_phone_drops_only_the_phone(ready: SimulatorControl, phone: str) -> None:
+    accepted = enqueue_trigger(submitted(phone=phone))
+    assert [(w.field, w.message) for w in accepted.warnings] == [
+        ("match_keys.phone", "not a possible number (default region US); dropped")
+    ]
+    assert phone not in str(accepted)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert session.scalars(select(Trigger.dropped_keys)).one() == ["phone"]
+    user = ready.events()[0]["payload"]["user"]
+    assert user["ttclid"] == "E.C.P.click-1" and len(user["email"]) == 1
+    assert "phone" not in user
+
+
+def test_strict_per_call_keeps_refusing_the_whole_trigger(ready: SimulatorControl) -> None:
+    with pytest.raises(InputRejected) as caught:
+        enqueue_trigger(submitted(phone="+2132435345"), strict=True)
+    assert [e.field for e in caught.value.errors] == ["match_keys.phone"]
+    items = enqueue_triggers([submitted("L-1", ttclid=RAW_EMAIL), submitted("L-2")], strict=True)
+    assert [bool(i.accepted) for i in items] == [False, True]
+    assert items[0].errors[0].field == "match_keys.ttclid"
+    assert RAW_EMAIL not in str(items[0].errors)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert session.scalars(select(Trigger.lead_ref)).all() == ["L-2"]
+
+
+def test_a_ttclid_shaped_like_an_email_is_dropped_and_the_rest_arrives(
+    ready: SimulatorControl,
+) -> None:
+    [item] = enqueue_triggers([submitted(ttclid=RAW_EMAIL)])
+    assert item.accepted is not None
+    assert [w.field for w in item.warnings] == ["match_keys.ttclid"]
+    assert RAW_EMAIL not in str(item.warnings)
+    user = ready.events()[0]["payload"]["user"]
+    assert "ttclid" not in user and len(user["phone"]) == 1
+
+
+def test_event_id_and_limited_data_use_are_stored_with_the_trigger(
+    ready: SimulatorControl,
+) -> None:
+    enqueue_trigger({**submitted(), "event_id": " pixel-ev-1 ", "limited_data_use": True})
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        row = session.scalars(select(Trigger)).one()
+        assert (row.event_id, row.limited_data_use, row.dropped_keys) == (
+            "pixel-ev-1",
+            True,
+            None,
+        )
+
+
+def test_upsert_lead_keys_answers_its_warnings_and_stores_the_lead_choice(
+    ready: SimulatorControl,
+) -> None:
+    stored = upsert_lead_keys(
+        "L-9",
+        {"first_name": " Mary-Ann ", "phone": "+2132435345", "country": "US"},
+        limited_data_use=True,
+    )
+    assert stored.lead_id == "L-9"
+    assert [w.field for w in stored.warnings] == ["match_keys.phone"]
+    with pytest.raises(InputRejected):
+        upsert_lead_keys("L-9", {"phone": "+2132435345"}, strict=True)
+    upsert_lead_keys("L-9", limited_data_use=False)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        lead = session.scalars(select(Lead)).one()
+        assert lead.first_name_hash == hashlib.sha256(b"maryann").hexdigest()
+        assert lead.country_hash == hashlib.sha256(b"us").hexdigest()
+        assert lead.phone_hashes == [] and lead.limited_data_use is False
+
+
+def test_withdraw_consent_stops_the_lead_and_refuses_an_unknown_one(
+    ready: SimulatorControl,
+) -> None:
+    upsert_lead_keys("L-1", {"email": RAW_EMAIL})
+    result = api.withdraw_consent("L-1")
+    assert result.lead_id == "L-1" and not result.already_withdrawn
+    assert api.withdraw_consent("L-1").already_withdrawn
+    with pytest.raises(InputRejected):
+        api.withdraw_consent("nobody")
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert session.scalars(select(Lead.consent_withdrawn_at)).one() is not None
 
 
 def test_custom_trigger_without_mapping_is_unmapped_not_an_error(ready: SimulatorControl) -> None:

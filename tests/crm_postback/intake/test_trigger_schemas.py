@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from crm_postback.core.errors import FieldError, InputRejected
-from crm_postback.intake.lead_keys import HashedKeys, hash_match_keys, merge_keys
+from crm_postback.intake.lead_keys import HashedKeys, dropped_kinds, hash_match_keys, merge_keys
 from crm_postback.intake.trigger_schemas import (
     MAX_ATTRIBUTE_VALUE_LENGTH,
     MAX_ATTRIBUTES,
@@ -233,29 +233,37 @@ def test_extra_match_key_rejected() -> None:
     [(" 127.0.0.1 ", "127.0.0.1"), ("2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1")],
 )
 def test_ip_normalised(raw: str, normal: str) -> None:
-    assert MatchKeys(ip=raw).ip == normal
+    assert _hashed(MatchKeys(ip=raw)).ip == normal
 
 
-def test_bad_ip_names_match_keys_ip() -> None:
-    _, rejected = _rejected(_trigger(match_keys={"ip": "999.1.1.1"}))
-    assert _fields(rejected) == ["match_keys.ip"]
-
-
-def test_more_than_five_values_of_a_kind_rejected() -> None:
-    MatchKeys(phone=["+12133734253"] * 5)
-    _, rejected = _rejected(_trigger(match_keys={"phone": ["+12133734253"] * 6}))
-    assert _fields(rejected) == ["match_keys.phone"]
-
-
-def test_bad_tiktok_lead_id_rejected() -> None:
-    _, rejected = _rejected(_trigger(match_keys={"tiktok_lead_id": "has space"}))
-    assert _fields(rejected) == ["match_keys.tiktok_lead_id"]
+@pytest.mark.parametrize(
+    ("keys", "field"),
+    [
+        ({"ip": "999.1.1.1"}, "match_keys.ip"),
+        ({"phone": ["+12133734253"] * 6}, "match_keys.phone"),
+        ({"tiktok_lead_id": "has space"}, "match_keys.tiktok_lead_id"),
+        ({"user_agent": "M" * 1025}, "match_keys.user_agent"),
+    ],
+)
+def test_a_bad_key_is_dropped_with_a_warning_or_refused_when_strict(
+    keys: dict[str, Any], field: str
+) -> None:
+    parsed = TriggerIn.model_validate(_trigger(match_keys={**keys, "email": "a@example.com"}))
+    assert parsed.match_keys is not None
+    hashed, warnings = hash_match_keys(parsed.match_keys, "US")
+    assert [w.field for w in warnings] == [field]
+    assert warnings[0].message.endswith("; dropped")
+    assert hashed.email_hashes == [_sha("a@example.com")]  # the others arrive
+    with pytest.raises(InputRejected) as info:
+        hash_match_keys(parsed.match_keys, "US", strict=True)
+    assert _fields(info.value) == [field]
+    assert not info.value.errors[0].message.endswith("dropped")
 
 
 def test_from_validation_prefix_and_multiple_errors() -> None:
     with pytest.raises(ValidationError) as info:
         TriggerIn.model_validate(
-            _trigger(type="Bad Type", match_keys={"ip": "nope"}, attributes={"value": "x"})
+            _trigger(type="Bad Type", match_keys={"ip": 5}, attributes={"value": "x"})
         )
     rejected = InputRejected.from_validation(info.value, prefix="items.3.")
     assert sorted(_fields(rejected)) == [
@@ -282,12 +290,15 @@ def test_input_rejected_one() -> None:
 
 
 BAD_PAYLOADS_WITH_RAW_KEYS: list[dict[str, Any]] = [
-    _trigger(match_keys={"email": RAW_EMAIL, "phone": RAW_PHONE, "ip": "not-an-ip"}),
-    _trigger(match_keys={"email": RAW_EMAIL, "phone": [RAW_PHONE] * 6}),
+    _trigger(match_keys={"email": RAW_EMAIL, "phone": RAW_PHONE, "ip": 17}),
+    _trigger(match_keys={"email": RAW_EMAIL, "phone": [RAW_PHONE] * 101}),
     _trigger(match_keys={"email": [RAW_EMAIL, 5], "phone": RAW_PHONE}),
-    _trigger(match_keys={"tiktok_lead_id": RAW_EMAIL}),
-    _trigger(match_keys={"ttclid": RAW_PHONE * 100, "email": RAW_EMAIL}),
+    _trigger(match_keys={"first_name": [RAW_EMAIL]}),
+    _trigger(match_keys={"page": {"url": RAW_EMAIL, "other": RAW_PHONE}}),
     _trigger(match_keys={"phone": 2133734253}),
+    _trigger(event_id=RAW_EMAIL),
+    _trigger(event_id=RAW_PHONE),
+    _trigger(limited_data_use=RAW_EMAIL),
     _trigger(occurred_at=RAW_EMAIL),
     _trigger(occurred_at=RAW_PHONE),
     _trigger(type=RAW_EMAIL),
@@ -325,11 +336,13 @@ def test_parse_trigger_passes_instances_through() -> None:
     assert parse_trigger(trigger) is trigger
 
 
-def test_lead_upsert_requires_match_keys_and_forbids_extra() -> None:
+def test_lead_upsert_takes_keys_or_limited_data_use_and_forbids_extra() -> None:
     upsert = LeadUpsert.model_validate({"lead_id": " L-9 ", "match_keys": {"email": RAW_EMAIL}})
-    assert upsert.lead_id == "L-9"
+    assert upsert.lead_id == "L-9" and upsert.limited_data_use is None
+    only_consent = LeadUpsert.model_validate({"lead_id": "L-9", "limited_data_use": True})
+    assert only_consent.limited_data_use is True
     with pytest.raises(ValidationError):
-        LeadUpsert.model_validate({"lead_id": "L-9"})
+        LeadUpsert.model_validate({"lead_id": "L-9", "limited_data_use": "yes"})
     with pytest.raises(ValidationError):
         LeadUpsert.model_validate({"lead_id": "L-9", "match_keys": {}, "other": 1})
 
@@ -337,8 +350,14 @@ def test_lead_upsert_requires_match_keys_and_forbids_extra() -> None:
 # --- hash_match_keys -------------------------------------------------------------------------
 
 
+def _hashed(keys: MatchKeys, region: str = "US") -> HashedKeys:
+    hashed, warnings = hash_match_keys(keys, region)
+    assert warnings == []
+    return hashed
+
+
 def test_hash_match_keys_single_strings() -> None:
-    hashed = hash_match_keys(
+    hashed = _hashed(
         MatchKeys(email=" Alice@Example.com ", phone="(213) 373-4253", external_id=" CRM-7 "),
         "US",
     )
@@ -348,7 +367,7 @@ def test_hash_match_keys_single_strings() -> None:
 
 
 def test_hash_match_keys_lists_and_dedup() -> None:
-    hashed = hash_match_keys(
+    hashed = _hashed(
         MatchKeys(
             email=["alice@example.com", "ALICE@example.com ", "bob@example.com"],
             phone=["+1 213 373 4253", "(213) 373-4253", "001 213 373 4253", "+442079460958"],
@@ -362,7 +381,7 @@ def test_hash_match_keys_lists_and_dedup() -> None:
 
 
 def test_hash_match_keys_uses_default_region() -> None:
-    hashed = hash_match_keys(MatchKeys(phone="020 7946 0958"), "GB")
+    hashed = _hashed(MatchKeys(phone="020 7946 0958"), "GB")
     assert hashed.phone_hashes == [_sha("+442079460958")]
 
 
@@ -372,41 +391,46 @@ def test_hash_match_keys_reports_every_bad_key_with_index() -> None:
         phone=["+12133734253", "call me", "12"],
         external_id="   x",
     )
-    with pytest.raises(InputRejected) as info:
-        hash_match_keys(keys, "US")
-    fields = [error.field for error in info.value.errors]
-    assert fields == [
+    expected = [
         "match_keys.email.0",
         "match_keys.email.2",
         "match_keys.phone.1",
         "match_keys.phone.2",
     ]
-    text = str(info.value) + " ".join(e.message for e in info.value.errors)
+    hashed, warnings = hash_match_keys(keys, "US")
+    assert [w.field for w in warnings] == expected
+    assert hashed.email_hashes == [ALICE_SHA] and hashed.phone_hashes == [PHONE_SHA]
+    assert hashed.external_id_hashes == [_sha("x")]
+    assert dropped_kinds(warnings) == ["email", "phone"]
+    with pytest.raises(InputRejected) as info:
+        hash_match_keys(keys, "US", strict=True)
+    assert [error.field for error in info.value.errors] == expected
+    text = str(info.value) + " ".join(f"{w.field} {w.message}" for w in warnings)
     for raw in ("nope", "also-bad@", "call me"):
         assert raw not in text
 
 
 def test_hash_match_keys_single_bad_value_has_no_index() -> None:
-    with pytest.raises(InputRejected) as info:
-        hash_match_keys(MatchKeys(email=RAW_EMAIL.replace("@", ""), phone="abc"), "US")
-    assert [e.field for e in info.value.errors] == ["match_keys.email", "match_keys.phone"]
-    assert RAW_EMAIL.replace("@", "") not in str(info.value)
+    hashed, warnings = hash_match_keys(
+        MatchKeys(email=RAW_EMAIL.replace("@", ""), phone="abc"), "US"
+    )
+    assert [e.field for e in warnings] == ["match_keys.email", "match_keys.phone"]
+    assert hashed.is_empty()
+    assert RAW_EMAIL.replace("@", "") not in str(warnings)
 
 
 def test_hash_match_keys_custom_prefix() -> None:
-    with pytest.raises(InputRejected) as info:
-        hash_match_keys(MatchKeys(phone=["+12133734253", "xyz"]), "US", prefix="")
-    assert [e.field for e in info.value.errors] == ["phone.1"]
+    _, warnings = hash_match_keys(MatchKeys(phone=["+12133734253", "xyz"]), "US", prefix="")
+    assert [e.field for e in warnings] == ["phone.1"]
 
 
 def test_hash_match_keys_index_counts_blank_entries() -> None:
-    with pytest.raises(InputRejected) as info:
-        hash_match_keys(MatchKeys(phone=["+12133734253", "  ", "nonsense"]), "US")
-    assert [e.field for e in info.value.errors] == ["match_keys.phone.2"]
+    _, warnings = hash_match_keys(MatchKeys(phone=["+12133734253", "  ", "nonsense"]), "US")
+    assert [e.field for e in warnings] == ["match_keys.phone.2"]
 
 
 def test_hash_match_keys_keeps_plain_keys_as_given() -> None:
-    hashed = hash_match_keys(
+    hashed = _hashed(
         MatchKeys(
             ttclid=" E.C.P.abc123 ",
             ttp="ttp-1",
@@ -426,7 +450,7 @@ def test_hash_match_keys_keeps_plain_keys_as_given() -> None:
 
 
 def test_hash_match_keys_blank_values_give_empty_keys() -> None:
-    hashed = hash_match_keys(MatchKeys(ttclid="  ", email="  ", phone=[" "]), "US")
+    hashed = _hashed(MatchKeys(ttclid="  ", email="  ", phone=[" "], first_name=" "))
     assert hashed.ttclid is None
     assert hashed.email_hashes == []
     assert hashed.is_empty()
@@ -509,22 +533,46 @@ def test_unstorable_paths_names_every_bad_string(
         ({"lead_id": RAW_PHONE}, "lead_id"),
         ({"lead_id": "L-17@lead.sold"}, "lead_id"),  # the safe reading (docs/http-api.md)
         ({"idempotency_key": RAW_PHONE}, "idempotency_key"),
-        ({"match_keys": {"ttclid": RAW_EMAIL}}, "match_keys.ttclid"),
-        ({"match_keys": {"ttp": RAW_PHONE}}, "match_keys.ttp"),
-        ({"match_keys": {"tiktok_lead_id": "213-373-4253"}}, "match_keys.tiktok_lead_id"),
+        ({"event_id": RAW_EMAIL}, "event_id"),
+        ({"event_id": "+49 30 1234567"}, "event_id"),
+        ({"event_id": "e" * 65}, "event_id"),
         ({"lead_id": "L-\x00"}, "lead_id"),
         ({"lead_id": "L-\ud800"}, "lead_id"),
         ({"idempotency_key": "k-\udfff-é"}, "idempotency_key"),
-        ({"match_keys": {"ttclid": "E.C.P.\x00"}}, "match_keys.ttclid"),
-        ({"match_keys": {"ttp": "\ud83d"}}, "match_keys.ttp"),
+        ({"event_id": "ev-\x00"}, "event_id"),
     ],
 )
-def test_identifiers_refuse_personal_data_without_echoing_it(
+def test_identities_refuse_personal_data_without_echoing_it(
     change: dict[str, Any], field: str
 ) -> None:
     error, rejected = _rejected(_trigger(**change))
     assert _fields(rejected) == [field]
     assert RAW_EMAIL not in str(error) and RAW_PHONE not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("keys", "field"),
+    [
+        ({"ttclid": RAW_EMAIL}, "match_keys.ttclid"),
+        ({"ttp": RAW_PHONE}, "match_keys.ttp"),
+        ({"tiktok_lead_id": "213-373-4253"}, "match_keys.tiktok_lead_id"),
+        ({"ttclid": "E.C.P.\x00"}, "match_keys.ttclid"),
+        ({"ttp": "\ud83d"}, "match_keys.ttp"),
+        ({"ttclid": "E" * 513}, "match_keys.ttclid"),
+    ],
+)
+def test_identifier_keys_shaped_like_personal_data_are_dropped_unless_strict(
+    keys: dict[str, Any], field: str
+) -> None:
+    parsed = MatchKeys.model_validate({**keys, "email": "a@example.com"})
+    hashed, warnings = hash_match_keys(parsed, "US")
+    assert [w.field for w in warnings] == [field]
+    assert hashed.ttclid is None and hashed.ttp is None and hashed.tiktok_lead_id is None
+    assert hashed.email_hashes == [_sha("a@example.com")]
+    assert RAW_EMAIL not in str(warnings) and RAW_PHONE not in str(warnings)
+    with pytest.raises(InputRejected) as info:
+        hash_match_keys(parsed, "US", strict=True)
+    assert _fields(info.value) == [field]
 
 
 @pytest.mark.parametrize("event_set", [RAW_EMAIL, RAW_PHONE, "+12133734253"])
@@ -562,7 +610,7 @@ def test_attribute_size_is_checked_before_the_values() -> None:
 def test_match_key_lists_are_counted_before_their_values_are_read() -> None:
     _, rejected = _rejected(_trigger(match_keys={"email": list(range(100_000))}))
     assert [(e.field, e.message) for e in rejected.errors] == [
-        ("match_keys.email", "at most 5 values")
+        ("match_keys.email", "at most 100 values can be read (5 are used)")
     ]
 
 

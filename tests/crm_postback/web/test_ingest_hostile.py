@@ -151,16 +151,21 @@ def test_a_deeply_nested_condition_is_refused_with_a_clear_error(depth: int) -> 
         ("ttp", "t" * 257, "/match_keys/ttp"),
     ],
 )
-def test_match_keys_over_their_length_limit_are_refused(
+def test_match_keys_over_their_length_limit_are_dropped_or_refused_when_strict(
     acme: SimulatorControl, any_client: TestClient, field: str, value: Any, pointer: str
 ) -> None:
     body = {**submitted(), "match_keys": {field: value}}
-    response = any_client.post("/v1/triggers", json=body)
+    response = any_client.post("/v1/triggers?strict=true", json=body)
     assert response.status_code == 422, response.text
     errors = item_errors(response.json(), 0)
     assert list(errors) == [pointer]
-    assert "at most" in errors[pointer]
+    assert "longer than" in errors[pointer]
     assert stored_triggers() == 0
+    response = any_client.post("/v1/triggers", json=body)
+    assert response.status_code == 202, response.text
+    [warning] = response.json()["items"][0]["warnings"]
+    assert warning["pointer"] == pointer and "longer than" in warning["message"]
+    assert stored_triggers() == 1
 
 
 @pytest.mark.parametrize(
@@ -181,7 +186,7 @@ def test_a_30_kb_email_costs_no_more_than_a_short_one(
 ) -> None:
     def post(n: int) -> None:
         body = {**submitted(), "match_keys": {"email": "a@" + "." * n + "@"}}
-        assert any_client.post("/v1/triggers", json=body).status_code == 422
+        assert any_client.post("/v1/triggers?strict=true", json=body).status_code == 422
 
     assert grows_linearly(post, 4_000)
 
@@ -410,17 +415,29 @@ def test_after_a_500_the_same_connection_serves_the_next_request(sqlite_db: str)
 def test_an_email_or_phone_in_an_identifier_field_is_refused_and_never_echoed(
     acme: SimulatorControl, any_client: TestClient, change: dict[str, Any], pointer: str
 ) -> None:
+    # Strict for the match keys (an identity is refused either way).
     response = any_client.post(
-        "/v1/triggers", json=[submitted("L-good"), {**submitted(), **change}]
+        "/v1/triggers?strict=true", json=[submitted("L-good"), {**submitted(), **change}]
     )
     assert response.status_code == 202
     errors = item_errors(response.json(), 1)
     assert list(errors) == [f"/1{pointer}"]
     assert errors[f"/1{pointer}"].startswith(("looks like an email", "looks like a phone"))
-    for raw in (JANE, JANE_PHONE, "213-373-4253", "(213) 373-4253", "12133734253"):
+    raws = (JANE, JANE_PHONE, "213-373-4253", "(213) 373-4253", "12133734253")
+    for raw in raws:
         assert raw not in response.text
     assert stored_triggers() == 1
     assert acme.stats()["events_unique"] == 1  # the good one; nothing raw went to TikTok
+    if pointer.startswith("/match_keys"):
+        # Without strict the trigger is accepted without that key, which never leaves.
+        lenient = any_client.post("/v1/triggers", json={**submitted("L-2"), **change})
+        assert lenient.status_code == 202
+        [warning] = lenient.json()["items"][0]["warnings"]
+        assert warning["pointer"] == pointer
+        assert warning["message"].endswith("; dropped")
+        sent = str(acme.events())
+        for raw in (*raws, "2133734253"):
+            assert raw not in lenient.text and raw not in sent
 
 
 @pytest.mark.parametrize(
@@ -470,6 +487,7 @@ def test_date_and_grouped_ids_are_allowed_in_every_default_region(
         path = f"/v1/leads/{quote(lead_id, safe='')}"
         answer = any_client.put(path, json={"match_keys": {"ttclid": lead_id}})
         assert answer.status_code == 200, (lead_id, answer.text)
+        assert answer.json()["warnings"] == [], (lead_id, answer.text)
 
 
 @pytest.mark.parametrize(
@@ -490,7 +508,7 @@ def test_a_number_valid_in_the_default_region_is_refused_as_an_id(
 ) -> None:
     apply_env(monkeypatch, DEFAULT_PHONE_REGION=region)
     response = any_client.post(
-        "/v1/triggers",
+        "/v1/triggers?strict=true",
         json=[
             {**submitted(), "lead_id": phone},
             {**submitted(), "idempotency_key": phone},
@@ -567,7 +585,7 @@ def test_the_python_api_refuses_the_same_values(acme: SimulatorControl) -> None:
         ({"match_keys": {"email": "a@" + "." * 30_000 + "@"}}, "match_keys.email"),
     ):
         with pytest.raises(InputRejected) as refused:
-            enqueue_trigger({**submitted(), **change})
+            enqueue_trigger({**submitted(), **change}, strict=True)
         # One error, named as sent (not match_keys.email.constrained-str, once per member).
         assert [e.field for e in refused.value.errors] == [field]
         assert JANE not in str(refused.value) and JANE_PHONE not in str(refused.value)
@@ -576,7 +594,7 @@ def test_the_python_api_refuses_the_same_values(acme: SimulatorControl) -> None:
             upsert_lead_keys(lead_id, {"ttclid": "E.C.P.1"})
         assert [e.field for e in refused.value.errors] == ["lead_id"]
     with pytest.raises(InputRejected) as refused:
-        upsert_lead_keys("L-1", {"ttclid": "E.C.P.\x00"})
+        upsert_lead_keys("L-1", {"ttclid": "E.C.P.\x00"})  # a damaged body: never stored
     assert [e.field for e in refused.value.errors] == ["match_keys.ttclid"]
     with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(func.count()).select_from(Lead)) == 0

@@ -57,7 +57,7 @@ def test_batch_answers_per_item_and_keeps_the_good_ones(
     ready: SimulatorControl, client: TestClient
 ) -> None:
     response = client.post(
-        "/v1/triggers",
+        "/v1/triggers?strict=true",
         json=[
             submitted("L-1"),
             {**submitted("L-2"), "match_keys": {"phone": "12"}},
@@ -142,7 +142,8 @@ def test_batch_with_every_item_bad_is_422_with_the_same_shape(
 def test_one_bad_trigger_is_422_pointing_at_the_field(
     ready: SimulatorControl, client: TestClient, change: dict[str, Any], pointer: str, says: str
 ) -> None:
-    response = client.post("/v1/triggers", json={**submitted(), **change})
+    # Strict: the refusal of before (without it a bad key's value is dropped, see below).
+    response = client.post("/v1/triggers?strict=true", json={**submitted(), **change})
     assert response.status_code == 422
     errors = errors_of(response.json())
     assert pointer in errors, errors
@@ -150,6 +151,46 @@ def test_one_bad_trigger_is_422_pointing_at_the_field(
     assert trigger_count() == 0
     with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalar(select(Lead.id)) is None
+
+
+def test_without_strict_a_bad_key_is_dropped_and_the_answer_warns(
+    ready: SimulatorControl, client: TestClient
+) -> None:
+    response = client.post(
+        "/v1/triggers",
+        json=[
+            {**submitted("L-1"), "match_keys": {"phone": "+2132435345", "email": "a@example.com"}},
+            {**submitted("L-2"), "match_keys": {"ttclid": "jane@example.com", "phone": "12"}},
+            {**submitted("L-3"), "match_keys": {"email": ["a@b.co", "nope"]}},
+        ],
+    )
+    assert response.status_code == 202
+    items = response.json()["items"]
+    assert [i["status"] for i in items] == ["accepted"] * 3
+    assert [[(w["pointer"], w["field"]) for w in i["warnings"]] for i in items] == [
+        [("/0/match_keys/phone", "match_keys.phone")],
+        [
+            ("/1/match_keys/ttclid", "match_keys.ttclid"),
+            ("/1/match_keys/phone", "match_keys.phone"),
+        ],
+        [("/2/match_keys/email/1", "match_keys.email.1")],
+    ]
+    assert all(w["message"].endswith("; dropped") for i in items for w in i["warnings"])
+    assert "jane@example.com" not in response.text and "2132435345" not in response.text
+    single = client.post("/v1/triggers", json={**submitted("L-4"), "match_keys": {"ip": "x"}})
+    assert single.status_code == 202
+    assert single.json()["items"][0]["warnings"][0]["pointer"] == "/match_keys/ip"
+    clean = client.post("/v1/triggers", json=submitted("L-5"))
+    assert "warnings" not in clean.json()["items"][0]
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        dropped = dict(session.execute(select(Trigger.lead_ref, Trigger.dropped_keys)).all())
+    assert dropped == {
+        "L-1": ["phone"],
+        "L-2": ["ttclid", "phone"],
+        "L-3": ["email"],
+        "L-4": ["ip"],
+        "L-5": None,
+    }
 
 
 @pytest.mark.parametrize(

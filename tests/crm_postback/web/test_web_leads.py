@@ -29,7 +29,7 @@ def lead(lead_ref: str) -> Lead:
 def test_upsert_hashes_keys_and_merges_them(client: TestClient) -> None:
     response = client.put("/v1/leads/L-1", json={"match_keys": {"email": RAW_EMAIL}})
     assert response.status_code == 200
-    assert response.json() == {"lead_id": "L-1", "status": "stored"}
+    assert response.json() == {"lead_id": "L-1", "status": "stored", "warnings": []}
     response = client.put(
         "/v1/leads/L-1", json={"match_keys": {"phone": RAW_PHONE, "ttclid": "E.C.P.late"}}
     )
@@ -55,9 +55,8 @@ def test_bad_keys_are_422_with_pointers_and_no_values(client: TestClient) -> Non
     assert response.status_code == 422
     errors = {e["pointer"]: e["message"] for e in response.json()["errors"]}
     assert errors == {"/match_keys/favourite": "is not a known field"}
-    response = client.put(
-        "/v1/leads/L-1", json={"match_keys": {"phone": RAW_PHONE + " x", "email": "jane@"}}
-    )
+    keys = {"match_keys": {"phone": RAW_PHONE + " x", "email": "jane@"}}
+    response = client.put("/v1/leads/L-1?strict=true", json=keys)
     assert response.status_code == 422
     errors = {e["pointer"]: e["message"] for e in response.json()["errors"]}
     assert errors == {
@@ -66,6 +65,17 @@ def test_bad_keys_are_422_with_pointers_and_no_values(client: TestClient) -> Non
     }
     for raw in RAW_FORMS:
         assert raw not in response.text
+    # Without strict: stored without them, each named in a warning.
+    response = client.put("/v1/leads/L-1", json={"match_keys": {**keys["match_keys"], "ttp": "t"}})
+    assert response.status_code == 200
+    warnings = {w["pointer"]: w["message"] for w in response.json()["warnings"]}
+    assert warnings == {
+        "/match_keys/email": "not an email address; dropped",
+        "/match_keys/phone": "contains letters; dropped",
+    }
+    for raw in RAW_FORMS:
+        assert raw not in response.text
+    assert lead("L-1").ttp == "t" and lead("L-1").phone_hashes == []
 
 
 def test_empty_keys_or_a_blank_lead_id_are_422(client: TestClient) -> None:
