@@ -94,10 +94,7 @@ def record_keys_dropped(workspace_id: int, kinds: Sequence[str]) -> None:
     """Counts match keys dropped at the door (kinds such as phone or ttclid, never values)."""
     if not kinds:
         return
-    # getattr: a process whose metric families predate the counter records nothing.
-    counter = getattr(metric_definitions.metrics(), "match_keys_dropped", None)
-    if counter is None:
-        return
+    counter = metric_definitions.metrics().match_keys_dropped
     workspace = workspace_label(workspace_id)
     for kind in kinds:
         counter.labels(workspace, kind).inc()

@@ -181,3 +181,18 @@ def test_parallel_upserts_of_one_lead_keep_one_row_with_every_kind(backend: str)
         assert len(lead.email_hashes) == 5  # the newest five of eight
         assert lead.phone_hashes == []
         assert lead.limited_data_use in (True, False)
+
+
+def test_dropped_keys_are_counted_by_kind_on_the_metrics(backend: str) -> None:
+    from crm_postback.observability.metric_definitions import metrics
+
+    def count(kind: str) -> float:
+        value = metrics().registry.get_sample_value(
+            "postback_match_keys_dropped_total", {"workspace": "default", "kind": kind}
+        )
+        return value or 0.0
+
+    before = count("phone"), count("country")
+    enqueue_trigger(trigger(email="jane@example.com", phone="+2132435345", country="Germany"))
+    upsert_lead_keys("L-2", {"phone": "12345678901234"})
+    assert (count("phone"), count("country")) == (before[0] + 2, before[1] + 1)
