@@ -32,7 +32,12 @@ def test_the_chart_renders_under_the_policy(
     theirs = make_event_set("hidden", "7300000000000000078", workspace_id=other)
 
     log_in(page, server)
-    page.goto(f"{server}/admin/event-sets/{set_id}/match-quality")
+    page.goto(f"{server}/admin/event-sets")
+    page.locator(f'a[href$="/event-sets/{set_id}/match-quality"]').click()
+    page.wait_for_url(f"**/event-sets/{set_id}/match-quality")
+    page.goto(f"{server}/admin/event-sets/{set_id}")
+    page.get_by_role("link", name="Match quality").click()
+    page.wait_for_url(f"**/event-sets/{set_id}/match-quality")
     assert page.locator("h1").inner_text().startswith("Match quality")
     chart = page.locator("svg.mq-chart")
     box = chart.bounding_box()
