@@ -21,12 +21,18 @@ from crm_postback.configuration.mapping_service import (
     list_mappings,
     validate_mapping,
 )
-from crm_postback.core.errors import InputRejected
+from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import Settings
-from crm_postback.intake.lead_keys import hash_match_keys, merge_keys
+from crm_postback.intake.lead_keys import LEAD_KEY_COLUMNS, hash_match_keys, merge_keys
 from crm_postback.intake.trigger_intake import occurrence_key
 from crm_postback.intake.trigger_schemas import parse_trigger
-from crm_postback.tiktok.events_payload import NoMatchKey, build_event, build_request, make_event_id
+from crm_postback.tiktok.events_payload import (
+    NoMatchKey,
+    build_event,
+    build_request,
+    make_event_id,
+    resolve_limited_data_use,
+)
 from mappings.resolve import CompiledMapping, explain_unmapped, resolve
 from mappings.rules import Condition
 from models import EventSet, EventSetStatus, Lead, Trigger
@@ -145,22 +151,22 @@ def _candidate_records(
 
 def _lead_keys(
     session: Session, workspace_id: int, lead_ref: str, match_keys: Any, settings: Settings
-) -> Lead | None:
-    # Lead ids are named per workspace: only the event set's workspace's lead is read.
+) -> tuple[Lead | None, list[FieldError]]:
+    """The lead the events would be built from: the stored one (of the event set's workspace
+    only) with the sample's keys merged over it, and a warning per key the door would drop."""
     stored = session.scalar(
         select(Lead).where(Lead.workspace_id == workspace_id, Lead.lead_ref == lead_ref)
     )
     lead = Lead(lead_ref=lead_ref, email_hashes=[], phone_hashes=[], external_id_hashes=[])
     if stored is not None:
-        for name in ("ttclid", "ttp", "ip", "user_agent", "tiktok_lead_id"):
-            setattr(lead, name, getattr(stored, name))
-        for name in ("email_hashes", "phone_hashes", "external_id_hashes"):
-            setattr(lead, name, list(getattr(stored, name) or []))
-    if match_keys is not None:
-        merge_keys(lead, hash_match_keys(match_keys, settings.default_phone_region)[0])
-    elif stored is None:
-        return None
-    return lead
+        for name in (*LEAD_KEY_COLUMNS, "consent_withdrawn_at"):
+            value = getattr(stored, name)
+            setattr(lead, name, list(value or []) if name.endswith("_hashes") else value)
+    if match_keys is None:
+        return (lead if stored is not None else None), []
+    keys, dropped = hash_match_keys(match_keys, settings.default_phone_region)
+    merge_keys(lead, keys)
+    return lead, dropped
 
 
 def preview(
@@ -183,6 +189,7 @@ def preview(
             raise InputRejected.one("trigger_id", f"no trigger {trigger_id}")
         trigger_type, lead_ref, occurred_at = row.trigger_type, row.lead_ref, row.occurred_at
         attributes, key, match_keys = dict(row.attributes), row.idempotency_key, None
+        caller_event_id, trigger_limited_data_use = row.event_id, row.limited_data_use
     elif trigger is not None:
         document = {"occurred_at": now.isoformat(), **trigger, "event_set": event_set.name}
         try:
@@ -192,6 +199,7 @@ def preview(
         trigger_type, lead_ref, occurred_at = parsed.type, parsed.lead_id, parsed.occurred_at
         attributes, key = dict(parsed.attributes), occurrence_key(parsed)
         match_keys = parsed.match_keys
+        caller_event_id, trigger_limited_data_use = parsed.event_id, parsed.limited_data_use
     else:
         raise InputRejected.one("trigger", "give a trigger (type, lead_id, ...) or a trigger_id")
 
@@ -199,7 +207,7 @@ def preview(
     compiled = [
         CompiledMapping.from_record(r) for r in sorted(records, key=lambda r: r.id) if r.enabled
     ]
-    lead = _lead_keys(session, event_set.workspace_id, lead_ref, match_keys, settings)
+    lead, dropped = _lead_keys(session, event_set.workspace_id, lead_ref, match_keys, settings)
     result = Preview(
         event_set=event_set.name,
         trigger_type=trigger_type,
@@ -211,6 +219,11 @@ def preview(
         checks=_checks(records, trigger_type, attributes, draft_id),
         request=None,
     )
+    result.notes.extend(f"{warning.field}: {warning.message}" for warning in dropped)
+    if lead is not None and lead.consent_withdrawn_at is not None:
+        result.notes.append(
+            f"lead {lead_ref!r} withdrew consent: its postbacks would end consent_withdrawn, unsent"
+        )
     if event_set.status == EventSetStatus.PAUSED:
         result.notes.append(
             f"the event set is paused ({event_set.paused_reason or 'no reason given'}): "
@@ -243,7 +256,7 @@ def preview(
         return result
     built: list[dict[str, Any]] = []
     for item in resolved:
-        event_id = make_event_id(event_set.id, key, item.event_name)
+        event_id = caller_event_id or make_event_id(event_set.id, key, item.event_name)
         event: dict[str, Any] | None = None
         problem = item.error
         is_draft = item.mapping_id == draft_id
@@ -264,6 +277,11 @@ def preview(
                     event_id=event_id,
                     occurred_at=occurred_at,
                     properties=item.properties,
+                    limited_data_use=resolve_limited_data_use(
+                        trigger_limited_data_use,
+                        lead.limited_data_use,
+                        event_set.limited_data_use,
+                    ),
                 )
             except (ValueError, NoMatchKey) as failure:
                 problem = str(failure)

@@ -187,3 +187,55 @@ def test_bad_input_and_bad_drafts_are_rejected_by_field(acme: int) -> None:
     assert caught.value.errors[0].field == "event"
     with pytest.raises(InputRejected):
         run()
+
+
+FULL = {
+    **SUBMITTED,
+    "event_id": "pixel-evt-1",
+    "limited_data_use": True,
+    "match_keys": {
+        **SUBMITTED["match_keys"],  # type: ignore[dict-item]
+        "first_name": " Jane ",
+        "last_name": "Doe",
+        "city": "Los Angeles",
+        "state": "CA",
+        "country": "US",
+        "zip_code": "90001",
+        "phone": "+2132435345",
+    },
+}
+
+
+def test_preview_of_every_key_is_exactly_what_the_simulator_then_receives(
+    acme: int, simulator: SimulatorControl, eager: None
+) -> None:
+    """Names, address parts, the caller's event id and limited data use come out as the
+    worker sends them; the key the door drops is a note, not a refusal."""
+    shown = run(trigger=FULL)
+    [event] = shown.request["data"]  # type: ignore[index]
+    assert event["event_id"] == "pixel-evt-1" and event["limited_data_use"] is True
+    assert {"first_name", "last_name", "city", "state", "country", "zip_code"} <= event[
+        "user"
+    ].keys()
+    assert "phone" not in event["user"]
+    assert any(note.startswith("match_keys.phone:") for note in shown.notes)
+    for raw in ("Jane", "Los Angeles", "90001", "2132435345"):
+        assert raw not in str(shown.as_dict())
+    enqueue_trigger({**FULL, "event_set": "acme"})
+    [received] = simulator.events()
+    assert received["payload"] == event
+    # The stored lead previews the same keys; a stored trigger keeps its event id.
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        trigger_id = session.scalars(select(Trigger.id)).one()
+    assert run(trigger_id=trigger_id).request == shown.request
+
+
+def test_preview_says_a_withdrawn_lead_gets_nothing(
+    acme: int, simulator: SimulatorControl, eager: None
+) -> None:
+    from crm_postback.api import withdraw_consent
+
+    enqueue_trigger({**SUBMITTED, "event_set": "acme"})
+    withdraw_consent("L-1")
+    shown = run(trigger=SOLD)
+    assert any("withdrew consent" in note for note in shown.notes)
