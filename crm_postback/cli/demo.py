@@ -153,6 +153,10 @@ def _lifecycle(control: SimulatorControl) -> bool:
                 "phone": "(213) 373-4253",
                 "ttclid": "E.C.P.demo-click-123",
                 "tiktok_lead_id": "7311111111111111111",
+                "first_name": "Jane",
+                "last_name": "Doe",
+                "zip_code": "90001",
+                "country": "US",
             },
         },
         {
@@ -182,14 +186,21 @@ def _lifecycle(control: SimulatorControl) -> bool:
         accepted = enqueue_trigger(step)
         print(f"  {step['type']:<17} -> trigger {accepted.trigger_id} stored and queued")
 
-    _step("Bad input is refused with the field named (raw values are never echoed)")
-    bad = dict(steps[0], lead_id="L-1002", match_keys={"phone": "call me maybe"})
+    _step("A key that does not normalise is dropped and named; the rest of the trigger is kept")
+    bad = dict(
+        steps[0],
+        lead_id="L-1002",
+        match_keys={"email": "sam@example.com", "phone": "+2132435345"},
+    )
+    for warning in enqueue_trigger(bad).warnings:
+        print("  warning:", warning)
+    _step("With strict=True the same trigger is refused (raw values are never echoed)")
     try:
-        enqueue_trigger(bad)
+        enqueue_trigger(dict(bad, type="lead.sold"), strict=True)
     except InputRejected as error:
         print("  refused:", error)
 
-    received = control.wait_for_events(3, timeout=60)
+    received = control.wait_for_events(4, timeout=60)
     _step(f"What TikTok (the simulator) accepted: {len(received)} events")
     for event in received:
         print(f"  {event['event']}  request_id={event['request_id']}")
@@ -197,12 +208,22 @@ def _lifecycle(control: SimulatorControl) -> bool:
     time.sleep(0.5)
     _step("postback history " + LEAD)
     subprocess.run([sys.executable, "-m", "crm_postback.cli", "history", LEAD], check=False)
+    _step("Match quality of acme-crm (postback diagnose shows it too)")
+    _print_match_quality()
     expected = {"Lead", "lead_sold", "Purchase"}
     got = {event["event"] for event in received}
-    raw_leaked = any(
-        "Jane" in json.dumps(e["payload"]) or "373-4253" in json.dumps(e["payload"])
-        for e in received
-    )
+    raw = ("Jane", "373-4253", "90001", "sam@example.com", "2132435345")
+    raw_leaked = any(value in json.dumps(e["payload"]) for e in received for value in raw)
     if raw_leaked:
         print("  !! raw PII reached the simulator")
     return got == expected and not raw_leaked
+
+
+def _print_match_quality() -> None:
+    from crm_postback.operations.match_quality import match_quality_of
+    from models.db import session_scope
+    from models.workspace_scope import ALL_WORKSPACES
+
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        for quality in match_quality_of(session).values():
+            print("  " + quality.summary)
