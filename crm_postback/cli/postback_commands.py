@@ -39,6 +39,14 @@ def send(
     user_agent: Annotated[str | None, typer.Option()] = None,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
     workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="A match key that does not normalise refuses the trigger (default: it is "
+            "dropped, with a warning).",
+        ),
+    ] = False,
 ) -> None:
     """Store and queue one trigger (what a routing system does through the Python API)."""
     from crm_postback.api import IntakeScope, enqueue_trigger
@@ -72,9 +80,11 @@ def send(
     if keys:
         payload["match_keys"] = keys
     with refused_input_exits():
-        accepted = enqueue_trigger(payload, workspace=scope)
+        accepted = enqueue_trigger(payload, workspace=scope, strict=strict)
     note = " (duplicate: already accepted, nothing new queued)" if accepted.duplicate else ""
     typer.echo(f"trigger {accepted.trigger_id} accepted{note}")
+    for warning in accepted.warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def history(

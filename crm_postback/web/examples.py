@@ -14,7 +14,14 @@ _SUBMITTED = {
         "phone": "(213) 373-4253",
         "ttclid": "E.C.P.click-123",
         "tiktok_lead_id": "7311111111111111111",
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "city": "Los Angeles",
+        "state": "CA",
+        "country": "US",
+        "zip_code": "90012",
     },
+    "event_id": "pixel-ev-8d1f",
 }
 _SOLD = {
     "type": "lead.sold",
@@ -33,5 +40,9 @@ LEAD_KEYS_EXAMPLES: dict[str, Any] = {
     "late_keys": {
         "summary": "Keys that arrived after the first trigger",
         "value": {"match_keys": {"ttclid": "E.C.P.click-123", "tiktok_lead_id": "7311111111"}},
-    }
+    },
+    "limited_data_use": {
+        "summary": "The lead opted out of data sharing (US state privacy law)",
+        "value": {"limited_data_use": True},
+    },
 }

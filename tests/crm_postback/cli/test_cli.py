@@ -167,18 +167,14 @@ def test_send_history_and_status(
 
 
 def test_send_refuses_bad_input_naming_the_field(configured: None) -> None:
-    code, out = run(
-        "send",
-        "--event-set",
-        "acme",
-        "--lead-id",
-        "L-1",
-        "--type",
-        "lead.submitted",
-        "--phone",
-        "12",
-    )
+    bad_phone = ["send", "--event-set", "acme", "--lead-id", "L-1", "--type", "lead.submitted"]
+    bad_phone += ["--phone", "12", "--email", "jane@example.com"]
+    code, out = run(*bad_phone, "--strict")
     assert code == 2 and "match_keys.phone" in out
+    # Without --strict the phone is dropped, the trigger accepted, and the warning says so.
+    code, out = run(*bad_phone)
+    assert code == 0 and "accepted" in out
+    assert "warning: match_keys.phone: " in out and out.rstrip().endswith("; dropped")
     code, out = run("send", "--event-set", "nope", "--lead-id", "L-1", "--type", "lead.sold")
     # Intake never writes the name back (it may be an email or a phone number).
     assert code == 2 and "event_set: unknown event set: no event set has this name" in out
