@@ -18,11 +18,23 @@ from sqlalchemy.orm import Session
 
 from crm_postback.configuration.event_set_service import get_event_set
 from crm_postback.core.errors import InputRejected
-from crm_postback.tiktok.events_payload import NoMatchKey, build_event
+from crm_postback.tiktok.events_payload import (
+    NoMatchKey,
+    build_event,
+    match_key_mask,
+    resolve_limited_data_use,
+)
 from mappings.resolve import CompiledMapping, build_properties
 from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger
 
-REPLAYABLE = (PostbackStatus.DEAD, PostbackStatus.FAILED, PostbackStatus.EXPIRED)
+# Never consent_withdrawn: that lead gets nothing more. A no_match_key event becomes
+# sendable once the lead's keys have arrived.
+REPLAYABLE = (
+    PostbackStatus.DEAD,
+    PostbackStatus.FAILED,
+    PostbackStatus.EXPIRED,
+    PostbackStatus.NO_MATCH_KEY,
+)
 
 
 @dataclass
@@ -104,10 +116,19 @@ def replay(session: Session, postback_ids: Sequence[int], now: datetime) -> list
         previous = f"{row.status}: {row.last_message or '-'}"
         try:
             row.payload = _rebuilt_payload(session, row)
-        except (ValueError, NoMatchKey) as error:
+        except ConsentWithdrawn as error:
+            row.status, row.payload = PostbackStatus.CONSENT_WITHDRAWN, None
+            row.last_message = f"replay not possible: {error}"
+            continue
+        except NoMatchKey as error:
+            row.status, row.match_key_mask = PostbackStatus.NO_MATCH_KEY, int(error.mask)
+            row.last_message = f"replay not possible: {error}"
+            continue
+        except ValueError as error:
             row.status = PostbackStatus.FAILED
             row.last_message = f"replay not possible: {error}"
             continue
+        row.match_key_mask = int(match_key_mask(row.payload))
         row.status = PostbackStatus.PENDING
         row.attempts = 0
         row.replays += 1
@@ -128,6 +149,9 @@ def _rebuilt_payload(session: Session, row: Postback) -> dict[str, object]:
     )
     if trigger is None or event_set is None or lead is None:
         raise ValueError("its trigger, event set or lead no longer exists")
+    if lead.consent_withdrawn_at is not None:
+        withdrawn = f"{lead.consent_withdrawn_at:%Y-%m-%d %H:%M}"
+        raise ConsentWithdrawn(f"lead {row.lead_ref!r} withdrew consent at {withdrawn} UTC")
     properties = dict((row.payload or {}).get("properties", {}))
     mapping = session.get(Mapping, row.mapping_id) if row.mapping_id else None
     if mapping is not None:
@@ -141,4 +165,11 @@ def _rebuilt_payload(session: Session, row: Postback) -> dict[str, object]:
         event_id=row.event_id,
         occurred_at=trigger.occurred_at,
         properties=properties,
+        limited_data_use=resolve_limited_data_use(
+            trigger.limited_data_use, lead.limited_data_use, event_set.limited_data_use
+        ),
     )
+
+
+class ConsentWithdrawn(ValueError):
+    """The postback's lead withdrew consent: it is never sent."""

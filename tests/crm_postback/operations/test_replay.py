@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from crm_postback.api import enqueue_trigger, upsert_lead_keys
 from crm_postback.cli import app
 from crm_postback.simulator import SimulatorControl
+from crm_postback.tiktok.match_key_kinds import MatchKeyKind
 from models import Postback, PostbackStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
@@ -93,16 +94,43 @@ def test_failed_for_missing_keys_succeeds_once_keys_arrive(ready: SimulatorContr
     upsert_lead_keys("L-9", {"ip": "203.0.113.1"})  # a lead, but no key CRM events can use
     enqueue_trigger(sold("L-9"))
     [row] = rows()
-    assert row.status == PostbackStatus.FAILED and "match_keys" in (row.last_message or "")
+    assert row.status == PostbackStatus.NO_MATCH_KEY and "match_keys" in (row.last_message or "")
+    # Replayed before a key arrived, it stays no_match_key, with the reason.
+    assert runner.invoke(app, ["replay", "--id", str(row.id)]).exit_code == 0
+    [row] = rows()
+    assert row.status == PostbackStatus.NO_MATCH_KEY
+    assert (row.last_message or "").startswith("replay not possible: match_keys")
     upsert_lead_keys("L-9", {"email": "nine@example.com"})
     assert runner.invoke(app, ["replay", "--id", str(row.id)]).exit_code == 0
     [row] = rows()
     assert row.status == PostbackStatus.DELIVERED
+    assert row.match_key_mask is not None and row.match_key_mask & MatchKeyKind.EMAIL
     assert ready.events()[0]["payload"]["user"]["email"]
 
 
+def test_a_replay_keeps_limited_data_use_and_never_sends_for_a_withdrawn_lead(
+    ready: SimulatorControl,
+) -> None:
+    from crm_postback.api import withdraw_consent
+
+    ready.set_faults(http_5xx_rate=1.0)
+    keys = {"email": "one@example.com"}
+    enqueue_trigger(sold("L-1", match_keys=keys, limited_data_use=True))
+    enqueue_trigger(sold("L-2", match_keys=keys))
+    ready.set_faults(http_5xx_rate=0.0)
+    assert {r.status for r in rows()} == {PostbackStatus.DEAD}
+    withdraw_consent("L-2")
+    assert runner.invoke(app, ["replay", "--status", "dead", "--all"]).exit_code == 0
+    by_lead = {row.lead_ref: row for row in rows()}
+    assert by_lead["L-1"].status == PostbackStatus.DELIVERED
+    assert by_lead["L-2"].status == PostbackStatus.CONSENT_WITHDRAWN
+    assert "withdrew consent" in (by_lead["L-2"].last_message or "")
+    [event] = ready.events()
+    assert event["payload"]["limited_data_use"] is True
+
+
 def test_expired_event_replayed_by_an_operator_is_sent(ready: SimulatorControl) -> None:
-    enqueue_trigger(sold("L-1", minutes_ago=10 * 24 * 60, match_keys={"email": "o@example.com"}))
+    enqueue_trigger(sold("L-1", minutes_ago=30 * 24 * 60, match_keys={"email": "o@example.com"}))
     assert rows()[0].status == PostbackStatus.EXPIRED
     assert runner.invoke(app, ["replay", "--status", "expired", "--all"]).exit_code == 0
     assert rows()[0].status == PostbackStatus.DELIVERED
