@@ -35,6 +35,8 @@ class ItemResult:
     status: str  # accepted | duplicate | rejected
     trigger_id: int | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Match keys dropped because they did not normalise; the trigger was kept without them.
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,30 +83,59 @@ class PostbackClient:
             {"Authorization": f"Bearer {api_key}", "User-Agent": "crm-postback-client/1"}
         )
 
-    def send_trigger(self, trigger: Mapping[str, Any]) -> ItemResult:
-        """Sends one trigger; raises TriggerRejected naming each bad field."""
-        answer = self._request("POST", "/v1/triggers", self._keyed(trigger), expect_items=True)
+    def send_trigger(self, trigger: Mapping[str, Any], *, strict: bool = False) -> ItemResult:
+        """Sends one trigger; raises TriggerRejected naming each bad field. A match key that
+        does not normalise is dropped and named in `.warnings`; `strict` refuses instead."""
+        answer = self._request(
+            "POST", _triggers_path(strict), self._keyed(trigger), expect_items=True
+        )
         item = _items(answer)[0]
         if not item.ok:
             raise TriggerRejected(422, item.errors)
         return item
 
-    def send_triggers(self, triggers: Sequence[Mapping[str, Any]]) -> list[ItemResult]:
+    def send_triggers(
+        self, triggers: Sequence[Mapping[str, Any]], *, strict: bool = False
+    ) -> list[ItemResult]:
         """Sends any number of triggers in batches of 1,000; one answer per trigger, in order.
-        Rejected items are answers, not exceptions: check `.ok` and `.errors`."""
+        Rejected items are answers, not exceptions: check `.ok`, `.errors` and `.warnings`."""
         results: list[ItemResult] = []
         for start in range(0, len(triggers), MAX_BATCH):
             chunk = [self._keyed(t) for t in triggers[start : start + MAX_BATCH]]
-            answer = self._request("POST", "/v1/triggers", chunk, expect_items=True)
+            answer = self._request("POST", _triggers_path(strict), chunk, expect_items=True)
             for item in _items(answer):
                 results.append(
-                    ItemResult(item.index + start, item.status, item.trigger_id, item.errors)
+                    ItemResult(
+                        item.index + start, item.status, item.trigger_id, item.errors, item.warnings
+                    )
                 )
         return results
 
-    def upsert_lead(self, lead_id: str, match_keys: Mapping[str, Any]) -> None:
-        """Adds or merges a lead's match keys (hashed by the server before storing)."""
-        self._request("PUT", f"/v1/leads/{quote(lead_id, safe='')}", {"match_keys": match_keys})
+    def upsert_lead(
+        self,
+        lead_id: str,
+        match_keys: Mapping[str, Any],
+        *,
+        limited_data_use: bool | None = None,
+        strict: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Adds or merges a lead's match keys (hashed by the server before storing); returns
+        the warnings of the keys dropped (`strict`: raises PostbackError instead)."""
+        body: dict[str, Any] = {"match_keys": match_keys}
+        if limited_data_use is not None:
+            body["limited_data_use"] = limited_data_use
+        path = f"/v1/leads/{quote(lead_id, safe='')}" + ("?strict=true" if strict else "")
+        answer = self._request("PUT", path, body)
+        warnings: list[dict[str, Any]] = (answer or {}).get("warnings", [])
+        return warnings
+
+    def withdraw_consent(self, lead_id: str) -> dict[str, Any]:
+        """Records that the lead withdrew consent: nothing more is sent for it. A lead the key's
+        workspace does not have raises PostbackError with status 404."""
+        answer: dict[str, Any] = self._request(
+            "POST", f"/v1/leads/{quote(lead_id, safe='')}/consent-withdrawal", None
+        )
+        return answer
 
     def postbacks(self, lead_id: str) -> dict[str, Any]:
         """The lead's history: triggers, postbacks, attempts with TikTok codes. A lead the key's
@@ -158,8 +189,18 @@ def _answer(response: requests.Response, expect_items: bool) -> Any:
     raise PostbackError(response.status_code, errors, "" if errors else response.reason or "")
 
 
+def _triggers_path(strict: bool) -> str:
+    return "/v1/triggers?strict=true" if strict else "/v1/triggers"
+
+
 def _items(answer: dict[str, Any]) -> list[ItemResult]:
     return [
-        ItemResult(item["index"], item["status"], item.get("trigger_id"), item.get("errors", []))
+        ItemResult(
+            item["index"],
+            item["status"],
+            item.get("trigger_id"),
+            item.get("errors", []),
+            item.get("warnings", []),
+        )
         for item in answer["items"]
     ]

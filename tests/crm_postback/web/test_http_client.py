@@ -39,10 +39,38 @@ def test_send_trigger_and_a_retry_of_it(api: PostbackClient, ready: SimulatorCon
 
 def test_a_rejected_trigger_raises_naming_the_field(api: PostbackClient) -> None:
     with pytest.raises(TriggerRejected) as caught:
-        api.send_trigger({**submitted(), "match_keys": {"phone": "12"}})
+        api.send_trigger({**submitted(), "occurred_at": "yesterday"})
     assert caught.value.status == 422
+    assert caught.value.errors[0]["pointer"] == "/occurred_at"
+    assert "occurred_at" in str(caught.value)
+
+
+def test_a_bad_key_is_a_warning_unless_strict(api: PostbackClient, ready: SimulatorControl) -> None:
+    bad_phone = {**submitted(), "match_keys": {"email": RAW_EMAIL, "phone": "12"}}
+    answer = api.send_trigger(bad_phone)
+    assert answer.status == "accepted"
+    assert [w["field"] for w in answer.warnings] == ["match_keys.phone"]
+    assert "12" not in str(answer.warnings)
+    with pytest.raises(TriggerRejected) as caught:
+        api.send_trigger({**bad_phone, "lead_id": "L-strict"}, strict=True)
     assert caught.value.errors[0]["pointer"] == "/match_keys/phone"
-    assert "match_keys.phone" in str(caught.value)
+    [batch] = api.send_triggers([{**bad_phone, "lead_id": "L-batch"}])
+    assert batch.ok and batch.warnings[0]["field"] == "match_keys.phone"
+    warnings = api.upsert_lead("L-up", {"email": RAW_EMAIL, "phone": "12"})
+    assert [w["field"] for w in warnings] == ["match_keys.phone"]
+    with pytest.raises(PostbackError) as refused:
+        api.upsert_lead("L-up", {"phone": "12"}, strict=True)
+    assert refused.value.status == 422
+
+
+def test_withdraw_consent(api: PostbackClient, ready: SimulatorControl) -> None:
+    api.send_trigger(submitted("L-w"))
+    answer = api.withdraw_consent("L-w")
+    assert answer["consent_withdrawn_at"] and answer["already_withdrawn"] is False
+    assert api.withdraw_consent("L-w")["already_withdrawn"] is True
+    with pytest.raises(PostbackError) as unknown:
+        api.withdraw_consent("L-nobody")
+    assert unknown.value.status == 404
 
 
 def test_send_triggers_answers_per_item(api: PostbackClient, ready: SimulatorControl) -> None:
@@ -62,7 +90,7 @@ def test_upsert_lead_and_postbacks(api: PostbackClient, ready: SimulatorControl)
     [postback] = history["triggers"][0]["postbacks"]
     assert postback["status"] == "delivered" and postback["last_code"] == 0
     with pytest.raises(PostbackError) as caught:
-        api.upsert_lead("L-1", {"phone": "nope"})
+        api.upsert_lead("L-1", {"phone": "nope", "shoe_size": 44})
     assert caught.value.status == 422
 
 
