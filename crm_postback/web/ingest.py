@@ -50,10 +50,10 @@ class LeadIdConvertor(PathConvertor):
 
 
 class UpsertLeadIdConvertor(PathConvertor):
-    """As LeadIdConvertor, except that PUT .../{id}/postbacks is not a lead named
-    "{id}/postbacks" but a method the postbacks route does not allow (405)."""
+    """As LeadIdConvertor, except that PUT .../{id}/postbacks (or /consent-withdrawal) is not
+    a lead named "{id}/postbacks" but a method that route does not allow (405)."""
 
-    regex = r"(?s:(?!.*/postbacks\Z).+)"
+    regex = r"(?s:(?!.*/(?:postbacks|consent-withdrawal)\Z).+)"
 
 
 register_url_convertor("lead", LeadIdConvertor())

@@ -26,6 +26,7 @@ def test_openapi_lists_every_route_with_examples(anonymous: TestClient) -> None:
         "/v1/triggers",
         "/v1/leads/{lead_id}",
         "/v1/leads/{lead_id}/postbacks",
+        "/v1/leads/{lead_id}/consent-withdrawal",
     }
     post = document["paths"]["/v1/triggers"]["post"]
     body = post["requestBody"]["content"]["application/json"]
