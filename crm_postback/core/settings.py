@@ -84,19 +84,22 @@ class Settings(BaseSettings):
     max_event_age_days: float | None = Field(
         None,
         gt=0,
+        le=365,
         description="When set, the event age limit of every event set that has none of its "
         "own, for both event sources (instead of CRM_MAX_EVENT_AGE_DAYS and "
-        "WEB_MAX_EVENT_AGE_DAYS).",
+        "WEB_MAX_EVENT_AGE_DAYS). An operator's replay is sent whatever its age.",
     )
     crm_max_event_age_days: float = Field(
         28.0,
         gt=0,
+        le=365,
         description="CRM event sets without a limit of their own: events older than this when "
         "due end `expired`, unsent (TikTok's 28-day click-through attribution window).",
     )
     web_max_event_age_days: float = Field(
         7.0,
         gt=0,
+        le=365,
         description="Pixel (web) event sets without a limit of their own: events older than "
         "this when due end `expired`, unsent.",
     )
