@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from sqlalchemy import null
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
@@ -225,6 +226,15 @@ def final_values(status: PostbackStatus, message: str) -> dict[str, Any]:
         "last_message": message[:2000],
         "next_attempt_at": None,
         "lease_until": None,
+    }
+
+
+def consent_withdrawn_values(withdrawn_at: datetime) -> dict[str, Any]:
+    """The columns of a row stopped because its lead withdrew consent: final, and its event
+    body (hashed keys) dropped, since it is never sent nor replayed."""
+    return {
+        **final_values(PostbackStatus.CONSENT_WITHDRAWN, consent_withdrawn_message(withdrawn_at)),
+        "payload": null(),
     }
 
 

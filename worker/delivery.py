@@ -33,7 +33,7 @@ from worker.claim_planning import (
     Item,
     OutgoingBatch,
     StoredRow,
-    consent_withdrawn_message,
+    consent_withdrawn_values,
     final_values,
     load_event_sets,
     pause_event_set,
@@ -188,8 +188,7 @@ def claim(
         if withdrawn_at is not None:
             # Withdrawn after the row was planned (the command stops what waits; this is a
             # row planned meanwhile, a replay, or a dead worker's): it is never sent.
-            message = consent_withdrawn_message(withdrawn_at)
-            changes.add(found.id, **final_values(PostbackStatus.CONSENT_WITHDRAWN, message))
+            changes.add(found.id, **consent_withdrawn_values(withdrawn_at))
             continue
         stored.append(StoredRow(**values))
     event_sets = load_event_sets(session, {row.event_set_id for row in stored})

@@ -1,12 +1,13 @@
 """Recording that a lead withdrew consent: nothing more is sent for it.
 
 The lead keeps its row (its keys stay until `erase-lead` or the retention purge removes
-them); `consent_withdrawn_at` is set once and never cleared (a lead who consents again comes
-back under a new lead id). In the same transaction every postback of the lead still waiting
-(`pending`, `retrying`) ends `consent_withdrawn`. Triggers resolved later make
-`consent_withdrawn` rows (`worker.processing`), and claiming refuses a row whose lead
-withdrew in between (`worker.delivery.claim`). A postback already claimed (`sending`) is in
-flight: it may still arrive; the result counts those.
+them; keys sent for it later are not stored, `intake.lead_keys.merge_lead_keys`);
+`consent_withdrawn_at` is set once and never cleared (a lead who consents again comes back
+under a new lead id). In the same transaction every postback of the lead still waiting
+(`pending`, `retrying`) ends `consent_withdrawn` and loses its event body. Triggers resolved
+later make `consent_withdrawn` rows (`worker.processing`), and claiming refuses a row whose
+lead withdrew in between (`worker.delivery.claim`), dropping its body too. A postback already
+claimed (`sending`) is in flight: it may still arrive; the result counts those.
 
 A second call changes nothing and says so (`already_withdrawn`), unless a postback was
 planned meanwhile and still waits: that one is stopped too.
@@ -23,7 +24,7 @@ from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.unit_of_work import Actor, unit_of_work
 from crm_postback.core.errors import FieldError
 from models import Lead, Postback, PostbackStatus, Role, utcnow
-from worker.claim_planning import consent_withdrawn_message
+from worker.claim_planning import consent_withdrawn_values
 
 UNKNOWN_LEAD = "no lead of this id in this workspace"
 
@@ -77,12 +78,7 @@ def withdraw_consent(request: WithdrawConsent, actor: Actor) -> ConsentWithdrawn
         stopped = session.execute(
             update(Postback)
             .where(of_lead, Postback.status.in_((PostbackStatus.PENDING, PostbackStatus.RETRYING)))
-            .values(
-                status=PostbackStatus.CONSENT_WITHDRAWN,
-                last_message=consent_withdrawn_message(withdrawn_at),
-                next_attempt_at=None,
-                lease_until=None,
-            ),
+            .values(consent_withdrawn_values(withdrawn_at)),
             execution_options={"synchronize_session": False},
         )
         assert isinstance(stopped, CursorResult)

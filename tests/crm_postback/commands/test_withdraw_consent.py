@@ -57,6 +57,12 @@ def trigger(kind: str, lead: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def bodies(lead: str) -> list[dict[str, Any] | None]:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        query = select(Postback.payload).where(Postback.lead_ref == lead).order_by(Postback.id)
+        return list(session.scalars(query))
+
+
 def statuses(lead: str | None = None) -> list[tuple[str | None, str, str | None]]:
     with session_scope(workspace=ALL_WORKSPACES) as session:
         query = select(Postback).order_by(Postback.id)
@@ -92,6 +98,9 @@ def test_retrying_postbacks_end_withdrawn_and_none_arrives_after(
     for _, status, message in statuses("L-1"):
         assert status == PostbackStatus.CONSENT_WITHDRAWN
         assert message is not None and "withdrew consent" in message
+    # The stopped rows drop their event body (hashed keys); another lead's waiting row keeps it.
+    assert bodies("L-1") == [None, None]
+    assert [body is not None and "user" in body for body in bodies("L-2")] == [True]
 
     simulator.set_faults(http_5xx_rate=0.0)
     with session_scope(workspace=ALL_WORKSPACES) as session:
@@ -154,6 +163,7 @@ def test_a_row_planned_before_and_claimed_after_the_withdrawal_is_refused(
         session.commit()
     assert batches == []
     assert statuses("L-1")[0][1] == PostbackStatus.CONSENT_WITHDRAWN
+    assert bodies("L-1") == [None]  # refused at the claim: its body is dropped too
     assert simulator.count_events() == 0
 
 
@@ -202,6 +212,7 @@ def test_concurrent_withdrawal_and_delivery_never_send_after_the_withdrawal(
             assert row.status == PostbackStatus.SENDING
         else:
             assert row.status == PostbackStatus.CONSENT_WITHDRAWN, row_id
+            assert row.payload is None, row_id
     assert sum(results.values()) == len(rows) - len(claimed)
 
 
