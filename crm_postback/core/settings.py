@@ -257,6 +257,11 @@ class Settings(BaseSettings):
         parse(value)  # ValueError names the setting
         return value
 
+    @field_validator("max_event_age_days", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("default_phone_region")
     @classmethod
     def _upper_region(cls, value: str) -> str:

@@ -85,7 +85,7 @@ def bounds_text(field: FieldInfo) -> str:
 
 def default_text(value: Any) -> str:
     """The default as one would write it in the environment."""
-    if value == "":
+    if value == "" or value is None:
         return "empty"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
