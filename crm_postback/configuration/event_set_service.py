@@ -40,7 +40,7 @@ CURRENCY_SHAPED = re.compile(r"[A-Za-z]{1,8}")
 _NOT_TEXT = frozenset({"Cc", "Cs", "Zl", "Zp"})
 # An event set's own event age limit: past a year nothing is matched to an ad any more (TikTok's
 # attribution windows are 28 days at most), and the bound keeps the worker's cutoff a date.
-MAX_EVENT_AGE_DAYS = 365
+LONGEST_EVENT_AGE_LIMIT_DAYS = 365
 
 
 def event_set_snapshot(event_set: EventSet) -> dict[str, Any]:
@@ -66,10 +66,10 @@ def checked_event_age(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputRejected.one("max_event_age_days", "must be a number of days")
     days = float(value)
-    if not math.isfinite(days) or days <= 0 or days > MAX_EVENT_AGE_DAYS:
+    if not math.isfinite(days) or days <= 0 or days > LONGEST_EVENT_AGE_LIMIT_DAYS:
         raise InputRejected.one(
             "max_event_age_days",
-            f"must be more than 0 and at most {MAX_EVENT_AGE_DAYS} days "
+            f"must be more than 0 and at most {LONGEST_EVENT_AGE_LIMIT_DAYS} days "
             "(or none: the event source's default)",
         )
     return days
