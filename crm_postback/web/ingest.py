@@ -65,7 +65,8 @@ LeadId = Annotated[
 ]
 
 
-def _common_errors(permission: str) -> dict[int | str, dict[str, Any]]:
+def common_errors(permission: str) -> dict[int | str, dict[str, Any]]:
+    """The answers every route of a routing system may give besides its own (OpenAPI)."""
     return {
         401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
         403: {
@@ -202,7 +203,7 @@ def _ingest_body(raw: bytes, scope: IntakeScope) -> TriggersAnswer:
                 }
             },
         },
-        **_common_errors("triggers:send"),
+        **common_errors("triggers:send"),
     },
     openapi_extra={
         "requestBody": {
@@ -228,7 +229,7 @@ async def post_triggers(
     return JSONResponse(answer.model_dump(exclude_none=True), status_code=status)
 
 
-def _path_problems(lead_id: str) -> list[Problem]:
+def lead_path_problems(lead_id: str) -> list[Problem]:
     """The checks of a body's lead_id, for the one in the path (pointer null: not the body)."""
     try:
         parse_lead_ref(lead_id)
@@ -253,7 +254,7 @@ def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> LeadStored:
                     message="give at least one match key (or limited_data_use)",
                 )
             ]
-    problems = _path_problems(lead_id) + problems
+    problems = lead_path_problems(lead_id) + problems
     if problems:
         raise RequestRejected(422, problems)
     assert body is not None
@@ -279,7 +280,7 @@ def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> LeadStored:
     response_model=LeadStored,
     responses={
         422: {"model": ErrorAnswer, "description": "A bad field"},
-        **_common_errors("leads:write"),
+        **common_errors("leads:write"),
     },
     openapi_extra=_body("LeadKeysIn", LEAD_KEYS_EXAMPLES),
 )
@@ -299,12 +300,20 @@ async def put_lead(
 UNKNOWN_LEAD = Problem(
     pointer=None, field="path.lead_id", message="no lead of this id in the API key's workspace"
 )
+# The 404 of every route under /v1/leads/{lead_id}/ (OpenAPI).
+UNKNOWN_LEAD_RESPONSE: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ErrorAnswer,
+        "description": "No lead of this id in the API key's workspace (the same answer "
+        "whether another workspace has one or none has)",
+    }
+}
 
 
 def _history(
     lead_id: str, workspace_id: int, event_set_ids: Collection[int] | None
 ) -> dict[str, Any]:
-    problems = _path_problems(lead_id)
+    problems = lead_path_problems(lead_id)
     if problems:
         raise RequestRejected(422, problems)
     with session_scope(workspace=workspace_id) as session:
@@ -320,13 +329,9 @@ def _history(
     summary="What was sent for a lead, when, and what TikTok answered",
     response_model=LeadHistory,
     responses={
-        404: {
-            "model": ErrorAnswer,
-            "description": "No lead of this id in the API key's workspace (the same answer "
-            "whether another workspace has one or none has)",
-        },
+        **UNKNOWN_LEAD_RESPONSE,
         422: {"model": ErrorAnswer, "description": "A bad lead id"},
-        **_common_errors("postbacks:read"),
+        **common_errors("postbacks:read"),
     },
 )
 async def get_postbacks(lead_id: LeadId, caller: HistoryReaderDep) -> Any:

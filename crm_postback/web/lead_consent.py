@@ -18,12 +18,17 @@ from crm_postback.commands.lookups import NotFound
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.commands.withdraw_consent import WithdrawConsent, withdraw_consent
 from crm_postback.configuration.api_keys import Caller
-from crm_postback.core.errors import InputRejected
 from crm_postback.intake.trigger_schemas import parse_lead_ref
 from crm_postback.web.auth import LeadWriterDep
 from crm_postback.web.errors import RequestRejected
-from crm_postback.web.ingest import UNKNOWN_LEAD, LeadId, _common_errors
-from crm_postback.web.shapes import ErrorAnswer, Problem
+from crm_postback.web.ingest import (
+    UNKNOWN_LEAD,
+    UNKNOWN_LEAD_RESPONSE,
+    LeadId,
+    common_errors,
+    lead_path_problems,
+)
+from crm_postback.web.shapes import ErrorAnswer
 from models import Role
 
 router = APIRouter(tags=["ingest"])
@@ -52,18 +57,11 @@ def key_actor(caller: Caller) -> Actor:
 
 
 def _withdraw(lead_id: str, caller: Caller) -> ConsentWithdrawalAnswer:
+    problems = lead_path_problems(lead_id)
+    if problems:
+        raise RequestRejected(422, problems)
     try:
-        lead_ref = parse_lead_ref(lead_id)
-    except InputRejected as rejected:
-        raise RequestRejected(
-            422,
-            [
-                Problem(pointer=None, field=f"path.{e.field}", message=e.message)
-                for e in rejected.errors
-            ],
-        ) from None
-    try:
-        result = withdraw_consent(WithdrawConsent(lead_ref), key_actor(caller))
+        result = withdraw_consent(WithdrawConsent(parse_lead_ref(lead_id)), key_actor(caller))
     except NotFound:
         raise RequestRejected(404, [UNKNOWN_LEAD]) from None
     return ConsentWithdrawalAnswer(
@@ -79,13 +77,9 @@ def _withdraw(lead_id: str, caller: Caller) -> ConsentWithdrawalAnswer:
     summary="Record that a lead withdrew consent: nothing more is sent for it",
     response_model=ConsentWithdrawalAnswer,
     responses={
-        404: {
-            "model": ErrorAnswer,
-            "description": "No lead of this id in the API key's workspace (the same answer "
-            "whether another workspace has one or none has)",
-        },
+        **UNKNOWN_LEAD_RESPONSE,
         422: {"model": ErrorAnswer, "description": "A bad lead id"},
-        **_common_errors("leads:write"),
+        **common_errors("leads:write"),
     },
 )
 async def post_consent_withdrawal(lead_id: LeadId, caller: LeadWriterDep) -> Any:
