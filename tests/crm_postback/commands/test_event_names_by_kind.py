@@ -156,12 +156,11 @@ mappings:
 """
 
 
-@pytest.mark.parametrize("face_name", ["cli", "api"])
+# The import is offered by the CLI and the JSON API only.
+@pytest.mark.parametrize("face", ["cli", "api"], indirect=True)
 def test_yaml_import_per_kind(
-    face: Face, make_event_set: Callable[..., int], tmp_path: Any, face_name: str
+    face: Face, make_event_set: Callable[..., int], tmp_path: Any
 ) -> None:
-    if face.name != face_name:
-        pytest.skip("the import is offered by the CLI and the JSON API")
     make(make_event_set, "crm")
     text = YAML_WITH.format(name="CompletePayment")
     if face.name == "cli":
