@@ -236,48 +236,8 @@ def _ip(raw: str) -> str:
         raise MatchKeyError("ip", "not an IPv4 or IPv6 address") from None
 
 
-_HASH_COLUMNS = ("email_hashes", "phone_hashes", "external_id_hashes")
-
-
-def _merge_list(current: list[str], new: list[str]) -> list[str]:
-    merged = [digest for digest in current if digest not in new] + new
-    return merged[-MAX_KEYS_PER_KIND:]
-
-
-def merge_keys(lead: Any, keys: HashedKeys) -> None:
-    """Newer scalar keys (names and address parts too) replace older ones; hashes of email,
-    phone and external id accumulate (newest kept, at most five)."""
-    for name in _SCALAR_COLUMNS:
-        value = getattr(keys, name)
-        if value:
-            setattr(lead, name, value)
-    if keys.limited_data_use is not None:
-        lead.limited_data_use = keys.limited_data_use
-    for name in _HASH_COLUMNS:
-        new = getattr(keys, name)
-        if new:
-            setattr(lead, name, _merge_list(list(getattr(lead, name) or []), new))
-
-
-def _new_lead(workspace_id: int, lead_ref: str, keys: list[HashedKeys]) -> dict[str, object]:
-    # A plain namespace, not a Lead: an ORM object tracks every assignment, which costs more
-    # than the merge itself when a batch creates a thousand leads.
-    lead = SimpleNamespace(
-        **{**dict.fromkeys(LEAD_KEY_COLUMNS), **{name: [] for name in _HASH_COLUMNS}}
-    )
-    for item in keys:
-        merge_keys(lead, item)
-    now = utcnow()
-    return {
-        "workspace_id": workspace_id,
-        "lead_ref": lead_ref,
-        "created_at": now,
-        "updated_at": now,
-        **{name: getattr(lead, name) for name in LEAD_KEY_COLUMNS},
-    }
-
-
-_SCALAR_COLUMNS = (
+HASH_COLUMNS = ("email_hashes", "phone_hashes", "external_id_hashes")
+SCALAR_COLUMNS = (
     "ttclid",
     "ttp",
     "ip",
@@ -293,7 +253,46 @@ _SCALAR_COLUMNS = (
     "page_url",
     "page_referrer",
 )
-LEAD_KEY_COLUMNS = (*_SCALAR_COLUMNS, *_HASH_COLUMNS, "limited_data_use")
+# Every column of `leads` a caller's keys fill (the retention purge clears all but the last).
+LEAD_KEY_COLUMNS = (*SCALAR_COLUMNS, *HASH_COLUMNS, "limited_data_use")
+
+
+def _merge_list(current: list[str], new: list[str]) -> list[str]:
+    merged = [digest for digest in current if digest not in new] + new
+    return merged[-MAX_KEYS_PER_KIND:]
+
+
+def merge_keys(lead: Any, keys: HashedKeys) -> None:
+    """Newer scalar keys (names and address parts too) replace older ones; hashes of email,
+    phone and external id accumulate (newest kept, at most five)."""
+    for name in SCALAR_COLUMNS:
+        value = getattr(keys, name)
+        if value:
+            setattr(lead, name, value)
+    if keys.limited_data_use is not None:
+        lead.limited_data_use = keys.limited_data_use
+    for name in HASH_COLUMNS:
+        new = getattr(keys, name)
+        if new:
+            setattr(lead, name, _merge_list(list(getattr(lead, name) or []), new))
+
+
+def _new_lead(workspace_id: int, lead_ref: str, keys: list[HashedKeys]) -> dict[str, object]:
+    # A plain namespace, not a Lead: an ORM object tracks every assignment, which costs more
+    # than the merge itself when a batch creates a thousand leads.
+    lead = SimpleNamespace(
+        **{**dict.fromkeys(LEAD_KEY_COLUMNS), **{name: [] for name in HASH_COLUMNS}}
+    )
+    for item in keys:
+        merge_keys(lead, item)
+    now = utcnow()
+    return {
+        "workspace_id": workspace_id,
+        "lead_ref": lead_ref,
+        "created_at": now,
+        "updated_at": now,
+        **{name: getattr(lead, name) for name in LEAD_KEY_COLUMNS},
+    }
 
 
 def merge_lead_keys(

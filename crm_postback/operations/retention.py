@@ -6,8 +6,12 @@ Both run in a session scoped to one workspace and touch only that workspace's ro
 is run workspace by workspace (`workspace_ids`), each batch in its own transaction.
 
 * **Retention purge** (daily, from beat): RETENTION_DAYS after a lead was last active (its keys
-  changed or a trigger for it arrived), its match keys are cleared: ttclid, ttp, ip,
-  user_agent, TikTok lead id and the email / phone / external id hashes. Outbox rows that are
+  changed or a trigger for it arrived), its match keys are cleared: every column of
+  `intake.lead_keys.LEAD_KEY_COLUMNS` (ttclid, ttp, ip, user_agent, TikTok lead id, the email /
+  phone / external id hashes, the name and address hashes, locale, page URL and referrer)
+  except `limited_data_use`, a choice about the lead's data, not data about the lead. The row
+  itself stays, with `consent_withdrawn_at`: the record that the lead withdrew consent, which
+  must outlive the keys (a later trigger of the lead is still never sent). Outbox rows that are
   final and unchanged for RETENTION_DAYS lose their stored event body (`payload`). Rows still
   pending, retrying or sending, and leads with such rows or open triggers, are left alone.
   Statuses, attempts, TikTok codes, messages and request ids stay, so counts, `postback status`
@@ -40,6 +44,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_postback.core.settings import Settings
+from crm_postback.intake.lead_keys import HASH_COLUMNS, LEAD_KEY_COLUMNS
 from models import (
     FINAL_STATUSES,
     Lead,
@@ -62,8 +67,11 @@ POSTBACKS = Postback.__table__
 TRIGGERS = Trigger.__table__
 OPEN_POSTBACKS = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
 OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
-HASH_COLUMNS = ("email_hashes", "phone_hashes", "external_id_hashes")
-SCALAR_KEYS = ("ttclid", "tiktok_lead_id", "ttp", "ip", "user_agent")
+# Derived, so that a key column added at the door is purged too unless named here.
+KEPT_LEAD_KEY_COLUMNS = ("limited_data_use",)
+SCALAR_KEYS = tuple(
+    name for name in LEAD_KEY_COLUMNS if name not in (*HASH_COLUMNS, *KEPT_LEAD_KEY_COLUMNS)
+)
 PURGE_BATCH = 1000
 ERASED_REASON = "lead erased on request (data-subject deletion); not sent"
 
@@ -354,7 +362,9 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
             for name in HASH_COLUMNS
             if getattr(lead, name)
         }
-        result.scalar_keys = [name for name in SCALAR_KEYS if getattr(lead, name)]
+        result.scalar_keys = [
+            name.removesuffix("_hash") for name in SCALAR_KEYS if getattr(lead, name)
+        ]
         result.shared_with = _sharing(session, lead)
         session.delete(lead)
     of_trigger = and_(TRIGGERS.c.workspace_id == workspace, TRIGGERS.c.lead_ref == lead_ref)

@@ -52,7 +52,25 @@ SCALARS = {
     "user_agent": "EraseTestAgent/1.0",
     "ttp": "ttp-erase-cookie-1",
 }
-SECRETS = (EMAIL_HASH, PHONE_HASH, EXTERNAL_HASH, *SCALARS.values())
+NAMES_AND_PAGE = {
+    "first_name": "Eraseme",
+    "last_name": "Purgeson",
+    "city": "Lowell",
+    "state": "MA",
+    "country": "US",
+    "zip_code": "01852",
+    "locale": "pt-BR",
+    "page": {
+        "url": "https://shop.example/landing/erase-page-1?utm_source=tt",
+        "referrer": "https://ref.example/erase-referrer-1",
+    },
+}
+NAME_HASHES = tuple(
+    hashlib.sha256(plain.encode()).hexdigest()
+    for plain in ("eraseme", "purgeson", "lowell", "ma", "us", "01852")
+)
+PAGE_SECRETS = ("erase-page-1", "erase-referrer-1")
+SECRETS = (EMAIL_HASH, PHONE_HASH, EXTERNAL_HASH, *SCALARS.values(), *NAME_HASHES, *PAGE_SECRETS)
 
 
 def trigger(kind: str, lead: str, minutes_ago: float = 30, **extra: Any) -> dict[str, Any]:
@@ -65,8 +83,14 @@ def trigger(kind: str, lead: str, minutes_ago: float = 30, **extra: Any) -> dict
     }
 
 
-def full_keys() -> dict[str, str]:
-    return {"email": EMAIL, "phone": PHONE, "external_id": "crm-user-77", **SCALARS}
+def full_keys() -> dict[str, Any]:
+    return {
+        "email": EMAIL,
+        "phone": PHONE,
+        "external_id": "crm-user-77",
+        **SCALARS,
+        **NAMES_AND_PAGE,
+    }
 
 
 @pytest.fixture
@@ -205,6 +229,76 @@ def test_purge_clears_old_keys_and_bodies_and_keeps_counts(ready: SimulatorContr
     assert purge_all() == (0, 0)  # nothing left to do; a second run changes nothing
 
 
+def test_every_key_column_of_a_lead_is_purged_or_named_as_kept() -> None:
+    """A column added to `leads` for a caller's key must be cleared by the purge, unless it is
+    named as kept: the list cannot drift from the door's."""
+    from crm_postback.intake.lead_keys import LEAD_KEY_COLUMNS
+    from crm_postback.operations.retention import HASH_COLUMNS, SCALAR_KEYS
+
+    bookkeeping = {"id", "workspace_id", "lead_ref", "created_at", "updated_at"}
+    kept = {"limited_data_use", "consent_withdrawn_at"}  # not data about the person
+    columns = set(Lead.__table__.columns.keys())
+    assert columns - bookkeeping - kept == {*SCALAR_KEYS, *HASH_COLUMNS}
+    assert set(LEAD_KEY_COLUMNS) - {*SCALAR_KEYS, *HASH_COLUMNS} == {"limited_data_use"}
+
+
+@pytest.fixture
+def ready_on_any(
+    any_db: str, simulator: SimulatorControl, eager: None, make_event_set: Callable[..., int]
+) -> SimulatorControl:
+    make_event_set()
+    return simulator
+
+
+def test_a_lead_holding_only_names_and_a_page_is_purged(ready_on_any: SimulatorControl) -> None:
+    """No email, phone or click id: the names, address parts, locale and page are personal
+    enough to select the lead and are all cleared; its consent record and choice stay."""
+    from crm_postback.api import upsert_lead_keys, withdraw_consent
+
+    upsert_lead_keys("ONLY-NAMES", NAMES_AND_PAGE, limited_data_use=True)
+    upsert_lead_keys("ONLY-PAGE", {"page": {"url": "https://shop.example/p/erase-page-2"}})
+    upsert_lead_keys("WITHDRAWN", {"first_name": "Withdrawn", "city": "Salem"})
+    withdraw_consent("WITHDRAWN")
+    upsert_lead_keys("RECENT", {"first_name": "Recent"})
+    stored = lead("ONLY-NAMES")
+    assert stored is not None and stored.first_name_hash == NAME_HASHES[0]
+    assert stored.page_url is not None and "erase-page-1" in stored.page_url
+    for ref in ("ONLY-NAMES", "ONLY-PAGE", "WITHDRAWN"):
+        age(ref, 91)
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        preview = count_expired(session, retention_cutoff(get_settings(), datetime.now(UTC)))
+    assert preview.leads == 3
+
+    assert purge_all()[0] == 3
+
+    for ref in ("ONLY-NAMES", "ONLY-PAGE", "WITHDRAWN"):
+        purged = lead(ref)
+        assert purged is not None, ref
+        assert {column: getattr(purged, column) for column in PURGED_SCALARS} == dict.fromkeys(
+            PURGED_SCALARS
+        ), ref
+    names = lead("ONLY-NAMES")
+    assert names is not None and names.limited_data_use is True
+    withdrawn = lead("WITHDRAWN")
+    assert withdrawn is not None and withdrawn.consent_withdrawn_at is not None
+    recent = lead("RECENT")
+    assert recent is not None and recent.first_name_hash is not None
+    assert purge_all() == (0, 0)  # a purged lead has nothing left to select it
+
+
+PURGED_SCALARS = (
+    "first_name_hash",
+    "last_name_hash",
+    "city_hash",
+    "state_hash",
+    "country_hash",
+    "zip_code_hash",
+    "locale",
+    "page_url",
+    "page_referrer",
+)
+
+
 def test_purge_runs_in_batches(ready: SimulatorControl) -> None:
     for n in range(5):
         enqueue_trigger(trigger("lead.submitted", f"L-{n}", match_keys={"email": f"{n}@x.org"}))
@@ -280,6 +374,7 @@ def test_erase_lead_leaves_no_hash_behind_on_sqlite(
     out = result.output
     assert "lead L-ERASE erased:" in out
     assert "1 email hash(es), 1 phone hash(es), 1 external_id hash(es)" in out
+    assert "first_name, last_name, city, state, country, zip_code, locale, page_url" in out
     assert "3 trigger(s): attributes cleared" in out
     assert "3 postback(s): stored event bodies cleared; 1 not yet sent, now failed" in out
 
