@@ -107,10 +107,33 @@ IdempotencyKey = Annotated[
     StringConstraints(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH),
     AfterValidator(_no_personal_data(_NOT_AN_ID)),
 ]
+# Printable ASCII without spaces, "@" or "%" (no address, encoded or not), each part between
+# separators checked as an id; 40 hex digits are the shape of the ids derived here, which a
+# caller must not be able to take ahead of the trigger they belong to.
+_EVENT_ID_SHAPE = re.compile(r"[A-Za-z0-9_.:|/+=\-]{1,64}")
+_EVENT_ID_PARTS = re.compile(r"[:|/=]")
+_DERIVED_EVENT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def _event_id(value: str) -> str:
+    if not _EVENT_ID_SHAPE.fullmatch(value):
+        raise ValueError(
+            "must be letters, digits and _ . : | / + = - only (no spaces, '@' or '%'), "
+            f"at most {MAX_EVENT_ID_LENGTH} characters"
+        )
+    if _DERIVED_EVENT_ID.fullmatch(value):
+        raise ValueError("40 hex digits are the shape of the event ids derived here; use another")
+    for part in (value, *_EVENT_ID_PARTS.split(value)):
+        reason = personal_data_reason(part, _NOT_AN_ID)
+        if reason is not None:
+            raise ValueError(reason)
+    return value
+
+
 EventId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_ID_LENGTH),
-    AfterValidator(_no_personal_data(_NOT_AN_ID)),
+    AfterValidator(_event_id),
 ]
 # Match keys are only typed here: what each may hold is checked by lead_keys.hash_match_keys,
 # which drops a bad key with a warning (or refuses it, strict). A list is bounded before its
