@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,34 @@ def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             text("INSERT INTO workspaces (name, created_at) VALUES ('default', now())")
         )
     reset_engine()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request: pytest.FixtureRequest) -> str:
+    """The test once on SQLite and once on PostgreSQL: the database URL."""
+    url: str = request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_db")
+    return url
+
+
+def trigger_body(kind: str, lead: str, event_set: str = "acme", **extra: Any) -> dict[str, Any]:
+    """A trigger of `lead` that happened five minutes ago; `extra` adds or replaces fields."""
+    return {
+        "type": kind,
+        "lead_id": lead,
+        "event_set": event_set,
+        "occurred_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        **extra,
+    }
+
+
+def wait_for(condition: Callable[[], bool], what: str = "", *, timeout: float = 40) -> None:
+    """Polls `condition` until it holds; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 class WorkerProcess:

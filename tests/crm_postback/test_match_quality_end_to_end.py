@@ -27,7 +27,7 @@ from models import EventSet, Postback, PostbackStatus, Trigger
 from models.db import session_scope
 from models.postbacks import FINAL_STATUSES
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import EVENT_SET_ID, WorkerProcess  # type: ignore[import-not-found]
+from tests.conftest import EVENT_SET_ID, WorkerProcess, wait_for  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.integration
 
@@ -57,15 +57,6 @@ def trigger(kind: str, lead: str, event_set: str, minutes_ago: int, **extra: Any
         "idempotency_key": f"{lead}:{kind}",
         **extra,
     }
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def postbacks() -> dict[tuple[str, str | None], Postback]:

@@ -5,7 +5,6 @@ and an erased lead whose raw keys were still in the database's files."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, Postback, PostbackStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import WorkerProcess, apply_env  # type: ignore[import-not-found]
+from tests.conftest import WorkerProcess, apply_env, wait_for  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +42,6 @@ def trigger(kind: str, lead: str, **extra: Any) -> dict[str, Any]:
         "occurred_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
         **extra,
     }
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_counts() -> Counter[str]:
@@ -134,13 +124,17 @@ def test_a_retry_is_resent_within_its_rung_and_two_sweeps_behind_a_burst_of_wake
     simulator.set_faults(http_5xx_rate=1.0)
     embedded(beat=True)
     enqueue_trigger(trigger("lead.submitted", "L-retry", match_keys={"ttclid": "E.C.P.r"}))
-    wait_for(lambda: status_counts() == Counter({"retrying": 1}), 30, "a failed first attempt")
+    wait_for(
+        lambda: status_counts() == Counter({"retrying": 1}), "a failed first attempt", timeout=30
+    )
     simulator.set_faults(http_5xx_rate=0.0)
     for n in range(80):  # unmapped: a wake-up each, no request to TikTok
         enqueue_trigger(trigger("buyer.accepted", f"L-burst-{n}"))
 
     wait_for(
-        lambda: status_counts()[PostbackStatus.DELIVERED] == 1, 90, "the retry to be delivered"
+        lambda: status_counts()[PostbackStatus.DELIVERED] == 1,
+        "the retry to be delivered",
+        timeout=90,
     )
     with session_scope(workspace=ALL_WORKSPACES) as session:
         first, second = session.scalars(

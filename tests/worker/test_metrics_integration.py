@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from crm_postback.simulator import SimulatorControl
 from models import DeliveryAttempt, Postback
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import WorkerProcess, free_port  # type: ignore[import-not-found]
+from tests.conftest import WorkerProcess, free_port, wait_for  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +44,6 @@ def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 def total(samples: dict[tuple[tuple[str, str], ...], float], **labels: str) -> float:
     return sum(v for k, v in samples.items() if all((n, x) in k for n, x in labels.items()))
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def outbox() -> dict[str, int]:

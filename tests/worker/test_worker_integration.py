@@ -16,7 +16,7 @@ from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus, Trigger, TriggerStatus
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import WorkerProcess, apply_env  # type: ignore[import-not-found]
+from tests.conftest import WorkerProcess, apply_env, wait_for  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,6 @@ def trigger(kind: str, lead: str, minutes_ago: float, **extra: Any) -> dict[str,
         "occurred_at": occurred.isoformat(),
         **extra,
     }
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def statuses() -> list[str]:

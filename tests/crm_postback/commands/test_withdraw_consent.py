@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -34,27 +34,11 @@ from models import (
 )
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
+from tests.conftest import trigger_body  # type: ignore[import-not-found]
 from worker import delivery, processing
 from worker.tasks import sweep_due_postbacks
 
 EDITOR = Actor("web:ed", DEFAULT_WORKSPACE_ID, Role.EDITOR)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_db")
-    return url
-
-
-def trigger(kind: str, lead: str, **extra: Any) -> dict[str, Any]:
-    occurred = datetime.now(UTC) - timedelta(minutes=5)
-    return {
-        "type": kind,
-        "lead_id": lead,
-        "event_set": "acme",
-        "occurred_at": occurred.isoformat(),
-        **extra,
-    }
 
 
 def bodies(lead: str) -> list[dict[str, Any] | None]:
@@ -80,16 +64,16 @@ def resolve_stored(trigger_ids: list[int]) -> list[int]:
 
 
 def test_retrying_postbacks_end_withdrawn_and_none_arrives_after(
-    db: str,
+    any_db: str,
     simulator: SimulatorControl,
     eager: None,
     make_event_set: Callable[..., int],
 ) -> None:
     make_event_set()
     simulator.set_faults(http_5xx_rate=1.0)
-    enqueue_trigger(trigger("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
-    enqueue_trigger(trigger("lead.sold", "L-1", attributes={"value": 5}))
-    enqueue_trigger(trigger("lead.submitted", "L-2", match_keys={"email": "b@example.com"}))
+    enqueue_trigger(trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
+    enqueue_trigger(trigger_body("lead.sold", "L-1", attributes={"value": 5}))
+    enqueue_trigger(trigger_body("lead.submitted", "L-2", match_keys={"email": "b@example.com"}))
     assert {s for _, s, _ in statuses()} == {PostbackStatus.RETRYING}
 
     result = withdraw_consent(WithdrawConsent("L-1"), EDITOR)
@@ -113,18 +97,20 @@ def test_retrying_postbacks_end_withdrawn_and_none_arrives_after(
 
 
 def test_triggers_of_a_withdrawn_lead_never_send(
-    db: str,
+    any_db: str,
     simulator: SimulatorControl,
     eager: None,
     make_event_set: Callable[..., int],
 ) -> None:
     make_event_set()
-    enqueue_trigger(trigger("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
+    enqueue_trigger(trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
     assert simulator.count_events() == 1
     withdraw_consent(WithdrawConsent("L-1"), EDITOR)
     # New keys for the lead and a later sale: still nothing leaves.
     accepted = enqueue_trigger(
-        trigger("lead.sold", "L-1", attributes={"value": 7}, match_keys={"phone": "+12133734253"})
+        trigger_body(
+            "lead.sold", "L-1", attributes={"value": 7}, match_keys={"phone": "+12133734253"}
+        )
     )
     assert simulator.count_events() == 1
     assert statuses("L-1")[-1][:2] == ("lead_sold", PostbackStatus.CONSENT_WITHDRAWN)
@@ -136,13 +122,13 @@ def test_triggers_of_a_withdrawn_lead_never_send(
 
 
 def test_a_row_planned_before_and_claimed_after_the_withdrawal_is_refused(
-    db: str,
+    any_db: str,
     simulator: SimulatorControl,
     make_event_set: Callable[..., int],
 ) -> None:
     make_event_set()
     accepted = enqueue_trigger(
-        trigger("lead.submitted", "L-1", match_keys={"email": "a@example.com"})
+        trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"})
     )
     ready = resolve_stored([accepted.trigger_id])  # pending, leased for a delivery task
     assert len(ready) == 1
@@ -168,7 +154,7 @@ def test_a_row_planned_before_and_claimed_after_the_withdrawal_is_refused(
 
 
 def test_concurrent_withdrawal_and_delivery_never_send_after_the_withdrawal(
-    db: str,
+    any_db: str,
     simulator: SimulatorControl,
     make_event_set: Callable[..., int],
 ) -> None:
@@ -177,7 +163,7 @@ def test_concurrent_withdrawal_and_delivery_never_send_after_the_withdrawal(
     make_event_set()
     ids = [
         enqueue_trigger(
-            trigger("lead.submitted", f"L-{n}", match_keys={"email": f"{n}@example.com"})
+            trigger_body("lead.submitted", f"L-{n}", match_keys={"email": f"{n}@example.com"})
         ).trigger_id
         for n in range(40)
     ]
@@ -217,10 +203,10 @@ def test_concurrent_withdrawal_and_delivery_never_send_after_the_withdrawal(
 
 
 def test_second_call_changes_nothing_and_says_so(
-    db: str, make_event_set: Callable[..., int]
+    any_db: str, make_event_set: Callable[..., int]
 ) -> None:
     make_event_set()
-    enqueue_trigger(trigger("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
+    enqueue_trigger(trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
     first = withdraw_consent(WithdrawConsent("L-1"), EDITOR)
     second = withdraw_consent(WithdrawConsent("L-1"), EDITOR)
     assert not first.already_withdrawn and second.already_withdrawn
@@ -238,12 +224,12 @@ def test_second_call_changes_nothing_and_says_so(
 
 
 def test_unknown_lead_other_workspace_and_viewer_are_refused(
-    db: str, make_event_set: Callable[..., int]
+    any_db: str, make_event_set: Callable[..., int]
 ) -> None:
     from crm_postback.configuration.workspaces import add_workspace
 
     make_event_set()
-    enqueue_trigger(trigger("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
+    enqueue_trigger(trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
     with session_scope(workspace=ALL_WORKSPACES) as session:
         other = add_workspace(session, "globex").id
         session.commit()
@@ -258,7 +244,7 @@ def test_unknown_lead_other_workspace_and_viewer_are_refused(
 
 
 def test_cli_withdraws_once_and_refuses_an_unknown_lead(
-    db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+    any_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
@@ -266,7 +252,7 @@ def test_cli_withdraws_once_and_refuses_an_unknown_lead(
 
     monkeypatch.setattr("getpass.getuser", lambda: "ops")
     make_event_set()
-    enqueue_trigger(trigger("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
+    enqueue_trigger(trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
     runner = CliRunner()
     first = runner.invoke(app, ["withdraw-consent", "--workspace", "default", "L-1"])
     assert first.exit_code == 0, first.output

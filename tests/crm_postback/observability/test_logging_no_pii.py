@@ -35,7 +35,7 @@ from crm_postback.observability.logging_setup import JsonFormatter, configure_lo
 from crm_postback.simulator import SimulatorControl
 from models import DEFAULT_WORKSPACE_ID, EventSet, Postback
 from models.db import session_scope
-from tests.conftest import TOKEN, WorkerProcess, apply_env, free_port  # type: ignore[import-not-found]
+from tests.conftest import TOKEN, WorkerProcess, apply_env, free_port, wait_for  # type: ignore[import-not-found]
 
 RAW_EMAIL = "Jane.Secret+Leads@Example.COM"
 RAW_PHONE = "(213) 373-4253"
@@ -157,10 +157,13 @@ def test_in_process_lifecycle_logs_no_pii(
     with TestClient(create_app()) as client:
         headers = {"Authorization": f"Bearer {api_key}"}
         answer = client.post(
-            "/v1/triggers", json=[submitted("L-1"), *rejected_items()], headers=headers
+            "/v1/triggers?strict=true", json=[submitted("L-1"), *rejected_items()], headers=headers
         )
         assert answer.status_code == 202, answer.text
         assert [i["status"] for i in answer.json()["items"]] == ["accepted", "rejected", "rejected"]
+        # Not strict: the bad keys are dropped with a warning (no key left: the triggers wait).
+        lenient = client.post("/v1/triggers", json=rejected_items(), headers=headers)
+        assert [len(i["warnings"]) for i in lenient.json()["items"]] == [1, 1]
         put = client.put(
             "/v1/leads/L-1", json={"match_keys": {"phone": RAW_PHONE}}, headers=headers
         )
@@ -241,15 +244,6 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def postback_statuses(lead: str) -> list[str]:

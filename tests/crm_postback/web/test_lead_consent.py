@@ -25,15 +25,9 @@ from tests.crm_postback.web.conftest import (  # type: ignore[import-not-found]
 PATH = "/v1/leads/{}/consent-withdrawal"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_db")
-    return url
-
-
 @pytest.fixture
 def api(
-    db: str, simulator: SimulatorControl, eager: None, make_event_set: Callable[..., int]
+    any_db: str, simulator: SimulatorControl, eager: None, make_event_set: Callable[..., int]
 ) -> TestClient:
     make_event_set()
     with TestClient(create_app()) as client:
