@@ -271,7 +271,11 @@ def _upsert(lead_id: str, raw: bytes, scope: IntakeScope) -> LeadStored:
             if e not in in_body
         ]
         raise RequestRejected(422, problems) from None
-    return LeadStored(lead_id=stored.lead_id, warnings=problems_from_fields(stored.warnings, ""))
+    return LeadStored(
+        lead_id=stored.lead_id,
+        status="stored" if stored.stored else "nothing_stored",
+        warnings=problems_from_fields(stored.warnings, ""),
+    )
 
 
 @router.put(
@@ -290,7 +294,8 @@ async def put_lead(
     """Keys that arrive after the first trigger (a ttclid, a TikTok lead id) are merged into
     what is stored; personal keys (email, phone, external id, names, address parts) are
     hashed before they are stored. A key that does not normalise is dropped and named in
-    `warnings` (unless strict). The lead is the key's workspace's: every source of a
+    `warnings` (unless strict); when every key sent was dropped the answer is still 200,
+    with `"status": "nothing_stored"`. The lead is the key's workspace's: every source of a
     workspace speaks of the same leads."""
     return await run_in_threadpool(
         _upsert, lead_id, await request.body(), intake_scope(caller, strict)

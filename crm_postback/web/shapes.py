@@ -54,13 +54,19 @@ class LeadKeysIn(BaseModel):
     limited_data_use: bool | None = Field(
         None,
         strict=True,
-        description="The lead's own limited data use, above the event set's (null: unchanged)",
+        description="The lead's own limited data use, above the event set's (null or absent: "
+        "unchanged; once set it can be changed but not cleared back to the event set's)",
     )
 
 
 class LeadStored(BaseModel):
     lead_id: str
-    status: Literal["stored"] = "stored"
+    status: Literal["stored", "nothing_stored"] = Field(
+        "stored",
+        description="stored: the keys left after dropping (and limited_data_use) are merged; "
+        "nothing_stored: the lead is unchanged, because every key sent was dropped or the "
+        "lead withdrew consent (warnings say which)",
+    )
     warnings: list[Problem] = Field(
         default_factory=list,
         description="Match keys dropped because they did not normalise (the others were stored)",

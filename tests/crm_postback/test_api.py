@@ -202,11 +202,13 @@ def test_upsert_lead_keys_answers_its_warnings_and_stores_the_lead_choice(
         {"first_name": " Mary-Ann ", "phone": "+2132435345", "country": "US"},
         limited_data_use=True,
     )
-    assert stored.lead_id == "L-9"
+    assert stored.lead_id == "L-9" and stored.stored
     assert [w.field for w in stored.warnings] == ["match_keys.phone"]
     with pytest.raises(InputRejected):
         upsert_lead_keys("L-9", {"phone": "+2132435345"}, strict=True)
-    upsert_lead_keys("L-9", limited_data_use=False)
+    nothing = upsert_lead_keys("L-9", {"phone": "+2132435345"})
+    assert not nothing.stored and [w.field for w in nothing.warnings] == ["match_keys.phone"]
+    assert upsert_lead_keys("L-9", limited_data_use=False).stored
     with session_scope(workspace=ALL_WORKSPACES) as session:
         lead = session.scalars(select(Lead)).one()
         assert lead.first_name_hash == hashlib.sha256(b"maryann").hexdigest()

@@ -147,3 +147,31 @@ def test_history_of_an_unknown_lead_is_404_naming_the_path(client: TestClient) -
         ]
     }
     assert "nobody" not in response.text
+
+
+def test_every_key_dropped_answers_nothing_stored_and_keeps_the_lead(client: TestClient) -> None:
+    """200 still (the call is not refused), but the answer says nothing changed."""
+    response = client.put("/v1/leads/L-1", json={"match_keys": {"email": "jane@"}})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "lead_id": "L-1",
+        "status": "nothing_stored",
+        "warnings": [
+            {
+                "pointer": "/match_keys/email",
+                "field": "match_keys.email",
+                "message": "not an email address; dropped",
+            }
+        ],
+    }
+    assert client.get("/v1/leads/L-1/postbacks").status_code == 404  # no lead row was made
+    # One key left, or only limited_data_use: stored.
+    both = {"match_keys": {"email": "jane@", "ttclid": "E.C.P.x"}}
+    assert client.put("/v1/leads/L-1", json=both).json()["status"] == "stored"
+    assert lead("L-1").ttclid == "E.C.P.x" and lead("L-1").email_hashes == []
+    assert client.put("/v1/leads/L-2", json={"limited_data_use": True}).json()["status"] == "stored"
+    assert lead("L-2").limited_data_use is True
+    # An existing lead whose new keys are all dropped is unchanged, and said so.
+    again = client.put("/v1/leads/L-1", json={"match_keys": {"phone": "+1 213 x"}})
+    assert again.json()["status"] == "nothing_stored"
+    assert lead("L-1").ttclid == "E.C.P.x" and lead("L-1").phone_hashes == []
