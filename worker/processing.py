@@ -13,12 +13,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
+from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.tiktok.events_payload import (
     NoMatchKey,
     build_event,
@@ -27,7 +28,16 @@ from crm_postback.tiktok.events_payload import (
     resolve_limited_data_use,
 )
 from mappings.resolve import CompiledMapping, compile_mappings, explain_unmapped, resolve
-from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger, TriggerStatus
+from models import (
+    FINAL_STATUSES,
+    EventSet,
+    Lead,
+    Mapping,
+    Postback,
+    PostbackStatus,
+    Trigger,
+    TriggerStatus,
+)
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
 from worker.claim_planning import OutgoingBatch, consent_withdrawn_message, plan_claim
 
@@ -271,10 +281,17 @@ def resolve_triggers(
         leads = {
             (lead.workspace_id, lead.lead_ref): lead
             for lead in session.execute(
-                select(*_LEAD_COLUMNS).where(
+                select(*_LEAD_COLUMNS)
+                .where(
                     matches_any(session, Lead.lead_ref, list({t.lead_ref for t in triggers})),
                     Lead.workspace_id.in_({t.workspace_id for t in triggers}),
                 )
+                # The weakest row lock (FOR KEY SHARE): a withdrawal's FOR UPDATE of the lead
+                # waits for this run's commit, then stops or counts as in flight the rows
+                # planned here; one that committed first is seen here. Writers that lock
+                # leads take them in this order (by lead_ref) too.
+                .order_by(LEADS.c.lead_ref, LEADS.c.workspace_id)
+                .with_for_update(of=LEADS, read=True, key_share=True)
             )
         }
     set_ids = {t.event_set_id for t in triggers}
@@ -367,7 +384,7 @@ def _insert(session: Session, rows: list[NewPostback]) -> dict[PostbackKey, int]
     lost = [row for row in rows if row.values["event_name"] is not None and row.key not in row_ids]
     if lost:
         notes: dict[int, list[str]] = defaultdict(list)
-        stored = _stored_ids(session, [row.key for row in lost])
+        stored = _stored_events(session, [row.key for row in lost])
         for row in lost:
             notes[row.trigger_id].append(_duplicate_note(row.key, stored.get(row.key)))
         for trigger_id, texts in notes.items():
@@ -380,14 +397,25 @@ def _insert(session: Session, rows: list[NewPostback]) -> dict[PostbackKey, int]
     return row_ids
 
 
-def _stored_ids(session: Session, keys: Sequence[PostbackKey]) -> dict[PostbackKey, int]:
+class StoredEvent(NamedTuple):
+    """The outbox row that already holds an event."""
+
+    id: int
+    status: str
+
+
+def _stored_events(session: Session, keys: Sequence[PostbackKey]) -> dict[PostbackKey, StoredEvent]:
     """The outbox rows that already hold these events (one statement)."""
     if not keys:
         return {}
     wanted = set(keys)
     rows = session.execute(
         select(
-            POSTBACKS.c.id, POSTBACKS.c.event_set_id, POSTBACKS.c.event_name, POSTBACKS.c.event_id
+            POSTBACKS.c.id,
+            POSTBACKS.c.status,
+            POSTBACKS.c.event_set_id,
+            POSTBACKS.c.event_name,
+            POSTBACKS.c.event_id,
         ).where(
             POSTBACKS.c.event_set_id.in_({key[0] for key in wanted}),
             matches_any(session, POSTBACKS.c.event_id, list({key[2] for key in wanted})),
@@ -397,7 +425,7 @@ def _stored_ids(session: Session, keys: Sequence[PostbackKey]) -> dict[PostbackK
     for row in rows:
         key = (row.event_set_id, row.event_name, row.event_id)
         if key in wanted:
-            found[key] = row.id
+            found[key] = StoredEvent(row.id, row.status)
     return found
 
 
@@ -407,13 +435,13 @@ def _without_duplicates(
     callers: set[int],
     notes: dict[int, list[str]],
 ) -> list[NewPostback]:
-    """Drops the events TikTok would drop as duplicates: the same (event set, name, caller's
-    event id) already in the outbox, or made twice in this run. The trigger that made the
+    """Drops the events already in the outbox (the same event set, name and caller's event
+    id: TikTok's identity of an event) or made twice in this run. The trigger that made the
     dropped one gets a note in `notes` (by trigger id)."""
     if not callers:
         return rows  # a deterministic id is unique to its trigger occurrence
     candidates = [row.key for row in rows if row.trigger_id in callers and row.key[1] is not None]
-    stored = _stored_ids(session, candidates)
+    stored = _stored_events(session, candidates)
     made: dict[PostbackKey, int] = {}
     kept = []
     for row in rows:
@@ -435,12 +463,22 @@ def _without_duplicates(
     return kept
 
 
-def _duplicate_note(key: PostbackKey, postback_id: int | None) -> str:
-    where = f" (postback {postback_id})" if postback_id is not None else ""
-    return (
-        f"event {key[1]} with event_id {key[2]!r} is already in the outbox{where}: "
-        "TikTok would drop it as a duplicate; not stored again"
-    )
+def _duplicate_note(key: PostbackKey, stored: StoredEvent | None) -> str:
+    """Why the event was not stored again, and what to do when the stored one never left."""
+    event = f"event {key[1]} with event_id {key[2]!r}"
+    if stored is None:  # stored by another worker meanwhile; gone again by now
+        return f"{event} is already in the outbox: not stored again"
+    held = f"{event} is already in the outbox as postback {stored.id} ({stored.status})"
+    if stored.status == PostbackStatus.DELIVERED:
+        return f"{held}: TikTok has it; not stored again"
+    if stored.status in REPLAYABLE:
+        return (
+            f"{held}, which TikTok never got; not stored again: to send it, "
+            f"replay that postback (`postback replay --id {stored.id}`)"
+        )
+    if stored.status in FINAL_STATUSES:
+        return f"{held}, which is never sent; not stored again"
+    return f"{held}, which is sent once; not stored again"
 
 
 def _with_notes(error: str | None, notes: list[str] | None) -> str | None:
