@@ -29,7 +29,7 @@ from crm_postback.configuration.workspaces import get_workspace
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import get_settings
 from crm_postback.intake.group_commit import GroupCommit
-from crm_postback.intake.lead_keys import dropped_kinds, hash_match_keys, upsert_lead
+from crm_postback.intake.lead_keys import WITHDRAWN_WARNING, hash_match_keys, upsert_lead
 from crm_postback.intake.trigger_intake import AcceptedTrigger, ScopedTrigger, accept_triggers
 from crm_postback.intake.trigger_schemas import (
     LeadUpsert,
@@ -109,6 +109,8 @@ class BatchItem:
 class LeadKeysStored:
     lead_id: str
     warnings: tuple[FieldError, ...] = ()  # match keys dropped (never their values)
+    # False: nothing changed (every key given was dropped, or the lead withdrew consent)
+    stored: bool = True
 
 
 def _refuse_unstorable(document: Mapping[str, Any]) -> None:
@@ -220,7 +222,7 @@ def _store_and_dispatch(
             kind
             for o in outcomes
             if isinstance(o, AcceptedTrigger) and not o.duplicate
-            for kind in dropped_kinds(o.warnings)
+            for kind in o.dropped_keys
         ],
     )
     _dispatch(
@@ -267,7 +269,9 @@ def upsert_lead_keys(
 
     `limited_data_use` (True/False) is the lead's own choice for its events, above the event
     set's; None leaves it as it is. A match key that does not normalise is dropped and named in
-    the answer's `warnings`; with `strict=True` it refuses the call instead."""
+    the answer's `warnings`; with `strict=True` it refuses the call instead. When every key
+    given was dropped, or the lead withdrew consent (a warning says so), nothing is stored and
+    the answer's `stored` is False."""
     scope = _scope(workspace)
     document: dict[str, Any] = {"lead_id": lead_id, "match_keys": match_keys or {}}
     if limited_data_use is not None:
@@ -282,15 +286,18 @@ def upsert_lead_keys(
         upsert.match_keys, settings.default_phone_region, strict=strict or scope.strict
     )
     keys.limited_data_use = upsert.limited_data_use
+    stored = False
     if not keys.is_empty():
         # A merge of keys: repeating it changes nothing.
-        in_transaction(
+        stored = in_transaction(
             lambda session: upsert_lead(session, scope.workspace_id, upsert.lead_id, keys),
             workspace=scope.workspace_id,
         )
-    record_keys_dropped(scope.workspace_id, dropped_kinds(warnings))
+        if not stored:
+            warnings.append(WITHDRAWN_WARNING)
+    record_keys_dropped(scope.workspace_id, keys.dropped)
     # Triggers waiting for this lead are picked up by the next sweep.
-    return LeadKeysStored(upsert.lead_id, tuple(warnings))
+    return LeadKeysStored(upsert.lead_id, tuple(warnings), stored=stored)
 
 
 def withdraw_consent(

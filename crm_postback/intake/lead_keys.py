@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import partial
 from ipaddress import ip_address
@@ -70,9 +70,12 @@ class HashedKeys:
     page_url: str | None = None
     page_referrer: str | None = None
     limited_data_use: bool | None = None  # None: unchanged (the lead's, else the event set's)
+    # The kinds of key dropped at the door, each once, in order (never a value): not stored
+    # on the lead; a trigger records them as `dropped_keys`.
+    dropped: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return all(value is None or value == [] for value in vars(self).values())
+        return all(getattr(self, name) in (None, []) for name in LEAD_KEY_COLUMNS)
 
 
 _NAMES_AND_PLACES: dict[str, Callable[[str], str]] = {
@@ -215,18 +218,8 @@ def hash_match_keys(
         hashed.ttclid = url_ttclid  # the landing page's own click id wins (as Segment's)
     if strict and door.problems:
         raise InputRejected(door.problems)
+    hashed.dropped = door.kinds
     return hashed, [FieldError(p.field, f"{p.message}; {DROPPED}") for p in door.problems]
-
-
-def dropped_kinds(warnings: Sequence[FieldError], prefix: str = "match_keys.") -> list[str]:
-    """The kinds of key the warnings of `hash_match_keys` dropped, each once, in order."""
-    kinds: list[str] = []
-    for warning in warnings:
-        where = warning.field.removeprefix(prefix)
-        kind = "page_" + where.split(".")[1] if where.startswith("page.") else where.split(".")[0]
-        if kind not in kinds:
-            kinds.append(kind)
-    return kinds
 
 
 def _ip(raw: str) -> str:
@@ -295,16 +288,43 @@ def _new_lead(workspace_id: int, lead_ref: str, keys: list[HashedKeys]) -> dict[
     }
 
 
+# The answer's warnings for a lead that withdrew consent: its keys are not stored, and
+# nothing is sent for its triggers (never a value).
+WITHDRAWN_WARNING = FieldError("match_keys", "the lead withdrew consent; keys not stored")
+WITHDRAWN_TRIGGER_WARNING = FieldError(
+    "lead_id", "the lead withdrew consent; nothing is sent for this trigger"
+)
+
+
+def withdrawn_leads(session: Session, workspace_id: int, lead_refs: Collection[str]) -> set[str]:
+    """Which of the workspace's leads withdrew consent (one statement)."""
+    if not lead_refs:
+        return set()
+    refs = sorted(lead_refs)
+    with planned_for_its_parameters(session):
+        return set(
+            session.scalars(
+                select(Lead.lead_ref).where(
+                    Lead.workspace_id == workspace_id,
+                    matches_any(session, Lead.lead_ref, refs),
+                    Lead.consent_withdrawn_at.isnot(None),
+                )
+            )
+        )
+
+
 def merge_lead_keys(
     session: Session, workspace_id: int, keys_by_lead: dict[str, list[HashedKeys]]
-) -> None:
-    """Creates or merges many leads of one workspace with a fixed number of statements.
+) -> set[str]:
+    """Creates or merges many leads of one workspace with a fixed number of statements; answers
+    the refs whose keys were not stored because the lead withdrew consent.
 
     New leads are inserted first (most keys come with a lead's first trigger); only the refs
-    that already existed are read back and merged.
+    that already existed are read back (locked, so a withdrawal committing meanwhile is seen)
+    and merged.
     """
     if not keys_by_lead:
-        return
+        return set()
     values = [_new_lead(workspace_id, ref, keys) for ref, keys in keys_by_lead.items()]
     created = {
         row.lead_ref
@@ -314,7 +334,7 @@ def merge_lead_keys(
     }
     existing = [ref for ref in keys_by_lead if ref not in created]
     if not existing:
-        return
+        return set()
     with planned_for_its_parameters(session):
         found = session.scalars(
             select(Lead)
@@ -322,11 +342,18 @@ def merge_lead_keys(
             .order_by(Lead.lead_ref)  # one lock order for every writer: no deadlocks
             .with_for_update()
         ).all()
+    withdrawn: set[str] = set()
     for lead in found:
+        if lead.consent_withdrawn_at is not None:
+            # Fresh personal data about someone who withdrew consent is not kept.
+            withdrawn.add(lead.lead_ref)
+            continue
         for keys in keys_by_lead[lead.lead_ref]:
             merge_keys(lead, keys)
     session.flush()
+    return withdrawn
 
 
-def upsert_lead(session: Session, workspace_id: int, lead_ref: str, keys: HashedKeys) -> None:
-    merge_lead_keys(session, workspace_id, {lead_ref: [keys]})
+def upsert_lead(session: Session, workspace_id: int, lead_ref: str, keys: HashedKeys) -> bool:
+    """Creates or merges one lead; False when its keys were not stored (consent withdrawn)."""
+    return not merge_lead_keys(session, workspace_id, {lead_ref: [keys]})

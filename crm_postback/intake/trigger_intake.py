@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.core.settings import Settings
 from crm_postback.intake.lead_keys import (
+    WITHDRAWN_TRIGGER_WARNING,
+    WITHDRAWN_WARNING,
     HashedKeys,
-    dropped_kinds,
     hash_match_keys,
     merge_lead_keys,
+    withdrawn_leads,
 )
 from crm_postback.intake.trigger_schemas import TriggerIn
 from models import EventSet, Trigger, TriggerStatus, utcnow
@@ -41,8 +43,10 @@ class ScopedTrigger(NamedTuple):
 class AcceptedTrigger:
     trigger_id: int
     duplicate: bool  # True when the idempotency key was seen before: nothing new to send
-    # One per match key dropped because it did not normalise (never its value).
+    # One per match key dropped because it did not normalise (never its value), and one when
+    # the keys were not stored because the lead withdrew consent.
     warnings: tuple[FieldError, ...] = ()
+    dropped_keys: tuple[str, ...] = ()  # the kinds dropped at the door (as triggers.dropped_keys)
 
 
 def find_event_set(session: Session, reference: str) -> EventSet | None:
@@ -70,7 +74,9 @@ def accept_triggers(
     event_sets = _event_set_ids(session, workspace_id, {t.trigger.event_set for t in triggers})
     keys_by_lead: dict[str, list[HashedKeys]] = {}
     rows: list[tuple[int, dict[str, object]]] = []
-    warnings: dict[int, tuple[FieldError, ...]] = {}
+    warnings: dict[int, list[FieldError]] = {}
+    dropped_by_index: dict[int, tuple[str, ...]] = {}
+    keyed: dict[int, str] = {}  # trigger index -> the lead its keys are merged into
     for index, (trigger, allowed, strict) in enumerate(triggers):
         dropped: list[str] | None = None
         try:
@@ -83,10 +89,13 @@ def accept_triggers(
                     trigger.match_keys, settings.default_phone_region, strict=strict
                 )
                 if dropped_warnings:
-                    warnings[index] = tuple(dropped_warnings)
-                    dropped = dropped_kinds(dropped_warnings)
+                    warnings[index] = dropped_warnings
+                if keys.dropped:
+                    dropped = keys.dropped
+                    dropped_by_index[index] = tuple(keys.dropped)
                 if not keys.is_empty():
                     keys_by_lead.setdefault(trigger.lead_id, []).append(keys)
+                    keyed[index] = trigger.lead_id
         except InputRejected as rejected:
             outcomes[index] = rejected
             continue
@@ -109,9 +118,23 @@ def accept_triggers(
                 },
             )
         )
-    merge_lead_keys(session, workspace_id, keys_by_lead)
+    keys_refused = merge_lead_keys(session, workspace_id, keys_by_lead)
+    # The merge has read (and locked) the leads that came with keys; the others are looked up.
+    lead_of = {index: triggers[index].trigger.lead_id for index, _ in rows}
+    withdrawn = keys_refused | withdrawn_leads(
+        session, workspace_id, set(lead_of.values()) - set(keys_by_lead)
+    )
+    for index, lead_ref in lead_of.items():
+        if lead_ref in withdrawn:
+            if keyed.get(index) in keys_refused:
+                warnings.setdefault(index, []).append(WITHDRAWN_WARNING)
+            warnings.setdefault(index, []).append(WITHDRAWN_TRIGGER_WARNING)
     for index, accepted in _insert_once(session, rows).items():
-        outcomes[index] = replace(accepted, warnings=warnings.get(index, ()))
+        outcomes[index] = replace(
+            accepted,
+            warnings=tuple(warnings.get(index, ())),
+            dropped_keys=dropped_by_index.get(index, ()),
+        )
     return [o for o in outcomes if o is not None]
 
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from crm_postback.core.errors import FieldError, InputRejected
-from crm_postback.intake.lead_keys import HashedKeys, dropped_kinds, hash_match_keys, merge_keys
+from crm_postback.intake.lead_keys import HashedKeys, hash_match_keys, merge_keys
 from crm_postback.intake.trigger_schemas import (
     MAX_ATTRIBUTE_VALUE_LENGTH,
     MAX_ATTRIBUTES,
@@ -401,7 +401,12 @@ def test_hash_match_keys_reports_every_bad_key_with_index() -> None:
     assert [w.field for w in warnings] == expected
     assert hashed.email_hashes == [ALICE_SHA] and hashed.phone_hashes == [PHONE_SHA]
     assert hashed.external_id_hashes == [_sha("x")]
-    assert dropped_kinds(warnings) == ["email", "phone"]
+    assert hashed.dropped == ["email", "phone"]  # the kinds, once each, never a value
+    only_dropped, _ = hash_match_keys(
+        MatchKeys.model_validate({"phone": "12", "locale": "?", "page": {"url": "ftp://x"}}), "US"
+    )
+    assert only_dropped.dropped == ["phone", "locale", "page_url"]
+    assert only_dropped.is_empty()  # dropped kinds are not a key to store
     with pytest.raises(InputRejected) as info:
         hash_match_keys(keys, "US", strict=True)
     assert [error.field for error in info.value.errors] == expected
