@@ -1,8 +1,10 @@
-"""`postback send/history/status/replay`: a trigger in, a lead's history, counts, re-sends."""
+"""`postback send/lead-keys/history/status/replay`: a trigger or a lead's keys in, a lead's
+history, counts, re-sends."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -11,7 +13,10 @@ import typer
 from crm_postback.cli.output import refused_input_exits
 from crm_postback.cli.workspace_option import WorkspaceOption, cli_actor, workspace_id
 from crm_postback.core.timestamps import naive_means_utc
-from models import DEFAULT_WORKSPACE_NAME
+from models import DEFAULT_WORKSPACE_NAME, FINAL_STATUSES, PostbackStatus
+
+# The final statuses whose postback never reached TikTok: the history gives the reason.
+NOT_DELIVERED = FINAL_STATUSES - {PostbackStatus.DELIVERED}
 
 
 def _mapping_label(mapping_id: int | None, version: int | None) -> str:
@@ -22,6 +27,98 @@ def _json_default(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
+KEYS = "Match keys"  # the help panel of the match-key options
+
+# Match-key options, shared by `send` and `lead-keys`. Personal keys are hashed before they
+# are stored; nothing given is printed back.
+Emails = Annotated[
+    list[str] | None, typer.Option("--email", help="Repeat for more", rich_help_panel=KEYS)
+]
+Phones = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--phone",
+        help="E.164, or national in the default region; repeat for more",
+        rich_help_panel=KEYS,
+    ),
+]
+ExternalIds = Annotated[
+    list[str] | None,
+    typer.Option("--external-id", help="Repeat for more", rich_help_panel=KEYS),
+]
+
+
+def _key(help: str | None = None) -> Any:
+    return typer.Option(help=help, rich_help_panel=KEYS)
+
+
+Key = Annotated[str | None, _key()]
+Ttclid = Annotated[str | None, _key("TikTok click id (from the ad's URL)")]
+Ttp = Annotated[str | None, _key("The _ttp cookie (Pixel)")]
+TikTokLeadId = Annotated[str | None, _key("TikTok's lead id (Instant Forms)")]
+Locale = Annotated[str | None, _key("BCP 47, e.g. en-US (web event sets)")]
+PageUrl = Annotated[str | None, _key("The landing page's URL (web event sets)")]
+PageReferrer = Annotated[str | None, _key("The page's referrer (web event sets)")]
+LimitedDataUse = Annotated[
+    bool | None,
+    typer.Option(
+        "--limited-data-use/--no-limited-data-use",
+        help="TikTok's limited data use (default: the lead's, else the event set's)",
+        show_default=False,
+    ),
+]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="A match key that does not normalise refuses the call (default: it is dropped, "
+        "with a warning).",
+    ),
+]
+
+
+def _one_or_many(values: list[str] | None) -> str | list[str] | None:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+# Options of one value each, named as the Python API's match_keys.
+SINGLE_KEYS = (
+    "ttclid",
+    "ttp",
+    "tiktok_lead_id",
+    "ip",
+    "user_agent",
+    "first_name",
+    "last_name",
+    "city",
+    "state",
+    "country",
+    "zip_code",
+    "locale",
+)
+
+
+def match_keys(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The Python API's `match_keys` from a command's match-key options (absent ones left
+    out); `options` is the command's `locals()`."""
+    keys: dict[str, Any] = {
+        "email": _one_or_many(options["email"]),
+        "phone": _one_or_many(options["phone"]),
+        "external_id": _one_or_many(options["external_id"]),
+        **{name: options[name] for name in SINGLE_KEYS},
+        "page": {"url": options["page_url"], "referrer": options["page_referrer"]},
+    }
+    keys["page"] = {k: v for k, v in keys["page"].items() if v}
+    return {k: v for k, v in keys.items() if v}
+
+
+def _warn(warnings: Iterable[object]) -> None:
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 def send(
     event_set: Annotated[str, typer.Option(help="Event set name or ID")],
     lead_id: Annotated[str, typer.Option(help="The routing system's lead id")],
@@ -30,23 +127,31 @@ def send(
     attr: Annotated[
         list[str] | None, typer.Option(help="key=value (value parsed as JSON if it can be)")
     ] = None,
-    email: Annotated[str | None, typer.Option()] = None,
-    phone: Annotated[str | None, typer.Option()] = None,
-    external_id: Annotated[str | None, typer.Option()] = None,
-    ttclid: Annotated[str | None, typer.Option()] = None,
-    tiktok_lead_id: Annotated[str | None, typer.Option()] = None,
-    ip: Annotated[str | None, typer.Option()] = None,
-    user_agent: Annotated[str | None, typer.Option()] = None,
+    event_id: Annotated[
+        str | None,
+        typer.Option(help="The event id your Pixel used for the same conversion (deduplication)"),
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
+    limited_data_use: LimitedDataUse = None,
+    email: Emails = None,
+    phone: Phones = None,
+    external_id: ExternalIds = None,
+    ttclid: Ttclid = None,
+    ttp: Ttp = None,
+    tiktok_lead_id: TikTokLeadId = None,
+    ip: Key = None,
+    user_agent: Key = None,
+    first_name: Key = None,
+    last_name: Key = None,
+    city: Key = None,
+    state: Key = None,
+    country: Key = None,
+    zip_code: Key = None,
+    locale: Locale = None,
+    page_url: PageUrl = None,
+    page_referrer: PageReferrer = None,
     workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict",
-            help="A match key that does not normalise refuses the trigger (default: it is "
-            "dropped, with a warning).",
-        ),
-    ] = False,
+    strict: Strict = False,
 ) -> None:
     """Store and queue one trigger (what a routing system does through the Python API)."""
     from crm_postback.api import IntakeScope, enqueue_trigger
@@ -59,16 +164,7 @@ def send(
             attributes[key] = json.loads(raw)
         except json.JSONDecodeError:
             attributes[key] = raw
-    keys = {
-        "email": email,
-        "phone": phone,
-        "external_id": external_id,
-        "ttclid": ttclid,
-        "tiktok_lead_id": tiktok_lead_id,
-        "ip": ip,
-        "user_agent": user_agent,
-    }
-    keys = {k: v for k, v in keys.items() if v}
+    keys = match_keys(locals())
     payload: dict[str, Any] = {
         "type": trigger,
         "lead_id": lead_id,
@@ -76,6 +172,8 @@ def send(
         "occurred_at": occurred_at or datetime.now(UTC).isoformat(),
         "attributes": attributes,
         "idempotency_key": idempotency_key,
+        "event_id": event_id,
+        "limited_data_use": limited_data_use,
     }
     if keys:
         payload["match_keys"] = keys
@@ -83,8 +181,54 @@ def send(
         accepted = enqueue_trigger(payload, workspace=scope, strict=strict)
     note = " (duplicate: already accepted, nothing new queued)" if accepted.duplicate else ""
     typer.echo(f"trigger {accepted.trigger_id} accepted{note}")
-    for warning in accepted.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+    _warn(accepted.warnings)
+
+
+def lead_keys(
+    lead_id: Annotated[str, typer.Argument(help="The routing system's lead id")],
+    limited_data_use: LimitedDataUse = None,
+    email: Emails = None,
+    phone: Phones = None,
+    external_id: ExternalIds = None,
+    ttclid: Ttclid = None,
+    ttp: Ttp = None,
+    tiktok_lead_id: TikTokLeadId = None,
+    ip: Key = None,
+    user_agent: Key = None,
+    first_name: Key = None,
+    last_name: Key = None,
+    city: Key = None,
+    state: Key = None,
+    country: Key = None,
+    zip_code: Key = None,
+    locale: Locale = None,
+    page_url: PageUrl = None,
+    page_referrer: PageReferrer = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
+    strict: Strict = False,
+) -> None:
+    """Add or merge a lead's match keys, or set its limited data use, without a trigger (e.g.
+    the ttclid arrives later); triggers waiting for the lead go out at the next sweep."""
+    from crm_postback.api import IntakeScope, upsert_lead_keys
+
+    keys = match_keys(locals())
+    if not keys and limited_data_use is None:
+        typer.secho(
+            "error: give at least one match key (or --limited-data-use/--no-limited-data-use)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    scope = IntakeScope(workspace_id(workspace))
+    with refused_input_exits():
+        stored = upsert_lead_keys(
+            lead_id, keys, workspace=scope, limited_data_use=limited_data_use, strict=strict
+        )
+    _warn(stored.warnings)
+    if stored.stored:
+        typer.echo(f"lead {stored.lead_id}: stored")
+    else:
+        typer.echo(f"lead {stored.lead_id}: nothing stored (see the warnings)")
 
 
 def history(
@@ -104,6 +248,8 @@ def history(
         typer.echo(json.dumps(asdict(report), indent=2, default=_json_default))
         return
     typer.echo(f"lead {lead_id}: {'known' if report.known else 'no match keys stored'}")
+    if report.consent_withdrawn_at is not None:
+        typer.echo(f"  consent withdrawn at {report.consent_withdrawn_at:%Y-%m-%d %H:%M:%S} UTC")
     for key, value in report.match_keys.items():
         typer.echo(f"  {key}: {value}")
     for t in report.triggers:
@@ -111,18 +257,24 @@ def history(
             f"- trigger {t.id} {t.trigger_type} at {t.occurred_at:%Y-%m-%d %H:%M:%S} "
             f"-> {t.event_set}: {t.status}" + (f" ({t.error})" if t.error else "")
         )
+        if t.event_id:
+            typer.echo(f"    caller's event_id={t.event_id}")
+        if t.dropped_keys:
+            typer.echo(f"    dropped at intake: {', '.join(t.dropped_keys)}")
         for p in t.postbacks:
             typer.echo(
                 f"    postback {p.id} {p.event_name or '-'} event_id={p.event_id or '-'} "
                 f"{p.status} attempts={p.attempts} "
                 f"{_mapping_label(p.mapping_id, p.mapping_version)}"
             )
+            if p.match_keys:
+                typer.echo(f"      keys: {', '.join(p.match_keys)}")
             for a in p.history:
                 typer.echo(
                     f"      {a.attempted_at:%H:%M:%S} {a.outcome} http={a.http_status} "
                     f"code={a.code} request_id={a.request_id} {a.message or ''}"
                 )
-            if p.status in ("failed", "dead", "expired", "unmapped") and p.last_message:
+            if p.status in NOT_DELIVERED and p.last_message:
                 typer.echo(f"      reason: {p.last_message}")
 
 
@@ -211,6 +363,7 @@ def replay_command(
 
 def register(app: typer.Typer) -> None:
     app.command("send")(send)
+    app.command("lead-keys")(lead_keys)
     app.command("history")(history)
     app.command("status")(status)
     app.command("replay")(replay_command)
