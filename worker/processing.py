@@ -19,6 +19,7 @@ from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
+from crm_postback.operations.postback_messages import consent_withdrawn_message
 from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.tiktok.events_payload import (
     NoMatchKey,
@@ -39,7 +40,7 @@ from models import (
     TriggerStatus,
 )
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
-from worker.claim_planning import OutgoingBatch, consent_withdrawn_message, plan_claim
+from worker.claim_planning import OutgoingBatch, plan_claim
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 TRIGGERS = Trigger.__table__

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from crm_postback.configuration.event_set_service import get_event_set
 from crm_postback.core.errors import InputRejected
+from crm_postback.operations.postback_messages import consent_withdrawn_message
 from crm_postback.tiktok.events_payload import (
     NoMatchKey,
     build_event,
@@ -150,8 +151,7 @@ def _rebuilt_payload(session: Session, row: Postback) -> dict[str, object]:
     if trigger is None or event_set is None or lead is None:
         raise ValueError("its trigger, event set or lead no longer exists")
     if lead.consent_withdrawn_at is not None:
-        withdrawn = f"{lead.consent_withdrawn_at:%Y-%m-%d %H:%M}"
-        raise ConsentWithdrawn(f"lead {row.lead_ref!r} withdrew consent at {withdrawn} UTC")
+        raise ConsentWithdrawn(consent_withdrawn_message(lead.consent_withdrawn_at))
     properties = dict((row.payload or {}).get("properties", {}))
     mapping = session.get(Mapping, row.mapping_id) if row.mapping_id else None
     if mapping is not None:

@@ -112,6 +112,7 @@ def test_a_replay_keeps_limited_data_use_and_never_sends_for_a_withdrawn_lead(
     ready: SimulatorControl,
 ) -> None:
     from crm_postback.api import withdraw_consent
+    from crm_postback.operations.postback_messages import consent_withdrawn_message
 
     ready.set_faults(http_5xx_rate=1.0)
     keys = {"email": "one@example.com"}
@@ -119,12 +120,15 @@ def test_a_replay_keeps_limited_data_use_and_never_sends_for_a_withdrawn_lead(
     enqueue_trigger(sold("L-2", match_keys=keys))
     ready.set_faults(http_5xx_rate=0.0)
     assert {r.status for r in rows()} == {PostbackStatus.DEAD}
-    withdraw_consent("L-2")
+    withdrawn = withdraw_consent("L-2")
     assert runner.invoke(app, ["replay", "--status", "dead", "--all"]).exit_code == 0
     by_lead = {row.lead_ref: row for row in rows()}
     assert by_lead["L-1"].status == PostbackStatus.DELIVERED
     assert by_lead["L-2"].status == PostbackStatus.CONSENT_WITHDRAWN
-    assert "withdrew consent" in (by_lead["L-2"].last_message or "")
+    # The same text the withdrawal and the worker write, behind the replay's own prefix.
+    assert by_lead["L-2"].last_message == (
+        f"replay not possible: {consent_withdrawn_message(withdrawn.withdrawn_at)}"
+    )
     [event] = ready.events()
     assert event["payload"]["limited_data_use"] is True
 
