@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_postback.configuration.event_set_service import event_age_limit
+from crm_postback.core.settings import get_settings
 from crm_postback.operations.diagnostics_delivery_findings import (
     not_sent_findings,
     outbox_findings,
@@ -71,6 +73,9 @@ def diagnose(
     if quality is None:
         quality = match_quality_of(session, [state.id], now=now, window_days=window_days)[state.id]
 
+    event_set = session.get(EventSet, state.id)
+    assert event_set is not None  # event_set_state found it
+    age_limit = event_age_limit(event_set, get_settings())
     statuses = outbox_statuses(session, state.id, since)
     coverage = match_key_coverage(session, state.id, state.kind, since)
     volume = delivered_volume(session, state.id, since)
@@ -88,7 +93,7 @@ def diagnose(
         *missing_attribute_findings(state.name, window_days, missing),
         *tiktok_error_findings(state.name, window_days, errors),
         *match_quality_findings(state.name, quality),
-        *outbox_findings(state.name, window_days, statuses),
+        *outbox_findings(state.name, window_days, statuses, age_limit),
         *not_sent_findings(state.name, window_days, statuses, quality),
         *unmapped_findings(state.name, window_days, unmapped),
         *waiting_findings(state, events, triggers, stale_trigger_seconds),

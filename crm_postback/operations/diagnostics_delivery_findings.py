@@ -97,8 +97,11 @@ def tiktok_error_findings(name: str, days: int, errors: TikTokErrors) -> list[Fi
     return found
 
 
-def outbox_findings(name: str, days: int, statuses: OutboxStatuses) -> list[Finding]:
-    """Events that ended without reaching TikTok: the failure rate, dead and expired ones."""
+def outbox_findings(
+    name: str, days: int, statuses: OutboxStatuses, age_limit_days: float
+) -> list[Finding]:
+    """Events that ended without reaching TikTok: the failure rate, dead and expired ones.
+    `age_limit_days`: the event set's effective event age limit (its own, else its source's)."""
     found: list[Finding] = []
     dead = statuses.count(PostbackStatus.DEAD)
     lost = statuses.count(PostbackStatus.FAILED) + dead
@@ -130,10 +133,13 @@ def outbox_findings(name: str, days: int, statuses: OutboxStatuses) -> list[Find
             Finding(
                 Severity.INFO,
                 "expired_events",
-                f"{expired} event(s) in {days} days were older than MAX_EVENT_AGE_DAYS when "
-                "their turn came, and were not sent.",
+                f"{expired} event(s) in {days} days were older than this event set's age "
+                f"limit ({age_limit_days:g} days) when their turn came, and were not sent.",
                 "Send triggers when the change happens; check for backlogs (workers down, "
-                "the event set paused).",
+                "the event set paused). If older events are still worth sending, raise the "
+                f"limit (`postback event-set edit {name} --max-event-age-days N`); an "
+                f"operator's replay sends expired ones anyway (`postback replay --event-set "
+                f"{name} --status expired`).",
             )
         )
     return found
@@ -164,7 +170,9 @@ def not_sent_findings(
                 f"of {', '.join(identifying)}) and were not sent.",
                 "Pass at least one of them with lead.submitted (match_keys.email, "
                 "match_keys.phone, ...), or add them to the lead: PUT /v1/leads/{lead_id}; "
-                f"the lead's later events carry them.{hint}",
+                "the lead's later events carry them, and once the keys are stored "
+                f"`postback replay --event-set {name} --status no_match_key` sends these "
+                f"(an event whose lead still has none stays no_match_key).{hint}",
             )
         )
     withdrawn = statuses.count(PostbackStatus.CONSENT_WITHDRAWN)

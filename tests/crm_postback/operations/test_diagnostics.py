@@ -504,7 +504,7 @@ def test_open_events_and_waiting_triggers_age_from_now(acme: int) -> None:
 
 def test_outbox_findings_fail_above_five_percent_only() -> None:
     def codes_of(by_status: dict[str, int]) -> set[str]:
-        return {f.code for f in outbox_findings("acme", 14, OutboxStatuses(by_status))}
+        return {f.code for f in outbox_findings("acme", 14, OutboxStatuses(by_status), 28)}
 
     assert codes_of({"delivered": 95, "failed": 5}) == set()  # 5 % exactly is not over
     assert codes_of({"delivered": 94, "failed": 6}) == {"high_failure_rate"}
@@ -759,3 +759,49 @@ def test_each_mapping_samples_its_own_latest_triggers(
     assert [
         (m.event_name, m.attribute, m.missing, m.sampled) for m in report.missing_attributes
     ] == [("lead_qualified", "order", 2, 2)]
+
+
+# --- the advice names what holds for this event set, and it works ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "limit"),
+    [
+        ({}, "28 days"),  # CRM default
+        ({"kind": "web"}, "7 days"),  # web default
+        ({"max_event_age_days": 3.5}, "3.5 days"),  # the set's own
+    ],
+)
+def test_the_expired_finding_names_the_event_sets_own_limit(
+    sqlite_db: str, make_event_set: Callable[..., int], options: dict[str, Any], limit: str
+) -> None:
+    acme = make_event_set(**options)
+    add_rows(acme, 2, "expired")
+    add_rows(acme, 60, "delivered")
+    [finding] = [f for f in report_for().findings if f.code == "expired_events"]
+    assert f"older than this event set's age limit ({limit})" in finding.title
+    assert "MAX_EVENT_AGE_DAYS" not in finding.title + finding.fix
+    assert "`postback event-set edit acme --max-event-age-days N`" in finding.fix
+    assert "`postback replay --event-set acme --status expired`" in finding.fix
+
+
+def test_the_no_match_key_finding_suggests_the_replay_and_the_replay_sends_them(
+    sqlite_db: str, simulator: SimulatorControl, eager: None, make_event_set: Callable[..., int]
+) -> None:
+    make_event_set()
+    for lead in ("L-1", "L-2"):
+        enqueue_trigger(trigger("lead.submitted", lead, match_keys={"first_name": "Jo"}))
+    [finding] = [f for f in report_for().findings if f.code == "no_match_key_events"]
+    command = "postback replay --event-set acme --status no_match_key"
+    assert f"`{command}`" in finding.fix
+    # Followed as written, once one lead's keys are stored: that event leaves, the other,
+    # whose lead still has no identifying key, stays no_match_key.
+    from crm_postback.api import upsert_lead_keys
+
+    upsert_lead_keys("L-1", {"email": "jo@example.com"})
+    result = runner.invoke(cli_app, command.split()[1:])
+    assert result.exit_code == 0, result.output
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        statuses = dict(session.execute(select(Postback.lead_ref, Postback.status)).all())
+    assert statuses == {"L-1": "delivered", "L-2": "no_match_key"}
+    assert simulator.count_events(include_duplicates=True) == 1
