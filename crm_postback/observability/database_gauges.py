@@ -49,7 +49,10 @@ class SeriesGauges(Protocol):
 class OutboxCollector:
     """The outbox gauges, one scrape's worth of queries.
 
-    Each query reads only open rows through the (status, ...) indexes; no full-table count.
+    Its own queries read only open rows through the (status, ...) indexes; no full-table
+    count. The `per_event_set` gauges cost what they say: the match-quality score scans the
+    last 14 days of postbacks (no index narrows it) and is cached for 5 minutes per process
+    (`operations.match_quality_metrics`), so most scrapes do not run it.
     """
 
     def __init__(

@@ -14,9 +14,11 @@ included: those carry the least — and from `postbacks.match_key_mask`:
   missing events weigh most, as a sentence;
 * the match keys dropped at the door (`triggers.dropped_keys`), by kind.
 
-Two statements per call, for any number of event sets: one over the postbacks grouped by
-event set (and, for the detailed report, event name and day), one over the triggers' dropped
-keys. Read-only; in a session scoped to one workspace, both read only its rows.
+Three statements per call, for any number of event sets: one reading the event sets, one
+over the postbacks grouped by event set (and, for the detailed report, event name and day),
+one over the triggers' dropped keys (left out with `dropped_keys=False`, as /metrics does).
+Read-only; in a session scoped to one workspace, each reads only its rows. None is served by
+an index: each scans the window's rows (docs/operations.md "Match quality").
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, select, true
+from sqlalchemy import ColumnElement, case, func, literal, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from crm_postback.operations.diagnostics_scope import in_workspace
@@ -418,13 +420,22 @@ def _dropped_keys(
     session: Session, set_ids: list[int], since: datetime
 ) -> dict[int, dict[str, int]]:
     """Per event set, the kinds of match key dropped at the door in the window, by kind."""
+    # Most rows hold JSON null; what is not a list becomes an empty one inside the function's
+    # argument, so the statement is safe whatever order the planner evaluates it in.
     column = _triggers.c.dropped_keys
     if session.get_bind().dialect.name == "postgresql":
-        elements = func.jsonb_array_elements_text(column).table_valued("value")
-        is_list = func.jsonb_typeof(column) == "array"
+        as_list = case(
+            (func.jsonb_typeof(column) == "array", column), else_=literal_column("'[]'::jsonb")
+        )
+        elements = func.jsonb_array_elements_text(as_list).table_valued("value")
     else:
-        elements = func.json_each(column).table_valued("value")
-        is_list = func.json_type(column) == "array"
+        # json_type raises on text that is not JSON: json_valid is asked first.
+        as_list = case(
+            (func.json_valid(column) == 0, literal("[]")),
+            (func.json_type(column) == "array", column),
+            else_=literal("[]"),
+        )
+        elements = func.json_each(as_list).table_valued("value")
     statement = (
         select(_triggers.c.event_set_id, elements.c.value, func.count())
         .select_from(_triggers)
@@ -433,8 +444,6 @@ def _dropped_keys(
             *in_workspace(session, _triggers),
             _triggers.c.event_set_id.in_(set_ids),
             _triggers.c.received_at >= since,
-            column.isnot(None),
-            is_list,
         )
         .group_by(_triggers.c.event_set_id, elements.c.value)
     )

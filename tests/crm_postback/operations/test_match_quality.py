@@ -10,7 +10,7 @@ from itertools import count
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, null, select, text, update
 
 from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.operations.diagnostics import diagnose, diagnose_all
@@ -240,6 +240,34 @@ def test_dropped_keys_by_kind_most_first(db: str, make_event_set: Callable[..., 
     dropped = next(f for f in report.findings if f.code == "match_keys_dropped")
     assert "7 match key(s)" in dropped.title and "phone 5, ttclid 2" in dropped.title
     assert any("dropped at the door: phone 5, ttclid 2" in line for line in render_text(report))
+
+
+def test_dropped_keys_that_are_no_list_count_nothing_and_break_nothing(
+    db: str, make_event_set: Callable[..., int]
+) -> None:
+    """Whatever a row holds (JSON null, SQL NULL, a string, an object, a number, on SQLite
+    text that is not JSON), the one statement answers; only lists count. Nothing filters
+    those rows out before the function reads them, so the order of evaluation cannot matter."""
+    set_id = make_event_set()
+    add(set_id, 2, dropped=["phone"])
+    hostile: list[Any] = [None, null(), "phone", {"phone": 1}, 7, True, []]
+    for value in hostile:
+        add(set_id, 1)
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            last = session.scalar(select(func.max(Trigger.id)))
+            session.execute(update(Trigger).where(Trigger.id == last).values(dropped_keys=value))
+            session.commit()
+    if not db.startswith("postgresql"):
+        add(set_id, 1)
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            session.execute(
+                text("UPDATE triggers SET dropped_keys = 'not json' WHERE id = :id"),
+                {"id": session.scalar(select(func.max(Trigger.id)))},
+            )
+            session.commit()
+    quality = quality_of(set_id)
+    assert quality.dropped == {"phone": 2}
+    assert quality.events == 2 + len(hostile) + (0 if db.startswith("postgresql") else 1)
 
 
 def test_workspaces_are_isolated(db: str, make_event_set: Callable[..., int]) -> None:
