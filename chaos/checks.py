@@ -14,8 +14,10 @@ from psycopg import sql
 from chaos.load import LEAD_EVENT_SOURCE, LoadPlan, phone_national, raw_email, sha256_hex
 from chaos.pii import PiiScanner
 from chaos.services import ChaosDatabase
+from models import FINAL_STATUSES
 
-FINAL = ("delivered", "failed", "dead", "expired", "unmapped")
+# The outbox's own list: a status added there (no_match_key, consent_withdrawn) is final here.
+FINAL = FINAL_STATUSES
 OPEN_TRIGGER_STATUSES = ("received", "waiting_for_lead")
 SAMPLE = 10
 
