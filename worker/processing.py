@@ -19,7 +19,11 @@ from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
-from crm_postback.operations.postback_messages import consent_withdrawn_message
+from crm_postback.operations.postback_messages import (
+    ALREADY_IN_THE_OUTBOX,
+    MADE_TWICE_IN_THE_RUN,
+    consent_withdrawn_message,
+)
 from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.tiktok.events_payload import (
     NoMatchKey,
@@ -455,7 +459,7 @@ def _without_duplicates(
             continue
         if key in made:
             notes[row.trigger_id].append(
-                f"event {key[1]} with event_id {key[2]!r} is also made by trigger {made[key]} "
+                f"event {key[1]} with event_id {key[2]!r}{MADE_TWICE_IN_THE_RUN}{made[key]} "
                 "of the same run: TikTok would drop it as a duplicate; stored once"
             )
             continue
@@ -468,8 +472,8 @@ def _duplicate_note(key: PostbackKey, stored: StoredEvent | None) -> str:
     """Why the event was not stored again, and what to do when the stored one never left."""
     event = f"event {key[1]} with event_id {key[2]!r}"
     if stored is None:  # stored by another worker meanwhile; gone again by now
-        return f"{event} is already in the outbox: not stored again"
-    held = f"{event} is already in the outbox as postback {stored.id} ({stored.status})"
+        return f"{event}{ALREADY_IN_THE_OUTBOX}: not stored again"
+    held = f"{event}{ALREADY_IN_THE_OUTBOX} as postback {stored.id} ({stored.status})"
     if stored.status == PostbackStatus.DELIVERED:
         return f"{held}: TikTok has it; not stored again"
     if stored.status in REPLAYABLE:

@@ -24,6 +24,7 @@ from crm_postback.core.settings import get_settings
 from crm_postback.operations.diagnostics_delivery_findings import (
     not_sent_findings,
     outbox_findings,
+    reused_event_id_findings,
     tiktok_error_findings,
     waiting_findings,
 )
@@ -35,6 +36,7 @@ from crm_postback.operations.diagnostics_queries import (
     missing_property_attributes,
     open_events,
     outbox_statuses,
+    reused_event_ids,
     tiktok_errors,
     unmapped_triggers,
     waiting_triggers,
@@ -85,6 +87,7 @@ def diagnose(
     unmapped = unmapped_triggers(session, state.id, since, mappings.trigger_types)
     events = open_events(session, state.id, now)
     triggers = waiting_triggers(session, state.id, now)
+    reused = reused_event_ids(session, state.id, since)
 
     findings = [
         *event_set_findings(state, mappings),
@@ -95,6 +98,7 @@ def diagnose(
         *match_quality_findings(state.name, quality),
         *outbox_findings(state.name, window_days, statuses, age_limit),
         *not_sent_findings(state.name, window_days, statuses, quality),
+        *reused_event_id_findings(state.name, window_days, reused),
         *unmapped_findings(state.name, window_days, unmapped),
         *waiting_findings(state, events, triggers, stale_trigger_seconds),
     ]

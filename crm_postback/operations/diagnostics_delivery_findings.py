@@ -13,6 +13,7 @@ from crm_postback.operations.diagnostics_report import (
     Finding,
     OpenEvents,
     OutboxStatuses,
+    ReusedEventIds,
     Severity,
     TikTokErrors,
     WaitingTriggers,
@@ -27,6 +28,8 @@ from models import EventSetStatus, PostbackStatus, TriggerStatus
 HIGH_FAILURE_SHARE = 0.05
 PENDING_WARN_SECONDS = 3600  # an event waiting an hour: something holds it
 PENDING_CRITICAL_SECONDS = 24 * 3600  # half of TikTok's 48 h deduplication window
+# One caller event_id taken by this many triggers: not a re-send, an id that never changes.
+CONSTANT_EVENT_ID_TRIGGERS = 3
 
 
 def tiktok_error_findings(name: str, days: int, errors: TikTokErrors) -> list[Finding]:
@@ -188,6 +191,39 @@ def not_sent_findings(
             )
         )
     return found
+
+
+def reused_event_id_findings(name: str, days: int, reused: ReusedEventIds) -> list[Finding]:
+    """Triggers whose events were not stored because their caller event_id was taken."""
+    if not reused.triggers:
+        return []
+    examples = ", ".join(f"{event_id!r} {count} time(s)" for event_id, count in reused.most_taken)
+    title = (
+        f"{reused.triggers} trigger(s) in {days} days made no new event: their caller event_id "
+        f"was already used on this event set ({reused.distinct_ids} id(s); {examples})."
+    )
+    see = (
+        "Each trigger's error names the postback holding the id; where that one never reached "
+        "TikTok, `postback replay --id N` sends it."
+    )
+    if reused.most_taken[0][1] >= CONSTANT_EVENT_ID_TRIGGERS:
+        return [
+            Finding(
+                Severity.WARNING,
+                "event_id_reused",
+                title,
+                "The Pixel's event id is probably constant (or unset, like 'undefined'): "
+                "send each conversion's own id, the one the Pixel sent for it, or none. " + see,
+            )
+        ]
+    return [
+        Finding(
+            Severity.INFO,
+            "event_id_reused",
+            title,
+            f"Nothing to do if these were re-sent conversions. {see}",
+        )
+    ]
 
 
 def waiting_findings(

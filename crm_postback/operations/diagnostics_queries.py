@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, case, exists, func, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import InputRejected
@@ -26,12 +26,14 @@ from crm_postback.operations.diagnostics_report import (
     MissingAttributes,
     OpenEvents,
     OutboxStatuses,
+    ReusedEventIds,
     TikTokErrors,
     UnmappedTriggers,
     UnmappedType,
     WaitingTriggers,
 )
 from crm_postback.operations.diagnostics_scope import in_workspace
+from crm_postback.operations.postback_messages import EVENT_ID_TAKEN_NOTES
 from crm_postback.operations.retention import has_body
 from crm_postback.tiktok.response_outcomes import Outcome
 from mappings.resolve import MissingAttribute, missing_attributes
@@ -321,6 +323,32 @@ def open_events(session: Session, event_set_id: int, now: datetime) -> OpenEvent
         by_status=by_status,
         oldest_at=oldest,
         oldest_age_seconds=_age(now, oldest),
+    )
+
+
+def reused_event_ids(
+    session: Session, event_set_id: int, since: datetime, examples: int = 3
+) -> ReusedEventIds:
+    """Triggers received in the window with a caller event_id whose event was not stored
+    because that id was taken (the worker's note in `error`), and the ids taken most often."""
+    taken = or_(*(_triggers.c.error.contains(note) for note in EVENT_ID_TAKEN_NOTES))
+    rows = session.execute(
+        select(_triggers.c.event_id, func.count())
+        .where(
+            *in_workspace(session, _triggers),
+            _triggers.c.event_set_id == event_set_id,
+            _triggers.c.received_at >= since,
+            _triggers.c.event_id.is_not(None),
+            taken,
+        )
+        .group_by(_triggers.c.event_id)
+        .order_by(func.count().desc(), _triggers.c.event_id),
+        execution_options=FILTERED,
+    ).all()
+    return ReusedEventIds(
+        triggers=sum(int(count) for _, count in rows),
+        distinct_ids=len(rows),
+        most_taken=[(str(event_id), int(count)) for event_id, count in rows[:examples]],
     )
 
 

@@ -87,6 +87,16 @@ class EnabledMappings:
 
 
 @dataclass(frozen=True)
+class ReusedEventIds:
+    """Triggers of the window whose caller event_id was already taken (nothing stored for
+    that event), how many ids that was, and the ids taken most often with their counts."""
+
+    triggers: int
+    distinct_ids: int
+    most_taken: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class OutboxStatuses:
     """Outbox rows created in the window, by status."""
 

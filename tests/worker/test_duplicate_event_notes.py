@@ -20,6 +20,7 @@ from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postb
 from crm_postback.commands.unit_of_work import Actor
 from crm_postback.commands.withdraw_consent import WithdrawConsent, withdraw_consent
 from crm_postback.core.settings import get_settings
+from crm_postback.operations.diagnostics import diagnose
 from crm_postback.operations.replay import ReplaySelection
 from models import DEFAULT_WORKSPACE_ID, Postback, PostbackStatus, Role, Trigger, utcnow
 from models.db import session_scope
@@ -37,7 +38,7 @@ def db(request: pytest.FixtureRequest, make_event_set: Callable[..., int]) -> st
     return url
 
 
-def send(lead: str, **match_keys: Any) -> int:
+def send(lead: str, event_id: str = PIXEL_ID, **match_keys: Any) -> int:
     occurred = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     accepted = enqueue_trigger(
         {
@@ -45,7 +46,7 @@ def send(lead: str, **match_keys: Any) -> int:
             "lead_id": lead,
             "event_set": "acme",
             "occurred_at": occurred,
-            "event_id": PIXEL_ID,
+            "event_id": event_id,
             "match_keys": match_keys,
         }
     )
@@ -124,3 +125,42 @@ def test_a_withdrawn_leads_row_is_not_offered_for_replay(db: str) -> None:
     text = note(send("L-2", email="b@example.com"))
     assert f"postback {held.id} (consent_withdrawn), which is never sent" in text
     assert "replay" not in text
+
+
+def reused_finding() -> Any:
+    with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
+        set_id = session.scalar(select(Postback.event_set_id).limit(1))
+        assert set_id is not None
+        found = [f for f in diagnose(session, set_id).findings if f.code == "event_id_reused"]
+    return found[0] if found else None
+
+
+def test_diagnose_names_a_constant_pixel_event_id(db: str) -> None:
+    """A broken Pixel setup sends 'undefined' for every conversion: each trigger is accepted,
+    only the first makes an event. Diagnose says so, with the id and how often."""
+    for n in range(5):
+        send(f"L-{n}", event_id="undefined", email=f"{n}@example.com")
+    send("L-9", event_id="px-9", email="9@example.com")
+    send("L-9", event_id="px-9", email="9@example.com")  # the same conversion re-sent
+    assert len(postbacks()) == 2
+    finding = reused_finding()
+    assert finding is not None and finding.severity.value == "warning"
+    assert finding.title.startswith("5 trigger(s) in 14 days made no new event")
+    assert "(2 id(s); 'undefined' 4 time(s), 'px-9' 1 time(s))" in finding.title
+    assert "probably constant" in finding.fix and "replay --id N" in finding.fix
+
+
+def test_an_occasional_re_send_is_only_information_and_old_ones_do_not_count(db: str) -> None:
+    send("L-1", event_id="px-1", email="1@example.com")
+    again = send("L-1", event_id="px-1", email="1@example.com")
+    finding = reused_finding()
+    assert finding is not None and finding.severity.value == "info"
+    assert "probably constant" not in finding.fix
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        session.execute(
+            update(Trigger)
+            .where(Trigger.id == again)
+            .values(received_at=utcnow() - timedelta(days=15))
+        )
+        session.commit()
+    assert reused_finding() is None
