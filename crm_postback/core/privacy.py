@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Callable
 from itertools import islice, pairwise
 from typing import NamedTuple
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import phonenumbers
 
@@ -169,7 +169,9 @@ MAX_URL_LENGTH = 2048
 
 _US_ZIP_PLUS_FOUR = re.compile(r"[0-9]{5}-[0-9]{4}")
 _COUNTRY_CODE = re.compile(r"[a-z]{2}")
-_LOCALE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8}){0,7}")
+# language[-Script][-Region] only: no variants, extensions or private use (`en-x-jane-doe`,
+# `en-415-555-0188` would carry anything to TikTok as given).
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?")
 
 
 def _nfc_lower(field: str, raw: str, limit: int) -> str:
@@ -224,7 +226,8 @@ def normalize_zip_code(raw: str) -> str:
 
 
 def normalize_locale(raw: str) -> str:
-    """A BCP 47 language tag as given ("en-US"; "en_US" is written "en-US")."""
+    """A BCP 47 language tag as given ("en-US", "zh-Hant-TW", "es-419"; "en_US" is written
+    "en-US"): language, optional script and region, nothing else."""
     text = raw.strip()
     _too_long("locale", text, MAX_LOCALE_LENGTH)
     locale = text.replace("_", "-")
@@ -260,18 +263,102 @@ def hash_zip_code(raw: str) -> str:
     return _hashed(raw, normalize_zip_code)
 
 
-def _personal_query_value(value: str, default_region: str) -> bool:
-    return looks_like_email(value) or looks_like_phone(value, default_region)
-
-
 class PageUrl(NamedTuple):
     url: str
     ttclid: str | None  # the query's ttclid, when it has one
 
 
-def sanitize_page_url(field: str, raw: str, default_region: str) -> PageUrl:
-    """An http(s) URL without userinfo, fragment, or query parameters whose value looks like an
-    email address or a phone number; the other parameters are kept as written."""
+# Query parameters kept in a page URL: marketing ones, which name a campaign or a click, never a
+# person. Every other parameter is dropped (a form that submits by GET puts names, addresses,
+# emails and phones there under any name).
+CLICK_ID_PARAMETERS = frozenset(
+    {
+        "ttclid",  # TikTok
+        "gclid",  # Google Ads, and its iOS variants
+        "gbraid",
+        "wbraid",
+        "dclid",  # Google Display & Video
+        "fbclid",  # Meta
+        "msclkid",  # Microsoft Ads
+        "twclid",  # X
+        "li_fat_id",  # LinkedIn
+        "epik",  # Pinterest
+        "sccid",  # Snapchat
+        "yclid",  # Yandex
+    }
+)
+CAMPAIGN_PARAMETERS = frozenset(
+    {"campaign_id", "adgroup_id", "adset_id", "ad_id", "creative_id", "placement"}
+)
+CAMPAIGN_PREFIX = "utm_"  # utm_source, utm_medium, utm_campaign, utm_term, utm_content, ...
+MAX_KEPT_PARAMETERS = 20
+_DECODE_ROUNDS = 3  # "%2540" is "%40" once decoded, "@" twice
+_PHONE_RUN_SEPARATORS = frozenset(" +-.()")
+_DATE = re.compile(r"[0-9]{4}([-.])[0-9]{2}\1[0-9]{2}|[0-9]{2}([-.])[0-9]{2}\2[0-9]{4}")
+
+
+def _decoded(text: str) -> str:
+    """Percent-decoded until stable (a bounded number of rounds), then NFKC (the full-width at
+    sign U+FF20 is "@"). A literal "+" stays "+": a form writes "+1 415..." unencoded."""
+    for _ in range(_DECODE_ROUNDS):
+        once = unquote(text)
+        if once == text:
+            break
+        text = once
+    return unicodedata.normalize("NFKC", text)
+
+
+def _holds_phone_digits(text: str) -> bool:
+    """Somewhere in `text`, 7 to 15 digits in a row, spaces, "+", "-", ".", brackets between
+    them (E.164 has at most 15 digits; ids of 16 or more, as ad platforms' campaign ids, are
+    none). Dates (2024-03-01, 01.03.2024) are not. One pass over the text."""
+    run_start, digits = -1, 0
+    for index, char in enumerate(f"{text}\0"):
+        if "0" <= char <= "9":
+            if digits == 0:
+                run_start = index
+            digits += 1
+        elif char in _PHONE_RUN_SEPARATORS and digits:
+            continue
+        elif digits:
+            run = text[run_start:index].rstrip(" +-.(")
+            if 7 <= digits <= 15 and not _DATE.fullmatch(run):
+                return True
+            digits = 0
+    return False
+
+
+def _personal_text(decoded: str) -> bool:
+    """Could be an email address or a phone number: any "@", or phone-like digits."""
+    return "@" in decoded or _holds_phone_digits(decoded)
+
+
+def _kept_parameter(name: str, value: str) -> bool:
+    marketing = (
+        name in CLICK_ID_PARAMETERS
+        or name in CAMPAIGN_PARAMETERS
+        or name.startswith(CAMPAIGN_PREFIX)
+    )
+    return marketing and value.isprintable() and not _personal_text(value)
+
+
+def _kept_path(path: str) -> str:
+    """The path without `;parameters`, cut before the first segment that may be an email
+    address or a phone number (`/thanks/jane@example.com/done` is `/thanks`)."""
+    kept: list[str] = []
+    for segment in path.split("/"):
+        segment = segment.partition(";")[0]
+        if _personal_text(_decoded(segment)):
+            break
+        kept.append(segment)
+    return "/".join(kept) or ("/" if path else "")
+
+
+def sanitize_page_url(field: str, raw: str) -> PageUrl:
+    """An http(s) URL without userinfo, fragment or path parameters, its path cut before a
+    segment that may be an email or phone, and of its query only the marketing parameters
+    (click ids, `utm_*`, ad and campaign ids) whose value holds no email or phone; those are
+    kept as written. Linear in the URL's length (bounded by MAX_URL_LENGTH)."""
     text = raw.strip()
     _too_long(field, text, MAX_URL_LENGTH)
     try:
@@ -286,16 +373,16 @@ def sanitize_page_url(field: str, raw: str, default_region: str) -> PageUrl:
     kept: list[str] = []
     ttclid: str | None = None
     for item in parts.query.split("&") if parts.query else ():
+        if len(kept) == MAX_KEPT_PARAMETERS:
+            break
         name, _, value = item.partition("=")
-        value_text = unquote_plus(value)
-        if _personal_query_value(value_text, default_region) or _personal_query_value(
-            unquote_plus(name), default_region
-        ):
+        name_text, value_text = _decoded(name).strip().lower(), _decoded(value)
+        if not _kept_parameter(name_text, value_text):
             continue
-        if unquote_plus(name) == "ttclid" and value_text:
+        if name_text == "ttclid" and value_text:
             ttclid = value_text
         kept.append(item)
-    url = urlunsplit((parts.scheme.lower(), netloc, parts.path, "&".join(kept), ""))
+    url = urlunsplit((parts.scheme.lower(), netloc, _kept_path(parts.path), "&".join(kept), ""))
     if not url.isprintable():  # control characters (NUL among them) are never left unescaped
         raise MatchKeyError(field, "not a URL")
     return PageUrl(url, ttclid)

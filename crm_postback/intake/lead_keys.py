@@ -120,29 +120,31 @@ class _Door:
         return None
 
 
-def _identifier(door: _Door, name: str, raw: str | None) -> str | None:
+def _identifier(door: _Door, name: str, raw: str | None, where: str | None = None) -> str | None:
+    """The identifier key `name` as given, or None (dropped with a warning at `where`)."""
     value = (raw or "").strip()
     if not value:
         return None
+    where = where or name
     limit = _IDENTIFIER_LIMITS[name]
+    reason: str | None = None
     if len(value) > limit:
-        door.bad(name, f"longer than {limit} characters")
-        return None
-    if not jsontext.is_storable_text(value):
-        door.bad(name, UNSTORABLE_MESSAGE)
-        return None
-    if name == "tiktok_lead_id" and not _TIKTOK_LEAD_ID.fullmatch(value):
-        door.bad(name, "must be 1 to 64 letters, digits, '_' or '-'")
-        return None
-    reason = personal_data_reason(value, AS_MATCH_KEY)
+        reason = f"longer than {limit} characters"
+    elif not jsontext.is_storable_text(value):
+        reason = UNSTORABLE_MESSAGE
+    elif name == "tiktok_lead_id" and not _TIKTOK_LEAD_ID.fullmatch(value):
+        reason = "must be 1 to 64 letters, digits, '_' or '-'"
+    else:
+        reason = personal_data_reason(value, AS_MATCH_KEY)
     if reason is not None:
-        door.bad(name, reason)
+        door.bad(where, reason, name)
         return None
     return value
 
 
-def _page(door: _Door, keys: MatchKeys, default_region: str) -> tuple[str | None, ...]:
-    """(url, referrer, the url's ttclid), each sanitised; a bad one is dropped."""
+def _page(door: _Door, keys: MatchKeys) -> tuple[str | None, ...]:
+    """(url, referrer, the url's ttclid), each sanitised; a bad one is dropped. The url's
+    ttclid passes the checks of a ttclid given as a key (a warning at `page.url` else)."""
     found: dict[str, PageUrl | None] = {"url": None, "referrer": None}
     for part in found:
         raw = getattr(keys.page, part) if keys.page is not None else None
@@ -151,14 +153,12 @@ def _page(door: _Door, keys: MatchKeys, default_region: str) -> tuple[str | None
             found[part] = door.normalised(
                 where,
                 f"page_{part}",
-                partial(sanitize_page_url, where, raw, default_region),
+                partial(sanitize_page_url, where, raw),
             )
     url, referrer = found["url"], found["referrer"]
-    ttclid = url.ttclid if url is not None else None
-    if ttclid is not None and (
-        len(ttclid) > MAX_TTCLID_LENGTH or personal_data_reason(ttclid, AS_MATCH_KEY) is not None
-    ):
-        ttclid = None
+    ttclid = None
+    if url is not None and url.ttclid is not None:
+        ttclid = _identifier(door, "ttclid", url.ttclid, where="page.url")
     return (
         url.url if url is not None else None,
         referrer.url if referrer is not None else None,
@@ -213,7 +213,7 @@ def hash_match_keys(
         hashed.locale = door.normalised(
             "locale", "locale", lambda: normalize_locale(keys.locale or "")
         )
-    hashed.page_url, hashed.page_referrer, url_ttclid = _page(door, keys, default_region)
+    hashed.page_url, hashed.page_referrer, url_ttclid = _page(door, keys)
     if url_ttclid is not None:
         hashed.ttclid = url_ttclid  # the landing page's own click id wins (as Segment's)
     if strict and door.problems:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
-from crm_postback.api import enqueue_trigger, upsert_lead_keys
+from crm_postback.api import enqueue_trigger, enqueue_triggers, upsert_lead_keys
 from models import Lead, Trigger
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
@@ -89,7 +89,7 @@ def test_raw_names_and_address_parts_are_never_stored(
                 phone="+2132435345",
                 locale="en_US",
                 page={
-                    "url": "https://acme.example/o?e=zelda.secret%40privacy-test.example&x=1",
+                    "url": "https://acme.example/o?e=zelda.secret%40privacy-test.example&utm_source=tt",
                     "referrer": "https://www.tiktok.com/",
                 },
                 **RAW,
@@ -111,7 +111,7 @@ def test_raw_names_and_address_parts_are_never_stored(
         assert lead.country_hash == sha("us")
         assert lead.zip_code_hash == sha("97531")
         assert lead.locale == "en-US"
-        assert lead.page_url == "https://acme.example/o?x=1"
+        assert lead.page_url == "https://acme.example/o?utm_source=tt"
         assert lead.page_referrer == "https://www.tiktok.com/"
         row = session.scalars(select(Trigger)).one()
         assert (row.event_id, row.dropped_keys) == ("pixel-1", ["phone"])
@@ -145,6 +145,34 @@ def test_the_page_urls_ttclid_wins_over_the_one_given(backend: str) -> None:
     )
     with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(Lead.ttclid)).one() == "E.C.P.url"
+
+
+@pytest.mark.parametrize(
+    ("query", "warned"),
+    [
+        ("ttclid=abc%00def", False),  # NUL: not storable on PostgreSQL
+        ("ttclid=abc%0A%1B%5B31mdef", False),  # control characters: forged history lines
+        ("ttclid=" + "E" * 600, True),  # longer than a ttclid may be
+    ],
+)
+def test_a_poisoned_url_ttclid_never_fails_the_batch(
+    backend: str, query: str, warned: bool
+) -> None:
+    """A visitor of the landing page controls its URL: a ttclid there gets a ttclid key's
+    checks, and the batch around it is stored."""
+    poison = trigger("L-poison", email="p@example.com", page={"url": f"https://a.example/?{query}"})
+    items = enqueue_triggers(
+        [trigger("L-good-0", email="g0@example.com"), poison, trigger("L-good-1")]
+    )
+    assert [item.accepted is not None for item in items] == [True, True, True]
+    fields = [w.field for w in items[1].warnings]
+    assert fields == (["match_keys.page.url"] if warned else [])
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        lead = session.scalars(select(Lead).where(Lead.lead_ref == "L-poison")).one()
+        assert lead.ttclid is None
+        # Not printable once decoded: the parameter goes; only too long: the URL keeps it.
+        assert lead.page_url == (f"https://a.example/?{query}" if warned else "https://a.example/")
+        assert session.scalar(select(func.count()).select_from(Trigger)) == 3
 
 
 def test_parallel_upserts_of_one_lead_keep_one_row_with_every_kind(backend: str) -> None:
