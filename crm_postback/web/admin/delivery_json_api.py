@@ -1,4 +1,5 @@
-"""/admin/api/delivery and /admin/api/postbacks/replay: counts, TikTok's last errors, replay."""
+"""/admin/api/delivery, /admin/api/postbacks/replay and /admin/api/leads/{lead}/consent-withdrawal:
+counts, TikTok's last errors, replay, a lead's withdrawn consent."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from fastapi import APIRouter, Request
 
 from crm_postback.commands.lookups import MAX_BIG_ID, is_row_id, load_event_set
 from crm_postback.commands.replay_postbacks import ReplayPostbacks, replay_postbacks
+from crm_postback.commands.unit_of_work import Actor
+from crm_postback.commands.withdraw_consent import (
+    ConsentWithdrawn,
+    WithdrawConsent,
+    withdraw_consent,
+)
+from crm_postback.intake.trigger_schemas import parse_lead_ref
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import status_counts
 from crm_postback.web.admin.json_api_support import (
@@ -56,3 +64,26 @@ async def replay_api(request: Request, admin: ApiAdmin) -> Any:
     wanted = ReplayPostbacks.chosen_or_dead(ids, text_field(body, "event_set"))
     outcome = await in_thread(replay_postbacks, wanted, actor_of(admin))
     return {"requested": outcome.requested, "requeued": outcome.requeued}
+
+
+def _withdraw(lead: str, actor: Actor) -> ConsentWithdrawn:
+    return withdraw_consent(WithdrawConsent(parse_lead_ref(lead)), actor)
+
+
+@router.post(
+    "/leads/{lead_id:lead}/consent-withdrawal",
+    summary="Record that a lead withdrew consent: its waiting postbacks end consent_withdrawn "
+    "and nothing more is sent for it (editors and owners)",
+)
+async def consent_withdrawal_api(lead_id: str, admin: ApiAdmin) -> Any:
+    """The page's 'consent withdrawn' button. The lead id is URL-encoded (`/` as `%2F`); a
+    lead the workspace does not have is 404, whether another workspace has it or none. Not
+    reversible; calling again changes nothing (`already_withdrawn`)."""
+    outcome = await in_thread(_withdraw, lead_id, actor_of(admin))
+    return {
+        "status": "consent_withdrawn",
+        "consent_withdrawn_at": outcome.withdrawn_at.isoformat(),
+        "already_withdrawn": outcome.already_withdrawn,
+        "postbacks_stopped": outcome.postbacks_stopped,
+        "postbacks_in_flight": outcome.postbacks_in_flight,
+    }
