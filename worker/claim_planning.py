@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
 from crm_postback.core.token_vault import TokenUnavailable, open_token
+from crm_postback.operations.postback_messages import consent_withdrawn_message
 from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
 from models import EventSet, EventSetStatus, PostbackStatus
 from worker.retry import max_attempts
@@ -212,11 +213,6 @@ def plan_claim(
             request = sending[event_set.id] = (template, [])
         request[1].append((row, payload))
     return ClaimPlan(changes, list(sending.values()))
-
-
-def consent_withdrawn_message(withdrawn_at: datetime) -> str:
-    """Why a postback of a lead that withdrew consent was not sent (its history's text)."""
-    return f"the lead withdrew consent at {withdrawn_at.isoformat(timespec='seconds')}; not sent"
 
 
 def final_values(status: PostbackStatus, message: str) -> dict[str, Any]:
