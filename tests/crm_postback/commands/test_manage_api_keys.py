@@ -60,6 +60,7 @@ def test_create_stores_the_key_hashed_and_audits_its_name_and_prefix(sqlite_db: 
         "event_set_ids": None,
         "permissions": ["triggers:send", "leads:write", "postbacks:read"],
         "rate_limit": None,
+        "strict": False,
     }
     with session_scope(workspace=ALL_WORKSPACES) as session:
         assert session.scalars(select(AuditEntry.workspace_id)).all() == [DEFAULT_WORKSPACE_ID]
