@@ -91,8 +91,8 @@ def test_a_delivered_lifecycle_is_counted(ready: SimulatorControl) -> None:
     for n in range(3):
         enqueue_trigger(submitted(f"L-{n}", idempotency_key=f"k-{n}"))
     enqueue_trigger(submitted("L-0", idempotency_key="k-0"))  # the same again: a duplicate
-    with pytest.raises(Exception, match="email"):
-        enqueue_trigger(submitted("L-9", match_keys={"email": "not an address"}))
+    with pytest.raises(Exception, match="email"):  # strict: a bad key refuses the trigger
+        enqueue_trigger(submitted("L-9", match_keys={"email": "not an address"}), strict=True)
 
     assert (
         value("postback_triggers_received_total", workspace="default", result="accepted")
