@@ -340,7 +340,9 @@ def merge_lead_keys(
             select(Lead)
             .where(Lead.workspace_id == workspace_id, matches_any(session, Lead.lead_ref, existing))
             .order_by(Lead.lead_ref)  # one lock order for every writer: no deadlocks
-            .with_for_update()
+            # FOR NO KEY UPDATE: no wait for a worker reading these leads FOR KEY SHARE, and
+            # still one writer at a time with a consent withdrawal (FOR UPDATE).
+            .with_for_update(key_share=True)
         ).all()
     withdrawn: set[str] = set()
     for lead in found:

@@ -350,6 +350,19 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
     # models.db); the command empties the write-ahead log after the commit.
     workspace = workspace_of(session)
     result = ErasedLead(lead_ref=lead_ref, lead_found=False)
+    # Triggers before the lead, as a planning worker takes them (it holds its triggers and
+    # then reads their leads FOR KEY SHARE): the other order deadlocks with it.
+    of_trigger = and_(TRIGGERS.c.workspace_id == workspace, TRIGGERS.c.lead_ref == lead_ref)
+    of_postback = and_(POSTBACKS.c.workspace_id == workspace, POSTBACKS.c.lead_ref == lead_ref)
+    result.triggers_stopped = _count_update(
+        session,
+        update(TRIGGERS)
+        .where(of_trigger, TRIGGERS.c.status.in_(OPEN_TRIGGERS))
+        .values(status=TriggerStatus.FAILED, error=ERASED_REASON),
+    )
+    result.triggers = _count_update(
+        session, update(TRIGGERS).where(of_trigger).values(attributes={})
+    )
     lead = session.scalar(
         select(Lead)
         .where(Lead.workspace_id == workspace, Lead.lead_ref == lead_ref)
@@ -367,17 +380,6 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
         ]
         result.shared_with = _sharing(session, lead)
         session.delete(lead)
-    of_trigger = and_(TRIGGERS.c.workspace_id == workspace, TRIGGERS.c.lead_ref == lead_ref)
-    of_postback = and_(POSTBACKS.c.workspace_id == workspace, POSTBACKS.c.lead_ref == lead_ref)
-    result.triggers_stopped = _count_update(
-        session,
-        update(TRIGGERS)
-        .where(of_trigger, TRIGGERS.c.status.in_(OPEN_TRIGGERS))
-        .values(status=TriggerStatus.FAILED, error=ERASED_REASON),
-    )
-    result.triggers = _count_update(
-        session, update(TRIGGERS).where(of_trigger).values(attributes={})
-    )
     result.postbacks_stopped = _count_update(
         session,
         update(POSTBACKS)

@@ -243,3 +243,76 @@ def test_worker_reading_a_lead_being_withdrawn_sees_the_withdrawal(
     may_commit.set()
     assert_promise_kept(result, sent_ids(worker.outcome()))
     assert postbacks()["L-0"].status == PostbackStatus.CONSENT_WITHDRAWN
+
+
+class PauseBefore:
+    """Stops the thread that `enter`ed it right before its first statement reading `leads`
+    (a worker that has locked its triggers) until `resume` is set."""
+
+    def __init__(self) -> None:
+        self.reached, self.resume = threading.Event(), threading.Event()
+        self.thread: int | None = None
+
+    def enter(self) -> None:
+        self.thread = threading.get_ident()
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        reads_leads = statement.lstrip().upper().startswith("SELECT") and "FROM leads" in statement
+        if threading.get_ident() == self.thread and reads_leads and not self.reached.is_set():
+            self.reached.set()
+            assert self.resume.wait(WAIT)
+
+
+def test_erasing_a_lead_a_worker_is_planning_waits_instead_of_deadlocking(
+    pg_db: str, make_event_set: Callable[..., int]
+) -> None:
+    """The worker holds its triggers, then reads their leads FOR KEY SHARE; an erasure that
+    locked the lead first and then updated those triggers would deadlock with it (PostgreSQL
+    aborts one side). It takes the triggers first, so it waits for the worker and erases."""
+    from crm_postback.commands.erase_lead import EraseLead, erase_lead
+
+    make_event_set()
+    occurred = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    [trigger_id] = [
+        enqueue_trigger(
+            {
+                "type": "lead.submitted",
+                "lead_id": "L-0",
+                "event_set": "acme",
+                "occurred_at": occurred,
+                "match_keys": {"email": "zero@example.com"},
+            }
+        ).trigger_id
+    ]
+    pause = PauseBefore()
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", pause)
+    settings = get_settings()
+
+    def work() -> int:
+        pause.enter()
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            now = utcnow()
+            resolved = processing.resolve_triggers(session, [trigger_id], settings, now)
+            processing.insert_claimed(session, resolved, settings, now)
+            session.commit()
+            return resolved.taken
+
+    owner = Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER)
+    try:
+        worker = Side(work)
+        worker.start()
+        assert pause.reached.wait(WAIT), "the worker never read its leads"
+        erasure = Side(lambda: erase_lead(EraseLead("L-0"), owner))
+        erasure.start()
+        until(lambda: erasure.done.is_set() or waiting_on_a_lock(pg_db), "the erasure")
+        pause.resume.set()
+        assert worker.outcome() == 1
+        erased = erasure.outcome()
+    finally:
+        pause.resume.set()
+        event.remove(engine, "before_cursor_execute", pause)
+    assert erased.lead_found
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        [row] = session.scalars(select(Postback)).all()
+    assert row.payload is None  # the erasure ran after the worker's rows were committed
