@@ -299,7 +299,7 @@ def replay_command(
     event_set: Annotated[str | None, typer.Option(help="Event set name or ID")] = None,
     code: Annotated[int | None, typer.Option(help="Last TikTok code, e.g. 40002")] = None,
     status: Annotated[
-        list[str] | None, typer.Option(help="dead, failed, expired (default: all three)")
+        list[str] | None, typer.Option(help="dead, failed, expired, no_match_key (default: all four)")
     ] = None,
     since: Annotated[datetime | None, typer.Option(help="Created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, typer.Option(help="Created before (ISO 8601)")] = None,
@@ -307,8 +307,8 @@ def replay_command(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed")] = False,
     workspace: WorkspaceOption = DEFAULT_WORKSPACE_NAME,
 ) -> None:
-    """Re-queue dead, failed or expired postbacks of the workspace (same event_id, refreshed
-    match keys)."""
+    """Re-queue dead, failed, expired or no_match_key postbacks of the workspace (same event_id,
+    refreshed match keys)."""
     from crm_postback.commands.replay_postbacks import (
         ReplayPostbacks,
         count_replay,
