@@ -299,7 +299,8 @@ def replay_command(
     event_set: Annotated[str | None, typer.Option(help="Event set name or ID")] = None,
     code: Annotated[int | None, typer.Option(help="Last TikTok code, e.g. 40002")] = None,
     status: Annotated[
-        list[str] | None, typer.Option(help="dead, failed, expired, no_match_key (default: all four)")
+        list[str] | None,
+        typer.Option(help="dead, failed, expired, no_match_key (default: all four)"),
     ] = None,
     since: Annotated[datetime | None, typer.Option(help="Created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, typer.Option(help="Created before (ISO 8601)")] = None,
