@@ -17,13 +17,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from starlette.convertors import PathConvertor, register_url_convertor
 
 from crm_postback.api import IntakeScope, enqueue_triggers, upsert_lead_keys
 from crm_postback.configuration.api_keys import Caller
 from crm_postback.core.errors import InputRejected
 from crm_postback.intake.trigger_schemas import TriggerIn, Unrepresentable, parse_lead_ref
 from crm_postback.operations.postback_reports import LeadHistory, find_lead_history
+from crm_postback.web import lead_paths  # noqa: F401 - registers the lead path convertors
 from crm_postback.web.auth import HistoryReaderDep, LeadWriterDep, SenderDep
 from crm_postback.web.body import parse_body
 from crm_postback.web.errors import RequestRejected, problems_from_fields
@@ -42,22 +42,6 @@ from models.db import session_scope
 
 router = APIRouter(tags=["ingest"])
 
-
-class LeadIdConvertor(PathConvertor):
-    """Any lead id, including "/" (sent as %2F) and control characters."""
-
-    regex = r"(?s:.+)"
-
-
-class UpsertLeadIdConvertor(PathConvertor):
-    """As LeadIdConvertor, except that PUT .../{id}/postbacks (or /consent-withdrawal) is not
-    a lead named "{id}/postbacks" but a method that route does not allow (405)."""
-
-    regex = r"(?s:(?!.*/(?:postbacks|consent-withdrawal)\Z).+)"
-
-
-register_url_convertor("lead", LeadIdConvertor())
-register_url_convertor("upsert_lead", UpsertLeadIdConvertor())
 
 LeadId = Annotated[
     str,

@@ -19,6 +19,7 @@ from crm_postback.commands.unit_of_work import Actor
 from crm_postback.commands.withdraw_consent import WithdrawConsent, withdraw_consent
 from crm_postback.configuration.api_keys import Caller
 from crm_postback.intake.trigger_schemas import parse_lead_ref
+from crm_postback.web import lead_paths  # noqa: F401 - registers the lead path convertors
 from crm_postback.web.auth import LeadWriterDep
 from crm_postback.web.errors import RequestRejected
 from crm_postback.web.ingest import (

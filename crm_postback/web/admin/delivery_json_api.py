@@ -19,6 +19,7 @@ from crm_postback.commands.withdraw_consent import (
 from crm_postback.intake.trigger_schemas import parse_lead_ref
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import status_counts
+from crm_postback.web import lead_paths  # noqa: F401 - registers the lead path convertors
 from crm_postback.web.admin.json_api_support import (
     API_ERRORS,
     ApiAdmin,
