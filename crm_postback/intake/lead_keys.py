@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from ipaddress import ip_address
@@ -294,23 +294,6 @@ WITHDRAWN_WARNING = FieldError("match_keys", "the lead withdrew consent; keys no
 WITHDRAWN_TRIGGER_WARNING = FieldError(
     "lead_id", "the lead withdrew consent; nothing is sent for this trigger"
 )
-
-
-def withdrawn_leads(session: Session, workspace_id: int, lead_refs: Collection[str]) -> set[str]:
-    """Which of the workspace's leads withdrew consent (one statement)."""
-    if not lead_refs:
-        return set()
-    refs = sorted(lead_refs)
-    with planned_for_its_parameters(session):
-        return set(
-            session.scalars(
-                select(Lead.lead_ref).where(
-                    Lead.workspace_id == workspace_id,
-                    matches_any(session, Lead.lead_ref, refs),
-                    Lead.consent_withdrawn_at.isnot(None),
-                )
-            )
-        )
 
 
 def merge_lead_keys(

@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, or_, select, tuple_
+from sqlalchemy import Boolean, bindparam, literal_column, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from crm_postback.core.errors import FieldError, InputRejected
@@ -20,10 +20,9 @@ from crm_postback.intake.lead_keys import (
     HashedKeys,
     hash_match_keys,
     merge_lead_keys,
-    withdrawn_leads,
 )
 from crm_postback.intake.trigger_schemas import TriggerIn
-from models import EventSet, Trigger, TriggerStatus, utcnow
+from models import EventSet, Lead, Trigger, TriggerStatus, utcnow
 from models.bulk import bulk_insert
 from models.workspace_scope import FILTERED_OPTION, workspace_of
 
@@ -119,17 +118,11 @@ def accept_triggers(
             )
         )
     keys_refused = merge_lead_keys(session, workspace_id, keys_by_lead)
-    # The merge has read (and locked) the leads that came with keys; the others are looked up.
-    lead_of = {index: triggers[index].trigger.lead_id for index, _ in rows}
-    withdrawn = keys_refused | withdrawn_leads(
-        session, workspace_id, set(lead_of.values()) - set(keys_by_lead)
-    )
-    for index, lead_ref in lead_of.items():
-        if lead_ref in withdrawn:
+    for index, (accepted, lead_withdrew) in _insert_once(session, rows).items():
+        if lead_withdrew:
             if keyed.get(index) in keys_refused:
                 warnings.setdefault(index, []).append(WITHDRAWN_WARNING)
             warnings.setdefault(index, []).append(WITHDRAWN_TRIGGER_WARNING)
-    for index, accepted in _insert_once(session, rows).items():
         outcomes[index] = replace(
             accepted,
             warnings=tuple(warnings.get(index, ())),
@@ -139,6 +132,20 @@ def accept_triggers(
 
 
 _EVENT_SETS = EventSet.__table__
+_TRIGGERS = Trigger.__table__
+_LEADS = Lead.__table__
+# Read with the trigger's own INSERT (and the read-back of a duplicate), so asking costs no
+# statement of its own. The merge has locked the leads that came with keys; for the others a
+# withdrawal committing just after is caught by the worker, which reads the lead again.
+# SQLAlchemy does not correlate a subquery in RETURNING with the inserted table (it would add
+# the table to the subquery's FROM), hence the text.
+_LEAD_WITHDREW_CONSENT = literal_column(
+    f"EXISTS (SELECT 1 FROM {_LEADS.name}"
+    f" WHERE {_LEADS.name}.workspace_id = {_TRIGGERS.name}.workspace_id"
+    f" AND {_LEADS.name}.lead_ref = {_TRIGGERS.name}.lead_ref"
+    f" AND {_LEADS.name}.consent_withdrawn_at IS NOT NULL)",
+    Boolean(),
+).label("lead_withdrew_consent")
 # Built once: constructing this statement per call cost more than running it.
 _EVENT_SETS_BY_REFERENCE = (
     select(_EVENT_SETS.c.id, _EVENT_SETS.c.name, _EVENT_SETS.c.source_id)
@@ -168,8 +175,9 @@ def _event_set_ids(session: Session, workspace_id: int, references: set[str]) ->
 
 def _insert_once(
     session: Session, rows: list[tuple[int, dict[str, object]]]
-) -> dict[int, AcceptedTrigger]:
-    """Inserts triggers whose (event set, idempotency key) is new; others map to the first."""
+) -> dict[int, tuple[AcceptedTrigger, bool]]:
+    """Inserts triggers whose (event set, idempotency key) is new; others map to the first.
+    Each answer comes with whether the trigger's lead withdrew consent."""
     if not rows:
         return {}
     first_index: dict[tuple[object, object], int] = {}
@@ -181,32 +189,42 @@ def _insert_once(
         if first_index[(row["event_set_id"], row["idempotency_key"])] == index
     ]
     received_at = utcnow()
-    inserted = {
-        (r.event_set_id, r.idempotency_key): r.id
+    stored = {
+        (r.event_set_id, r.idempotency_key): r
         for r in bulk_insert(
             session,
-            Trigger.__table__,
+            _TRIGGERS,
             [{**row, "received_at": received_at} for row in fresh],
-            returning=(Trigger.id, Trigger.event_set_id, Trigger.idempotency_key),
+            returning=(
+                _TRIGGERS.c.id,
+                _TRIGGERS.c.event_set_id,
+                _TRIGGERS.c.idempotency_key,
+                _LEAD_WITHDREW_CONSENT,
+            ),
             ignore_conflicts=True,
         )
     }
+    inserted = set(stored)
     missing = [key for key in first_index if key not in inserted]
-    existing: dict[tuple[object, object], int] = {}
     if missing:
-        existing = {
-            (r.event_set_id, r.idempotency_key): r.id
+        stored.update(
+            ((r.event_set_id, r.idempotency_key), r)
             for r in session.execute(
-                select(Trigger.id, Trigger.event_set_id, Trigger.idempotency_key).where(
-                    tuple_(Trigger.event_set_id, Trigger.idempotency_key).in_(missing)
-                )
+                select(
+                    Trigger.id,
+                    Trigger.event_set_id,
+                    Trigger.idempotency_key,
+                    _LEAD_WITHDREW_CONSENT,
+                ).where(tuple_(Trigger.event_set_id, Trigger.idempotency_key).in_(missing))
             )
-        }
-    answers: dict[int, AcceptedTrigger] = {}
+        )
+    answers: dict[int, tuple[AcceptedTrigger, bool]] = {}
     for index, row in rows:
         key = (row["event_set_id"], row["idempotency_key"])
-        if key in inserted:
-            answers[index] = AcceptedTrigger(inserted[key], duplicate=first_index[key] != index)
-        else:
-            answers[index] = AcceptedTrigger(existing[key], duplicate=True)
+        found = stored[key]
+        duplicate = key not in inserted or first_index[key] != index
+        answers[index] = (
+            AcceptedTrigger(found.id, duplicate=duplicate),
+            bool(found.lead_withdrew_consent),
+        )
     return answers

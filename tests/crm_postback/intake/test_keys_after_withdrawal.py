@@ -121,6 +121,24 @@ def test_in_one_batch_only_the_withdrawn_leads_keys_are_refused(ready: Simulator
     assert keys_of("L-2")["phone_hashes"] == [phone] and keys_of("L-3")["phone_hashes"] == [phone]
 
 
+def test_a_large_batch_with_repeats_names_exactly_the_withdrawn_leads_triggers(
+    ready: SimulatorControl,
+) -> None:
+    # Past the size where PostgreSQL gets the array form of the insert; the repeats are
+    # answered from the read-back of the stored rows, which must say the same.
+    withdrawn_lead("L-1")
+    batch = [
+        trigger_body("lead.sold", "L-1" if n % 3 == 0 else f"L-{n + 100}", idempotency_key=f"k{n}")
+        for n in range(80)
+    ]
+    first = enqueue_triggers(batch)
+    again = enqueue_triggers(batch[:40] + [trigger_body("lead.sold", "L-1", idempotency_key="n")])
+    expected = [[TRIGGER_WARNING] if n % 3 == 0 else [] for n in range(80)]
+    assert [pairs(item.warnings) for item in first] == expected
+    assert [pairs(item.warnings) for item in again] == expected[:40] + [[TRIGGER_WARNING]]
+    assert [item.accepted.duplicate for item in again if item.accepted] == [True] * 40 + [False]
+
+
 def test_an_upsert_for_a_withdrawn_lead_stores_nothing(ready: SimulatorControl) -> None:
     before = withdrawn_lead()
     answer = upsert_lead_keys("L-1", NEW_KEYS, limited_data_use=True)
