@@ -132,10 +132,10 @@ def test_a_large_batch_with_repeats_names_exactly_the_withdrawn_leads_triggers(
         for n in range(80)
     ]
     first = enqueue_triggers(batch)
-    again = enqueue_triggers(batch[:40] + [trigger_body("lead.sold", "L-1", idempotency_key="n")])
+    again = enqueue_triggers([*batch[:40], trigger_body("lead.sold", "L-1", idempotency_key="n")])
     expected = [[TRIGGER_WARNING] if n % 3 == 0 else [] for n in range(80)]
     assert [pairs(item.warnings) for item in first] == expected
-    assert [pairs(item.warnings) for item in again] == expected[:40] + [[TRIGGER_WARNING]]
+    assert [pairs(item.warnings) for item in again] == [*expected[:40], [TRIGGER_WARNING]]
     assert [item.accepted.duplicate for item in again if item.accepted] == [True] * 40 + [False]
 
 
