@@ -3,6 +3,7 @@ audited, cleared back to the event source's default, and refused when not a sane
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from crm_postback.core.errors import InputRejected
 from models import DEFAULT_WORKSPACE_ID, EventSet, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import TOKEN  # type: ignore[import-not-found]
+from tests.crm_postback.commands.conftest import add_acme  # type: ignore[import-not-found]
 from tests.crm_postback.commands.faces import (  # type: ignore[import-not-found]
     Face,
     audit_since,
@@ -137,12 +138,9 @@ def test_nan_and_infinity_are_refused_by_the_command(
 
 
 def test_add_with_the_settings(face: Face) -> None:
-    if face.name == "cli":
-        code, out = face.cli(
-            "event-set",
-            "add",
-            "--name",
-            "acme",
+    answer = add_acme(
+        face,
+        cli_options=[
             "--kind",
             "web",
             "--event-set-id",
@@ -150,36 +148,25 @@ def test_add_with_the_settings(face: Face) -> None:
             "--limited-data-use",
             "--max-event-age-days",
             "2.5",
-            input=f"{TOKEN}\n",
-        )
-        assert code == 0, out
-        assert "limited_data_use=true max_event_age_days=2.5" in out
-    elif face.name == "page":
-        response = face.post_form(
-            "/event-sets/new",
-            name="acme",
-            event_set_id="CPIXEL0000000001",
-            kind="web",
-            access_token=TOKEN,
-            lead_event_source="crm-postback",
-            limited_data_use="on",
-            max_event_age_days="2.5",
-        )
-        assert response.status_code == 303, response.text
-    else:
-        response = face.api.post(
-            "/admin/api/event-sets",
-            json={
-                "name": "acme",
-                "event_set_id": "CPIXEL0000000001",
-                "kind": "web",
-                "access_token": TOKEN,
-                "limited_data_use": True,
-                "max_event_age_days": 2.5,
-            },
-        )
-        assert response.status_code == 201, response.text
-        assert response.json()["effective_max_event_age_days"] == 2.5
+        ],
+        form={
+            "event_set_id": "CPIXEL0000000001",
+            "kind": "web",
+            "lead_event_source": "crm-postback",
+            "limited_data_use": "on",
+            "max_event_age_days": "2.5",
+        },
+        body={
+            "event_set_id": "CPIXEL0000000001",
+            "kind": "web",
+            "limited_data_use": True,
+            "max_event_age_days": 2.5,
+        },
+    )
+    if face.name == "cli":
+        assert "limited_data_use=true max_event_age_days=2.5" in answer
+    elif face.name == "api":
+        assert json.loads(answer)["effective_max_event_age_days"] == 2.5
     assert settings_of() == (True, 2.5)
 
 

@@ -31,6 +31,7 @@ from models import DEFAULT_WORKSPACE_ID, EventSet, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
+from tests.crm_postback.commands.conftest import add_acme  # type: ignore[import-not-found]
 from tests.crm_postback.commands.faces import (  # type: ignore[import-not-found]
     Face,
     audit_since,
@@ -55,12 +56,9 @@ def masked(token: str) -> str:
 
 def test_add(face: Face) -> None:
     mark = last_audit_id()
-    if face.name == "cli":
-        code, out = face.cli(
-            "event-set",
-            "add",
-            "--name",
-            "acme",
+    add_acme(
+        face,
+        cli_options=[
             "--event-set-id",
             EVENT_SET_ID,
             "--crm-name",
@@ -69,35 +67,22 @@ def test_add(face: Face) -> None:
             "7000000001",
             "--currency",
             "usd",
-            input=f"{TOKEN}\n",
-        )
-        assert code == 0, out
-    elif face.name == "page":
-        response = face.post_form(
-            "/event-sets/new",
-            name="acme",
-            event_set_id=EVENT_SET_ID,
-            kind="crm",
-            access_token=TOKEN,
-            advertiser_id="7000000001",
-            lead_event_source="AcmeLeads",
-            currency="usd",
-            test_event_code="",
-        )
-        assert response.status_code == 303, response.text
-    else:
-        response = face.api.post(
-            "/admin/api/event-sets",
-            json={
-                "name": "acme",
-                "event_set_id": EVENT_SET_ID,
-                "access_token": TOKEN,
-                "advertiser_id": "7000000001",
-                "lead_event_source": "AcmeLeads",
-                "default_currency": "usd",
-            },
-        )
-        assert response.status_code == 201, response.text
+        ],
+        form={
+            "event_set_id": EVENT_SET_ID,
+            "kind": "crm",
+            "advertiser_id": "7000000001",
+            "lead_event_source": "AcmeLeads",
+            "currency": "usd",
+            "test_event_code": "",
+        },
+        body={
+            "event_set_id": EVENT_SET_ID,
+            "advertiser_id": "7000000001",
+            "lead_event_source": "AcmeLeads",
+            "default_currency": "usd",
+        },
+    )
     expected = {
         "name": "acme",
         "kind": "crm",
