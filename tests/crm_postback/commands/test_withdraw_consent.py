@@ -35,6 +35,7 @@ from models import (
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import trigger_body  # type: ignore[import-not-found]
+from tests.crm_postback.web.admin.conftest import acme_live  # type: ignore[import-not-found]  # noqa: F401
 from worker import delivery, processing
 from worker.tasks import sweep_due_postbacks
 
@@ -63,13 +64,10 @@ def resolve_stored(trigger_ids: list[int]) -> list[int]:
     return processed.ready
 
 
+@pytest.mark.usefixtures("acme_live")
 def test_retrying_postbacks_end_withdrawn_and_none_arrives_after(
-    any_db: str,
-    simulator: SimulatorControl,
-    eager: None,
-    make_event_set: Callable[..., int],
+    any_db: str, simulator: SimulatorControl
 ) -> None:
-    make_event_set()
     simulator.set_faults(http_5xx_rate=1.0)
     enqueue_trigger(trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
     enqueue_trigger(trigger_body("lead.sold", "L-1", attributes={"value": 5}))
@@ -96,13 +94,8 @@ def test_retrying_postbacks_end_withdrawn_and_none_arrives_after(
     assert simulator.count_events() == 1  # L-2's only
 
 
-def test_triggers_of_a_withdrawn_lead_never_send(
-    any_db: str,
-    simulator: SimulatorControl,
-    eager: None,
-    make_event_set: Callable[..., int],
-) -> None:
-    make_event_set()
+@pytest.mark.usefixtures("acme_live")
+def test_triggers_of_a_withdrawn_lead_never_send(any_db: str, simulator: SimulatorControl) -> None:
     enqueue_trigger(trigger_body("lead.submitted", "L-1", match_keys={"email": "a@example.com"}))
     assert simulator.count_events() == 1
     withdraw_consent(WithdrawConsent("L-1"), EDITOR)

@@ -17,10 +17,12 @@ from fastapi.testclient import TestClient
 
 from crm_postback.configuration.admin_accounts import add_member_in, create_token, create_user
 from crm_postback.configuration.workspaces import add_workspace, find_workspace
+from crm_postback.simulator import SimulatorControl
 from crm_postback.web.app import create_app
 from models import DEFAULT_WORKSPACE_NAME, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
+from tests.conftest import trigger_body  # type: ignore[import-not-found]
 
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -112,6 +114,25 @@ def api_client(username: str, workspace: str | None = None) -> TestClient:
     if workspace is not None:
         headers["X-Workspace"] = workspace
     return TestClient(create_app(), headers=headers)
+
+
+def submitted(lead: str, event_set: str = "acme") -> dict[str, object]:
+    """A `lead.submitted` trigger of `lead`, five minutes ago, with an email key."""
+    return trigger_body("lead.submitted", lead, event_set, match_keys={"email": "a@example.com"})
+
+
+@pytest.fixture
+def acme_live(
+    request: pytest.FixtureRequest,
+    simulator: SimulatorControl,
+    eager: None,
+    make_event_set: Callable[..., int],
+) -> None:
+    """The event set "acme", whose postbacks go out as they are queued (tasks run inline) to
+    the simulator; made on the test's database: any_db's when the test asks for it, else
+    SQLite."""
+    request.getfixturevalue("any_db" if "any_db" in request.fixturenames else "sqlite_db")
+    make_event_set()
 
 
 @pytest.fixture

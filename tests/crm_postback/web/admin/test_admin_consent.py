@@ -4,8 +4,8 @@ the lead's history shows the new state and the postbacks that were stopped."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -17,17 +17,8 @@ from models.workspace_scope import ALL_WORKSPACES
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
     flashes,
     login,
+    submitted,
 )
-
-
-def submitted(lead: str) -> dict[str, object]:
-    return {
-        "type": "lead.submitted",
-        "lead_id": lead,
-        "event_set": "acme",
-        "occurred_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-        "match_keys": {"email": "a@example.com"},
-    }
 
 
 def withdrawn(lead: str) -> bool:
@@ -36,14 +27,10 @@ def withdrawn(lead: str) -> bool:
         return row.consent_withdrawn_at is not None
 
 
+@pytest.mark.usefixtures("acme_live")
 def test_an_editor_withdraws_consent_from_the_leads_history(
-    browser: TestClient,
-    make_user: Callable[..., int],
-    simulator: SimulatorControl,
-    eager: None,
-    make_event_set: Callable[..., int],
+    browser: TestClient, make_user: Callable[..., int], simulator: SimulatorControl
 ) -> None:
-    make_event_set()
     simulator.set_faults(http_5xx_rate=1.0)
     enqueue_trigger(submitted("L-1"))
     make_user("ed", role="editor")
@@ -67,14 +54,10 @@ def test_an_editor_withdraws_consent_from_the_leads_history(
     assert 'data-status="consent_withdrawn">1<' in counts
 
 
+@pytest.mark.usefixtures("acme_live")
 def test_a_viewer_sees_no_button_and_is_refused(
-    browser: TestClient,
-    make_user: Callable[..., int],
-    simulator: SimulatorControl,
-    eager: None,
-    make_event_set: Callable[..., int],
+    browser: TestClient, make_user: Callable[..., int]
 ) -> None:
-    make_event_set()
     enqueue_trigger(submitted("L-1"))
     make_user("vic", role="viewer")
     csrf = login(browser, "vic")
@@ -86,14 +69,10 @@ def test_a_viewer_sees_no_button_and_is_refused(
     assert not withdrawn("L-1")
 
 
+@pytest.mark.usefixtures("acme_live")
 def test_unknown_lead_is_404_and_a_missing_csrf_token_changes_nothing(
-    browser: TestClient,
-    make_user: Callable[..., int],
-    simulator: SimulatorControl,
-    eager: None,
-    make_event_set: Callable[..., int],
+    browser: TestClient, make_user: Callable[..., int]
 ) -> None:
-    make_event_set()
     enqueue_trigger(submitted("L-1"))
     make_user("owen")
     csrf = login(browser, "owen")

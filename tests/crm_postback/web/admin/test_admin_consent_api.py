@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import select
 
 from crm_postback.api import enqueue_trigger
@@ -13,17 +14,13 @@ from crm_postback.simulator import SimulatorControl
 from models import AuditEntry, Lead, Postback, PostbackStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import trigger_body  # type: ignore[import-not-found]
 from tests.crm_postback.web.admin.conftest import (  # type: ignore[import-not-found]
     api_client,
     ensure_workspace,
+    submitted,
 )
 
 PATH = "/admin/api/leads/{}/consent-withdrawal"
-
-
-def submitted(lead: str, event_set: str = "acme") -> dict[str, object]:
-    return trigger_body("lead.submitted", lead, event_set, match_keys={"email": "a@example.com"})
 
 
 def withdrawn_at(lead: str) -> list[object]:
@@ -37,13 +34,10 @@ def statuses(lead: str) -> list[str]:
         return list(session.scalars(query))
 
 
+@pytest.mark.usefixtures("acme_live")
 def test_an_editor_withdraws_and_a_second_call_changes_nothing(
-    make_user: Callable[..., int],
-    simulator: SimulatorControl,
-    eager: None,
-    make_event_set: Callable[..., int],
+    make_user: Callable[..., int], simulator: SimulatorControl
 ) -> None:
-    make_event_set()
     simulator.set_faults(http_5xx_rate=1.0)  # the postback waits on the retry ladder
     enqueue_trigger(submitted("acme/L 1"))
     make_user("ed", role="editor")
