@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from models.db import build_engine
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
-from tests.conftest import PG_ADMIN_URL, RUN_ID, require_service  # type: ignore[import-not-found]
 
 NOW = "2024-01-01 00:00:00.000000"
 WORKSPACE_TABLES = (
@@ -26,28 +22,11 @@ WORKSPACE_TABLES = (
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def at_0006(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def at_0006(empty_database: str) -> str:
     """An empty database migrated to 0006, the last revision without workspaces."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-        upgrade(url, "0006")
-        yield url
-        return
-    require_service(
-        f"PostgreSQL at {PG_ADMIN_URL}", lambda: create_engine(PG_ADMIN_URL).connect().close()
-    )
-    name = f"postback_m7_{RUN_ID}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url, "0006")
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    upgrade(empty_database, "0006")
+    return empty_database
 
 
 def _old_install(engine: Engine) -> None:

@@ -3,16 +3,12 @@ its rows, makes postbacks unique by (event set, event name, event id), and goes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from models.db import build_engine
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
-from tests.conftest import PG_ADMIN_URL, RUN_ID, require_service  # type: ignore[import-not-found]
 
 NOW = "2024-01-01 00:00:00.000000"
 INSERT_POSTBACK = (
@@ -22,28 +18,12 @@ INSERT_POSTBACK = (
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def at_0007(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def at_0007(empty_database: str) -> str:
     """A database at 0007 holding one event set, lead, trigger, delivered postback, key."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    else:
-        require_service(
-            f"PostgreSQL at {PG_ADMIN_URL}", lambda: create_engine(PG_ADMIN_URL).connect().close()
-        )
-        name = f"postback_m8_{RUN_ID}"
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url, "0007")
-    _install_of_0007(build_engine(url, one_shot=True))
-    yield url
-    if request.param == "postgres":
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    upgrade(empty_database, "0007")
+    _install_of_0007(build_engine(empty_database, one_shot=True))
+    return empty_database
 
 
 def _install_of_0007(engine: Engine) -> None:
