@@ -170,13 +170,9 @@ def _check_event(
     if not isinstance(event, dict):
         return _param(f"{where}: {_NOT_OBJECT}")
 
-    if "event" not in event:
-        return _param(f"{where}.event: {_MISSING}")
-    name = event["event"]
-    if not isinstance(name, str):
-        return _param(f"{where}.event: {_NOT_STRING}")
-    if not name:
-        return _param(f"{where}.event: {_EMPTY}")
+    error = _check_required_string(event, "event", where)
+    if error is not None:
+        return error
 
     if "event_time" not in event:
         return _param(f"{where}.event_time: {_MISSING}")
@@ -260,20 +256,22 @@ def _check_lead(lead: object, where: str) -> ContractError | None:
     """A `lead` object, when sent, names the TikTok lead: `lead_id` is required in it."""
     if not isinstance(lead, dict):
         return _param(f"{where}: {_NOT_OBJECT}")
-    if "lead_id" not in lead:
-        return _param(f"{where}.lead_id: {_MISSING}")
-    lead_id = lead["lead_id"]
-    if not isinstance(lead_id, str):
-        return _param(f"{where}.lead_id: {_NOT_STRING}")
-    if not lead_id:
-        return _param(f"{where}.lead_id: {_EMPTY}")
-    if "lead_event_source" not in lead:
-        return _param(f"{where}.lead_event_source: {_MISSING}")
-    source = lead["lead_event_source"]
-    if not isinstance(source, str):
-        return _param(f"{where}.lead_event_source: {_NOT_STRING}")
-    if not source:
-        return _param(f"{where}.lead_event_source: {_EMPTY}")
+    for key in ("lead_id", "lead_event_source"):
+        error = _check_required_string(lead, key, where)
+        if error is not None:
+            return error
+    return None
+
+
+def _check_required_string(container: dict[str, Any], key: str, where: str) -> ContractError | None:
+    """`container[key]` must be there, a string, and not empty."""
+    if key not in container:
+        return _param(f"{where}.{key}: {_MISSING}")
+    value = container[key]
+    if not isinstance(value, str):
+        return _param(f"{where}.{key}: {_NOT_STRING}")
+    if not value:
+        return _param(f"{where}.{key}: {_EMPTY}")
     return None
 
 
