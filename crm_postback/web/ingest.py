@@ -289,14 +289,20 @@ async def put_lead(
 UNKNOWN_LEAD = Problem(
     pointer=None, field="path.lead_id", message="no lead of this id in the API key's workspace"
 )
-# The 404 of every route under /v1/leads/{lead_id}/ (OpenAPI).
-UNKNOWN_LEAD_RESPONSE: dict[int | str, dict[str, Any]] = {
-    404: {
-        "model": ErrorAnswer,
-        "description": "No lead of this id in the API key's workspace (the same answer "
-        "whether another workspace has one or none has)",
+
+
+def lead_route_errors(permission: str) -> dict[int | str, dict[str, Any]]:
+    """The answers (OpenAPI) of a route under /v1/leads/{lead_id}/ besides its own: an unknown
+    lead id (404), a bad one (422) and common_errors."""
+    return {
+        404: {
+            "model": ErrorAnswer,
+            "description": "No lead of this id in the API key's workspace (the same answer "
+            "whether another workspace has one or none has)",
+        },
+        422: {"model": ErrorAnswer, "description": "A bad lead id"},
+        **common_errors(permission),
     }
-}
 
 
 def _history(
@@ -317,11 +323,7 @@ def _history(
     "/v1/leads/{lead_id:lead}/postbacks",
     summary="What was sent for a lead, when, and what TikTok answered",
     response_model=LeadHistory,
-    responses={
-        **UNKNOWN_LEAD_RESPONSE,
-        422: {"model": ErrorAnswer, "description": "A bad lead id"},
-        **common_errors("postbacks:read"),
-    },
+    responses=lead_route_errors("postbacks:read"),
 )
 async def get_postbacks(lead_id: LeadId, caller: HistoryReaderDep) -> Any:
     """Every trigger of the lead, the postbacks it produced, each attempt with TikTok's code,

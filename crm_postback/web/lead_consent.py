@@ -22,14 +22,7 @@ from crm_postback.intake.trigger_schemas import parse_lead_ref
 from crm_postback.web import lead_paths  # noqa: F401 - registers the lead path convertors
 from crm_postback.web.auth import LeadWriterDep
 from crm_postback.web.errors import RequestRejected
-from crm_postback.web.ingest import (
-    UNKNOWN_LEAD,
-    UNKNOWN_LEAD_RESPONSE,
-    LeadId,
-    common_errors,
-    lead_path_problems,
-)
-from crm_postback.web.shapes import ErrorAnswer
+from crm_postback.web.ingest import UNKNOWN_LEAD, LeadId, lead_path_problems, lead_route_errors
 from models import Role
 
 router = APIRouter(tags=["ingest"])
@@ -77,11 +70,7 @@ def _withdraw(lead_id: str, caller: Caller) -> ConsentWithdrawalAnswer:
     "/v1/leads/{lead_id:lead}/consent-withdrawal",
     summary="Record that a lead withdrew consent: nothing more is sent for it",
     response_model=ConsentWithdrawalAnswer,
-    responses={
-        **UNKNOWN_LEAD_RESPONSE,
-        422: {"model": ErrorAnswer, "description": "A bad lead id"},
-        **common_errors("leads:write"),
-    },
+    responses=lead_route_errors("leads:write"),
 )
 async def post_consent_withdrawal(lead_id: LeadId, caller: LeadWriterDep) -> Any:
     """Every postback of the lead not sent yet ends `consent_withdrawn`; triggers that arrive
