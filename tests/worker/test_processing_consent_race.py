@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -175,11 +176,12 @@ def test_withdrawal_after_the_worker_read_the_lead_counts_its_rows_in_flight(
     assert len(sent) == LEADS  # planned before the withdrawal committed: in flight, counted
 
 
-class Pause:
-    """Stops the thread that `enter`ed it right before its `UPDATE postbacks` (the
-    withdrawal: the lead is already marked, uncommitted) until `resume` is set."""
+class PauseBefore:
+    """Stops the thread that `enter`ed it right before the first statement `stops_at` picks
+    until `resume` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, stops_at: Callable[[str], bool]) -> None:
+        self.stops_at = stops_at
         self.reached, self.resume = threading.Event(), threading.Event()
         self.thread: int | None = None
 
@@ -187,16 +189,19 @@ class Pause:
         self.thread = threading.get_ident()
 
     def __call__(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if threading.get_ident() == self.thread and statement.lstrip().upper().startswith(
-            "UPDATE POSTBACKS"
+        if (
+            threading.get_ident() == self.thread
+            and not self.reached.is_set()
+            and self.stops_at(statement)
         ):
             self.reached.set()
             assert self.resume.wait(WAIT)
 
 
-@pytest.fixture
-def pause(db: str) -> Iterator[Pause]:
-    pause = Pause()
+@contextmanager
+def pausing(stops_at: Callable[[str], bool]) -> Iterator[PauseBefore]:
+    """A PauseBefore listening to the engine's statements; resumed and removed on leaving."""
+    pause = PauseBefore(stops_at)
     engine = get_engine()
     event.listen(engine, "before_cursor_execute", pause)
     try:
@@ -206,8 +211,24 @@ def pause(db: str) -> Iterator[Pause]:
         event.remove(engine, "before_cursor_execute", pause)
 
 
+def updates_postbacks(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("UPDATE POSTBACKS")
+
+
+def reads_leads(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("SELECT") and "FROM leads" in statement
+
+
+@pytest.fixture
+def pause(db: str) -> Iterator[PauseBefore]:
+    """Stops the withdrawal right before its `UPDATE postbacks` (the lead is already marked,
+    uncommitted)."""
+    with pausing(updates_postbacks) as pause:
+        yield pause
+
+
 def test_worker_reading_a_lead_being_withdrawn_sees_the_withdrawal(
-    db: str, stored: list[int], pause: Pause
+    db: str, stored: list[int], pause: PauseBefore
 ) -> None:
     settings = get_settings()
 
@@ -245,24 +266,6 @@ def test_worker_reading_a_lead_being_withdrawn_sees_the_withdrawal(
     assert postbacks()["L-0"].status == PostbackStatus.CONSENT_WITHDRAWN
 
 
-class PauseBefore:
-    """Stops the thread that `enter`ed it right before its first statement reading `leads`
-    (a worker that has locked its triggers) until `resume` is set."""
-
-    def __init__(self) -> None:
-        self.reached, self.resume = threading.Event(), threading.Event()
-        self.thread: int | None = None
-
-    def enter(self) -> None:
-        self.thread = threading.get_ident()
-
-    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        reads_leads = statement.lstrip().upper().startswith("SELECT") and "FROM leads" in statement
-        if threading.get_ident() == self.thread and reads_leads and not self.reached.is_set():
-            self.reached.set()
-            assert self.resume.wait(WAIT)
-
-
 def test_erasing_a_lead_a_worker_is_planning_waits_instead_of_deadlocking(
     pg_db: str, make_event_set: Callable[..., int]
 ) -> None:
@@ -284,22 +287,19 @@ def test_erasing_a_lead_a_worker_is_planning_waits_instead_of_deadlocking(
             }
         ).trigger_id
     ]
-    pause = PauseBefore()
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", pause)
     settings = get_settings()
-
-    def work() -> int:
-        pause.enter()
-        with session_scope(workspace=ALL_WORKSPACES) as session:
-            now = utcnow()
-            resolved = processing.resolve_triggers(session, [trigger_id], settings, now)
-            processing.insert_claimed(session, resolved, settings, now)
-            session.commit()
-            return resolved.taken
-
     owner = Actor("cli:ops", DEFAULT_WORKSPACE_ID, Role.OWNER)
-    try:
+    with pausing(reads_leads) as pause:
+
+        def work() -> int:
+            pause.enter()
+            with session_scope(workspace=ALL_WORKSPACES) as session:
+                now = utcnow()
+                resolved = processing.resolve_triggers(session, [trigger_id], settings, now)
+                processing.insert_claimed(session, resolved, settings, now)
+                session.commit()
+                return resolved.taken
+
         worker = Side(work)
         worker.start()
         assert pause.reached.wait(WAIT), "the worker never read its leads"
@@ -309,9 +309,6 @@ def test_erasing_a_lead_a_worker_is_planning_waits_instead_of_deadlocking(
         pause.resume.set()
         assert worker.outcome() == 1
         erased = erasure.outcome()
-    finally:
-        pause.resume.set()
-        event.remove(engine, "before_cursor_execute", pause)
     assert erased.lead_found
     with session_scope(workspace=ALL_WORKSPACES) as session:
         [row] = session.scalars(select(Postback)).all()
