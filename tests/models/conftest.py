@@ -1,4 +1,5 @@
-"""Fixtures of the migration tests."""
+"""Fixtures and helpers of the migration tests: an empty database of the test's own, and the
+INSERTs of an install of before."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from tests.conftest import PG_ADMIN_URL, RUN_ID, require_service  # type: ignore[import-not-found]
+
+NOW = "2024-01-01 00:00:00.000000"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -30,3 +33,10 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def insert_all(engine: Engine, statements: list[str]) -> None:
+    """Runs the INSERTs in one transaction, with :now as NOW and :sha as a key's hash."""
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement), {"now": NOW, "sha": "a" * 64})

@@ -8,8 +8,8 @@ from sqlalchemy import Engine, text
 
 from models.db import build_engine
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
+from tests.models.conftest import NOW, insert_all  # type: ignore[import-not-found]
 
-NOW = "2024-01-01 00:00:00.000000"
 WORKSPACE_TABLES = (
     "event_sets",
     "mappings",
@@ -57,9 +57,7 @@ def _old_install(engine: Engine) -> None:
         "INSERT INTO audit_log (id, at, actor, action, entity_type) VALUES"
         " (1, :now, 'cli:ops', 'event_set.create', 'event_set')",
     ]
-    with engine.begin() as connection:
-        for statement in statements:
-            connection.execute(text(statement), {"now": NOW, "sha": "a" * 64})
+    insert_all(engine, statements)
 
 
 def _scalar(engine: Engine, sql: str) -> object:

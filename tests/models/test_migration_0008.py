@@ -9,8 +9,8 @@ from sqlalchemy import Engine, text
 
 from models.db import build_engine
 from models.migrate import alembic_config, current_revision, head_revision, upgrade
+from tests.models.conftest import NOW, insert_all  # type: ignore[import-not-found]
 
-NOW = "2024-01-01 00:00:00.000000"
 INSERT_POSTBACK = (
     "INSERT INTO postbacks (id, workspace_id, trigger_id, event_set_id, lead_ref, event_name,"
     " event_id, status, attempts, replays, created_at, updated_at) VALUES (:id, 1, 1, 1,"
@@ -43,9 +43,7 @@ def _install_of_0007(engine: Engine) -> None:
         "INSERT INTO api_keys (id, workspace_id, name, key_prefix, key_sha256, created_at,"
         " permissions) VALUES (1, 1, 'router', 'pbk_abcdefgh', :sha, :now, '[]')",
     ]
-    with engine.begin() as connection:
-        for statement in statements:
-            connection.execute(text(statement), {"now": NOW, "sha": "a" * 64})
+    insert_all(engine, statements)
 
 
 def _row(engine: Engine, sql: str) -> tuple[object, ...]:
