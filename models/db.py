@@ -106,11 +106,29 @@ def build_engine(url: str, *, one_shot: bool = False) -> Engine:
         return engine
     if not one_shot:
         pooling = {"pool_size": 5, "max_overflow": 5}
-    engine = create_engine(url, hide_parameters=True, **pooling)
+    engine = create_engine(
+        url, connect_args=_psycopg_connect_args(), hide_parameters=True, **pooling
+    )
     event.listen(engine, "connect", tune_psycopg_connection)
     if not one_shot:
         _ping_idle_connections(engine)
     return engine
+
+
+def _psycopg_connect_args() -> dict[str, Any]:
+    """Behind a pooler in transaction mode (DATABASE_POOLER=transaction), psycopg prepares
+    nothing on the server (`prepare_threshold=None`).
+
+    psycopg prepares a statement on a connection after running it `prepare_threshold` (5)
+    times there, and from then on executes it by name. Behind such a pooler each transaction
+    may run on another server connection, one that never saw the PREPARE (`prepared statement
+    "_pg3_0" does not exist`) or already has another client's statement of that name
+    (`prepared statement "_pg3_0" already exists`). Nothing else the service does keeps state
+    on a server connection beyond a transaction (docs/operations.md).
+    """
+    if get_settings().database_pooler == "transaction":
+        return {"prepare_threshold": None}
+    return {}
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

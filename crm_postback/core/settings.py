@@ -25,6 +25,14 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; empty means SQLite in the data dir. "
         "postgres:// and postgresql:// are rewritten to postgresql+psycopg://.",
     )
+    database_pooler: Literal["none", "transaction"] = Field(
+        "none",
+        description="`transaction` when DATABASE_URL points at a pooler in transaction mode "
+        "(PgBouncer `pool_mode = transaction`, or any pooler that may give each transaction "
+        "another server connection): psycopg then never prepares statements on the server, "
+        'which such a pooler cannot keep (`prepared statement "_pg3_0" does not exist`). '
+        "PostgreSQL only; see docs/operations.md.",
+    )
     broker_url: str = Field(
         "filesystem://",
         description="Celery broker; filesystem:// keeps messages in the data dir.",
