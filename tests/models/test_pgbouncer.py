@@ -1,0 +1,248 @@
+"""The service behind a real PgBouncer in transaction mode (DATABASE_POOLER=transaction).
+
+A PgBouncer of the test's own (a free port, its config and auth file in the test's tmp dir,
+`default_pool_size = 2`) sits between the service and the shared PostgreSQL, so every server
+connection is shared by many client connections: the intake's (threads of this process) and
+the workers' (a real `celery worker` subprocess). Hundreds of triggers make each statement run
+well over psycopg's `prepare_threshold` (5) times on one client connection.
+
+With the setting, every event arrives. Without it, the same run fails with `prepared statement
+"_pg3_N" does not exist` (or `... already exists`, or `bind message supplies 2 parameters, but
+prepared statement "_pg3_0" requires 10`: another client's statement): the test can fail.
+PgBouncer 1.21 and later can track protocol-level prepared statements
+(`max_prepared_statements`); the test's PgBouncer sets it to 0 when it knows the option, so
+both tests model a pooler that does not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import URL, func, make_url, select
+
+from crm_postback.api import enqueue_trigger
+from crm_postback.simulator import SimulatorControl
+from models import Trigger, TriggerStatus
+from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
+from tests.conftest import (  # type: ignore[import-not-found]
+    WorkerProcess,
+    apply_env,
+    free_port,
+    require_service,
+    trigger_body,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+StartWorker = Callable[..., WorkerProcess]
+THREADS = 8
+TRIGGERS_PER_THREAD = 40  # 320 in all
+# `... does not exist`, `... already exists`, or another client's statement of that name:
+# `bind message supplies 2 parameters, but prepared statement "_pg3_0" requires 10`.
+PREPARED_STATEMENT_ERROR = re.compile(r'prepared statement "_pg3_\d+"')
+
+
+def _pgbouncer_binary() -> str:
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if found is None:
+        raise FileNotFoundError("no pgbouncer binary on PATH or in /usr/sbin")
+    return found
+
+
+def _version(binary: str) -> tuple[int, ...]:
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    found = re.search(r"PgBouncer (\d+)\.(\d+)", output.stdout)
+    assert found, output.stdout
+    return tuple(int(part) for part in found.groups())
+
+
+class PgBouncer:
+    def __init__(self, binary: str, folder: Path, port: int, server: URL) -> None:
+        self.port = port
+        self.log_path = folder / "pgbouncer.log"
+        auth_file = folder / "users.txt"
+        auth_file.write_text('"postgres" ""\n')
+        tracking = (
+            # 1.21+: tracks prepared statements itself when this is above 0; 0 is the
+            # default there and models the common setup (and every older PgBouncer).
+            "max_prepared_statements = 0\n" if _version(binary) >= (1, 21) else ""
+        )
+        config = folder / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"* = host={server.host} port={server.port or 5432}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {auth_file}\n"
+            "pool_mode = transaction\n"
+            "default_pool_size = 2\n"
+            "max_client_conn = 200\n"
+            f"{tracking}"
+        )
+        # PgBouncer refuses to run as root; `-u` drops to another user once it has read its
+        # files (it logs to stderr, a file this process opened).
+        command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(config)]
+        self.process = subprocess.Popen(
+            command, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_listening(self) -> None:
+        wait_for(
+            lambda: "listening on 127.0.0.1" in self.log() or self.process.poll() is not None,
+            what="pgbouncer to listen",
+            timeout=10,
+        )
+        assert self.process.poll() is None, f"pgbouncer exited:\n{self.log()}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def pgbouncer_url(pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test database's URL through a PgBouncer in transaction mode. Request it before
+    `start_worker`, so the workers stop before it does."""
+    require_service("pgbouncer", _pgbouncer_binary)
+    folder = tmp_path / "pgbouncer"
+    folder.mkdir()
+    server = make_url(pg_db)
+    bouncer = PgBouncer(_pgbouncer_binary(), folder, free_port(), server)
+    try:
+        bouncer.wait_listening()
+        through = server.set(host="127.0.0.1", port=bouncer.port)
+        yield through.render_as_string(hide_password=False)
+    finally:
+        # pg_db cleans up on the server itself, without the pooler.
+        apply_env(monkeypatch, DATABASE_URL=pg_db, DATABASE_POOLER="none")
+        bouncer.stop()
+
+
+def _send_from_threads(prefix: str) -> list[BaseException]:
+    """THREADS threads each enqueue TRIGGERS_PER_THREAD triggers; the errors they met."""
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def send(thread: int) -> None:
+        for number in range(TRIGGERS_PER_THREAD):
+            lead = f"{prefix}-{thread}-{number}"
+            body = trigger_body(
+                "lead.submitted", lead, match_keys={"email": f"{lead.lower()}@example.org"}
+            )
+            try:
+                enqueue_trigger(body)
+            except Exception as error:
+                with lock:
+                    errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
+def _trigger_counts() -> dict[str, int]:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        rows: Any = session.execute(
+            select(Trigger.status, func.count()).group_by(Trigger.status)
+        ).all()
+    return {str(status): count for status, count in rows}
+
+
+def test_every_event_arrives_through_pgbouncer_with_the_setting(
+    pgbouncer_url: str,
+    start_worker: StartWorker,
+    simulator: SimulatorControl,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    apply_env(monkeypatch, DATABASE_URL=pgbouncer_url, DATABASE_POOLER="transaction")
+    make_event_set()
+    worker = start_worker()
+
+    errors = _send_from_threads("PGB")
+
+    assert errors == []
+    total = THREADS * TRIGGERS_PER_THREAD
+    simulator.wait_for_events(total, timeout=90)
+    assert simulator.stats()["events_unique"] == total
+    wait_for(
+        lambda: _trigger_counts() == {str(TriggerStatus.RESOLVED): total},
+        what="every trigger processed",
+        timeout=30,
+    )
+    assert not PREPARED_STATEMENT_ERROR.search(worker.log())
+    assert "Traceback" not in worker.log()
+
+
+def test_without_the_setting_pgbouncer_loses_prepared_statements(
+    pgbouncer_url: str,
+    start_worker: StartWorker,
+    simulator: SimulatorControl,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run above, with DATABASE_POOLER left at `none`: proves that test can fail."""
+    apply_env(monkeypatch, DATABASE_URL=pgbouncer_url, DATABASE_POOLER="none")
+    make_event_set()
+    worker = start_worker()
+
+    errors = _send_from_threads("NOPGB")
+
+    def failed_on_prepared_statements() -> bool:
+        return any(PREPARED_STATEMENT_ERROR.search(str(e)) for e in errors) or bool(
+            PREPARED_STATEMENT_ERROR.search(worker.log())
+        )
+
+    deadline = time.monotonic() + 30
+    while not failed_on_prepared_statements() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert failed_on_prepared_statements(), (
+        f"no prepared-statement error; intake errors: {errors[:3]}; worker log tail:\n"
+        f"{worker.log()[-2000:]}"
+    )
+
+
+@pytest.mark.parametrize("one_shot", [False, True], ids=["pooled", "one-shot"])
+@pytest.mark.parametrize(("pooler", "threshold"), [("transaction", None), ("none", 5)])
+def test_the_setting_turns_off_server_side_prepare_on_every_engine(
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    one_shot: bool,
+    pooler: str,
+    threshold: int | None,
+) -> None:
+    """`build_engine` makes the service's engine and the migrations' (`one_shot`)."""
+    from models.db import build_engine
+
+    apply_env(monkeypatch, DATABASE_POOLER=pooler)
+    engine = build_engine(postgres_url, one_shot=one_shot)
+    try:
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert getattr(driver, "prepare_threshold", "missing") == threshold
+    finally:
+        engine.dispose()
