@@ -33,6 +33,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 OUR_ENV = (
     "POSTBACK_DATA_DIR",
     "DATABASE_URL",
+    "DATABASE_POOLER",
     "BROKER_URL",
     "TIKTOK_API_BASE_URL",
     "CELERY_QUEUE",
