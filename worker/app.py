@@ -45,6 +45,19 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     return {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
 
 
+# Redis channels that survive a broker restart (worker/broker_transport.py says why); any other
+# broker keeps the transport its URL names.
+REDIS_TRANSPORTS = {
+    "redis": "worker.broker_transport:RedisTransport",
+    "rediss": "worker.broker_transport:SecureRedisTransport",
+    "sentinel": "worker.broker_transport:SentinelTransport",
+}
+
+
+def broker_transport(settings: Settings) -> str | None:
+    return REDIS_TRANSPORTS.get(settings.broker_url.partition("://")[0])
+
+
 def create_app(settings: Settings) -> Celery:
     app = Celery("crm_postback", include=["worker.tasks", "worker.retention_tasks"])
     apply_settings(app, settings)
@@ -55,6 +68,7 @@ def apply_settings(app: Celery, settings: Settings) -> None:
     """(Re)configures the app from settings; used at import and when a process changes them."""
     app.conf.update(
         broker_url=settings.broker_url,
+        broker_transport=broker_transport(settings),
         task_default_queue=settings.celery_queue,
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
