@@ -31,7 +31,12 @@ SWEEP_INTERVAL_SECONDS = 1
 DISPATCH_LEASE_SECONDS = 10
 STALE_TRIGGER_SECONDS = 5
 
-DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Without --pg-admin-url the run starts a PostgreSQL cluster of its own (chaos/services.py,
+# PrivateCluster), which it may SIGKILL and restart; with it, the chaos database is created on
+# that external server, which is never restarted (the crash faults are then left out).
+EXTERNAL_PG_EXAMPLE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The private cluster is down this long in a crash or fast-restart fault (uniform).
+PG_RESTART_DOWN_SECONDS = (1.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class RunConfig:
     batch_size: tuple[int, int]
     workers: int = 2
     concurrency: int = 2
-    pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    pg_admin_url: str | None = None  # None: a private cluster
     json_path: Path | None = None
     keep_tmp: bool = False
     repo_root: Path = field(default_factory=lambda: Path(__file__).resolve().parents[1])
@@ -90,7 +95,7 @@ class RunConfig:
         *,
         triggers: int | None = None,
         seed: int = 1,
-        pg_admin_url: str = DEFAULT_PG_ADMIN_URL,
+        pg_admin_url: str | None = None,
         json_path: Path | None = None,
         keep_tmp: bool = False,
     ) -> RunConfig:

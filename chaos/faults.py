@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from chaos.config import PG_RESTART_DOWN_SECONDS
 from chaos.processes import CeleryProcess
-from chaos.services import ChaosDatabase, PrivateRedis
+from chaos.services import ChaosDatabase, PrivateCluster, PrivateRedis
 from chaos.simulator import CountingState
 
 log = logging.getLogger("chaos.faults")
@@ -30,10 +31,17 @@ class Fault(StrEnum):
     BEAT_KILL = "beat SIGKILL + restart"
     SIM_HANG = "simulator hangs past the read timeout 2-4 s"
     KILL_MID_REQUEST = "every pool child SIGKILLed mid-request"
+    PG_CRASH = "postgres server SIGKILL + restart 1-3 s later (crash recovery)"
+    PG_FAST_RESTART = "postgres server fast shutdown + restart 1-3 s later"
 
+
+# Faults that restart the PostgreSQL server: only with the run's private cluster.
+SERVER_FAULTS: frozenset[Fault] = frozenset({Fault.PG_CRASH, Fault.PG_FAST_RESTART})
 
 # One round of the schedule, shuffled each time: every kind comes up at least once every
-# ~25 s, so even the bounded mode exercises each of them several times.
+# ~35 s. A kind the round did not manage to inject (no pool child, no request to hold) is
+# tried first in the next round, and the harness keeps the faults going until every kind was
+# injected at least once (a check fails otherwise).
 ROUND: tuple[Fault, ...] = (
     Fault.WORKER_CHILD_KILL,
     Fault.WORKER_CHILD_KILL,
@@ -44,6 +52,8 @@ ROUND: tuple[Fault, ...] = (
     Fault.BEAT_KILL,
     Fault.SIM_HANG,
     Fault.KILL_MID_REQUEST,
+    Fault.PG_CRASH,
+    Fault.PG_FAST_RESTART,
 )
 HELD_REQUEST_WAIT_SECONDS = 15.0
 
@@ -88,6 +98,7 @@ class FaultInjector(threading.Thread):
         beat: CeleryProcess,
         redis: PrivateRedis,
         database: ChaosDatabase,
+        cluster: PrivateCluster | None,
         queue: str,
         rng: random.Random,
         gap_seconds: tuple[float, float],
@@ -101,6 +112,9 @@ class FaultInjector(threading.Thread):
         self.beat = beat
         self.redis = redis
         self.database = database
+        self.cluster = cluster
+        # With an external server the server faults are impossible (it is never restarted).
+        self.round = tuple(f for f in ROUND if cluster is not None or f not in SERVER_FAULTS)
         self.queue = queue
         self.rng = rng
         self.gap_seconds = gap_seconds
@@ -116,8 +130,12 @@ class FaultInjector(threading.Thread):
             self.sample_broker()
             self.ensure_running()
             if not schedule:
-                schedule = list(ROUND)
+                schedule = list(self.round)
                 self.rng.shuffle(schedule)
+                missing = self.missing_kinds()
+                if len(missing) < len(set(self.round)):  # not the first round
+                    self.rng.shuffle(missing)
+                    schedule.extend(missing)  # popped first
             fault = schedule.pop()
             try:
                 self.inject(fault)
@@ -125,6 +143,12 @@ class FaultInjector(threading.Thread):
                 self.record.errors.append(f"{fault.value}: {type(error).__name__}: {error}")
                 log.exception("fault %s failed", fault.value)
         self.ensure_running()
+
+    def missing_kinds(self) -> list[Fault]:
+        """Kinds of this run's round not injected yet, in the round's order."""
+        return sorted(
+            {f for f in self.round if self.record.counts[f.value] == 0}, key=self.round.index
+        )
 
     def inject(self, fault: Fault) -> None:
         if fault is Fault.WORKER_CHILD_KILL:
@@ -193,6 +217,28 @@ class FaultInjector(threading.Thread):
             self.record.note(fault, f"{seconds:.1f} s")
             killed = self.database.outage(seconds)
             self.record.pg_backends_terminated += killed
+        elif fault is Fault.PG_CRASH:
+            assert self.cluster is not None
+            postmaster = self.cluster.pid
+            children, gone_after = self.cluster.crash()
+            down = self.rng.uniform(*PG_RESTART_DOWN_SECONDS)
+            time.sleep(down)
+            started = time.monotonic()
+            how = self.cluster.start()
+            self.record.note(
+                fault,
+                f"postmaster {postmaster}: {children} children gone by themselves after "
+                f"{gone_after:.2f} s; down {down:.1f} s; {how} took "
+                f"{time.monotonic() - started:.1f} s",
+            )
+        elif fault is Fault.PG_FAST_RESTART:
+            assert self.cluster is not None
+            self.cluster.fast_stop()
+            self.cluster.record.fast_restarts += 1
+            down = self.rng.uniform(*PG_RESTART_DOWN_SECONDS)
+            time.sleep(down)
+            how = self.cluster.start()
+            self.record.note(fault, f"down {down:.1f} s; {how}")
 
     def _set_slow_rate(self, rate: float) -> None:
         self.simulator.update_faults({"slow_rate": rate})
@@ -202,6 +248,10 @@ class FaultInjector(threading.Thread):
         if not self.redis.running:
             self.record.restarts_after_unexpected_exit += 1
             self.redis.start()
+        if self.cluster is not None and not self.cluster.running:
+            self.record.restarts_after_unexpected_exit += 1
+            log.warning("the private PostgreSQL exited on its own; restarting it")
+            self.cluster.start()
         for process in [*self.workers, self.beat]:
             if process.check():
                 self.record.restarts_after_unexpected_exit += 1

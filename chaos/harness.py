@@ -18,7 +18,7 @@ from typing import Any
 
 from chaos import config as cfg
 from chaos.checks import OutboxState, Verdict, outbox_state, verify
-from chaos.faults import FaultInjector
+from chaos.faults import SERVER_FAULTS, FaultInjector
 from chaos.load import (
     LoadPlan,
     Pusher,
@@ -30,13 +30,15 @@ from chaos.load import (
 from chaos.pii import PiiScanner
 from chaos.processes import CeleryProcess
 from chaos.report import machine, out, progress, render, write_json
-from chaos.services import ChaosDatabase, PrivateRedis
+from chaos.services import ChaosDatabase, PrivateCluster, PrivateRedis
 from chaos.simulator import start_simulator
 
 log = logging.getLogger("chaos.harness")
 
 EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_RUN = 0, 1, 2
 PROGRESS_EVERY_SECONDS = 10.0
+# After the tail, faults go on (at most this long) until every kind was injected once.
+MAX_EXTRA_FAULT_SECONDS = 90.0
 
 
 class Harness:
@@ -48,7 +50,11 @@ class Harness:
         self.logs = self.tmp / "logs"
         self.logs.mkdir()
         self.record_path = self.tmp / "simulator-received.jsonl"
-        self.database = ChaosDatabase(config.pg_admin_url, f"postback_chaos_{self.run_id}")
+        # Without --pg-admin-url: a cluster of the run's own (created in _setup).
+        self.cluster: PrivateCluster | None = None
+        self.database = ChaosDatabase(
+            config.pg_admin_url or "postgresql://unset/postgres", f"postback_chaos_{self.run_id}"
+        )
         self.redis: PrivateRedis | None = None
         self.simulator: Any = None
         self.workers: list[CeleryProcess] = []
@@ -93,6 +99,12 @@ class Harness:
             f"{self.config.triggers} seed={self.config.seed} tmp={self.tmp}"
         )
         self.redis = PrivateRedis(self.tmp / "redis", self.logs / "redis.log")
+        if self.config.pg_admin_url is None:
+            self.cluster = PrivateCluster(self.tmp / "postgres", self.logs / "postgres.log")
+            self.cluster.init()
+            self.cluster.start()
+            self.database = ChaosDatabase(self.cluster.admin_url, self.database.name)
+            progress(f"  private PostgreSQL cluster on 127.0.0.1:{self.cluster.port}")
         self.database.create()
         self.redis.start()
         self.simulator, _ = start_simulator(self.config.seed, self.record_path)
@@ -166,6 +178,7 @@ class Harness:
             beat=self.beat,
             redis=self.redis,
             database=self.database,
+            cluster=self.cluster,
             queue=self.queue,
             rng=random.Random(self.rng.random()),
             gap_seconds=self.config.fault_gap_seconds,
@@ -192,7 +205,10 @@ class Harness:
             if tail_ends is None and not self.pusher.is_alive():
                 tail_ends = now + self.config.fault_tail_seconds
             if tail_ends is not None and now >= tail_ends:
-                break
+                if not self.injector.missing_kinds():
+                    break
+                if now >= tail_ends + MAX_EXTRA_FAULT_SECONDS:
+                    break
             if now >= next_line:
                 self._progress_line("load+faults", load_started)
                 next_line = now + PROGRESS_EVERY_SECONDS
@@ -259,6 +275,24 @@ class Harness:
                 f"{self.pusher.stats.rejected[:3]}); gave up: {self.pusher.stats.gave_up}",
             )
         injector = self.injector
+        if injector is not None:
+            missing = injector.missing_kinds()
+            skipped = sorted(f.value for f in SERVER_FAULTS if f not in injector.round)
+            verdict.check(
+                "every fault kind injected at least once",
+                not missing,
+                (f"not injected: {[f.value for f in missing]}" if missing else "all")
+                + (f"; not possible with an external server: {skipped}" if skipped else ""),
+            )
+        if self.cluster is not None:
+            record = self.cluster.record
+            verdict.check(
+                "every postgres SIGKILL was followed by crash recovery (server log)",
+                record.crash_recoveries == record.crashes and not record.children_killed_by_us,
+                f"{record.crashes} SIGKILLs, {record.crash_recoveries} crash recoveries, "
+                f"{record.children_died_by_themselves} backends exited by themselves, "
+                f"{record.children_killed_by_us} had to be killed",
+            )
         if injector is not None and injector.record.errors:
             verdict.evidence.extend(f"fault error: {e}" for e in injector.record.errors[:10])
         return verdict
@@ -319,6 +353,15 @@ class Harness:
             "concurrency": self.config.concurrency,
             "redis_port": self.redis.port if self.redis else None,
             "database": self.database.name,
+            "postgres_server": (
+                {
+                    "kind": "private cluster",
+                    "port": self.cluster.port,
+                    **asdict(self.cluster.record),
+                }
+                if self.cluster is not None
+                else {"kind": "external", "url": _without_password(self.database.admin_url)}
+            ),
             "wall_seconds": time.monotonic() - self.started,
             "drain_seconds": (
                 self.drained_at - self.quiet_at
@@ -397,10 +440,14 @@ class Harness:
             from models.db import reset_engine
 
             reset_engine()
-        try:
-            self.database.drop()
-        except Exception as error:
-            progress(f"could not drop database {self.database.name}: {error}")
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.cleanup(remove=not self.config.keep_tmp)  # the database with it
+        else:
+            try:
+                self.database.drop()
+            except Exception as error:
+                progress(f"could not drop database {self.database.name}: {error}")
         if self.config.keep_tmp:
             progress(f"kept {self.tmp}")
         else:
@@ -417,6 +464,12 @@ def _product_settings() -> dict[str, Any]:
         for name, value in get_settings().model_dump().items()
         if not any(word in name for word in hidden)
     }
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _fernet_key() -> str:

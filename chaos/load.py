@@ -354,6 +354,7 @@ class PushStats:
     already_stored_on_retry: int = 0
     rejected: list[str] = field(default_factory=list)
     gave_up: str | None = None
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
 
@@ -364,7 +365,10 @@ class Pusher(threading.Thread):
     A batch that fails (connection killed, database refusing connections) is sent again: every
     trigger carries an explicit idempotency key, so a batch that did commit before the error
     comes back as duplicates and nothing is stored twice. A dead broker needs nothing: the API
-    stores the batch and logs that the sweeper will send it.
+    stores the batch and logs that the sweeper will send it. A restarted server answers
+    "connection refused", then "the database system is starting up" / "is in recovery mode"
+    while it recovers, or "is shutting down": all of them are sent again too (counted by kind,
+    up to GIVE_UP_AFTER_SECONDS).
     """
 
     GIVE_UP_AFTER_SECONDS = 120.0
@@ -416,6 +420,8 @@ class Pusher(threading.Thread):
                     self.stats.gave_up = f"{type(error).__name__}: {error}"[:500]
                     return False
                 self.stats.batch_retries += 1
+                kind = error_kind(error)
+                self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + 1
                 retried = True
                 log.info("batch of %d failed (%s); sending it again", len(batch), type(error))
                 time.sleep(0.3)
@@ -430,3 +436,23 @@ class Pusher(threading.Thread):
             self.stats.batches += 1
             return True
         return False
+
+
+ERROR_KINDS = (
+    "connection refused",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "the database system is shutting down",
+    "terminating connection due to administrator command",
+    "server closed the connection unexpectedly",
+    "does not allow connections",
+)
+
+
+def error_kind(error: BaseException) -> str:
+    """A short name for what a failed batch ran into (no values: messages may quote them)."""
+    text = str(error).lower()
+    for kind in ERROR_KINDS:
+        if kind in text:
+            return kind
+    return type(error).__name__

@@ -54,7 +54,8 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         f"Redis {result['versions']['redis']}, Celery {result['versions']['celery']}",
         f"processes: {result['workers']} x celery worker (prefork, concurrency "
         f"{result['concurrency']}) + 1 x celery beat; private redis-server on port "
-        f"{result['redis_port']}; database {result['database']}",
+        f"{result['redis_port']}; database {result['database']} on "
+        + _server(result.get("postgres_server", {})),
         "",
         _row("triggers", f.get("triggers", "-")),
         _row("events expected", f.get("events_expected", "-")),
@@ -82,6 +83,21 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         )
     )
     lines.extend(f"  ! could not inject: {e}" for e in faults["errors"][:5])
+    server = result.get("postgres_server", {})
+    if server.get("kind") == "private cluster":
+        lines += [
+            _row("postgres server starts (first + restarts)", server["starts"]),
+            _row("postgres SIGKILLs / crash recoveries seen", f"{server['crashes']} / "
+                 f"{server['crash_recoveries']}"),
+            _row("postgres fast restarts / clean starts", f"{server['fast_restarts']} / "
+                 f"{server['clean_starts_after_shutdown']}"),
+            _row("backends that exited after the SIGKILL", server["children_died_by_themselves"]),
+        ]  # fmt: skip
+        lines.extend(f"  ! postgres: {e}" for e in server["errors"][:5])
+        if server["recovery_lines"]:
+            lines.append("crash recovery, from the server log (first recovery):")
+            first = server["recovery_lines"][:4]
+            lines.extend(f"  {line}" for line in first)
     sim = result.get("simulator", {})
     push = result.get("push", {})
     lines += [
@@ -97,9 +113,8 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         f"({f.get('attempts_timed_out', 0)} timed out); "
         f"max attempts of one event {f.get('max_attempts_of_one_event', '-')}; "
         f"trigger processing runs {f.get('trigger_processing_runs', {})}",
-        "note: the shared PostgreSQL server is not restarted; its faults are "
-        "pg_terminate_backend of every connection to the chaos database and short outages "
-        "in which that database refuses connections (ALLOW_CONNECTIONS false).",
+        f"load errors retried, by kind: {push.get('errors_by_kind', {})}",
+        _server_note(server),
         "",
         "checks:",
     ]
@@ -110,6 +125,27 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         lines.append("evidence:")
         lines.extend(f"  {e}" for e in verdict.evidence[:40])
     return "\n".join(lines) + "\n"
+
+
+def _server(server: dict[str, Any]) -> str:
+    if server.get("kind") == "private cluster":
+        return f"a private PostgreSQL cluster on 127.0.0.1:{server['port']}"
+    return f"the external server {server.get('url', '?')}"
+
+
+def _server_note(server: dict[str, Any]) -> str:
+    if server.get("kind") == "private cluster":
+        return (
+            "note: the private cluster is SIGKILLed (postmaster only; crash recovery on "
+            "restart) and fast-restarted; besides, every connection to the chaos database is "
+            "terminated and the database refuses connections for 1-3 s (ALLOW_CONNECTIONS)."
+        )
+    return (
+        "note: the external PostgreSQL server is not restarted, so the server SIGKILL and "
+        "fast-restart faults were NOT injected; its faults are pg_terminate_backend of every "
+        "connection to the chaos database and short outages in which that database refuses "
+        "connections (ALLOW_CONNECTIONS false)."
+    )
 
 
 def _seconds(value: float | None) -> str:

@@ -1,12 +1,14 @@
 """`python -m chaos.run --mode bounded|full [--triggers N] [--seed S] [--json PATH]`
 
-Pushes N triggers through 2 celery workers + 1 beat + a private Redis + PostgreSQL to the
-TikTok simulator while SIGKILLing workers, restarting Redis, killing PostgreSQL connections
-and making the simulator fail (20 % 5xx, 10 % 40100, some requests hanging past the client
-timeout); then checks that every expected event arrived, nothing was lost, duplicates only
-repeat an event_id, no raw email/phone was sent or stored, and the outbox reconciles.
+Pushes N triggers through 2 celery workers + 1 beat + a private Redis + a private PostgreSQL
+cluster to the TikTok simulator while SIGKILLing workers, restarting Redis, killing PostgreSQL
+connections, SIGKILLing and fast-restarting the PostgreSQL server, and making the simulator
+fail (20 % 5xx, 10 % 40100, some requests hanging past the client timeout); then checks that
+every expected event arrived, nothing was lost, duplicates only repeat an event_id, no raw
+email/phone was sent or stored, and the outbox reconciles.
 
-Exit status: 0 pass, 1 fail, 2 the run could not start (PostgreSQL or redis-server missing).
+Exit status: 0 pass, 1 fail, 2 the run could not start (no PostgreSQL server binaries, the
+--pg-admin-url server unreachable, or no redis-server).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from chaos.config import DEFAULT_PG_ADMIN_URL, MIN_FULL_TRIGGERS, MODES, RunConfig
+from chaos.config import EXTERNAL_PG_EXAMPLE_URL, MIN_FULL_TRIGGERS, MODES, RunConfig
 
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
@@ -28,9 +30,10 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--pg-admin-url",
-        default=DEFAULT_PG_ADMIN_URL,
-        help="a PostgreSQL database to connect to for CREATE/DROP DATABASE "
-        f"(default {DEFAULT_PG_ADMIN_URL})",
+        default=None,
+        help="use this external PostgreSQL server (a database to connect to for CREATE/DROP "
+        f"DATABASE, e.g. {EXTERNAL_PG_EXAMPLE_URL}) instead of a private cluster; the server "
+        "is never restarted, so the crash and fast-restart faults are left out",
     )
     parser.add_argument(
         "--keep-tmp", action="store_true", help="keep the run's temp dir (logs, received events)"

@@ -1,4 +1,5 @@
-"""The run's own services: a private redis-server and a throw-away PostgreSQL database."""
+"""The run's own services: a private redis-server, a private PostgreSQL cluster (or an external
+server) and the throw-away chaos database in it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,294 @@ class ChaosDatabase:
         finally:
             self.refuse_connections(False)
         return killed
+
+
+# --- a private PostgreSQL cluster ---------------------------------------------------------
+
+CRASH_RECOVERY_MARKERS = (
+    "database system was interrupted",
+    "database system was not properly shut down; automatic recovery in progress",
+    "redo starts at",
+    "redo done at",
+)
+SHUTDOWN_MARKER = "database system was shut down at"
+CHILD_EXIT_TIMEOUT_SECONDS = 10.0
+
+
+def postgres_bindir() -> Path:
+    """Where initdb/postgres/pg_ctl live: $CHAOS_PG_BINDIR, `pg_config --bindir`, then the
+    newest /usr/lib/postgresql/*/bin (Debian puts only the client tools on PATH)."""
+    candidates: list[Path] = []
+    if os.environ.get("CHAOS_PG_BINDIR"):
+        candidates.append(Path(os.environ["CHAOS_PG_BINDIR"]))
+    pg_config = shutil.which("pg_config")
+    if pg_config is not None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, check=False, timeout=10
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                candidates.append(Path(out.stdout.strip()))
+
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(p) for p in path.parent.name.split(".") if p.isdigit())
+
+    candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True))
+    for name in ("initdb", "pg_ctl", "postgres"):
+        if shutil.which(name):
+            candidates.append(Path(shutil.which(name) or "").parent)
+    for directory in candidates:
+        if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return directory
+    raise ServiceUnavailable(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found: set CHAOS_PG_BINDIR "
+        "or pass --pg-admin-url to use an external server"
+    )
+
+
+def _pid_state(pid: int) -> str | None:
+    """The /proc state letter of `pid`, None once it is gone (a zombie is 'Z')."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass
+class ClusterRecord:
+    """What the cluster went through, read from its own server log."""
+
+    starts: int = 0
+    crashes: int = 0  # SIGKILL of the postmaster
+    fast_restarts: int = 0
+    crash_recoveries: int = 0  # starts whose log says the system was interrupted + redo
+    clean_starts_after_shutdown: int = 0
+    children_died_by_themselves: int = 0
+    children_killed_by_us: int = 0  # left over after CHILD_EXIT_TIMEOUT_SECONDS: a finding
+    recovery_lines: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster only this run uses: its own data dir, port and socket dir.
+
+    `initdb` into the run's temp dir; the server listens on 127.0.0.1 only, with fsync on (a
+    crash must need real WAL redo). The postmaster is this process's own child (not started by
+    `pg_ctl start`, whose postmaster is reparented to PID 1): after a SIGKILL it is reaped here,
+    so no zombie keeps its PID in postmaster.pid alive. Stopped with `pg_ctl -m fast stop`.
+    As root (CI), initdb/postgres/pg_ctl run as the unprivileged `postgres` user via setpriv;
+    they refuse to run as root.
+    """
+
+    MAX_CONNECTIONS = 120  # 2 workers x (main + 2 children) + beat + the harness, pools of 10
+
+    def __init__(self, root: Path, log_path: Path, os_user: str = "postgres") -> None:
+        self.bindir = postgres_bindir()
+        self.root = root
+        self.data = root / "data"
+        self.socket_dir = root / "socket"
+        self.log_path = log_path
+        self.port = free_port()
+        self.record = ClusterRecord()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._uid_gid: tuple[int, int] | None = None
+        self._run_as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                entry = pwd.getpwnam(os_user)
+            except KeyError as error:
+                raise ServiceUnavailable(
+                    f"running as root and there is no '{os_user}' OS user for PostgreSQL"
+                ) from error
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                raise ServiceUnavailable("running as root and setpriv is not on PATH")
+            self._uid_gid = (entry.pw_uid, entry.pw_gid)
+            self._run_as = [
+                setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"
+            ]  # fmt: skip
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _tool(self, name: str) -> list[str]:
+        return [*self._run_as, str(self.bindir / name)]
+
+    def _log(self, text: str) -> None:
+        with self.log_path.open("a") as log:
+            log.write(f"\n=== chaos: {text} at {time.time():.3f}\n")
+
+    def init(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        if self._uid_gid is not None:
+            # The postgres user must reach its data dir inside root's 0700 mkdtemp directories.
+            for parent in [self.root, *self.root.parents]:
+                if parent == Path(tempfile.gettempdir()) or parent == parent.parent:
+                    break
+                parent.chmod(parent.stat().st_mode | 0o711)
+            os.chown(self.root, *self._uid_gid)
+            os.chown(self.socket_dir, *self._uid_gid)
+        self._log("initdb")
+        with self.log_path.open("ab") as log:
+            done = subprocess.run(
+                [
+                    *self._tool("initdb"),
+                    "-D", str(self.data),
+                    "-U", "postgres",
+                    "-A", "trust",
+                    "-E", "UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                stdout=log, stderr=subprocess.STDOUT, check=False, timeout=120, cwd=self.root,
+            )  # fmt: skip
+        if done.returncode != 0:
+            raise ServiceUnavailable(f"initdb failed ({done.returncode}); see {self.log_path}")
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            "max_connections": str(self.MAX_CONNECTIONS),
+            "shared_buffers": "'32MB'",
+            "fsync": "on",
+            "synchronous_commit": "on",
+            "full_page_writes": "on",
+            "logging_collector": "off",
+            "log_line_prefix": "'%m [%p] '",
+            "log_min_messages": "warning",
+            "log_connections": "off",
+        }
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("\n# chaos suite\n")
+            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+
+    def version(self) -> str:
+        out = subprocess.run(
+            [str(self.bindir / "postgres"), "--version"], capture_output=True, text=True
+        )
+        return out.stdout.strip()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Starts the postmaster and waits for connections; returns what its log said
+        ('crash recovery', 'clean start', 'first start')."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log(f"starting postgres (start #{self.record.starts + 1})")
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [*self._tool("postgres"), "-D", str(self.data)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,
+            )
+        self.record.starts += 1
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            try:
+                with psycopg.connect(self.admin_url, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return self._classify_start(offset)
+            except psycopg.OperationalError as error:
+                last_error = str(error).strip()
+            time.sleep(0.1)
+        raise ServiceUnavailable(
+            f"private PostgreSQL did not start on port {self.port} ({last_error}); "
+            f"see {self.log_path}"
+        )
+
+    def _classify_start(self, offset: int) -> str:
+        if self.record.starts == 1:
+            return "first start"
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        if any(m in line for line in lines for m in CRASH_RECOVERY_MARKERS[:2]):
+            self.record.crash_recoveries += 1
+            self.record.recovery_lines.extend(
+                line.strip() for line in lines if any(m in line for m in CRASH_RECOVERY_MARKERS)
+            )
+            return "crash recovery"
+        if any(SHUTDOWN_MARKER in line for line in lines):
+            self.record.clean_starts_after_shutdown += 1
+            return "clean start"
+        return "first start"
+
+    def backend_pids(self) -> list[int]:
+        from chaos.processes import child_pids
+
+        return child_pids(self._process.pid) if self.running and self._process else []
+
+    def crash(self) -> tuple[int, float]:
+        """SIGKILL of the postmaster alone: its children notice and exit by themselves.
+
+        Returns (children that were running, seconds until the last one was gone). Children
+        still alive after CHILD_EXIT_TIMEOUT_SECONDS are SIGKILLed and counted as a finding:
+        a new postmaster refuses to start while they hold the old shared memory.
+        """
+        process = self._process
+        assert process is not None
+        children = self.backend_pids()
+        self._log(f"SIGKILL of the postmaster {process.pid} ({len(children)} children)")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        self.record.crashes += 1
+        started = time.monotonic()
+        alive = list(children)
+        while alive and time.monotonic() - started < CHILD_EXIT_TIMEOUT_SECONDS:
+            alive = [pid for pid in alive if _pid_state(pid) not in (None, "Z", "X")]
+            if alive:
+                time.sleep(0.05)
+        took = time.monotonic() - started
+        self.record.children_died_by_themselves += len(children) - len(alive)
+        for pid in alive:
+            self.record.children_killed_by_us += 1
+            self.record.errors.append(f"postmaster child {pid} outlived it by {took:.0f} s")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(children), took
+
+    def fast_stop(self, timeout: float = 60.0) -> None:
+        """`pg_ctl -m fast stop`: backends are terminated, a shutdown checkpoint is written."""
+        self._log("pg_ctl -m fast stop")
+        with self.log_path.open("ab") as log:
+            subprocess.run(
+                [*self._tool("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                 "-t", str(int(timeout)), "stop"],
+                stdout=log, stderr=subprocess.STDOUT, check=False, timeout=timeout + 10,
+                cwd=self.root,
+            )  # fmt: skip
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.record.errors.append("postmaster still running after pg_ctl stop")
+                self._process.kill()
+                self._process.wait()
+
+    def cleanup(self, *, remove: bool = True) -> None:
+        """Stops the server (fast, then SIGKILL of its whole session) and removes the cluster."""
+        if self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(Exception):
+                self.fast_stop(timeout=20)
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                self._process.wait(timeout=5)
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
