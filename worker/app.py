@@ -42,7 +42,20 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             # one before it. A look at the folder is one directory listing.
             "polling_interval": FILESYSTEM_POLLING_SECONDS,
         }
+    if _on_amqp(settings):
+        # The publish returns once RabbitMQ has taken the message (publisher confirms).
+        return {"confirm_publish": True}
     return {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+
+
+def _on_amqp(settings: Settings) -> bool:
+    return settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def queue_type(settings: Settings) -> str:
+    """Quorum queues on RabbitMQ: replicated, and they refuse nothing this app sends (no task
+    has an ETA or a priority)."""
+    return "quorum" if _on_amqp(settings) else "classic"
 
 
 # Redis channels that survive a broker restart (worker/broker_transport.py says why); any other
@@ -70,6 +83,7 @@ def apply_settings(app: Celery, settings: Settings) -> None:
         broker_url=settings.broker_url,
         broker_transport=broker_transport(settings),
         task_default_queue=settings.celery_queue,
+        task_default_queue_type=queue_type(settings),
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
