@@ -3,6 +3,10 @@
 Unit and service tests run on SQLite in a temp dir with Celery eager. Integration tests use the
 real PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) and a real `celery worker`
 subprocess; when those services are absent they skip, except under CI=true where they fail.
+
+A real worker's broker is `broker_url`: Redis unless the test is marked `on_both_brokers`,
+which runs it once on Redis and once on RabbitMQ (TEST_RABBITMQ_URL, default the local
+server as guest), both selected by URL as the service selects its broker.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+BROKERS = ("redis", "rabbitmq")
+# The test once per broker; `start_worker` and `broker_url` give it that broker's URL.
+on_both_brokers = pytest.mark.parametrize("broker_url", BROKERS, indirect=True)
 OUR_ENV = (
     "POSTBACK_DATA_DIR",
     "DATABASE_URL",
@@ -210,6 +219,44 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    from kombu import Connection
+
+    def connect() -> None:
+        with Connection(RABBITMQ_URL, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+
+    require_service(f"RabbitMQ at {_without_password(RABBITMQ_URL)}", connect)
+    return RABBITMQ_URL
+
+
+def _without_password(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':', 1)[0]}{at}{host}" if at else url
+
+
+@pytest.fixture
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """The real worker's broker: Redis (`redis_url`, which a module may override), or the one
+    `on_both_brokers` names for this run of the test."""
+    name = getattr(request, "param", "redis")
+    if name not in BROKERS:
+        raise ValueError(f"unknown broker {name!r}; one of {BROKERS}")
+    url: str = request.getfixturevalue("redis_url" if name == "redis" else "rabbitmq_url")
+    return url
+
+
+def on_amqp(url: str) -> bool:
+    return url.startswith(AMQP_SCHEMES)
+
+
+def unreachable_broker_url(url: str) -> str:
+    """A URL of the same kind as `url` on which nothing listens: this process cannot publish."""
+    return "amqp://guest:guest@127.0.0.1:1//" if on_amqp(url) else "redis://127.0.0.1:1/0"
+
+
 @pytest.fixture
 def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from sqlalchemy import text
@@ -307,16 +354,17 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(
-    redis_url: str,
+    broker_url: str,
     pg_db: str,
     simulator: SimulatorControl,
     isolated_settings: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Starts real `celery worker` processes on Redis + PostgreSQL, posting to the simulator."""
+    """Starts real `celery worker` processes on the broker (`broker_url`: Redis unless the test
+    is `on_both_brokers`) and PostgreSQL, posting to the simulator."""
     apply_env(
         monkeypatch,
-        BROKER_URL=redis_url,
+        BROKER_URL=broker_url,
         SWEEP_INTERVAL_SECONDS="1",
         STALE_TRIGGER_SECONDS="2",
         RETRY_SCHEDULE_SECONDS="[1,1,1]",
@@ -333,14 +381,27 @@ def start_worker(
     yield start
     for worker in started:
         worker.stop()
-    _purge_queue(redis_url)
+    _purge_queue(broker_url)
 
 
 def _purge_queue(url: str) -> None:
+    """Empties the run's queue. On RabbitMQ it deletes it (and its exchange): every test run
+    has its own queue name, and the shared server must not collect them; the next worker
+    declares them again."""
+    queue = get_settings().celery_queue
+    if on_amqp(url):
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=3) as connection:
+            channel = connection.default_channel
+            # RabbitMQ answers delete-ok for a queue or exchange that does not exist.
+            channel.queue_delete(queue)
+            channel.exchange_delete(queue)
+        return
     import redis
 
     client = redis.Redis.from_url(url)
-    client.delete(get_settings().celery_queue)
+    client.delete(queue)
 
 
 @contextmanager

@@ -22,7 +22,11 @@ from crm_postback.tiktok.match_key_kinds import IDENTIFYING, MatchKeyKind
 from models import Lead, Postback, PostbackStatus, Trigger, TriggerStatus, utcnow
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import WorkerProcess, trigger_body  # type: ignore[import-not-found]
+from tests.conftest import (  # type: ignore[import-not-found]
+    WorkerProcess,
+    on_both_brokers,
+    trigger_body,
+)
 from worker import processing
 from worker.claim_planning import OutgoingBatch
 from worker.tasks import _send_and_record
@@ -218,6 +222,7 @@ def test_two_workers_resolving_the_same_caller_id_at_once_store_and_send_it_once
 
 
 @pytest.mark.integration
+@on_both_brokers
 def test_real_workers_send_a_repeated_caller_id_once(
     start_worker: Callable[..., WorkerProcess],
     simulator: SimulatorControl,

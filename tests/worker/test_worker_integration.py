@@ -1,4 +1,6 @@
-"""Real worker processes on real Redis and PostgreSQL, posting to the simulator over HTTP."""
+"""Real worker processes on real Redis and PostgreSQL, posting to the simulator over HTTP.
+
+The tests marked `on_both_brokers` run once on Redis and once on RabbitMQ (quorum queue)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,13 @@ from crm_postback.simulator import SimulatorControl
 from models import Postback, PostbackStatus, Trigger, TriggerStatus
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import WorkerProcess, apply_env, wait_for  # type: ignore[import-not-found]
+from tests.conftest import (  # type: ignore[import-not-found]
+    WorkerProcess,
+    apply_env,
+    on_both_brokers,
+    unreachable_broker_url,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +72,7 @@ def acme(make_event_set: Callable[..., int]) -> int:
     )
 
 
+@on_both_brokers
 def test_lifecycle_through_real_worker_redis_and_postgres(
     start_worker: StartWorker, simulator: SimulatorControl, acme: int
 ) -> None:
@@ -107,6 +116,7 @@ def test_lifecycle_through_real_worker_redis_and_postgres(
     assert "Traceback" not in worker.log()
 
 
+@on_both_brokers
 def test_tiktok_outage_is_retried_by_the_beat_sweeper(
     start_worker: StartWorker, simulator: SimulatorControl, acme: int
 ) -> None:
@@ -156,17 +166,19 @@ def test_bad_triggers_end_explained_and_the_worker_keeps_going(
     assert worker.process.poll() is None
 
 
+@on_both_brokers
 def test_trigger_accepted_while_the_broker_is_down_is_delivered_by_the_sweeper(
     start_worker: StartWorker,
     simulator: SimulatorControl,
     acme: int,
     monkeypatch: pytest.MonkeyPatch,
-    redis_url: str,
+    broker_url: str,
 ) -> None:
     start_worker()
-    apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")  # this process cannot publish
+    # This process cannot publish; the worker still consumes from the real broker.
+    apply_env(monkeypatch, BROKER_URL=unreachable_broker_url(broker_url))
     enqueue_trigger(trigger("lead.submitted", "L-4", 1, match_keys={"email": "z@example.com"}))
-    apply_env(monkeypatch, BROKER_URL=redis_url)
+    apply_env(monkeypatch, BROKER_URL=broker_url)
     simulator.wait_for_events(1, timeout=30)
     wait_for(lambda: statuses() == ["delivered"], what="delivery")
 
@@ -212,6 +224,7 @@ def _database_text() -> str:
         return "\n".join(row[0] for row in rows)
 
 
+@on_both_brokers
 def test_warm_shutdown_finishes_the_postback_in_flight(
     start_worker: StartWorker, simulator: SimulatorControl, acme: int
 ) -> None:
