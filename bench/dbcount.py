@@ -93,3 +93,14 @@ def read_counts(folder: Path) -> dict[str, int]:
             total[key] += int(counts.get(key, 0))
         total["processes"] += 1
     return total
+
+
+def read_counts_by_pid(folder: Path) -> dict[int, dict[str, int]]:
+    """Each process file in `folder` on its own, by the pid that wrote it."""
+    found: dict[int, dict[str, int]] = {}
+    for path in folder.glob("*.json"):
+        try:
+            found[int(path.stem)] = {k: int(v) for k, v in json.loads(path.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found

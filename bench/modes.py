@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import os
 import threading
 import time
 from pathlib import Path
@@ -49,6 +51,47 @@ def compare(ctx: Context, workload: Workload, *, profile: Path | None, log: Any)
             profiled = run["profile"]
             log(render_top(profiled["top_own_time"], profiled["samples"], f"py-spy, {label}"))
     return {"runs": runs, "ratios": report.compare_ratios(runs)}
+
+
+def nodes(ctx: Context, workload: Workload, *, log: Any) -> dict[str, Any]:
+    """Ours with batched ingest on 1 worker node, then on 2 (same broker queue and database,
+    distinct node names and processes), each on a fresh pipeline; no event may go out twice."""
+    cores = os.cpu_count() or 1
+    pool = 2 * ctx.concurrency
+    setup = (
+        f"each node 1 main + prefork concurrency {ctx.concurrency}; 2 nodes = {pool} pool "
+        f"processes on {cores} core(s), shared with PostgreSQL, the simulator, beat and the "
+        "producers"
+    )
+    if pool > cores:
+        setup += (
+            "; over-subscribed: on one machine the 2-node run shows what a second node costs "
+            "(claims, leases, contention), not the capacity a second machine would add"
+        )
+    log(f"nodes: {setup}")
+    runs: dict[str, dict[str, Any]] = {}
+    for count in (1, 2):
+        label = f"nodes_{count}"
+        log(f"run {label}: {workload.triggers:,} triggers on {count} worker node(s) ...")
+        runs[label] = measure(
+            dataclasses.replace(ctx, workers=count),
+            workload,
+            design="ours",
+            ingest="batch",
+            label=label.replace("_", "-"),
+            plan=producers.ProducerPlan(chunk=BATCH),
+        )
+        run = runs[label]
+        log(
+            f"  {run['triggers_per_s'] or 0:,.0f} triggers/s end to end, "
+            f"{run['events_received']:,}/{run['events_expected']:,} events, "
+            f"{run['events_duplicate']:,} duplicates; nodes "
+            + ", ".join(
+                f"{node['name']} ({node['statements']:,} statements, {node['cpu_seconds']} CPU s)"
+                for node in run["nodes"]
+            )
+        )
+    return {"setup": setup, "runs": runs, "summary": report.nodes_summary(runs)}
 
 
 def steady(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,160 @@ def render_compare(result: dict[str, Any]) -> str:
     incomplete = [name for name, run in runs.items() if not run["complete"]]
     if incomplete:
         lines.append(f"  INCOMPLETE runs (events missing or producer errors): {incomplete}")
+    cpu_columns = [
+        (title, runs[name])
+        for name, title in (
+            ("ours_batch", "ours batched"),
+            ("ours_single", "ours 1-at-a-time"),
+            ("naive", "naive"),
+        )
+        if "cpu" in runs[name]
+    ]
+    if cpu_columns:
+        lines += ["", render_cpu(cpu_columns)]
+    return "\n".join(lines)
+
+
+# (label, key in cpu["us_per_trigger"] or "total")
+CPU_ROWS: list[tuple[str, str]] = [
+    ("PostgreSQL (run's db backends)", "postgres_backends"),
+    ("workers (main + pool)", "workers"),
+    ("beat", "beat"),
+    ("producers (harness process)", "producers"),
+    ("simulator (own process)", "simulator"),
+]
+CPU_SHARED_ROWS: list[tuple[str, str]] = [
+    ("PostgreSQL server, all dbs", "postgres_server_total"),
+    ("Redis server (shared)", "redis_server"),
+]
+
+
+def render_cpu(columns: list[tuple[str, dict[str, Any]]]) -> str:
+    """CPU µs per trigger per component, one column per run (each run's `cpu` figures)."""
+    width = max(12, *(len(title) for title, _ in columns))
+    us = lambda v: f"{v:,.0f}"  # noqa: E731
+    cpus = [run["cpu"] for _, run in columns]
+    lines = [
+        f"{'CPU µs per trigger':<32} " + " ".join(f"{title:>{width}}" for title, _ in columns),
+        "─" * (33 + (width + 1) * len(columns)),
+    ]
+    for label, key in CPU_ROWS:
+        lines.append(
+            f"{label:<32} "
+            + " ".join(f"{_cell(cpu['us_per_trigger'].get(key), us):>{width}}" for cpu in cpus)
+        )
+    lines.append(
+        f"{'total (rows above)':<32} "
+        + " ".join(f"{_cell(cpu['total_us_per_trigger'], us):>{width}}" for cpu in cpus)
+    )
+    lines.append(
+        f"{'cores busy on average':<32} "
+        + " ".join(f"{_cell(cpu['cores_busy'], lambda v: f'{v:.2f}'):>{width}}" for cpu in cpus)
+    )
+    lines.append(f"{'not in the total (shared):':<32}")
+    for label, key in CPU_SHARED_ROWS:
+        lines.append(
+            f"{'  ' + label:<32} "
+            + " ".join(
+                f"{_cell(cpu['shared_us_per_trigger'].get(key), us):>{width}}" for cpu in cpus
+            )
+        )
+    lines.append(
+        f"{'  PostgreSQL backends seen':<32} "
+        + " ".join(f"{cpu.get('postgres_backends_seen', 0):>{width}}" for cpu in cpus)
+    )
+    lines.append(textwrap.fill("measured: " + cpus[0]["method"], 100, subsequent_indent="  "))
+    if not all(cpu.get("postgres_visible", True) for cpu in cpus):
+        lines.append("  PostgreSQL backends not visible in this machine's /proc: row left empty")
+    return "\n".join(lines)
+
+
+def nodes_summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Throughput of 1 vs 2 nodes and the no-double-send checks of both runs."""
+    one, two = runs["nodes_1"], runs["nodes_2"]
+    double_sends = {
+        label: {
+            "events_duplicate": run["events_duplicate"],
+            "postbacks_with_more_attempt_rows_than_claims": run.get("deliveries", {}).get(
+                "postbacks_with_more_attempt_rows_than_claims"
+            ),
+            "postbacks_with_more_than_one_claim": run.get("deliveries", {}).get(
+                "postbacks_with_more_than_one_claim"
+            ),
+        }
+        for label, run in runs.items()
+    }
+    clean = all(
+        check["events_duplicate"] == 0
+        and check["postbacks_with_more_attempt_rows_than_claims"] == 0
+        and check["postbacks_with_more_than_one_claim"] == 0
+        for check in double_sends.values()
+    )
+    return {
+        "triggers_per_s": {"1_node": one["triggers_per_s"], "2_nodes": two["triggers_per_s"]},
+        "ratio_2_over_1": ratio(two["triggers_per_s"], one["triggers_per_s"]),
+        "double_sends": double_sends,
+        "no_double_sends": clean,
+    }
+
+
+def render_nodes(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+    summary = result["summary"]
+    titles = (("nodes_1", "1 node"), ("nodes_2", "2 nodes"))
+    lines = [
+        f"nodes: ours, batched ingest; {result['setup']}",
+        f"{'':<40} {'1 node':>12} {'2 nodes':>12}",
+        "─" * 66,
+    ]
+
+    def row(label: str, values: list[Any], fmt: Callable[[Any], str]) -> None:
+        lines.append(f"{label:<40} " + " ".join(f"{_cell(v, fmt):>12}" for v in values))
+
+    def deliveries(key: str) -> list[Any]:
+        return [runs[name].get("deliveries", {}).get(key) for name, _ in titles]
+
+    plain = lambda v: f"{v:,}"  # noqa: E731
+    for label, key, _, fmt in (ROWS[0], ROWS[1], ROWS[2]):
+        row(label, [runs[name].get(key) for name, _ in titles], fmt)
+    row(
+        "events received / expected",
+        [f"{runs[n]['events_received']:,}/{runs[n]['events_expected']:,}" for n, _ in titles],
+        str,
+    )
+    row("simulator: events accepted", [runs[n].get("events_accepted") for n, _ in titles], plain)
+    row("simulator: duplicate event_ids", [runs[n]["events_duplicate"] for n, _ in titles], plain)
+    row("postbacks / delivered", [
+        f"{d['postbacks']:,}/{d['delivered']:,}" if d else None
+        for d in (runs[n].get("deliveries") for n, _ in titles)
+    ], str)  # fmt: skip
+    row("delivery_attempts rows", deliveries("attempt_rows"), plain)
+    row("max claims (attempts) per postback", deliveries("max_attempts"), plain)
+    row("postbacks claimed more than once", deliveries("postbacks_with_more_than_one_claim"), plain)
+    row(
+        "postbacks with > 1 attempt per claim",
+        deliveries("postbacks_with_more_attempt_rows_than_claims"),
+        plain,
+    )
+    row("leases still held at the end", deliveries("leases_still_held"), plain)
+    for name, title in titles:
+        for node in runs[name].get("nodes", []):
+            lines.append(
+                f"  {title}: {node['name']} pid {node['pid']}, pool {node['pool_pids']}, "
+                f"{node['tasks']:,} tasks, {node['statements']:,} statements, "
+                f"{_cell(node.get('cpu_seconds'), lambda v: f'{v:.2f}')} CPU s"
+            )
+    lines += [
+        "",
+        f"2 nodes / 1 node throughput: {_times(summary['ratio_2_over_1'])}",
+        "no event sent twice: "
+        + ("yes (0 duplicates, <= 1 attempt per claim)" if summary["no_double_sends"] else "NO"),
+        "",
+        render_cpu([(title, runs[name]) for name, title in titles if "cpu" in runs[name]]),
+    ]
+    incomplete = [name for name, run in runs.items() if not run["complete"]]
+    if incomplete:
+        lines.append(f"INCOMPLETE runs (events missing or producer errors): {incomplete}")
     return "\n".join(lines)
 
 

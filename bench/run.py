@@ -1,10 +1,12 @@
-"""`python -m bench.run compare|steady|long [options]`: crm-postback vs the naive baseline.
+"""`python -m bench.run compare|steady|long|nodes [options]`: crm-postback vs the naive baseline.
 
   compare  the same N triggers through (1) ours with batched ingest, (2) ours with one-at-a-time
            enqueue and (3) the naive one-postback-per-trigger design, each on a fresh database,
            queue, simulator and workers; a side-by-side table with ours/naive ratios
   steady   a paced producer at --rate triggers/s for --seconds; latency percentiles
   long     --triggers (1,000,000) in batches; worker RSS over time to a CSV, growth after warm-up
+  nodes    ours batched on 1 worker node, then on 2 (distinct names and processes, same broker
+           and database): throughput ratio, no event sent twice, CPU per component of both
 
 Needs PostgreSQL (BENCH_POSTGRES_URL, default postgres@127.0.0.1:5432) and Redis
 (BENCH_REDIS_URL, default 127.0.0.1:6379/0); uses a unique database and queue per run and
@@ -81,6 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     steady.add_argument("--producers", type=int, help="1 for batch, 4 for single")
     steady.add_argument("--design", choices=("ours", "naive"), default="ours")
 
+    nodes = modes.add_parser("nodes", parents=[common], help="1 vs 2 worker nodes, ours batched")
+    nodes.add_argument("--triggers", type=int, default=20_000)
+    nodes.add_argument("--producers", type=int, default=4, help="producer threads (4)")
+
     long = modes.add_parser("long", parents=[common], help="a million triggers, RSS over time")
     long.add_argument("--triggers", type=int, default=1_000_000)
     long.add_argument("--producers", type=int, default=2)
@@ -148,13 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         "stages": workload.stage_counts(),
         "event_sets": 3,
         "producers": args.producers,
-        "workers": args.workers,
+        "workers": "1, then 2" if args.mode == "nodes" else args.workers,
         "concurrency": args.concurrency,
         "simulator": args.sim,
         "seed": args.seed,
     }
     log(
-        f"setup: {args.workers} worker(s) x prefork concurrency {args.concurrency}, "
+        f"setup: {config['workers']} worker(s) x prefork concurrency {args.concurrency}, "
         f"{args.producers} producer thread(s), simulator in a {args.sim}, "
         f"{workload.triggers:,} triggers ({workload.leads:,} leads: {config['stages']})"
     )
@@ -165,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             result.update(modes.compare(ctx, workload, profile=args.profile, log=log))
             text = report.render_compare(result)
             complete = all(run["complete"] for run in result["runs"].values())
+        elif args.mode == "nodes":
+            result.update(modes.nodes(ctx, workload, log=log))
+            text = report.render_nodes(result)
+            complete = (
+                all(run["complete"] for run in result["runs"].values())
+                and result["summary"]["no_double_sends"]
+            )
         elif args.mode == "steady":
             config.update(rate=args.rate, seconds=args.seconds, ingest=args.ingest)
             result.update(

@@ -11,7 +11,8 @@ from types import TracebackType
 from typing import Any
 
 from bench import metrics, producers, services, simulator
-from bench.dbcount import StatementCounter, read_counts
+from bench.cpu import CpuMeter
+from bench.dbcount import StatementCounter, read_counts, read_counts_by_pid
 from bench.profile import Profiler, top_own_time
 from bench.rss import RssSampler
 from bench.workers import WorkerGroup
@@ -250,11 +251,22 @@ def measure(
             time.sleep(1.0)  # py-spy needs a moment to attach to every process
         # What the workers did while starting (beat's first sweep) is not the workload's.
         before = read_counts(pipeline.workers.stats_dir)
+        before_by_pid = read_counts_by_pid(pipeline.workers.stats_dir)
+        nodes = pipeline.workers.describe()
+        cpu_meter = CpuMeter(
+            worker_pids=pipeline.workers.main_pids(),
+            beat_pids=pipeline.workers.beat_pids(),
+            simulator_pid=pipeline.sim.pid,
+            pg_admin_url=pipeline.db.admin_url,
+            database=pipeline.db.name,
+            redis_url=ctx.redis_url,
+        ).start()
         ctx.counter.reset()
         produced = producers.run(workload, pipeline.sender(workload, ingest), plan)
         producer_counts = ctx.counter.snapshot()
         complete = not produced.errors and pipeline.wait_delivered(workload.triggers)
         waited_at = time.time()
+        cpu = cpu_meter.stop(workload.triggers)
         profile_top = None
         if profiler is not None:
             samples, top = top_own_time(profiler.stop())
@@ -263,7 +275,11 @@ def measure(
         worker_counts = {key: after[key] - before.get(key, 0) for key in after}
         worker_counts["processes"] = after["processes"]
         sampler.stop()
+        nodes = _node_work(
+            nodes, pipeline.workers.describe(), pipeline.workers.stats_dir, cpu, before_by_pid
+        )
         dump = pipeline.sim.dump()
+        deliveries = delivery_check(pipeline.db.libpq_url) if design == "ours" else None
         shutdown_seconds = pipeline.workers.stop()
     matched = metrics.match_events(
         workload, pipeline.set_ids, dump["received"], produced.accepted_at
@@ -290,6 +306,7 @@ def measure(
         "events_missing": matched["events_missing"],
         "events_unexpected": matched["events_unexpected"],
         "events_duplicate": stats["events_duplicate"],
+        "events_accepted": stats.get("events_accepted"),
         "ingest_seconds": round(produced.seconds, 3),
         "ingest_triggers_per_s": round(n / produced.seconds, 1),
         "end_to_end_seconds": round(end_to_end, 3) if events else None,
@@ -312,6 +329,92 @@ def measure(
         "worker_shutdown_seconds": round(shutdown_seconds, 1),
         "waited_after_ingest_seconds": round(waited_at - produced.finished_at, 3),
     }
+    result["cpu"] = cpu
+    result["nodes"] = nodes
+    if deliveries is not None:
+        result["deliveries"] = deliveries
     if profile_top is not None:
         result["profile"] = profile_top
     return result
+
+
+def _node_work(
+    at_start: list[dict[str, Any]],
+    at_end: list[dict[str, Any]],
+    stats_dir: Path,
+    cpu: dict[str, Any],
+    before: dict[int, dict[str, int]],
+) -> list[dict[str, Any]]:
+    """Each worker node with what its pool processes did during the run: Celery tasks and DB
+    statements (pids seen at the start or end of the run; a pool child that came and went
+    between the two is not attributed) and the CPU seconds of its process tree over the
+    measured window."""
+    after = read_counts_by_pid(stats_dir)
+
+    def done(pid: int, key: str) -> int:
+        return after.get(pid, {}).get(key, 0) - before.get(pid, {}).get(key, 0)
+
+    ending = {node["pid"]: node for node in at_end}
+    by_main = cpu.get("worker_seconds_by_main_pid", {})
+    nodes = []
+    for node in at_start:
+        pool = sorted({*node["pool_pids"], *ending.get(node["pid"], {}).get("pool_pids", [])})
+        nodes.append(
+            {
+                **node,
+                "pool_pids": pool,
+                "tasks": sum(done(pid, "tasks") for pid in pool),
+                "statements": sum(done(pid, "statements") for pid in pool),
+                "cpu_seconds": by_main.get(str(node["pid"])),
+            }
+        )
+    return nodes
+
+
+def delivery_check(libpq_url: str) -> dict[str, Any]:
+    """The product's outbox at the end of a run: a claim (lease) increments `attempts` and
+    each send writes one delivery_attempts row, so a postback with more attempt rows than
+    claims was sent twice under one lease; with no faults every delivered one has exactly
+    one claim and one row. (A throttled answer gives its claim back, attempts - 1, and keeps
+    its row: under throttling rows > attempts is legitimate; the bench's simulator does not
+    throttle.)"""
+    import psycopg
+
+    with psycopg.connect(libpq_url, connect_timeout=5) as conn:
+        row = conn.execute(
+            """
+            SELECT count(*),
+                   count(*) FILTER (WHERE status = 'delivered'),
+                   coalesce(max(attempts), 0),
+                   count(*) FILTER (WHERE attempts > 1),
+                   count(*) FILTER (WHERE lease_until IS NOT NULL),
+                   count(*) FILTER (WHERE status = 'sending')
+            FROM postbacks
+            """
+        ).fetchone()
+        per = conn.execute(
+            """
+            SELECT coalesce(sum(rows), 0),
+                   coalesce(max(rows), 0),
+                   count(*) FILTER (WHERE rows > greatest(attempts, 1)),
+                   count(*) FILTER (WHERE status = 'delivered' AND rows <> 1)
+            FROM (
+                SELECT p.id, p.status, p.attempts, count(a.id) AS rows
+                FROM postbacks p LEFT JOIN delivery_attempts a ON a.postback_id = p.id
+                GROUP BY p.id, p.status, p.attempts
+            ) AS per_postback
+            """
+        ).fetchone()
+    assert row is not None and per is not None
+    return {
+        "postbacks": int(row[0]),
+        "delivered": int(row[1]),
+        "max_attempts": int(row[2]),
+        "postbacks_with_more_than_one_claim": int(row[3]),
+        "leases_still_held": int(row[4]),
+        "still_sending": int(row[5]),
+        "attempt_rows": int(per[0]),
+        "max_attempt_rows_per_postback": int(per[1]),
+        "postbacks_with_more_attempt_rows_than_claims": int(per[2]),
+        "delivered_without_exactly_one_attempt_row": int(per[3]),
+    }

@@ -84,6 +84,7 @@ def registered_event_sets() -> list[RegisteredEventSet]:
 class Simulator(Protocol):
     url: str
     where: str
+    pid: int | None  # its own process, or None for a thread of the harness
 
     def stats(self) -> dict[str, Any]: ...
 
@@ -96,6 +97,7 @@ class ThreadSimulator:
     """In the harness process: cheapest to read, but it shares the GIL with the producers."""
 
     where = "thread in the harness process"
+    pid: int | None = None
 
     def __init__(self, count_only: bool = False) -> None:
         self.state = CompactState(registered_event_sets(), count_only)
@@ -137,6 +139,7 @@ class ProcessSimulator:
             self.stop()
             raise RuntimeError(f"simulator process did not start: {line!r}")
         self.url = line.split(" ", 1)[1]
+        self.pid: int | None = self.process.pid
 
     def stats(self) -> dict[str, Any]:
         response = self.session.get(f"{self.url}/_sim/stats", timeout=30)

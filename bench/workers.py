@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from bench.rss import descendants
 
 STOP_TIMEOUT_SECONDS = 45.0
 
@@ -89,12 +93,14 @@ class WorkerGroup:
                 "--pool=prefork",
                 f"--concurrency={self.concurrency}",
                 "--loglevel=WARNING",
-                f"--hostname=bench-{self.label}-{index}@%h",
+                f"--hostname={self.node_name(index)}",
                 "--without-gossip",
                 "--without-mingle",
             ]
             log = self.workdir / f"worker-{index}.log"
-            self.workers.append(CeleryProcess(f"worker-{index}", command, self.env, log))
+            self.workers.append(
+                CeleryProcess(f"worker-{index}", command, self.node_env(index), log)
+            )
         if self.beat:
             command = [
                 sys.executable, "-m", "celery", "-A", "worker.app", "beat",
@@ -110,6 +116,36 @@ class WorkerGroup:
                         f"{self.label} {worker.name} did not start:\n{worker.tail()}"
                     )
                 time.sleep(0.1)
+
+    def node_name(self, index: int) -> str:
+        return f"bench-{self.label}-{index}@%h"
+
+    def node_env(self, index: int) -> dict[str, str]:
+        """Like a host of its own: the node's own data dir (the product keeps its local files
+        there: a token key when no TOKEN_ENCRYPTION_KEY, the filesystem broker); the broker,
+        queue and database are the same for every node."""
+        env = dict(self.env)
+        if "POSTBACK_DATA_DIR" in env:
+            env["POSTBACK_DATA_DIR"] = str(self.workdir / f"node-{index}-data")
+        return env
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each node: its name (%h expanded), main pid and pool pids, now."""
+        host = socket.gethostname()
+        return [
+            {
+                "name": self.node_name(index).replace("%h", host),
+                "pid": worker.pid,
+                "pool_pids": [pid for pid in descendants(worker.pid) if pid != worker.pid],
+            }
+            for index, worker in enumerate(self.workers)
+            if worker.alive
+        ]
+
+    def beat_pids(self) -> list[int]:
+        if self.beat_process is not None and self.beat_process.alive:
+            return [self.beat_process.pid]
+        return []
 
     def main_pids(self) -> list[int]:
         return [worker.pid for worker in self.workers if worker.alive]

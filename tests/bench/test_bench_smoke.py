@@ -3,7 +3,8 @@
 300 triggers through the product (batched and one-at-a-time ingest) and the naive baseline,
 each on its own PostgreSQL database, Redis queue, simulator and celery worker. Checks that
 every figure is there for all three runs and that every expected event arrived; no timing
-assertions (the figures belong to a quiet machine). Needs PostgreSQL on 127.0.0.1:5432 and
+assertions (the figures belong to a quiet machine). `nodes --triggers 300` runs ours on 1
+then 2 worker nodes and checks nothing was sent twice. Needs PostgreSQL on 127.0.0.1:5432 and
 Redis on 127.0.0.1:6379; without them it skips (fails under CI=true).
 """
 
@@ -73,15 +74,14 @@ def _redis() -> None:
         client.close()
 
 
-@pytest.fixture(scope="module")
-def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def _bench(tmp_path_factory: pytest.TempPathFactory, mode: str) -> dict[str, Any]:
     require(f"PostgreSQL at {PG_ADMIN_URL}", _postgres)
     require(f"Redis at {REDIS_URL}", _redis)
-    out = tmp_path_factory.mktemp("bench") / "compare.json"
+    out = tmp_path_factory.mktemp("bench") / f"{mode}.json"
     env = {k: v for k, v in os.environ.items() if k not in PRODUCT_ENV}
     env.update(BENCH_POSTGRES_URL=PG_ADMIN_URL, BENCH_REDIS_URL=REDIS_URL)
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.run", "compare", "--triggers", "300", "--json", str(out)],
+        [sys.executable, "-m", "bench.run", mode, "--triggers", "300", "--json", str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -94,6 +94,16 @@ def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.read_text())
     result["_report"] = report
     return result
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _bench(tmp_path_factory, "compare")
+
+
+@pytest.fixture(scope="module")
+def nodes_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _bench(tmp_path_factory, "nodes")
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)
@@ -134,3 +144,47 @@ def test_the_designs_differ_the_way_they_are_built(compare_run: dict[str, Any]) 
     assert runs["naive"]["db_statements_producer"] == 0
     assert runs["ours_batch"]["http_requests_per_event"] < 1.0
     assert runs["ours_single"]["db_statements_producer"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_cpu_per_component_is_reported_for_all_three_runs(compare_run: dict[str, Any]) -> None:
+    for run in RUNS:
+        figures = compare_run["runs"][run]["cpu"]
+        per_trigger = figures["us_per_trigger"]
+        for component in ("postgres_backends", "workers", "producers", "simulator"):
+            assert isinstance(per_trigger[component], int | float), (run, component)
+            assert per_trigger[component] >= 0, (run, component)
+        assert figures["total_us_per_trigger"] > 0, run
+        assert figures["postgres_backends_seen"] >= 1, run  # the workers' connections at least
+        assert set(figures["shared_us_per_trigger"]) == {"postgres_server_total", "redis_server"}
+    assert compare_run["runs"]["naive"]["cpu"]["us_per_trigger"]["beat"] is None  # no beat
+    assert "CPU µs per trigger" in compare_run["_report"]
+    assert "measured: CPU = utime+stime" in compare_run["_report"]
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)
+def test_nodes_runs_one_then_two_nodes_without_sending_anything_twice(
+    nodes_run: dict[str, Any],
+) -> None:
+    assert nodes_run["complete"], nodes_run["_report"]
+    runs = nodes_run["runs"]
+    assert set(runs) == {"nodes_1", "nodes_2"}
+    for label, count in (("nodes_1", 1), ("nodes_2", 2)):
+        run = runs[label]
+        assert run["complete"] and run["events_received"] == 300, (label, nodes_run["_report"])
+        assert run["events_duplicate"] == 0, label
+        nodes = run["nodes"]
+        assert len(nodes) == count, label
+        assert len({node["name"] for node in nodes}) == count  # distinct node names
+        assert len({node["pid"] for node in nodes}) == count  # distinct main processes
+        assert all(len(node["pool_pids"]) == 2 for node in nodes), label  # concurrency 2
+        deliveries = run["deliveries"]
+        assert deliveries["postbacks"] == deliveries["delivered"] == 300, label
+        assert deliveries["attempt_rows"] == 300, label
+        assert deliveries["postbacks_with_more_attempt_rows_than_claims"] == 0, label
+        assert deliveries["postbacks_with_more_than_one_claim"] == 0, label
+        assert deliveries["leases_still_held"] == 0, label
+        assert run["cpu"]["total_us_per_trigger"] > 0, label
+    assert nodes_run["summary"]["no_double_sends"] is True
+    assert nodes_run["summary"]["ratio_2_over_1"] is not None
+    assert "2 nodes / 1 node throughput" in nodes_run["_report"]
