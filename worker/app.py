@@ -14,6 +14,7 @@ from celery.signals import (
     worker_process_init,
     worker_shutdown,
 )
+from kombu import transport as kombu_transport
 
 from crm_postback.core.data_dir import ensure_private_dir
 from crm_postback.core.settings import Settings, get_settings
@@ -23,6 +24,7 @@ from models.db import reset_engine
 # Longer than any task may run (time limit 120 s), so Redis never re-delivers a running task.
 VISIBILITY_TIMEOUT_SECONDS = 900
 FILESYSTEM_POLLING_SECONDS = 0.1
+SENTINEL_SOCKET_TIMEOUT_SECONDS = 2
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -45,6 +47,18 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     if _on_amqp(settings):
         # The publish returns once RabbitMQ has taken the message (publisher confirms).
         return {"confirm_publish": True}
+    if settings.broker_url.startswith("sentinel://"):
+        return {
+            "master_name": settings.broker_sentinel_master,
+            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            # For the sentinels only (the master's connections keep kombu's defaults, so the
+            # BRPOP is not cut short): a dead or unreachable sentinel is skipped after this
+            # long instead of holding up the discovery of the master.
+            "sentinel_kwargs": {
+                "socket_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
+                "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
+            },
+        }
     return {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
 
 
@@ -58,17 +72,29 @@ def queue_type(settings: Settings) -> str:
     return "quorum" if _on_amqp(settings) else "classic"
 
 
-# Redis channels that survive a broker restart (worker/broker_transport.py says why); any other
-# broker keeps the transport its URL names.
+# Redis channels that survive a broker restart (worker/broker_transport.py says why), registered
+# under kombu's own schemes rather than named as `broker_transport`: kombu resolves a URL's
+# scheme through TRANSPORT_ALIASES each time a Connection is built or `switch()`es to its next
+# `;`-separated URL (a failover re-parses that URL's scheme and would drop an explicit class),
+# and its logs keep showing `redis://` / `sentinel://`. For `rediss://` kombu itself applies its
+# TLS default, since the scheme stays visible. Any other broker keeps kombu's transport.
 REDIS_TRANSPORTS = {
     "redis": "worker.broker_transport:RedisTransport",
-    "rediss": "worker.broker_transport:SecureRedisTransport",
+    "rediss": "worker.broker_transport:RedisTransport",
     "sentinel": "worker.broker_transport:SentinelTransport",
 }
 
 
-def broker_transport(settings: Settings) -> str | None:
-    return REDIS_TRANSPORTS.get(settings.broker_url.partition("://")[0])
+def register_redis_transports() -> None:
+    """Points kombu's redis, rediss and sentinel schemes at the project's transports (in this
+    process; idempotent), forgetting any class kombu resolved for them before."""
+    for scheme, path in REDIS_TRANSPORTS.items():
+        kombu_transport.TRANSPORT_ALIASES[scheme] = path
+        # kombu's cache of resolved names (private; not in the type stubs).
+        kombu_transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
+
+
+register_redis_transports()
 
 
 def create_app(settings: Settings) -> Celery:
@@ -81,7 +107,6 @@ def apply_settings(app: Celery, settings: Settings) -> None:
     """(Re)configures the app from settings; used at import and when a process changes them."""
     app.conf.update(
         broker_url=settings.broker_url,
-        broker_transport=broker_transport(settings),
         task_default_queue=settings.celery_queue,
         task_default_queue_type=queue_type(settings),
         broker_transport_options=broker_options(settings),

@@ -10,6 +10,10 @@ The flag is a Redis key on a Redis broker, and a file in the broker folder on th
 broker (the embedded default: a burst of single triggers left one message each there, and
 the sweep that re-sends due retries waited behind all of them). Other brokers (memory://
 in tests) get one message per call.
+
+On a Sentinel broker the key lives on the master the sentinels name at the moment. Redis
+replicates it asynchronously: a failover may lose a flag just set (one spare wake-up) or keep
+one whose message was lost (the next trigger waits for the TTL, the sweeper runs what is due).
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from collections.abc import Callable
 from functools import lru_cache
 from hashlib import sha256
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
+from redis.sentinel import Sentinel
 
 from crm_postback.core.settings import Settings
 
 WAKEUP_TTL_MS = 5_000
+SENTINEL_DEFAULT_PORT = 26379
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +44,38 @@ def _client(broker_url: str) -> redis.Redis:
     return redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
 
 
+@lru_cache(maxsize=4)
+def _sentinel_client(broker_url: str, master: str) -> redis.Redis:
+    """The master the sentinels name now, asked again whenever a connection breaks (or meets
+    a replica's READONLY): a flag set after a failover goes to the new primary."""
+    urls = broker_url.split(";")
+    # The database kombu uses: the first URL's path (sentinel://host:26379/1), else 0.
+    db = urlsplit(urls[0].strip()).path.strip("/") or "0"
+    return Sentinel(
+        [_host_and_port(url) for url in urls],
+        sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2},
+        socket_timeout=2,
+        socket_connect_timeout=2,
+    ).master_for(master, db=int(db))
+
+
+def _host_and_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url.strip())
+    return parts.hostname or "localhost", parts.port or SENTINEL_DEFAULT_PORT
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    if settings.broker_url.startswith("sentinel://"):
+        return _sentinel_client(settings.broker_url, settings.broker_sentinel_master)
+    return _client(settings.broker_url)
+
+
 def _key(settings: Settings) -> str:
     return f"postback:wakeup:{settings.celery_queue}"
 
 
 def on_redis(settings: Settings) -> bool:
-    return settings.broker_url.startswith(("redis://", "rediss://"))
+    return settings.broker_url.startswith(("redis://", "rediss://", "sentinel://"))
 
 
 def _on_filesystem(settings: Settings) -> bool:
@@ -90,7 +123,7 @@ def _claim_flag_file(path: Path) -> bool:
 def claim_wakeup(settings: Settings) -> bool:
     """True when the caller should publish a wake-up (none is pending)."""
     if on_redis(settings):
-        client = _client(settings.broker_url)
+        client = _redis(settings)
         return bool(client.set(_key(settings), 1, nx=True, px=WAKEUP_TTL_MS))
     if _on_filesystem(settings):
         return _claim_flag_file(_flag_file(settings))
@@ -100,7 +133,7 @@ def claim_wakeup(settings: Settings) -> bool:
 def release_wakeup(settings: Settings) -> None:
     """A worker starting a wake-up, or a publish that failed: the next trigger wakes again."""
     if on_redis(settings):
-        _client(settings.broker_url).delete(_key(settings))
+        _redis(settings).delete(_key(settings))
     elif _on_filesystem(settings):
         _flag_file(settings).unlink(missing_ok=True)
 

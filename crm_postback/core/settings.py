@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".postback")
@@ -35,7 +35,14 @@ class Settings(BaseSettings):
     )
     broker_url: str = Field(
         "filesystem://",
-        description="Celery broker; filesystem:// keeps messages in the data dir.",
+        description="Celery broker; filesystem:// keeps messages in the data dir. Redis Sentinel: "
+        "sentinel://host:26379;sentinel://host2:26379 (every sentinel, `;`-separated) with "
+        "BROKER_SENTINEL_MASTER; see docs/operations.md.",
+    )
+    broker_sentinel_master: str = Field(
+        "",
+        description="The master name the sentinels monitor (`sentinel monitor <name> ...`); "
+        "required when BROKER_URL is sentinel://, ignored otherwise.",
     )
     celery_queue: str = Field("postback", description="Queue the tasks are sent to and read from.")
     tiktok_api_base_url: str = Field(
@@ -250,6 +257,15 @@ class Settings(BaseSettings):
         if value and scheme not in {"redis", "rediss", "redis+unix", "redis+sentinel"}:
             raise ValueError("must be empty or a redis://, rediss:// or redis+sentinel:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_broker_names_its_master(self) -> Settings:
+        if self.broker_url.startswith("sentinel://") and not self.broker_sentinel_master.strip():
+            raise ValueError(
+                "broker_sentinel_master (BROKER_SENTINEL_MASTER) must name the Sentinel master "
+                "when broker_url is sentinel://"
+            )
+        return self
 
     @field_validator("admin_login_rate_limit", "ingest_key_rate_limit")
     @classmethod
