@@ -286,3 +286,91 @@ def test_files_the_image_needs_are_package_data() -> None:
             if not any(fnmatch.fnmatch(relative, p) for p in patterns.get(package, [])):
                 missing.append(f"{package}/{relative}")
     assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+
+
+# The Sentinel variant: an override file, merged over docker-compose.yml as Compose does
+# (mappings merge key by key, anything else is replaced).
+SENTINEL_FILE = ROOT / "docker-compose.sentinel.yml"
+SENTINEL_OVERRIDE: dict[str, Any] = yaml.safe_load(SENTINEL_FILE.read_text())
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
+
+
+def _merged(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: _merged(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
+SENTINEL_SERVICES: dict[str, dict[str, Any]] = _merged(COMPOSE, SENTINEL_OVERRIDE)["services"]
+
+
+def _sentinel_config(name: str) -> str:
+    """The config file the sentinel's start-up command writes, as text."""
+    command = SENTINEL_SERVICES[name]["command"]
+    assert command[:2] == ["sh", "-c"], command
+    script = command[2]
+    assert script.startswith("printf '%s\\n' ") and "> /tmp/sentinel.conf" in script, script
+    lines = re.findall(r"'([^']*)'", script.split(">", 1)[0])[1:]
+    assert "exec redis-server /tmp/sentinel.conf --sentinel" in script
+    return "\n".join(lines)
+
+
+def test_sentinel_variant_has_a_primary_a_replica_and_three_sentinels() -> None:
+    assert {"redis", "redis-replica", *SENTINELS} <= set(SENTINEL_SERVICES)
+    replica = SENTINEL_SERVICES["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    for name in ("redis", "redis-replica"):
+        command = " ".join(SENTINEL_SERVICES[name]["command"])
+        assert "--maxmemory-policy noeviction" in command and "--appendonly yes" in command
+        assert f"--replica-announce-ip {name}" in command  # found by name after a restart
+    for name in SENTINELS:
+        config = _sentinel_config(name)
+        assert "port 26379" in config.splitlines()
+        assert "sentinel resolve-hostnames yes" in config  # `monitor` names a service
+        assert "sentinel monitor crm redis 6379 2" in config.splitlines()
+        assert "healthcheck" in SENTINEL_SERVICES[name]
+    for volume in SENTINEL_OVERRIDE.get("volumes", {}):
+        assert any(
+            str(v).startswith(f"{volume}:")
+            for s in SENTINEL_SERVICES.values()
+            for v in s.get("volumes", [])
+        ), f"unused volume {volume}"
+
+
+def test_sentinel_variant_points_every_app_service_at_the_sentinels() -> None:
+    from worker.app import broker_options
+
+    (master,) = {
+        line.split()[2]
+        for name in SENTINELS
+        for line in _sentinel_config(name).splitlines()
+        if line.startswith("sentinel monitor ")
+    }
+    for name in ("worker", "beat", "web", "flower"):
+        env = SENTINEL_SERVICES[name]["environment"]
+        unknown = set(env) - SETTING_NAMES
+        assert not unknown, f"{name} sets variables no setting reads: {unknown}"
+        urls = env["BROKER_URL"].split(";")
+        assert [u.removeprefix("sentinel://") for u in urls] == [f"{s}:26379" for s in SENTINELS]
+        assert env["BROKER_SENTINEL_MASTER"] == master
+        settings = Settings(broker_url=env["BROKER_URL"], broker_sentinel_master=master)
+        assert broker_options(settings)["master_name"] == master
+        # What the base file sets is still set (the override merges the environment).
+        assert set(APP_SERVICES[name]["environment"]) <= set(env)
+    rate_limits = SENTINEL_SERVICES["web"]["environment"]["RATE_LIMIT_STORAGE_URL"]
+    hosts = ",".join(f"{s}:26379" for s in SENTINELS)
+    assert rate_limits == f"redis+sentinel://{hosts}/{master}"
+    Settings(rate_limit_storage_url=rate_limits)
+
+
+def test_sentinel_variant_dependencies_exist_and_are_satisfiable() -> None:
+    for name, service in SENTINEL_SERVICES.items():
+        for target, rule in (service.get("depends_on") or {}).items():
+            assert target in SENTINEL_SERVICES, f"{name} depends on missing {target}"
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in SENTINEL_SERVICES[target], f"{target} has no healthcheck"
+    for name in ("worker", "beat", "web"):
+        depends = SENTINEL_SERVICES[name]["depends_on"]
+        assert set(SENTINELS) <= set(depends), f"{name} starts before the sentinels"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert "${" not in SENTINEL_FILE.read_text(), "no variables beyond docker-compose.yml's"
