@@ -15,21 +15,14 @@ The channels here treat a connection error from that last read as the end of the
 is still there, the second finds the channel closed. What a restore cannot put back stays in
 the outbox; the sweeper dispatches it again.
 
-`worker.app` picks the class from the broker URL's scheme. An explicit transport hides the
-scheme from kombu, which for `rediss://` without `ssl_*` query options would mean no TLS:
-`SecureRedisTransport` applies kombu's own default for that case (and its warning).
+`worker.app` registers these classes under kombu's `redis`, `rediss` and `sentinel` schemes.
 """
 
 from __future__ import annotations
 
-import logging
-import ssl
 from queue import Empty
-from typing import Any
 
 from kombu.transport import redis as kombu_redis
-
-log = logging.getLogger(__name__)
 
 
 class RedisChannel(kombu_redis.Channel):
@@ -54,20 +47,6 @@ class SentinelChannel(RedisChannel, kombu_redis.SentinelChannel):
 
 class RedisTransport(kombu_redis.Transport):
     Channel = RedisChannel
-
-
-class SecureRedisTransport(RedisTransport):
-    """For `rediss://`: kombu enables TLS from the URL's scheme, which an explicit transport
-    class hides; this does what kombu does for `rediss` (`ssl_*` URL options still win)."""
-
-    def __init__(self, client: Any, **kwargs: Any) -> None:
-        if not client.ssl:
-            log.warning(
-                "Secure redis scheme specified (rediss) with no ssl options, "
-                "defaulting to insecure SSL behaviour."
-            )
-            client.ssl = {"ssl_cert_reqs": ssl.CERT_NONE}
-        super().__init__(client, **kwargs)
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
