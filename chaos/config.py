@@ -37,6 +37,10 @@ STALE_TRIGGER_SECONDS = 5
 EXTERNAL_PG_EXAMPLE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # The private cluster is down this long in a crash or fast-restart fault (uniform).
 PG_RESTART_DOWN_SECONDS = (1.0, 3.0)
+# The private PgBouncer is down this long after its SIGKILL (restarted on the same port).
+PGBOUNCER_DOWN_SECONDS = (1.0, 2.0)
+# --broker-url amqp://...: the run's own quorum queue on that (shared) RabbitMQ server.
+RABBITMQ_EXAMPLE_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class RunConfig:
     workers: int = 2
     concurrency: int = 2
     pg_admin_url: str | None = None  # None: a private cluster
+    broker_url: str | None = None  # None or redis://: a private redis-server; amqp://: RabbitMQ
+    pgbouncer: bool | None = None  # None: with the private cluster when pgbouncer is installed
     json_path: Path | None = None
     keep_tmp: bool = False
     repo_root: Path = field(default_factory=lambda: Path(__file__).resolve().parents[1])
@@ -96,6 +102,8 @@ class RunConfig:
         triggers: int | None = None,
         seed: int = 1,
         pg_admin_url: str | None = None,
+        broker_url: str | None = None,
+        pgbouncer: bool | None = None,
         json_path: Path | None = None,
         keep_tmp: bool = False,
     ) -> RunConfig:
@@ -113,6 +121,8 @@ class RunConfig:
             drain_timeout_seconds=defaults.drain_timeout_seconds * max(1.0, scale),
             batch_size=defaults.batch_size,
             pg_admin_url=pg_admin_url,
+            broker_url=broker_url,
+            pgbouncer=pgbouncer,
             json_path=json_path,
             keep_tmp=keep_tmp,
         )
@@ -126,10 +136,12 @@ def worker_settings(
     data_dir: Path,
     queue: str,
     token_key: str,
+    pooler: str = "none",
 ) -> dict[str, str]:
     """Every setting the harness, the workers and beat share (as environment variables)."""
     return {
         "DATABASE_URL": database_url,
+        "DATABASE_POOLER": pooler,
         "BROKER_URL": broker_url,
         "TIKTOK_API_BASE_URL": simulator_url,
         "POSTBACK_DATA_DIR": str(data_dir),

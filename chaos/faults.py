@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from chaos.config import PG_RESTART_DOWN_SECONDS
+from chaos.config import PG_RESTART_DOWN_SECONDS, PGBOUNCER_DOWN_SECONDS
 from chaos.processes import CeleryProcess
-from chaos.services import ChaosDatabase, PrivateCluster, PrivateRedis
+from chaos.services import ChaosDatabase, PrivateCluster, PrivatePgBouncer, PrivateRedis
 from chaos.simulator import CountingState
 
 log = logging.getLogger("chaos.faults")
@@ -33,10 +33,16 @@ class Fault(StrEnum):
     KILL_MID_REQUEST = "every pool child SIGKILLed mid-request"
     PG_CRASH = "postgres server SIGKILL + restart 1-3 s later (crash recovery)"
     PG_FAST_RESTART = "postgres server fast shutdown + restart 1-3 s later"
+    PGBOUNCER_RESTART = "pgbouncer SIGKILL + restart 1-2 s later (same port)"
 
 
 # Faults that restart the PostgreSQL server: only with the run's private cluster.
 SERVER_FAULTS: frozenset[Fault] = frozenset({Fault.PG_CRASH, Fault.PG_FAST_RESTART})
+# The broker restart: only with the run's private redis-server (a shared RabbitMQ is never
+# restarted).
+BROKER_FAULTS: frozenset[Fault] = frozenset({Fault.REDIS_RESTART})
+# The pooler restart: only when the run has its private PgBouncer.
+POOLER_FAULTS: frozenset[Fault] = frozenset({Fault.PGBOUNCER_RESTART})
 
 # One round of the schedule, shuffled each time: every kind comes up at least once every
 # ~35 s. A kind the round did not manage to inject (no pool child, no request to hold) is
@@ -54,6 +60,7 @@ ROUND: tuple[Fault, ...] = (
     Fault.KILL_MID_REQUEST,
     Fault.PG_CRASH,
     Fault.PG_FAST_RESTART,
+    Fault.PGBOUNCER_RESTART,
 )
 HELD_REQUEST_WAIT_SECONDS = 15.0
 
@@ -96,9 +103,11 @@ class FaultInjector(threading.Thread):
         *,
         workers: list[CeleryProcess],
         beat: CeleryProcess,
-        redis: PrivateRedis,
+        redis: PrivateRedis | None,
         database: ChaosDatabase,
         cluster: PrivateCluster | None,
+        pgbouncer: PrivatePgBouncer | None = None,
+        broker_note: str = "RabbitMQ: a shared server, never restarted",
         queue: str,
         rng: random.Random,
         gap_seconds: tuple[float, float],
@@ -113,8 +122,17 @@ class FaultInjector(threading.Thread):
         self.redis = redis
         self.database = database
         self.cluster = cluster
-        # With an external server the server faults are impossible (it is never restarted).
-        self.round = tuple(f for f in ROUND if cluster is not None or f not in SERVER_FAULTS)
+        self.pgbouncer = pgbouncer
+        # Kinds this topology cannot have, and why: an external PostgreSQL server and a shared
+        # RabbitMQ are never restarted; without a PgBouncer there is none to restart.
+        self.left_out: dict[str, str] = {}
+        for fault in SERVER_FAULTS if cluster is None else ():
+            self.left_out[fault.value] = "external PostgreSQL server: never restarted"
+        for fault in BROKER_FAULTS if redis is None else ():
+            self.left_out[fault.value] = broker_note
+        for fault in POOLER_FAULTS if pgbouncer is None else ():
+            self.left_out[fault.value] = "no PgBouncer in this run's topology"
+        self.round = tuple(f for f in ROUND if f.value not in self.left_out)
         self.queue = queue
         self.rng = rng
         self.gap_seconds = gap_seconds
@@ -173,6 +191,7 @@ class FaultInjector(threading.Thread):
             time.sleep(self.rng.uniform(0.5, 2.0))
             self.beat.start()
         elif fault is Fault.REDIS_RESTART:
+            assert self.redis is not None
             self.redis.kill()
             down = self.rng.uniform(0.5, 3.0)
             self.record.note(fault, f"down {down:.1f} s")
@@ -239,15 +258,26 @@ class FaultInjector(threading.Thread):
             time.sleep(down)
             how = self.cluster.start()
             self.record.note(fault, f"down {down:.1f} s; {how}")
+        elif fault is Fault.PGBOUNCER_RESTART:
+            assert self.pgbouncer is not None
+            self.pgbouncer.kill()
+            down = self.rng.uniform(*PGBOUNCER_DOWN_SECONDS)
+            self.record.note(fault, f"down {down:.1f} s")
+            time.sleep(down)
+            self.pgbouncer.start()
 
     def _set_slow_rate(self, rate: float) -> None:
         self.simulator.update_faults({"slow_rate": rate})
 
     def ensure_running(self) -> None:
         """Restarts anything that died on its own (counted: that is worth knowing)."""
-        if not self.redis.running:
+        if self.redis is not None and not self.redis.running:
             self.record.restarts_after_unexpected_exit += 1
             self.redis.start()
+        if self.pgbouncer is not None and not self.pgbouncer.running:
+            self.record.restarts_after_unexpected_exit += 1
+            log.warning("the private PgBouncer exited on its own; restarting it")
+            self.pgbouncer.start()
         if self.cluster is not None and not self.cluster.running:
             self.record.restarts_after_unexpected_exit += 1
             log.warning("the private PostgreSQL exited on its own; restarting it")
@@ -259,7 +289,13 @@ class FaultInjector(threading.Thread):
                 process.start()
 
     def sample_broker(self) -> None:
-        """Looks at what is queued (and unacked) right now: ids only, never match keys."""
+        """Looks at what is queued (and unacked) right now: ids only, never match keys.
+
+        Redis only: on RabbitMQ a look means taking messages from the workers' queue (and
+        every requeue counts against a quorum queue's delivery limit); the harness looks once
+        at the end instead, after the workers stopped."""
+        if self.redis is None:
+            return
         with contextlib.suppress(Exception):
             client = self.redis.client()
             try:

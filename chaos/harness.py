@@ -18,7 +18,7 @@ from typing import Any
 
 from chaos import config as cfg
 from chaos.checks import OutboxState, Verdict, outbox_state, verify
-from chaos.faults import SERVER_FAULTS, FaultInjector
+from chaos.faults import FaultInjector, decode_broker_message
 from chaos.load import (
     LoadPlan,
     Pusher,
@@ -30,7 +30,16 @@ from chaos.load import (
 from chaos.pii import PiiScanner
 from chaos.processes import CeleryProcess
 from chaos.report import machine, out, progress, render, write_json
-from chaos.services import ChaosDatabase, PrivateCluster, PrivateRedis
+from chaos.services import (
+    ChaosDatabase,
+    PrivateCluster,
+    PrivatePgBouncer,
+    PrivateRedis,
+    RabbitQueue,
+    ServiceUnavailable,
+    on_amqp,
+    pgbouncer_binary,
+)
 from chaos.simulator import start_simulator
 
 log = logging.getLogger("chaos.harness")
@@ -56,6 +65,12 @@ class Harness:
             config.pg_admin_url or "postgresql://unset/postgres", f"postback_chaos_{self.run_id}"
         )
         self.redis: PrivateRedis | None = None
+        # --broker-url amqp://...: the run's own quorum queue there instead of a redis-server.
+        self.rabbit: RabbitQueue | None = None
+        self.rabbit_version = "?"
+        self.rabbit_left_in_queue: int | None = None
+        self.pgbouncer: PrivatePgBouncer | None = None
+        self.pgbouncer_note = ""
         self.simulator: Any = None
         self.workers: list[CeleryProcess] = []
         self.beat: CeleryProcess | None = None
@@ -98,7 +113,19 @@ class Harness:
             f"chaos run {self.run_id}: mode={self.config.mode} triggers="
             f"{self.config.triggers} seed={self.config.seed} tmp={self.tmp}"
         )
-        self.redis = PrivateRedis(self.tmp / "redis", self.logs / "redis.log")
+        if on_amqp(self.config.broker_url):
+            assert self.config.broker_url is not None
+            self.rabbit = RabbitQueue(self.config.broker_url, self.queue)
+            self.rabbit_version = self.rabbit.server_version()  # ServiceUnavailable if down
+            progress(
+                f"  RabbitMQ {self.rabbit_version} at {self.rabbit.safe_url}, queue {self.queue}"
+            )
+        else:
+            if self.config.broker_url:
+                # The machine's shared Redis is never restarted: a private one stands in.
+                progress(f"  {self.config.broker_url}: a redis URL means the private redis-server")
+            self.redis = PrivateRedis(self.tmp / "redis", self.logs / "redis.log")
+        self._choose_pgbouncer()
         if self.config.pg_admin_url is None:
             self.cluster = PrivateCluster(self.tmp / "postgres", self.logs / "postgres.log")
             self.cluster.init()
@@ -106,11 +133,22 @@ class Harness:
             self.database = ChaosDatabase(self.cluster.admin_url, self.database.name)
             progress(f"  private PostgreSQL cluster on 127.0.0.1:{self.cluster.port}")
         self.database.create()
-        self.redis.start()
+        database_url = self.database.sqlalchemy_url
+        if self.pgbouncer_note == "" and self.cluster is not None:
+            self.pgbouncer = PrivatePgBouncer(
+                self.tmp / "pgbouncer", self.logs / "pgbouncer.log", self.cluster.port
+            )
+            self.pgbouncer.start()
+            database_url = self.pgbouncer.url_for(self.database.name)
+            progress(f"  private PgBouncer (transaction mode) on 127.0.0.1:{self.pgbouncer.port}")
+        if self.redis is not None:
+            self.redis.start()
+        broker_url = self.redis.url if self.redis is not None else str(self.config.broker_url)
         self.simulator, _ = start_simulator(self.config.seed, self.record_path)
         env = cfg.worker_settings(
-            database_url=self.database.sqlalchemy_url,
-            broker_url=self.redis.url,
+            database_url=database_url,
+            pooler="transaction" if self.pgbouncer is not None else "none",
+            broker_url=broker_url,
             simulator_url=self.simulator.url,
             data_dir=self.tmp / "data",
             queue=self.queue,
@@ -149,6 +187,24 @@ class Harness:
             f"+ {self.plan.expected_unmapped} unmapped"
         )
 
+    def _choose_pgbouncer(self) -> None:
+        """Sets `pgbouncer_note` to why there is no PgBouncer, or "" when there is one.
+
+        On by default with the private cluster when pgbouncer is installed (a production
+        topology); `--pgbouncer` requires it, `--no-pgbouncer` leaves it out. Never in front of
+        an external server (its authentication is not ours to configure)."""
+        wanted = self.config.pgbouncer
+        if wanted is False:
+            self.pgbouncer_note = "left out (--no-pgbouncer)"
+        elif self.config.pg_admin_url is not None:
+            if wanted:
+                raise ServiceUnavailable("--pgbouncer needs the private cluster")
+            self.pgbouncer_note = "left out: only in front of the private cluster"
+        elif pgbouncer_binary() is None:
+            if wanted:
+                raise ServiceUnavailable("--pgbouncer: no pgbouncer binary on PATH or in /usr/sbin")
+            self.pgbouncer_note = "left out: no pgbouncer binary installed"
+
     def _apply_env_here(self, env: dict[str, str]) -> None:
         """This process pushes through the same settings (private Redis, chaos database)."""
         for name in cfg.setting_env_names():
@@ -163,7 +219,7 @@ class Harness:
         apply_settings(app, get_settings())
 
     def _inject_faults_under_load(self) -> None:
-        assert self.plan is not None and self.redis is not None and self.beat is not None
+        assert self.plan is not None and self.beat is not None
         assert self.scanner is not None
         self.simulator.state.update_faults(
             {
@@ -179,6 +235,8 @@ class Harness:
             redis=self.redis,
             database=self.database,
             cluster=self.cluster,
+            pgbouncer=self.pgbouncer,
+            broker_note="RabbitMQ: a shared server, never restarted",
             queue=self.queue,
             rng=random.Random(self.rng.random()),
             gap_seconds=self.config.fault_gap_seconds,
@@ -248,6 +306,7 @@ class Harness:
         self._scan_redis()
         for process in [*self.workers, *([self.beat] if self.beat else [])]:
             process.stop()
+        self._scan_rabbit()
 
     def _verify(self) -> Verdict:
         assert self.plan is not None and self.scanner is not None and self.pusher is not None
@@ -277,12 +336,12 @@ class Harness:
         injector = self.injector
         if injector is not None:
             missing = injector.missing_kinds()
-            skipped = sorted(f.value for f in SERVER_FAULTS if f not in injector.round)
+            left_out = "; ".join(f"{k} ({why})" for k, why in sorted(injector.left_out.items()))
             verdict.check(
                 "every fault kind injected at least once",
                 not missing,
                 (f"not injected: {[f.value for f in missing]}" if missing else "all")
-                + (f"; not possible with an external server: {skipped}" if skipped else ""),
+                + (f"; left out in this topology: {left_out}" if left_out else ""),
             )
         if self.cluster is not None:
             record = self.cluster.record
@@ -312,11 +371,24 @@ class Harness:
             f"{state}; receiver unique {stats['events_unique']} dup {stats['events_duplicate']}"
         )
 
+    def _scan_rabbit(self) -> None:
+        """RabbitMQ: what is left in the run's queue once the workers stopped, looked at with
+        basic_get without ack and put back (the queue is deleted at the cleanup anyway)."""
+        if self.rabbit is None or self.scanner is None:
+            return
+        try:
+            bodies = self.rabbit.peek()
+        except Exception as error:
+            progress(f"  could not look into the RabbitMQ queue: {type(error).__name__}: {error}")
+            return
+        self.rabbit_left_in_queue = len(bodies) // 2  # body + headers per message
+        for body in bodies:
+            self.scanner.scan(body.decode("utf-8", errors="replace"), "rabbitmq at the end")
+
     def _scan_redis(self) -> None:
         """Every message still in the broker after the drain (there may be sweeps queued)."""
         if self.redis is None or self.scanner is None or not self.redis.running:
             return
-        from chaos.faults import decode_broker_message
 
         with contextlib.suppress(Exception):
             client = self.redis.client()
@@ -346,12 +418,27 @@ class Harness:
             "machine": machine(),
             "versions": {
                 "postgres": _safe(self.database.server_version),
-                "redis": _safe(self.redis.version) if self.redis else "?",
+                "redis": _safe(self.redis.version) if self.redis else "-",
+                "rabbitmq": self.rabbit_version if self.rabbit else "-",
                 "celery": celery_version,
             },
             "workers": self.config.workers,
             "concurrency": self.config.concurrency,
             "redis_port": self.redis.port if self.redis else None,
+            "broker": self._broker_description(),
+            "pgbouncer": (
+                {
+                    "used": True,
+                    "port": self.pgbouncer.port,
+                    "version": _safe(self.pgbouncer.version),
+                    "pool_mode": "transaction",
+                    "default_pool_size": self.pgbouncer.POOL_SIZE,
+                    "database_pooler": "transaction",
+                    **asdict(self.pgbouncer.record),
+                }
+                if self.pgbouncer is not None
+                else {"used": False, "note": self.pgbouncer_note}
+            ),
             "database": self.database.name,
             "postgres_server": (
                 {
@@ -392,6 +479,7 @@ class Harness:
                 ),
                 "broker_messages_sampled": record.broker_messages_sampled if record else 0,
                 "errors": record.errors if record else [],
+                "left_out": dict(injector.left_out) if injector else {},
                 "worker_starts": {p.name: p.starts for p in self.workers},
             },
             "config": {
@@ -414,6 +502,26 @@ class Harness:
         if self.config.json_path is not None:
             write_json(self.config.json_path, result, verdict)
 
+    def _broker_description(self) -> dict[str, Any]:
+        if self.rabbit is not None:
+            return {
+                "kind": "rabbitmq",
+                "url": self.rabbit.safe_url,
+                "version": self.rabbit_version,
+                "queue": self.queue,
+                "queue_type": "quorum",
+                "restarted": False,
+                "note": "a shared server: never restarted (the broker-restart fault is left "
+                "out); no broker sample during the run; what was left in the queue at the end "
+                "was looked at (basic_get without ack, put back) and scanned for raw PII",
+                "left_in_queue_at_the_end": self.rabbit_left_in_queue,
+            }
+        return {
+            "kind": "private redis-server",
+            "port": self.redis.port if self.redis else None,
+            "version": _safe(self.redis.version) if self.redis else "?",
+        }
+
     # --- cleanup -----------------------------------------------------------------------------
 
     def _cleanup(self) -> None:
@@ -433,6 +541,14 @@ class Harness:
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 self.redis.kill()
+        if self.rabbit is not None:
+            try:  # the run's quorum queue and exchange must not pile up on the shared server
+                self.rabbit.delete()
+            except Exception as error:
+                progress(f"could not delete RabbitMQ queue {self.queue}: {error}")
+        if self.pgbouncer is not None:
+            with contextlib.suppress(Exception):
+                self.pgbouncer.kill()
         if self.simulator is not None:
             with contextlib.suppress(Exception):
                 self.simulator.stop()

@@ -446,6 +446,11 @@ ERROR_KINDS = (
     "terminating connection due to administrator command",
     "server closed the connection unexpectedly",
     "does not allow connections",
+    # PgBouncer's own words, when the server behind it is down or restarting.
+    "server login has been failing",
+    "pgbouncer cannot connect to server",
+    "server conn crashed",
+    "query_wait_timeout",
 )
 
 

@@ -51,11 +51,14 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         f"-> {'PASS' if result['passed'] else 'FAIL'}",
         f"machine: {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}, "
         f"{m['cpu']}; PostgreSQL {result['versions']['postgres']}, "
-        f"Redis {result['versions']['redis']}, Celery {result['versions']['celery']}",
+        f"Redis {result['versions']['redis']}, RabbitMQ {result['versions'].get('rabbitmq', '-')}, "
+        f"Celery {result['versions']['celery']}",
         f"processes: {result['workers']} x celery worker (prefork, concurrency "
-        f"{result['concurrency']}) + 1 x celery beat; private redis-server on port "
-        f"{result['redis_port']}; database {result['database']} on "
-        + _server(result.get("postgres_server", {})),
+        f"{result['concurrency']}) + 1 x celery beat; broker: "
+        + _broker(result.get("broker", {}))
+        + f"; database {result['database']} on "
+        + _server(result.get("postgres_server", {}))
+        + _pgbouncer(result.get("pgbouncer", {})),
         "",
         _row("triggers", f.get("triggers", "-")),
         _row("events expected", f.get("events_expected", "-")),
@@ -83,6 +86,12 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         )
     )
     lines.extend(f"  ! could not inject: {e}" for e in faults["errors"][:5])
+    lines.extend(
+        f"  - left out: {name} ({why})" for name, why in sorted(faults.get("left_out", {}).items())
+    )
+    bouncer = result.get("pgbouncer", {})
+    if bouncer.get("used"):
+        lines.append(_row("pgbouncer starts (first + restarts)", bouncer["starts"]))
     server = result.get("postgres_server", {})
     if server.get("kind") == "private cluster":
         lines += [
@@ -115,6 +124,7 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         f"trigger processing runs {f.get('trigger_processing_runs', {})}",
         f"load errors retried, by kind: {push.get('errors_by_kind', {})}",
         _server_note(server),
+        *_broker_note(result.get("broker", {})),
         "",
         "checks:",
     ]
@@ -125,6 +135,34 @@ def render(result: dict[str, Any], verdict: Verdict) -> str:
         lines.append("evidence:")
         lines.extend(f"  {e}" for e in verdict.evidence[:40])
     return "\n".join(lines) + "\n"
+
+
+def _broker(broker: dict[str, Any]) -> str:
+    if broker.get("kind") == "rabbitmq":
+        return f"RabbitMQ {broker.get('url')} (quorum queue {broker.get('queue')}, shared server)"
+    return f"private redis-server on port {broker.get('port')}"
+
+
+def _broker_note(broker: dict[str, Any]) -> list[str]:
+    if broker.get("kind") != "rabbitmq":
+        return []
+    return [
+        "note: the RabbitMQ server is shared and NOT restarted, so the broker-restart fault "
+        "was NOT injected and no broker messages were sampled during the run; "
+        f"message(s) left in the run's queue at the end: {broker.get('left_in_queue_at_the_end')}; "
+        "they were looked at (basic_get without ack, put back) and scanned for raw PII; the queue "
+        "and its exchange are deleted at the end."
+    ]
+
+
+def _pgbouncer(bouncer: dict[str, Any]) -> str:
+    if bouncer.get("used"):
+        return (
+            f", through a private PgBouncer ({bouncer.get('version')}, transaction mode, pool "
+            f"{bouncer.get('default_pool_size')}) on port {bouncer.get('port')} "
+            "(DATABASE_POOLER=transaction; checks connect directly)"
+        )
+    return f"; PgBouncer {bouncer.get('note', 'not used')}" if bouncer else ""
 
 
 def _server(server: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
-"""The run's own services: a private redis-server, a private PostgreSQL cluster (or an external
-server) and the throw-away chaos database in it."""
+"""The run's own services: a private redis-server (or the run's own queue on a RabbitMQ
+server), a private PostgreSQL cluster (or an external server) with a private PgBouncer in
+front of it, and the throw-away chaos database in it."""
 
 from __future__ import annotations
 
@@ -496,3 +497,194 @@ class PrivateCluster:
                 self._process.wait(timeout=5)
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- a private PgBouncer in front of the private cluster ------------------------------------
+
+
+def pgbouncer_binary() -> str | None:
+    """`pgbouncer` on PATH, or Debian's /usr/sbin/pgbouncer (not on a normal user's PATH)."""
+    return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+
+
+@dataclass
+class PgBouncerRecord:
+    starts: int = 0
+    kills: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class PrivatePgBouncer:
+    """A PgBouncer only this run uses, `pool_mode = transaction`, in front of the private
+    cluster: its own port, config, auth file and log in the run's temp dir.
+
+    The workers, beat and the pusher connect through it (with DATABASE_POOLER=transaction);
+    the checks and the admin connections go to the cluster directly. `server_login_retry = 1`:
+    after a server restart it tries to log in again after 1 s (the default waits 15 s).
+    `max_prepared_statements = 0` where the version knows it: a pooler that tracks no
+    prepared statements (as tests/models/test_pgbouncer.py). As root it drops to `nobody`
+    (`-u`) once it has read its files; it refuses to run as root.
+    """
+
+    POOL_SIZE = 20  # PgBouncer's default; the cluster allows 120 connections
+
+    def __init__(self, root: Path, log_path: Path, server_port: int) -> None:
+        binary = pgbouncer_binary()
+        if binary is None:
+            raise ServiceUnavailable("no pgbouncer binary on PATH or in /usr/sbin")
+        self.binary = binary
+        self.root = root
+        self.log_path = log_path
+        self.server_port = server_port
+        self.port = free_port()
+        self.record = PgBouncerRecord()
+        self._process: subprocess.Popen[bytes] | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        self.config_path = root / "pgbouncer.ini"
+        auth_file = root / "users.txt"
+        auth_file.write_text('"postgres" ""\n')
+        tracking = "max_prepared_statements = 0\n" if self.version_tuple() >= (1, 21) else ""
+        self.config_path.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={server_port}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {auth_file}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {self.POOL_SIZE}\n"
+            "max_client_conn = 500\n"
+            "server_login_retry = 1\n"
+            f"{tracking}"
+        )
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True)
+        return out.stdout.splitlines()[0].strip() if out.stdout else "?"
+
+    def version_tuple(self) -> tuple[int, ...]:
+        import re
+
+        found = re.search(r"PgBouncer (\d+)\.(\d+)", self.version())
+        return tuple(int(p) for p in found.groups()) if found else (0,)
+
+    def url_for(self, database: str) -> str:
+        """The SQLAlchemy URL of `database` through this PgBouncer."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.record.starts += 1
+        command = [
+            self.binary,
+            *(["-u", "nobody"] if os.geteuid() == 0 else []),
+            str(self.config_path),
+        ]
+        with self.log_path.open("ab") as log:
+            log.write(f"\n=== chaos: starting pgbouncer at {time.time():.3f}\n".encode())
+            log.flush()
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
+                return
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise ServiceUnavailable(f"pgbouncer did not listen on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: every client connection and every server connection is cut."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signal.SIGKILL)
+            self.record.kills += 1
+        self._process.wait()
+
+
+# --- RabbitMQ (the shared server, never restarted) -----------------------------------------
+
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
+
+def on_amqp(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(AMQP_SCHEMES)
+
+
+class RabbitQueue:
+    """The run's own quorum queue (and its exchange of the same name) on a RabbitMQ server.
+
+    The server is shared: it is never restarted; the run only deletes its own queue and
+    exchange at the end (RabbitMQ answers delete-ok when they do not exist).
+    """
+
+    def __init__(self, url: str, queue: str) -> None:
+        self.url = url
+        self.queue = queue
+
+    def server_version(self) -> str:
+        from kombu import Connection
+
+        try:
+            with Connection(self.url, connect_timeout=3) as connection:
+                connection.ensure_connection(max_retries=1)
+                properties = connection.connection.server_properties
+                return str(properties.get("version", "?"))
+        except Exception as error:
+            raise ServiceUnavailable(f"RabbitMQ at {self.safe_url}: {error}") from error
+
+    @property
+    def safe_url(self) -> str:
+        from kombu.utils.url import maybe_sanitize_url
+
+        return str(maybe_sanitize_url(self.url))
+
+    def peek(self, limit: int = 5000) -> list[bytes]:
+        """What is left in the queue, without taking it: basic_get without ack, then the
+        channel is closed, which puts every message back (not acked, so requeued)."""
+        from kombu import Connection
+
+        bodies: list[bytes] = []
+        with Connection(self.url, connect_timeout=3) as connection:
+            channel: Any = connection.channel()
+            try:
+                for _ in range(limit):
+                    message = channel.basic_get(self.queue, no_ack=False)
+                    if message is None:
+                        break
+                    body = message.body
+                    bodies.append(body if isinstance(body, bytes) else str(body).encode())
+                    bodies.append(json_dumps_headers(message))
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()  # the unacked messages go back to the queue
+        return bodies
+
+    def delete(self) -> None:
+        from kombu import Connection
+
+        with Connection(self.url, connect_timeout=3) as connection:
+            channel: Any = connection.default_channel
+            channel.queue_delete(self.queue)
+            channel.exchange_delete(self.queue)
+
+
+def json_dumps_headers(message: Any) -> bytes:
+    import json
+
+    return json.dumps(
+        {"headers": getattr(message, "headers", {}), "properties": message.properties},
+        default=str,
+    ).encode()
