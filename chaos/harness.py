@@ -115,8 +115,9 @@ class Harness:
         )
         if on_amqp(self.config.broker_url):
             assert self.config.broker_url is not None
-            self.rabbit = RabbitQueue(self.config.broker_url, self.queue)
-            self.rabbit_version = self.rabbit.server_version()  # ServiceUnavailable if down
+            rabbit = RabbitQueue(self.config.broker_url, self.queue)
+            self.rabbit_version = rabbit.server_version()  # ServiceUnavailable if down
+            self.rabbit = rabbit  # from here on, the cleanup deletes the run's queue
             progress(
                 f"  RabbitMQ {self.rabbit_version} at {self.rabbit.safe_url}, queue {self.queue}"
             )
