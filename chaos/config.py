@@ -16,8 +16,8 @@ from pathlib import Path
 # SIGKILLed, its worker killed, Redis restarted (running tasks are cancelled on connection
 # loss) or its PostgreSQL backend terminated still counts. A batch is in flight for a few
 # milliseconds to 1.5 s and a fault comes every 2-4 s, so say p <= 0.45 in all.
-# P(21 failures in a row) <= 0.45**21 ~= 5e-8; with ~50,000 events in full mode the expected
-# number of dead events is ~0.003 per run (with 15 attempts it would be ~0.3: too flaky).
+# P(21 failures in a row) <= 0.45**21 ~= 5e-8; with ~100,000 events in full mode the expected
+# number of dead events is ~0.005 per run (with 15 attempts it would be ~0.6: too flaky).
 # The whole ladder is 1+2+3+5+8+15*10 = 169 s (+-20 % jitter): every rung stays far below the
 # 900 s Redis visibility timeout and the run below TikTok's 48 h dedup window.
 RETRY_LADDER_SECONDS: tuple[int, ...] = (1, 2, 3, 5, 8) + (10,) * 15
@@ -64,11 +64,11 @@ MODES: dict[str, ModeDefaults] = {
         batch_size=(100, 250),
     ),
     "full": ModeDefaults(
-        triggers=20_000,
-        push_seconds=300,
+        triggers=100_000,
+        push_seconds=900,
         fault_tail_seconds=30,
         fault_gap_seconds=(2.0, 4.0),
-        drain_timeout_seconds=600,
+        drain_timeout_seconds=900,
         batch_size=(100, 250),
     ),
 }
