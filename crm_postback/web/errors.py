@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -147,14 +148,41 @@ class UnexpectedErrors:
         try:
             await self.app(scope, receive, tracked)
         except Exception as error:
-            log.exception("unhandled %s", type(error).__name__)
+            unavailable = database_unavailable(error)
+            if unavailable:
+                # Expected while the database restarts or fails over: one line, no traceback.
+                log.warning(
+                    "database unavailable (%s): answered 503",
+                    type(getattr(error, "orig", None) or error).__name__,
+                )
+            else:
+                log.exception("unhandled %s", type(error).__name__)
             if started and not finished:
                 raise  # half an answer: only closing the connection can tell the client
             if not started:  # (a mounted app may have answered with its own error page)
+                if unavailable:
+                    await error_response(503, [DATABASE_UNAVAILABLE], headers={"Retry-After": "1"})(
+                        scope, receive, send
+                    )
+                    return
                 problem = Problem(
                     pointer=None, field=None, message="internal error; retrying is safe"
                 )
                 await error_response(500, [problem])(scope, receive, send)
+
+
+DATABASE_UNAVAILABLE = Problem(
+    pointer=None, field=None, message="the database is unavailable; retrying is safe"
+)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """A database that cannot be reached (down, restarting, failing over, pool exhausted) as
+    opposed to a fault in the request. The same request may be sent again: a trigger stored
+    by a commit whose answer was lost is found by its idempotency key."""
+    if isinstance(error, sa_exc.OperationalError | sa_exc.TimeoutError):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -69,6 +69,17 @@ def common_errors(permission: str) -> dict[int | str, dict[str, Any]]:
                 }
             },
         },
+        503: {
+            "model": ErrorAnswer,
+            "description": "The database is unavailable (restarting, failing over): nothing "
+            "may be assumed stored; send the same request again after Retry-After seconds",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+        },
     }
 
 

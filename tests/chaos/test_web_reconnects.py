@@ -100,10 +100,11 @@ class Web:
         self.accepted.append(f"web-{n}")
 
     def refuse_while_down(self, n: int) -> None:
-        """The database is down: not accepted, a JSON error of the service's own, nothing
-        sent echoed back."""
+        """The database is down: 503 with Retry-After (retrying is safe), a JSON error of the
+        service's own, nothing sent echoed back."""
         answer = self.post(n)
-        assert answer.status_code in (500, 503), (answer.status_code, answer.text)
+        assert answer.status_code == 503, (answer.status_code, answer.text)
+        assert answer.headers["retry-after"] == "1"
         assert answer.headers["content-type"].startswith("application/json"), answer.text
         errors = answer.json()["errors"]
         assert errors and all(e["message"] for e in errors), answer.text
@@ -264,6 +265,8 @@ def test_a_web_process_reconnects_after_postgresql_crashes_and_restarts(
 
     assert web.alive() and web.process.pid == pid, web.tail()
     assert len({answer[0] for answer in web.outage_answers}) == 1  # one answer for an outage
+    log = web.log.read_text(errors="replace")
+    assert "database unavailable (" in log and "Traceback" not in log, web.tail()
     _check_nothing_lost(cluster, web)
     print(f"\noutage answer: {web.outage_answers[0]}\nrecovered in: {web.recoveries}")
 
