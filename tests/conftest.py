@@ -7,11 +7,18 @@ subprocess; when those services are absent they skip, except under CI=true where
 A real worker's broker is `broker_url`: Redis unless the test is marked `on_both_brokers`,
 which runs it once on Redis and once on RabbitMQ (TEST_RABBITMQ_URL, default the local
 server as guest), both selected by URL as the service selects its broker.
+
+A test marked `through_pgbouncer` runs once more with its database (`pg_db`) reached through
+a private PgBouncer in transaction mode (one for the session, `pgbouncer`) and
+DATABASE_POOLER=transaction: ids `[direct]`/`[pgbouncer]`; with `on_both_brokers` as well,
+`[redis]`, `[rabbitmq]` and `[redis-pgbouncer]` (PgBouncer with Redis only, not four runs).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,8 +44,11 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 BROKERS = ("redis", "rabbitmq")
+DATABASE_ROUTES = ("direct", "pgbouncer")
 # The test once per broker; `start_worker` and `broker_url` give it that broker's URL.
-on_both_brokers = pytest.mark.parametrize("broker_url", BROKERS, indirect=True)
+on_both_brokers = pytest.mark.on_both_brokers
+# The test once more with `pg_db` through PgBouncer (transaction mode, DATABASE_POOLER set).
+through_pgbouncer = pytest.mark.through_pgbouncer
 OUR_ENV = (
     "POSTBACK_DATA_DIR",
     "DATABASE_URL",
@@ -57,6 +67,36 @@ OUR_ENV = (
 EVENT_SET_ID = "7300000000000000001"
 TOKEN = "test-token-abcdef-123456"
 RUN_ID = uuid.uuid4().hex[:8]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "on_both_brokers: the real-worker test once on Redis and once on RabbitMQ"
+    )
+    config.addinivalue_line(
+        "markers",
+        "through_pgbouncer: the test once more with its database through a real PgBouncer in "
+        "transaction mode (DATABASE_POOLER=transaction)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    both_brokers = metafunc.definition.get_closest_marker("on_both_brokers") is not None
+    pooled = (
+        metafunc.definition.get_closest_marker("through_pgbouncer") is not None
+        and "pg_db" in metafunc.fixturenames
+    )
+    if both_brokers and pooled:
+        metafunc.parametrize(
+            ("broker_url", "pg_db"),
+            [("redis", "direct"), ("rabbitmq", "direct"), ("redis", "pgbouncer")],
+            ids=["redis", "rabbitmq", "redis-pgbouncer"],
+            indirect=True,
+        )
+    elif both_brokers:
+        metafunc.parametrize("broker_url", BROKERS, ids=BROKERS, indirect=True)
+    elif pooled:
+        metafunc.parametrize("pg_db", DATABASE_ROUTES, ids=DATABASE_ROUTES, indirect=True)
 
 
 def apply_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
@@ -258,14 +298,29 @@ def unreachable_broker_url(url: str) -> str:
 
 
 @pytest.fixture
-def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def pg_db(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """The session's PostgreSQL database, emptied after the test; the URL the service uses.
+    For `through_pgbouncer`'s second run, that URL goes through the session's PgBouncer with
+    DATABASE_POOLER=transaction (the worker subprocesses inherit both)."""
     from sqlalchemy import text
 
     from models import Base
     from models.db import get_engine
 
-    apply_env(monkeypatch, DATABASE_URL=postgres_url)
-    yield postgres_url
+    route = getattr(request, "param", "direct")
+    if route not in DATABASE_ROUTES:
+        raise ValueError(f"unknown database route {route!r}; one of {DATABASE_ROUTES}")
+    if route == "pgbouncer":
+        url: str = request.getfixturevalue("pgbouncer")
+        apply_env(monkeypatch, DATABASE_URL=url, DATABASE_POOLER="transaction")
+    else:
+        url = postgres_url
+        apply_env(monkeypatch, DATABASE_URL=url)
+    yield url
+    # On the server itself, without the pooler.
+    apply_env(monkeypatch, DATABASE_URL=postgres_url, DATABASE_POOLER="none")
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -274,6 +329,113 @@ def pg_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             text("INSERT INTO workspaces (name, created_at) VALUES ('default', now())")
         )
     reset_engine()
+
+
+def pgbouncer_binary() -> str:
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if found is None:
+        raise FileNotFoundError("no pgbouncer binary on PATH or in /usr/sbin")
+    return found
+
+
+def pgbouncer_version(binary: str) -> tuple[int, ...]:
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    found = re.search(r"PgBouncer (\d+)\.(\d+)", output.stdout)
+    assert found, output.stdout
+    return tuple(int(part) for part in found.groups())
+
+
+class PgBouncer:
+    """A private PgBouncer in transaction mode on `port` in front of `server_host:server_port`
+    (every database name), trusting every user; its config, auth file and log in `folder`."""
+
+    def __init__(
+        self,
+        binary: str,
+        folder: Path,
+        port: int,
+        server_host: str = "127.0.0.1",
+        server_port: int = 5432,
+        pool_size: int = 4,
+    ) -> None:
+        self.port = port
+        self.log_path = folder / "pgbouncer.log"
+        auth_file = folder / "users.txt"
+        auth_file.write_text('"postgres" ""\n')
+        tracking = (
+            # 1.21+: tracks prepared statements itself when this is above 0; 0 is the
+            # default there and models the common setup (and every older PgBouncer).
+            "max_prepared_statements = 0\n" if pgbouncer_version(binary) >= (1, 21) else ""
+        )
+        config = folder / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"* = host={server_host} port={server_port}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {auth_file}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\n"
+            "max_client_conn = 200\n"
+            f"{tracking}"
+        )
+        # PgBouncer refuses to run as root; `-u` drops to another user once it has read its
+        # files (it logs to stderr, a file this process opened).
+        command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(config)]
+        self.process = subprocess.Popen(
+            command, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_listening(self) -> None:
+        wait_for(
+            lambda: "listening on 127.0.0.1" in self.log() or self.process.poll() is not None,
+            what="pgbouncer to listen",
+            timeout=10,
+        )
+        assert self.process.poll() is None, f"pgbouncer exited:\n{self.log()}"
+
+    def url(self, server_url: str) -> str:
+        """`server_url` with this PgBouncer as its host and port."""
+        from sqlalchemy import make_url
+
+        through = make_url(server_url).set(host="127.0.0.1", port=self.port)
+        return through.render_as_string(hide_password=False)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's database through a PgBouncer of its own in transaction mode (pool size 4)
+    in front of the test PostgreSQL; stopped before that database is dropped."""
+    from sqlalchemy import make_url
+
+    require_service("pgbouncer", pgbouncer_binary)
+    server = make_url(postgres_url)
+    bouncer = PgBouncer(
+        pgbouncer_binary(),
+        tmp_path_factory.mktemp("pgbouncer"),
+        free_port(),
+        server_host=server.host or "127.0.0.1",
+        server_port=server.port or 5432,
+    )
+    try:
+        bouncer.wait_listening()
+        yield bouncer.url(postgres_url)
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

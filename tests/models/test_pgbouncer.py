@@ -1,6 +1,7 @@
 """The service behind a real PgBouncer in transaction mode (DATABASE_POOLER=transaction).
 
-A PgBouncer of the test's own (a free port, its config and auth file in the test's tmp dir,
+A PgBouncer of the test's own (tests/conftest.py's `PgBouncer`, as the `through_pgbouncer`
+tests' session one; a free port, its config and auth file in the test's tmp dir,
 `default_pool_size = 2`) sits between the service and the shared PostgreSQL, so every server
 connection is shared by many client connections: the intake's (threads of this process) and
 the workers' (a real `celery worker` subprocess). Hundreds of triggers make each statement run
@@ -16,10 +17,7 @@ both tests model a pooler that does not.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, func, make_url, select
+from sqlalchemy import func, make_url, select
 
 from crm_postback.api import enqueue_trigger
 from crm_postback.simulator import SimulatorControl
@@ -35,9 +33,11 @@ from models import Trigger, TriggerStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import (  # type: ignore[import-not-found]
+    PgBouncer,
     WorkerProcess,
     apply_env,
     free_port,
+    pgbouncer_binary,
     require_service,
     trigger_body,
     wait_for,
@@ -53,86 +53,25 @@ TRIGGERS_PER_THREAD = 40  # 320 in all
 PREPARED_STATEMENT_ERROR = re.compile(r'prepared statement "_pg3_\d+"')
 
 
-def _pgbouncer_binary() -> str:
-    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
-    if found is None:
-        raise FileNotFoundError("no pgbouncer binary on PATH or in /usr/sbin")
-    return found
-
-
-def _version(binary: str) -> tuple[int, ...]:
-    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
-    found = re.search(r"PgBouncer (\d+)\.(\d+)", output.stdout)
-    assert found, output.stdout
-    return tuple(int(part) for part in found.groups())
-
-
-class PgBouncer:
-    def __init__(self, binary: str, folder: Path, port: int, server: URL) -> None:
-        self.port = port
-        self.log_path = folder / "pgbouncer.log"
-        auth_file = folder / "users.txt"
-        auth_file.write_text('"postgres" ""\n')
-        tracking = (
-            # 1.21+: tracks prepared statements itself when this is above 0; 0 is the
-            # default there and models the common setup (and every older PgBouncer).
-            "max_prepared_statements = 0\n" if _version(binary) >= (1, 21) else ""
-        )
-        config = folder / "pgbouncer.ini"
-        config.write_text(
-            "[databases]\n"
-            f"* = host={server.host} port={server.port or 5432}\n"
-            "[pgbouncer]\n"
-            "listen_addr = 127.0.0.1\n"
-            f"listen_port = {port}\n"
-            "unix_socket_dir =\n"
-            "auth_type = trust\n"
-            f"auth_file = {auth_file}\n"
-            "pool_mode = transaction\n"
-            "default_pool_size = 2\n"
-            "max_client_conn = 200\n"
-            f"{tracking}"
-        )
-        # PgBouncer refuses to run as root; `-u` drops to another user once it has read its
-        # files (it logs to stderr, a file this process opened).
-        command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(config)]
-        self.process = subprocess.Popen(
-            command, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_listening(self) -> None:
-        wait_for(
-            lambda: "listening on 127.0.0.1" in self.log() or self.process.poll() is not None,
-            what="pgbouncer to listen",
-            timeout=10,
-        )
-        assert self.process.poll() is None, f"pgbouncer exited:\n{self.log()}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
 def pgbouncer_url(pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The test database's URL through a PgBouncer in transaction mode. Request it before
     `start_worker`, so the workers stop before it does."""
-    require_service("pgbouncer", _pgbouncer_binary)
+    require_service("pgbouncer", pgbouncer_binary)
     folder = tmp_path / "pgbouncer"
     folder.mkdir()
     server = make_url(pg_db)
-    bouncer = PgBouncer(_pgbouncer_binary(), folder, free_port(), server)
+    bouncer = PgBouncer(
+        pgbouncer_binary(),
+        folder,
+        free_port(),
+        server_host=server.host or "127.0.0.1",
+        server_port=server.port or 5432,
+        pool_size=2,
+    )
     try:
         bouncer.wait_listening()
-        through = server.set(host="127.0.0.1", port=bouncer.port)
-        yield through.render_as_string(hide_password=False)
+        yield bouncer.url(pg_db)
     finally:
         # pg_db cleans up on the server itself, without the pooler.
         apply_env(monkeypatch, DATABASE_URL=pg_db, DATABASE_POOLER="none")

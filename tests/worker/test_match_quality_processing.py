@@ -25,6 +25,7 @@ from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import (  # type: ignore[import-not-found]
     WorkerProcess,
     on_both_brokers,
+    through_pgbouncer,
     trigger_body,
 )
 from worker import processing
@@ -223,6 +224,7 @@ def test_two_workers_resolving_the_same_caller_id_at_once_store_and_send_it_once
 
 @pytest.mark.integration
 @on_both_brokers
+@through_pgbouncer
 def test_real_workers_send_a_repeated_caller_id_once(
     start_worker: Callable[..., WorkerProcess],
     simulator: SimulatorControl,

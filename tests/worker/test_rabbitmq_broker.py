@@ -30,6 +30,7 @@ from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import (  # type: ignore[import-not-found]
     WorkerProcess,
+    through_pgbouncer,
     trigger_body,
     wait_for,
 )
@@ -93,6 +94,7 @@ def test_the_worker_consumes_a_durable_quorum_queue_with_confirmed_publishes(
         assert connection.connection.confirm_publish is True
 
 
+@through_pgbouncer
 def test_a_task_in_flight_when_the_worker_is_sigkilled_is_redelivered_and_sent_once(
     start_worker: StartWorker,
     simulator: SimulatorControl,

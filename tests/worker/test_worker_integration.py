@@ -1,6 +1,7 @@
 """Real worker processes on real Redis and PostgreSQL, posting to the simulator over HTTP.
 
-The tests marked `on_both_brokers` run once on Redis and once on RabbitMQ (quorum queue)."""
+The tests marked `on_both_brokers` run once on Redis and once on RabbitMQ (quorum queue); those
+marked `through_pgbouncer` once more on Redis through a PgBouncer in transaction mode."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.conftest import (  # type: ignore[import-not-found]
     WorkerProcess,
     apply_env,
     on_both_brokers,
+    through_pgbouncer,
     unreachable_broker_url,
     wait_for,
 )
@@ -73,6 +75,7 @@ def acme(make_event_set: Callable[..., int]) -> int:
 
 
 @on_both_brokers
+@through_pgbouncer
 def test_lifecycle_through_real_worker_redis_and_postgres(
     start_worker: StartWorker, simulator: SimulatorControl, acme: int
 ) -> None:
@@ -117,6 +120,7 @@ def test_lifecycle_through_real_worker_redis_and_postgres(
 
 
 @on_both_brokers
+@through_pgbouncer
 def test_tiktok_outage_is_retried_by_the_beat_sweeper(
     start_worker: StartWorker, simulator: SimulatorControl, acme: int
 ) -> None:
