@@ -15,14 +15,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> PrivateCluster:
+def cluster(server_dir: Path) -> PrivateCluster:
     try:
         postgres_bindir()
     except ServiceUnavailable as error:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{error}; CI=true requires it")
         pytest.skip(str(error))
-    return PrivateCluster(tmp_path / "postgres", tmp_path / "postgres.log")
+    return PrivateCluster(server_dir / "postgres", server_dir / "postgres.log")
 
 
 @pytest.mark.timeout(60)

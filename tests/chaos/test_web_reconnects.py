@@ -54,12 +54,12 @@ def _unavailable(error: Exception | str) -> None:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
+def cluster(server_dir: Path) -> Iterator[PrivateCluster]:
     try:
         postgres_bindir()
     except ServiceUnavailable as error:
         _unavailable(error)
-    cluster = PrivateCluster(tmp_path / "postgres", tmp_path / "postgres.log")
+    cluster = PrivateCluster(server_dir / "postgres", server_dir / "postgres.log")
     try:
         yield cluster
     finally:
@@ -274,7 +274,7 @@ def test_a_web_process_reconnects_after_postgresql_crashes_and_restarts(
 @pytest.mark.timeout(90)
 def test_a_web_process_behind_pgbouncer_reconnects_after_its_crashes(
     cluster: PrivateCluster,
-    tmp_path: Path,
+    server_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_event_set: Callable[..., int],
     start_web: Callable[..., Web],
@@ -282,7 +282,9 @@ def test_a_web_process_behind_pgbouncer_reconnects_after_its_crashes(
     if pgbouncer_binary() is None:
         _unavailable("no pgbouncer binary on PATH or in /usr/sbin")
     _, key = _prepare(cluster, monkeypatch, make_event_set)
-    pgbouncer = PrivatePgBouncer(tmp_path / "pgbouncer", tmp_path / "pgbouncer.log", cluster.port)
+    pgbouncer = PrivatePgBouncer(
+        server_dir / "pgbouncer", server_dir / "pgbouncer.log", cluster.port
+    )
     pgbouncer.start()
     try:
         web = start_web(pgbouncer.url_for(DATABASE), key, DATABASE_POOLER="transaction")
