@@ -111,6 +111,22 @@ def _trigger_counts() -> dict[str, int]:
     return {str(status): count for status, count in rows}
 
 
+def _send_through_pgbouncer(
+    pgbouncer_url: str,
+    pooler: str,
+    prefix: str,
+    start_worker: StartWorker,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Any, list[BaseException]]:
+    """A real worker and intake threads, all through PgBouncer with DATABASE_POOLER=`pooler`:
+    the worker and the errors the threads met."""
+    apply_env(monkeypatch, DATABASE_URL=pgbouncer_url, DATABASE_POOLER=pooler)
+    make_event_set()
+    worker = start_worker()
+    return worker, _send_from_threads(prefix)
+
+
 def test_every_event_arrives_through_pgbouncer_with_the_setting(
     pgbouncer_url: str,
     start_worker: StartWorker,
@@ -118,11 +134,9 @@ def test_every_event_arrives_through_pgbouncer_with_the_setting(
     make_event_set: Callable[..., int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    apply_env(monkeypatch, DATABASE_URL=pgbouncer_url, DATABASE_POOLER="transaction")
-    make_event_set()
-    worker = start_worker()
-
-    errors = _send_from_threads("PGB")
+    worker, errors = _send_through_pgbouncer(
+        pgbouncer_url, "transaction", "PGB", start_worker, make_event_set, monkeypatch
+    )
 
     assert errors == []
     total = THREADS * TRIGGERS_PER_THREAD
@@ -145,11 +159,9 @@ def test_without_the_setting_pgbouncer_loses_prepared_statements(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The run above, with DATABASE_POOLER left at `none`: proves that test can fail."""
-    apply_env(monkeypatch, DATABASE_URL=pgbouncer_url, DATABASE_POOLER="none")
-    make_event_set()
-    worker = start_worker()
-
-    errors = _send_from_threads("NOPGB")
+    worker, errors = _send_through_pgbouncer(
+        pgbouncer_url, "none", "NOPGB", start_worker, make_event_set, monkeypatch
+    )
 
     def failed_on_prepared_statements() -> bool:
         return any(PREPARED_STATEMENT_ERROR.search(str(e)) for e in errors) or bool(
