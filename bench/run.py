@@ -1,4 +1,4 @@
-"""`python -m bench.run compare|steady|long|nodes [options]`: crm-postback vs the naive baseline.
+"""`python -m bench.run MODE [options]`: crm-postback against the naive baseline, by mode.
 
   compare  the same N triggers through (1) ours with batched ingest, (2) ours with one-at-a-time
            enqueue and (3) the naive one-postback-per-trigger design, each on a fresh database,
@@ -7,6 +7,10 @@
   long     --triggers (1,000,000) in batches; worker RSS over time to a CSV, growth after warm-up
   nodes    ours batched on 1 worker node, then on 2 (distinct names and processes, same broker
            and database): throughput ratio, no event sent twice, CPU per component of both
+  fairness a quiet event set's latency (accepted -> acknowledged) with and without a backlog
+           on another event set (bench/fairness.py)
+  pacing   the simulator told a request limit per access token: throttled requests without
+           and with the product's pacing (bench/pacing.py)
 
 Needs PostgreSQL (BENCH_POSTGRES_URL, default postgres@127.0.0.1:5432) and Redis
 (BENCH_REDIS_URL, default 127.0.0.1:6379/0); uses a unique database and queue per run and
@@ -99,6 +103,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="producers wait while this many triggers are enqueued but not delivered",
     )
     long.add_argument("--warm-share", type=float, default=0.10, help="warm-up point (0.10)")
+    from bench import fairness, pacing
+
+    fairness.add_arguments(modes.add_parser("fairness", parents=[common], help=fairness.HELP))
+    pacing.add_arguments(modes.add_parser("pacing", parents=[common], help=pacing.HELP))
     args = parser.parse_args(argv)
     if args.mode == "steady":
         if args.producers is None:
@@ -178,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                 all(run["complete"] for run in result["runs"].values())
                 and result["summary"]["no_double_sends"]
             )
+        elif args.mode in ("fairness", "pacing"):
+            from bench import fairness, pacing
+
+            special = fairness if args.mode == "fairness" else pacing
+            text, complete = special.run(ctx, args, workload, result, log=log)
         elif args.mode == "steady":
             config.update(rate=args.rate, seconds=args.seconds, ingest=args.ingest)
             result.update(

@@ -1,0 +1,21 @@
+"""`bench.run fairness`: a quiet event set's latency, with and without a backlog."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+HELP = "a quiet event set's latency with and without another set's backlog"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--triggers", type=int, default=1_000)
+    parser.add_argument("--producers", type=int, default=1)
+
+
+def run(
+    ctx: Any, args: argparse.Namespace, workload: Any, result: dict[str, Any], *, log: Any
+) -> tuple[str, bool]:
+    """Adds its figures to `result`; returns the report text and whether every expected
+    event arrived."""
+    raise NotImplementedError
