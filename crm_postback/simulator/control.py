@@ -47,6 +47,22 @@ class SimulatorControl:
         """Change some fault settings (e.g. `throttle_rate=0.2`); returns all of them."""
         return self._post("faults", rates)
 
+    def set_rate_limit(self, rate: str | None, strategy: str = "moving") -> dict[str, Any] | None:
+        """Answer 40100 above `rate` track requests per access token (`limits` notation:
+        "5/second", "100 per minute"; strategy `moving` or `fixed` window); None turns it
+        off. Returns the limit now in force."""
+        payload: dict[str, Any] = {"rate": rate}
+        if rate is not None:
+            payload["strategy"] = strategy
+        result: dict[str, Any] | None = self._post("rate-limit", payload)["rate_limit"]
+        return result
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The latest track requests: `at` (epoch seconds), `token` (a fingerprint) and
+        `rate_limited` (refused by the request limit)."""
+        result: list[dict[str, Any]] = self._get("requests")
+        return result
+
     def events(self, **filters: str | bool) -> list[dict[str, Any]]:
         """Accepted events; filters: event_source_id, event_id, event, include_duplicates."""
         result: list[dict[str, Any]] = self._get("events", _query(filters))

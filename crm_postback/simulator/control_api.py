@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from crm_postback.simulator.rate_limit import TokenRateLimit
 from crm_postback.simulator.registered_sets import RegisteredEventSet
 from crm_postback.simulator.responses import Response, control_error, json_response
 from crm_postback.simulator.state import SimulatorState
@@ -62,6 +63,36 @@ def _faults(state: SimulatorState, query: Query, raw_body: bytes) -> Response:
     return json_response(faults.to_json())
 
 
+def _current_rate_limit(state: SimulatorState, query: Query, raw_body: bytes) -> Response:
+    rate_limit = state.rate_limit
+    return json_response({"rate_limit": rate_limit.to_json() if rate_limit else None})
+
+
+def _rate_limit(state: SimulatorState, query: Query, raw_body: bytes) -> Response:
+    """`{"rate": "5/second", "strategy": "moving"}` sets the limit per access token;
+    `{"rate": null}` turns it off."""
+    fields = _json_object(raw_body)
+    if fields is None:
+        return control_error("body must be a JSON object")
+    unknown = sorted(set(fields) - {"rate", "strategy"})
+    if unknown:
+        return control_error(f"unknown rate limit settings: {', '.join(unknown)}")
+    rate = fields.get("rate")
+    if rate is None:
+        state.set_rate_limit(None)
+        return json_response({"rate_limit": None})
+    try:
+        rate_limit = TokenRateLimit(rate, fields.get("strategy", "moving"))
+    except (TypeError, ValueError) as error:
+        return control_error(str(error))
+    state.set_rate_limit(rate_limit)
+    return json_response({"rate_limit": rate_limit.to_json()})
+
+
+def _requests(state: SimulatorState, query: Query, raw_body: bytes) -> Response:
+    return json_response(state.request_log())
+
+
 def _register_event_set(state: SimulatorState, query: Query, raw_body: bytes) -> Response:
     fields = _json_object(raw_body)
     if fields is None:
@@ -109,6 +140,8 @@ _ROUTES: dict[str, dict[str, _Route]] = {
     "/_sim/events": {"GET": _events},
     "/_sim/stats": {"GET": _stats},
     "/_sim/faults": {"GET": _current_faults, "POST": _faults},
+    "/_sim/rate-limit": {"GET": _current_rate_limit, "POST": _rate_limit},
+    "/_sim/requests": {"GET": _requests},
     "/_sim/event-sets": {"POST": _register_event_set},
     "/_sim/reset": {"POST": _reset},
 }

@@ -10,7 +10,7 @@ import random
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,10 +18,13 @@ from types import MappingProxyType
 from typing import Any
 
 from crm_postback.simulator.faults import FaultKind, Faults
+from crm_postback.simulator.rate_limit import TokenRateLimit, token_label
 from crm_postback.simulator.recorder import JsonlRecorder
 from crm_postback.simulator.registered_sets import RegisteredEventSet
 
 DEDUP_WINDOW_SECONDS = 48 * 3600
+# Track requests remembered for `/_sim/requests` (arrival time, token fingerprint, refused).
+REQUEST_LOG_SIZE = 100_000
 _SERVER_ERROR_STATUSES = (500, 503, 502)
 
 __all__ = [
@@ -68,6 +71,8 @@ class FaultDecision:
     kind: FaultKind
     http_status: int | None = None
     delay_seconds: float = 0.0
+    # Throttled by the per-token request limit rather than by the random throttle fault.
+    rate_limited: bool = False
 
 
 _NO_FAULT = FaultDecision(FaultKind.NONE)
@@ -99,6 +104,9 @@ class SimulatorState:
         self._requests_by_code: Counter[int] = Counter()
         self._events_unique = 0
         self._events_duplicate = 0
+        self._rate_limit: TokenRateLimit | None = None
+        self._rate_limited = 0
+        self._request_log: deque[tuple[float, str, bool]] = deque(maxlen=REQUEST_LOG_SIZE)
         for event_set in event_sets:
             self.register_event_set(event_set)
 
@@ -132,16 +140,34 @@ class SimulatorState:
                 self._rng.seed(self._faults.seed)
             return self._faults
 
+    # The request limit per access token
+
+    @property
+    def rate_limit(self) -> TokenRateLimit | None:
+        return self._rate_limit
+
+    def set_rate_limit(self, rate_limit: TokenRateLimit | None) -> None:
+        """Above `rate_limit` (per access token) a track request is answered 40100; None
+        turns the limit off. A new limit starts with empty windows."""
+        with self._lock:
+            self._rate_limit = rate_limit
+
     # Requests
 
     def new_request_id(self) -> str:
         with self._lock:
             return self._next_request_id()
 
-    def begin_request(self) -> tuple[str, FaultDecision]:
-        """A request id and the single fault (if any) to apply to this request."""
+    def begin_request(self, access_token: str | None = None) -> tuple[str, FaultDecision]:
+        """A request id and the single fault (if any) to apply to this track request: the
+        per-token request limit first, then the random faults."""
         with self._lock:
             request_id = self._next_request_id()
+            limited = self._rate_limit is not None and not self._rate_limit.admit(access_token)
+            self._request_log.append((self._clock(), token_label(access_token), limited))
+            if limited:
+                self._rate_limited += 1
+                return request_id, FaultDecision(FaultKind.THROTTLE, rate_limited=True)
             faults = self._faults
             if not faults.active:
                 return request_id, _NO_FAULT
@@ -225,6 +251,13 @@ class SimulatorState:
             and (event is None or received.event == event)
         ]
 
+    def request_log(self) -> list[dict[str, Any]]:
+        """The latest track requests: when each arrived, its token's fingerprint, and
+        whether the request limit refused it."""
+        with self._lock:
+            log = list(self._request_log)
+        return [{"at": at, "token": token, "rate_limited": limited} for at, token, limited in log]
+
     # Introspection and reset
 
     def stats(self) -> dict[str, Any]:
@@ -242,10 +275,13 @@ class SimulatorState:
                 "events_duplicate": self._events_duplicate,
                 "event_sets": len(self._event_sets),
                 "faults": self._faults.to_json(),
+                "rate_limit": self._rate_limit.to_json() if self._rate_limit else None,
+                "rate_limited": self._rate_limited,
             }
 
     def reset(self, *, event_sets: bool = False) -> None:
-        """Forget events, counters and faults; also forget event sets if asked."""
+        """Forget events, counters, faults and the request limit; also forget event sets if
+        asked."""
         with self._lock:
             self._events = []
             self._first_seen = {}
@@ -254,6 +290,9 @@ class SimulatorState:
             self._events_unique = 0
             self._events_duplicate = 0
             self._faults = Faults()
+            self._rate_limit = None
+            self._rate_limited = 0
+            self._request_log.clear()
             self._rng = random.Random()
             self._server_errors = itertools.cycle(_SERVER_ERROR_STATUSES)
             if event_sets:

@@ -29,7 +29,7 @@ Query = Mapping[str, Sequence[str]]
 
 
 def handle_track(state: SimulatorState, access_token: str | None, raw_body: bytes) -> Response:
-    request_id, fault = state.begin_request()
+    request_id, fault = state.begin_request(access_token)
     response = _faulty_response(fault, request_id)
     if response is None:
         if fault.kind is FaultKind.SLOW:
