@@ -4,7 +4,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
@@ -27,6 +36,14 @@ class Trigger(WorkspaceOwned, Base):
         UniqueConstraint("event_set_id", "idempotency_key"),
         Index("ix_triggers_status_received_at", "status", "received_at"),
         Index("ix_triggers_workspace_id_lead_ref", "workspace_id", "lead_ref"),
+        # Triggers waiting for a worker, by event set: fair scheduling (worker.processing).
+        Index(
+            "ix_triggers_received_event_set_id",
+            "event_set_id",
+            "id",
+            postgresql_where=text("status = 'received'"),
+            sqlite_where=text("status = 'received'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

@@ -9,13 +9,25 @@ one multi-row INSERT of postbacks).
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, and_, case, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    column,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy import values as values_clause
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
@@ -262,17 +274,27 @@ def resolve_triggers(
     """
     if not trigger_ids and not also_ready:
         return ResolvedTriggers(0, [], {})
-    given = matches_any(session, TRIGGERS.c.id, trigger_ids)
-    mine = and_(given, TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
-    wanted = or_(mine, TRIGGERS.c.status == TriggerStatus.RECEIVED) if also_ready > 0 else mine
     limit = len(trigger_ids) + max(also_ready, 0)
-    triggers = session.execute(
-        select(*_TRIGGER_COLUMNS)
-        .where(wanted)
-        .order_by(case((given, 0), else_=1), TRIGGERS.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=TRIGGERS)
-    ).all()
+    triggers: list[Row[Any]] = []
+    if trigger_ids:
+        triggers = list(
+            session.execute(
+                select(*_TRIGGER_COLUMNS)
+                .where(
+                    matches_any(session, TRIGGERS.c.id, trigger_ids),
+                    TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES),
+                )
+                .order_by(TRIGGERS.c.id)
+                .with_for_update(skip_locked=True, of=TRIGGERS)
+            )
+        )
+    if also_ready > 0:
+        taken = {trigger.id for trigger in triggers}
+        triggers.extend(
+            trigger
+            for trigger in take_waiting_fairly(session, limit - len(triggers))
+            if trigger.id not in taken
+        )
     if not triggers:
         return ResolvedTriggers(0, [], {})
     full = len(triggers) >= limit
@@ -337,19 +359,104 @@ def resolve_triggers(
     return ResolvedTriggers(len(triggers), new_postbacks, event_sets, full, woke_early)
 
 
+def take_waiting_fairly(session: Session, limit: int) -> list[Row[Any]]:
+    """Up to `limit` triggers waiting for a worker (`received`), locked, shared out across
+    their event sets: each set gets an equal share, and what a set cannot use goes to the
+    sets that have more. One advertiser's backlog (a nightly re-send, a resumed set) then
+    costs another advertiser's fresh trigger one batch of waiting, not the whole backlog.
+    Rows another worker holds are skipped (PostgreSQL); on SQLite the writer lock already
+    makes the run exclusive."""
+    if limit <= 0:
+        return []
+    set_ids = _event_sets_waiting(session)
+    if not set_ids:
+        return []
+    if len(set_ids) > limit:
+        # More sets than places: a random start, so no set is always last.
+        start = random.randrange(len(set_ids))
+        set_ids = (set_ids[start:] + set_ids[:start])[:limit]
+    share = -(-limit // len(set_ids))
+    taken = _waiting_of(session, [(set_id, None) for set_id in set_ids], share)
+    by_set: dict[int, list[Row[Any]]] = defaultdict(list)
+    for trigger in taken:
+        by_set[trigger.event_set_id].append(trigger)
+    taken = taken[:limit]
+    for set_id in set_ids:
+        room = limit - len(taken)
+        if room <= 0:
+            break
+        rows = by_set.get(set_id, [])
+        if len(rows) == share:  # the set may have more
+            taken.extend(_waiting_of(session, [(set_id, rows[-1].id)], room))
+    return taken
+
+
+# The distinct event sets with triggers waiting, one index probe per set (a loose index scan
+# over ix_triggers_received_event_set_id) rather than reading every waiting row. The status is
+# a literal so that the planner can use the partial index.
+_EVENT_SETS_WAITING = text(
+    """
+    WITH RECURSIVE waiting(event_set_id) AS (
+        SELECT min(event_set_id) FROM triggers WHERE status = 'received'
+        UNION ALL
+        SELECT (
+            SELECT min(t.event_set_id) FROM triggers AS t
+            WHERE t.status = 'received' AND t.event_set_id > waiting.event_set_id
+        )
+        FROM waiting WHERE waiting.event_set_id IS NOT NULL
+    )
+    SELECT event_set_id FROM waiting WHERE event_set_id IS NOT NULL
+    """
+)
+
+
+def _event_sets_waiting(session: Session) -> list[int]:
+    return list(session.scalars(_EVENT_SETS_WAITING))
+
+
+_WAITING = TRIGGERS.c.status == literal_column("'received'")
+
+
+def _waiting_of(
+    session: Session, sets: Sequence[tuple[int, int | None]], per_set: int
+) -> list[Row[Any]]:
+    """The first `per_set` waiting triggers of each (event set, after this trigger id)."""
+
+    def of_set(set_id: Any, after: Any) -> Any:
+        conditions = [_WAITING, TRIGGERS.c.event_set_id == set_id]
+        if after is not None:
+            conditions.append(TRIGGERS.c.id > after)
+        return (
+            select(*_TRIGGER_COLUMNS)
+            .where(*conditions)
+            .order_by(TRIGGERS.c.id)
+            .limit(per_set)
+            .with_for_update(skip_locked=True, of=TRIGGERS)
+        )
+
+    if not is_postgres(session) or len(sets) == 1:
+        return [row for set_id, after in sets for row in session.execute(of_set(set_id, after))]
+    # One statement: every set's share, each locked by its own LATERAL subquery.
+    rows = [(set_id,) for set_id, _after in sets]
+    wanted = values_clause(column("set_id", Integer), name="wanted").data(rows)
+    share = of_set(wanted.c.set_id, None).lateral("share")
+    return list(session.execute(select(share).select_from(wanted.join(share, true()))))
+
+
 def insert_claimed(
     session: Session, resolved: ResolvedTriggers, settings: Settings, now: datetime
 ) -> list[OutgoingBatch]:
     """Inserts the planned rows already claimed (see `claim_planning.plan_claim`): one write
     per row instead of an INSERT and then an UPDATE. Returns the requests to send once the
-    caller commits."""
+    caller commits, the smallest first: a set with a few fresh events does not wait for
+    another set's full request to be answered."""
     if not resolved.new_postbacks:
         return []
     plan = plan_claim(resolved.sendable(), resolved.event_sets, settings, now)
     for row, values in plan.changes:
         row.values.update(values)
     row_ids = _insert(session, resolved.new_postbacks)
-    return plan.batches(lambda row: row_ids.get(row.key))
+    return sorted(plan.batches(lambda row: row_ids.get(row.key)), key=lambda b: len(b.items))
 
 
 def insert_reserved(
