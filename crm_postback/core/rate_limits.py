@@ -49,7 +49,7 @@ _shared_storages: dict[str, Storage] = {}
 _shared_lock = threading.Lock()
 
 
-def _shared_storage(url: str) -> Storage:
+def shared_storage(url: str) -> Storage:
     """One storage (one connection pool) per URL in this process."""
     with _shared_lock:
         if url not in _shared_storages:
@@ -60,7 +60,7 @@ def _shared_storage(url: str) -> Storage:
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             )
             if not isinstance(storage, Storage):
-                raise ValueError("RATE_LIMIT_STORAGE_URL: an asynchronous storage scheme")
+                raise ValueError("rate limit storage: an asynchronous storage scheme")
             _shared_storages[url] = storage
         return _shared_storages[url]
 
@@ -74,9 +74,7 @@ class RateLimit:
         self.storage_url = storage_url
         self._item: RateLimitItem = parse(rate)
         self._local = MovingWindowRateLimiter(MemoryStorage())
-        self._shared = (
-            MovingWindowRateLimiter(_shared_storage(storage_url)) if storage_url else None
-        )
+        self._shared = MovingWindowRateLimiter(shared_storage(storage_url)) if storage_url else None
         self._warned_at = -math.inf
 
     def _key(self, key: tuple[str, ...]) -> str:

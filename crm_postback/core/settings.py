@@ -87,6 +87,29 @@ class Settings(BaseSettings):
         "ready, so single triggers arriving together share one request (Redis broker only; "
         "not when it was woken because a full batch left more waiting).",
     )
+    tiktok_request_rate: str = Field(
+        "",
+        description="Pacing: at most this many requests to the Events API per access token "
+        "(`limits` notation, e.g. 10/second, 600 per minute; empty, 0 or none: no pacing), "
+        "counted in a moving window by all workers together (where "
+        "TIKTOK_PACING_STORAGE_URL says), so event sets sharing a token share it. TikTok "
+        "publishes no limit for event/track; see docs/tiktok-contract.md.",
+    )
+    tiktok_pacing_storage_url: str = Field(
+        "",
+        description="Where the pacing budget is counted: redis://host:6379/1 shares it "
+        "between every worker process and host; empty means RATE_LIMIT_STORAGE_URL, and "
+        "when that is empty too, each worker process counts its own (the rate is then per "
+        "process). Redis unreachable: each process counts its own until it is back (logged).",
+    )
+    tiktok_pacing_max_wait_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="When a token's budget is spent, a worker waits at most this long in all "
+        "for a free slot; a batch that would wait longer is deferred (`retrying`, no attempt "
+        "counted) to when its window frees, and the worker moves on.",
+    )
     throttle_pause_seconds: int = Field(
         30, ge=0, description="After TikTok throttles an event set, send nothing for it this long."
     )
@@ -250,7 +273,7 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
 
-    @field_validator("rate_limit_storage_url")
+    @field_validator("rate_limit_storage_url", "tiktok_pacing_storage_url")
     @classmethod
     def _redis_rate_limit_storage(cls, value: str) -> str:
         scheme = value.partition("://")[0]
@@ -267,7 +290,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("admin_login_rate_limit", "ingest_key_rate_limit")
+    @field_validator("admin_login_rate_limit", "ingest_key_rate_limit", "tiktok_request_rate")
     @classmethod
     def _rate_in_limits_notation(cls, value: str, info: ValidationInfo) -> str:
         from limits import parse
@@ -275,6 +298,8 @@ class Settings(BaseSettings):
         from crm_postback.core.rate_limits import rate_limit_disabled
 
         value = value.strip()
+        if info.field_name == "tiktok_request_rate" and (not value or rate_limit_disabled(value)):
+            return ""
         # The ingest limit may be turned off; the login limit, a guard on passwords, may not.
         if info.field_name == "ingest_key_rate_limit" and rate_limit_disabled(value):
             return value.lower()
@@ -313,6 +338,10 @@ class Settings(BaseSettings):
         if self.max_event_age_days is not None:
             return self.max_event_age_days
         return self.crm_max_event_age_days if event_source == "crm" else self.web_max_event_age_days
+
+    @property
+    def effective_pacing_storage_url(self) -> str:
+        return self.tiktok_pacing_storage_url or self.rate_limit_storage_url
 
     @property
     def http_timeout(self) -> tuple[float, float]:
