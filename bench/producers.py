@@ -87,6 +87,12 @@ class ProducerPlan:
     # Called with the chunk's size before each call; blocks while the pipeline is too far
     # behind (the long run's backlog cap).
     gate: Callable[[int], None] | None = None
+    # Called with the chunk's size after each call returned (the fairness run starts its quiet
+    # producer once a share of the backlog is stored).
+    on_sent: Callable[[int], None] | None = None
+    # Once set, each producer stops before its next call; what it did not send stays at 0.0
+    # in `accepted_at`.
+    stop: threading.Event | None = None
 
 
 def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
@@ -120,6 +126,8 @@ def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
                     for chunk in _chunks(refs, plan.chunk, per_thread_rate, began)
                 )
             for chunk, payload in work:
+                if plan.stop is not None and plan.stop.is_set():
+                    break
                 if plan.gate is not None:
                     plan.gate(len(chunk))
                 rejected += send.deliver(payload)
@@ -129,6 +137,8 @@ def run(workload: Workload, send: Send, plan: ProducerPlan) -> ProducerResult:
                 if plan.record_times:
                     for ref in chunk:
                         result.accepted_at[ref.index] = done
+                if plan.on_sent is not None:
+                    plan.on_sent(len(chunk))
         except Exception as error:
             with lock:
                 result.errors.append(f"producer {producer}: {type(error).__name__}: {error}")

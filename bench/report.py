@@ -16,6 +16,7 @@ TARGETS = {
     "single_vs_naive": 2.0,
     "steady_p99_ms": 1_000,
     "long_rss_growth_pct": 10.0,
+    "fairness_quiet_p99_ms": 1_000,
 }
 
 # (label, key, which way is better, how to print a value)
@@ -305,6 +306,79 @@ def render_long(result: dict[str, Any]) -> str:
             + ("" if result["complete"] else "  INCOMPLETE"),
             f"  RSS samples             {result['rss_csv']}",
         ]
+    )
+
+
+def render_fairness(result: dict[str, Any]) -> str:
+    alone = result["runs"]["without_backlog"]
+    busy = result["runs"]["with_backlog"]
+    backlog = result["backlog"]
+    overlap = result["overlap"]
+    config = result["config"]
+    ms = ROWS[1][3]
+    plain = lambda v: f"{v:,}"  # noqa: E731
+    lines = [
+        f"fairness: quiet set {alone['event_set']}, one trigger at a time at "
+        f"{config['quiet_rate']:g}/s; backlog on {backlog['event_set']}: "
+        f"{backlog['triggers']:,} triggers in batches of {config['batch']:,} from "
+        f"{backlog['producers']} producer(s)",
+        f"{'quiet set (accepted -> acknowledged)':<40} {'no backlog':>12} {'backlog':>12}",
+        "─" * 66,
+    ]
+
+    def row(label: str, key: str, fmt: Callable[[Any], str]) -> None:
+        lines.append(
+            f"{label:<40} {_cell(alone.get(key), fmt):>12} {_cell(busy.get(key), fmt):>12}"
+        )
+
+    row("triggers measured", "latency_measured", plain)
+    row("latency p50 (ms)", "latency_p50_ms", ms)
+    row("latency p99 (ms)", "latency_p99_ms", ms)
+    row("latency max (ms)", "latency_max_ms", ms)
+    row("achieved rate (triggers/s)", "achieved_rate", lambda v: f"{v:.1f}")
+    received = [f"{run['events_received']:,}/{run['events_expected']:,}" for run in (alone, busy)]
+    lines.append(f"{'events received / expected':<40} {received[0]:>12} {received[1]:>12}")
+    pending = (
+        overlap["backlog_pending_at_quiet_accept_min"],
+        overlap["backlog_pending_at_quiet_accept_median"],
+        overlap["backlog_pending_at_quiet_accept_max"],
+    )
+    secs = lambda v: f"{v:,.1f}"  # noqa: E731
+    lines += [
+        "",
+        f"backlog: {backlog['triggers']:,} triggers stored in {backlog['ingest_seconds']:,.1f} s "
+        f"({backlog['ingest_triggers_per_s']:,.0f}/s), drained in "
+        f"{_cell(backlog['drain_seconds'], secs)} s "
+        f"({_cell(backlog['triggers_per_s'], ROWS[0][3])} triggers/s end to end), "
+        f"events {backlog['events_received']:,}/{backlog['events_expected']:,}",
+        f"overlap: the quiet producer started with "
+        f"{_cell(overlap['quiet_started_at_stored'], plain)} backlog triggers stored (asked "
+        f"{overlap['quiet_start_threshold']:,}); its first trigger was accepted "
+        f"{_cell(overlap['quiet_started_after_seconds'], secs)} s after the backlog's first "
+        f"call, {_cell(overlap['overlap_seconds'], secs)} s before the backlog's last event "
+        f"arrived",
+        f"  {overlap['quiet_during_backlog']:,} quiet triggers accepted while the backlog was "
+        f"pending (backlog events not yet acknowledged at their acceptance: min "
+        f"{_cell(pending[0], plain)}, median {_cell(pending[1], plain)}, max "
+        f"{_cell(pending[2], plain)}); {overlap['quiet_after_drain']:,} after, not in the "
+        f"backlog column",
+        f"duplicate / unexpected events: {alone['events_duplicate']:,} / "
+        f"{alone['events_unexpected']:,} without, {busy['events_duplicate']:,} / "
+        f"{busy['events_unexpected']:,} with the backlog",
+        f"target: quiet p99 <= {result['target_p99_ms']:,} ms with the backlog: "
+        + ("met" if result["target_met"] else "NOT met")
+        + f" ({_cell(busy['latency_p99_ms'], ms)} ms)",
+    ]
+    incomplete = [
+        name
+        for name, run in (("without backlog", alone), ("with backlog", busy), ("backlog", backlog))
+        if not run["complete"]
+    ]
+    if incomplete:
+        lines.append(f"INCOMPLETE (events missing, duplicated or producer errors): {incomplete}")
+    return "\n".join(
+        textwrap.fill(line, 100, subsequent_indent="  ") if len(line) > 100 else line
+        for line in lines
     )
 
 

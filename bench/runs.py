@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -147,12 +148,22 @@ class Pipeline:
         assert self.sim is not None
         return int(self.sim.stats()["events_unique"])
 
+    def delivered_to(self, set_index: int) -> int:
+        """Unique events the simulator received for EVENT_SETS[set_index]."""
+        assert self.sim is not None
+        by_source = self.sim.stats().get("events_unique_by_source", {})
+        return int(by_source.get(EVENT_SETS[set_index].source_id, 0))
+
     def wait_delivered(self, expected: int) -> bool:
         """Until the simulator has `expected` unique events; False if progress stalls."""
+        return self.wait_until(self.delivered, expected)
+
+    def wait_until(self, counter: Callable[[], int], expected: int) -> bool:
+        """Until `counter()` reaches `expected`; False if it stops moving for the stall time."""
         assert self.workers is not None
         last_count, last_change = -1, time.monotonic()
         while True:
-            count = self.delivered()
+            count = counter()
             if count >= expected:
                 return True
             now = time.monotonic()

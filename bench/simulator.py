@@ -33,10 +33,12 @@ class CompactState(SimulatorState):
         self.received: dict[str, float] = {}
         self.seen: set[int] = set()
         self.unique = 0
+        self.unique_by_source: dict[str, int] = {}
         self.duplicates = 0
         self.last_received_at = 0.0
 
     def accept(self, body: Mapping[str, Any], request_id: str) -> list[ReceivedEvent]:
+        source_id = str(body["event_source_id"])
         with self._lock:
             now = time.time()
             for payload in body["data"]:
@@ -52,6 +54,7 @@ class CompactState(SimulatorState):
                         self.received[event_id] = now
                 if new:
                     self.unique += 1
+                    self.unique_by_source[source_id] = self.unique_by_source.get(source_id, 0) + 1
                     self.last_received_at = now
                 else:
                     self.duplicates += 1
@@ -62,6 +65,7 @@ class CompactState(SimulatorState):
         with self._lock:
             stats.update(
                 events_unique=self.unique,
+                events_unique_by_source=dict(self.unique_by_source),
                 events_duplicate=self.duplicates,
                 events_accepted=self.unique + self.duplicates,
                 last_received_at=self.last_received_at,

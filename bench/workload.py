@@ -5,6 +5,10 @@ Every lead gets `lead.submitted` with raw email, phone and ttclid; ~60 % are als
 over 3 event sets. Producers each own the leads `lead % producers == p`; within a producer a
 lead's later stages come LAG_LEADS leads after its submission, as in a real lifecycle where a
 sale follows the form by minutes, so neither design sees a sale before its lead.
+
+A workload can instead send every trigger to one event set (`event_set`, an index into
+EVENT_SETS) and number its leads from `first_lead`, so that two workloads in one run (the
+fairness mode's backlog and quiet set) never share a lead id, key or e-mail.
 """
 
 from __future__ import annotations
@@ -60,11 +64,23 @@ class TriggerRef:
 
 
 class Workload:
-    def __init__(self, triggers: int, producers: int, seed: int = 1) -> None:
+    def __init__(
+        self,
+        triggers: int,
+        producers: int,
+        seed: int = 1,
+        *,
+        event_set: int | None = None,
+        first_lead: int = 0,
+    ) -> None:
         if triggers < 1 or producers < 1:
             raise ValueError("triggers and producers must be at least 1")
+        if event_set is not None and not 0 <= event_set < len(EVENT_SETS):
+            raise ValueError(f"event_set must be an index into EVENT_SETS, not {event_set}")
         self.triggers = triggers
         self.producers = producers
+        self.fixed_set = event_set
+        self.first_lead = first_lead
         rng = random.Random(seed)
         stages = bytearray()
         total = 0
@@ -110,18 +126,23 @@ class Workload:
     # What each design is given
 
     def lead_id(self, lead: int) -> str:
-        return f"BL{lead:09d}"
+        return f"BL{self.first_lead + lead:09d}"
 
     def idempotency_key(self, ref: TriggerRef) -> str:
         return f"{self.lead_id(ref.lead)}:{STAGES[ref.stage]}"
 
+    def set_index(self, ref: TriggerRef) -> int:
+        """The trigger's event set, as an index into EVENT_SETS."""
+        return ref.lead % len(EVENT_SETS) if self.fixed_set is None else self.fixed_set
+
     def event_set(self, ref: TriggerRef) -> EventSetSpec:
-        return EVENT_SETS[ref.lead % len(EVENT_SETS)]
+        return EVENT_SETS[self.set_index(ref)]
 
     def _when(self, ref: TriggerRef) -> datetime:
         return self.occurred_at + timedelta(minutes=10 * ref.stage)
 
     def _raw_keys(self, lead: int) -> dict[str, str]:
+        lead += self.first_lead
         return {
             "email": f"Lead.{lead}@Example.com",
             "phone": f"(213) 5{(lead // 10_000) % 100:02d}-{lead % 10_000:04d}",
@@ -129,7 +150,8 @@ class Workload:
         }
 
     def _value(self, ref: TriggerRef) -> float:
-        return round(5 + (ref.lead * 37 + ref.stage * 11) % 14_500 / 100, 2)
+        lead = self.first_lead + ref.lead
+        return round(5 + (lead * 37 + ref.stage * 11) % 14_500 / 100, 2)
 
     def api_trigger(self, ref: TriggerRef) -> dict[str, Any]:
         """The trigger as crm-postback's `enqueue_trigger(s)` takes it."""
@@ -146,13 +168,13 @@ class Workload:
             trigger["attributes"] = {
                 "value": self._value(ref),
                 "currency": "USD",
-                "buyer_id": f"B{ref.lead % 50}",
+                "buyer_id": f"B{(self.first_lead + ref.lead) % 50}",
             }
         else:
             trigger["attributes"] = {
                 "value": self._value(ref),
                 "currency": "USD",
-                "offer_id": f"offer-{ref.lead}",
+                "offer_id": f"offer-{self.first_lead + ref.lead}",
             }
         return trigger
 
@@ -171,7 +193,7 @@ class Workload:
         else:
             postback.update(revenue=self._value(ref), currency="USD")
             if ref.stage == 2:
-                postback["offer_id"] = f"offer-{ref.lead}"
+                postback["offer_id"] = f"offer-{self.first_lead + ref.lead}"
         return postback
 
     def event_id(self, ref: TriggerRef, set_ids: list[int]) -> str:
@@ -179,5 +201,5 @@ class Workload:
 
         `set_ids` are the event sets' database ids, in EVENT_SETS order.
         """
-        set_id = set_ids[ref.lead % len(EVENT_SETS)]
+        set_id = set_ids[self.set_index(ref)]
         return make_event_id(set_id, self.idempotency_key(ref), EVENT_NAMES[ref.stage])
