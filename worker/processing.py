@@ -265,7 +265,9 @@ def resolve_triggers(
     """Takes open triggers, writes what became of each, and plans their outbox rows.
 
     `also_ready` > 0 also takes up to that many other triggers waiting for a worker, so a
-    burst of single-trigger tasks turns into a few large requests (natural batching).
+    burst of single-trigger tasks turns into a few large requests (natural batching); they
+    are shared out across event sets (`take_waiting_fairly`). Given triggers that are gone
+    (another run holds or finished them) leave their room to such triggers too.
     `wake_early` is called as soon as this run has locked a full batch, before the work on it:
     more may be waiting, and another worker can take the next batch meanwhile (its SELECT
     skips the rows locked here). Only PostgreSQL locks them; elsewhere (SQLite) the result
@@ -288,7 +290,9 @@ def resolve_triggers(
                 .with_for_update(skip_locked=True, of=TRIGGERS)
             )
         )
-    if also_ready > 0:
+    # Given triggers another run already holds or finished leave room to fill as well: the
+    # task was woken for work, and a wake-up chain must not end because its ids were taken.
+    if also_ready > 0 or len(triggers) < len(trigger_ids):
         taken = {trigger.id for trigger in triggers}
         triggers.extend(
             trigger

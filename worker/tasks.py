@@ -128,6 +128,10 @@ def sweep_due_postbacks() -> dict[str, Any]:
         processed = processing.process_triggers(session, runnable, settings, now)
         session.commit()
     ready = processed.ready
+    if len(stale) >= settings.sweep_batch_size:
+        # A backlog whose wake-ups were lost: the processing tasks drain it in full batches,
+        # fairly across event sets, far faster than a batch per sweep.
+        _wake_again(settings)
     with session_scope(workspace=ALL_WORKSPACES) as session:
         groups = delivery.reserve_due(session, settings, now)
         session.commit()

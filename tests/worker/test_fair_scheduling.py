@@ -1,0 +1,194 @@
+"""Fair scheduling: one event set's backlog never makes another set's fresh trigger wait for it.
+
+A worker's batch of waiting triggers is shared out across their event sets
+(`worker.processing.take_waiting_fairly`). These tests attack the share on SQLite and
+PostgreSQL, with a second worker holding rows, and with a real worker draining a backlog."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from crm_postback.api import enqueue_triggers
+from crm_postback.core.settings import get_settings
+from crm_postback.simulator import SimulatorControl
+from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
+from tests.conftest import (  # type: ignore[import-not-found]
+    EVENT_SET_ID,
+    WorkerProcess,
+    trigger_body,
+    wait_for,
+)
+from worker.processing import process_triggers, take_waiting_fairly
+
+QUIET_SOURCE_ID = "7300000000000000077"
+QUIET_TOKEN = "quiet-token-0123456789"
+
+
+@pytest.fixture
+def event_sets(make_event_set: Callable[..., int]) -> dict[str, int]:
+    """Four event sets, each mapping lead.submitted."""
+    return {
+        name: make_event_set(name=name, source_id=f"73000000000000001{n}")
+        for n, name in enumerate(("busy", "quiet", "third", "fourth"))
+    }
+
+
+def store(event_set: str, count: int, first: int = 0) -> list[int]:
+    ids: list[int] = []
+    for start in range(first, first + count, 1000):
+        batch = [
+            trigger_body(
+                "lead.submitted",
+                f"{event_set}-{n}",
+                event_set=event_set,
+                match_keys={"email": f"{event_set}-{n}@example.com"},
+            )
+            for n in range(start, min(start + 1000, first + count))
+        ]
+        items = enqueue_triggers(batch)
+        accepted = [item.accepted for item in items]
+        assert None not in accepted
+        ids.extend(item.trigger_id for item in accepted if item is not None)
+    return ids
+
+
+def shares(rows: list[int], ids_by_set: dict[str, list[int]]) -> dict[str, int]:
+    set_of = {trigger_id: name for name, ids in ids_by_set.items() for trigger_id in ids}
+    return dict(Counter(set_of[trigger_id] for trigger_id in rows))
+
+
+def test_a_backlog_on_one_set_leaves_room_for_every_other_set(
+    any_db: str, event_sets: dict[str, int]
+) -> None:
+    stored = {"busy": store("busy", 1500), "quiet": store("quiet", 2), "third": store("third", 1)}
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        taken = [row.id for row in take_waiting_fairly(session, 100)]
+        session.rollback()
+    assert shares(taken, stored) == {"busy": 97, "quiet": 2, "third": 1}
+    # Each set's share is its oldest triggers.
+    assert sorted(t for t in taken if t in stored["busy"]) == stored["busy"][:97]
+    assert len(set(taken)) == 100
+
+
+def test_equal_shares_when_every_set_has_a_backlog(any_db: str, event_sets: dict[str, int]) -> None:
+    stored = {name: store(name, 40) for name in ("busy", "quiet", "third")}
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        taken = [row.id for row in take_waiting_fairly(session, 60)]
+        session.rollback()
+    assert shares(taken, stored) == {"busy": 20, "quiet": 20, "third": 20}
+
+
+def test_more_sets_than_room_takes_one_of_as_many_sets_as_fit(
+    any_db: str, event_sets: dict[str, int]
+) -> None:
+    stored = {name: store(name, 3) for name in event_sets}
+    seen: Counter[str] = Counter()
+    for _ in range(12):
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            taken = [row.id for row in take_waiting_fairly(session, 2)]
+            session.rollback()
+        by_set = shares(taken, stored)
+        assert sorted(by_set.values()) == [1, 1]
+        seen.update(by_set)
+    # The start rotates: no set is always left out (12 draws of 2 of 4 sets).
+    assert len(seen) >= 3
+
+
+def test_the_whole_batch_is_used_when_only_one_set_waits(
+    any_db: str, event_sets: dict[str, int]
+) -> None:
+    stored = store("busy", 30)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert [row.id for row in take_waiting_fairly(session, 25)] == stored[:25]
+        session.rollback()
+
+
+def test_a_batch_run_by_the_worker_code_takes_the_quiet_trigger_first_time(
+    any_db: str, event_sets: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through `process_triggers`, as the task calls it: the quiet set's one trigger, stored
+    after a 2,500-trigger backlog, is resolved by the first batch of 1,000."""
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+
+    apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")  # no wake-ups in this test
+    backlog = store("busy", 2500)
+    [quiet] = store("quiet", 1)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        done = process_triggers(session, [], get_settings(), datetime.now(UTC), also_ready=1000)
+        session.commit()
+    assert done.taken == 1000
+    from models import Trigger, TriggerStatus
+
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert session.get(Trigger, quiet).status == TriggerStatus.RESOLVED  # type: ignore[union-attr]
+        resolved = sum(
+            session.get(Trigger, i).status == TriggerStatus.RESOLVED  # type: ignore[union-attr]
+            for i in backlog[:1000]
+        )
+    assert resolved == 999
+
+
+def test_a_second_worker_gets_its_own_fair_share_of_what_is_not_locked(
+    pg_db: str, event_sets: dict[str, int]
+) -> None:
+    """Two transactions at once on PostgreSQL: disjoint rows, and the second still takes
+    the sets' next triggers in turn (SKIP LOCKED inside each set's share)."""
+    stored = {"busy": store("busy", 300), "quiet": store("quiet", 6)}
+    first_holds = threading.Event()
+    release = threading.Event()
+    first: list[int] = []
+
+    def first_worker() -> None:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            first.extend(row.id for row in take_waiting_fairly(session, 8))
+            first_holds.set()
+            release.wait(20)
+            session.rollback()
+
+    thread = threading.Thread(target=first_worker)
+    thread.start()
+    try:
+        assert first_holds.wait(20)
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            second = [row.id for row in take_waiting_fairly(session, 8)]
+            session.rollback()
+    finally:
+        release.set()
+        thread.join(20)
+    assert not set(first) & set(second)
+    assert shares(first, stored) == {"busy": 4, "quiet": 4}
+    # The quiet set has 2 left after the first worker's 4: they come first in the share.
+    assert shares(second, stored) == {"busy": 6, "quiet": 2}
+    assert sorted(t for t in second if t in stored["quiet"]) == stored["quiet"][4:]
+
+
+@pytest.mark.integration
+def test_a_real_worker_sends_the_quiet_sets_trigger_ahead_of_the_backlog(
+    start_worker: Callable[..., WorkerProcess],
+    simulator: SimulatorControl,
+    make_event_set: Callable[..., int],
+) -> None:
+    """6,000 triggers wait on one event set, then one arrives for another set (another
+    advertiser, another token); a real worker started afterwards sends the quiet trigger
+    in its first batch: at least 4,000 of the backlog's events reach TikTok after it. Taking
+    the oldest first, it would be the last event to arrive."""
+    make_event_set(name="busy")
+    make_event_set(name="quiet", source_id=QUIET_SOURCE_ID, token=QUIET_TOKEN)
+    simulator.register_event_set(QUIET_SOURCE_ID, QUIET_TOKEN, kind="crm")
+    store("busy", 6000)
+    store("quiet", 1)
+    start_worker()
+    received = simulator.wait_for_events(6001, timeout=120)
+    order = sorted(received, key=lambda event: event["received_at"])
+    position = next(
+        n for n, event in enumerate(order) if event.get("event_source_id") == QUIET_SOURCE_ID
+    )
+    assert sum(e.get("event_source_id") == EVENT_SET_ID for e in order) == 6000
+    assert len(order) - 1 - position >= 4000, f"quiet event arrived {position + 1}th of 6,001"
+    wait_for(lambda: simulator.count_events() == 6001, what="no event twice")
