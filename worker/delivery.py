@@ -40,6 +40,7 @@ from worker.claim_planning import (
     plan_claim,
     with_items,
 )
+from worker.fair_shares import rows_of_sets, share_out
 from worker.retry import next_attempt_at
 
 log = logging.getLogger(__name__)
@@ -85,23 +86,38 @@ def _sendable_set_ids(now: datetime) -> Any:
 def reserve_due(session: Session, settings: Settings, now: datetime) -> list[list[int]]:
     """For the sweeper: due rows not already queued, leased so the next sweep skips them.
 
-    Returns id groups of one event set each, at most one request's worth per group.
+    Returns id groups of one event set each, at most one request's worth per group. The
+    batch is shared out across the event sets with due rows (`worker.fair_shares`), so a
+    set resumed with a long backlog does not hold back another set's retries.
     """
-    rows = session.execute(
-        select(Postback.id, Postback.event_set_id)
-        .where(
-            _due(now),
-            or_(
-                Postback.status == PostbackStatus.SENDING,
-                Postback.lease_until.is_(None),
-                Postback.lease_until < now,
-            ),
-            Postback.event_set_id.in_(_sendable_set_ids(now)),
+    reservable = and_(
+        _due(now),
+        or_(
+            Postback.status == PostbackStatus.SENDING,
+            Postback.lease_until.is_(None),
+            Postback.lease_until < now,
+        ),
+        Postback.event_set_id.in_(_sendable_set_ids(now)),
+    )
+
+    def of_set(set_id: Any, after: int | None, per_set: int) -> Any:
+        conditions = [reservable, Postback.event_set_id == set_id]
+        if after is not None:
+            conditions.append(Postback.id > after)
+        return (
+            select(Postback.id, Postback.event_set_id)
+            .where(*conditions)
+            .order_by(Postback.id)
+            .limit(per_set)
+            .with_for_update(skip_locked=True, of=Postback)
         )
-        .order_by(Postback.next_attempt_at)
-        .limit(settings.sweep_batch_size)
-        .with_for_update(skip_locked=True, of=Postback)
-    ).all()
+
+    set_ids = session.scalars(select(Postback.event_set_id).where(reservable).distinct())
+    rows = share_out(
+        sorted(set_ids),
+        settings.sweep_batch_size,
+        lambda sets, per_set: rows_of_sets(session, of_set, sets, per_set),
+    )
     if not rows:
         return []
     lease = now + timedelta(seconds=settings.dispatch_lease_seconds)

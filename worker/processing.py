@@ -9,7 +9,6 @@ one multi-row INSERT of postbacks).
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,17 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    Integer,
     Row,
-    column,
     literal_column,
     or_,
     select,
     text,
-    true,
     update,
 )
-from sqlalchemy import values as values_clause
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import Settings
@@ -57,6 +52,7 @@ from models import (
 )
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
 from worker.claim_planning import OutgoingBatch, plan_claim
+from worker.fair_shares import rows_of_sets, share_out
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 TRIGGERS = Trigger.__table__
@@ -365,34 +361,15 @@ def resolve_triggers(
 
 def take_waiting_fairly(session: Session, limit: int) -> list[Row[Any]]:
     """Up to `limit` triggers waiting for a worker (`received`), locked, shared out across
-    their event sets: each set gets an equal share, and what a set cannot use goes to the
-    sets that have more. One advertiser's backlog (a nightly re-send, a resumed set) then
-    costs another advertiser's fresh trigger one batch of waiting, not the whole backlog.
-    Rows another worker holds are skipped (PostgreSQL); on SQLite the writer lock already
-    makes the run exclusive."""
-    if limit <= 0:
-        return []
-    set_ids = _event_sets_waiting(session)
-    if not set_ids:
-        return []
-    if len(set_ids) > limit:
-        # More sets than places: a random start, so no set is always last.
-        start = random.randrange(len(set_ids))
-        set_ids = (set_ids[start:] + set_ids[:start])[:limit]
-    share = -(-limit // len(set_ids))
-    taken = _waiting_of(session, [(set_id, None) for set_id in set_ids], share)
-    by_set: dict[int, list[Row[Any]]] = defaultdict(list)
-    for trigger in taken:
-        by_set[trigger.event_set_id].append(trigger)
-    taken = taken[:limit]
-    for set_id in set_ids:
-        room = limit - len(taken)
-        if room <= 0:
-            break
-        rows = by_set.get(set_id, [])
-        if len(rows) == share:  # the set may have more
-            taken.extend(_waiting_of(session, [(set_id, rows[-1].id)], room))
-    return taken
+    their event sets (`worker.fair_shares`): one advertiser's backlog (a nightly re-send)
+    then costs another advertiser's fresh trigger one batch of waiting, not the whole
+    backlog. Rows another worker holds are skipped (PostgreSQL); on SQLite the writer lock
+    already makes the run exclusive."""
+    return share_out(
+        list(session.scalars(_EVENT_SETS_WAITING)),
+        limit,
+        lambda sets, per_set: rows_of_sets(session, _waiting_of_set, sets, per_set),
+    )
 
 
 # The distinct event sets with triggers waiting, one index probe per set (a loose index scan
@@ -412,39 +389,20 @@ _EVENT_SETS_WAITING = text(
     SELECT event_set_id FROM waiting WHERE event_set_id IS NOT NULL
     """
 )
-
-
-def _event_sets_waiting(session: Session) -> list[int]:
-    return list(session.scalars(_EVENT_SETS_WAITING))
-
-
 _WAITING = TRIGGERS.c.status == literal_column("'received'")
 
 
-def _waiting_of(
-    session: Session, sets: Sequence[tuple[int, int | None]], per_set: int
-) -> list[Row[Any]]:
-    """The first `per_set` waiting triggers of each (event set, after this trigger id)."""
-
-    def of_set(set_id: Any, after: Any) -> Any:
-        conditions = [_WAITING, TRIGGERS.c.event_set_id == set_id]
-        if after is not None:
-            conditions.append(TRIGGERS.c.id > after)
-        return (
-            select(*_TRIGGER_COLUMNS)
-            .where(*conditions)
-            .order_by(TRIGGERS.c.id)
-            .limit(per_set)
-            .with_for_update(skip_locked=True, of=TRIGGERS)
-        )
-
-    if not is_postgres(session) or len(sets) == 1:
-        return [row for set_id, after in sets for row in session.execute(of_set(set_id, after))]
-    # One statement: every set's share, each locked by its own LATERAL subquery.
-    rows = [(set_id,) for set_id, _after in sets]
-    wanted = values_clause(column("set_id", Integer), name="wanted").data(rows)
-    share = of_set(wanted.c.set_id, None).lateral("share")
-    return list(session.execute(select(share).select_from(wanted.join(share, true()))))
+def _waiting_of_set(set_id: Any, after: int | None, per_set: int) -> Any:
+    conditions = [_WAITING, TRIGGERS.c.event_set_id == set_id]
+    if after is not None:
+        conditions.append(TRIGGERS.c.id > after)
+    return (
+        select(*_TRIGGER_COLUMNS)
+        .where(*conditions)
+        .order_by(TRIGGERS.c.id)
+        .limit(per_set)
+        .with_for_update(skip_locked=True, of=TRIGGERS)
+    )
 
 
 def insert_claimed(

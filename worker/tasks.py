@@ -107,8 +107,14 @@ def _wake_again(settings: Settings) -> None:
 
 
 @app.task(name="postback.deliver_postbacks", acks_late=True, ignore_result=True)
-def deliver_postbacks(postback_ids: list[int]) -> dict[str, Any]:
-    return {"postbacks": len(postback_ids), "sent": deliver(postback_ids)}
+def deliver_postbacks(postback_ids: list[int], sweep_next: bool = False) -> dict[str, Any]:
+    sent = deliver(postback_ids)
+    if sweep_next:
+        # The sweep that queued this found more due rows than one batch: the next one runs
+        # once this batch is sent, so a long backlog drains batch after batch without
+        # filling the queue ahead of other work.
+        wakeups.publish_or_leave_for_sweeper(sweep_due_postbacks.delay, "the due postbacks")
+    return {"postbacks": len(postback_ids), "sent": sent}
 
 
 @app.task(name="postback.sweep_due_postbacks", acks_late=True, ignore_result=True)
@@ -138,8 +144,9 @@ def sweep_due_postbacks() -> dict[str, Any]:
     groups.extend(
         ready[i : i + MAX_EVENTS_PER_REQUEST] for i in range(0, len(ready), MAX_EVENTS_PER_REQUEST)
     )
-    for group in groups:
-        deliver_postbacks.delay(group)
+    more_due = sum(map(len, groups)) >= settings.sweep_batch_size
+    for n, group in enumerate(groups, start=1):
+        deliver_postbacks.delay(group, sweep_next=more_due and n == len(groups))
     record_sweep(len(stale), len(groups))
     if stale or groups:
         log.info("sweep: %d stale triggers, %d delivery tasks queued", len(stale), len(groups))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from crm_postback.api import enqueue_triggers
 from crm_postback.core.settings import get_settings
 from crm_postback.simulator import SimulatorControl
+from models import Postback
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import (  # type: ignore[import-not-found]
@@ -192,3 +194,47 @@ def test_a_real_worker_sends_the_quiet_sets_trigger_ahead_of_the_backlog(
     assert sum(e.get("event_source_id") == EVENT_SET_ID for e in order) == 6000
     assert len(order) - 1 - position >= 4000, f"quiet event arrived {position + 1}th of 6,001"
     wait_for(lambda: simulator.count_events() == 6001, what="no event twice")
+
+
+def resolve_all(now: datetime) -> None:
+    """Resolves every waiting trigger into outbox rows leased for a delivery task (as the
+    sweeper does), without sending them."""
+    from worker.processing import process_triggers
+
+    while True:
+        with session_scope(workspace=ALL_WORKSPACES) as session:
+            done = process_triggers(session, [], get_settings(), now, also_ready=1000)
+            session.commit()
+        if not done.taken:
+            return
+
+
+def test_the_sweeper_reserves_a_fair_share_for_every_set_with_due_rows(
+    any_db: str, event_sets: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A set resumed with 2,500 due postbacks (their delivery tasks lost) and another set's
+    3 due retries: one sweep reserves the 3 with the first 997 of the backlog, not the
+    backlog's oldest 1,000."""
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+    from worker.delivery import reserve_due
+
+    apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")
+    store("busy", 2500)
+    store("quiet", 3)
+    resolve_all(datetime.now(UTC))
+    later = datetime.now(UTC) + timedelta(hours=1)  # every lease has run out
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        groups = reserve_due(session, get_settings(), later)
+        session.commit()
+        set_of = {
+            r.id: r.event_set_id
+            for r in session.execute(select(Postback.id, Postback.event_set_id))
+        }
+    reserved = Counter(set_of[row_id] for group in groups for row_id in group)
+    assert reserved == {event_sets["busy"]: 997, event_sets["quiet"]: 3}
+    assert all(len({set_of[row_id] for row_id in group}) == 1 for group in groups)
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        again = reserve_due(session, get_settings(), later)
+        session.rollback()
+    assert sum(map(len, again)) == 1000  # the next sweep: the next 1,000, none twice
+    assert not {i for g in again for i in g} & {i for g in groups for i in g}
