@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backlog",
         dest="triggers",
+        metavar="N",
         type=int,
         default=100_000,
         help="triggers of the backlog event set (100000)",

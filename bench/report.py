@@ -350,7 +350,9 @@ def render_fairness(result: dict[str, Any]) -> str:
         f"({backlog['ingest_triggers_per_s']:,.0f}/s), drained in "
         f"{_cell(backlog['drain_seconds'], secs)} s "
         f"({_cell(backlog['triggers_per_s'], ROWS[0][3])} triggers/s end to end), "
-        f"events {backlog['events_received']:,}/{backlog['events_expected']:,}",
+        f"events {backlog['events_received']:,}/{backlog['events_expected']:,}; its own "
+        f"latency p50 {_cell(backlog['latency_p50_ms'], ms)} ms, p99 "
+        f"{_cell(backlog['latency_p99_ms'], ms)} ms",
         f"overlap: the quiet producer started with "
         f"{_cell(overlap['quiet_started_at_stored'], plain)} backlog triggers stored (asked "
         f"{overlap['quiet_start_threshold']:,}); its first trigger was accepted "
