@@ -238,3 +238,27 @@ def test_the_sweeper_reserves_a_fair_share_for_every_set_with_due_rows(
         session.rollback()
     assert sum(map(len, again)) == 1000  # the next sweep: the next 1,000, none twice
     assert not {i for g in again for i in g} & {i for g in groups for i in g}
+
+
+def test_one_sweep_of_a_long_backlog_drains_it_batch_after_batch(
+    any_db: str,
+    eager: None,
+    simulator: SimulatorControl,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2,500 due postbacks whose delivery tasks were lost: the beat's one sweep reserves a
+    batch, and each full batch's last delivery starts the next sweep, until none is due
+    (eager tasks: the chain runs inline). Without the chain, one sweep sends 1,000."""
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+    from worker.tasks import sweep_due_postbacks
+
+    make_event_set(name="busy")
+    apply_env(monkeypatch, BROKER_URL="redis://127.0.0.1:1/0")  # the wake-ups are lost
+    store("busy", 2500)
+    resolve_all(datetime.now(UTC) - timedelta(hours=1))  # their leases ran out long ago
+    apply_env(monkeypatch, BROKER_URL="memory://")
+    sweep_due_postbacks.delay()
+    assert simulator.count_events() == 2500
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        assert set(session.scalars(select(Postback.status))) == {"delivered"}
