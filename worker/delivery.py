@@ -6,16 +6,19 @@ Services here never commit; `worker.tasks` owns the transactions.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from crm_postback.core.pacing import RequestPacer
 from crm_postback.core.settings import Settings
-from crm_postback.observability.delivery_metrics import record_delivery
+from crm_postback.observability.delivery_metrics import record_delivery, record_paced
 from crm_postback.tiktok.event_catalogue import MAX_EVENTS_PER_REQUEST
 from crm_postback.tiktok.events_client import EventsApiClient
 from crm_postback.tiktok.events_payload import build_request
@@ -164,13 +167,12 @@ class GroupedUpdates:
     def add(self, row_id: int, **values: Any) -> None:
         self._groups[tuple(sorted(values.items()))].append(row_id)
 
-    def execute(self, session: Session) -> None:
+    def execute(self, session: Session, only_status: PostbackStatus | None = None) -> None:
         for values, ids in self._groups.items():
-            session.execute(
-                update(POSTBACKS)
-                .where(matches_any(session, POSTBACKS.c.id, ids))
-                .values(dict(values))
-            )
+            statement = update(POSTBACKS).where(matches_any(session, POSTBACKS.c.id, ids))
+            if only_status is not None:
+                statement = statement.where(POSTBACKS.c.status == only_status)
+            session.execute(statement.values(dict(values)))
 
 
 def claim(
@@ -219,21 +221,121 @@ def _row_id(row: StoredRow) -> int:
     return row.id
 
 
+class Deferred(NamedTuple):
+    """A request not sent because its token's pacing budget was spent: its rows wait
+    `retry_in` seconds, their attempt given back."""
+
+    batch: OutgoingBatch
+    retry_in: float
+
+
+@dataclass
+class Sent:
+    results: list[EventResult] = field(default_factory=list)
+    deferred: list[Deferred] = field(default_factory=list)
+
+
+Gate = Callable[[OutgoingBatch], float]
+
+
+def send_all(
+    client: EventsApiClient,
+    batches: Sequence[OutgoingBatch],
+    pacer: RequestPacer | None,
+    max_wait: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Sent:
+    """Sends every batch, within its token's pacing budget when `pacer` is set.
+
+    A batch whose token has no free slot does not hold up the others: every batch gets its
+    turn, and only then does the worker wait, for the nearest free slot, and at most
+    `max_wait` seconds in all. A batch that would need longer is deferred, never sent over
+    the budget."""
+    sent = Sent()
+    if pacer is None:
+        for batch in batches:
+            sent.results.extend(_send(client, batch, None, sent))
+        return sent
+    # Built before a slot is taken, so a request goes out as soon as it has one.
+    bodies = [_body(batch) for batch in batches]
+    waited = 0.0
+    pending = list(zip(batches, bodies, strict=True))
+    while pending:
+        waiting: list[tuple[OutgoingBatch, dict[str, Any], float]] = []
+        for batch, body in pending:
+            wait = pacer.try_acquire(batch.access_token)
+            if wait == 0.0:
+                if waited:
+                    record_paced(batch.workspace_id, batch.event_set_name, "waited")
+                gate = _gate(pacer, max_wait, sleep)
+                sent.results.extend(_send(client, batch, gate, sent, body))
+            elif waited + wait <= max_wait:
+                waiting.append((batch, body, wait))
+            else:
+                sent.deferred.append(Deferred(batch, wait))
+        if not waiting:
+            break
+        nearest = min(wait for _batch, _body, wait in waiting)
+        sleep(nearest)
+        waited += nearest
+        pending = [(batch, body) for batch, body, _wait in waiting]
+    return sent
+
+
+def _gate(pacer: RequestPacer, max_wait: float, sleep: Callable[[float], None]) -> Gate:
+    """For the further requests of a bisected batch: a slot each, waited for briefly."""
+
+    def gate(batch: OutgoingBatch) -> float:
+        wait = pacer.try_acquire(batch.access_token)
+        if wait == 0.0 or wait > max_wait:
+            return wait
+        sleep(wait)
+        wait = pacer.acquire(batch.access_token, max_wait - wait, sleep=sleep)
+        if wait == 0.0:
+            record_paced(batch.workspace_id, batch.event_set_name, "waited")
+        return wait
+
+    return gate
+
+
 def send(client: EventsApiClient, batch: OutgoingBatch) -> list[EventResult]:
     """POSTs one request; a rejected multi-event request is bisected to isolate bad events."""
-    body = build_request(
+    return _send(client, batch, None, Sent())
+
+
+def _body(batch: OutgoingBatch) -> dict[str, Any]:
+    return build_request(
         event_source=batch.event_source,
         event_source_id=batch.source_id,
         events=[item.payload for item in batch.items],
         test_event_code=batch.test_event_code,
     )
+
+
+def _send(
+    client: EventsApiClient,
+    batch: OutgoingBatch,
+    gate: Gate | None,
+    sent: Sent,
+    body: dict[str, Any] | None = None,
+) -> list[EventResult]:
+    """One request (its slot already taken); the halves of a rejected one each take their
+    own through `gate`, and a half that gets none is deferred into `sent`."""
+    if body is None:
+        body = _body(batch)
     answer = client.track(batch.access_token, body)
     if answer.outcome is Outcome.INVALID and len(batch.items) > 1:
         middle = len(batch.items) // 2
         halves = (batch.items[:middle], batch.items[middle:])
         results: list[EventResult] = []
         for half in halves:
-            results.extend(send(client, with_items(batch, half)))
+            half_batch = with_items(batch, half)
+            wait = gate(half_batch) if gate is not None else 0.0
+            if wait:
+                sent.deferred.append(Deferred(half_batch, wait))
+                continue
+            results.extend(_send(client, half_batch, gate, sent))
         return results
     return [
         EventResult(
@@ -303,6 +405,35 @@ def record(
     _log_requests(results)
     record_delivery(results, statuses, now)
     return dict(counts)
+
+
+def defer(session: Session, deferred: Sequence[Deferred], settings: Settings, now: datetime) -> int:
+    """Rows of requests pacing kept back: `retrying` until their token's window frees, their
+    attempt given back (nothing was sent) and their lease released, so the sweeper finds
+    them if the follow-up task is lost. Only rows still `sending`: repeated after a lost
+    COMMIT answer, this changes nothing more. Returns the number of rows."""
+    if not deferred:
+        return 0
+    changes = GroupedUpdates()
+    for paced in deferred:
+        message = (
+            f"paced: the access token's budget (TIKTOK_REQUEST_RATE {settings.tiktok_request_rate})"
+            f" was spent; sent when its window frees, about {paced.retry_in:.1f} s later "
+            "(no attempt counted)"
+        )
+        retry_at = now + timedelta(seconds=paced.retry_in)
+        for item in paced.batch.items:
+            changes.add(
+                item.postback_id,
+                status=PostbackStatus.RETRYING,
+                attempts=item.attempts - 1,
+                next_attempt_at=retry_at,
+                lease_until=None,
+                last_message=message,
+            )
+        record_paced(paced.batch.workspace_id, paced.batch.event_set_name, "deferred")
+    changes.execute(session, only_status=PostbackStatus.SENDING)
+    return sum(len(paced.batch.items) for paced in deferred)
 
 
 def _log_requests(results: Sequence[EventResult]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy.orm import Session
 
+from crm_postback.core.pacing import request_pacer
 from crm_postback.core.settings import Settings, get_settings
 from crm_postback.observability.delivery_metrics import record_triggers_processed
 from crm_postback.observability.maintenance_metrics import record_sweep
@@ -24,6 +25,9 @@ from worker.app import app
 from worker.claim_planning import OutgoingBatch
 
 log = logging.getLogger(__name__)
+
+# A paced row's follow-up task runs this long after its window frees, so the row is due.
+PACED_MARGIN = 0.05
 
 
 def _client() -> EventsApiClient:
@@ -45,16 +49,33 @@ def deliver(postback_ids: list[int]) -> dict[str, int]:
 def _send_and_record(batches: list[OutgoingBatch]) -> dict[str, int]:
     """The HTTP calls happen here, between transactions: no row lock is held meanwhile."""
     settings = get_settings()
-    client = _client()
-    results = [result for batch in batches for result in delivery.send(client, batch)]
     # The metrics' workspace labels, read now (once per process and workspace), not inside
     # the recording transaction.
     known_labels(batch.workspace_id for batch in batches)
+    pacer = request_pacer(settings.tiktok_request_rate, settings.effective_pacing_storage_url)
+    sent = delivery.send_all(_client(), batches, pacer, settings.tiktok_pacing_max_wait_seconds)
+
     # Repeated after a lost COMMIT answer, this writes the same outcomes and at worst lists
     # an attempt twice; not recording would send the events again after the lease.
-    return in_transaction(
-        lambda session: delivery.record(session, results, settings, utcnow()),
-        workspace=ALL_WORKSPACES,
+    def record(session: Session) -> dict[str, int]:
+        now = utcnow()
+        counts = delivery.record(session, sent.results, settings, now)
+        paced = delivery.defer(session, sent.deferred, settings, now)
+        return {**counts, "paced": paced} if paced else counts
+
+    counts = in_transaction(record, workspace=ALL_WORKSPACES)
+    for paced in sent.deferred:
+        _deliver_when_free(paced)
+    return counts
+
+
+def _deliver_when_free(paced: delivery.Deferred) -> None:
+    """Paced rows are due again when their token's window frees; a task due then takes them
+    (the sweeper would, at its next run, if this message is lost)."""
+    ids = [item.postback_id for item in paced.batch.items]
+    wakeups.publish_or_leave_for_sweeper(
+        lambda: deliver_postbacks.apply_async((ids,), countdown=paced.retry_in + PACED_MARGIN),
+        "paced postbacks",
     )
 
 

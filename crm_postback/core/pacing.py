@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 # After a failed check, Redis is left alone this long: a Redis that does not answer would
 # otherwise cost every request its socket timeout.
 SHARED_RETRY_SECONDS = 5.0
-# A slot freed "now" may still be taken by the time we ask again: never wait less.
-MIN_WAIT_SECONDS = 0.01
+# A wait ends this long after the slot frees: a request is counted here a few ms before it
+# reaches TikTok, and one sent the instant its window frees could arrive inside it there.
+SLOT_MARGIN_SECONDS = 0.05
 KEY_NAMESPACE = "tiktok-pacing"
 
 
@@ -91,7 +92,7 @@ class RequestPacer:
         if limiter.hit(self._item, digest):
             return 0.0
         stats = limiter.get_window_stats(self._item, digest)
-        return max(MIN_WAIT_SECONDS, stats.reset_time - time.time())
+        return max(0.0, stats.reset_time - time.time()) + SLOT_MARGIN_SECONDS
 
     def clear(self, access_token: str) -> None:
         """Forgets the token's window (tests)."""

@@ -70,6 +70,13 @@ def record_triggers_processed(count: int) -> None:
         metric_definitions.metrics().triggers_processed.inc(count)
 
 
+@never_raises("a paced request")
+def record_paced(workspace_id: int, event_set_name: str, action: str) -> None:
+    """One request pacing held back: `waited` for a slot, or `deferred` unsent."""
+    workspace = known_labels([workspace_id])[workspace_id]
+    metric_definitions.metrics().requests_paced.labels(workspace, event_set_name, action).inc()
+
+
 def record_delivery(results: Sequence[SentEvent], statuses: Sequence[str], now: datetime) -> None:
     """Once per `worker.delivery.record()` batch: outcome counters, request counters and
     durations, delivery latency, and one warning per event that ended failed or dead (with

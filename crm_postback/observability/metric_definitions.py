@@ -31,6 +31,7 @@ METRIC_NAMES = (
     "postback_events_total",
     "postback_tiktok_requests_total",
     "postback_tiktok_request_duration_seconds",
+    "postback_tiktok_requests_paced_total",
     "postback_delivery_latency_seconds",
     "postback_sweeper_stale_triggers_total",
     "postback_sweeper_tasks_queued_total",
@@ -92,6 +93,15 @@ class MetricFamilies:
             "envelope, so a wrong address or a proxy, and the event set is paused) and HTTP "
             "status (`none`: no answer).",
             ["workspace", "event_set", "outcome", "http_status"],
+            registry=r,
+        )
+        self.requests_paced = Counter(
+            "postback_tiktok_requests_paced",
+            "Requests to the Events API that pacing (TIKTOK_REQUEST_RATE) held back, by event "
+            "set and action: `waited` (sent after a short wait for a free slot of its access "
+            "token) or `deferred` (not sent: its rows wait, no attempt counted, until the "
+            "token's window frees).",
+            ["workspace", "event_set", "action"],
             registry=r,
         )
         self.request_duration = Histogram(

@@ -71,8 +71,6 @@ class FaultDecision:
     kind: FaultKind
     http_status: int | None = None
     delay_seconds: float = 0.0
-    # Throttled by the per-token request limit rather than by the random throttle fault.
-    rate_limited: bool = False
 
 
 _NO_FAULT = FaultDecision(FaultKind.NONE)
@@ -158,16 +156,20 @@ class SimulatorState:
         with self._lock:
             return self._next_request_id()
 
-    def begin_request(self, access_token: str | None = None) -> tuple[str, FaultDecision]:
-        """A request id and the single fault (if any) to apply to this track request: the
-        per-token request limit first, then the random faults."""
+    def admit(self, access_token: str | None) -> bool:
+        """Counts a track request against its token's request limit (and in the request
+        log); False when the limit refuses it."""
         with self._lock:
-            request_id = self._next_request_id()
             limited = self._rate_limit is not None and not self._rate_limit.admit(access_token)
             self._request_log.append((self._clock(), token_label(access_token), limited))
             if limited:
                 self._rate_limited += 1
-                return request_id, FaultDecision(FaultKind.THROTTLE, rate_limited=True)
+            return not limited
+
+    def begin_request(self) -> tuple[str, FaultDecision]:
+        """A request id and the single fault (if any) to apply to this request."""
+        with self._lock:
+            request_id = self._next_request_id()
             faults = self._faults
             if not faults.active:
                 return request_id, _NO_FAULT

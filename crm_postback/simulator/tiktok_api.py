@@ -29,7 +29,12 @@ Query = Mapping[str, Sequence[str]]
 
 
 def handle_track(state: SimulatorState, access_token: str | None, raw_body: bytes) -> Response:
-    request_id, fault = state.begin_request(access_token)
+    if not state.admit(access_token):
+        # Over the request limit: TikTok's throttle answer, before any other fault or check.
+        response = _throttled(state.new_request_id())
+        state.record_response(response.status, response.code)
+        return response
+    request_id, fault = state.begin_request()
     response = _faulty_response(fault, request_id)
     if response is None:
         if fault.kind is FaultKind.SLOW:
@@ -40,11 +45,15 @@ def handle_track(state: SimulatorState, access_token: str | None, raw_body: byte
     return response
 
 
+def _throttled(request_id: str) -> Response:
+    return envelope(
+        REQUEST_TOO_FREQUENT, "Too many requests. Please retry in some time.", request_id
+    )
+
+
 def _faulty_response(fault: FaultDecision, request_id: str) -> Response | None:
     if fault.kind is FaultKind.THROTTLE:
-        return envelope(
-            REQUEST_TOO_FREQUENT, "Too many requests. Please retry in some time.", request_id
-        )
+        return _throttled(request_id)
     if fault.kind is FaultKind.AUTH_ERROR:
         return envelope(INVALID_ACCESS_TOKEN, "Access token is invalid.", request_id)
     if fault.kind is FaultKind.SERVER_ERROR:

@@ -113,7 +113,7 @@ def test_moving_window_never_admits_more_than_n_in_any_window() -> None:
 
 def test_the_log_names_tokens_by_fingerprint_only(crm_set: RegisteredEventSet) -> None:
     state = SimulatorState(event_sets=[crm_set])
-    state.begin_request(crm_set.access_token)
+    state.admit(crm_set.access_token)
     (entry,) = state.request_log()
     assert entry["token"] == token_label(crm_set.access_token)
     assert crm_set.access_token not in str(state.request_log()) + str(state.stats())
