@@ -31,9 +31,9 @@ Query = Mapping[str, Sequence[str]]
 def handle_track(state: SimulatorState, access_token: str | None, raw_body: bytes) -> Response:
     if not state.admit(access_token):
         # Over the request limit: TikTok's throttle answer, before any other fault or check.
-        response = _throttled(state.new_request_id())
-        state.record_response(response.status, response.code)
-        return response
+        throttled = _throttled(state.new_request_id())
+        state.record_response(throttled.status, throttled.code)
+        return throttled
     request_id, fault = state.begin_request()
     response = _faulty_response(fault, request_id)
     if response is None:
