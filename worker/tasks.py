@@ -26,8 +26,10 @@ from worker.claim_planning import OutgoingBatch
 
 log = logging.getLogger(__name__)
 
-# A paced row's follow-up task runs this long after its window frees, so the row is due.
+# A paced row's follow-up task runs this long after its window frees, so the row is due;
+# one whose window frees later than PACED_FOLLOW_UP_MAX_SECONDS is left to the sweeper.
 PACED_MARGIN = 0.05
+PACED_FOLLOW_UP_MAX_SECONDS = 5.0
 
 
 def _client() -> EventsApiClient:
@@ -64,17 +66,23 @@ def _send_and_record(batches: list[OutgoingBatch]) -> dict[str, int]:
         return {**counts, "paced": paced} if paced else counts
 
     counts = in_transaction(record, workspace=ALL_WORKSPACES)
-    for paced in sent.deferred:
-        _deliver_when_free(paced)
+    _deliver_when_free(sent.deferred)
     return counts
 
 
-def _deliver_when_free(paced: delivery.Deferred) -> None:
-    """Paced rows are due again when their token's window frees; a task due then takes them
-    (the sweeper would, at its next run, if this message is lost)."""
-    ids = [item.postback_id for item in paced.batch.items]
+def _deliver_when_free(deferred: list[delivery.Deferred]) -> None:
+    """Paced rows are due again when their token's window frees. When that is a few seconds
+    away, one task due then takes them all; later ones (and these, if the message is lost)
+    are the sweeper's, like any due row. The countdown is short, so it stays far inside
+    Redis' visibility timeout and the worker's ETA task limit."""
+    if not deferred:
+        return
+    wait = max(paced.retry_in for paced in deferred)
+    if wait > PACED_FOLLOW_UP_MAX_SECONDS:
+        return
+    ids = [item.postback_id for paced in deferred for item in paced.batch.items]
     wakeups.publish_or_leave_for_sweeper(
-        lambda: deliver_postbacks.apply_async((ids,), countdown=paced.retry_in + PACED_MARGIN),
+        lambda: deliver_postbacks.apply_async((ids,), countdown=wait + PACED_MARGIN),
         "paced postbacks",
     )
 
