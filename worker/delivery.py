@@ -116,7 +116,7 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
         )
 
     set_ids = session.scalars(select(Postback.event_set_id).where(reservable).distinct())
-    rows = share_out(
+    rows, _more_due = share_out(
         sorted(set_ids),
         settings.sweep_batch_size,
         lambda sets, per_set: rows_of_sets(session, of_set, sets, per_set),

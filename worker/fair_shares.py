@@ -35,11 +35,19 @@ Take = Callable[[Sequence[tuple[int, int | None]], int], list[RowT]]
 OfSet = Callable[[Any, int | None, int], Select[Any]]
 
 
-def share_out(set_ids: Sequence[int], limit: int, take: Take[RowT]) -> list[RowT]:
+def share_out(
+    set_ids: Sequence[int], limit: int, take: Take[RowT], *, small_first: bool = False
+) -> tuple[list[RowT], bool]:
     """Up to `limit` rows of the sets `set_ids`, an equal share each first, then what is
-    left for the sets that filled their share (they may have more)."""
+    left for the sets that filled their share (they may have more). Also says whether rows
+    were left waiting.
+
+    `small_first`: when some sets fit in their share and others have more, only the former
+    are returned (and rows are said to be left waiting): a few fresh rows of a quiet set
+    then go through in a small batch of their own instead of waiting for a full batch of
+    another set's backlog to be built, stored and sent."""
     if limit <= 0 or not set_ids:
-        return []
+        return [], False
     if len(set_ids) > limit:
         # More sets than places: a random start, so that no set is always left out.
         start = random.randrange(len(set_ids))
@@ -49,15 +57,16 @@ def share_out(set_ids: Sequence[int], limit: int, take: Take[RowT]) -> list[RowT
     by_set: dict[int, list[RowT]] = defaultdict(list)
     for row in taken:
         by_set[row.event_set_id].append(row)
+    filled = [set_id for set_id in set_ids if len(by_set.get(set_id, [])) == share]
+    if small_first and filled and len(filled) < len(by_set):
+        return [row for row in taken if len(by_set[row.event_set_id]) < share], True
     taken = taken[:limit]
-    for set_id in set_ids:
+    for set_id in filled:
         room = limit - len(taken)
         if room <= 0:
             break
-        rows = by_set.get(set_id, [])
-        if len(rows) == share:
-            taken.extend(take([(set_id, rows[-1].id)], room))
-    return taken
+        taken.extend(take([(set_id, by_set[set_id][-1].id)], room))
+    return taken, bool(filled) and len(taken) >= limit
 
 
 def rows_of_sets(

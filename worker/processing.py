@@ -288,16 +288,14 @@ def resolve_triggers(
         )
     # Given triggers another run already holds or finished leave room to fill as well: the
     # task was woken for work, and a wake-up chain must not end because its ids were taken.
+    more_waiting = False
     if also_ready > 0 or len(triggers) < len(trigger_ids):
         taken = {trigger.id for trigger in triggers}
-        triggers.extend(
-            trigger
-            for trigger in take_waiting_fairly(session, limit - len(triggers))
-            if trigger.id not in taken
-        )
+        waiting, more_waiting = take_waiting_fairly(session, limit - len(triggers))
+        triggers.extend(trigger for trigger in waiting if trigger.id not in taken)
     if not triggers:
         return ResolvedTriggers(0, [], {})
-    full = len(triggers) >= limit
+    full = len(triggers) >= limit or more_waiting
     woke_early = False
     if full and wake_early is not None and is_postgres(session):
         wake_early()
@@ -359,16 +357,18 @@ def resolve_triggers(
     return ResolvedTriggers(len(triggers), new_postbacks, event_sets, full, woke_early)
 
 
-def take_waiting_fairly(session: Session, limit: int) -> list[Row[Any]]:
+def take_waiting_fairly(session: Session, limit: int) -> tuple[list[Row[Any]], bool]:
     """Up to `limit` triggers waiting for a worker (`received`), locked, shared out across
-    their event sets (`worker.fair_shares`): one advertiser's backlog (a nightly re-send)
-    then costs another advertiser's fresh trigger one batch of waiting, not the whole
-    backlog. Rows another worker holds are skipped (PostgreSQL); on SQLite the writer lock
-    already makes the run exclusive."""
+    their event sets (`worker.fair_shares`), and whether more are left waiting. Sets with a
+    few triggers go first, in a batch of their own, when another set has a backlog: one
+    advertiser's backlog (a nightly re-send) costs another advertiser's fresh trigger the
+    end of one batch of waiting, not the backlog. Rows another worker holds are skipped
+    (PostgreSQL); on SQLite the writer lock already makes the run exclusive."""
     return share_out(
         list(session.scalars(_EVENT_SETS_WAITING)),
         limit,
         lambda sets, per_set: rows_of_sets(session, _waiting_of_set, sets, per_set),
+        small_first=True,
     )
 
 
