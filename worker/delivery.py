@@ -103,7 +103,7 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
         Postback.event_set_id.in_(_sendable_set_ids(now)),
     )
 
-    def of_set(set_id: Any, after: int | None, per_set: int) -> Any:
+    def of_set(set_id: Any, after: int | None, limit: Any) -> Any:
         conditions = [reservable, Postback.event_set_id == set_id]
         if after is not None:
             conditions.append(Postback.id > after)
@@ -111,7 +111,7 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
             select(Postback.id, Postback.event_set_id)
             .where(*conditions)
             .order_by(Postback.id)
-            .limit(per_set)
+            .limit(limit)
             .with_for_update(skip_locked=True, of=Postback)
         )
 
@@ -119,7 +119,7 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
     rows, _more_due = share_out(
         sorted(set_ids),
         settings.sweep_batch_size,
-        lambda sets, per_set: rows_of_sets(session, of_set, sets, per_set),
+        lambda shares: rows_of_sets(session, of_set, shares),
     )
     if not rows:
         return []

@@ -8,9 +8,9 @@ resolves (`worker.processing`) and the due postbacks the sweeper reserves (`work
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import Integer, Select, column, select, true
 from sqlalchemy import values as values_clause
@@ -27,59 +27,83 @@ class PerSetRow(Protocol):
     def event_set_id(self) -> int: ...
 
 
+class SetShare(NamedTuple):
+    """At most `limit` rows of one event set, in id order, after row `after` (or from its
+    first)."""
+
+    set_id: int
+    after: int | None
+    limit: int
+
+
 RowT = TypeVar("RowT", bound=PerSetRow)
-# The first `per_set` rows of each (event set, after this row id or from the start).
-Take = Callable[[Sequence[tuple[int, int | None]], int], list[RowT]]
-# A set's locked rows in id order: a SELECT ... ORDER BY id LIMIT per_set FOR UPDATE
-# SKIP LOCKED, given the set id (a value or a column of the sets' VALUES list).
-OfSet = Callable[[Any, int | None, int], Select[Any]]
+# Each share's rows, locked: every row returned is the caller's to process.
+Take = Callable[[Sequence[SetShare]], list[RowT]]
+# Each share's rows as they are, not locked (a look before taking: `share_out`'s `peek`).
+Peek = Callable[[Sequence[SetShare]], list[PerSetRow]]
+# A set's rows in id order: a SELECT ... ORDER BY id LIMIT ..., given the set id and the
+# limit (values, or columns of the shares' VALUES list).
+OfSet = Callable[[Any, int | None, Any], Select[Any]]
 
 
 def share_out(
-    set_ids: Sequence[int], limit: int, take: Take[RowT], *, small_first: bool = False
+    set_ids: Sequence[int], limit: int, take: Take[RowT], *, peek: Peek | None = None
 ) -> tuple[list[RowT], bool]:
-    """Up to `limit` rows of the sets `set_ids`, an equal share each first, then what is
-    left for the sets that filled their share (they may have more). Also says whether rows
-    were left waiting.
+    """Up to `limit` rows of the sets `set_ids`: an equal share each first, then the room
+    left for the sets that filled theirs (they may have more). Also says whether rows were
+    left waiting. Takes exactly what it returns: a row locked and then left out would be
+    skipped by the next worker until this transaction ends, and then wait for the sweeper.
 
-    `small_first`: when some sets fit in their share and others have more, only the former
-    are returned (and rows are said to be left waiting): a few fresh rows of a quiet set
-    then go through in a small batch of their own instead of waiting for a full batch of
-    another set's backlog to be built, stored and sent."""
+    With `peek`, small sets go first: when some sets fit in their share and others have
+    more, only the former are taken (and rows are said to be left waiting), so a few fresh
+    rows of a quiet set go through in a small batch of their own instead of waiting for a
+    full batch of another set's backlog to be built, stored and sent."""
     if limit <= 0 or not set_ids:
         return [], False
     if len(set_ids) > limit:
         # More sets than places: a random start, so that no set is always left out.
         start = random.randrange(len(set_ids))
         set_ids = [*set_ids[start:], *set_ids[:start]][:limit]
-    share = -(-limit // len(set_ids))
-    taken = take([(set_id, None) for set_id in set_ids], share)
-    by_set: dict[int, list[RowT]] = defaultdict(list)
+    shares = _equal_shares(set_ids, limit)
+    if peek is not None and len(shares) > 1:
+        seen = Counter(row.event_set_id for row in peek(shares))
+        small = [share for share in shares if 0 < seen[share.set_id] < share.limit]
+        if small and any(seen[share.set_id] == share.limit for share in shares):
+            return take(small), True
+    taken = take(shares)
+    last_of_set: dict[int, int] = {}
     for row in taken:
-        by_set[row.event_set_id].append(row)
-    filled = [set_id for set_id in set_ids if len(by_set.get(set_id, [])) == share]
-    if small_first and filled and len(filled) < len(by_set):
-        return [row for row in taken if len(by_set[row.event_set_id]) < share], True
-    taken = taken[:limit]
-    for set_id in filled:
+        last_of_set[row.event_set_id] = max(row.id, last_of_set.get(row.event_set_id, row.id))
+    counts = Counter(row.event_set_id for row in taken)
+    filled = [share for share in shares if counts[share.set_id] == share.limit]
+    for share in filled:
         room = limit - len(taken)
         if room <= 0:
             break
-        taken.extend(take([(set_id, by_set[set_id][-1].id)], room))
+        taken.extend(take([SetShare(share.set_id, last_of_set[share.set_id], room)]))
     return taken, bool(filled) and len(taken) >= limit
 
 
-def rows_of_sets(
-    session: Session, of_set: OfSet, sets: Sequence[tuple[int, int | None]], per_set: int
-) -> list[Any]:
-    """`of_set`'s rows for each set: on PostgreSQL one statement (each set's share locked by
-    its own LATERAL subquery), elsewhere one statement per set."""
-    if not is_postgres(session) or len(sets) == 1 or any(after for _set, after in sets):
+def _equal_shares(set_ids: Sequence[int], limit: int) -> list[SetShare]:
+    """`limit` split across the sets, the first ones one more when it does not divide."""
+    each, extra = divmod(limit, len(set_ids))
+    return [
+        SetShare(set_id, None, each + (1 if position < extra else 0))
+        for position, set_id in enumerate(set_ids)
+    ]
+
+
+def rows_of_sets(session: Session, of_set: OfSet, shares: Sequence[SetShare]) -> list[Any]:
+    """`of_set`'s rows for each share: on PostgreSQL one statement (each share by its own
+    LATERAL subquery), elsewhere one statement per set."""
+    if not is_postgres(session) or len(shares) == 1 or any(share.after for share in shares):
         return [
-            row for set_id, after in sets for row in session.execute(of_set(set_id, after, per_set))
+            row
+            for share in shares
+            for row in session.execute(of_set(share.set_id, share.after, share.limit))
         ]
-    wanted = values_clause(column("set_id", Integer), name="wanted").data(
-        [(set_id,) for set_id, _after in sets]
+    wanted = values_clause(column("set_id", Integer), column("share", Integer), name="wanted").data(
+        [(share.set_id, share.limit) for share in shares]
     )
-    share = of_set(wanted.c.set_id, None, per_set).lateral("share")
-    return list(session.execute(select(share).select_from(wanted.join(share, true()))))
+    rows = of_set(wanted.c.set_id, None, wanted.c.share).lateral("rows")
+    return list(session.execute(select(rows).select_from(wanted.join(rows, true()))))

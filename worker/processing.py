@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Row,
+    Select,
     literal_column,
     or_,
     select,
@@ -367,8 +368,8 @@ def take_waiting_fairly(session: Session, limit: int) -> tuple[list[Row[Any]], b
     return share_out(
         list(session.scalars(_EVENT_SETS_WAITING)),
         limit,
-        lambda sets, per_set: rows_of_sets(session, _waiting_of_set, sets, per_set),
-        small_first=True,
+        lambda shares: rows_of_sets(session, _waiting_of_set, shares),
+        peek=lambda shares: rows_of_sets(session, _waiting_ids_of_set, shares),
     )
 
 
@@ -392,17 +393,22 @@ _EVENT_SETS_WAITING = text(
 _WAITING = TRIGGERS.c.status == literal_column("'received'")
 
 
-def _waiting_of_set(set_id: Any, after: int | None, per_set: int) -> Any:
+def _waiting_of_set(set_id: Any, after: int | None, limit: Any) -> Any:
+    return _waiting(select(*_TRIGGER_COLUMNS), set_id, after, limit).with_for_update(
+        skip_locked=True, of=TRIGGERS
+    )
+
+
+def _waiting_ids_of_set(set_id: Any, after: int | None, limit: Any) -> Any:
+    """As `_waiting_of_set`, without taking them: what is there, locked by others or not."""
+    return _waiting(select(TRIGGERS.c.id, TRIGGERS.c.event_set_id), set_id, after, limit)
+
+
+def _waiting(query: Select[Any], set_id: Any, after: int | None, limit: Any) -> Select[Any]:
     conditions = [_WAITING, TRIGGERS.c.event_set_id == set_id]
     if after is not None:
         conditions.append(TRIGGERS.c.id > after)
-    return (
-        select(*_TRIGGER_COLUMNS)
-        .where(*conditions)
-        .order_by(TRIGGERS.c.id)
-        .limit(per_set)
-        .with_for_update(skip_locked=True, of=TRIGGERS)
-    )
+    return query.where(*conditions).order_by(TRIGGERS.c.id).limit(limit)
 
 
 def insert_claimed(

@@ -172,16 +172,28 @@ def _resolve_then_insert(
     rows: list[tuple[int, dict[str, object]]],
 ) -> dict[int, tuple[AcceptedTrigger, bool]]:
     """The portable form: the event sets looked up, then the triggers inserted."""
+    resolved = [
+        (index, {"event_set_id": event_set_id, **row})
+        for index, event_set_id, row in _permitted_event_sets(session, workspace_id, triggers, rows)
+    ]
+    return _insert_once(session, resolved)
+
+
+def _permitted_event_sets(
+    session: Session,
+    workspace_id: int,
+    triggers: Sequence[ScopedTrigger],
+    rows: list[tuple[int, dict[str, object]]],
+) -> Iterator[tuple[int, int, dict[str, object]]]:
+    """(index, event set id, row) for each row whose event set exists and the caller may use."""
     event_sets = _event_set_ids(
         session, workspace_id, {triggers[index].trigger.event_set for index, _ in rows}
     )
-    resolved: list[tuple[int, dict[str, object]]] = []
     for index, row in rows:
         trigger, allowed, _ = triggers[index]
         event_set_id = event_sets.get(trigger.event_set)
-        if _permitted(event_set_id, allowed):
-            resolved.append((index, {"event_set_id": event_set_id, **row}))
-    return _insert_once(session, resolved)
+        if event_set_id is not None and _permitted(event_set_id, allowed):
+            yield index, event_set_id, row
 
 
 _EVENT_SETS = EventSet.__table__
@@ -326,15 +338,12 @@ def _insert_resolving_event_sets(
             unmatched.append((index, row))
     if not unmatched:
         return answers
-    event_sets = _event_set_ids(
-        session, workspace_id, {triggers[index].trigger.event_set for index, _ in unmatched}
-    )
-    resolved: list[tuple[int, tuple[int, object]]] = []
-    for index, row in unmatched:
-        trigger, allowed, _ = triggers[index]
-        event_set_id = event_sets.get(trigger.event_set)
-        if event_set_id is not None and _permitted(event_set_id, allowed):
-            resolved.append((index, (event_set_id, row["idempotency_key"])))
+    resolved = [
+        (index, (event_set_id, row["idempotency_key"]))
+        for index, event_set_id, row in _permitted_event_sets(
+            session, workspace_id, triggers, unmatched
+        )
+    ]
     taken = sorted({key for _, key in resolved if key not in inserted}, key=str)
     stored = dict(_stored(session, taken)) if taken else {}
     first: set[tuple[int, object]] = set()

@@ -10,31 +10,14 @@ Redis on 127.0.0.1:6379; without them it skips (fails under CI=true).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_TIMEOUT_SECONDS = 300
-# The product's settings the autouse fixture points at a temp dir; the bench sets its own.
-PRODUCT_ENV = (
-    "POSTBACK_DATA_DIR",
-    "DATABASE_URL",
-    "BROKER_URL",
-    "TIKTOK_API_BASE_URL",
-    "CELERY_QUEUE",
-    "TOKEN_ENCRYPTION_KEY",
-    "PYTHONPATH",
-)
 RUNS = ("ours_batch", "ours_single", "naive")
 METRICS = (
     "triggers_per_s",
@@ -46,64 +29,14 @@ METRICS = (
 )
 
 
-def require(name: str, reachable: Any) -> None:
-    """Skip, or under CI=true fail, like tests/conftest.py's require_service."""
-    try:
-        reachable()
-    except Exception as error:
-        message = f"{name} is not reachable ({type(error).__name__}: {error})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; CI=true requires it")
-        pytest.skip(f"{message}; bench smoke test skipped")
-
-
-def _postgres() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
-        conn.execute("SELECT 1")
-
-
-def _redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
-    try:
-        client.ping()
-    finally:
-        client.close()
-
-
-def _bench(tmp_path_factory: pytest.TempPathFactory, mode: str) -> dict[str, Any]:
-    require(f"PostgreSQL at {PG_ADMIN_URL}", _postgres)
-    require(f"Redis at {REDIS_URL}", _redis)
-    out = tmp_path_factory.mktemp("bench") / f"{mode}.json"
-    env = {k: v for k, v in os.environ.items() if k not in PRODUCT_ENV}
-    env.update(BENCH_POSTGRES_URL=PG_ADMIN_URL, BENCH_REDIS_URL=REDIS_URL)
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.run", mode, "--triggers", "300", "--json", str(out)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
-    )
-    report = f"stdout:\n{completed.stdout[-6000:]}\nstderr:\n{completed.stderr[-4000:]}"
-    assert completed.returncode == 0, f"bench exited {completed.returncode}\n{report}"
-    result: dict[str, Any] = json.loads(out.read_text())
-    result["_report"] = report
-    return result
+@pytest.fixture(scope="module")
+def compare_run(run_bench: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    return run_bench("compare", "--triggers", "300", timeout=RUN_TIMEOUT_SECONDS)
 
 
 @pytest.fixture(scope="module")
-def compare_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _bench(tmp_path_factory, "compare")
-
-
-@pytest.fixture(scope="module")
-def nodes_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _bench(tmp_path_factory, "nodes")
+def nodes_run(run_bench: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    return run_bench("nodes", "--triggers", "300", timeout=RUN_TIMEOUT_SECONDS)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)
