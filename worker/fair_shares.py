@@ -69,7 +69,12 @@ def share_out(
         seen = Counter(row.event_set_id for row in peek(shares))
         small = [share for share in shares if 0 < seen[share.set_id] < share.limit]
         if small and any(seen[share.set_id] == share.limit for share in shares):
-            return take(small), True
+            taken = take(small)
+            if taken:
+                return taken, True
+            # Another worker holds every row of the small sets: the others share the batch
+            # (taking nothing here would end the chain of wake-ups with their rows waiting).
+            shares = _equal_shares([s.set_id for s in shares if s not in small], limit)
     taken = take(shares)
     last_of_set: dict[int, int] = {}
     for row in taken:

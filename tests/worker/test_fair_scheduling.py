@@ -210,6 +210,25 @@ def test_a_batch_locks_exactly_the_triggers_it_returns(
     assert free == {i for ids in stored.values() for i in ids} - set(taken)
 
 
+def test_a_worker_woken_while_another_holds_the_small_sets_takes_the_backlog(
+    pg_db: str, event_sets: dict[str, int]
+) -> None:
+    """The first worker's batch is the quiet set's 2 triggers (they fit in their share) and it
+    wakes the next worker before committing. That worker still sees the quiet set's rows
+    (they are `received` until the commit) but cannot lock them: it must take the backlog,
+    not return empty-handed and end the chain of wake-ups (found by the bench: a set's last
+    triggers waited 38 s for the sweeper)."""
+    stored = {"busy": store("busy", 30), "quiet": store("quiet", 2)}
+    with session_scope(workspace=ALL_WORKSPACES) as holder:
+        first = [row.id for row in take_waiting_fairly(holder, 10)[0]]
+        with session_scope(workspace=ALL_WORKSPACES) as woken:
+            second, more = take_waiting_fairly(woken, 10)
+            woken.rollback()
+        holder.rollback()
+    assert shares(first, stored) == {"quiet": 2}
+    assert [row.id for row in second] == stored["busy"][:10] and more
+
+
 @pytest.mark.integration
 def test_a_real_worker_sends_the_quiet_sets_trigger_ahead_of_the_backlog(
     start_worker: Callable[..., WorkerProcess],
