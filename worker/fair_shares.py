@@ -39,43 +39,63 @@ class SetShare(NamedTuple):
 RowT = TypeVar("RowT", bound=PerSetRow)
 # Each share's rows, locked: every row returned is the caller's to process.
 Take = Callable[[Sequence[SetShare]], list[RowT]]
-# Each share's rows as they are, not locked (a look before taking: `share_out`'s `peek`).
-Peek = Callable[[Sequence[SetShare]], list[PerSetRow]]
 # A set's rows in id order: a SELECT ... ORDER BY id LIMIT ..., given the set id and the
 # limit (values, or columns of the shares' VALUES list).
 OfSet = Callable[[Any, int | None, Any], Select[Any]]
 
 
+class Undoable(Protocol):
+    """What was taken since it began can be let go (`rollback`) or kept (`commit`)."""
+
+    def rollback(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+
 def share_out(
-    set_ids: Sequence[int], limit: int, take: Take[RowT], *, peek: Peek | None = None
+    set_ids: Sequence[int],
+    limit: int,
+    take: Take[RowT],
+    *,
+    small_first: Callable[[], Undoable] | None = None,
 ) -> tuple[list[RowT], bool]:
     """Up to `limit` rows of the sets `set_ids`: an equal share each first, then the room
     left for the sets that filled theirs (they may have more). Also says whether rows were
     left waiting. Takes exactly what it returns: a row locked and then left out would be
     skipped by the next worker until this transaction ends, and then wait for the sweeper.
 
-    With `peek`, small sets go first: when some sets fit in their share and others have
-    more, only the former are taken (and rows are said to be left waiting), so a few fresh
-    rows of a quiet set go through in a small batch of their own instead of waiting for a
-    full batch of another set's backlog to be built, stored and sent."""
+    With `small_first`, small sets go first: when some sets fit in their share and others
+    fill theirs, the shares taken are let go (`small_first()` began before taking them) and
+    only the small sets' rows are taken again (and rows are said to be left waiting), so a
+    few fresh rows of a quiet set go through in a small batch of their own instead of
+    waiting for a full batch of another set's backlog to be built, stored and sent."""
     if limit <= 0 or not set_ids:
         return [], False
-    if len(set_ids) > limit:
-        # More sets than places: a random start, so that no set is always left out.
+    cut_off = len(set_ids) > limit
+    if cut_off:
+        # More sets than places: a random start, so that no set is always left out (and the
+        # sets left out this time are waiting).
         start = random.randrange(len(set_ids))
         set_ids = [*set_ids[start:], *set_ids[:start]][:limit]
     shares = _equal_shares(set_ids, limit)
-    if peek is not None and len(shares) > 1:
-        seen = Counter(row.event_set_id for row in peek(shares))
-        small = [share for share in shares if 0 < seen[share.set_id] < share.limit]
-        if small and any(seen[share.set_id] == share.limit for share in shares):
+    if small_first is None or len(shares) == 1:
+        taken = take(shares)
+    else:
+        attempt = small_first()
+        taken = take(shares)
+        counts = Counter(row.event_set_id for row in taken)
+        small = [share for share in shares if 0 < counts[share.set_id] < share.limit]
+        if small and any(counts[share.set_id] == share.limit for share in shares):
+            attempt.rollback()
             taken = take(small)
             if taken:
                 return taken, True
-            # Another worker holds every row of the small sets: the others share the batch
+            # Another worker took the small sets' rows meanwhile: the others share the batch
             # (taking nothing here would end the chain of wake-ups with their rows waiting).
             shares = _equal_shares([s.set_id for s in shares if s not in small], limit)
-    taken = take(shares)
+            taken = take(shares)
+        else:
+            attempt.commit()
     last_of_set: dict[int, int] = {}
     for row in taken:
         last_of_set[row.event_set_id] = max(row.id, last_of_set.get(row.event_set_id, row.id))
@@ -86,7 +106,23 @@ def share_out(
         if room <= 0:
             break
         taken.extend(take([SetShare(share.set_id, last_of_set[share.set_id], room)]))
-    return taken, bool(filled) and len(taken) >= limit
+    return taken, cut_off or (bool(filled) and len(taken) >= limit)
+
+
+def undoable_take(session: Session) -> Undoable:
+    """A savepoint on PostgreSQL: rolling back to it lets the rows locked since go. Elsewhere
+    (SQLite) no row is locked, so rows left out need nothing let go."""
+    if is_postgres(session):
+        return session.begin_nested()
+    return _NothingLocked()
+
+
+class _NothingLocked:
+    def rollback(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
 
 
 def _equal_shares(set_ids: Sequence[int], limit: int) -> list[SetShare]:

@@ -53,7 +53,7 @@ from models import (
 )
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
 from worker.claim_planning import OutgoingBatch, plan_claim
-from worker.fair_shares import rows_of_sets, share_out
+from worker.fair_shares import rows_of_sets, share_out, undoable_take
 
 OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 TRIGGERS = Trigger.__table__
@@ -350,10 +350,17 @@ def resolve_triggers(
             trigger_id
         )
     for (status, error, processed), ids in trigger_updates.items():
+        values: dict[str, Any] = {
+            "status": status,
+            "error": error,
+            "processed_at": now if processed else None,
+        }
+        if status == TriggerStatus.WAITING_FOR_LEAD:
+            # This run finished: `attempts` counts the runs that did not (`begin_attempt`), so
+            # the sweeps that look again for the lead never reach the cap meant for crashes.
+            values["attempts"] = 0
         session.execute(
-            update(TRIGGERS)
-            .where(matches_any(session, TRIGGERS.c.id, ids))
-            .values(status=status, error=error, processed_at=now if processed else None)
+            update(TRIGGERS).where(matches_any(session, TRIGGERS.c.id, ids)).values(**values)
         )
     return ResolvedTriggers(len(triggers), new_postbacks, event_sets, full, woke_early)
 
@@ -369,7 +376,7 @@ def take_waiting_fairly(session: Session, limit: int) -> tuple[list[Row[Any]], b
         list(session.scalars(_EVENT_SETS_WAITING)),
         limit,
         lambda shares: rows_of_sets(session, _waiting_of_set, shares),
-        peek=lambda shares: rows_of_sets(session, _waiting_ids_of_set, shares),
+        small_first=lambda: undoable_take(session),
     )
 
 
@@ -397,11 +404,6 @@ def _waiting_of_set(set_id: Any, after: int | None, limit: Any) -> Any:
     return _waiting(select(*_TRIGGER_COLUMNS), set_id, after, limit).with_for_update(
         skip_locked=True, of=TRIGGERS
     )
-
-
-def _waiting_ids_of_set(set_id: Any, after: int | None, limit: Any) -> Any:
-    """As `_waiting_of_set`, without taking them: what is there, locked by others or not."""
-    return _waiting(select(TRIGGERS.c.id, TRIGGERS.c.event_set_id), set_id, after, limit)
 
 
 def _waiting(query: Select[Any], set_id: Any, after: int | None, limit: Any) -> Select[Any]:

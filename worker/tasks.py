@@ -71,16 +71,15 @@ def _send_and_record(batches: list[OutgoingBatch]) -> dict[str, int]:
 
 
 def _deliver_when_free(deferred: list[delivery.Deferred]) -> None:
-    """Paced rows are due again when their token's window frees. When that is a few seconds
-    away, one task due then takes them all; later ones (and these, if the message is lost)
-    are the sweeper's, like any due row. The countdown is short, so it stays far inside
-    Redis' visibility timeout and the worker's ETA task limit."""
-    if not deferred:
+    """Paced rows are due again when their token's window frees. The rows due within a few
+    seconds go in one task due when the last of them is; later ones (and these, if the
+    message is lost) are the sweeper's, like any due row. The countdown is short, so it
+    stays far inside Redis' visibility timeout and the worker's ETA task limit."""
+    soon = [paced for paced in deferred if paced.retry_in <= PACED_FOLLOW_UP_MAX_SECONDS]
+    if not soon:
         return
-    wait = max(paced.retry_in for paced in deferred)
-    if wait > PACED_FOLLOW_UP_MAX_SECONDS:
-        return
-    ids = [item.postback_id for paced in deferred for item in paced.batch.items]
+    wait = max(paced.retry_in for paced in soon)
+    ids = [item.postback_id for paced in soon for item in paced.batch.items]
     wakeups.publish_or_leave_for_sweeper(
         lambda: deliver_postbacks.apply_async((ids,), countdown=wait + PACED_MARGIN),
         "paced postbacks",

@@ -354,9 +354,11 @@ def _insert_resolving_event_sets(
                 AcceptedTrigger(found.id, duplicate=key in first),
                 bool(found.lead_withdrew_consent),
             )
-        else:
+        elif key in stored:
             trigger_id, withdrew = stored[key]
             answers[index] = (AcceptedTrigger(trigger_id, duplicate=True), withdrew)
+        # Else an event set was created or renamed between the INSERT and this lookup: the
+        # trigger is answered as naming no event set (its own item only, never the batch).
         first.add(key)
     return answers
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crm_postback import api
 from crm_postback.api import InputRejected, enqueue_trigger, enqueue_triggers, upsert_lead_keys
 from crm_postback.simulator import SimulatorControl
 from models import Lead, Postback, PostbackStatus, Trigger, TriggerStatus
+from models.base import utcnow
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
 
@@ -266,6 +267,31 @@ def test_waiting_trigger_is_sent_once_the_lead_arrives(ready: SimulatorControl) 
     with session_scope(workspace=ALL_WORKSPACES) as session:
         trigger_id = session.scalars(select(Trigger.id)).one()
     process_triggers([trigger_id])
+    assert [e["event"] for e in ready.events()] == ["lead_sold"]
+
+
+def test_a_trigger_waiting_for_its_lead_outlasts_many_sweeps(
+    ready: SimulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sweep runs the stale waiting trigger again and counts the run first (the cap on
+    runs that never finish, for a trigger that kills workers). Runs that finish waiting
+    must not count: twice the cap of sweeps later, it is still waiting, not failed as if
+    the worker had died, and goes out once the lead arrives."""
+    from tests.conftest import apply_env  # type: ignore[import-not-found]
+    from worker.tasks import sweep_due_postbacks
+
+    apply_env(monkeypatch, STALE_TRIGGER_SECONDS="1", MAX_PROCESSING_ATTEMPTS="2")
+    enqueue_trigger(trigger("lead.sold", lead="slow", attributes={"value": 3}))
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        session.execute(update(Trigger).values(received_at=utcnow() - timedelta(minutes=1)))
+        session.commit()
+    for _ in range(4):
+        assert sweep_due_postbacks()["stale_triggers"] == 1
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        waiting = session.scalars(select(Trigger)).one()
+        assert waiting.status == TriggerStatus.WAITING_FOR_LEAD, waiting.error
+    upsert_lead_keys("slow", {"email": "slow@example.com"})
+    sweep_due_postbacks()
     assert [e["event"] for e in ready.events()] == ["lead_sold"]
 
 

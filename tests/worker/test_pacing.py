@@ -195,3 +195,25 @@ def test_other_batches_go_first_the_wait_is_bounded_and_the_rest_deferred() -> N
 def test_the_pacing_key_is_not_the_token() -> None:
     assert TOKEN not in RequestPacer.key(TOKEN)
     assert RequestPacer.key(TOKEN) == RequestPacer.key(TOKEN) != RequestPacer.key(OTHER_TOKEN)
+
+
+def test_rows_due_soon_get_their_follow_up_even_when_another_token_waits_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Token `a` frees in 0.3 s, `c` in 30 s: `a`'s rows get a follow-up task due then, and
+    `c`'s are left to the sweeper. (Waiting for the longest of all would have sent none.)"""
+    from worker import tasks
+
+    published: list[tuple[Any, float]] = []
+
+    def apply_async(args: Any, countdown: float) -> None:
+        published.append((args, countdown))
+
+    monkeypatch.setattr(tasks.deliver_postbacks, "apply_async", apply_async)
+    tasks._deliver_when_free(
+        [delivery.Deferred(_batch("a", 1), 0.3), delivery.Deferred(_batch("c", 2), 30.0)]
+    )
+    assert published == [(([10],), pytest.approx(0.3 + tasks.PACED_MARGIN))]
+    published.clear()
+    tasks._deliver_when_free([delivery.Deferred(_batch("c", 2), 30.0)])
+    assert published == []
