@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_service  # type: ignore[import-not-found]
+
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -32,17 +34,6 @@ PRODUCT_ENV = (
 )
 
 RunBench = Callable[..., dict[str, Any]]
-
-
-def _require(name: str, reachable: Callable[[], object]) -> None:
-    """Skip, or under CI=true fail, like tests/conftest.py's require_service."""
-    try:
-        reachable()
-    except Exception as error:
-        message = f"{name} is not reachable ({type(error).__name__}: {error})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; CI=true requires it")
-        pytest.skip(f"{message}; bench smoke test skipped")
 
 
 def _postgres() -> None:
@@ -69,8 +60,8 @@ def run_bench(tmp_path_factory: pytest.TempPathFactory) -> RunBench:
     Asserts the bench exited 0."""
 
     def run(mode: str, *options: str, timeout: float) -> dict[str, Any]:
-        _require(f"PostgreSQL at {PG_ADMIN_URL}", _postgres)
-        _require(f"Redis at {REDIS_URL}", _redis)
+        require_service(f"PostgreSQL at {PG_ADMIN_URL}", _postgres)
+        require_service(f"Redis at {REDIS_URL}", _redis)
         out = tmp_path_factory.mktemp("bench") / f"{mode}.json"
         env = {k: v for k, v in os.environ.items() if k not in PRODUCT_ENV}
         env.update(BENCH_POSTGRES_URL=PG_ADMIN_URL, BENCH_REDIS_URL=REDIS_URL)

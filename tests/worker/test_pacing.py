@@ -17,7 +17,7 @@ from crm_postback.tiktok.response_outcomes import Answer, Outcome
 from models import DeliveryAttempt, Postback, PostbackStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import TOKEN, apply_env  # type: ignore[import-not-found]
+from tests.conftest import TOKEN, apply_env, trigger_body  # type: ignore[import-not-found]
 from worker import delivery
 from worker.claim_planning import Item, OutgoingBatch
 from worker.tasks import sweep_due_postbacks
@@ -27,14 +27,13 @@ OTHER_TOKEN = "test-token-other-654321"
 
 
 def sold(lead: str, event_set: str = "acme") -> dict[str, Any]:
-    return {
-        "type": "lead.sold",
-        "lead_id": lead,
-        "event_set": event_set,
-        "occurred_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-        "attributes": {"value": 10},
-        "match_keys": {"email": f"{lead.lower()}@example.com"},
-    }
+    return trigger_body(
+        "lead.sold",
+        lead,
+        event_set,
+        attributes={"value": 10},
+        match_keys={"email": f"{lead.lower()}@example.com"},
+    )
 
 
 def rows() -> list[Postback]:
