@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
-from models.workspaces import WorkspaceOwned
+from models.workspaces import WorkspaceOwnedThroughParent
 
 
 class PostbackStatus(StrEnum):
@@ -38,7 +38,7 @@ FINAL_STATUSES = frozenset(
 WAITING_STATUSES = frozenset({PostbackStatus.PENDING, PostbackStatus.RETRYING})
 
 
-class Postback(WorkspaceOwned, Base):
+class Postback(WorkspaceOwnedThroughParent, Base):
     """Outbox row: one TikTok event to send, and everything needed to explain it afterwards."""
 
     __tablename__ = "postbacks"
@@ -53,7 +53,8 @@ class Postback(WorkspaceOwned, Base):
     trigger_id: Mapped[int] = mapped_column(
         ForeignKey("triggers.id", ondelete="CASCADE"), index=True
     )
-    event_set_id: Mapped[int] = mapped_column(ForeignKey("event_sets.id", ondelete="CASCADE"))
+    # Its trigger's event set (no foreign key: the trigger's holds it).
+    event_set_id: Mapped[int] = mapped_column(Integer)
     lead_ref: Mapped[str] = mapped_column(String(128))
     mapping_id: Mapped[int | None] = mapped_column(ForeignKey("mappings.id", ondelete="SET NULL"))
     mapping_version: Mapped[int | None] = mapped_column(Integer)
@@ -81,7 +82,7 @@ class Postback(WorkspaceOwned, Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class DeliveryAttempt(WorkspaceOwned, Base):
+class DeliveryAttempt(WorkspaceOwnedThroughParent, Base):
     """One try at sending one postback: what TikTok (or the network) answered."""
 
     __tablename__ = "delivery_attempts"

@@ -17,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
-from models.workspaces import WorkspaceOwned
+from models.workspaces import WorkspaceOwnedThroughParent
 
 
 class TriggerStatus(StrEnum):
@@ -28,7 +28,7 @@ class TriggerStatus(StrEnum):
     FAILED = "failed"  # cannot be resolved; `error` says why
 
 
-class Trigger(WorkspaceOwned, Base):
+class Trigger(WorkspaceOwnedThroughParent, Base):
     """A lifecycle change reported by the routing system, as accepted."""
 
     __tablename__ = "triggers"

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect
 from models import Base
 from models.db import build_engine
 from models.workspace_scope import workspace_tables
-from models.workspaces import WorkspaceFiltered, WorkspaceOwned
+from models.workspaces import WorkspaceFiltered, WorkspaceOwned, WorkspaceOwnedThroughParent
 
 # Tables of the instance, not of one workspace.
 INSTANCE_TABLES = {
@@ -81,21 +81,51 @@ def test_every_workspace_owned_table_has_workspace_id_not_null(engine: Engine) -
         assert columns["workspace_id"].get("default") is None, table
 
 
-def test_every_workspace_owned_table_references_its_workspace(engine: Engine) -> None:
+def test_every_workspace_owned_table_is_deleted_with_its_workspace(engine: Engine) -> None:
+    """Each table references its workspace with ON DELETE CASCADE, or (the hot tables, which
+    skip that key's check: models.workspaces.WorkspaceOwnedThroughParent) cascades from a
+    parent that is deleted with it: a trigger from its event set, a postback from its trigger,
+    an attempt from its postback."""
     inspector = inspect(engine)
-    for table in _workspace_owned(engine):
-        keys = [
+    keys = {
+        table: [
             key
             for key in inspector.get_foreign_keys(table)
-            if key["constrained_columns"] == ["workspace_id"]
+            if (key.get("options") or {}).get("ondelete", "").upper() == "CASCADE"
         ]
+        for table in _workspace_owned(engine)
+    }
+    through_parent = {
+        mapper.local_table.name
+        for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, WorkspaceOwnedThroughParent)
+    }
+    assert {"triggers", "postbacks", "delivery_attempts"} <= through_parent
+
+    def reaches_workspace(table: str, seen: frozenset[str] = frozenset()) -> bool:
+        for key in keys.get(table, []):
+            if key["referred_table"] == "workspaces":
+                return key["constrained_columns"] == ["workspace_id"]
+            if key["referred_table"] not in seen and reaches_workspace(
+                key["referred_table"], seen | {table}
+            ):
+                return True
+        return False
+
+    for table in _workspace_owned(engine):
+        direct = [key for key in keys[table] if key["referred_table"] == "workspaces"]
         if table in NULLABLE:
-            assert keys == [], f"{table}: the audit trail outlives what it describes"
+            assert inspector.get_foreign_keys(table) == [], (
+                f"{table}: the audit trail outlives what it describes"
+            )
             continue
-        assert len(keys) == 1, table
-        assert keys[0]["referred_table"] == "workspaces", table
-        assert keys[0]["referred_columns"] == ["id"], table
-        assert (keys[0].get("options") or {}).get("ondelete", "").upper() == "CASCADE", table
+        if table in through_parent:
+            assert direct == [], f"{table}: its workspace key is checked on every insert"
+            assert reaches_workspace(table), f"{table}: nothing deletes it with its workspace"
+            continue
+        assert len(direct) == 1, table
+        assert direct[0]["constrained_columns"] == ["workspace_id"], table
+        assert direct[0]["referred_columns"] == ["id"], table
 
 
 def test_every_workspace_owned_table_has_an_index_for_the_filter(engine: Engine) -> None:

@@ -98,6 +98,9 @@ def test_run_serves_until_interrupted(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # Ctrl-C as in a terminal: a runner started in the background (`cmd &` in a script)
+        # ignores SIGINT, its children inherit that, and Python then installs no handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stdout is not None
