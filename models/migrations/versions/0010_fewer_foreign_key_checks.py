@@ -29,12 +29,13 @@ _DROPPED = (
         "workspaces",
     ),
 )
+_TABLES = tuple(dict.fromkeys(table for table, *_ in _DROPPED))
 
 
 def upgrade() -> None:
     # On SQLite each table is rebuilt once (env.py turns foreign keys off meanwhile, so no
     # cascade fires); on PostgreSQL a constraint is dropped in place.
-    for table in ("triggers", "postbacks", "delivery_attempts"):
+    for table in _TABLES:
         with op.batch_alter_table(table) as batch:
             for owner, name, _, _ in _DROPPED:
                 if owner == table:
@@ -42,7 +43,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("triggers", "postbacks", "delivery_attempts"):
+    for table in _TABLES:
         with op.batch_alter_table(table) as batch:
             for owner, name, column, referred in _DROPPED:
                 if owner == table:
