@@ -76,7 +76,7 @@ def summarize_workspaces(session: Session) -> list[WorkspaceSummary]:
     """Every workspace with its counts (a session over every workspace: the instance's view)."""
 
     def counts(query: Select[Any]) -> dict[int, int]:
-        return {int(ws): int(n) for ws, n in session.execute(query).tuples() if ws is not None}
+        return {int(ws): int(n) for ws, n in session.execute(query) if ws is not None}
 
     def per_workspace(column: Any) -> Select[Any]:
         return select(column, func.count()).group_by(column)
