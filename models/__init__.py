@@ -2,12 +2,20 @@
 
 from models.api_keys import ApiKey
 from models.audit import AuditEntry
-from models.base import Base, utcnow
+from models.base import Base, status_is_one_of, utcnow
 from models.event_sets import EventSet, EventSetKind, EventSetStatus
 from models.leads import Lead
 from models.mappings import Mapping
-from models.postbacks import FINAL_STATUSES, DeliveryAttempt, Postback, PostbackStatus
-from models.triggers import Trigger, TriggerStatus
+from models.postbacks import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    REPLAYABLE_STATUSES,
+    DeliveryAttempt,
+    Postback,
+    PostbackStatus,
+    is_due,
+)
+from models.triggers import OPEN_TRIGGER_STATUSES, Trigger, TriggerStatus
 from models.users import AdminSession, AdminToken, AdminUser, AdminUserSource
 from models.workspaces import (
     DEFAULT_WORKSPACE_ID,
@@ -22,6 +30,9 @@ __all__ = [
     "DEFAULT_WORKSPACE_ID",
     "DEFAULT_WORKSPACE_NAME",
     "FINAL_STATUSES",
+    "OPEN_STATUSES",
+    "OPEN_TRIGGER_STATUSES",
+    "REPLAYABLE_STATUSES",
     "AdminSession",
     "AdminToken",
     "AdminUser",
@@ -43,5 +54,7 @@ __all__ = [
     "Workspace",
     "WorkspaceMember",
     "WorkspaceOwned",
+    "is_due",
+    "status_is_one_of",
     "utcnow",
 ]

@@ -4,10 +4,29 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    or_,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
+from models.base import (
+    Base,
+    BigIntId,
+    JSONType,
+    StrEnumText,
+    UTCDateTime,
+    status_index_where,
+    status_is_one_of,
+    utcnow,
+)
 from models.workspaces import WorkspaceOwnedThroughParent
 
 
@@ -36,6 +55,15 @@ FINAL_STATUSES = frozenset(
     }
 )
 WAITING_STATUSES = frozenset({PostbackStatus.PENDING, PostbackStatus.RETRYING})
+OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
+# What `postback replay` may send again. Never consent_withdrawn: that lead gets nothing more.
+# A no_match_key event becomes sendable once the lead's keys have arrived.
+REPLAYABLE_STATUSES = (
+    PostbackStatus.DEAD,
+    PostbackStatus.FAILED,
+    PostbackStatus.EXPIRED,
+    PostbackStatus.NO_MATCH_KEY,
+)
 
 
 class Postback(WorkspaceOwnedThroughParent, Base):
@@ -45,7 +73,23 @@ class Postback(WorkspaceOwnedThroughParent, Base):
     __table_args__ = (
         # TikTok's own identity of an event: its name and id within the event set.
         UniqueConstraint("event_set_id", "event_name", "event_id"),
-        Index("ix_postbacks_status_next_attempt_at", "status", "next_attempt_at"),
+        # The rows a worker or the sweeper may still send. On PostgreSQL only open rows are in
+        # it, so the update that makes a row final adds no entry to it (the update is not HOT
+        # either way: its columns are indexed). SQLite cannot tell that `status = 'sending'`
+        # lies inside such an index, and keeps every row.
+        Index(
+            "ix_postbacks_status_next_attempt_at",
+            "status",
+            "next_attempt_at",
+            postgresql_where=status_index_where(OPEN_STATUSES),
+        ),
+        # What can be replayed, by event set (the admin's dashboard, `postback replay`).
+        Index(
+            "ix_postbacks_replayable_event_set_id",
+            "event_set_id",
+            postgresql_where=status_index_where(REPLAYABLE_STATUSES),
+            sqlite_where=status_index_where(REPLAYABLE_STATUSES),
+        ),
         Index("ix_postbacks_workspace_id_lead_ref", "workspace_id", "lead_ref"),
     )
 
@@ -103,3 +147,18 @@ class DeliveryAttempt(WorkspaceOwnedThroughParent, Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     batch_size: Mapped[int] = mapped_column(Integer, default=1)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+def is_due(now: datetime) -> ColumnElement[bool]:
+    """Rows to send now: waiting and due, or `sending` past the lease of a worker that died.
+    It lies inside `ix_postbacks_status_next_attempt_at`'s partial predicate on PostgreSQL."""
+    return or_(
+        and_(
+            status_is_one_of(Postback.status, WAITING_STATUSES),
+            Postback.next_attempt_at <= now,
+        ),
+        and_(
+            status_is_one_of(Postback.status, (PostbackStatus.SENDING,)),
+            Postback.lease_until < now,
+        ),
+    )

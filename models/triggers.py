@@ -16,7 +16,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, BigIntId, JSONType, StrEnumText, UTCDateTime, utcnow
+from models.base import (
+    Base,
+    BigIntId,
+    JSONType,
+    StrEnumText,
+    UTCDateTime,
+    status_index_where,
+    utcnow,
+)
 from models.workspaces import WorkspaceOwnedThroughParent
 
 
@@ -28,13 +36,23 @@ class TriggerStatus(StrEnum):
     FAILED = "failed"  # cannot be resolved; `error` says why
 
 
+OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
+
+
 class Trigger(WorkspaceOwnedThroughParent, Base):
     """A lifecycle change reported by the routing system, as accepted."""
 
     __tablename__ = "triggers"
     __table_args__ = (
         UniqueConstraint("event_set_id", "idempotency_key"),
-        Index("ix_triggers_status_received_at", "status", "received_at"),
+        # Open triggers by age (the sweeper, the gauges). On PostgreSQL only open ones are in it,
+        # so resolving a trigger adds no entry to it.
+        Index(
+            "ix_triggers_status_received_at",
+            "status",
+            "received_at",
+            postgresql_where=status_index_where(OPEN_TRIGGER_STATUSES),
+        ),
         Index("ix_triggers_workspace_id_lead_ref", "workspace_id", "lead_ref"),
         # Triggers waiting for a worker, by event set: fair scheduling (worker.processing).
         Index(

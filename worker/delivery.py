@@ -30,6 +30,7 @@ from models import (
     Lead,
     Postback,
     PostbackStatus,
+    is_due,
 )
 from models.bulk import bulk_insert, matches_any
 from worker.claim_planning import (
@@ -68,16 +69,6 @@ class EventResult(NamedTuple):
         )
 
 
-def _due(now: datetime) -> Any:
-    return or_(
-        and_(
-            Postback.status.in_((PostbackStatus.PENDING, PostbackStatus.RETRYING)),
-            Postback.next_attempt_at <= now,
-        ),
-        and_(Postback.status == PostbackStatus.SENDING, Postback.lease_until < now),
-    )
-
-
 def _sendable_set_ids(now: datetime) -> Any:
     """Event sets neither paused nor inside a TikTok throttle window."""
     return select(EventSet.id).where(
@@ -94,7 +85,7 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
     set resumed with a long backlog does not hold back another set's retries.
     """
     reservable = and_(
-        _due(now),
+        is_due(now),
         or_(
             Postback.status == PostbackStatus.SENDING,
             Postback.lease_until.is_(None),
@@ -194,7 +185,7 @@ def claim(
             LEADS.c.consent_withdrawn_at,
         )
         .select_from(POSTBACKS.outerjoin(LEADS, _its_lead))
-        .where(matches_any(session, POSTBACKS.c.id, postback_ids), _due(now))
+        .where(matches_any(session, POSTBACKS.c.id, postback_ids), is_due(now))
         .order_by(POSTBACKS.c.id)
         .with_for_update(skip_locked=True, of=POSTBACKS)
     ).all()

@@ -19,7 +19,6 @@ from sqlalchemy import (
     Row,
     Select,
     literal_column,
-    or_,
     select,
     text,
     update,
@@ -32,7 +31,6 @@ from crm_postback.operations.postback_messages import (
     MADE_TWICE_IN_THE_RUN,
     consent_withdrawn_message,
 )
-from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.tiktok.events_payload import (
     NoMatchKey,
     build_event,
@@ -43,6 +41,8 @@ from crm_postback.tiktok.events_payload import (
 from mappings.resolve import CompiledMapping, compile_mappings, explain_unmapped, resolve
 from models import (
     FINAL_STATUSES,
+    OPEN_TRIGGER_STATUSES,
+    REPLAYABLE_STATUSES,
     EventSet,
     Lead,
     Mapping,
@@ -50,12 +50,12 @@ from models import (
     PostbackStatus,
     Trigger,
     TriggerStatus,
+    status_is_one_of,
 )
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
 from worker.claim_planning import OutgoingBatch, plan_claim
 from worker.fair_shares import rows_of_sets, share_out, undoable_take
 
-OPEN_TRIGGER_STATUSES = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 TRIGGERS = Trigger.__table__
 POSTBACKS = Postback.__table__
 # Every postback row is inserted with the same keys, as a multi-row INSERT requires.
@@ -553,7 +553,7 @@ def _duplicate_note(key: PostbackKey, stored: StoredEvent | None) -> str:
     held = f"{event}{ALREADY_IN_THE_OUTBOX} as postback {stored.id} ({stored.status})"
     if stored.status == PostbackStatus.DELIVERED:
         return f"{held}: TikTok has it; not stored again"
-    if stored.status in REPLAYABLE:
+    if stored.status in REPLAYABLE_STATUSES:
         return (
             f"{held}, which TikTok never got; not stored again: to send it, "
             f"replay that postback (`postback replay --id {stored.id}`)"
@@ -692,10 +692,7 @@ def stale_trigger_ids(
         session.scalars(
             select(TRIGGERS.c.id)
             .where(
-                or_(
-                    TRIGGERS.c.status == TriggerStatus.WAITING_FOR_LEAD,
-                    TRIGGERS.c.status == TriggerStatus.RECEIVED,
-                ),
+                status_is_one_of(TRIGGERS.c.status, OPEN_TRIGGER_STATUSES),
                 TRIGGERS.c.received_at <= cutoff,
             )
             .order_by(TRIGGERS.c.id)

@@ -315,14 +315,15 @@ def replay_command(
         count_replay,
         replay_postbacks,
     )
-    from crm_postback.operations.replay import REPLAYABLE, ReplaySelection
+    from crm_postback.operations.replay import ReplaySelection
+    from models import REPLAYABLE_STATUSES
 
     selection = ReplaySelection(
         ids=postback_id or [],
         lead_ref=lead_id,
         event_set=event_set,
         code=code,
-        statuses=status or list(REPLAYABLE),
+        statuses=status or list(REPLAYABLE_STATUSES),
         since=naive_means_utc(since),
         until=naive_means_utc(until),
     )

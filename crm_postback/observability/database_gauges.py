@@ -14,18 +14,20 @@ from datetime import datetime
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_postback.core.timestamps import naive_means_utc
 from crm_postback.observability.workspace_labels import known_labels
 from models import (
+    OPEN_STATUSES,
+    OPEN_TRIGGER_STATUSES,
     EventSet,
     EventSetStatus,
     Postback,
-    PostbackStatus,
     Trigger,
-    TriggerStatus,
+    is_due,
+    status_is_one_of,
     utcnow,
 )
 from models.db import session_scope
@@ -80,10 +82,6 @@ class OutboxCollector:
         yield from families
 
 
-_OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
-_OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
-
-
 def _outbox_families(
     session: Session, now: datetime, per_event_set: Sequence[SeriesGauges] = ()
 ) -> Iterator[GaugeMetricFamily]:
@@ -127,15 +125,7 @@ def _outbox_families(
 
     table = Postback.__table__
     due_rows = session.execute(
-        select(table.c.event_set_id, func.count())
-        .where(
-            or_(
-                (table.c.status.in_((PostbackStatus.PENDING, PostbackStatus.RETRYING)))
-                & (table.c.next_attempt_at <= now),
-                (table.c.status == PostbackStatus.SENDING) & (table.c.lease_until < now),
-            )
-        )
-        .group_by(table.c.event_set_id)
+        select(table.c.event_set_id, func.count()).where(is_due(now)).group_by(table.c.event_set_id)
     ).all()
     due = GaugeMetricFamily(
         "postback_outbox_due",
@@ -153,7 +143,7 @@ def _outbox_families(
 
     open_rows = session.execute(
         select(table.c.event_set_id, table.c.status, func.count(), func.min(table.c.created_at))
-        .where(table.c.status.in_(_OPEN_STATUSES))
+        .where(status_is_one_of(table.c.status, OPEN_STATUSES))
         .group_by(table.c.event_set_id, table.c.status)
     ).all()
     open_family = GaugeMetricFamily(
@@ -177,7 +167,7 @@ def _outbox_families(
         if created is not None and (key not in first or created < first[key]):
             first[key] = created
     for key in dict.fromkeys(series.values()):
-        for status in _OPEN_STATUSES:
+        for status in OPEN_STATUSES:
             open_family.add_metric([*key, str(status)], counts.get((key, status), 0))
         age = (now - first[key]).total_seconds() if key in first else 0.0
         oldest.add_metric(list(key), max(age, 0.0))
@@ -187,7 +177,7 @@ def _outbox_families(
     triggers = Trigger.__table__
     trigger_rows = session.execute(
         select(triggers.c.status, func.count(), func.min(triggers.c.received_at))
-        .where(triggers.c.status.in_(_OPEN_TRIGGERS))
+        .where(status_is_one_of(triggers.c.status, OPEN_TRIGGER_STATUSES))
         .group_by(triggers.c.status)
     ).all()
     open_triggers = GaugeMetricFamily(
@@ -203,7 +193,7 @@ def _outbox_families(
     by_status = {
         status: (count, naive_means_utc(received)) for status, count, received in trigger_rows
     }
-    for status in _OPEN_TRIGGERS:
+    for status in OPEN_TRIGGER_STATUSES:
         count, received = by_status.get(status, (0, None))
         open_triggers.add_metric([str(status)], count)
         age = (now - received).total_seconds() if received is not None else 0.0

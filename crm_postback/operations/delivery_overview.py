@@ -8,8 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_postback.operations.replay import REPLAYABLE
-from models import DeliveryAttempt, EventSet, Postback
+from models import REPLAYABLE_STATUSES, DeliveryAttempt, EventSet, Postback, status_is_one_of
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,10 @@ def last_errors(
 
 
 def dead_counts(session: Session) -> dict[int, int]:
-    """{event set id: postbacks that can be replayed (dead, failed, expired)}."""
+    """{event set id: postbacks that can be replayed (`REPLAYABLE_STATUSES`)}."""
     rows = session.execute(
         select(Postback.event_set_id, func.count())
-        .where(Postback.status.in_(REPLAYABLE))
+        .where(status_is_one_of(Postback.status, REPLAYABLE_STATUSES))
         .group_by(Postback.event_set_id)
     ).all()
     return {int(event_set_id): int(count) for event_set_id, count in rows}

@@ -39,6 +39,8 @@ from crm_postback.tiktok.response_outcomes import Outcome
 from mappings.resolve import MissingAttribute, missing_attributes
 from mappings.rules import PropertyRules
 from models import (
+    OPEN_STATUSES,
+    OPEN_TRIGGER_STATUSES,
     DeliveryAttempt,
     EventSet,
     EventSetKind,
@@ -48,6 +50,7 @@ from models import (
     PostbackStatus,
     Trigger,
     TriggerStatus,
+    status_is_one_of,
 )
 from models.workspace_scope import FILTERED
 
@@ -68,7 +71,6 @@ WEB_KEYS: dict[str, tuple[str, str]] = {
     "user_agent": ("user", "user_agent"),
     "ttp": ("user", "ttp"),
 }
-OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
 EXAMPLE_CHARS = 300  # of one of TikTok's (or the resolver's) messages
 ATTRIBUTE_SAMPLE = 1000  # a mapping's most recent triggers read for missing attributes
 
@@ -311,7 +313,7 @@ def open_events(session: Session, event_set_id: int, now: datetime) -> OpenEvent
         .where(
             *in_workspace(session, _postbacks),
             _postbacks.c.event_set_id == event_set_id,
-            _postbacks.c.status.in_(OPEN_STATUSES),
+            status_is_one_of(_postbacks.c.status, OPEN_STATUSES),
         )
         .group_by(_postbacks.c.status),
         execution_options=FILTERED,
@@ -360,7 +362,7 @@ def waiting_triggers(session: Session, event_set_id: int, now: datetime) -> Wait
         .where(
             *in_workspace(session, _triggers),
             _triggers.c.event_set_id == event_set_id,
-            _triggers.c.status.in_((TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)),
+            status_is_one_of(_triggers.c.status, OPEN_TRIGGER_STATUSES),
         )
         .group_by(_triggers.c.status),
         execution_options=FILTERED,

@@ -26,15 +26,15 @@ from crm_postback.tiktok.events_payload import (
     resolve_limited_data_use,
 )
 from mappings.resolve import CompiledMapping, build_properties
-from models import EventSet, Lead, Mapping, Postback, PostbackStatus, Trigger
-
-# Never consent_withdrawn: that lead gets nothing more. A no_match_key event becomes
-# sendable once the lead's keys have arrived.
-REPLAYABLE = (
-    PostbackStatus.DEAD,
-    PostbackStatus.FAILED,
-    PostbackStatus.EXPIRED,
-    PostbackStatus.NO_MATCH_KEY,
+from models import (
+    REPLAYABLE_STATUSES,
+    EventSet,
+    Lead,
+    Mapping,
+    Postback,
+    PostbackStatus,
+    Trigger,
+    status_is_one_of,
 )
 
 
@@ -45,7 +45,7 @@ class ReplaySelection:
     event_set: str | None = None  # name or TikTok ID
     event_set_id: int | None = None  # ours
     code: int | None = None
-    statuses: Sequence[str] = field(default_factory=lambda: list(REPLAYABLE))
+    statuses: Sequence[str] = field(default_factory=lambda: list(REPLAYABLE_STATUSES))
     since: datetime | None = None
     until: datetime | None = None
 
@@ -73,12 +73,14 @@ def selected_event_set_id(session: Session, selection: ReplaySelection) -> int |
 
 
 def _query(session: Session, selection: ReplaySelection) -> Select[int]:
-    unknown = set(selection.statuses) - set(REPLAYABLE)
+    unknown = set(selection.statuses) - set(REPLAYABLE_STATUSES)
     if unknown:
         raise InputRejected.one(
-            "status", f"only {', '.join(REPLAYABLE)} can be replayed, not {unknown}"
+            "status", f"only {', '.join(REPLAYABLE_STATUSES)} can be replayed, not {unknown}"
         )
-    query = select(Postback.id).where(Postback.status.in_(selection.statuses))
+    query = select(Postback.id).where(
+        status_is_one_of(Postback.status, map(PostbackStatus, selection.statuses))
+    )
     if selection.ids:
         query = query.where(Postback.id.in_(selection.ids))
     if selection.lead_ref:
@@ -109,7 +111,7 @@ def replay(session: Session, postback_ids: Sequence[int], now: datetime) -> list
     be built stays failed, with the reason)."""
     rows = session.scalars(
         select(Postback)
-        .where(Postback.id.in_(postback_ids), Postback.status.in_(REPLAYABLE))
+        .where(Postback.id.in_(postback_ids), Postback.status.in_(REPLAYABLE_STATUSES))
         .with_for_update(skip_locked=True, of=Postback)
     ).all()
     queued = []

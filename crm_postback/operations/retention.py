@@ -47,6 +47,8 @@ from crm_postback.core.settings import Settings
 from crm_postback.intake.lead_keys import HASH_COLUMNS, LEAD_KEY_COLUMNS
 from models import (
     FINAL_STATUSES,
+    OPEN_STATUSES,
+    OPEN_TRIGGER_STATUSES,
     Lead,
     Postback,
     PostbackStatus,
@@ -65,8 +67,6 @@ from models.workspace_scope import (
 LEADS = Lead.__table__
 POSTBACKS = Postback.__table__
 TRIGGERS = Trigger.__table__
-OPEN_POSTBACKS = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
-OPEN_TRIGGERS = (TriggerStatus.RECEIVED, TriggerStatus.WAITING_FOR_LEAD)
 # Derived, so that a key column added at the door is purged too unless named here.
 KEPT_LEAD_KEY_COLUMNS = ("limited_data_use",)
 SCALAR_KEYS = tuple(
@@ -113,12 +113,12 @@ def _expired_leads(workspace_id: int, cutoff: datetime) -> Any:
     recent_or_open_trigger = exists().where(
         TRIGGERS.c.workspace_id == LEADS.c.workspace_id,
         TRIGGERS.c.lead_ref == LEADS.c.lead_ref,
-        or_(TRIGGERS.c.received_at >= cutoff, TRIGGERS.c.status.in_(OPEN_TRIGGERS)),
+        or_(TRIGGERS.c.received_at >= cutoff, TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES)),
     )
     open_postback = exists().where(
         POSTBACKS.c.workspace_id == LEADS.c.workspace_id,
         POSTBACKS.c.lead_ref == LEADS.c.lead_ref,
-        POSTBACKS.c.status.in_(OPEN_POSTBACKS),
+        POSTBACKS.c.status.in_(OPEN_STATUSES),
     )
     return and_(
         LEADS.c.workspace_id == workspace_id,
@@ -357,7 +357,7 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
     result.triggers_stopped = _count_update(
         session,
         update(TRIGGERS)
-        .where(of_trigger, TRIGGERS.c.status.in_(OPEN_TRIGGERS))
+        .where(of_trigger, TRIGGERS.c.status.in_(OPEN_TRIGGER_STATUSES))
         .values(status=TriggerStatus.FAILED, error=ERASED_REASON),
     )
     result.triggers = _count_update(
@@ -383,7 +383,7 @@ def erase_lead(session: Session, lead_ref: str) -> ErasedLead:
     result.postbacks_stopped = _count_update(
         session,
         update(POSTBACKS)
-        .where(of_postback, POSTBACKS.c.status.in_(OPEN_POSTBACKS))
+        .where(of_postback, POSTBACKS.c.status.in_(OPEN_STATUSES))
         .values(
             status=PostbackStatus.FAILED,
             last_message=ERASED_REASON,

@@ -22,10 +22,9 @@ from crm_postback.configuration.event_set_service import is_plain_text
 from crm_postback.core.errors import FieldError, InputRejected
 from crm_postback.operations import delivery_overview
 from crm_postback.operations.postback_reports import lead_history, status_counts
-from crm_postback.operations.replay import REPLAYABLE
 from crm_postback.web.admin.page_rendering import STATUS_ORDER, flash, render, see_other
 from crm_postback.web.admin.security import AdminDep, actor_of, checked_form, workspace_of
-from models import EventSet, Lead, Postback
+from models import REPLAYABLE_STATUSES, EventSet, Lead, Postback
 from models.db import session_scope
 
 router = APIRouter(include_in_schema=False)
@@ -53,7 +52,7 @@ def delivery_page(
             selected=selected,
             lead=lead,
             history=history,
-            replayable=REPLAYABLE,
+            replayable=REPLAYABLE_STATUSES,
             dead=delivery_overview.dead_counts(session),
             recent_leads=list(
                 session.scalars(

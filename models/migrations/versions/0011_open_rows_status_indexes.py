@@ -1,0 +1,79 @@
+"""status indexes of open rows only: on PostgreSQL the (status, ...) indexes of `postbacks`
+and `triggers` hold only the rows a worker or the sweeper may still pick up, so the update
+that makes a row final (delivered, resolved) adds no entry to them; and a partial index of
+what `postback replay` can send again, by event set, replaces the status index for the
+admin's dashboard and the replay selection. SQLite keeps its full status indexes: its planner
+cannot use such a partial index for `status = 'sending'`.
+
+On PostgreSQL the indexes are built CONCURRENTLY, outside the migration's transaction, so
+intake and workers go on writing meanwhile; each replaces its predecessor by name.
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+_OPEN_POSTBACKS = "status IN ('pending', 'retrying', 'sending')"
+_OPEN_TRIGGERS = "status IN ('received', 'waiting_for_lead')"
+_REPLAYABLE = "status IN ('dead', 'expired', 'failed', 'no_match_key')"
+# (table, index name, columns); the predicate each gets on PostgreSQL.
+_REBUILT = (
+    (
+        "postbacks",
+        "ix_postbacks_status_next_attempt_at",
+        "status, next_attempt_at",
+        _OPEN_POSTBACKS,
+    ),
+    ("triggers", "ix_triggers_status_received_at", "status, received_at", _OPEN_TRIGGERS),
+)
+_REPLAYABLE_INDEX = "ix_postbacks_replayable_event_set_id"
+
+
+def _on_postgresql() -> bool:
+    return bool(op.get_bind().dialect.name == "postgresql")
+
+
+def _replace(table: str, name: str, columns: str, where: str | None) -> None:
+    """PostgreSQL: builds the new index beside the old one, then swaps them by name."""
+    building = f"{name}_building"
+    predicate = f" WHERE {where}" if where else ""
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {building}")
+        op.execute(f"CREATE INDEX CONCURRENTLY {building} ON {table} ({columns}){predicate}")
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        op.execute(f"ALTER INDEX {building} RENAME TO {name}")
+
+
+def upgrade() -> None:
+    if _on_postgresql():
+        for table, name, columns, where in _REBUILT:
+            _replace(table, name, columns, where)
+        with op.get_context().autocommit_block():
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_REPLAYABLE_INDEX}")
+            op.execute(
+                f"CREATE INDEX CONCURRENTLY {_REPLAYABLE_INDEX} ON postbacks (event_set_id) "
+                f"WHERE {_REPLAYABLE}"
+            )
+        return
+    op.create_index(
+        _REPLAYABLE_INDEX, "postbacks", ["event_set_id"], sqlite_where=sa.text(_REPLAYABLE)
+    )
+
+
+def downgrade() -> None:
+    if _on_postgresql():
+        with op.get_context().autocommit_block():
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_REPLAYABLE_INDEX}")
+        for table, name, columns, _ in _REBUILT:
+            _replace(table, name, columns, None)
+        return
+    op.drop_index(_REPLAYABLE_INDEX, table_name="postbacks")

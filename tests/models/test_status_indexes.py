@@ -1,0 +1,171 @@
+"""The status indexes hold open rows only on PostgreSQL (migration 0011), so making a row final
+adds nothing to them. A partial index serves a query only if the planner sees the statuses:
+these tests plan each hot query the way psycopg runs it once prepared (a generic plan, its
+parameters unknown) and check that it still reaches its index."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+import pytest
+from psycopg import sql
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session
+
+from crm_postback.core.settings import get_settings
+from crm_postback.observability.database_gauges import OutboxCollector
+from crm_postback.operations.delivery_overview import dead_counts
+from models import OPEN_STATUSES, status_is_one_of, utcnow
+from models.db import get_engine, session_scope
+from models.postbacks import Postback
+from models.workspace_scope import ALL_WORKSPACES
+from worker.delivery import reserve_due
+from worker.processing import stale_trigger_ids
+
+OPEN_POSTBACKS = "ix_postbacks_status_next_attempt_at"
+OPEN_TRIGGERS = "ix_triggers_status_received_at"
+REPLAYABLE = "ix_postbacks_replayable_event_set_id"
+
+
+def index_definitions(session: Session) -> dict[str, str]:
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(text("SELECT indexname, indexdef FROM pg_indexes"))
+    else:
+        rows = session.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+    return {name: definition or "" for name, definition in rows}
+
+
+def test_open_rows_only_on_postgresql_and_replayable_rows_on_both(any_db: str) -> None:
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        definitions = index_definitions(session)
+        postgres = session.get_bind().dialect.name == "postgresql"
+    replayable = definitions[REPLAYABLE]
+    assert re.search(r"WHERE .*status.*'dead'.*'expired'.*'failed'.*'no_match_key'", replayable)
+    if postgres:
+        assert re.search(r"WHERE .*'pending'.*'retrying'.*'sending'", definitions[OPEN_POSTBACKS])
+        assert re.search(r"WHERE .*'received'.*'waiting_for_lead'", definitions[OPEN_TRIGGERS])
+    else:  # SQLite cannot prove `status = 'sending'` inside a partial index's IN list
+        assert "WHERE" not in definitions[OPEN_POSTBACKS].upper()
+        assert "WHERE" not in definitions[OPEN_TRIGGERS].upper()
+
+
+@contextmanager
+def statements_run(session: Session) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, dict(parameters or {})))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def generic_plan(session: Session, statement: str, parameters: dict[str, Any]) -> str:
+    """EXPLAIN of the statement prepared and planned without its parameters' values, with
+    sequential scans priced out: an index its WHERE cannot be proven to fit stays unused."""
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    prepared = re.sub(r"%\((\w+)\)s", placeholder, statement).replace("%%", "%")
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE status_probe AS {prepared}")
+        values = sql.SQL(", ").join(sql.Literal(parameters[name]) for name in names)
+        arguments = sql.SQL(" ({})").format(values) if names else sql.SQL("")
+        cursor.execute(sql.SQL("EXPLAIN EXECUTE status_probe{}").format(arguments))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE status_probe")
+    return plan
+
+
+def plans_of(run: Callable[[Session], Any]) -> list[tuple[str, str]]:
+    """(statement, generic plan) of each statement `run` sends that filters on a status."""
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        with statements_run(session) as seen:
+            run(session)
+        plans = [
+            (statement, generic_plan(session, statement, parameters))
+            for statement, parameters in seen
+            if re.search(r"\.status IN \('", statement)
+        ]
+        session.rollback()
+    return plans
+
+
+HOT_QUERIES: dict[str, tuple[Callable[[Session], Any], str]] = {
+    "the sweeper's due rows": (
+        lambda session: reserve_due(session, get_settings(), utcnow()),
+        OPEN_POSTBACKS,
+    ),
+    "the sweeper's stale triggers": (
+        lambda session: stale_trigger_ids(session, utcnow(), timedelta(seconds=60), 100),
+        OPEN_TRIGGERS,
+    ),
+    "the dashboard's replayable counts": (dead_counts, REPLAYABLE),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("query", sorted(HOT_QUERIES))
+def test_a_prepared_hot_query_still_reaches_its_partial_index(
+    pg_db: str, make_event_set: Callable[..., int], query: str
+) -> None:
+    make_event_set()
+    run, index = HOT_QUERIES[query]
+    plans = plans_of(run)
+    assert plans, f"{query}: no statement filtered on a status"
+    for statement, plan in plans:
+        assert index in plan, f"{query} does not use {index}:\n{statement}\n{plan}"
+
+
+@pytest.mark.integration
+def test_the_gauges_read_open_rows_through_the_partial_indexes(pg_db: str) -> None:
+    plans = plans_of(lambda _session: list(OutboxCollector().collect()))
+    assert len(plans) == 3, [statement for statement, _ in plans]
+    for statement, plan in plans:
+        assert OPEN_POSTBACKS in plan or OPEN_TRIGGERS in plan, f"{statement}\n{plan}"
+
+
+@pytest.mark.integration
+def test_the_probe_sees_a_bound_status_miss_the_partial_index(pg_db: str) -> None:
+    """The check above can fail: the same filter with the statuses bound, as SQLAlchemy
+    binds them by default, is planned without the partial index."""
+
+    def bound(session: Session) -> None:
+        session.execute(select(Postback.id).where(Postback.status.in_(OPEN_STATUSES)))
+
+    def literal(session: Session) -> None:
+        session.execute(select(Postback.id).where(status_is_one_of(Postback.status, OPEN_STATUSES)))
+
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        with statements_run(session) as seen:
+            bound(session)
+            literal(session)
+        (bound_sql, bound_params), (literal_sql, literal_params) = seen
+        assert OPEN_POSTBACKS not in generic_plan(session, bound_sql, bound_params)
+        assert OPEN_POSTBACKS in generic_plan(session, literal_sql, literal_params)
+        session.rollback()
+
+
+class Hostile(StrEnum):
+    QUOTE = "x') OR ('1' = '1"
+
+
+def test_only_statuses_are_written_into_the_sql() -> None:
+    with pytest.raises(ValueError, match="not a status"):
+        status_is_one_of(Postback.status, [Hostile.QUOTE])
