@@ -31,6 +31,7 @@ ROWS: list[tuple[str, str, str, Callable[[Any], str]]] = [
     ("ingest triggers/s (producers)", "ingest_triggers_per_s", "higher", lambda v: f"{v:,.0f}"),
     ("DB cursor calls per trigger", "db_cursor_calls_per_trigger", "lower", lambda v: f"{v:.3f}"),
     ("DB transactions per trigger", "db_transactions_per_trigger", "lower", lambda v: f"{v:.3f}"),
+    ("DB WAL bytes per trigger", "db_wal_bytes_per_trigger", "lower", lambda v: f"{v:,.0f}"),
     ("Celery tasks per trigger", "worker_tasks_per_trigger", "lower", lambda v: f"{v:.4f}"),
     ("latency p95 (ms)", "latency_p95_ms", "lower", lambda v: f"{v:,.0f}"),
     ("latency max (ms)", "latency_max_ms", "lower", lambda v: f"{v:,.0f}"),

@@ -273,10 +273,12 @@ def measure(
             redis_url=ctx.redis_url,
         ).start()
         ctx.counter.reset()
+        wal_at_start = pipeline.db.wal_position()
         produced = producers.run(workload, pipeline.sender(workload, ingest), plan)
         producer_counts = ctx.counter.snapshot()
         complete = not produced.errors and pipeline.wait_delivered(workload.triggers)
         waited_at = time.time()
+        wal_bytes = pipeline.db.wal_position() - wal_at_start
         cpu = cpu_meter.stop(workload.triggers)
         profile_top = None
         if profiler is not None:
@@ -331,6 +333,7 @@ def measure(
         "db_statements_per_trigger": round(statements / n, 3),
         "db_cursor_calls_per_trigger": round(cursor_calls / n, 3),
         "db_transactions_per_trigger": round(transactions / n, 3),
+        "db_wal_bytes_per_trigger": round(wal_bytes / n),
         "worker_tasks": worker_counts["tasks"],
         "worker_tasks_per_trigger": round(worker_counts["tasks"] / n, 4),
         "worker_processes_counted": worker_counts["processes"],
