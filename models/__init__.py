@@ -8,6 +8,7 @@ from models.leads import Lead
 from models.mappings import Mapping
 from models.postbacks import (
     FINAL_STATUSES,
+    NOT_DELIVERED_STATUSES,
     OPEN_STATUSES,
     REPLAYABLE_STATUSES,
     DeliveryAttempt,
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_WORKSPACE_ID",
     "DEFAULT_WORKSPACE_NAME",
     "FINAL_STATUSES",
+    "NOT_DELIVERED_STATUSES",
     "OPEN_STATUSES",
     "OPEN_TRIGGER_STATUSES",
     "REPLAYABLE_STATUSES",

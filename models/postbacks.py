@@ -55,6 +55,8 @@ FINAL_STATUSES = frozenset(
     }
 )
 WAITING_STATUSES = frozenset({PostbackStatus.PENDING, PostbackStatus.RETRYING})
+# Final without having been delivered: what an operator looks into and may replay.
+NOT_DELIVERED_STATUSES = tuple(sorted(FINAL_STATUSES - {PostbackStatus.DELIVERED}))
 OPEN_STATUSES = (PostbackStatus.PENDING, PostbackStatus.RETRYING, PostbackStatus.SENDING)
 # What `postback replay` may send again. Never consent_withdrawn: that lead gets nothing more.
 # A no_match_key event becomes sendable once the lead's keys have arrived.
@@ -83,12 +85,13 @@ class Postback(WorkspaceOwnedThroughParent, Base):
             "next_attempt_at",
             postgresql_where=status_index_where(OPEN_STATUSES),
         ),
-        # What can be replayed, by event set (the admin's dashboard, `postback replay`).
+        # Final rows that were not delivered, by event set: replay, the admin's dashboard,
+        # diagnostics of unmapped triggers. Few, and none of them added by a delivery.
         Index(
-            "ix_postbacks_replayable_event_set_id",
+            "ix_postbacks_not_delivered_event_set_id",
             "event_set_id",
-            postgresql_where=status_index_where(REPLAYABLE_STATUSES),
-            sqlite_where=status_index_where(REPLAYABLE_STATUSES),
+            postgresql_where=status_index_where(NOT_DELIVERED_STATUSES),
+            sqlite_where=status_index_where(NOT_DELIVERED_STATUSES),
         ),
         Index("ix_postbacks_workspace_id_lead_ref", "workspace_id", "lead_ref"),
     )

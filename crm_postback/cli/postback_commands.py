@@ -13,10 +13,9 @@ import typer
 from crm_postback.cli.output import refused_input_exits
 from crm_postback.cli.workspace_option import WorkspaceOption, cli_actor, workspace_id
 from crm_postback.core.timestamps import naive_means_utc
-from models import DEFAULT_WORKSPACE_NAME, FINAL_STATUSES, PostbackStatus
+from models import DEFAULT_WORKSPACE_NAME, NOT_DELIVERED_STATUSES
 
 # The final statuses whose postback never reached TikTok: the history gives the reason.
-NOT_DELIVERED = FINAL_STATUSES - {PostbackStatus.DELIVERED}
 
 
 def _mapping_label(mapping_id: int | None, version: int | None) -> str:
@@ -274,7 +273,7 @@ def history(
                     f"      {a.attempted_at:%H:%M:%S} {a.outcome} http={a.http_status} "
                     f"code={a.code} request_id={a.request_id} {a.message or ''}"
                 )
-            if p.status in NOT_DELIVERED and p.last_message:
+            if p.status in NOT_DELIVERED_STATUSES and p.last_message:
                 typer.echo(f"      reason: {p.last_message}")
 
 

@@ -290,7 +290,7 @@ def unmapped_triggers(
         .where(
             *in_workspace(session, _postbacks, _triggers),
             _postbacks.c.event_set_id == event_set_id,
-            _postbacks.c.status == PostbackStatus.UNMAPPED,
+            status_is_one_of(_postbacks.c.status, (PostbackStatus.UNMAPPED,)),
             _postbacks.c.created_at >= since,
         )
         .group_by(_triggers.c.trigger_type)

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from crm_postback.core.settings import get_settings
 from crm_postback.observability.database_gauges import OutboxCollector
 from crm_postback.operations.delivery_overview import dead_counts
+from crm_postback.operations.diagnostics_queries import unmapped_triggers
+from crm_postback.operations.replay import ReplaySelection, count_replayable
 from models import OPEN_STATUSES, status_is_one_of, utcnow
 from models.db import get_engine, session_scope
 from models.postbacks import Postback
@@ -29,7 +31,7 @@ from worker.processing import stale_trigger_ids
 
 OPEN_POSTBACKS = "ix_postbacks_status_next_attempt_at"
 OPEN_TRIGGERS = "ix_triggers_status_received_at"
-REPLAYABLE = "ix_postbacks_replayable_event_set_id"
+NOT_DELIVERED = "ix_postbacks_not_delivered_event_set_id"
 
 
 def index_definitions(session: Session) -> dict[str, str]:
@@ -40,12 +42,12 @@ def index_definitions(session: Session) -> dict[str, str]:
     return {name: definition or "" for name, definition in rows}
 
 
-def test_open_rows_only_on_postgresql_and_replayable_rows_on_both(any_db: str) -> None:
+def test_open_rows_only_on_postgresql_and_undelivered_final_rows_on_both(any_db: str) -> None:
     with session_scope(workspace=ALL_WORKSPACES) as session:
         definitions = index_definitions(session)
         postgres = session.get_bind().dialect.name == "postgresql"
-    replayable = definitions[REPLAYABLE]
-    assert re.search(r"WHERE .*status.*'dead'.*'expired'.*'failed'.*'no_match_key'", replayable)
+    not_delivered = r"WHERE .*status.*'consent_withdrawn'.*'dead'.*'expired'.*'failed'"
+    assert re.search(not_delivered + r".*'no_match_key'.*'unmapped'", definitions[NOT_DELIVERED])
     if postgres:
         assert re.search(r"WHERE .*'pending'.*'retrying'.*'sending'", definitions[OPEN_POSTBACKS])
         assert re.search(r"WHERE .*'received'.*'waiting_for_lead'", definitions[OPEN_TRIGGERS])
@@ -116,7 +118,15 @@ HOT_QUERIES: dict[str, tuple[Callable[[Session], Any], str]] = {
         lambda session: stale_trigger_ids(session, utcnow(), timedelta(seconds=60), 100),
         OPEN_TRIGGERS,
     ),
-    "the dashboard's replayable counts": (dead_counts, REPLAYABLE),
+    "the dashboard's replayable counts": (dead_counts, NOT_DELIVERED),
+    "replay's selection": (
+        lambda session: count_replayable(session, ReplaySelection()),
+        NOT_DELIVERED,
+    ),
+    "the diagnostics of unmapped triggers": (
+        lambda session: unmapped_triggers(session, 1, utcnow(), frozenset()),
+        NOT_DELIVERED,
+    ),
 }
 
 

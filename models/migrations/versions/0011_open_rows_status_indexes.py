@@ -1,9 +1,9 @@
 """status indexes of open rows only: on PostgreSQL the (status, ...) indexes of `postbacks`
 and `triggers` hold only the rows a worker or the sweeper may still pick up, so the update
 that makes a row final (delivered, resolved) adds no entry to them; and a partial index of
-what `postback replay` can send again, by event set, replaces the status index for the
-admin's dashboard and the replay selection. SQLite keeps its full status indexes: its planner
-cannot use such a partial index for `status = 'sending'`.
+the final rows that were not delivered, by event set, replaces the status index for replay,
+the admin's dashboard and the diagnostics of unmapped triggers. SQLite keeps its full status
+indexes: its planner cannot use such a partial index for `status = 'sending'`.
 
 On PostgreSQL the indexes are built CONCURRENTLY, outside the migration's transaction, so
 intake and workers go on writing meanwhile; each replaces its predecessor by name.
@@ -24,7 +24,9 @@ depends_on = None
 
 _OPEN_POSTBACKS = "status IN ('pending', 'retrying', 'sending')"
 _OPEN_TRIGGERS = "status IN ('received', 'waiting_for_lead')"
-_REPLAYABLE = "status IN ('dead', 'expired', 'failed', 'no_match_key')"
+_NOT_DELIVERED = (
+    "status IN ('consent_withdrawn', 'dead', 'expired', 'failed', 'no_match_key', 'unmapped')"
+)
 # (table, index name, columns); the predicate each gets on PostgreSQL.
 _REBUILT = (
     (
@@ -35,7 +37,7 @@ _REBUILT = (
     ),
     ("triggers", "ix_triggers_status_received_at", "status, received_at", _OPEN_TRIGGERS),
 )
-_REPLAYABLE_INDEX = "ix_postbacks_replayable_event_set_id"
+_NOT_DELIVERED_INDEX = "ix_postbacks_not_delivered_event_set_id"
 
 
 def _on_postgresql() -> bool:
@@ -58,22 +60,22 @@ def upgrade() -> None:
         for table, name, columns, where in _REBUILT:
             _replace(table, name, columns, where)
         with op.get_context().autocommit_block():
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_REPLAYABLE_INDEX}")
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_NOT_DELIVERED_INDEX}")
             op.execute(
-                f"CREATE INDEX CONCURRENTLY {_REPLAYABLE_INDEX} ON postbacks (event_set_id) "
-                f"WHERE {_REPLAYABLE}"
+                f"CREATE INDEX CONCURRENTLY {_NOT_DELIVERED_INDEX} ON postbacks (event_set_id) "
+                f"WHERE {_NOT_DELIVERED}"
             )
         return
     op.create_index(
-        _REPLAYABLE_INDEX, "postbacks", ["event_set_id"], sqlite_where=sa.text(_REPLAYABLE)
+        _NOT_DELIVERED_INDEX, "postbacks", ["event_set_id"], sqlite_where=sa.text(_NOT_DELIVERED)
     )
 
 
 def downgrade() -> None:
     if _on_postgresql():
         with op.get_context().autocommit_block():
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_REPLAYABLE_INDEX}")
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_NOT_DELIVERED_INDEX}")
         for table, name, columns, _ in _REBUILT:
             _replace(table, name, columns, None)
         return
-    op.drop_index(_REPLAYABLE_INDEX, table_name="postbacks")
+    op.drop_index(_NOT_DELIVERED_INDEX, table_name="postbacks")
