@@ -68,8 +68,9 @@ class Database:
         self.created = False
 
     def wal_position(self) -> int:
-        """Bytes of WAL the server has written so far (every database's: a run is alone on it).
-        Unlike CPU time, the difference over a run does not move with the machine's load."""
+        """Bytes of WAL the server has written so far, every database's: the figure assumes no
+        other writer on the server during a run. Unlike CPU time, the difference over a run
+        does not move with the machine's load."""
         with self._admin() as conn:
             row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
         return int(row[0]) if row else 0

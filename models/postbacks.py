@@ -85,11 +85,12 @@ class Postback(WorkspaceOwnedThroughParent, Base):
             "next_attempt_at",
             postgresql_where=status_index_where(OPEN_STATUSES),
         ),
-        # Final rows that were not delivered, by event set: replay, the admin's dashboard,
-        # diagnostics of unmapped triggers. Few, and none of them added by a delivery.
+        # Final rows that were not delivered, by event set and status: replay, the admin's
+        # dashboard, diagnostics of unmapped triggers. No delivery adds an entry to it.
         Index(
             "ix_postbacks_not_delivered_event_set_id",
             "event_set_id",
+            "status",
             postgresql_where=status_index_where(NOT_DELIVERED_STATUSES),
             sqlite_where=status_index_where(NOT_DELIVERED_STATUSES),
         ),

@@ -695,7 +695,10 @@ def stale_trigger_ids(
                 status_is_one_of(TRIGGERS.c.status, OPEN_TRIGGER_STATUSES),
                 TRIGGERS.c.received_at <= cutoff,
             )
-            .order_by(TRIGGERS.c.id)
+            # Not by id: with a LIMIT, PostgreSQL would walk the primary key from the oldest
+            # row, and open triggers are the newest. Ordered by age, it reads the stale ones
+            # from the partial status index and sorts them.
+            .order_by(TRIGGERS.c.received_at, TRIGGERS.c.id)
             .limit(limit)
         )
     )

@@ -26,7 +26,8 @@ from crm_postback.core.settings import Settings
 from crm_postback.core.token_vault import seal_token, token_hint
 from crm_postback.intake.trigger_intake import find_event_set
 from crm_postback.tiktok.event_catalogue import SUPPORTED_CURRENCIES
-from models import EventSet, EventSetKind, EventSetStatus, Postback, PostbackStatus
+from models import EventSet, EventSetKind, EventSetStatus, Postback, status_is_one_of
+from models.postbacks import WAITING_STATUSES
 from models.workspace_scope import workspace_of
 
 SOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{4,64}$")
@@ -354,7 +355,7 @@ def resume(session: Session, event_set: EventSet, *, actor: str) -> None:
         update(Postback)
         .where(
             Postback.event_set_id == event_set.id,
-            Postback.status.in_((PostbackStatus.PENDING, PostbackStatus.RETRYING)),
+            status_is_one_of(Postback.status, WAITING_STATUSES),
         )
         .values(lease_until=None)
         .execution_options(synchronize_session=False)

@@ -22,7 +22,14 @@ from crm_postback.observability.database_gauges import OutboxCollector
 from crm_postback.operations.delivery_overview import dead_counts
 from crm_postback.operations.diagnostics_queries import unmapped_triggers
 from crm_postback.operations.replay import ReplaySelection, count_replayable
-from models import OPEN_STATUSES, status_is_one_of, utcnow
+from models import (
+    NOT_DELIVERED_STATUSES,
+    OPEN_STATUSES,
+    OPEN_TRIGGER_STATUSES,
+    PostbackStatus,
+    status_is_one_of,
+    utcnow,
+)
 from models.db import get_engine, session_scope
 from models.postbacks import Postback
 from models.workspace_scope import ALL_WORKSPACES
@@ -42,18 +49,24 @@ def index_definitions(session: Session) -> dict[str, str]:
     return {name: definition or "" for name, definition in rows}
 
 
+def predicate_statuses(definition: str) -> set[str] | None:
+    """The statuses named in an index's WHERE, or None for a full index."""
+    where = re.search(r"\bWHERE\b(.*)", definition, re.IGNORECASE | re.DOTALL)
+    return set(re.findall(r"'(\w+)'", where.group(1))) if where else None
+
+
 def test_open_rows_only_on_postgresql_and_undelivered_final_rows_on_both(any_db: str) -> None:
     with session_scope(workspace=ALL_WORKSPACES) as session:
         definitions = index_definitions(session)
         postgres = session.get_bind().dialect.name == "postgresql"
-    not_delivered = r"WHERE .*status.*'consent_withdrawn'.*'dead'.*'expired'.*'failed'"
-    assert re.search(not_delivered + r".*'no_match_key'.*'unmapped'", definitions[NOT_DELIVERED])
+    assert predicate_statuses(definitions[NOT_DELIVERED]) == set(NOT_DELIVERED_STATUSES)
+    assert set(NOT_DELIVERED_STATUSES) == set(PostbackStatus) - {"delivered", *OPEN_STATUSES}
     if postgres:
-        assert re.search(r"WHERE .*'pending'.*'retrying'.*'sending'", definitions[OPEN_POSTBACKS])
-        assert re.search(r"WHERE .*'received'.*'waiting_for_lead'", definitions[OPEN_TRIGGERS])
+        assert predicate_statuses(definitions[OPEN_POSTBACKS]) == set(OPEN_STATUSES)
+        assert predicate_statuses(definitions[OPEN_TRIGGERS]) == set(OPEN_TRIGGER_STATUSES)
     else:  # SQLite cannot prove `status = 'sending'` inside a partial index's IN list
-        assert "WHERE" not in definitions[OPEN_POSTBACKS].upper()
-        assert "WHERE" not in definitions[OPEN_TRIGGERS].upper()
+        assert predicate_statuses(definitions[OPEN_POSTBACKS]) is None
+        assert predicate_statuses(definitions[OPEN_TRIGGERS]) is None
 
 
 @contextmanager
@@ -130,21 +143,68 @@ HOT_QUERIES: dict[str, tuple[Callable[[Session], Any], str]] = {
 }
 
 
+@pytest.fixture
+def outbox_of_a_day(pg_db: str, make_event_set: Callable[..., int]) -> None:
+    """Rows as a working outbox holds them, analyzed, so that the planner weighs the indexes
+    by what they hold: most triggers resolved and postbacks delivered, a few of every other
+    status, some due, some stale."""
+    set_id = make_event_set()
+    statuses = [("resolved", "delivered")] * 40 + [
+        ("received", "pending"),
+        ("waiting_for_lead", "retrying"),
+        ("resolved", "sending"),
+        ("resolved", "failed"),
+        ("unmapped", "unmapped"),
+        ("resolved", "dead"),
+    ]
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        for n in range(0, 4_600, len(statuses)):
+            for offset, (trigger_status, postback_status) in enumerate(statuses):
+                session.execute(
+                    text(
+                        "INSERT INTO triggers (id, event_set_id, workspace_id, lead_ref,"
+                        " trigger_type, occurred_at, attributes, idempotency_key, status,"
+                        " received_at, attempts) VALUES (:id, :set_id, 1, 'L-' || :id,"
+                        " 'lead.sold', now(), '{}', 'k' || :id, :trigger_status,"
+                        " now() - interval '1 hour', 0)"
+                    ),
+                    {"id": n + offset + 1, "set_id": set_id, "trigger_status": trigger_status},
+                )
+                session.execute(
+                    text(
+                        "INSERT INTO postbacks (trigger_id, event_set_id, workspace_id,"
+                        " lead_ref, event_name, event_id, status, attempts, replays,"
+                        " next_attempt_at, lease_until, created_at, updated_at) VALUES (:id,"
+                        " :set_id, 1, 'L-' || :id, 'Purchase', 'e' || :id, :postback_status, 1,"
+                        " 0, now() - interval '1 minute', now() - interval '1 minute', now(),"
+                        " now())"
+                    ),
+                    {"id": n + offset + 1, "set_id": set_id, "postback_status": postback_status},
+                )
+        session.commit()
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        session.execute(text("ANALYZE triggers"))
+        session.execute(text("ANALYZE postbacks"))
+        session.commit()
+
+
 @pytest.mark.integration
+@pytest.mark.usefixtures("outbox_of_a_day")
 @pytest.mark.parametrize("query", sorted(HOT_QUERIES))
-def test_a_prepared_hot_query_still_reaches_its_partial_index(
-    pg_db: str, make_event_set: Callable[..., int], query: str
-) -> None:
-    make_event_set()
+def test_a_prepared_hot_query_still_reaches_its_partial_index(query: str) -> None:
     run, index = HOT_QUERIES[query]
     plans = plans_of(run)
     assert plans, f"{query}: no statement filtered on a status"
+    # A claim that follows the first statement may go by id instead; the scan that finds the
+    # open rows must use the index.
+    assert any(index in plan for _, plan in plans), f"{query} does not use {index}:\n{plans}"
     for statement, plan in plans:
-        assert index in plan, f"{query} does not use {index}:\n{statement}\n{plan}"
+        assert not re.search(r"Seq Scan on (postbacks|triggers)", plan), f"{statement}\n{plan}"
 
 
 @pytest.mark.integration
-def test_the_gauges_read_open_rows_through_the_partial_indexes(pg_db: str) -> None:
+@pytest.mark.usefixtures("outbox_of_a_day")
+def test_the_gauges_read_open_rows_through_the_partial_indexes() -> None:
     plans = plans_of(lambda _session: list(OutboxCollector().collect()))
     assert len(plans) == 3, [statement for statement, _ in plans]
     for statement, plan in plans:
