@@ -6,15 +6,14 @@ parameters unknown) and check that it still reaches its index."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 import pytest
 from psycopg import sql
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from crm_postback.core.settings import get_settings
@@ -33,6 +32,7 @@ from models import (
 from models.db import get_engine, session_scope
 from models.postbacks import Postback
 from models.workspace_scope import ALL_WORKSPACES
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 from worker.delivery import reserve_due
 from worker.processing import stale_trigger_ids
 
@@ -69,21 +69,6 @@ def test_open_rows_only_on_postgresql_and_undelivered_final_rows_on_both(any_db:
         assert predicate_statuses(definitions[OPEN_TRIGGERS]) is None
 
 
-@contextmanager
-def statements_run(session: Session) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, dict(parameters or {})))
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def generic_plan(session: Session, statement: str, parameters: dict[str, Any]) -> str:
     """EXPLAIN of the statement prepared and planned without its parameters' values, with
     sequential scans priced out: an index its WHERE cannot be proven to fit stays unused."""
@@ -111,12 +96,12 @@ def generic_plan(session: Session, statement: str, parameters: dict[str, Any]) -
 def plans_of(run: Callable[[Session], Any]) -> list[tuple[str, str]]:
     """(statement, generic plan) of each statement `run` sends that filters on a status."""
     with session_scope(workspace=ALL_WORKSPACES) as session:
-        with statements_run(session) as seen:
+        with recorded_statements(get_engine()) as seen:
             run(session)
         plans = [
-            (statement, generic_plan(session, statement, parameters))
-            for statement, parameters in seen
-            if re.search(r"\.status IN \('", statement)
+            (statement.sql, generic_plan(session, statement.sql, statement.parameters))
+            for statement in seen
+            if re.search(r"\.status IN \('", statement.sql)
         ]
         session.rollback()
     return plans
@@ -223,12 +208,16 @@ def test_the_probe_sees_a_bound_status_miss_the_partial_index(pg_db: str) -> Non
         session.execute(select(Postback.id).where(status_is_one_of(Postback.status, OPEN_STATUSES)))
 
     with session_scope(workspace=ALL_WORKSPACES) as session:
-        with statements_run(session) as seen:
+        with recorded_statements(get_engine()) as seen:
             bound(session)
             literal(session)
-        (bound_sql, bound_params), (literal_sql, literal_params) = seen
-        assert OPEN_POSTBACKS not in generic_plan(session, bound_sql, bound_params)
-        assert OPEN_POSTBACKS in generic_plan(session, literal_sql, literal_params)
+        bound_statement, literal_statement = seen
+        assert OPEN_POSTBACKS not in generic_plan(
+            session, bound_statement.sql, bound_statement.parameters
+        )
+        assert OPEN_POSTBACKS in generic_plan(
+            session, literal_statement.sql, literal_statement.parameters
+        )
         session.rollback()
 
 

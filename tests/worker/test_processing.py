@@ -14,6 +14,7 @@ from crm_postback.core.settings import get_settings
 from models import Trigger, TriggerStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 from worker.processing import begin_attempt
 
 
@@ -217,23 +218,6 @@ def test_a_broker_fault_while_waking_the_next_worker_keeps_the_batch(
     assert "broker unavailable (ConnectionError)" in caplog.text
 
 
-def _statements_of(run: Callable[[], object]) -> list[str]:
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement.split(None, 1)[0].upper())
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        run()
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
-    return statements
-
-
 @pytest.mark.parametrize("size", [1, 5])
 def test_triggers_inserted_claimed_cost_the_same_statements_whatever_the_batch_size(
     sqlite_db: str, make_event_set: Callable[..., int], size: int
@@ -255,9 +239,10 @@ def test_triggers_inserted_claimed_cost_the_same_statements_whatever_the_batch_s
             resolved = resolve_triggers(session, stored, settings, now)
             batches.extend(insert_claimed(session, resolved, settings, now))
 
-        statements = _statements_of(run)
+        with recorded_statements() as statements:
+            run()
         session.commit()
-    assert statements == ["SELECT"] * 4 + ["UPDATE", "INSERT"]
+    assert [s.verb for s in statements] == ["SELECT"] * 4 + ["UPDATE", "INSERT"]
     with session_scope(workspace=ALL_WORKSPACES) as session:
         rows = {row.id: row for row in session.scalars(select(Postback))}
     assert sorted(item.postback_id for batch in batches for item in batch.items) == sorted(rows)

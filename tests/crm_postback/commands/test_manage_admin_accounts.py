@@ -19,6 +19,7 @@ from crm_postback.core.settings import get_settings
 from models import DEFAULT_WORKSPACE_ID, AdminSession, AdminToken, AdminUser, AuditEntry, Role
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 
 runner = CliRunner()
 PASSWORD = "a long password"
@@ -217,21 +218,13 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(pg_db: str) -> N
     """The owners' rows are locked before they are counted (PostgreSQL, two threads)."""
     import threading
 
-    from sqlalchemy import event
-
     from crm_postback.commands.manage_admin_accounts import ChangeMemberRole, change_member_role
     from crm_postback.configuration.admin_accounts import add_member_in, create_user
     from crm_postback.configuration.workspaces import add_workspace
     from models import Role, WorkspaceMember
     from models.db import get_engine
 
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(get_engine(), "before_cursor_execute", seen)
-    try:
+    with recorded_statements(get_engine()) as statements:
         for round_ in range(4):
             with session_scope(workspace=ALL_WORKSPACES) as session:
                 workspace = add_workspace(session, f"pair-{round_}")
@@ -277,6 +270,4 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(pg_db: str) -> N
                     )
                 )
             assert owners == 1
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", seen)
-    assert any("FOR UPDATE" in s and "workspace_members" in s for s in statements)
+    assert any("FOR UPDATE" in s.sql and "workspace_members" in s.sql for s in statements)

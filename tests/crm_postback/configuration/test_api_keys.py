@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from crm_postback.configuration.api_keys import (
     NO_SUCH_EVENT_SET,
@@ -30,6 +30,7 @@ from models import DEFAULT_WORKSPACE_ID, ApiKey
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import EVENT_SET_ID, TOKEN  # type: ignore[import-not-found]
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 
 OTHER_SET_ID = "7300000000000000009"
 
@@ -147,19 +148,12 @@ def test_authentication_is_one_lookup_of_the_key_row(backend: str) -> None:
     with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
         new = create_key(session, "router")
         session.commit()
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with session_scope(workspace=ALL_WORKSPACES) as session:
-            assert authenticate(session, new.key) is not None
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-    [lookup] = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    with (
+        recorded_statements(get_engine()) as statements,
+        session_scope(workspace=ALL_WORKSPACES) as session,
+    ):
+        assert authenticate(session, new.key) is not None
+    [lookup] = [s.sql for s in statements if s.verb == "SELECT"]
     assert "api_keys" in lookup and "workspaces" not in lookup
 
 

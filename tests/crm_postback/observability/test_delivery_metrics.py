@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import select, update
 
 from crm_postback.api import enqueue_trigger
 from crm_postback.observability import metric_definitions
@@ -22,6 +21,7 @@ from crm_postback.tiktok.response_outcomes import Answer, Outcome
 from models import DEFAULT_WORKSPACE_ID, DeliveryAttempt, Postback, PostbackStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 from worker.claim_planning import Item
 from worker.delivery import EventResult
 
@@ -244,15 +244,10 @@ def test_recording_sends_no_statement_inside_the_delivery_transaction(
     statements: list[str] = []
     recorded: list[list[str]] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
     def record_and_count(results: Any, statuses: list[str], now: datetime) -> None:
-        event.listen(Engine, "before_cursor_execute", count)
-        try:
+        with recorded_statements() as seen:
             record_delivery(results, statuses, now)
-        finally:
-            event.remove(Engine, "before_cursor_execute", count)
+        statements.extend(statement.sql for statement in seen)
         recorded.append(list(statuses))
 
     monkeypatch.setattr(delivery, "record_delivery", record_and_count)

@@ -3,10 +3,9 @@ read once per process (no query per event)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import event
 
 from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.observability import workspace_labels
@@ -15,6 +14,7 @@ from models import DEFAULT_WORKSPACE_ID
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 
 
 @pytest.fixture
@@ -27,21 +27,10 @@ def workspaces(sqlite_db: str) -> Iterator[list[int]]:
     workspace_labels.forget_labels()
 
 
-def statements_during(work: object) -> int:
-    count = 0
-
-    def counted(*_: object) -> None:
-        nonlocal count
-        count += 1
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", counted)
-    try:
-        assert callable(work)
+def statements_during(work: Callable[[], object]) -> int:
+    with recorded_statements(get_engine()) as seen:
         work()
-    finally:
-        event.remove(engine, "before_cursor_execute", counted)
-    return count
+    return len(seen)
 
 
 def test_names_up_to_the_limit_then_other(

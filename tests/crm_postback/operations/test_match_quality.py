@@ -3,14 +3,13 @@ dropped keys; the window, workspaces, many event sets, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, null, select, text, update
+from sqlalchemy import func, null, select, text, update
 
 from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.operations.diagnostics import diagnose, diagnose_all
@@ -26,6 +25,7 @@ from crm_postback.tiktok.match_key_kinds import MatchKeyKind as K
 from models import DEFAULT_WORKSPACE_ID, EventSetKind, Postback, Trigger
 from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 
 NOW = datetime(2026, 3, 14, 15, 30, tzinfo=UTC)
 _ids = count(1)
@@ -86,21 +86,6 @@ def add(
 def quality_of(set_id: int, workspace: int = DEFAULT_WORKSPACE_ID, **options: Any) -> Any:
     with session_scope(workspace=workspace) as session:
         return match_quality(session, set_id, now=NOW, **options)
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", counted)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", counted)
 
 
 def test_each_kinds_weights_sum_to_ten() -> None:
@@ -297,19 +282,19 @@ def test_many_event_sets_cost_a_bounded_number_of_statements(
     for index, set_id in enumerate(ids):
         add(set_id, index % 3, mask=int(K.EMAIL), dropped=["phone"] if index % 2 else None)
     with session_scope(workspace=DEFAULT_WORKSPACE_ID) as session:
-        with statements() as seen:
+        with recorded_statements(get_engine()) as seen:
             qualities = match_quality_of(session, now=NOW)
         assert len(seen) == 3  # the sets, the postbacks, the dropped keys
-        with statements() as seen:
+        with recorded_statements(get_engine()) as seen:
             match_quality_of(session, now=NOW, detail=False)
         assert len(seen) == 3
-        with statements() as seen:
+        with recorded_statements(get_engine()) as seen:
             summaries = match_quality_of(session, now=NOW, detail=False, dropped_keys=False)
-        assert len(seen) == 2 and not any("dropped_keys" in s for s in seen)  # /metrics
+        assert len(seen) == 2 and not any("dropped_keys" in s.sql for s in seen)  # /metrics
         assert all(summary.dropped == {} for summary in summaries.values())
-        with statements() as few:
+        with recorded_statements(get_engine()) as few:
             diagnose_all(session, now=NOW)
-        with statements() as one:
+        with recorded_statements(get_engine()) as one:
             diagnose(session, ids[0], now=NOW)
     assert len(qualities) == 12
     assert [qualities[i].events for i in ids] == [n % 3 for n in range(12)]

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event
 
 from crm_postback.configuration.workspaces import add_workspace
 from crm_postback.observability.metrics_exposition import render
@@ -21,6 +19,7 @@ from models.db import get_engine, session_scope
 from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
 from tests.crm_postback.operations.test_match_quality import add  # type: ignore[import-not-found]
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 
 
 @pytest.fixture(autouse=True)
@@ -94,30 +93,18 @@ def test_a_scrape_within_the_refresh_reads_no_postbacks(
 ) -> None:
     acme = make_event_set()
     add(acme, 2, mask=int(K.EMAIL), at=recent())
-    seen: list[str] = []
-
-    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
     scrape()
     add(acme, 2, mask=int(K.EMAIL | K.PHONE), at=recent())
-    event.listen(get_engine(), "before_cursor_execute", counted)
-    try:
+    with recorded_statements(get_engine()) as seen:
         second = scrape()
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", counted)
     assert second[("postback_match_quality_events", labels("default", "acme"))] == 2  # cached
-    assert not any("match_key_mask" in statement for statement in seen)
+    assert not any("match_key_mask" in statement.sql for statement in seen)
     match_quality_metrics.forget_match_quality()
-    seen.clear()
-    event.listen(get_engine(), "before_cursor_execute", counted)
-    try:
+    with recorded_statements(get_engine()) as seen:
         third = scrape()
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", counted)
     assert third[("postback_match_quality_events", labels("default", "acme"))] == 4
-    assert any("match_key_mask" in statement for statement in seen)
-    assert not any("dropped_keys" in statement for statement in seen)  # no triggers read
+    assert any("match_key_mask" in statement.sql for statement in seen)
+    assert not any("dropped_keys" in statement.sql for statement in seen)  # no triggers read
 
 
 def test_the_http_metrics_serve_the_score(
