@@ -252,7 +252,8 @@ def _group(workspace_id: int) -> GroupCommit[ScopedTrigger, AcceptedTrigger | In
             group = _GROUPS.get(workspace_id)
             if group is None:
                 group = _GROUPS[workspace_id] = GroupCommit(
-                    lambda items: _store_and_dispatch(workspace_id, items)
+                    lambda items: _store_and_dispatch(workspace_id, items),
+                    gather_seconds=get_settings().group_commit_wait_ms / 1000,
                 )
     return group
 

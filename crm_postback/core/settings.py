@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         "ready, so single triggers arriving together share one request (Redis broker only; "
         "not when it was woken because a full batch left more waiting).",
     )
+    group_commit_wait_ms: float = Field(
+        1.0,
+        ge=0,
+        le=50,
+        description="Concurrent enqueue calls of one process share a commit; when the last "
+        "one carried several callers, the next waits up to this long for as many to be "
+        "queued (fewer commits under steady concurrency, at most this much more latency per "
+        "call; a lone caller never waits; 0: never wait).",
+    )
     tiktok_request_rate: str = Field(
         "",
         description="Pacing: at most this many requests to the Events API per access token "

@@ -126,6 +126,56 @@ def test_a_large_batch_commits_on_its_own_while_a_group_is_in_flight() -> None:
     assert big_box["value"] == [item.upper() for item in big]
 
 
+def _a_group_of_three_callers(group: GroupCommit[str, str], store: Recorder) -> None:
+    """The leader "a" holds the store while b, c and d queue; they commit as one group."""
+    leader, _ = _in_thread(lambda: group.submit(["a"]))
+    assert store.entered.wait(5)
+    queued = [_in_thread(lambda item=item: group.submit([item])) for item in "bcd"]
+    time.sleep(0.2)
+    store.gate.set()
+    for thread, _ in [(leader, None), *queued]:
+        thread.join(5)
+    assert sorted(store.groups[-1]) == ["b", "c", "d"]
+
+
+def test_after_a_group_of_several_the_next_leader_waits_for_as_many_callers() -> None:
+    """Steady concurrency: the callers just answered come back one by one, and are stored
+    together instead of the first alone and the others behind it."""
+    store = Recorder()
+    group = GroupCommit(store, gather_seconds=30)
+    _a_group_of_three_callers(group, store)
+    first, first_box = _in_thread(lambda: group.submit(["e"]))
+    time.sleep(0.2)
+    assert first.is_alive() and store.groups[-1] != ["e"]  # waiting for two more
+    others = [_in_thread(lambda item=item: group.submit([item])) for item in "fg"]
+    for thread, _ in [(first, first_box), *others]:
+        thread.join(5)
+    assert first_box["value"] == ["E"]
+    assert sorted(store.groups[-1]) == ["e", "f", "g"]
+
+
+def test_the_wait_is_bounded_and_a_lone_caller_then_commits_at_once() -> None:
+    store = Recorder()
+    group = GroupCommit(store, gather_seconds=0.05)
+    _a_group_of_three_callers(group, store)
+    assert group.submit(["e"]) == ["E"]  # nobody came: stored alone once the wait ran out
+    assert store.groups[-1] == ["e"]
+    slow = GroupCommit(store, gather_seconds=30)
+    for item in "xyz":  # one caller at a time never waits, however long the wait may be
+        lone, box = _in_thread(lambda item=item: slow.submit([item]))
+        lone.join(5)
+        assert box["value"] == [item.upper()]
+
+
+def test_without_a_wait_the_next_leader_commits_what_is_queued_at_once() -> None:
+    store = Recorder()
+    group = GroupCommit(store, gather_seconds=0)
+    _a_group_of_three_callers(group, store)
+    first, box = _in_thread(lambda: group.submit(["e"]))
+    first.join(5)
+    assert box["value"] == ["E"] and store.groups[-1] == ["e"]
+
+
 @pytest.mark.integration
 def test_concurrent_enqueue_trigger_calls_are_each_committed_on_return(
     pg_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
