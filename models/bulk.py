@@ -209,7 +209,7 @@ def bulk_insert(
     if not is_postgres(session) or len(rows) < ARRAY_FORM_FROM_ROWS:
         statement = _row_insert(session, table, ignore_conflicts, tuple(returning))
         if returning:
-            return list(session.execute(statement, rows, execution_options=options))
+            return list(session.execute(statement, rows, execution_options=options).all())
         session.execute(statement, rows, execution_options=options)
         return []
     names = list(rows[0])
@@ -230,6 +230,7 @@ def bulk_insert(
     if ignore_conflicts:
         statement = statement.on_conflict_do_nothing()
     if returning:
-        return list(session.execute(statement.returning(*returning), execution_options=options))
+        result = session.execute(statement.returning(*returning), execution_options=options)
+        return list(result.all())
     session.execute(statement, execution_options=options)
     return []

@@ -44,7 +44,7 @@ from worker.claim_planning import (
     plan_claim,
     with_items,
 )
-from worker.fair_shares import rows_of_sets, share_out
+from worker.fair_shares import PerSetQuery, rows_of_sets, share_out
 from worker.retry import next_attempt_at
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,11 @@ def reserve_due(session: Session, settings: Settings, now: datetime) -> list[lis
         )
 
     set_ids = session.scalars(select(Postback.event_set_id).where(reservable).distinct())
+    reservable_by_set = PerSetQuery(of_set)
     rows, _more_due = share_out(
         sorted(set_ids),
         settings.sweep_batch_size,
-        lambda shares: rows_of_sets(session, of_set, shares),
+        lambda shares: rows_of_sets(session, reservable_by_set, shares),
     )
     if not rows:
         return []

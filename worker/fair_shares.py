@@ -12,11 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import Integer, Select, column, select, true
-from sqlalchemy import values as values_clause
+from sqlalchemy import Integer, Select, bindparam, column, func, select, true
 from sqlalchemy.orm import Session
 
-from models.bulk import is_postgres
+from models.bulk import BinaryArray, is_postgres
 
 
 class PerSetRow(Protocol):
@@ -134,17 +133,42 @@ def _equal_shares(set_ids: Sequence[int], limit: int) -> list[SetShare]:
     ]
 
 
-def rows_of_sets(session: Session, of_set: OfSet, shares: Sequence[SetShare]) -> list[Any]:
-    """`of_set`'s rows for each share: on PostgreSQL one statement (each share by its own
-    LATERAL subquery), elsewhere one statement per set."""
+class PerSetQuery:
+    """A set's rows (`of_set`), and the statement that takes the rows of many shares at once,
+    built on its first use: keep one per `of_set` for as long as its statement holds."""
+
+    def __init__(self, of_set: OfSet) -> None:
+        self.of_set = of_set
+        self._of_shares: Select[Any] | None = None
+
+    def of_shares(self) -> Select[Any]:
+        """Each share by its own LATERAL subquery. The shares come as two array parameters
+        (`set_ids`, `limits`), not as a VALUES list, which SQLAlchemy can neither cache nor
+        reuse: it compiled that statement anew on every call."""
+        if self._of_shares is None:
+            wanted = (
+                func.unnest(
+                    bindparam("set_ids", type_=BinaryArray(Integer())),
+                    bindparam("limits", type_=BinaryArray(Integer())),
+                )
+                .table_valued(column("set_id", Integer), column("share", Integer))
+                .render_derived(name="wanted")
+            )
+            rows = self.of_set(wanted.c.set_id, None, wanted.c.share).lateral("rows")
+            self._of_shares = select(rows).select_from(wanted.join(rows, true()))
+        return self._of_shares
+
+
+def rows_of_sets(session: Session, query: PerSetQuery, shares: Sequence[SetShare]) -> list[Any]:
+    """`query`'s rows for each share: on PostgreSQL one statement, elsewhere one per set."""
     if not is_postgres(session) or len(shares) == 1 or any(share.after for share in shares):
         return [
             row
             for share in shares
-            for row in session.execute(of_set(share.set_id, share.after, share.limit))
+            for row in session.execute(query.of_set(share.set_id, share.after, share.limit)).all()
         ]
-    wanted = values_clause(column("set_id", Integer), column("share", Integer), name="wanted").data(
-        [(share.set_id, share.limit) for share in shares]
-    )
-    rows = of_set(wanted.c.set_id, None, wanted.c.share).lateral("rows")
-    return list(session.execute(select(rows).select_from(wanted.join(rows, true()))))
+    parameters = {
+        "set_ids": [share.set_id for share in shares],
+        "limits": [share.limit for share in shares],
+    }
+    return list(session.execute(query.of_shares(), parameters).all())

@@ -54,7 +54,7 @@ from models import (
 )
 from models.bulk import bulk_insert, is_postgres, matches_any, planned_for_its_parameters
 from worker.claim_planning import OutgoingBatch, plan_claim
-from worker.fair_shares import rows_of_sets, share_out, undoable_take
+from worker.fair_shares import PerSetQuery, rows_of_sets, share_out, undoable_take
 
 TRIGGERS = Trigger.__table__
 POSTBACKS = Postback.__table__
@@ -318,7 +318,7 @@ def resolve_triggers(
                 # leads take them in this order (by lead_ref) too.
                 .order_by(LEADS.c.lead_ref, LEADS.c.workspace_id)
                 .with_for_update(of=LEADS, read=True, key_share=True)
-            )
+            ).all()
         }
     set_ids = {t.event_set_id for t in triggers}
     event_sets = {
@@ -375,7 +375,7 @@ def take_waiting_fairly(session: Session, limit: int) -> tuple[list[Row[Any]], b
     return share_out(
         list(session.scalars(_EVENT_SETS_WAITING)),
         limit,
-        lambda shares: rows_of_sets(session, _waiting_of_set, shares),
+        lambda shares: rows_of_sets(session, _WAITING_BY_SET, shares),
         small_first=lambda: undoable_take(session),
     )
 
@@ -411,6 +411,9 @@ def _waiting(query: Select[Any], set_id: Any, after: int | None, limit: Any) -> 
     if after is not None:
         conditions.append(TRIGGERS.c.id > after)
     return query.where(*conditions).order_by(TRIGGERS.c.id).limit(limit)
+
+
+_WAITING_BY_SET = PerSetQuery(_waiting_of_set)
 
 
 def insert_claimed(

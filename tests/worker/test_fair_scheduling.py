@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -103,6 +104,37 @@ def test_more_sets_than_room_takes_one_of_as_many_sets_as_fit(
         seen.update(by_set)
     # The start rotates: no set is always left out (12 draws of 2 of 4 sets).
     assert len(seen) >= 3
+
+
+@pytest.mark.integration
+def test_the_shares_of_many_sets_are_one_statement_compiled_once(
+    pg_db: str, event_sets: dict[str, int]
+) -> None:
+    """PostgreSQL: whatever the sets and their shares, the rows of all of them are taken by
+    one statement, the same text every time, served from SQLAlchemy's compiled cache (a
+    VALUES list of the shares could not be cached, and was compiled on every batch)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    seen: list[tuple[str, str]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, _params: Any, context: Any, _many: Any) -> None:
+        if "LATERAL" in sql:
+            seen.append((sql, context._get_cache_stats()))
+
+    for name in ("busy", "quiet", "third"):
+        store(name, 5)
+    event.listen(Engine, "after_cursor_execute", record)
+    try:
+        for limit in (9, 6, 30):  # three shares of 3, of 2, of 10
+            with session_scope(workspace=ALL_WORKSPACES) as session:
+                rows, _more = take_waiting_fairly(session, limit)
+                session.rollback()
+            assert len(rows) == min(limit, 15)
+    finally:
+        event.remove(Engine, "after_cursor_execute", record)
+    assert len(seen) == 3 and len({sql for sql, _ in seen}) == 1
+    assert all(stats.startswith("cached since") for _, stats in seen[1:]), seen
 
 
 def test_the_whole_batch_is_used_when_only_one_set_waits(
