@@ -357,7 +357,11 @@ class PgBouncer:
         server_host: str = "127.0.0.1",
         server_port: int = 5432,
         pool_size: int = 4,
+        rotate_servers: bool = False,
     ) -> None:
+        """`rotate_servers`: every server connection opened from the start and each
+        transaction given the next one in turn (instead of the last one used), so a client's
+        consecutive transactions run on different server connections."""
         self.port = port
         self.log_path = folder / "pgbouncer.log"
         auth_file = folder / "users.txt"
@@ -381,6 +385,7 @@ class PgBouncer:
             f"default_pool_size = {pool_size}\n"
             "max_client_conn = 200\n"
             f"{tracking}"
+            + (f"server_round_robin = 1\nmin_pool_size = {pool_size}\n" if rotate_servers else "")
         )
         # PgBouncer refuses to run as root; `-u` drops to another user once it has read its
         # files (it logs to stderr, a file this process opened).

@@ -2,10 +2,11 @@
 
 A PgBouncer of the test's own (tests/conftest.py's `PgBouncer`, as the `through_pgbouncer`
 tests' session one; a free port, its config and auth file in the test's tmp dir,
-`default_pool_size = 2`) sits between the service and the shared PostgreSQL, so every server
-connection is shared by many client connections: the intake's (threads of this process) and
-the workers' (a real `celery worker` subprocess). Hundreds of triggers make each statement run
-well over psycopg's `prepare_threshold` (5) times on one client connection.
+`default_pool_size = 2`, both opened at once and handed out in turn) sits between the service
+and the shared PostgreSQL, so every server connection is shared by many client connections:
+the intake's (threads of this process) and the workers' (a real `celery worker` subprocess).
+Hundreds of triggers make each statement run well over psycopg's `prepare_threshold` (5) times
+on one client connection.
 
 With the setting, every event arrives. Without it, the same run fails with `prepared statement
 "_pg3_N" does not exist` (or `... already exists`, or `bind message supplies 2 parameters, but
@@ -68,6 +69,9 @@ def pgbouncer_url(pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         server_host=server.host or "127.0.0.1",
         server_port=server.port or 5432,
         pool_size=2,
+        # Without it, an idle pooler hands one client its last server connection again, and
+        # whether a prepared statement meets the other one depends on the run's timing.
+        rotate_servers=True,
     )
     try:
         bouncer.wait_listening()
