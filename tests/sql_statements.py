@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 class Statement:
     sql: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    # SQLAlchemy's compiled-cache status: "cached since ...", "generated in ...", "[no key]".
+    cache: str = ""
 
     @property
     def verb(self) -> str:
@@ -28,9 +30,12 @@ def recorded_statements(target: Engine | type[Engine] = Engine) -> Iterator[list
     block runs, in order. The list fills as they run."""
     seen: list[Statement] = []
 
-    def record(_conn: Any, _cursor: Any, sql: str, parameters: Any, *_: Any) -> None:
+    def record(
+        _conn: Any, _cursor: Any, sql: str, parameters: Any, context: Any, _many: Any
+    ) -> None:
         named = parameters if isinstance(parameters, dict) else {}
-        seen.append(Statement(sql, dict(named)))
+        cache = context._get_cache_stats() if context is not None else ""
+        seen.append(Statement(sql, dict(named), cache))
 
     event.listen(target, "before_cursor_execute", record)
     try:

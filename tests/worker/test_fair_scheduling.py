@@ -10,7 +10,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -27,6 +26,7 @@ from tests.conftest import (  # type: ignore[import-not-found]
     trigger_body,
     wait_for,
 )
+from tests.sql_statements import recorded_statements  # type: ignore[import-not-found]
 from worker.processing import process_triggers, take_waiting_fairly
 
 QUIET_SOURCE_ID = "7300000000000000077"
@@ -113,26 +113,15 @@ def test_the_shares_of_many_sets_are_one_statement_compiled_once(
     """PostgreSQL: whatever the sets and their shares, the rows of all of them are taken by
     one statement, the same text every time, served from SQLAlchemy's compiled cache (a
     VALUES list of the shares could not be cached, and was compiled on every batch)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    seen: list[tuple[str, str]] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, _params: Any, context: Any, _many: Any) -> None:
-        if "LATERAL" in sql:
-            seen.append((sql, context._get_cache_stats()))
-
     for name in ("busy", "quiet", "third"):
         store(name, 5)
-    event.listen(Engine, "after_cursor_execute", record)
-    try:
+    with recorded_statements() as statements:
         for limit in (9, 6, 30):  # three shares of 3, of 2, of 10
             with session_scope(workspace=ALL_WORKSPACES) as session:
                 rows, _more = take_waiting_fairly(session, limit)
                 session.rollback()
             assert len(rows) == min(limit, 15)
-    finally:
-        event.remove(Engine, "after_cursor_execute", record)
+    seen = [(s.sql, s.cache) for s in statements if "LATERAL" in s.sql]
     assert len(seen) == 3 and len({sql for sql, _ in seen}) == 1
     assert all(stats.startswith("cached since") for _, stats in seen[1:]), seen
 
