@@ -323,8 +323,11 @@ def _dispatch(trigger_ids: list[int]) -> None:
     from worker import wakeups
     from worker.tasks import process_triggers
 
+    settings = get_settings()
+    linger_ms = wakeups.linger_ms(settings)
     wakeups.wake(
-        get_settings(),
-        lambda: process_triggers.delay(trigger_ids),
+        settings,
+        lambda: process_triggers.delay(trigger_ids, linger_ms),
         f"{len(trigger_ids)} stored trigger(s)",
+        lingers_ms=linger_ms,
     )

@@ -36,6 +36,7 @@ import pytest
 from crm_postback.core.settings import get_settings, reset_settings_cache
 from crm_postback.simulator import SimulatorControl, SimulatorServer
 from models.db import reset_engine
+from worker import wakeups
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -145,6 +146,7 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     app.conf.task_always_eager = False
     reset_engine()
     reset_settings_cache()
+    wakeups.forget_lingering_wakeups()
 
 
 @pytest.fixture

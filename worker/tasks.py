@@ -11,7 +11,7 @@ from celery import Task
 from sqlalchemy.orm import Session
 
 from crm_postback.core.pacing import request_pacer
-from crm_postback.core.settings import Settings, get_settings
+from crm_postback.core.settings import MAX_BATCH_LINGER_MS, Settings, get_settings
 from crm_postback.observability.delivery_metrics import record_triggers_processed
 from crm_postback.observability.maintenance_metrics import record_sweep
 from crm_postback.observability.workspace_labels import known_labels
@@ -87,7 +87,12 @@ def _deliver_when_free(deferred: list[delivery.Deferred]) -> None:
 
 
 @app.task(name="postback.process_triggers", bind=True, acks_late=True, ignore_result=True)
-def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
+def process_triggers(
+    self: Task, trigger_ids: list[int], linger_ms: int | None = None
+) -> dict[str, Any]:
+    """`linger_ms`: how long the publisher was told this task waits before taking the ready
+    triggers (it stores more meanwhile without publishing); None, from a publisher that did
+    not say, waits this worker's BATCH_LINGER_MS."""
     settings = get_settings()
     also_ready = max(settings.sweep_batch_size - len(trigger_ids), 0)
     if (self.request.delivery_info or {}).get("redelivered"):
@@ -102,8 +107,9 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         # they ride along in this batch. A wake-up without ids comes from a full batch
         # (`_wake_again`): a backlog is waiting, so there is nothing to wait for.
         # BATCH_LINGER_MS is documented for Redis brokers only.
-        if settings.batch_linger_ms and trigger_ids and wakeups.on_redis(settings):
-            time.sleep(settings.batch_linger_ms / 1000)
+        linger = _linger_seconds(settings, linger_ms)
+        if linger and trigger_ids and wakeups.on_redis(settings):
+            time.sleep(linger)
         wakeups.release_wakeup(settings)
 
     def resolve_and_claim(
@@ -128,6 +134,14 @@ def process_triggers(self: Task, trigger_ids: list[int]) -> dict[str, Any]:
         _wake_again(settings)
     postbacks = sum(len(batch.items) for batch in batches)
     return {"triggers": resolved.taken, "postbacks": postbacks, "sent": _send_and_record(batches)}
+
+
+def _linger_seconds(settings: Settings, linger_ms: object) -> float:
+    if linger_ms is None:
+        return settings.batch_linger_ms / 1000
+    if not isinstance(linger_ms, int) or isinstance(linger_ms, bool):
+        return 0.0  # not from this project's publishers: take what is ready now
+    return min(max(linger_ms, 0), MAX_BATCH_LINGER_MS) / 1000
 
 
 def _wake_again(settings: Settings) -> None:

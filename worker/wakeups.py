@@ -11,6 +11,12 @@ broker (the embedded default: a burst of single triggers left one message each t
 the sweep that re-sends due retries waited behind all of them). Other brokers (memory://
 in tests) get one message per call.
 
+A wake-up for new triggers on Redis names how long its task lingers before it takes what is
+ready (`BATCH_LINGER_MS` of the process that published it). Until that much time has passed
+since this process claimed the flag, the task cannot have taken anything yet, so a trigger this
+process stores meanwhile rides in it without asking Redis: most of what a wake-up cost a caller
+of one trigger at a time was that round trip, answered "already pending" nearly every time.
+
 On a Sentinel broker the key lives on the master the sentinels name at the moment. Redis
 replicates it asynchronously: a failover may lose a flag just set (one spare wake-up) or keep
 one whose message was lost (the next trigger waits for the TTL, the sweeper runs what is due).
@@ -138,17 +144,43 @@ def release_wakeup(settings: Settings) -> None:
         _flag_file(settings).unlink(missing_ok=True)
 
 
-def wake(settings: Settings, publish: Callable[[], object], waiting: str) -> None:
+def linger_ms(settings: Settings) -> int:
+    """How long the task of a wake-up for new triggers waits before it takes what is ready:
+    only on Redis, where a burst's later triggers find the flag set and publish nothing."""
+    return settings.batch_linger_ms if on_redis(settings) else 0
+
+
+# Per (broker, queue): until when a wake-up this process published is certainly still
+# lingering, its task not yet started on the triggers (monotonic clock).
+_lingering_until: dict[tuple[str, str], float] = {}
+
+
+def forget_lingering_wakeups() -> None:
+    """Forgets this process's wake-ups (tests that reuse a queue name)."""
+    _lingering_until.clear()
+
+
+def wake(
+    settings: Settings, publish: Callable[[], object], waiting: str, *, lingers_ms: int = 0
+) -> None:
     """Publishes a wake-up unless one is pending. Never raises: with the broker down, the
-    stored rows (`waiting`, for the log) wait for the sweeper."""
+    stored rows (`waiting`, for the log) wait for the sweeper. `lingers_ms`: the published
+    task waits that long before it takes the ready triggers (the message says so)."""
+    queue = (settings.broker_url, settings.celery_queue)
+    if lingers_ms and time.monotonic() < _lingering_until.get(queue, 0.0):
+        return
 
     def publish_unless_pending() -> None:
+        # Taken before the claim: the task cannot start before the message is published.
+        claimed_at = time.monotonic()
         if claim_wakeup(settings):
             try:
                 publish()
             except Exception:
                 release_wakeup(settings)
                 raise
+            if lingers_ms:
+                _lingering_until[queue] = claimed_at + lingers_ms / 1000
 
     publish_or_leave_for_sweeper(publish_unless_pending, waiting)
 

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".postback")
 DEFAULT_RETRY_SCHEDULE = (10, 60, 300, 1800, 7200, 21600, 43200)
+MAX_BATCH_LINGER_MS = 1000
 
 
 class Settings(BaseSettings):
@@ -82,10 +83,12 @@ class Settings(BaseSettings):
     batch_linger_ms: int = Field(
         100,
         ge=0,
-        le=1000,
+        le=MAX_BATCH_LINGER_MS,
         description="A worker woken by new triggers waits this long before taking what is "
         "ready, so single triggers arriving together share one request (Redis broker only; "
-        "not when it was woken because a full batch left more waiting).",
+        "not when it was woken because a full batch left more waiting). The process that "
+        "stores the triggers decides: its wake-up carries its value, and it publishes no "
+        "other for that long.",
     )
     group_commit_wait_ms: float = Field(
         1.0,

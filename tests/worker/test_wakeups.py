@@ -161,3 +161,88 @@ def test_an_odd_queue_name_gets_a_flag_file_inside_the_broker_folder(
     assert wakeups.claim_wakeup(settings) is True
     flags = list(settings.broker_folder.glob("wakeup-*.pending"))
     assert len(flags) == 1 and flags[0].parent == settings.broker_folder
+
+
+def _counting_publish() -> tuple[list[int], Callable[[], None]]:
+    published: list[int] = []
+    return published, lambda: published.append(1)
+
+
+def test_a_lingering_wake_up_spares_this_process_s_claims_for_its_linger(
+    on_redis: Callable[[], int],
+) -> None:
+    """Within the linger the task cannot have taken anything yet: the next triggers of this
+    process need no claim. The flag is deleted in between, so a claim would have succeeded
+    and published: only not asking Redis explains a single message."""
+    settings = get_settings()
+    published, publish = _counting_publish()
+    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    wakeups.release_wakeup(settings)
+    for _ in range(3):
+        wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    assert published == [1]
+    assert wakeups.claim_wakeup(settings) is True  # nobody asked for the flag meanwhile
+
+
+def test_once_the_linger_has_passed_the_next_trigger_claims_again(
+    on_redis: Callable[[], int],
+) -> None:
+    settings = get_settings()
+    published, publish = _counting_publish()
+    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=50)
+    wakeups.release_wakeup(settings)  # its task started after the linger
+    time.sleep(0.1)
+    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=50)
+    assert published == [1, 1]
+
+
+def test_a_wake_up_that_does_not_linger_asks_redis_every_time(
+    on_redis: Callable[[], int],
+) -> None:
+    settings = get_settings()
+    published, publish = _counting_publish()
+    for _ in range(3):
+        wakeups.wake(settings, publish, "the remaining triggers")
+        wakeups.release_wakeup(settings)
+    assert published == [1, 1, 1]
+
+
+def test_a_wake_up_whose_flag_another_process_holds_spares_nothing(
+    on_redis: Callable[[], int],
+) -> None:
+    """Another process's pending wake-up says nothing about when its task takes the triggers:
+    once that flag is released, this process's next trigger claims and publishes."""
+    settings = get_settings()
+    assert wakeups.claim_wakeup(settings) is True  # another process's wake-up
+    published, publish = _counting_publish()
+    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    assert published == []
+    wakeups.release_wakeup(settings)  # its task started
+    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    assert published == [1]
+
+
+def test_a_failed_publish_spares_no_claim(on_redis: Callable[[], int]) -> None:
+    settings = get_settings()
+
+    def broker_down() -> None:
+        raise ConnectionError("broker down")
+
+    wakeups.wake(settings, broker_down, "the test's triggers", lingers_ms=60_000)
+    published, publish = _counting_publish()
+    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    assert published == [1]
+
+
+def test_a_lingering_wake_up_spares_only_its_own_queue(
+    on_redis: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published, publish = _counting_publish()
+    wakeups.wake(get_settings(), publish, "the test's triggers", lingers_ms=60_000)
+    queue = get_settings().celery_queue
+    apply_env(monkeypatch, CELERY_QUEUE=f"{queue}-other")
+    try:
+        wakeups.wake(get_settings(), publish, "the test's triggers", lingers_ms=60_000)
+        assert published == [1, 1]
+    finally:
+        wakeups.release_wakeup(get_settings())

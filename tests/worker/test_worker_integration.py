@@ -211,7 +211,7 @@ def test_broker_messages_carry_ids_not_match_keys(
     import base64
 
     body = json.loads(base64.b64decode(message["body"]))
-    assert body[0] == [[1]]  # args: one list of trigger ids
+    assert body[0] == [[1], 100]  # args: one list of trigger ids, the linger in ms
     assert RAW_EMAIL.encode() not in messages[0] and b"7946" not in messages[0]
 
 
@@ -242,3 +242,27 @@ def test_warm_shutdown_finishes_the_postback_in_flight(
     assert worker.process.wait(timeout=30) == 0
     assert statuses() == ["delivered"]
     assert simulator.stats()["events_unique"] == 1
+
+
+def test_a_trigger_stored_while_the_wake_up_lingers_rides_in_it(
+    start_worker: StartWorker,
+    simulator: SimulatorControl,
+    acme: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The publisher publishes no wake-up for the second trigger: the first one's task is
+    still lingering. That holds only if the task lingers as long as the publisher was told,
+    so the worker here has a shorter linger of its own (a host configured otherwise); with no
+    beat, a trigger the task missed would never be sent."""
+    apply_env(monkeypatch, BATCH_LINGER_MS="1000")
+    start_worker(beat=False, BATCH_LINGER_MS="0")
+    started = time.monotonic()
+    enqueue_trigger(trigger("lead.submitted", "L-ride-1", 1, match_keys={"email": "a@example.com"}))
+    # Long enough for a worker lingering its own 0 ms to have taken the first trigger alone.
+    time.sleep(0.4)
+    enqueue_trigger(trigger("lead.submitted", "L-ride-2", 1, match_keys={"email": "b@example.com"}))
+    spared = time.monotonic() - started < 1.0
+    simulator.wait_for_events(2, timeout=20)
+    assert simulator.stats()["events_unique"] == 2
+    if spared:  # else the second trigger published a wake-up of its own (a slow machine)
+        assert simulator.stats()["requests_total"] == 1  # both in the lingering task's request
