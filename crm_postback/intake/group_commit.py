@@ -37,7 +37,11 @@ class _Waiter(Generic[Item, Outcome]):
 
     def __init__(self, items: Sequence[Item]) -> None:
         self.items = items
-        self.done = threading.Event()
+        # Held until the waiter is told (its answer, or leadership): a lock released by
+        # another thread is the cheapest one-shot signal threading has (an Event is a
+        # Condition, which allocates a lock of its own for every wait).
+        self.done = threading.Lock()
+        self.done.acquire()
         self.lead = False  # set when leadership is handed to this waiter
         self.outcomes: list[Outcome] | None = None
         self.error: BaseException | None = None
@@ -61,6 +65,7 @@ class GroupCommit(Generic[Item, Outcome]):
         self._queue: list[_Waiter[Item, Outcome]] = []
         self._leading = False
         self._last_group_callers = 0
+        self._gathering_for = 0  # callers queued that a waiting leader wants; 0: none waits
 
     def submit(self, items: Sequence[Item]) -> list[Outcome]:
         if len(items) >= ALONE_FROM_ITEMS:
@@ -72,9 +77,12 @@ class GroupCommit(Generic[Item, Outcome]):
             self._queue.append(waiter)
             if not self._leading:
                 self._leading = waiter.lead = True
-            self._arrived.notify()
-        while not waiter.lead:
-            waiter.done.wait()
+            elif self._gathering_for and len(self._queue) >= self._gathering_for:
+                # Only the arrival that completes the group wakes the leader: each wake-up
+                # is a thread switch, which costs more than the leader's check.
+                self._arrived.notify()
+        if not waiter.lead:
+            waiter.done.acquire()
             if not waiter.lead:
                 return _answer(waiter)
         self._lead_one_group()
@@ -84,7 +92,13 @@ class GroupCommit(Generic[Item, Outcome]):
         with self._lock:
             expected = self._last_group_callers
             if expected > 1 and len(self._queue) < expected and self._gather_seconds > 0:
-                self._arrived.wait_for(lambda: len(self._queue) >= expected, self._gather_seconds)
+                self._gathering_for = expected
+                try:
+                    self._arrived.wait_for(
+                        lambda: len(self._queue) >= expected, self._gather_seconds
+                    )
+                finally:
+                    self._gathering_for = 0
             group: list[_Waiter[Item, Outcome]] = []
             size = 0
             while self._queue and (
@@ -119,12 +133,13 @@ class GroupCommit(Generic[Item, Outcome]):
                 if self._queue:
                     successor = self._queue[0]
                     successor.lead = True
-                    successor.done.set()
+                    successor.done.release()
                 else:
                     self._leading = False
             for waiter in group:
+                if not waiter.lead:
+                    waiter.done.release()
                 waiter.lead = False
-                waiter.done.set()
 
 
 def _answer(waiter: _Waiter[Item, Outcome]) -> list[Outcome]:

@@ -176,6 +176,40 @@ def test_without_a_wait_the_next_leader_commits_what_is_queued_at_once() -> None
     assert box["value"] == ["E"] and store.groups[-1] == ["e"]
 
 
+def test_many_threads_each_get_their_own_answer_or_error_once() -> None:
+    """Twelve threads, 3,600 calls, one in 25 bad: every call returns exactly once, with its
+    own answer, or its own error when it was the bad one; no caller is left waiting."""
+
+    def store(items: list[str]) -> list[str]:
+        if any(item.startswith("bad") for item in items):
+            raise ValueError("bad item in the group")
+        return [item.upper() for item in items]
+
+    group = GroupCommit(store, gather_seconds=0.001)
+    answers: dict[str, object] = {}
+
+    def caller(thread: int) -> None:
+        for n in range(300):
+            item = f"{'bad' if n % 25 == 7 else 'ok'}-{thread}-{n}"
+            try:
+                answers[item] = group.submit([item])
+            except ValueError as error:
+                answers[item] = error
+
+    threads = [threading.Thread(target=caller, args=(t,), daemon=True) for t in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(answers) == 3_600
+    for item, answer in answers.items():
+        if item.startswith("bad"):
+            assert isinstance(answer, ValueError)
+        else:
+            assert answer == [item.upper()]
+
+
 @pytest.mark.integration
 def test_concurrent_enqueue_trigger_calls_are_each_committed_on_return(
     pg_db: str, make_event_set: Callable[..., int], monkeypatch: pytest.MonkeyPatch
