@@ -324,10 +324,10 @@ def _dispatch(trigger_ids: list[int]) -> None:
     from worker.tasks import process_triggers
 
     settings = get_settings()
-    linger_ms = wakeups.linger_ms(settings)
+    linger_ms = wakeups.wakeup_linger_ms(settings)
     wakeups.wake(
         settings,
         lambda: process_triggers.delay(trigger_ids, linger_ms),
         f"{len(trigger_ids)} stored trigger(s)",
-        lingers_ms=linger_ms,
+        linger_ms=linger_ms,
     )

@@ -95,18 +95,23 @@ def process_triggers(
     not say, waits this worker's BATCH_LINGER_MS."""
     settings = get_settings()
     also_ready = max(settings.sweep_batch_size - len(trigger_ids), 0)
-    if (self.request.delivery_info or {}).get("redelivered"):
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    if redelivered:
         # A worker died running this message: count the run before trying again, so a
-        # trigger that kills workers is capped (the first delivery skips this commit).
+        # trigger that kills workers is capped (the first delivery skips this commit). This
+        # run takes only its own triggers; those stored meanwhile, which published nothing
+        # because of this message (its flag, or its linger at their publisher), are woken
+        # for once it has stored its own.
         with session_scope(workspace=ALL_WORKSPACES) as session:
             trigger_ids = processing.begin_attempt(session, trigger_ids, settings, utcnow())
             session.commit()
         also_ready = 0
+        wakeups.release_wakeup(settings)
     elif wakeups.shared(settings):
-        # Triggers stored while we linger find the flag still set and publish nothing:
-        # they ride along in this batch. A wake-up without ids comes from a full batch
-        # (`_wake_again`): a backlog is waiting, so there is nothing to wait for.
-        # BATCH_LINGER_MS is documented for Redis brokers only.
+        # Triggers stored while we linger find the flag still set, or their publisher knows
+        # this task is still lingering, and publish nothing: they ride along in this batch.
+        # A wake-up without ids comes from a full batch (`_wake_again`): a backlog is
+        # waiting, so there is nothing to wait for. Only Redis brokers linger.
         linger = _linger_seconds(settings, linger_ms)
         if linger and trigger_ids and wakeups.on_redis(settings):
             time.sleep(linger)
@@ -130,7 +135,7 @@ def process_triggers(
 
     resolved, batches = in_transaction(resolve_and_claim, workspace=ALL_WORKSPACES)
     record_triggers_processed(resolved.taken)
-    if resolved.full and not resolved.woke_early:
+    if redelivered or (resolved.full and not resolved.woke_early):
         _wake_again(settings)
     postbacks = sum(len(batch.items) for batch in batches)
     return {"triggers": resolved.taken, "postbacks": postbacks, "sent": _send_and_record(batches)}

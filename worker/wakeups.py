@@ -144,7 +144,7 @@ def release_wakeup(settings: Settings) -> None:
         _flag_file(settings).unlink(missing_ok=True)
 
 
-def linger_ms(settings: Settings) -> int:
+def wakeup_linger_ms(settings: Settings) -> int:
     """How long the task of a wake-up for new triggers waits before it takes what is ready:
     only on Redis, where a burst's later triggers find the flag set and publish nothing."""
     return settings.batch_linger_ms if on_redis(settings) else 0
@@ -161,17 +161,18 @@ def forget_lingering_wakeups() -> None:
 
 
 def wake(
-    settings: Settings, publish: Callable[[], object], waiting: str, *, lingers_ms: int = 0
+    settings: Settings, publish: Callable[[], object], waiting: str, *, linger_ms: int = 0
 ) -> None:
     """Publishes a wake-up unless one is pending. Never raises: with the broker down, the
-    stored rows (`waiting`, for the log) wait for the sweeper. `lingers_ms`: the published
+    stored rows (`waiting`, for the log) wait for the sweeper. `linger_ms`: the published
     task waits that long before it takes the ready triggers (the message says so)."""
-    queue = (settings.broker_url, settings.celery_queue)
-    if lingers_ms and time.monotonic() < _lingering_until.get(queue, 0.0):
+    key = (settings.broker_url, settings.celery_queue)
+    if linger_ms and time.monotonic() < _lingering_until.get(key, 0.0):
         return
 
     def publish_unless_pending() -> None:
-        # Taken before the claim: the task cannot start before the message is published.
+        # The task starts after the claim, so a time taken before it can only end the
+        # window early, never late.
         claimed_at = time.monotonic()
         if claim_wakeup(settings):
             try:
@@ -179,8 +180,8 @@ def wake(
             except Exception:
                 release_wakeup(settings)
                 raise
-            if lingers_ms:
-                _lingering_until[queue] = claimed_at + lingers_ms / 1000
+            if linger_ms:
+                _lingering_until[key] = claimed_at + linger_ms / 1000
 
     publish_or_leave_for_sweeper(publish_unless_pending, waiting)
 

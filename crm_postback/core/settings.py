@@ -87,8 +87,8 @@ class Settings(BaseSettings):
         description="A worker woken by new triggers waits this long before taking what is "
         "ready, so single triggers arriving together share one request (Redis broker only; "
         "not when it was woken because a full batch left more waiting). The process that "
-        "stores the triggers decides: its wake-up carries its value, and it publishes no "
-        "other for that long.",
+        "stores the triggers decides: its wake-up carries its value, and after a wake-up it "
+        "published itself it asks Redis for no other for that long.",
     )
     group_commit_wait_ms: float = Field(
         1.0,

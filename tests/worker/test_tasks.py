@@ -1,12 +1,21 @@
-"""The tasks' own handling of what a message carries."""
+"""The tasks' handling of what a wake-up message carries, and of a repeated run."""
 
 from __future__ import annotations
 
-import pytest
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import select
+
+from crm_postback.api import enqueue_trigger
 from crm_postback.core.settings import MAX_BATCH_LINGER_MS, get_settings
+from models import Trigger, TriggerStatus
+from models.db import session_scope
+from models.workspace_scope import ALL_WORKSPACES
 from tests.conftest import apply_env  # type: ignore[import-not-found]
-from worker.tasks import _linger_seconds
+from worker.tasks import _linger_seconds, process_triggers
 
 
 @pytest.mark.parametrize(
@@ -28,3 +37,71 @@ def test_a_wake_up_lingers_as_its_message_says_within_the_setting_s_bounds(
 ) -> None:
     apply_env(monkeypatch, BATCH_LINGER_MS="250")
     assert _linger_seconds(get_settings(), carried) == seconds
+
+
+@pytest.fixture
+def redis_queue(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], int]]:
+    import redis
+
+    apply_env(monkeypatch, BROKER_URL=redis_url, CELERY_QUEUE=f"tasks-{time.time_ns()}")
+    client = redis.Redis.from_url(redis_url)
+    queue = get_settings().celery_queue
+    yield lambda: int(client.llen(queue))
+    client.delete(queue, f"postback:wakeup:{queue}")
+
+
+def _submitted(lead: str) -> dict[str, object]:
+    return {
+        "type": "lead.submitted",
+        "lead_id": lead,
+        "event_set": "acme",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "match_keys": {"email": f"{lead.lower()}@example.com"},
+    }
+
+
+def _run(trigger_ids: list[int], linger_ms: int, *, redelivered: bool = False) -> None:
+    process_triggers.push_request(delivery_info={"redelivered": redelivered})
+    try:
+        process_triggers.run(trigger_ids, linger_ms)
+    finally:
+        process_triggers.pop_request()
+
+
+def test_a_redelivered_wake_up_wakes_another_for_the_triggers_that_rode_on_it(
+    redis_queue: Callable[[], int], sqlite_db: str, make_event_set: Callable[..., int]
+) -> None:
+    """The second trigger published nothing: the first one's wake-up was pending. That
+    message's worker died, and its repeated run takes only its own trigger: it must wake
+    another task for the second, or only the sweeper would send it."""
+    make_event_set()
+    first = enqueue_trigger(_submitted("L-first"))
+    second = enqueue_trigger(_submitted("L-second"))
+    assert redis_queue() == 1
+    _run([first.trigger_id], 100, redelivered=True)
+    assert redis_queue() == 2  # a wake-up for what is still waiting
+    with session_scope(workspace=ALL_WORKSPACES) as session:
+        statuses = {t.id: t.status for t in session.scalars(select(Trigger))}
+    assert statuses == {
+        first.trigger_id: TriggerStatus.RESOLVED,
+        second.trigger_id: TriggerStatus.RECEIVED,
+    }
+
+
+def test_only_a_first_wake_up_for_new_triggers_on_redis_lingers(
+    redis_queue: Callable[[], int],
+    sqlite_db: str,
+    make_event_set: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_event_set()
+    slept: list[float] = []
+    monkeypatch.setattr("worker.tasks.time.sleep", slept.append)
+    ids = [enqueue_trigger(_submitted(f"L-{n}")).trigger_id for n in range(3)]
+    _run([ids[0]], 300)
+    assert slept == [0.3]
+    _run([], 300)  # a full batch left more waiting: nothing to wait for
+    _run([ids[1]], 300, redelivered=True)  # a worker died: no second linger
+    apply_env(monkeypatch, BROKER_URL="memory://")
+    _run([ids[2]], 300)  # only Redis brokers linger
+    assert slept == [0.3]

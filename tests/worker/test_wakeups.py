@@ -176,10 +176,10 @@ def test_a_lingering_wake_up_spares_this_process_s_claims_for_its_linger(
     and published: only not asking Redis explains a single message."""
     settings = get_settings()
     published, publish = _counting_publish()
-    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    wakeups.wake(settings, publish, "the test's triggers", linger_ms=60_000)
     wakeups.release_wakeup(settings)
     for _ in range(3):
-        wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+        wakeups.wake(settings, publish, "the test's triggers", linger_ms=60_000)
     assert published == [1]
     assert wakeups.claim_wakeup(settings) is True  # nobody asked for the flag meanwhile
 
@@ -189,10 +189,10 @@ def test_once_the_linger_has_passed_the_next_trigger_claims_again(
 ) -> None:
     settings = get_settings()
     published, publish = _counting_publish()
-    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=50)
+    wakeups.wake(settings, publish, "the test's triggers", linger_ms=50)
     wakeups.release_wakeup(settings)  # its task started after the linger
     time.sleep(0.1)
-    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=50)
+    wakeups.wake(settings, publish, "the test's triggers", linger_ms=50)
     assert published == [1, 1]
 
 
@@ -215,10 +215,10 @@ def test_a_wake_up_whose_flag_another_process_holds_spares_nothing(
     settings = get_settings()
     assert wakeups.claim_wakeup(settings) is True  # another process's wake-up
     published, publish = _counting_publish()
-    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    wakeups.wake(settings, publish, "the test's triggers", linger_ms=60_000)
     assert published == []
     wakeups.release_wakeup(settings)  # its task started
-    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    wakeups.wake(settings, publish, "the test's triggers", linger_ms=60_000)
     assert published == [1]
 
 
@@ -228,9 +228,9 @@ def test_a_failed_publish_spares_no_claim(on_redis: Callable[[], int]) -> None:
     def broker_down() -> None:
         raise ConnectionError("broker down")
 
-    wakeups.wake(settings, broker_down, "the test's triggers", lingers_ms=60_000)
+    wakeups.wake(settings, broker_down, "the test's triggers", linger_ms=60_000)
     published, publish = _counting_publish()
-    wakeups.wake(settings, publish, "the test's triggers", lingers_ms=60_000)
+    wakeups.wake(settings, publish, "the test's triggers", linger_ms=60_000)
     assert published == [1]
 
 
@@ -238,11 +238,29 @@ def test_a_lingering_wake_up_spares_only_its_own_queue(
     on_redis: Callable[[], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     published, publish = _counting_publish()
-    wakeups.wake(get_settings(), publish, "the test's triggers", lingers_ms=60_000)
+    wakeups.wake(get_settings(), publish, "the test's triggers", linger_ms=60_000)
     queue = get_settings().celery_queue
     apply_env(monkeypatch, CELERY_QUEUE=f"{queue}-other")
     try:
-        wakeups.wake(get_settings(), publish, "the test's triggers", lingers_ms=60_000)
+        wakeups.wake(get_settings(), publish, "the test's triggers", linger_ms=60_000)
         assert published == [1, 1]
     finally:
         wakeups.release_wakeup(get_settings())
+
+
+def test_the_spared_window_starts_at_the_claim_not_when_the_publish_returns(
+    on_redis: Callable[[], int],
+) -> None:
+    """The task may start while `delay()` is still returning: a window counted from the end
+    of a slow publish would outlast the task's linger."""
+    settings = get_settings()
+    published: list[int] = []
+
+    def slow_publish() -> None:
+        published.append(1)
+        time.sleep(0.2)
+
+    wakeups.wake(settings, slow_publish, "the test's triggers", linger_ms=100)
+    wakeups.release_wakeup(settings)  # its task lingered 100 ms from the claim and started
+    wakeups.wake(settings, slow_publish, "the test's triggers", linger_ms=100)
+    assert published == [1, 1]

@@ -261,8 +261,9 @@ def test_a_trigger_stored_while_the_wake_up_lingers_rides_in_it(
     # Long enough for a worker lingering its own 0 ms to have taken the first trigger alone.
     time.sleep(0.4)
     enqueue_trigger(trigger("lead.submitted", "L-ride-2", 1, match_keys={"email": "b@example.com"}))
-    spared = time.monotonic() - started < 1.0
+    if time.monotonic() - started >= 1.0:
+        # The second trigger published a wake-up of its own: nothing here was spared.
+        pytest.skip("the machine took longer than the linger to store two triggers")
     simulator.wait_for_events(2, timeout=20)
     assert simulator.stats()["events_unique"] == 2
-    if spared:  # else the second trigger published a wake-up of its own (a slow machine)
-        assert simulator.stats()["requests_total"] == 1  # both in the lingering task's request
+    assert simulator.stats()["requests_total"] == 1  # both in the lingering task's request

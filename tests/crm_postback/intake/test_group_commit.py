@@ -178,10 +178,16 @@ def test_without_a_wait_the_next_leader_commits_what_is_queued_at_once() -> None
 
 def test_many_threads_each_get_their_own_answer_or_error_once() -> None:
     """Twelve threads, 3,600 calls, one in 25 bad: every call returns exactly once, with its
-    own answer, or its own error when it was the bad one; no caller is left waiting."""
+    own answer, or its own error when it was the bad one; no caller is left waiting. The
+    calls share groups, and groups with a bad call are retried caller by caller."""
+
+    sizes: list[tuple[int, bool]] = []
 
     def store(items: list[str]) -> list[str]:
-        if any(item.startswith("bad") for item in items):
+        bad = any(item.startswith("bad") for item in items)
+        sizes.append((len(items), bad))
+        time.sleep(0.0005)  # a commit's round trip: others queue meanwhile
+        if bad:
             raise ValueError("bad item in the group")
         return [item.upper() for item in items]
 
@@ -202,6 +208,8 @@ def test_many_threads_each_get_their_own_answer_or_error_once() -> None:
     for thread in threads:
         thread.join(60)
     assert not any(thread.is_alive() for thread in threads)
+    assert max(size for size, _ in sizes) > 1  # calls did share groups
+    assert any(size > 1 and bad for size, bad in sizes)  # and some were retried one by one
     assert len(answers) == 3_600
     for item, answer in answers.items():
         if item.startswith("bad"):
