@@ -85,20 +85,18 @@ class GroupCommit(Generic[Item, Outcome]):
             waiter.done.acquire()
             if not waiter.lead:
                 return _answer(waiter)
-        self._lead_one_group()
+        self._lead_one_group(waiter)
         return _answer(waiter)
 
-    def _lead_one_group(self) -> None:
+    def _lead_one_group(self, leader: _Waiter[Item, Outcome]) -> None:
         with self._lock:
-            expected = self._last_group_callers
-            if expected > 1 and len(self._queue) < expected and self._gather_seconds > 0:
-                self._gathering_for = expected
-                try:
-                    self._arrived.wait_for(
-                        lambda: len(self._queue) >= expected, self._gather_seconds
-                    )
-                finally:
-                    self._gathering_for = 0
+            try:
+                self._gather()
+            except BaseException:
+                # Interrupted while it waited: this caller stores nothing, the next one leads.
+                self._queue.remove(leader)
+                self._hand_on()
+                raise
             group: list[_Waiter[Item, Outcome]] = []
             size = 0
             while self._queue and (
@@ -126,20 +124,39 @@ class GroupCommit(Generic[Item, Outcome]):
                     except Exception as error:
                         waiter.error = error
         except BaseException as error:
+            # An interrupt in the middle of the one-by-one retries: those already stored keep
+            # their answers; the leader's caller sees the interrupt.
             for waiter in group:
-                waiter.error = error
+                if waiter.outcomes is None:
+                    waiter.error = error
+            raise
         finally:
             with self._lock:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.lead = True
-                    successor.done.release()
-                else:
-                    self._leading = False
+                self._hand_on()
             for waiter in group:
                 if not waiter.lead:
                     waiter.done.release()
                 waiter.lead = False
+
+    def _gather(self) -> None:
+        """With the lock held: waits up to `gather_seconds` for as many callers as the last
+        group had."""
+        expected = self._last_group_callers
+        if expected > 1 and len(self._queue) < expected and self._gather_seconds > 0:
+            self._gathering_for = expected
+            try:
+                self._arrived.wait_for(lambda: len(self._queue) >= expected, self._gather_seconds)
+            finally:
+                self._gathering_for = 0
+
+    def _hand_on(self) -> None:
+        """With the lock held: the first caller queued leads next, or nobody leads."""
+        if self._queue:
+            successor = self._queue[0]
+            successor.lead = True
+            successor.done.release()
+        else:
+            self._leading = False
 
 
 def _answer(waiter: _Waiter[Item, Outcome]) -> list[Outcome]:

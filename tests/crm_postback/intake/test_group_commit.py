@@ -126,6 +126,67 @@ def test_a_large_batch_commits_on_its_own_while_a_group_is_in_flight() -> None:
     assert big_box["value"] == [item.upper() for item in big]
 
 
+class Interrupt(BaseException):
+    """What KeyboardInterrupt or a thread's async exception looks like to the group."""
+
+
+def test_a_leader_interrupted_while_it_gathers_hands_on_and_stores_nothing() -> None:
+    store = Recorder()
+    group = GroupCommit(store, gather_seconds=0.5)
+    _a_group_of_three_callers(group, store)
+    behind: list[tuple[threading.Thread, dict[str, Any]]] = []
+    gathering = group._arrived
+    real_wait = gathering.wait_for
+
+    def interrupted_wait(predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        gathering.wait_for = real_wait  # type: ignore[method-assign]
+        # As the real wait: the lock is let go meanwhile, and another caller queues.
+        gathering.release()
+        behind.append(_in_thread(lambda: group.submit(["f"])))
+        time.sleep(0.2)
+        gathering.acquire()
+        raise Interrupt
+
+    gathering.wait_for = interrupted_wait  # type: ignore[method-assign]
+    with pytest.raises(Interrupt):
+        group.submit(["e"])
+    [(thread, box)] = behind
+    thread.join(5)
+    assert box["value"] == ["F"]  # the caller behind it led its own group
+    assert all("e" not in stored for stored in store.groups)
+    assert group.submit(["g"]) == ["G"]
+
+
+def test_an_interrupt_during_the_one_by_one_retries_keeps_the_answers_already_stored() -> None:
+    """The interrupt reaches the leader's caller; a caller stored alone before it keeps its
+    answer, and the one not stored gets the interrupt as its error."""
+    committed: list[str] = []
+
+    def store(items: list[str]) -> list[str]:
+        if "gate" in items:
+            time.sleep(0.4)
+        if len(items) > 1:
+            raise ValueError("the shared transaction failed")
+        if items == ["interrupted"]:
+            raise Interrupt
+        committed.extend(items)
+        return [item.upper() for item in items]
+
+    group = GroupCommit(store)
+    first, _ = _in_thread(lambda: group.submit(["gate"]))
+    queued = []
+    for item in ("leader", "ok", "interrupted"):  # queued in this order behind the gate
+        time.sleep(0.05)
+        queued.append(_in_thread(lambda item=item: group.submit([item])))
+    for thread, _ in [(first, None), *queued]:
+        thread.join(5)
+    (_, leader), (_, ok), (_, interrupted) = queued
+    assert committed == ["gate", "leader", "ok"]
+    assert isinstance(leader["error"], Interrupt)
+    assert ok == {"value": ["OK"]}
+    assert isinstance(interrupted["error"], Interrupt)
+
+
 def _a_group_of_three_callers(group: GroupCommit[str, str], store: Recorder) -> None:
     """The leader "a" holds the store while b, c and d queue; they commit as one group."""
     leader, _ = _in_thread(lambda: group.submit(["a"]))
