@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -14,7 +12,7 @@ from crm_postback.core.settings import MAX_BATCH_LINGER_MS, get_settings
 from models import Trigger, TriggerStatus
 from models.db import session_scope
 from models.workspace_scope import ALL_WORKSPACES
-from tests.conftest import apply_env  # type: ignore[import-not-found]
+from tests.conftest import apply_env, trigger_body  # type: ignore[import-not-found]
 from worker.tasks import _linger_seconds, process_triggers
 
 
@@ -39,25 +37,8 @@ def test_a_wake_up_lingers_as_its_message_says_within_the_setting_s_bounds(
     assert _linger_seconds(get_settings(), carried) == seconds
 
 
-@pytest.fixture
-def redis_queue(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], int]]:
-    import redis
-
-    apply_env(monkeypatch, BROKER_URL=redis_url, CELERY_QUEUE=f"tasks-{time.time_ns()}")
-    client = redis.Redis.from_url(redis_url)
-    queue = get_settings().celery_queue
-    yield lambda: int(client.llen(queue))
-    client.delete(queue, f"postback:wakeup:{queue}")
-
-
 def _submitted(lead: str) -> dict[str, object]:
-    return {
-        "type": "lead.submitted",
-        "lead_id": lead,
-        "event_set": "acme",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "match_keys": {"email": f"{lead.lower()}@example.com"},
-    }
+    return trigger_body("lead.submitted", lead, match_keys={"email": f"{lead.lower()}@example.com"})
 
 
 def _run(trigger_ids: list[int], linger_ms: int, *, redelivered: bool = False) -> None:
@@ -69,7 +50,7 @@ def _run(trigger_ids: list[int], linger_ms: int, *, redelivered: bool = False) -
 
 
 def test_a_redelivered_wake_up_wakes_another_for_the_triggers_that_rode_on_it(
-    redis_queue: Callable[[], int], sqlite_db: str, make_event_set: Callable[..., int]
+    on_redis: Callable[[], int], sqlite_db: str, make_event_set: Callable[..., int]
 ) -> None:
     """The second trigger published nothing: the first one's wake-up was pending. That
     message's worker died, and its repeated run takes only its own trigger: it must wake
@@ -77,9 +58,9 @@ def test_a_redelivered_wake_up_wakes_another_for_the_triggers_that_rode_on_it(
     make_event_set()
     first = enqueue_trigger(_submitted("L-first"))
     second = enqueue_trigger(_submitted("L-second"))
-    assert redis_queue() == 1
+    assert on_redis() == 1
     _run([first.trigger_id], 100, redelivered=True)
-    assert redis_queue() == 2  # a wake-up for what is still waiting
+    assert on_redis() == 2  # a wake-up for what is still waiting
     with session_scope(workspace=ALL_WORKSPACES) as session:
         statuses = {t.id: t.status for t in session.scalars(select(Trigger))}
     assert statuses == {
@@ -89,7 +70,7 @@ def test_a_redelivered_wake_up_wakes_another_for_the_triggers_that_rode_on_it(
 
 
 def test_only_a_first_wake_up_for_new_triggers_on_redis_lingers(
-    redis_queue: Callable[[], int],
+    on_redis: Callable[[], int],
     sqlite_db: str,
     make_event_set: Callable[..., int],
     monkeypatch: pytest.MonkeyPatch,

@@ -14,17 +14,6 @@ from tests.conftest import apply_env  # type: ignore[import-not-found]
 from worker import wakeups
 
 
-@pytest.fixture
-def on_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    import redis
-
-    apply_env(monkeypatch, BROKER_URL=redis_url, CELERY_QUEUE=f"wake-{time.time_ns()}")
-    client = redis.Redis.from_url(redis_url)
-    queue = get_settings().celery_queue
-    yield lambda: int(client.llen(queue))
-    client.delete(queue, f"postback:wakeup:{queue}")
-
-
 def test_flag_is_taken_once_until_released(on_redis: Callable[[], int]) -> None:
     settings = get_settings()
     assert wakeups.claim_wakeup(settings) is True
